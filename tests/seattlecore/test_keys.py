@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import seattlecore
+from seattlecore import BadSignature, KeyFormatError, KeyPair, PublicKey
+
+
+def test_exports() -> None:
+    assert set(seattlecore.__all__) == {
+        "BadSignature", "CoreError", "KeyFormatError", "KeyPair", "PublicKey",
+        "load_private", "load_public", "save_keypair", "write_atomic",
+    }
+
+
+def test_sign_verify_and_domain_separation() -> None:
+    keys = KeyPair.generate()
+    sig = keys.sign(b"dom-a", b"body")
+    keys.public.verify(b"dom-a", b"body", sig)
+    with pytest.raises(BadSignature):
+        keys.public.verify(b"dom-b", b"body", sig)
+    with pytest.raises(BadSignature):
+        keys.public.verify(b"dom-a", b"bodx", sig)
+    with pytest.raises(BadSignature):
+        KeyPair.generate().public.verify(b"dom-a", b"body", sig)
+
+
+def test_text_round_trip_and_errors() -> None:
+    pub = KeyPair.generate().public
+    assert PublicKey.from_text(pub.to_text()) == pub
+    for bad in ["", "zz" * 32, "ab" * 31]:
+        with pytest.raises(KeyFormatError):
+            PublicKey.from_text(bad)
+
+
+def test_key_files(tmp_path: Path) -> None:
+    keys = KeyPair.generate()
+    pub, priv = seattlecore.save_keypair(tmp_path, "alice", keys)
+    assert priv.stat().st_mode & 0o777 == 0o600
+    assert seattlecore.load_public(pub) == keys.public
+    assert seattlecore.load_private(priv) == keys
+    priv.write_text("nothex")
+    with pytest.raises(KeyFormatError):
+        seattlecore.load_private(priv)
+    with pytest.raises(KeyFormatError):
+        seattlecore.load_public(tmp_path / "missing.publickey")
