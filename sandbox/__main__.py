@@ -1,0 +1,106 @@
+"""``seattle-sandbox run``: run one program locally exactly as a vessel would (like repy.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import trio
+
+from sandbox.errors import SandboxError
+from sandbox.resources import ResourceTable, parse_resources
+from sandbox.supervisor import Supervisor, VesselReport
+from sandbox.vesselfiles import check_filename
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seattle-sandbox", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run PROGRAM.py in a sandboxed vessel and print its log")
+    run.add_argument("--resources", type=Path, help="resource file (default: built-in)")
+    run.add_argument("--dir", type=Path, help="vessel directory (default: a temporary one)")
+    run.add_argument("--timeout", type=float, default=None, help="stop the program after N s")
+    run.add_argument("--no-harden", action="store_true", help="skip the OS layers (debugging)")
+    run.add_argument("-v", "--verbose", action="store_true", help="show supervisor logging")
+    run.add_argument("program", type=Path)
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    check = sub.add_parser("check", help="compile PROGRAM.py under the policy; do not run it")
+    check.add_argument("program", type=Path)
+    return parser
+
+
+def default_resources() -> ResourceTable:
+    text = (Path(__file__).parent / "default.resources").read_text()
+    return parse_resources(text)
+
+
+async def run_program(args: argparse.Namespace, table: ResourceTable, vessel_dir: Path) -> VesselReport:
+    name = args.program.name.lower()
+    check_filename(name)
+    target = vessel_dir / name
+    if target.resolve() != args.program.resolve():
+        shutil.copyfile(args.program, target)
+    async with Supervisor.open(harden=not args.no_harden) as supervisor:
+        await supervisor.start("local", vessel_dir, table, name, args.args)
+        printed = 0
+        with trio.move_on_after(args.timeout if args.timeout else float("inf")) as scope:
+            while supervisor.report("local").status == "Started":
+                printed = _print_new(supervisor.read_log("local"), printed)
+                await trio.sleep(0.05)
+        if scope.cancelled_caught:
+            await supervisor.stop("local")
+        _print_new(supervisor.read_log("local"), printed)
+        return supervisor.report("local")
+
+
+def _print_new(snapshot: bytes, printed: int) -> int:
+    """Print the part of a growing log we have not shown (best effort past 16 KiB)."""
+    fresh = snapshot[printed:] if printed <= len(snapshot) else snapshot
+    if fresh:
+        sys.stdout.write(fresh.decode("utf-8", "replace"))
+        sys.stdout.flush()
+    return len(snapshot)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args.program)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        table = parse_resources(args.resources.read_text()) if args.resources else default_resources()
+        with tempfile.TemporaryDirectory(prefix="vessel-") as scratch:
+            vessel_dir = args.dir or Path(scratch)
+            vessel_dir.mkdir(parents=True, exist_ok=True)
+            report = trio.run(run_program, args, table, vessel_dir)
+    except (SandboxError, OSError) as exc:
+        print(f"seattle-sandbox: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # e.g. a Repy argument error for a bad file name
+        print(f"seattle-sandbox: {exc}", file=sys.stderr)
+        return 2
+    ok = report.exit_code == 0 and report.status == "Terminated"
+    if not ok:
+        print(f"seattle-sandbox: {report.status}: {report.exit_reason}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _check(program: Path) -> int:
+    from sandbox.compiler import CompileFailed, compile_program
+
+    result = compile_program(program.read_bytes())
+    if isinstance(result, CompileFailed):
+        for error in result.errors:
+            print(f"{program}: {error}", file=sys.stderr)
+        return 1
+    print(f"{program}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

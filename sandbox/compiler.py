@@ -1,0 +1,97 @@
+"""Compile vessel programs with RestrictedPython 9.0 under this project's policy.
+
+The policy is RestrictedPython's default-deny transformer plus Seattle's string rules
+(``repy_v2/safe.py``): no import statements, no string constant or attribute containing
+``__``, no attribute with an introspection prefix (``f_ gi_ cr_ ag_ tb_ co_ im_ func_``),
+and no ``mro``/``format``/``format_map`` attributes. Errors come back as data with line
+numbers (``CompileFailed``), never as exceptions.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from types import CodeType
+
+from RestrictedPython import compile_restricted_exec
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+MAX_SOURCE_BYTES = 1_000_000
+FORBIDDEN_ATTR_PREFIXES = ("f_", "gi_", "cr_", "ag_", "tb_", "co_", "im_", "func_")
+FORBIDDEN_ATTRS = frozenset({"mro", "format", "format_map"})
+PROGRAM_FILENAME = "<vessel>"
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A program that passed the policy."""
+
+    code: CodeType
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompileFailed:
+    """A program the policy refused; each error reads ``Line N: why``."""
+
+    errors: tuple[str, ...]
+
+    def summary(self) -> str:
+        """The first error, for one-line reports."""
+        return self.errors[0] if self.errors else "compile failed"
+
+
+def attribute_forbidden(name: str) -> bool:
+    """True for attribute names the policy refuses at compile time and at run time."""
+    return (
+        name.startswith("_")
+        or "__" in name
+        or name in FORBIDDEN_ATTRS
+        or name.startswith(FORBIDDEN_ATTR_PREFIXES)
+    )
+
+
+class VesselPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's transformer with Seattle's extra rules."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        if isinstance(node.value, str | bytes) and _has_dunder(node.value):
+            self.error(node, 'string constants may not contain "__".')
+        return super().visit_Constant(node)  # type: ignore[no-any-return]
+
+    def visit_Import(self, node: ast.Import) -> ast.AST:
+        self.error(node, "import statements are not allowed in vessels; the Repy API is built in.")
+        return node
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
+        self.error(node, "import statements are not allowed in vessels; the Repy API is built in.")
+        return node
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if not node.attr.startswith("_") and attribute_forbidden(node.attr):
+            self.error(node, f'"{node.attr}" is a restricted attribute in vessels.')
+        return super().visit_Attribute(node)  # type: ignore[no-any-return]
+
+
+def _has_dunder(value: str | bytes) -> bool:
+    return ("__" in value) if isinstance(value, str) else (b"__" in value)
+
+
+def compile_program(source: str | bytes, filename: str = PROGRAM_FILENAME) -> Compiled | CompileFailed:
+    """Compile ``source`` under the vessel policy; refused programs return CompileFailed."""
+    if len(source) > MAX_SOURCE_BYTES:
+        return CompileFailed((f"Line 1: program is larger than {MAX_SOURCE_BYTES} bytes",))
+    if isinstance(source, bytes):
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return CompileFailed((f"Line 1: program is not UTF-8 ({exc.reason})",))
+    if "\x00" in source:
+        return CompileFailed(("Line 1: program contains a NUL byte",))
+    try:
+        result = compile_restricted_exec(source, filename=filename, policy=VesselPolicy)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return CompileFailed((f"Line 1: cannot compile: {type(exc).__name__}",))
+    if result.errors or result.code is None:
+        return CompileFailed(tuple(result.errors) or ("Line 1: compile failed",))
+    return Compiled(result.code, tuple(result.warnings))

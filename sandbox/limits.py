@@ -1,0 +1,71 @@
+"""Pure policy of the vessel monitor: CPU duty cycle, memory/disk checks, the bounded log.
+
+``CpuThrottle`` is a token bucket of CPU seconds: it fills at ``share`` CPU-seconds per
+wall second up to ``burst`` and is emptied by the CPU the program used. When it goes
+negative the program is stopped (SIGSTOP) for ``deficit / share`` seconds, during which the
+bucket refills to zero. Over any long window the program gets ``share`` of one core plus at
+most ``burst`` (Seattle stops for ``used*elapsed/limit - elapsed``, ``nanny.py``; the bucket
+gives the same long-run share without letting an idle program bank unbounded credit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sandbox.resources import ResourceTable
+
+LOG_KEEP = 16 * 1024
+
+
+@dataclass(slots=True)
+class CpuThrottle:
+    """Decides SIGSTOP durations from cumulative CPU-time samples."""
+
+    share: float
+    burst: float = 0.05
+    credit: float = 0.0
+    last_now: float | None = None
+    last_cpu: float = 0.0
+    stopped_total: float = 0.0
+
+    def sample(self, now: float, cpu_seconds: float) -> float:
+        """Feed a sample; return how long to stop the program now (0 for not at all)."""
+        if self.last_now is None:
+            self.last_now, self.last_cpu = now, cpu_seconds
+            return 0.0
+        elapsed = max(0.0, now - self.last_now)
+        used = max(0.0, cpu_seconds - self.last_cpu)
+        self.last_now, self.last_cpu = now, cpu_seconds
+        self.credit = min(self.burst, self.credit + elapsed * self.share - used)
+        if self.credit >= 0 or self.share <= 0:
+            return 0.0 if self.share > 0 or used == 0 else 1.0
+        stop = -self.credit / self.share
+        self.stopped_total += stop
+        return stop
+
+
+def check_quantities(table: ResourceTable, *, rss: int, disk: int | None) -> str | None:
+    """Return why the program must stop (memory or disk over its limit), or None."""
+    if rss > table["memory"]:
+        return f"memory limit exceeded ({rss} > {int(table['memory'])} bytes)"
+    if disk is not None and disk > table["diskused"]:
+        return f"diskused limit exceeded ({disk} > {int(table['diskused'])} bytes)"
+    return None
+
+
+@dataclass(slots=True)
+class LogRing:
+    """The last ``keep`` bytes of a program's log (Seattle kept 16 KiB)."""
+
+    keep: int = LOG_KEEP
+    data: bytearray = field(default_factory=bytearray)
+    total: int = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.data += chunk[-self.keep:]
+        if len(self.data) > self.keep:
+            del self.data[: len(self.data) - self.keep]
+
+    def snapshot(self) -> bytes:
+        return bytes(self.data)

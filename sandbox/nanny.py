@@ -1,0 +1,128 @@
+"""Seattle's nanny: per-resource accounting inside a vessel (``repy_v2/nanny.py``).
+
+Pure core: ``RateBucket.charge(amount, now)`` returns how long the caller must wait; the
+``Nanny`` shell sleeps that long under a per-resource lock. Counted items (threads, files,
+sockets) raise ResourceExhaustedError at the cap; ports outside the grant raise
+ResourceForbiddenError.
+
+Invariant: a rate bucket's level drains at ``limit`` units per second and never goes below 0;
+a caller that pushes it over the limit waits ``(level - limit) / limit`` seconds, so the
+long-run throughput of a resource never exceeds its limit (plus one call's charge of burst).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sandbox.repy import ResourceExhaustedError, ResourceForbiddenError
+from sandbox.resources import ITEMS, RENEWABLE, ResourceTable
+
+
+@dataclass(slots=True)
+class RateBucket:
+    """A leaky bucket for one renewable resource (bytes/s, or calls' charges/s)."""
+
+    limit: float
+    level: float = 0.0
+    last: float = 0.0
+    total: float = 0.0
+
+    def drain(self, now: float) -> None:
+        """Let the level leak down to ``now``."""
+        if now > self.last:
+            self.level = max(0.0, self.level - (now - self.last) * self.limit)
+            self.last = now
+
+    def charge(self, amount: float, now: float) -> float:
+        """Add ``amount`` at ``now``; return the seconds the caller must wait."""
+        self.drain(now)
+        self.level += amount
+        self.total += amount
+        if self.limit <= 0:
+            return float("inf") if self.level > 0 else 0.0
+        return max(0.0, (self.level - self.limit) / self.limit)
+
+    def rate_used(self, now: float) -> float:
+        """The current level (Seattle reports this as the usage of a renewable)."""
+        self.drain(now)
+        return self.level
+
+
+@dataclass(slots=True)
+class ItemCounter:
+    """A capped count of live items (threads, open files, sockets)."""
+
+    limit: int
+    used: int = 0
+
+    def add(self, kind: str) -> None:
+        if self.used >= self.limit:
+            raise ResourceExhaustedError(f"{kind} limit reached ({self.limit})")
+        self.used += 1
+
+    def remove(self) -> None:
+        self.used = max(0, self.used - 1)
+
+
+@dataclass
+class Nanny:
+    """The thread-safe accounting shell used by the API."""
+
+    table: ResourceTable
+    clock: Callable[[], float] = time.monotonic
+    sleeper: Callable[[float], None] = time.sleep
+    buckets: dict[str, RateBucket] = field(init=False)
+    items: dict[str, ItemCounter] = field(init=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _rate_locks: dict[str, threading.Lock] = field(init=False)
+
+    def __post_init__(self) -> None:
+        now = self.clock()
+        self.buckets = {
+            kind: RateBucket(self.table[kind], last=now) for kind in RENEWABLE if kind != "cpu"
+        }
+        self._rate_locks = {kind: threading.Lock() for kind in self.buckets}
+        self.items = {kind: ItemCounter(int(self.table[kind])) for kind in ITEMS}
+
+    def charge(self, kind: str, amount: float) -> None:
+        """Charge ``amount`` of a renewable and sleep until it drains under the limit.
+
+        Callers are served one at a time per resource, as in Seattle, so many threads
+        cannot together exceed the rate.
+        """
+        bucket = self.buckets[kind]
+        with self._rate_locks[kind]:
+            wait = bucket.charge(amount, self.clock())
+            if wait == float("inf"):
+                raise ResourceExhaustedError(f"{kind} is not granted to this vessel (limit 0)")
+            if wait > 0:
+                self.sleeper(wait)
+
+    def add_item(self, kind: str) -> None:
+        with self._lock:
+            self.items[kind].add(kind)
+
+    def remove_item(self, kind: str) -> None:
+        with self._lock:
+            self.items[kind].remove()
+
+    def check_port(self, kind: str, port: int) -> None:
+        """Raise ResourceForbiddenError unless ``port`` is granted under ``kind``."""
+        if port not in self.table.ports(kind):
+            granted = sorted(self.table.ports(kind))
+            raise ResourceForbiddenError(f"local port {port} is not in this vessel's {kind} {granted}")
+
+    def usage(self) -> dict[str, float]:
+        """Current levels of rates and counts of items."""
+        now = self.clock()
+        with self._lock:
+            out = {kind: bucket.rate_used(now) for kind, bucket in self.buckets.items()}
+            out.update({kind: float(counter.used) for kind, counter in self.items.items()})
+        return out
+
+    def totals(self) -> dict[str, float]:
+        """Everything charged since the start, per renewable."""
+        return {kind: bucket.total for kind, bucket in self.buckets.items()}

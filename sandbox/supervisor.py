@@ -1,0 +1,442 @@
+"""trio supervisor: one child process per running vessel program, watched from outside.
+
+For each running program a task in the supervisor's nursery starts ``sandbox.runner`` in a
+fresh session with an empty environment, sends it its config, and then, until it exits:
+reads its log (kept as a 16 KiB ring, persisted to ``log_path``), reads its status channel,
+samples CPU time and RSS every ``TICK`` seconds from /proc, stops it with SIGSTOP/SIGCONT to
+hold its CPU share, and SIGKILLs its process group when memory or disk go over the limit.
+Everything the child says is treated as hostile: lines are bounded, bad JSON is ignored,
+and the exit code and the supervisor's own observations decide the status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import trio
+
+from sandbox.errors import SandboxError, VesselBusyError, VesselNotRunning
+from sandbox.limits import CpuThrottle, LogRing, check_quantities
+from sandbox.resources import ResourceTable
+from sandbox.vesselfiles import disk_use
+
+log = logging.getLogger(__name__)
+
+VesselStatus = Literal["Fresh", "Started", "Stopped", "Terminated"]
+TICK = 0.05
+DISK_EVERY = 0.5
+MAX_STATUS_LINE = 64 * 1024
+UID_BASE = 61000
+UID_COUNT = 1000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A usage snapshot: cpu (seconds), memory (RSS bytes), diskused, and rate totals."""
+
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VesselReport:
+    """What the supervisor knows of one vessel's program."""
+
+    status: VesselStatus = "Fresh"
+    exit_reason: str | None = None
+    exit_code: int | None = None
+    usage: Usage = field(default_factory=Usage)
+    started_at: float | None = None
+    ended_at: float | None = None
+    protection: str | None = None
+    compile_errors: tuple[str, ...] = ()
+
+
+@dataclass
+class _Running:
+    process: trio.Process
+    table: ResourceTable
+    directory: Path
+    log_path: Path | None
+    uid: int | None
+    ring: LogRing = field(default_factory=LogRing)
+    report: VesselReport = field(default_factory=VesselReport)
+    kill_reason: str | None = None
+    stop_requested: bool = False
+    child_exit: tuple[int, str] | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+    log_dirty: bool = False
+
+
+def child_argv() -> list[str]:
+    """``python -I -S -c BOOT``: isolated mode, no site, explicit import paths."""
+    import RestrictedPython
+
+    roots = {str(Path(__file__).resolve().parent.parent)}
+    roots.add(str(Path(RestrictedPython.__file__).resolve().parent.parent))
+    try:
+        import pyseccomp  # type: ignore[import-untyped]
+
+        roots.add(str(Path(pyseccomp.__file__).resolve().parent))
+        roots.add(str(Path(pyseccomp.__file__).resolve().parent.parent))
+    except ImportError:
+        pass
+    boot = f"import sys; sys.path[:0] = {sorted(roots)!r}; from sandbox.runner import main; main()"
+    return [sys.executable, "-I", "-S", "-c", boot]
+
+
+def read_paths() -> list[str]:
+    """Directories a vessel child may read (Landlock): Python, its libraries, system libs."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).parent.parent)}
+    paths |= {p for p in sys.path if p and os.path.isdir(p)}
+    paths |= {"/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/hosts", "/etc/resolv.conf",
+              "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/ld.so.cache"}
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def _proc_sample(pid: int) -> tuple[float, int] | None:
+    """(cpu seconds, rss bytes) of a process from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            rss_pages = int(handle.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu, rss_pages * PAGE
+
+
+class Supervisor:
+    """Starts, watches and stops vessel programs. Use ``async with Supervisor.open()``."""
+
+    def __init__(self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1") -> None:
+        self._nursery = nursery
+        self._harden = harden
+        self._my_ip = my_ip
+        self._running: dict[str, _Running] = {}
+        self._reports: dict[str, VesselReport] = {}
+        self._logs: dict[str, bytes] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, *, harden: bool = True, my_ip: str = "127.0.0.1") -> AsyncIterator[Supervisor]:
+        """A supervisor whose programs all end when the block exits."""
+        async with trio.open_nursery() as nursery:
+            supervisor = cls(nursery, harden=harden, my_ip=my_ip)
+            try:
+                yield supervisor
+            finally:
+                with trio.CancelScope(shield=True):
+                    await supervisor.stop_all()
+                nursery.cancel_scope.cancel()
+
+    def _pick_uid(self) -> int | None:
+        if os.geteuid() != 0:
+            return None
+        used = {r.uid for r in self._running.values()}
+        return next(UID_BASE + i for i in range(UID_COUNT) if UID_BASE + i not in used)
+
+    async def start(
+        self,
+        vessel: str,
+        directory: Path,
+        resources: ResourceTable,
+        program: str,
+        args: Sequence[str] = (),
+        log_path: Path | None = None,
+        *,
+        restricted: bool = True,
+    ) -> None:
+        """Start ``program`` (a file in ``directory``); return once the child runs.
+
+        ``restricted=False`` drops the language layer and is for tests of the OS layers only.
+        """
+        if vessel in self._running:
+            raise VesselBusyError(f"vessel {vessel} is already running a program")
+        if not all(type(a) is str for a in args):
+            raise SandboxError("program arguments must be strings")
+        config = {
+            "vessel_dir": str(directory.resolve()), "resources": resources.to_text(),
+            "program": program, "args": list(args), "my_ip": self._my_ip,
+            "restricted": restricted, "harden": self._harden, "uid": self._pick_uid(),
+            "read_paths": read_paths(),
+        }
+        status_r, status_w = os.pipe()
+        config["status_fd"] = status_w
+        try:
+            process = await trio.lowlevel.open_process(
+                child_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=(status_w,), env={}, cwd=str(directory),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
+        running = _Running(process, resources, directory, log_path, config["uid"])  # type: ignore[arg-type]
+        running.report = VesselReport(status="Started", started_at=time.time())
+        self._running[vessel] = running
+        self._logs.pop(vessel, None)
+        assert process.stdin is not None
+        await process.stdin.send_all(json.dumps(config).encode() + b"\n")
+        self._nursery.start_soon(self._watch, vessel, running, status_r)
+
+    async def stop(self, vessel: str) -> VesselReport:
+        """Kill the program's process group and wait; its status becomes Stopped."""
+        running = self._running.get(vessel)
+        if running is None:
+            raise VesselNotRunning(f"vessel {vessel} is not running a program")
+        running.stop_requested = True
+        _kill_group(running.process)
+        await running.done.wait()
+        return self.report(vessel)
+
+    async def stop_all(self) -> None:
+        for vessel in list(self._running):
+            try:
+                await self.stop(vessel)
+            except VesselNotRunning:
+                pass
+
+    async def wait(self, vessel: str) -> VesselReport:
+        """Wait until ``vessel`` runs nothing; return its report."""
+        running = self._running.get(vessel)
+        if running is not None:
+            await running.done.wait()
+        return self.report(vessel)
+
+    def report(self, vessel: str) -> VesselReport:
+        running = self._running.get(vessel)
+        if running is not None:
+            return running.report
+        return self._reports.get(vessel, VesselReport())
+
+    def read_log(self, vessel: str, log_path: Path | None = None) -> bytes:
+        """The last 16 KiB of the program's log (from ``log_path`` if not in memory)."""
+        running = self._running.get(vessel)
+        if running is not None:
+            return running.ring.snapshot()
+        if vessel in self._logs:
+            return self._logs[vessel]
+        if log_path is not None:
+            try:
+                return log_path.read_bytes()[-LogRing().keep:]
+            except OSError:
+                return b""
+        return b""
+
+    def forget(self, vessel: str) -> None:
+        """Drop what is known of ``vessel`` (reset or destroyed). It must not be running."""
+        if vessel in self._running:
+            raise VesselBusyError(f"vessel {vessel} is running; stop it first")
+        self._reports.pop(vessel, None)
+        self._logs.pop(vessel, None)
+
+    def running(self) -> list[str]:
+        return sorted(self._running)
+
+    async def _watch(self, vessel: str, running: _Running, status_r: int) -> None:
+        process = running.process
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump_log, running)
+                nursery.start_soon(self._pump_stderr, vessel, running)
+                nursery.start_soon(self._pump_status, running, status_r)
+                nursery.start_soon(self._monitor, vessel, running)
+                await process.wait()
+                await trio.sleep(0)
+                nursery.cancel_scope.deadline = trio.current_time() + 1.0
+        finally:
+            _kill_group(process)
+            with trio.CancelScope(shield=True):
+                await process.wait()
+            self._finish(vessel, running)
+
+    def _finish(self, vessel: str, running: _Running) -> None:
+        code = running.process.returncode
+        reason, status = _exit_story(running, code)
+        report = replace(
+            running.report, status=status, exit_reason=reason, exit_code=code,
+            ended_at=time.time(),
+        )
+        self._reports[vessel] = report
+        self._logs[vessel] = running.ring.snapshot()
+        self._persist_log(running)
+        del self._running[vessel]
+        running.report = report
+        running.done.set()
+        log.info("vessel %s %s: %s", vessel, status, reason)
+
+    def _persist_log(self, running: _Running) -> None:
+        if running.log_path is None or not running.log_dirty:
+            return
+        running.log_dirty = False
+        tmp = running.log_path.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(running.ring.snapshot())
+            os.replace(tmp, running.log_path)
+        except OSError as exc:
+            log.warning("cannot write log %s: %s", running.log_path, exc)
+
+    async def _pump_log(self, running: _Running) -> None:
+        assert running.process.stdout is not None
+        while chunk := await running.process.stdout.receive_some(65536):
+            running.ring.add(chunk)
+            running.log_dirty = True
+
+    async def _pump_stderr(self, vessel: str, running: _Running) -> None:
+        assert running.process.stderr is not None
+        kept = LogRing(keep=4096)
+        while chunk := await running.process.stderr.receive_some(65536):
+            kept.add(chunk)
+        if kept.total:
+            log.warning("vessel %s runner stderr: %s", vessel, kept.snapshot().decode("utf-8", "replace"))
+
+    async def _pump_status(self, running: _Running, status_r: int) -> None:
+        buffer = b""
+        async with trio.lowlevel.FdStream(status_r) as stream:
+            while chunk := await stream.receive_some(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                if len(buffer) > MAX_STATUS_LINE:
+                    buffer = b""
+                for line in lines:
+                    _apply_status(running, line)
+
+    async def _monitor(self, vessel: str, running: _Running) -> None:
+        pid = running.process.pid
+        throttle = CpuThrottle(share=running.table["cpu"])
+        next_disk = 0.0
+        next_usage = 0.0
+        while running.process.returncode is None:
+            now = trio.current_time()
+            sample = _proc_sample(pid)
+            if sample is None:
+                return
+            cpu, rss = sample
+            disk = None
+            if now >= next_disk:
+                disk = await trio.to_thread.run_sync(_disk_or_none, running.directory)
+                next_disk = now + DISK_EVERY
+                self._persist_log(running)
+            _update_usage(running, cpu=cpu, rss=rss, disk=disk)
+            reason = check_quantities(running.table, rss=rss, disk=disk)
+            if reason is not None:
+                running.kill_reason = reason
+                _kill_group(running.process)
+                return
+            if now >= next_usage:
+                await _send_line(running, b"usage\n")
+                next_usage = now + 1.0
+            pause = throttle.sample(now, cpu)
+            if pause > 0:
+                await _pause(running, pause)
+            else:
+                await trio.sleep(TICK)
+
+
+def _disk_or_none(directory: Path) -> int | None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        return disk_use(fd)
+    finally:
+        os.close(fd)
+
+
+async def _pause(running: _Running, seconds: float) -> None:
+    """SIGSTOP the program for ``seconds`` (the CPU duty cycle), then SIGCONT."""
+    pid = running.process.pid
+    try:
+        os.killpg(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+    try:
+        await trio.sleep(seconds)
+    finally:
+        try:
+            os.killpg(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    await _send_line(running, f"stop {time.time():.3f} {seconds:.4f}\n".encode())
+
+
+async def _send_line(running: _Running, line: bytes) -> None:
+    stdin = running.process.stdin
+    if stdin is None:
+        return
+    with trio.move_on_after(0.5):
+        try:
+            await stdin.send_all(line)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _update_usage(running: _Running, *, cpu: float, rss: int, disk: int | None) -> None:
+    values = dict(running.report.usage.values)
+    values.update(cpu=cpu, memory=float(rss))
+    if disk is not None:
+        values["diskused"] = float(disk)
+    running.report = replace(running.report, usage=Usage(values))
+
+
+def _apply_status(running: _Running, line: bytes) -> None:
+    try:
+        event: dict[str, Any] = json.loads(line)
+        kind = event["event"]
+    except (ValueError, KeyError, TypeError):
+        return
+    if kind == "ready" and isinstance(event.get("protection"), str):
+        running.report = replace(running.report, protection=event["protection"][:200])
+    elif kind == "compile_error" and isinstance(event.get("errors"), list):
+        errors = tuple(str(e)[:500] for e in event["errors"][:50])
+        running.report = replace(running.report, compile_errors=errors)
+    elif kind == "exit" and isinstance(event.get("code"), int):
+        running.child_exit = (event["code"], str(event.get("reason", ""))[:500])
+    elif kind == "usage" and isinstance(event.get("usage"), dict):
+        values = dict(running.report.usage.values)
+        for key, value in event["usage"].items():
+            if isinstance(key, str) and isinstance(value, int | float) and key in running.table.values:
+                values[f"{key}_total"] = float(value)
+        running.report = replace(running.report, usage=Usage(values))
+
+
+def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]:
+    """(reason, status) from what the supervisor did, what the child said, and the exit code."""
+    if running.stop_requested:
+        return "stopped by request", "Stopped"
+    if running.kill_reason is not None:
+        return running.kill_reason, "Terminated"
+    if running.child_exit is not None and running.child_exit[0] == code:
+        return running.child_exit[1], "Terminated"
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        hint = " (cpu time backstop)" if -code == signal.SIGXCPU else ""
+        return f"killed by {name}{hint}", "Terminated"
+    return f"exited with code {code}", "Terminated"
+
+
+def _kill_group(process: trio.Process) -> None:
+    if process.returncode is not None:
+        return
+    for sig in (signal.SIGKILL, signal.SIGCONT):
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass

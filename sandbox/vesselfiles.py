@@ -1,0 +1,188 @@
+"""Repy's file API over one flat vessel directory (``repy_v2/emulfile.py``).
+
+Names are checked by exact type and Seattle's rule (``[a-z0-9._-]``, at most 120, no leading
+dot); every open is ``openat`` relative to the vessel directory's descriptor with
+``O_NOFOLLOW``, so neither ``..`` nor a symlink can leave the directory. Disk use is the
+sum of file sizes plus 4096 per file, as Seattle counted it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import threading
+from collections.abc import Callable
+
+from sandbox.nanny import Nanny
+from sandbox.repy import (
+    FileClosedError,
+    FileInUseError,
+    RepyArgumentError,
+    RepyFileNotFoundError,
+    SeekPastEndOfFileError,
+)
+
+FILENAME_RE = re.compile(r"[a-z0-9._-]{1,120}")
+BLOCK = 4096
+PER_FILE_OVERHEAD = 4096
+
+
+def check_filename(name: object) -> str:
+    """Return ``name`` if it is a plain str obeying Repy's rule, else raise RepyArgumentError."""
+    if type(name) is not str:
+        raise RepyArgumentError("filename must be a str")
+    if not FILENAME_RE.fullmatch(name) or name in (".", "..") or name.startswith("."):
+        raise RepyArgumentError(
+            f"illegal filename {name[:130]!r}: use 1-120 of a-z 0-9 . _ - and no leading dot"
+        )
+    return name
+
+
+def _blocks(nbytes: int) -> int:
+    return max(1, -(-nbytes // BLOCK)) * BLOCK
+
+
+def disk_use(dir_fd: int) -> int:
+    """Sum of regular file sizes plus 4096 per entry in the vessel directory."""
+    total = 0
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            total += PER_FILE_OVERHEAD + (info.st_size if stat.S_ISREG(info.st_mode) else 0)
+    return total
+
+
+class VesselFiles:
+    """The open-file table of one vessel."""
+
+    def __init__(self, dir_fd: int, nanny: Nanny, on_disk_full: Callable[[str], None]) -> None:
+        self._dir_fd = dir_fd
+        self._nanny = nanny
+        self._on_disk_full = on_disk_full
+        self._open: set[str] = set()
+        self._lock = threading.Lock()
+        self._quota = int(nanny.table["diskused"])
+
+    def openfile(self, filename: object, create: object) -> RepyFile:
+        name = check_filename(filename)
+        if type(create) is not bool:
+            raise RepyArgumentError("create must be a bool")
+        self._nanny.charge("fileread", BLOCK)
+        with self._lock:
+            if name in self._open:
+                raise FileInUseError(f"{name} is already open")
+            self._nanny.add_item("filesopened")
+            try:
+                fd = self._open_fd(name, create)
+            except BaseException:
+                self._nanny.remove_item("filesopened")
+                raise
+            self._open.add(name)
+        return RepyFile(self, name, fd)
+
+    def _open_fd(self, name: str, create: bool) -> int:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(name, flags, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            if not create:
+                raise RepyFileNotFoundError(f"{name} does not exist") from None
+        self.ensure_room(PER_FILE_OVERHEAD)
+        self._nanny.charge("filewrite", BLOCK)
+        try:
+            return os.open(name, flags | os.O_CREAT, 0o600, dir_fd=self._dir_fd)
+        except OSError as exc:
+            raise RepyArgumentError(f"cannot create {name}: {exc.strerror}") from None
+
+    def listfiles(self) -> list[str]:
+        self._nanny.charge("fileread", BLOCK)
+        names = os.listdir(self._dir_fd)
+        return sorted(n for n in names if FILENAME_RE.fullmatch(n) and not n.startswith("."))
+
+    def removefile(self, filename: object) -> None:
+        name = check_filename(filename)
+        self._nanny.charge("filewrite", BLOCK)
+        with self._lock:
+            if name in self._open:
+                raise FileInUseError(f"{name} is open; close it first")
+            try:
+                os.unlink(name, dir_fd=self._dir_fd)
+            except FileNotFoundError:
+                raise RepyFileNotFoundError(f"{name} does not exist") from None
+
+    def ensure_room(self, growth: int) -> None:
+        """Stop the vessel if ``growth`` more bytes would exceed ``diskused``."""
+        if growth > 0 and disk_use(self._dir_fd) + growth > self._quota:
+            self._on_disk_full(f"diskused limit exceeded ({self._quota} bytes)")
+
+    def closed(self, name: str) -> None:
+        with self._lock:
+            self._open.discard(name)
+        self._nanny.remove_item("filesopened")
+
+    @property
+    def nanny(self) -> Nanny:
+        return self._nanny
+
+
+class RepyFile:
+    """An open vessel file: ``readat``, ``writeat``, ``close``; no cursor, no raw io."""
+
+    __slots__ = ("_fd", "_files", "_lock", "_name")
+
+    def __init__(self, files: VesselFiles, name: str, fd: int) -> None:
+        self._files = files
+        self._name = name
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    def _live_fd(self) -> int:
+        if self._fd is None:
+            raise FileClosedError(f"{self._name} is closed")
+        return self._fd
+
+    def readat(self, sizelimit: object, offset: object) -> bytes:
+        """Read up to ``sizelimit`` bytes (None: to the end) at ``offset``."""
+        if sizelimit is not None and (type(sizelimit) is not int or sizelimit < 0):
+            raise RepyArgumentError("sizelimit must be None or an int >= 0")
+        if type(offset) is not int or offset < 0:
+            raise RepyArgumentError("offset must be an int >= 0")
+        with self._lock:
+            fd = self._live_fd()
+            size = os.fstat(fd).st_size
+            if offset > size:
+                raise SeekPastEndOfFileError(f"offset {offset} is past the end ({size})")
+            count = size - offset if sizelimit is None else min(sizelimit, size - offset)
+            self._files.nanny.charge("fileread", _blocks(count))
+            return os.pread(fd, count, offset)
+
+    def writeat(self, data: object, offset: object) -> None:
+        """Write ``data`` (bytes, or str as UTF-8) at ``offset`` (at most the file size)."""
+        if type(data) is str:
+            data = data.encode("utf-8")
+        if type(data) is not bytes:
+            raise RepyArgumentError("data must be bytes or str")
+        if type(offset) is not int or offset < 0:
+            raise RepyArgumentError("offset must be an int >= 0")
+        with self._lock:
+            fd = self._live_fd()
+            size = os.fstat(fd).st_size
+            if offset > size:
+                raise SeekPastEndOfFileError(f"offset {offset} is past the end ({size})")
+            self._files.ensure_room(offset + len(data) - size)
+            self._files.nanny.charge("filewrite", _blocks(len(data)))
+            os.pwrite(fd, data, offset)
+
+    def close(self) -> None:
+        with self._lock:
+            fd = self._live_fd()
+            self._fd = None
+            os.close(fd)
+        self._files.closed(self._name)
+
+    def __repr__(self) -> str:
+        return f"<file {self._name}>"
