@@ -136,6 +136,8 @@ class VesselRuntime:
         self.net = VesselNet(nanny, my_ip)
         self.started = time.monotonic()
         self.my_ip = my_ip
+        self.baseline_rss = 0
+        nanny.add_item("events")  # the main thread is an event, as in Seattle
         self._log_lock = threading.Lock()
         _RUNTIME[:] = [self]
 
@@ -197,7 +199,7 @@ class VesselRuntime:
         usage = self.nanny.usage()
         times = os.times()
         usage["cpu"] = times.user + times.system
-        usage["memory"] = float(_rss_bytes())
+        usage["memory"] = float(max(0, _rss_bytes() - self.baseline_rss))
         usage["diskused"] = float(disk_use(self.dir_fd))
         return limits, usage, self.host.stoptimes()
 

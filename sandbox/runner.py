@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.api import EXIT, VesselRuntime, format_user_traceback
+from sandbox.api import EXIT, VesselRuntime, _rss_bytes, format_user_traceback
 from sandbox.compiler import CompileFailed, compile_program
 from sandbox.nanny import Nanny
 from sandbox.repy import PolicyViolation
@@ -158,7 +158,8 @@ def run(config: RunnerConfig, host: ChildHost) -> None:
         namespace = runtime.namespace()
         namespace["__builtins__"] = builtins.__dict__
     limit_address_space(table, config)
-    host.status("ready", protection=level)
+    runtime.baseline_rss = _rss_bytes()
+    host.status("ready", protection=level, rss=runtime.baseline_rss)
     execute(code, namespace, host, runtime)
 
 

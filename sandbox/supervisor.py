@@ -39,6 +39,8 @@ DISK_EVERY = 0.5
 MAX_STATUS_LINE = 64 * 1024
 UID_BASE = 61000
 UID_COUNT = 1000
+MAX_BASELINE = 64 * 1024 * 1024
+"""The interpreter's own RSS before the program runs is not charged, up to this much."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -78,6 +80,8 @@ class _Running:
     child_exit: tuple[int, str] | None = None
     done: trio.Event = field(default_factory=trio.Event)
     log_dirty: bool = False
+    ready: bool = False
+    baseline_rss: int | None = None
 
 
 def child_argv() -> list[str]:
@@ -102,7 +106,8 @@ def read_paths() -> list[str]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).parent.parent)}
     paths |= {p for p in sys.path if p and os.path.isdir(p)}
     paths |= {"/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/hosts", "/etc/resolv.conf",
-              "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/ld.so.cache"}
+              "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/ld.so.cache",
+              "/proc/self"}
     return sorted(p for p in paths if os.path.exists(p))
 
 
@@ -328,13 +333,15 @@ class Supervisor:
             if sample is None:
                 return
             cpu, rss = sample
+            baseline = running.baseline_rss if running.ready else MAX_BASELINE
+            program_rss = max(0, rss - (baseline or 0))
             disk = None
             if now >= next_disk:
                 disk = await trio.to_thread.run_sync(_disk_or_none, running.directory)
                 next_disk = now + DISK_EVERY
                 self._persist_log(running)
-            _update_usage(running, cpu=cpu, rss=rss, disk=disk)
-            reason = check_quantities(running.table, rss=rss, disk=disk)
+            _update_usage(running, cpu=cpu, rss=program_rss, disk=disk)
+            reason = check_quantities(running.table, rss=program_rss, disk=disk)
             if reason is not None:
                 running.kill_reason = reason
                 _kill_group(running.process)
@@ -403,6 +410,9 @@ def _apply_status(running: _Running, line: bytes) -> None:
     except (ValueError, KeyError, TypeError):
         return
     if kind == "ready" and isinstance(event.get("protection"), str):
+        rss = event.get("rss")
+        running.baseline_rss = min(rss, MAX_BASELINE) if type(rss) is int and rss > 0 else 0
+        running.ready = True
         running.report = replace(running.report, protection=event["protection"][:200])
     elif kind == "compile_error" and isinstance(event.get("errors"), list):
         errors = tuple(str(e)[:500] for e in event["errors"][:50])
