@@ -5,6 +5,8 @@ reports ``VesselReport``s; ``ResourceTable``/``parse_resources`` read Seattle re
 files; ``compile_program`` checks a program against the policy without running it.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from sandbox.compiler import Compiled, CompileFailed, compile_program
 from sandbox.errors import (
     ResourceMathError,
@@ -22,7 +24,21 @@ from sandbox.resources import (
     split_resources,
     total,
 )
-from sandbox.supervisor import Supervisor, Usage, VesselReport, VesselStatus
+
+if TYPE_CHECKING:
+    from sandbox.supervisor import Supervisor, Usage, VesselReport, VesselStatus
+
+_LAZY = {"Supervisor", "Usage", "VesselReport", "VesselStatus"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the trio supervisor on first use, so vessel children never import trio."""
+    if name in _LAZY:
+        from sandbox import supervisor
+
+        return getattr(supervisor, name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "DEFAULT_OFFCUT",

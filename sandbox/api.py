@@ -137,16 +137,18 @@ class VesselRuntime:
         self.started = time.monotonic()
         self.my_ip = my_ip
         self.baseline_rss = 0
-        nanny.add_item("events")  # the main thread is an event, as in Seattle
+        nanny.items["events"].used += 1  # the main thread is an event, as in Seattle
         self._log_lock = threading.Lock()
         _RUNTIME[:] = [self]
 
     def _disk_full(self, reason: str) -> None:
         self.host.hard_exit(EXIT.resource, reason)
 
-    def emit(self, text: str) -> None:
+    def emit(self, text: str, *, charge: bool = True) -> None:
+        """Write to the log; the runner's own reports (tracebacks) are not charged."""
         data = text.encode("utf-8", "replace")[:MAX_LOG_LINE]
-        self.nanny.charge("lograte", len(data))
+        if charge:
+            self.nanny.charge("lograte", len(data))
         with self._log_lock:
             self.host.write_log(data)
 
@@ -186,7 +188,7 @@ class VesselRuntime:
         try:
             function()
         except Exception:
-            self.emit(format_user_traceback())
+            self.emit(format_user_traceback(), charge=False)
             self.host.hard_exit(EXIT.thread_uncaught, "uncaught exception in a thread")
         finally:
             self.nanny.remove_item("events")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from types import CodeType
+from typing import Any
 
-from RestrictedPython import compile_restricted_exec
+from RestrictedPython.compile import compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
 MAX_SOURCE_BYTES = 1_000_000
@@ -54,10 +55,10 @@ def attribute_forbidden(name: str) -> bool:
 class VesselPolicy(RestrictingNodeTransformer):
     """RestrictedPython's transformer with Seattle's extra rules."""
 
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+    def visit_Constant(self, node: ast.Constant) -> Any:
         if isinstance(node.value, str | bytes) and _has_dunder(node.value):
             self.error(node, 'string constants may not contain "__".')
-        return super().visit_Constant(node)  # type: ignore[no-any-return]
+        return super().visit_Constant(node)
 
     def visit_Import(self, node: ast.Import) -> ast.AST:
         self.error(node, "import statements are not allowed in vessels; the Repy API is built in.")
@@ -67,10 +68,10 @@ class VesselPolicy(RestrictingNodeTransformer):
         self.error(node, "import statements are not allowed in vessels; the Repy API is built in.")
         return node
 
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
         if not node.attr.startswith("_") and attribute_forbidden(node.attr):
             self.error(node, f'"{node.attr}" is a restricted attribute in vessels.')
-        return super().visit_Attribute(node)  # type: ignore[no-any-return]
+        return super().visit_Attribute(node)
 
 
 def _has_dunder(value: str | bytes) -> bool:

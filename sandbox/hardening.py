@@ -176,9 +176,12 @@ _status_fd: int | None = None
 def _read_status() -> dict[str, str]:
     """/proc/self/status as a dict, through an fd kept open so Landlock cannot hide it."""
     global _status_fd
-    if _status_fd is None:
-        _status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
-    text = os.pread(_status_fd, 16384, 0).decode("ascii", "replace")
+    try:
+        if _status_fd is None:
+            _status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+        text = os.pread(_status_fd, 16384, 0).decode("ascii", "replace")
+    except OSError as exc:
+        raise HardeningError(f"cannot read /proc/self/status: {exc}") from exc
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
@@ -501,7 +504,7 @@ def apply_hardening(plan: HardeningPlan) -> ProtectionReport:
         set_address_space_limit(plan.memory_bytes)
     """
     _import_pyseccomp()  # before the uid drop and Landlock hide site-packages
-    _read_status()  # keep /proc/self/status open for set_address_space_limit
+    _read_status()  # keeps one fd on /proc/self/status for set_address_space_limit
     _require_single_thread("hardening")
     report = apply_rlimits(plan).merge(drop_privileges(plan)).merge(set_no_new_privs())
     report = report.merge(apply_landlock(plan)).merge(apply_seccomp(plan))

@@ -61,7 +61,7 @@ class LogRing:
     data: bytearray = field(default_factory=bytearray)
     total: int = 0
 
-    def add(self, chunk: bytes) -> None:
+    def add(self, chunk: bytes | bytearray) -> None:
         self.total += len(chunk)
         self.data += chunk[-self.keep:]
         if len(self.data) > self.keep:

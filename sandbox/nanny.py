@@ -6,8 +6,9 @@ sockets) raise ResourceExhaustedError at the cap; ports outside the grant raise
 ResourceForbiddenError.
 
 Invariant: a rate bucket's level drains at ``limit`` units per second and never goes below 0;
-a caller that pushes it over the limit waits ``(level - limit) / limit`` seconds, so the
-long-run throughput of a resource never exceeds its limit (plus one call's charge of burst).
+a caller that pushes it over ``burst = BURST_SECONDS * limit`` waits ``(level - burst) / limit``
+seconds, so over any window of T seconds a resource moves at most ``limit * (T + 0.1)``
+units. (Seattle allowed a whole second of burst; 0.1 s keeps short measurements honest.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 
 from sandbox.repy import ResourceExhaustedError, ResourceForbiddenError
 from sandbox.resources import ITEMS, RENEWABLE, ResourceTable
+
+BURST_SECONDS = 0.1
 
 
 @dataclass(slots=True)
@@ -43,7 +46,7 @@ class RateBucket:
         self.total += amount
         if self.limit <= 0:
             return float("inf") if self.level > 0 else 0.0
-        return max(0.0, (self.level - self.limit) / self.limit)
+        return max(0.0, (self.level - BURST_SECONDS * self.limit) / self.limit)
 
     def rate_used(self, now: float) -> float:
         """The current level (Seattle reports this as the usage of a renewable)."""

@@ -15,10 +15,7 @@ Landlock, seccomp), compile, address-space limit, then ``exec``.
 from __future__ import annotations
 
 import builtins
-import encodings.ascii
-import encodings.idna
-import encodings.latin_1
-import encodings.utf_8
+import importlib
 import json
 import os
 import sys
@@ -36,6 +33,11 @@ from sandbox.resources import parse_resources
 from sandbox.vesselfiles import check_filename
 
 MAX_CONFIG = 1 << 20
+PRELOAD = ("encodings.idna", "encodings.ascii", "encodings.latin_1", "encodings.utf_8",
+           "stringprep", "unicodedata", "linecache", "tokenize")
+"""Loaded before hardening: after the uid drop and Landlock the stdlib may be unreadable."""
+for _module in PRELOAD:
+    importlib.import_module(_module)
 THREAD_STACK = 512 * 1024
 
 
@@ -112,8 +114,9 @@ def harden(config: RunnerConfig, host: ChildHost) -> str:
     """Apply the OS layers; return the protection level text."""
     if not config.harden:
         return "none (hardening disabled)"
-    from sandbox.hardening import HardeningPlan, apply_hardening
     import socket
+
+    from sandbox.hardening import HardeningPlan, apply_hardening
 
     table = parse_resources(config.resources)
     plan = HardeningPlan(
@@ -151,6 +154,7 @@ def run(config: RunnerConfig, host: ChildHost) -> None:
         if isinstance(result, CompileFailed):
             host.status("compile_error", errors=list(result.errors))
             host.hard_exit(EXIT.compile_error, f"compile error: {result.summary()}")
+            return
         code = result.code
         namespace = runtime.namespace()
     else:  # test-only: proves the OS layers alone stop what reaches the kernel
@@ -178,13 +182,13 @@ def execute(code: Any, namespace: dict[str, Any], host: ChildHost, runtime: Vess
     try:
         exec(code, namespace)
     except MemoryError:
-        runtime.emit("MemoryError: the vessel's memory limit was reached\n")
+        runtime.emit("MemoryError: the vessel's memory limit was reached\n", charge=False)
         host.hard_exit(EXIT.resource, "memory limit exceeded (allocation refused)")
     except PolicyViolation as exc:
-        runtime.emit(format_user_traceback())
+        runtime.emit(format_user_traceback(), charge=False)
         host.hard_exit(EXIT.policy, f"policy violation: {exc}")
     except Exception as exc:
-        runtime.emit(format_user_traceback())
+        runtime.emit(format_user_traceback(), charge=False)
         host.hard_exit(EXIT.uncaught, f"uncaught {type(exc).__name__}: {str(exc)[:200]}")
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:

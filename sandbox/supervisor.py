@@ -39,6 +39,7 @@ DISK_EVERY = 0.5
 MAX_STATUS_LINE = 64 * 1024
 UID_BASE = 61000
 UID_COUNT = 1000
+INTERNAL_EXIT = 8
 MAX_BASELINE = 64 * 1024 * 1024
 """The interpreter's own RSS before the program runs is not charged, up to this much."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -81,6 +82,7 @@ class _Running:
     done: trio.Event = field(default_factory=trio.Event)
     log_dirty: bool = False
     ready: bool = False
+    stderr: str = ""
     baseline_rss: int | None = None
 
 
@@ -91,7 +93,7 @@ def child_argv() -> list[str]:
     roots = {str(Path(__file__).resolve().parent.parent)}
     roots.add(str(Path(RestrictedPython.__file__).resolve().parent.parent))
     try:
-        import pyseccomp  # type: ignore[import-untyped]
+        import pyseccomp
 
         roots.add(str(Path(pyseccomp.__file__).resolve().parent))
         roots.add(str(Path(pyseccomp.__file__).resolve().parent.parent))
@@ -285,6 +287,8 @@ class Supervisor:
         running.report = report
         running.done.set()
         log.info("vessel %s %s: %s", vessel, status, reason)
+        if code == INTERNAL_EXIT:
+            log.warning("vessel %s: sandbox runner failed: %s", vessel, running.stderr[-2000:])
 
     def _persist_log(self, running: _Running) -> None:
         if running.log_path is None or not running.log_dirty:
@@ -308,8 +312,9 @@ class Supervisor:
         kept = LogRing(keep=4096)
         while chunk := await running.process.stderr.receive_some(65536):
             kept.add(chunk)
+        running.stderr = kept.snapshot().decode("utf-8", "replace")
         if kept.total:
-            log.warning("vessel %s runner stderr: %s", vessel, kept.snapshot().decode("utf-8", "replace"))
+            log.debug("vessel %s runner stderr: %s", vessel, running.stderr)
 
     async def _pump_status(self, running: _Running, status_r: int) -> None:
         buffer = b""

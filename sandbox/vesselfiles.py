@@ -85,12 +85,19 @@ class VesselFiles:
         return RepyFile(self, name, fd)
 
     def _open_fd(self, name: str, create: bool) -> int:
-        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            return os.open(name, flags, dir_fd=self._dir_fd)
+            fd = os.open(name, flags, dir_fd=self._dir_fd)
         except FileNotFoundError:
             if not create:
                 raise RepyFileNotFoundError(f"{name} does not exist") from None
+        except OSError as exc:
+            raise RepyArgumentError(f"cannot open {name}: {exc.strerror}") from None
+        else:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise RepyArgumentError(f"{name} is not a regular file")
+            return fd
         self.ensure_room(PER_FILE_OVERHEAD)
         self._nanny.charge("filewrite", BLOCK)
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,8 @@ resource messport 63100
 resource messport 63101
 resource connport 63100
 resource connport 63101
+resource connport 63104
+resource connport 63105
 """
 
 

@@ -128,7 +128,7 @@ log('NOT REACHED')
 """
     out = await run_program(source)
     assert "random 1024 True" in out.log
-    assert "limits 0.5 [63100, 63101]" in out.log
+    assert "limits 0.5 [63100, 63101, 63104, 63105]" in out.log
     assert "usage keys ['cpu', 'diskused', 'events', 'memory']" in out.log
     assert "lasterror True" in out.log
     assert "no error now None" in out.log
@@ -160,8 +160,8 @@ except ContextUnsafeError:
 
 async def test_tcp_and_udp_on_granted_ports(run_program: RunProgram) -> None:
     source = """
-server = listenforconnection('127.0.0.1', 63100)
-client = openconnection('127.0.0.1', 63100, '127.0.0.1', 63101, 5)
+server = listenforconnection('127.0.0.1', 63104)
+client = openconnection('127.0.0.1', 63104, '127.0.0.1', 63105, 5)
 conn = None
 while conn is None:
     try:
@@ -199,13 +199,13 @@ try:
 except RepyArgumentError:
     log('datagram too big')
 try:
-    listenforconnection('127.0.0.1', 63100)
+    listenforconnection('127.0.0.1', 63104)
 except AlreadyListeningError:
     log('already listening')
 log('resolve', gethostbyname('localhost'))
 """
     out = await run_program(source)
-    assert "tcp b'ping' 127.0.0.1 63101" in out.log
+    assert "tcp b'ping' 127.0.0.1 63105" in out.log
     assert "close True False" in out.log
     assert "udp 5 b'dgram' 63101" in out.log
     for word in ("port 1 forbidden", "messport forbidden", "datagram too big", "already listening"):
@@ -230,8 +230,10 @@ except ResourceExhaustedError:
 @pytest.mark.parametrize("kind", ["str", "int"])
 async def test_subclass_arguments_refused(run_program: RunProgram, kind: str) -> None:
     source = {
-        "str": "class P(str):\n    pass\ntry:\n    openfile(P('x.txt'), True)\nexcept RepyArgumentError:\n    log('refused')\n",
-        "int": "class I(int):\n    pass\ntry:\n    sleep(I(1))\nexcept RepyArgumentError:\n    log('refused')\n",
+        "str": "class P(str):\n    pass\ntry:\n    openfile(P('x.txt'), True)\n"
+               "except RepyArgumentError:\n    log('refused')\n",
+        "int": "class I(int):\n    pass\ntry:\n    sleep(I(1))\n"
+               "except RepyArgumentError:\n    log('refused')\n",
     }[kind]
     out = await run_program(source)
     assert "refused" in out.log

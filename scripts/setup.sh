@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with its test tools (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! ldconfig -p 2>/dev/null | grep -q libseccomp.so.2; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq libseccomp2 >/dev/null
+    else
+        echo "note: libseccomp2 is missing; vessels will run without the seccomp layer" >&2
+    fi
+fi
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+log=$(mktemp)
+if ! { .venv/bin/python -m pip install -q --upgrade pip && \
+       .venv/bin/python -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+fi
+rm -f "$log"

@@ -1,0 +1,71 @@
+"""``seattle-sandbox`` as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+
+def test_runs_example_and_exits_zero() -> None:
+    result = _run("run", "examples/hello.py", "alpha", "beta")
+    assert result.returncode == 0, result.stderr
+    assert "hello from a vessel; args = ['alpha', 'beta']" in result.stdout
+
+
+def test_compile_error_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\nimport os\n")
+    result = _run("run", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "seattle-sandbox: Terminated: compile error: Line 2: import statements are not "
+        "allowed in vessels; the Repy API is built in."
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_limit_stop_and_policy_violation(tmp_path: Path) -> None:
+    res = tmp_path / "tiny.resources"
+    res.write_text("resource cpu 0.5\nresource memory 10000000\nresource diskused 100000\n")
+    hog = tmp_path / "hog.py"
+    hog.write_text("x = []\nwhile True:\n    x.append('y' * 1000000)\n")
+    result = _run("run", "--resources", str(res), str(hog))
+    assert result.returncode == 1
+    assert "memory limit" in result.stderr
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text("log.planted = 1\n")
+    result = _run("run", str(sneaky))
+    assert result.returncode == 1 and "uncaught" in result.stderr
+
+
+def test_timeout_stops_a_running_program(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.py"
+    loop.write_text("while True:\n    sleep(0.1)\n")
+    result = _run("run", "--timeout", "1", str(loop))
+    assert result.returncode == 1 and "Stopped" in result.stderr
+
+
+def test_bad_resource_file_is_a_clear_error(tmp_path: Path) -> None:
+    res = tmp_path / "bad.resources"
+    res.write_text("resource cpu lots\n")
+    result = _run("run", "--resources", str(res), "examples/hello.py")
+    assert result.returncode == 2
+    assert "line 1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_subcommand(tmp_path: Path) -> None:
+    assert _run("check", "examples/hello.py").returncode == 0
+    bad = tmp_path / "bad.py"
+    bad.write_text("().__class__\n")
+    result = _run("check", str(bad))
+    assert result.returncode == 1 and "Line 1" in result.stderr
