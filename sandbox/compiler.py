@@ -20,6 +20,8 @@ from RestrictedPython.transformer import RestrictingNodeTransformer
 MAX_SOURCE_BYTES = 1_000_000
 FORBIDDEN_ATTR_PREFIXES = ("f_", "gi_", "cr_", "ag_", "tb_", "co_", "im_", "func_")
 FORBIDDEN_ATTRS = frozenset({"mro", "format", "format_map"})
+RUNTIME_CHECKED = frozenset({"obj"})
+"""Attribute names checked per object at run time (``AttributeError.obj`` leaks its target)."""
 PROGRAM_FILENAME = "<vessel>"
 
 
@@ -60,6 +62,17 @@ class VesselPolicy(RestrictingNodeTransformer):
             self.error(node, 'string constants may not contain "__".')
         return super().visit_Constant(node)
 
+    def guard_iter(self, node: ast.For | ast.comprehension) -> Any:
+        """Iteration needs no hook here: vessels hold no objects whose iteration is guarded."""
+        return self.node_contents_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+        """``name op= value`` stays a plain operation; attribute and item targets are refused."""
+        if isinstance(node.target, ast.Name):
+            self.check_name(node, node.target.id)
+            return self.node_contents_visit(node)
+        return super().visit_AugAssign(node)
+
     def visit_Import(self, node: ast.Import) -> ast.AST:
         self.error(node, "import statements are not allowed in vessels; the Repy API is built in.")
         return node
@@ -69,9 +82,24 @@ class VesselPolicy(RestrictingNodeTransformer):
         return node
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
+        """Names are judged here, once; loads of judged names compile to plain ``a.b``.
+
+        Only names whose danger depends on the object (``RUNTIME_CHECKED``) and stores and
+        deletes (through ``_write_``) go through a guard at run time.
+        """
         if not node.attr.startswith("_") and attribute_forbidden(node.attr):
             self.error(node, f'"{node.attr}" is a restricted attribute in vessels.')
+            return node
+        plain_load = isinstance(node.ctx, ast.Load) and node.attr not in RUNTIME_CHECKED
+        if plain_load and not attribute_forbidden(node.attr) and not node.attr.endswith("__roles__"):
+            return self.node_contents_visit(node)
         return super().visit_Attribute(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        """``a[k]`` loads stay plain (no container is protected); stores go through ``_write_``."""
+        if isinstance(node.ctx, ast.Load):
+            return self.node_contents_visit(node)
+        return super().visit_Subscript(node)
 
 
 def _has_dunder(value: str | bytes) -> bool:

@@ -7,15 +7,10 @@ from __future__ import annotations
 
 import builtins
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from RestrictedPython.Guards import (
-    full_write_guard,
-    guarded_iter_unpack_sequence,
-    guarded_unpack_sequence,
-    safe_builtins,
-)
+from RestrictedPython.Guards import full_write_guard, safe_builtins
 
 from sandbox.compiler import attribute_forbidden
 from sandbox.repy import EXCEPTIONS, PolicyViolation
@@ -29,20 +24,61 @@ _EXTRA_BUILTINS = (
 _NO_BUILTIN = ("hasattr",)
 
 
+_JUDGED_SAFE: set[str] = set()
+"""Attribute names already found allowed (the check is per name, so it is cached)."""
+
+
+class VesselType(type):
+    """Metaclass of every class a vessel defines: marks objects a vessel may write to."""
+
+
 def guarded_getattr(ob: object, name: object, default: object = None, *rest: object) -> Any:
     """``ob.name`` under the policy; a refused or missing attribute raises AttributeError.
 
     The raised AttributeError is fresh (``.obj`` is None) so it never carries a host object.
     """
-    if type(name) is not str:
-        raise PolicyViolation("attribute names must be str")
-    if attribute_forbidden(name) or (name == "obj" and isinstance(ob, BaseException)):
-        raise PolicyViolation(f'attribute "{name}" is not available in vessels')
+    if name not in _JUDGED_SAFE:
+        _judge(name)
+    if name == "obj" and isinstance(ob, BaseException):
+        raise PolicyViolation('attribute "obj" of exceptions is not available in vessels')
     try:
-        return getattr(ob, name)
+        return getattr(ob, name)  # type: ignore[call-overload]
     except AttributeError:
         pass
     raise AttributeError(f"{type(ob).__name__!s} object has no attribute {name!r}")
+
+
+def _judge(name: object) -> None:
+    if type(name) is not str:
+        raise PolicyViolation("attribute names must be str")
+    if attribute_forbidden(name):
+        raise PolicyViolation(f'attribute "{name}" is not available in vessels')
+    if len(_JUDGED_SAFE) < 100_000:
+        _JUDGED_SAFE.add(name)
+
+
+def guarded_write(ob: Any) -> Any:
+    """``_write_``: vessels may write to their own objects, dicts and lists, nothing else."""
+    if type(ob) in (dict, list) or isinstance(type(ob), VesselType) or isinstance(ob, VesselType):
+        return ob
+    return full_write_guard(ob)
+
+
+def guarded_setattr(ob: object, name: object, value: object) -> None:
+    """``setattr`` for vessel objects only, with the attribute-name policy."""
+    _judge(name)
+    setattr(guarded_write(ob), name, value)  # type: ignore[arg-type]
+
+
+def guarded_delattr(ob: object, name: object) -> None:
+    """``delattr`` for vessel objects only, with the attribute-name policy."""
+    _judge(name)
+    delattr(guarded_write(ob), name)  # type: ignore[arg-type]
+
+
+def unpack_unguarded(it: Any, spec: object, _getiter_: object = None) -> Any:
+    """``_unpack_sequence_``: the assignment target unpacks; nothing to guard here."""
+    return it
 
 
 def guarded_hasattr(ob: object, name: str) -> bool:
@@ -52,16 +88,6 @@ def guarded_hasattr(ob: object, name: str) -> bool:
     except (AttributeError, PolicyViolation):
         return False
     return True
-
-
-def guarded_getitem(ob: Any, index: Any) -> Any:
-    """``ob[index]``; plain, since vessels hold no protected containers."""
-    return ob[index]
-
-
-def guarded_getiter(ob: Iterable[Any]) -> Iterable[Any]:
-    """Iteration is unrestricted (the namespace holds no protected objects)."""
-    return ob
 
 
 def guarded_apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -98,15 +124,17 @@ def build_builtins(printer_factory: Callable[..., Any]) -> dict[str, Any]:
     table.update(EXCEPTIONS)
     table.update({
         "_getattr_": guarded_getattr,
-        "_getitem_": guarded_getitem,
-        "_getiter_": guarded_getiter,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
-        "_write_": full_write_guard,
+        "_getitem_": operator.getitem,
+        "_getiter_": iter,
+        "_iter_unpack_sequence_": unpack_unguarded,
+        "_unpack_sequence_": unpack_unguarded,
+        "_write_": guarded_write,
         "_apply_": guarded_apply,
         "_inplacevar_": guarded_inplacevar,
         "_print_": printer_factory,
-        "__metaclass__": type,
+        "__metaclass__": VesselType,
+        "setattr": guarded_setattr,
+        "delattr": guarded_delattr,
     })
     return table
 

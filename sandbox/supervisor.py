@@ -83,6 +83,7 @@ class _Running:
     log_dirty: bool = False
     ready: bool = False
     stderr: str = ""
+    monitor_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     baseline_rss: int | None = None
 
 
@@ -265,7 +266,7 @@ class Supervisor:
                 nursery.start_soon(self._pump_status, running, status_r)
                 nursery.start_soon(self._monitor, vessel, running)
                 await process.wait()
-                await trio.sleep(0)
+                running.monitor_scope.cancel()
                 nursery.cancel_scope.deadline = trio.current_time() + 1.0
         finally:
             _kill_group(process)
@@ -328,6 +329,10 @@ class Supervisor:
                     _apply_status(running, line)
 
     async def _monitor(self, vessel: str, running: _Running) -> None:
+        with running.monitor_scope:
+            await self._monitor_loop(running)
+
+    async def _monitor_loop(self, running: _Running) -> None:
         pid = running.process.pid
         throttle = CpuThrottle(share=running.table["cpu"])
         next_disk = 0.0

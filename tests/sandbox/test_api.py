@@ -237,3 +237,37 @@ async def test_subclass_arguments_refused(run_program: RunProgram, kind: str) ->
     }[kind]
     out = await run_program(source)
     assert "refused" in out.log
+
+
+async def test_user_classes_and_writes(run_program: RunProgram) -> None:
+    source = """
+class Point:
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+    def norm(self):
+        return self.x * self.x + self.y * self.y
+p = Point(3, 4)
+setattr(p, 'z', 5)
+counts = {}
+for k, v in [('a', 1), ('b', 2), ('a', 3)]:
+    counts[k] = counts.get(k, 0) + v
+log('norm', p.norm(), p.z, counts)
+for target in [log, createlock(), callargs.append]:
+    try:
+        setattr(target, 'planted', 1)
+        log('PLANTED')
+    except Exception:
+        pass
+try:
+    openfile('NOPE', False)
+except RepyArgumentError as err:
+    try:
+        err.obj
+    except PolicyViolation:
+        log('obj refused')
+"""
+    out = await run_program(source)
+    assert "norm 25 5 {'a': 4, 'b': 2}" in out.log
+    assert "PLANTED" not in out.log
+    assert "obj refused" in out.log

@@ -40,7 +40,7 @@ def test_exports() -> None:
 def test_parse_round_trip_and_all_kinds() -> None:
     parsed = table()
     assert parse_resources(parsed.to_text()) == parsed
-    assert parsed["cpu"] == 0.5 and parsed.ports("connport") == {63100, 63101}
+    assert parsed["cpu"] == 0.5 and parsed.ports("connport") == {63100, 63101, 63104, 63105}
     assert len(sandbox.KINDS) == 17
 
 

@@ -1,0 +1,83 @@
+"""Fixtures: a node manager on a loopback port with an in-memory program runner."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from nodemanager import NodeClient, NodeServer, ServerConfig, open_node_client
+from nodemanager.files import VesselStore
+from nodemanager.model import Vessel
+from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
+from nodemanager.state import NodeState
+from sandbox import DEFAULT_OFFCUT, parse_resources
+from seattlecore import KeyPair, load_private
+
+from .fakes import FakeRunner
+
+SMALL = parse_resources(
+    "resource cpu 0.2\nresource memory 100000000\nresource diskused 2000000\n"
+    "resource events 20\nresource filewrite 100000\nresource fileread 100000\n"
+    "resource filesopened 10\nresource lograte 30000\nresource insockets 5\n"
+    "resource outsockets 5\nresource messport 63100\nresource messport 63101\n"
+    "resource connport 63100\nresource connport 63101\n"
+)
+
+
+@dataclass
+class Node:
+    server: NodeServer
+    port: int
+    directory: Path
+    runner: FakeRunner
+    owner: KeyPair
+    user: KeyPair
+    stranger: KeyPair
+
+    def client(self, identity: KeyPair | None = None,
+               **kwargs: object) -> AbstractAsyncContextManager[NodeClient]:
+        return open_node_client("127.0.0.1", self.port, identity=identity,
+                                node_key=kwargs.pop("node_key", self.server.node),  # type: ignore[arg-type]
+                                **kwargs)  # type: ignore[arg-type]
+
+
+def make_spec(owner: KeyPair, user: KeyPair, count: int = 2) -> NodeSpec:
+    vessels = tuple(
+        Vessel(name=f"v{i}", owner=owner.public, users=(user.public,), resources=SMALL)
+        for i in range(1, count + 1)
+    )
+    return NodeSpec(vessels=vessels, offcut=DEFAULT_OFFCUT)
+
+
+@pytest.fixture
+def keys() -> tuple[KeyPair, KeyPair, KeyPair]:
+    return KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+
+
+@pytest.fixture
+def server_config() -> ServerConfig:
+    return ServerConfig(idle_timeout=5.0, frame_timeout=2.0, send_timeout=2.0)
+
+
+@pytest.fixture
+async def node(
+    tmp_path: Path, nursery: trio.Nursery, keys: tuple[KeyPair, KeyPair, KeyPair],
+    server_config: ServerConfig,
+) -> AsyncIterator[Node]:
+    owner, user, stranger = keys
+    tmp_path = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis re-runs this fixture
+    init_node(tmp_path, make_spec(owner, user))
+    runner = FakeRunner()
+    state = NodeState(tmp_path / STATE_FILE)
+    server = NodeServer(keys=load_private(tmp_path / f"{NODE_KEY_NAME}.privatekey"),
+                        state=state, store=VesselStore(tmp_path), runner=runner,
+                        config=server_config)
+    port = await nursery.start(server.serve, "127.0.0.1", 0)
+    yield Node(server=server, port=port, directory=tmp_path, runner=runner,
+               owner=owner, user=user, stranger=stranger)

@@ -1,0 +1,166 @@
+"""The real daemon process: CLI init, restart, kill -9 during uploads and splits."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from nodemanager import ConnectionFailed, NodeClient, RequestError, messages, open_node_client
+from sandbox import total
+from seattlecore import KeyPair
+
+from .conftest import SMALL
+
+pytestmark = pytest.mark.slow
+
+OWNER = KeyPair.generate()
+
+
+def init(state: Path) -> str:
+    spec = {"vessels": [{"owner": OWNER.public.to_text(), "resources": SMALL.to_text()},
+                        {"owner": OWNER.public.to_text(), "resources": SMALL.as_dict(),
+                         "owner_info": "second"}]}
+    (state.parent / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run(
+        [sys.executable, "-m", "nodemanager", "init", "--state", str(state),
+         "--spec", str(state.parent / "spec.json")],
+        capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
+@asynccontextmanager
+async def daemon(state: Path, sandbox: bool = False) -> AsyncIterator[trio.Process]:
+    port_file = state / "nodemanager.port"
+    port_file.unlink(missing_ok=True)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "nodemanager", "--state", str(state),
+         "--bootstrap", "127.0.0.1:9999", *([] if sandbox else ["--no-sandbox"])],
+        stderr=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(30):
+            while not port_file.exists():
+                await trio.sleep(0.02)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+def port_of(state: Path) -> int:
+    return int((state / "nodemanager.port").read_text())
+
+
+async def node_total(nm: NodeClient) -> object:
+    info = await nm.get_vessels()
+    tables = [await nm.get_vessel_resources(v.name) for v in info.vessels]
+    raw = await nm.call(messages.GetOffcutResources())
+    offcut = await nm.get_offcut_resources()
+    return total([*tables, *[offcut] * raw["held"]]), sorted(v.name for v in info.vessels)
+
+
+async def test_init_and_restart(tmp_path: Path) -> None:
+    state = tmp_path / "node"
+    node_key = init(state)
+    async with daemon(state) as process:
+        async with open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+            info = await nm.get_vessels()
+            assert info.node.to_text() == node_key
+            assert [v.owner_info for v in info.vessels] == ["", "second"]
+            await nm.add_file("v1", "keep.txt", b"kept")
+        process.send_signal(signal.SIGTERM)
+    async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+        assert await nm.retrieve_file("v1", "keep.txt") == b"kept"
+        assert (await nm.get_node_status()).vessels == 2
+    assert (state / "nodemanager.log").read_text().count("listening") >= 2
+
+
+async def test_kill_during_uploads(tmp_path: Path) -> None:
+    state = tmp_path / "node"
+    init(state)
+    acknowledged = 0
+    size = 400_000
+    for round_ in range(3):
+        async with daemon(state) as process:
+            async def uploads() -> None:
+                nonlocal acknowledged
+                try:
+                    async with open_node_client("127.0.0.1", port_of(state), identity=OWNER,
+                                                timeout=5) as nm:
+                        version = acknowledged
+                        while True:
+                            version += 1
+                            await nm.add_file("v1", "data", bytes([version % 256]) * size)
+                            acknowledged = version
+                except (ConnectionFailed, OSError):
+                    pass
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(uploads)
+                await trio.sleep(0.2 + random.random() * 0.3)
+                process.kill()
+        async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+            data = await nm.retrieve_file("v1", "data")
+            assert len(data) == size and len(set(data)) == 1, "no torn upload"
+            assert data[0] in {acknowledged % 256, (acknowledged + 1) % 256}, "nothing lost"
+        assert list((state / "tmp").iterdir()) == []
+        assert acknowledged > round_
+
+
+async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
+    state = tmp_path / "node"
+    init(state)
+    async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+        before, _ = await node_total(nm)
+    piece = "resource cpu 0.01\nresource memory 1000000\nresource diskused 100000\n"
+    for _ in range(3):
+        async with daemon(state) as process:
+            async def churn() -> None:
+                try:
+                    async with open_node_client("127.0.0.1", port_of(state), identity=OWNER,
+                                                timeout=5) as nm:
+                        while True:
+                            names = [v.name for v in (await nm.get_vessels()).vessels]
+                            try:
+                                if len(names) < 6:
+                                    await nm.split_vessel(names[0], piece)
+                                else:
+                                    await nm.join_vessels(names[-2], names[-1])
+                            except RequestError:
+                                await nm.join_vessels(names[0], names[1])
+                except (ConnectionFailed, OSError):
+                    pass
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(churn)
+                await trio.sleep(0.2 + random.random() * 0.3)
+                process.kill()
+        async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+            after, names = await node_total(nm)
+            assert after == before, "resources conserved across kill -9"
+        assert sorted(p.name for p in (state / "vessels").iterdir()) == names
+
+
+async def test_daemon_runs_programs_in_the_sandbox(tmp_path: Path) -> None:
+    for parent in [tmp_path, *tmp_path.parents]:
+        if parent in (Path("/tmp"), Path("/")):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    state = tmp_path / "node"
+    init(state)
+    async with daemon(state, sandbox=True), open_node_client(
+        "127.0.0.1", port_of(state), identity=OWNER
+    ) as nm:
+        await nm.add_file("v2", "tick.py", b"log('tick', callargs[0])\nsleep(30)\n")
+        assert await nm.start_vessel("v2", "tick.py", ["7"]) == "Started"
+        with trio.fail_after(20):
+            while b"tick 7" not in await nm.read_log("v2"):
+                await trio.sleep(0.05)
+        assert await nm.stop_vessel("v2") == "Stopped"

@@ -1,0 +1,74 @@
+"""End to end with the real sandbox supervisor: upload, start, log, stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from nodemanager import NodeServer, ServerConfig, open_node_client
+from nodemanager.files import VesselStore
+from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node
+from nodemanager.state import NodeState
+from sandbox import Supervisor
+from seattlecore import KeyPair, load_private
+
+from .conftest import make_spec
+
+pytestmark = pytest.mark.slow
+
+PROGRAM = b"""
+log('hello from', callargs[0])
+while True:
+    sleep(0.05)
+"""
+
+
+def traversable(path: Path) -> None:
+    for parent in [path, *path.parents]:
+        if parent in (Path("/tmp"), Path("/")):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+
+
+async def wait_for_log(nm: object, vessel: str, needle: bytes) -> bytes:
+    with trio.fail_after(20):
+        while True:
+            log = await nm.read_log(vessel)  # type: ignore[attr-defined]
+            if needle in log:
+                return log
+            await trio.sleep(0.05)
+
+
+async def test_program_runs_in_the_sandbox(tmp_path: Path) -> None:
+    owner, user = KeyPair.generate(), KeyPair.generate()
+    traversable(tmp_path)
+    init_node(tmp_path, make_spec(owner, user))
+    with NodeState(tmp_path / STATE_FILE) as state:
+        async with Supervisor.open() as supervisor, trio.open_nursery() as nursery:
+            server = NodeServer(keys=load_private(tmp_path / f"{NODE_KEY_NAME}.privatekey"),
+                                state=state, store=VesselStore(tmp_path), runner=supervisor,
+                                config=ServerConfig())
+            port = await nursery.start(server.serve, "127.0.0.1", 0)
+            async with open_node_client("127.0.0.1", port, identity=user) as nm:
+                await nm.add_file("v1", "hello.py", PROGRAM)
+                assert await nm.start_vessel("v1", "hello.py", ["world"]) == "Started"
+                log = await wait_for_log(nm, "v1", b"hello from world")
+                assert log.startswith(b"hello from world")
+                assert (await nm.get_vessels()).vessels[0].status == "Started"
+                assert await nm.stop_vessel("v1") == "Stopped"
+                assert b"hello from world" in await nm.read_log("v1")
+                assert server.state.vessels["v1"].status == "Stopped"
+                # a program that ends by itself is recorded as Terminated
+                await nm.add_file("v1", "short.py", b"log('bye')\n")
+                await nm.start_vessel("v1", "short.py")
+                with trio.fail_after(20):
+                    while (await nm.get_vessels()).vessels[0].status == "Started":
+                        await trio.sleep(0.05)
+                info = (await nm.get_vessels()).vessels[0]
+                assert info.status == "Terminated", info
+                assert b"bye" in await nm.read_log("v1")
+                assert await nm.reset_vessel("v1") == "Fresh"
+                assert await nm.read_log("v1") == b""
+            nursery.cancel_scope.cancel()

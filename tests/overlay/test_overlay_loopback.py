@@ -1,0 +1,95 @@
+"""Multi-process loopback test: 30 DHT nodes in 10 child processes, one user key, 30% churn."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from overlay import lookup_once
+from seattlecore import KeyPair
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD = Path(__file__).with_name("dht_child.py")
+PER_PROCESS = 3
+PROCESSES = 10
+REPUBLISH = 2.0
+
+
+def spawn(user: str, bootstrap: list[tuple[str, int]]) -> subprocess.Popen[str]:
+    cfg = {
+        "count": PER_PROCESS,
+        "bootstrap": bootstrap,
+        "user": user,
+        "republish": REPUBLISH,
+        "ttl": 60.0,
+        "refresh": 3.0,
+    }
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), json.dumps(cfg)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+    )
+
+
+def read_nodes(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
+    assert proc.stdout is not None
+    nodes = []
+    while (line := proc.stdout.readline().strip()) != "ready":
+        if not line:
+            raise RuntimeError("child exited early")
+        nodes.append(json.loads(line))
+    return nodes
+
+
+async def found_fraction(user_pk: object, boot: list[tuple[str, int]], expect: set[str]) -> float:
+    result = await lookup_once(user_pk, boot, timeout=15)  # type: ignore[arg-type]
+    found = {a.node_key.to_text() for a in result.candidates}
+    return len(found & expect) / len(expect)
+
+
+async def test_thirty_nodes_found_and_survive_churn() -> None:
+    user = KeyPair.generate().public
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        procs.append(spawn(user.to_text(), []))
+        seed = await trio.to_thread.run_sync(read_nodes, procs[0])
+        boot = [("127.0.0.1", int(n["port"])) for n in seed[:2]]  # type: ignore[call-overload]
+        procs += [spawn(user.to_text(), boot) for _ in range(PROCESSES - 1)]
+        by_proc = [seed] + [await trio.to_thread.run_sync(read_nodes, p) for p in procs[1:]]
+        everyone = {str(n["node_key"]) for nodes in by_proc for n in nodes}
+        assert len(everyone) == PER_PROCESS * PROCESSES
+
+        fraction = 0.0
+        with trio.move_on_after(30):
+            while fraction < 1.0:
+                fraction = await found_fraction(user, boot, everyone)
+                await trio.sleep(0.5)
+        assert fraction == 1.0
+
+        for proc in procs[-3:]:  # kill 30 % of the nodes without warning
+            proc.kill()
+        killed = {str(n["node_key"]) for nodes in by_proc[-3:] for n in nodes}
+        live = everyone - killed
+        await trio.sleep(2 * REPUBLISH + 1.5)  # republish rounds + 1 s RPC timeouts
+        fractions = [await found_fraction(user, boot, live) for _ in range(5)]
+        assert sum(fractions) / len(fractions) >= 0.99, fractions
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
