@@ -88,13 +88,17 @@ class ChildHost:
         return list(self.stops)
 
     def serve_commands(self) -> None:
-        """Daemon thread: read supervisor commands from stdin."""
+        """Daemon thread: read supervisor commands from stdin; EOF means the supervisor died.
+
+        A program never outlives its supervisor (e.g. a node manager killed with SIGKILL).
+        """
         for raw in sys.stdin.buffer:
             parts = raw.split()
             if parts[:1] == [b"stop"] and len(parts) == 3:
                 self.stops.append((float(parts[1]), float(parts[2])))
             elif parts == [b"usage"] and self.runtime is not None:
                 self.status("usage", usage=self.runtime.nanny.totals())
+        self.hard_exit(EXIT.internal, "supervisor went away")
 
 
 def read_config() -> RunnerConfig:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nacl.exceptions
@@ -74,10 +74,12 @@ class KeyPair:
     """An Ed25519 signing key and its public half."""
 
     seed: bytes
+    _signing: nacl.signing.SigningKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.seed) is not bytes or len(self.seed) != 32:
             raise KeyFormatError("an Ed25519 seed is exactly 32 bytes")
+        object.__setattr__(self, "_signing", nacl.signing.SigningKey(self.seed))
 
     @classmethod
     def generate(cls) -> KeyPair:
@@ -85,11 +87,11 @@ class KeyPair:
 
     @property
     def public(self) -> PublicKey:
-        return PublicKey(bytes(nacl.signing.SigningKey(self.seed).verify_key))
+        return PublicKey(bytes(self._signing.verify_key))
 
     def sign(self, domain: bytes, body: bytes) -> bytes:
         """Return the 64-byte signature of ``body`` in ``domain``."""
-        signed = nacl.signing.SigningKey(self.seed).sign(_framed(domain, body))
+        signed = self._signing.sign(_framed(domain, body))
         return bytes(signed.signature)
 
     def __repr__(self) -> str:

@@ -1,0 +1,135 @@
+"""``seattle-nodemanager``: run the daemon, or ``init`` a node's first state.
+
+    seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
+    seattle-nodemanager init --state DIR --spec SPEC.json
+
+The daemon writes its bound port to ``DIR/nodemanager.port`` and logs to
+``DIR/nodemanager.log`` and stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from nodemanager.errors import NodeManagerError
+from nodemanager.files import VesselStore
+from nodemanager.server import NodeServer
+from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
+from nodemanager.state import NodeState, StateError
+from nodemanager.vessels import ProgramRunner, UnavailableRunner
+from sandbox import Supervisor
+from seattlecore import CoreError, load_private, write_atomic
+
+log = logging.getLogger("nodemanager")
+
+PORT_FILE = "nodemanager.port"
+LOG_FILE = "nodemanager.log"
+
+
+def host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seattle-nodemanager",
+                                     description="Seattle node manager daemon")
+    parser.add_argument("--state", type=Path, required=True, help="state directory")
+    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0),
+                        help="HOST:PORT to listen on (default 127.0.0.1:0)")
+    parser.add_argument("--bootstrap", type=host_port, action="append", default=[],
+                        help="overlay bootstrap peer HOST:PORT (repeatable; stored)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="never start programs (for tests of the control plane)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return parser
+
+
+def _init_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seattle-nodemanager init",
+                                     description="create a node key and vessels")
+    parser.add_argument("--state", type=Path, required=True, help="state directory")
+    parser.add_argument("--spec", type=Path, required=True, help="vessel spec (JSON)")
+    return parser
+
+
+def setup_logging(state_dir: Path, verbose: bool) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for handler in (logging.FileHandler(state_dir / LOG_FILE), logging.StreamHandler()):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+@asynccontextmanager
+async def open_runner(sandbox: bool = True) -> AsyncIterator[ProgramRunner]:
+    """The sandbox supervisor, or (``--no-sandbox``) a runner that refuses to start programs."""
+    if not sandbox:
+        yield UnavailableRunner()
+        return
+    async with Supervisor.open() as supervisor:
+        yield supervisor
+
+
+async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
+                     sandbox: bool = True) -> None:
+    keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
+    with NodeState(state_dir / STATE_FILE) as state:
+        if bootstrap:
+            state.set_bootstrap(bootstrap)
+        async with open_runner(sandbox) as runner, trio.open_nursery() as nursery:
+            server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
+                                runner=runner)
+            bound = await nursery.start(server.serve, host, port)
+            write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
+            log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
+            print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["init"]:
+        return main_init(args[1:])
+    options = _run_parser().parse_args(args)
+    state_dir: Path = options.state
+    if not (state_dir / STATE_FILE).exists():
+        print(f"no node state in {state_dir}; run 'seattle-nodemanager init' first",
+              file=sys.stderr)
+        return 2
+    setup_logging(state_dir, options.verbose)
+    peers = [f"{h}:{p}" for h, p in options.bootstrap]
+    try:
+        trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
+                 not options.no_sandbox)
+    except KeyboardInterrupt:
+        return 0
+    except (CoreError, StateError, OSError) as exc:
+        log.error("cannot run: %s", exc)
+        return 1
+    return 0
+
+
+def main_init(argv: Sequence[str]) -> int:
+    options = _init_parser().parse_args(argv)
+    try:
+        spec = parse_spec(options.spec.read_text())
+        node = init_node(options.state, spec)
+    except (OSError, NodeManagerError, StateError, CoreError) as exc:
+        print(f"init failed: {exc}", file=sys.stderr)
+        return 1
+    print(node.to_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""A trio client for the node manager protocol (used by seash and the tests).
+
+Example::
+
+    async with open_node_client("127.0.0.1", port, identity=alice) as nm:
+        info = await nm.get_vessels()
+        await nm.add_file("v1", "hello.py", b"log('hi')\\n")
+        await nm.start_vessel("v1", "hello.py", ["arg"])
+
+Every call is signed by ``identity`` (if given) and addressed to the node key; the node key
+is either given or learnt from an unsigned GetVessels on first use (trust on first use).
+Every response is verified: signed by that node key and bound to the request's nonce.
+An error response raises the matching ``nodemanager.errors.RequestError`` subclass.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from nodemanager import messages as m
+from nodemanager.errors import BadResponse, ClientError, ConnectionFailed, error_for_code
+from nodemanager.wire import (
+    HEADER,
+    MAX_FRAME_BYTES,
+    NONCE_BYTES,
+    REQUEST_DOMAIN,
+    Signer,
+    frame,
+    frame_length,
+    open_response,
+    seal_request,
+)
+from sandbox import ResourceTable
+from seattlecore import KeyPair, PublicKey
+
+DEFAULT_TIMEOUT = 30.0
+
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VesselInfo:
+    """One vessel as GetVessels reports it."""
+
+    name: str
+    status: str
+    exit_reason: str | None
+    exit_code: int | None
+    advertise: bool
+    owner: PublicKey
+    owner_info: str
+    users: tuple[PublicKey, ...]
+    usage: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeInfo:
+    """GetVessels: the node's version, key and vessels."""
+
+    version: str
+    node: PublicKey
+    vessels: tuple[VesselInfo, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatus:
+    """GetNodeStatus."""
+
+    version: str
+    protocol: int
+    node: PublicKey
+    uptime: float
+    vessels: int
+    running: int
+    load: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientStats:
+    """Counters of one client connection."""
+
+    calls: int
+    errors: int
+
+
+def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
+    return VesselInfo(
+        name=raw["name"], status=raw["status"], exit_reason=raw["exit_reason"],
+        exit_code=raw["exit_code"], advertise=raw["advertise"], owner=PublicKey(raw["owner"]),
+        owner_info=raw["owner_info"], users=tuple(PublicKey(k) for k in raw["users"]),
+        usage=dict(raw["usage"]))
+
+
+class NodeClient:
+    """One connection to one node manager; calls on it are serialised."""
+
+    def __init__(
+        self, stream: trio.abc.Stream, *, identity: KeyPair | None = None,
+        node_key: PublicKey | None = None, timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._stream = stream
+        self.identity = identity
+        self._signer = None if identity is None else Signer(identity, REQUEST_DOMAIN)
+        self.node_key = node_key
+        self.timeout = timeout
+        self._clock = clock
+        self._lock = trio.Lock()
+        self._buffer = bytearray()
+        self._calls = 0
+        self._errors = 0
+        self._broken = False
+
+    @property
+    def broken(self) -> bool:
+        """True once the connection failed or timed out; open a new client then."""
+        return self._broken
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def statistics(self) -> ClientStats:
+        return ClientStats(calls=self._calls, errors=self._errors)
+
+    # ---- raw exchange ----
+
+    async def _receive_frame(self) -> bytes:
+        async def fill(size: int) -> None:
+            while len(self._buffer) < size:
+                chunk = await self._stream.receive_some(1 << 20)
+                if not chunk:
+                    raise ConnectionFailed("node closed the connection")
+                self._buffer += chunk
+        await fill(HEADER.size)
+        try:
+            length = frame_length(bytes(self._buffer[: HEADER.size]), MAX_FRAME_BYTES)
+        except Exception as exc:
+            raise BadResponse(f"response frame too large: {exc}") from exc
+        await fill(HEADER.size + length)
+        payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
+        del self._buffer[: HEADER.size + length]
+        return payload
+
+    async def exchange(self, payload: bytes) -> bytes:
+        """Send one raw frame payload and return the raw response payload (for tests)."""
+        async with self._lock:
+            if self._broken:
+                raise ConnectionFailed("connection is unusable after an earlier failure")
+            try:
+                with trio.fail_after(self.timeout):
+                    await self._stream.send_all(frame(payload))
+                    return await self._receive_frame()
+            except trio.TooSlowError as exc:
+                self._broken = True
+                raise ConnectionFailed(f"no response within {self.timeout} s") from exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._broken = True
+                raise ConnectionFailed(f"connection failed: {exc}") from exc
+            except ConnectionFailed:
+                self._broken = True
+                raise
+
+    # ---- calls ----
+
+    async def call(self, request: m.Request, *, sign: bool | None = None) -> dict[str, Any]:
+        """Send ``request`` and return the verified result map; raise its error otherwise.
+
+        ``sign`` defaults to "signed if this client has an identity". Non-public operations
+        must be signed.
+        """
+        signed = self.identity is not None if sign is None else sign
+        if signed and self.identity is None:
+            raise ClientError("a signed call needs an identity key pair")
+        if not signed and request.right != "public":
+            raise ClientError(f"{request.op} must be signed")
+        if signed and self.node_key is None:
+            await self.get_vessels(sign=False)
+        nonce = os.urandom(NONCE_BYTES)
+        payload = seal_request(request, identity=self._signer if signed else None,
+                               node=self.node_key, nonce=nonce, timestamp=self._clock())
+        if len(payload) + 64 > MAX_FRAME_BYTES:
+            raise ClientError("request is larger than the maximum frame size")
+        response = open_response(await self.exchange(payload), node=self.node_key, nonce=nonce)
+        self._calls += 1
+        if self.node_key is None:
+            self.node_key = response.node
+        if not response.ok:
+            self._errors += 1
+            raise error_for_code(response.code or "", response.message or "")
+        assert response.result is not None
+        return dict(response.result)
+
+    async def get_vessels(self, *, sign: bool | None = None) -> NodeInfo:
+        raw = await self.call(m.GetVessels(), sign=sign)
+        return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
+                        vessels=tuple(_vessel_info(v) for v in raw["vessels"]))
+
+    async def get_vessel_resources(self, vessel: str) -> ResourceTable:
+        raw = await self.call(m.GetVesselResources(vessel=vessel))
+        return ResourceTable.from_dict(raw["resources"])
+
+    async def get_offcut_resources(self) -> ResourceTable:
+        raw = await self.call(m.GetOffcutResources())
+        return ResourceTable.from_dict(raw["resources"])
+
+    async def get_node_status(self) -> NodeStatus:
+        raw = await self.call(m.GetNodeStatus())
+        return NodeStatus(version=raw["version"], protocol=raw["protocol"],
+                          node=PublicKey(raw["node"]), uptime=raw["uptime"],
+                          vessels=raw["vessels"], running=raw["running"],
+                          load=tuple(raw["load"]))
+
+    async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
+        raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))
+        return str(raw["status"])
+
+    async def stop_vessel(self, vessel: str) -> str:
+        return str((await self.call(m.StopVessel(vessel=vessel)))["status"])
+
+    async def reset_vessel(self, vessel: str) -> str:
+        return str((await self.call(m.ResetVessel(vessel=vessel)))["status"])
+
+    async def add_file(self, vessel: str, filename: str, data: bytes) -> None:
+        await self.call(m.AddFileToVessel(vessel=vessel, filename=filename, data=data))
+
+    async def retrieve_file(self, vessel: str, filename: str) -> bytes:
+        raw = await self.call(m.RetrieveFileFromVessel(vessel=vessel, filename=filename))
+        return bytes(raw["data"])
+
+    async def list_files(self, vessel: str) -> list[str]:
+        return list((await self.call(m.ListFilesInVessel(vessel=vessel)))["files"])
+
+    async def delete_file(self, vessel: str, filename: str) -> None:
+        await self.call(m.DeleteFileInVessel(vessel=vessel, filename=filename))
+
+    async def read_log(self, vessel: str) -> bytes:
+        return bytes((await self.call(m.ReadVesselLog(vessel=vessel)))["log"])
+
+    async def change_owner(self, vessel: str, owner: PublicKey) -> None:
+        await self.call(m.ChangeOwner(vessel=vessel, owner=owner))
+
+    async def change_users(self, vessel: str, users: Sequence[PublicKey]) -> None:
+        await self.call(m.ChangeUsers(vessel=vessel, users=tuple(users)))
+
+    async def change_owner_info(self, vessel: str, info: str) -> None:
+        await self.call(m.ChangeOwnerInformation(vessel=vessel, info=info))
+
+    async def change_advertise(self, vessel: str, advertise: bool) -> None:
+        await self.call(m.ChangeAdvertise(vessel=vessel, advertise=advertise))
+
+    async def split_vessel(self, vessel: str, resources: ResourceTable | str) -> tuple[str, str]:
+        text = resources if isinstance(resources, str) else resources.to_text()
+        raw = await self.call(m.SplitVessel(vessel=vessel, resources=text))
+        first, second = raw["vessels"]
+        return str(first), str(second)
+
+    async def join_vessels(self, vessel1: str, vessel2: str) -> str:
+        raw = await self.call(m.JoinVessels(vessel1=vessel1, vessel2=vessel2))
+        return str(raw["vessel"])
+
+
+@asynccontextmanager
+async def open_node_client(
+    host: str, port: int, *, identity: KeyPair | None = None,
+    node_key: PublicKey | None = None, timeout: float = DEFAULT_TIMEOUT,
+) -> AsyncIterator[NodeClient]:
+    """Connect to a node manager; the connection is closed when the block ends."""
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as exc:
+        raise ConnectionFailed(f"cannot connect to {host}:{port}: {exc}") from exc
+    client = NodeClient(stream, identity=identity, node_key=node_key, timeout=timeout)
+    try:
+        yield client
+    finally:
+        await client.aclose()

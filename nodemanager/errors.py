@@ -1,0 +1,207 @@
+"""Errors of the node manager, on both sides of the wire.
+
+    NodeManagerError
+    ├── RequestError              the node refused a request (wire-visible, has ``code``)
+    │   ├── BadFrame              frame not msgpack / not an envelope           "BadFrame"
+    │   ├── FrameTooLarge         length prefix above the maximum               "FrameTooLarge"
+    │   ├── UnsupportedVersion    protocol version not spoken                   "UnsupportedVersion"
+    │   ├── UnknownOperation      operation name not in the call table          "UnknownOperation"
+    │   ├── BadArguments          arguments missing, extra or ill-typed         "BadArguments"
+    │   ├── SignatureRequired     a non-public call came unsigned               "SignatureRequired"
+    │   ├── BadSignature          signature does not verify                     "BadSignature"
+    │   ├── WrongNode             request addressed to another node key         "WrongNode"
+    │   ├── OutsideTimeWindow     timestamp too far from the node's clock       "OutsideTimeWindow"
+    │   ├── ReplayedNonce         nonce already seen                            "ReplayedNonce"
+    │   ├── Forbidden             requester lacks the right on the vessel       "Forbidden"
+    │   ├── NoSuchVessel          vessel name unknown                           "NoSuchVessel"
+    │   ├── VesselBusy            vessel is running (start, split, join)        "VesselBusy"
+    │   ├── VesselNotRunning      stop on a vessel that runs nothing            "VesselNotRunning"
+    │   ├── FileNotFound          no such file in the vessel                    "FileNotFound"
+    │   ├── FileTooLarge          file above the transfer limit                 "FileTooLarge"
+    │   ├── DiskQuotaExceeded     upload would exceed the vessel's diskused     "DiskQuotaExceeded"
+    │   ├── BadResources          resource text unparsable or split too large   "BadResources"
+    │   ├── StartFailed           the sandbox could not start the program       "StartFailed"
+    │   ├── Overloaded            too many connections                          "Overloaded"
+    │   └── InternalError         anything unexpected (logged, not detailed)    "InternalError"
+    ├── ClientError               local misuse of the client API (bad arguments)
+    └── ResponseError             the node's answer is unusable
+        ├── BadResponse           not a valid signed response / wrong node / wrong nonce
+        └── ConnectionFailed      cannot connect, connection lost or timed out
+
+Wire-visible errors are turned into error responses in one place (``server.py``); the
+client turns them back into the same classes with ``error_for_code``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class NodeManagerError(Exception):
+    """Base class of every error raised by the node manager package."""
+
+
+class RequestError(NodeManagerError):
+    """Raised when the node refuses a request; ``code`` names the reason on the wire."""
+
+    code: ClassVar[str] = "InternalError"
+
+
+class BadFrame(RequestError):
+    """Raised when a frame is not a well-formed msgpack envelope."""
+
+    code = "BadFrame"
+
+
+class FrameTooLarge(RequestError):
+    """Raised when a frame's length prefix exceeds the maximum frame size."""
+
+    code = "FrameTooLarge"
+
+
+class UnsupportedVersion(RequestError):
+    """Raised when a request's protocol version is not supported."""
+
+    code = "UnsupportedVersion"
+
+
+class UnknownOperation(RequestError):
+    """Raised when a request names an operation that does not exist."""
+
+    code = "UnknownOperation"
+
+
+class BadArguments(RequestError):
+    """Raised when a request's arguments are missing, unexpected or of the wrong type."""
+
+    code = "BadArguments"
+
+
+class SignatureRequired(RequestError):
+    """Raised when a non-public operation arrives without a signature."""
+
+    code = "SignatureRequired"
+
+
+class BadSignature(RequestError):
+    """Raised when a request's signature does not verify against its requester key."""
+
+    code = "BadSignature"
+
+
+class WrongNode(RequestError):
+    """Raised when a request is addressed to a different node key."""
+
+    code = "WrongNode"
+
+
+class OutsideTimeWindow(RequestError):
+    """Raised when a request's timestamp is too far from the node's clock."""
+
+    code = "OutsideTimeWindow"
+
+
+class ReplayedNonce(RequestError):
+    """Raised when a signed request reuses a nonce the node has already accepted."""
+
+    code = "ReplayedNonce"
+
+
+class Forbidden(RequestError):
+    """Raised when the requester is neither the owner nor (for user calls) a user."""
+
+    code = "Forbidden"
+
+
+class NoSuchVessel(RequestError):
+    """Raised when a request names a vessel this node does not have."""
+
+    code = "NoSuchVessel"
+
+
+class VesselBusy(RequestError):
+    """Raised when an operation needs a vessel that is not running, and it is."""
+
+    code = "VesselBusy"
+
+
+class VesselNotRunning(RequestError):
+    """Raised when StopVessel targets a vessel that runs nothing."""
+
+    code = "VesselNotRunning"
+
+
+class FileNotFound(RequestError):
+    """Raised when a vessel file does not exist."""
+
+    code = "FileNotFound"
+
+
+class FileTooLarge(RequestError):
+    """Raised when a file is larger than the per-transfer limit."""
+
+    code = "FileTooLarge"
+
+
+class DiskQuotaExceeded(RequestError):
+    """Raised when an upload would take the vessel's disk use above ``diskused``."""
+
+    code = "DiskQuotaExceeded"
+
+
+class BadResources(RequestError):
+    """Raised when resource text is malformed or a split/join is impossible."""
+
+    code = "BadResources"
+
+
+class StartFailed(RequestError):
+    """Raised when the sandbox cannot start a vessel's program."""
+
+    code = "StartFailed"
+
+
+class Overloaded(RequestError):
+    """Raised when the node has too many open connections."""
+
+    code = "Overloaded"
+
+
+class InternalError(RequestError):
+    """Raised (and sent) when handling failed unexpectedly; details stay in the node log."""
+
+    code = "InternalError"
+
+
+class ClientError(NodeManagerError):
+    """Raised when the client API is misused locally (bad arguments, no identity)."""
+
+
+class ResponseError(NodeManagerError):
+    """Raised when a node's answer cannot be used."""
+
+
+class BadResponse(ResponseError):
+    """Raised when a response is malformed, unsigned by the expected node, or not ours."""
+
+
+class ConnectionFailed(ResponseError):
+    """Raised when the connection cannot be made, breaks, or times out."""
+
+
+REQUEST_ERRORS: tuple[type[RequestError], ...] = (
+    BadFrame, FrameTooLarge, UnsupportedVersion, UnknownOperation, BadArguments,
+    SignatureRequired, BadSignature, WrongNode, OutsideTimeWindow, ReplayedNonce, Forbidden,
+    NoSuchVessel, VesselBusy, VesselNotRunning, FileNotFound, FileTooLarge, DiskQuotaExceeded,
+    BadResources, StartFailed, Overloaded, InternalError,
+)
+ERRORS_BY_CODE: dict[str, type[RequestError]] = {cls.code: cls for cls in REQUEST_ERRORS}
+
+
+def error_for_code(code: str, message: str) -> RequestError:
+    """The exception a client raises for an error response (unknown codes -> RequestError)."""
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        error = RequestError(f"{code}: {message}")
+        return error
+    return cls(message)

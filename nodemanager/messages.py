@@ -1,0 +1,391 @@
+"""The node manager's operations: one frozen dataclass per request, and its wire schema.
+
+Each request class declares ``op`` (its wire name), ``right`` (who may call it: ``public``,
+``user`` or ``owner``; SEATTLE.md §1.3) and ``mutates`` (whether it changes vessel state, so the
+server serialises it). Arguments travel as a msgpack map with str keys; ``SCHEMAS`` gives each
+argument's checker, which both validates values built locally (in ``__post_init__``) and
+converts values decoded from the wire. ``REQUESTS`` maps ``(version, op)`` to the class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from nodemanager.errors import BadArguments, UnknownOperation
+from seattlecore import PublicKey
+
+PROTOCOL_VERSION = 1
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_FILENAME = 120
+MAX_OWNER_INFO = 256
+MAX_USERS = 64
+MAX_ARGS = 64
+MAX_ARG_CHARS = 1024
+MAX_RESOURCE_TEXT = 16 * 1024
+RESERVED_PREFIX = "private_"
+
+Right = Literal["public", "user", "owner"]
+
+FILENAME_RE = re.compile(r"[a-z0-9._-]{1,120}")
+VESSEL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_filename(value: object) -> str:
+    """A Repy file name: ``[a-z0-9._-]``, 1..120 chars, not '.'/'..', no leading dot."""
+    if type(value) is not str:
+        raise BadArguments("filename must be a string")
+    if not FILENAME_RE.fullmatch(value) or value.startswith("."):
+        raise BadArguments(
+            f"illegal filename {value[:130]!r}: 1-120 of a-z 0-9 . _ - with no leading dot"
+        )
+    if value.startswith(RESERVED_PREFIX):
+        raise BadArguments(f"the {RESERVED_PREFIX!r} prefix is reserved")
+    return value
+
+
+def check_vessel(value: object) -> str:
+    if type(value) is not str or not VESSEL_RE.fullmatch(value):
+        raise BadArguments("vessel must be a name of 1-64 letters, digits, '_' or '-'")
+    return value
+
+
+def check_key(value: object) -> PublicKey:
+    if isinstance(value, PublicKey):
+        return value
+    if type(value) is not bytes or len(value) != 32:
+        raise BadArguments("a public key is 32 raw bytes")
+    return PublicKey(value)
+
+
+def check_keys(value: object) -> tuple[PublicKey, ...]:
+    if not isinstance(value, list | tuple) or len(value) > MAX_USERS:
+        raise BadArguments(f"users must be a list of at most {MAX_USERS} keys")
+    keys = tuple(check_key(item) for item in value)
+    return tuple(dict.fromkeys(keys))
+
+
+def check_program(value: object) -> str:
+    name = check_filename(value)
+    return name
+
+
+def check_args(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or len(value) > MAX_ARGS:
+        raise BadArguments(f"args must be a list of at most {MAX_ARGS} strings")
+    for item in value:
+        if type(item) is not str or len(item) > MAX_ARG_CHARS or "\x00" in item:
+            raise BadArguments(f"each arg must be a string of at most {MAX_ARG_CHARS} chars")
+    return tuple(value)
+
+
+def check_data(value: object) -> bytes:
+    if type(value) is not bytes:
+        raise BadArguments("data must be bytes")
+    if len(value) > MAX_FILE_BYTES:
+        raise BadArguments(f"data is larger than {MAX_FILE_BYTES} bytes")
+    return value
+
+
+def check_owner_info(value: object) -> str:
+    if type(value) is not str or len(value) > MAX_OWNER_INFO or "\n" in value:
+        raise BadArguments(f"owner info must be at most {MAX_OWNER_INFO} chars, no newline")
+    return value
+
+
+def check_bool(value: object) -> bool:
+    if type(value) is not bool:
+        raise BadArguments("expected a boolean")
+    return value
+
+
+def check_resource_text(value: object) -> str:
+    if type(value) is not str or len(value) > MAX_RESOURCE_TEXT:
+        raise BadArguments(f"resources must be resource-file text of at most {MAX_RESOURCE_TEXT}")
+    return value
+
+
+Checker = Callable[[object], Any]
+
+
+def dump_value(value: object) -> object:
+    """The wire form of an argument value (keys as raw bytes, tuples as lists)."""
+    if isinstance(value, PublicKey):
+        return value.raw
+    if isinstance(value, tuple):
+        return [dump_value(item) for item in value]
+    return value
+
+
+class Request:
+    """Base of all request dataclasses (a marker; see ``REQUESTS``)."""
+
+    op: ClassVar[str]
+    right: ClassVar[Right]
+    mutates: ClassVar[bool] = False
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        for name, checker in SCHEMAS[type(self)].items():
+            object.__setattr__(self, name, checker(getattr(self, name)))
+
+    def to_args(self) -> dict[str, object]:
+        """The argument map as sent on the wire."""
+        return {name: dump_value(getattr(self, name)) for name in SCHEMAS[type(self)]}
+
+    @property
+    def vessels(self) -> tuple[str, ...]:
+        """Vessels this request acts on (for authorization); empty for node-wide calls."""
+        return ()
+
+
+class VesselRequest(Request):
+    """A request whose first argument is the vessel it acts on."""
+
+    __slots__ = ()
+    vessel: str
+
+    @property
+    def vessels(self) -> tuple[str, ...]:
+        return (self.vessel,)
+
+
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetVessels(Request):
+    """Node identity and every vessel's status, keys and flags (Seattle's hello)."""
+
+    op: ClassVar[str] = "GetVessels"
+    right: ClassVar[Right] = "public"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetVesselResources(VesselRequest):
+    """The resource table of one vessel."""
+
+    op: ClassVar[str] = "GetVesselResources"
+    right: ClassVar[Right] = "public"
+    vessel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetOffcutResources(Request):
+    """The offcut table (management overhead paid per split) and how many are held."""
+
+    op: ClassVar[str] = "GetOffcutResources"
+    right: ClassVar[Right] = "public"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetNodeStatus(Request):
+    """Version, uptime, vessel counts and load, for operators and installers."""
+
+    op: ClassVar[str] = "GetNodeStatus"
+    right: ClassVar[Right] = "public"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartVessel(VesselRequest):
+    """Run ``program`` (a file already in the vessel) with ``args`` in the sandbox."""
+
+    op: ClassVar[str] = "StartVessel"
+    right: ClassVar[Right] = "user"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    program: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopVessel(VesselRequest):
+    """Kill the vessel's program; status becomes Stopped."""
+
+    op: ClassVar[str] = "StopVessel"
+    right: ClassVar[Right] = "user"
+    mutates: ClassVar[bool] = True
+    vessel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetVessel(VesselRequest):
+    """Stop if running, delete files and log; status becomes Fresh."""
+
+    op: ClassVar[str] = "ResetVessel"
+    right: ClassVar[Right] = "user"
+    mutates: ClassVar[bool] = True
+    vessel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddFileToVessel(VesselRequest):
+    """Create or overwrite one file (atomically), within the vessel's ``diskused``."""
+
+    op: ClassVar[str] = "AddFileToVessel"
+    right: ClassVar[Right] = "user"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrieveFileFromVessel(VesselRequest):
+    """The bytes of one file."""
+
+    op: ClassVar[str] = "RetrieveFileFromVessel"
+    right: ClassVar[Right] = "user"
+    vessel: str
+    filename: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListFilesInVessel(VesselRequest):
+    """Sorted file names (``private_*`` hidden)."""
+
+    op: ClassVar[str] = "ListFilesInVessel"
+    right: ClassVar[Right] = "user"
+    vessel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteFileInVessel(VesselRequest):
+    """Remove one file."""
+
+    op: ClassVar[str] = "DeleteFileInVessel"
+    right: ClassVar[Right] = "user"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    filename: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadVesselLog(VesselRequest):
+    """The last 16 KiB of the program's log."""
+
+    op: ClassVar[str] = "ReadVesselLog"
+    right: ClassVar[Right] = "user"
+    vessel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeOwner(VesselRequest):
+    """New owner key; clears owner info and sets advertise (Seattle's behaviour)."""
+
+    op: ClassVar[str] = "ChangeOwner"
+    right: ClassVar[Right] = "owner"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    owner: PublicKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeUsers(VesselRequest):
+    """Replace the user key list (duplicates dropped, order kept)."""
+
+    op: ClassVar[str] = "ChangeUsers"
+    right: ClassVar[Right] = "owner"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    users: tuple[PublicKey, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeOwnerInformation(VesselRequest):
+    """Set the free-text owner information (at most 256 chars, no newline)."""
+
+    op: ClassVar[str] = "ChangeOwnerInformation"
+    right: ClassVar[Right] = "owner"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    info: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeAdvertise(VesselRequest):
+    """Turn advertising of this vessel in the overlay on or off."""
+
+    op: ClassVar[str] = "ChangeAdvertise"
+    right: ClassVar[Right] = "owner"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    advertise: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitVessel(VesselRequest):
+    """Cut ``resources`` out of the vessel: two new vessels (leftover, requested)."""
+
+    op: ClassVar[str] = "SplitVessel"
+    right: ClassVar[Right] = "owner"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    resources: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinVessels(Request):
+    """Merge two vessels of the same owner into one new vessel (``r1 + r2 + offcut``)."""
+
+    op: ClassVar[str] = "JoinVessels"
+    right: ClassVar[Right] = "owner"
+    mutates: ClassVar[bool] = True
+    vessel1: str
+    vessel2: str
+
+    @property
+    def vessels(self) -> tuple[str, ...]:
+        return (self.vessel1, self.vessel2)
+
+
+SCHEMAS: dict[type[Request], dict[str, Checker]] = {
+    GetVessels: {},
+    GetVesselResources: {"vessel": check_vessel},
+    GetOffcutResources: {},
+    GetNodeStatus: {},
+    StartVessel: {"vessel": check_vessel, "program": check_program, "args": check_args},
+    StopVessel: {"vessel": check_vessel},
+    ResetVessel: {"vessel": check_vessel},
+    AddFileToVessel: {"vessel": check_vessel, "filename": check_filename, "data": check_data},
+    RetrieveFileFromVessel: {"vessel": check_vessel, "filename": check_filename},
+    ListFilesInVessel: {"vessel": check_vessel},
+    DeleteFileInVessel: {"vessel": check_vessel, "filename": check_filename},
+    ReadVesselLog: {"vessel": check_vessel},
+    ChangeOwner: {"vessel": check_vessel, "owner": check_key},
+    ChangeUsers: {"vessel": check_vessel, "users": check_keys},
+    ChangeOwnerInformation: {"vessel": check_vessel, "info": check_owner_info},
+    ChangeAdvertise: {"vessel": check_vessel, "advertise": check_bool},
+    SplitVessel: {"vessel": check_vessel, "resources": check_resource_text},
+    JoinVessels: {"vessel1": check_vessel, "vessel2": check_vessel},
+}
+"""Each request class's arguments, in wire order, with their checkers."""
+
+OPTIONAL: dict[type[Request], frozenset[str]] = {StartVessel: frozenset({"args"})}
+"""Arguments that may be left out on the wire (they take the dataclass default)."""
+
+REQUESTS: dict[tuple[int, str], type[Request]] = {
+    (PROTOCOL_VERSION, cls.op): cls for cls in SCHEMAS
+}
+"""Decoder table: (protocol version, operation name) -> request class."""
+
+
+def decode_request(version: int, op: str, args: object) -> Request:
+    """Build the request for ``op`` from a wire argument map; raise BadArguments if ill-typed."""
+    cls = REQUESTS.get((version, op))
+    if cls is None:
+        raise UnknownOperation(f"unknown operation {op[:64]!r}")
+    if not isinstance(args, Mapping):
+        raise BadArguments("args must be a map")
+    schema = SCHEMAS[cls]
+    unknown = set(args) - set(schema)
+    if unknown:
+        raise BadArguments(f"{op}: unexpected argument(s) {sorted(map(str, unknown))[:8]}")
+    missing = set(schema) - set(args) - OPTIONAL.get(cls, frozenset())
+    if missing:
+        raise BadArguments(f"{op}: missing argument(s) {sorted(missing)}")
+    try:
+        return cls(**{str(name): value for name, value in args.items()})
+    except TypeError as exc:  # pragma: no cover - guarded by the key checks above
+        raise BadArguments(f"{op}: {exc}") from exc

@@ -1,0 +1,350 @@
+"""The node manager daemon's I/O shell (trio): TCP framing, timeouts, effects.
+
+One ``NodeServer`` per node. ``serve`` binds the listener and owns a nursery for the
+connections and for one watcher task per running program. For each frame:
+authenticate (pure) -> decide (``api.handle``, pure) -> commit the change and the nonce
+(one SQLite transaction) -> perform the effects -> send a signed response. Requests that
+change vessels are serialised by one lock; read-only ones run concurrently.
+Every RequestError becomes an error response here, in ``respond``; anything else is logged
+and answered with ``InternalError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from nodemanager import api, errors, model
+from nodemanager.auth import TIME_WINDOW, Verified, authenticate, read_nonce
+from nodemanager.files import VesselStore
+from nodemanager.state import NodeState
+from nodemanager.vessels import ProgramRunner, live_of, map_runner_errors
+from nodemanager.wire import (
+    HEADER,
+    MAX_FRAME_BYTES,
+    RESPONSE_DOMAIN,
+    Envelope,
+    Response,
+    Signer,
+    frame,
+    frame_length,
+    open_envelope,
+    seal_response,
+)
+from seattlecore import KeyPair, PublicKey
+
+log = logging.getLogger(__name__)
+
+VERSION = "seattle-p2p-nodemanager 0.1.0"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Limits and timeouts of the daemon."""
+
+    max_frame: int = MAX_FRAME_BYTES
+    idle_timeout: float = 60.0
+    """Seconds a connection may sit between requests before it is closed."""
+    frame_timeout: float = 30.0
+    """Seconds a frame may take to arrive once its first byte came (slow clients)."""
+    send_timeout: float = 30.0
+    max_connections: int = 512
+    time_window: float = TIME_WINDOW
+    version: str = VERSION
+
+
+class FrameReader:
+    """Reads length-prefixed frames from a stream, bounding size and time."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, config: ServerConfig) -> None:
+        self._stream = stream
+        self._config = config
+        self._buffer = bytearray()
+
+    async def _fill(self, size: int) -> bool:
+        while len(self._buffer) < size:
+            wanted = min(max(65536, size - len(self._buffer)), 1 << 20)
+            chunk = await self._stream.receive_some(wanted)
+            if not chunk:
+                return False
+            self._buffer += chunk
+        return True
+
+    async def next_frame(self) -> bytes | None:
+        """The next payload, or None on EOF, idle timeout or a too-slow frame.
+
+        Raises FrameTooLarge before reading the body of an oversized frame.
+        """
+        with trio.move_on_after(self._config.idle_timeout):
+            if not await self._fill(1):
+                return None
+        if not self._buffer:
+            return None
+        with trio.move_on_after(self._config.frame_timeout):
+            if not await self._fill(HEADER.size):
+                return None
+            length = frame_length(bytes(self._buffer[: HEADER.size]), self._config.max_frame)
+            if not await self._fill(HEADER.size + length):
+                return None
+            payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
+            del self._buffer[: HEADER.size + length]
+            return payload
+        log.info("closing a connection whose frame did not arrive in time")
+        return None
+
+
+class NodeServer:
+    """State, vessels and request handling of one node."""
+
+    def __init__(
+        self, *, keys: KeyPair, state: NodeState, store: VesselStore, runner: ProgramRunner,
+        config: ServerConfig | None = None, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.node = keys.public
+        self._signer = Signer(keys, RESPONSE_DOMAIN)
+        self.state = state
+        self.store = store
+        self.runner = runner
+        self.config = config or ServerConfig()
+        self.clock = clock
+        self.started_at = clock()
+        self._lock = trio.Lock()
+        self._connections = 0
+        self._generation: dict[str, int] = {}
+        self._advert_event = trio.Event()
+        self.advert_generation = 0
+        self._nursery: trio.Nursery | None = None
+        self._effects: dict[type[Any], Callable[[Any], Awaitable[Mapping[str, object]]]] = {
+            model.StartProgram: self._start_program, model.StopProgram: self._stop_program,
+            model.WipeVessel: self._wipe_vessel, model.DestroyVessel: self._destroy_vessel,
+            model.CreateVessel: self._create_vessel, model.WriteFile: self._write_file,
+            model.ReadFile: self._read_file, model.ListFiles: self._list_files,
+            model.DeleteFile: self._delete_file, model.ReadLog: self._read_log,
+            model.Reannounce: self._reannounce,
+        }
+
+    # ---- lifecycle ----
+
+    def reconcile(self) -> None:
+        """Start-up repair: directories match the vessels; 'Started' ones did not survive."""
+        self.store.reconcile(set(self.state.vessels))
+        for vessel in list(self.state.vessels.values()):
+            if vessel.status == "Started":
+                log.info("vessel %s was running when the node manager stopped", vessel.name)
+                self.state.record_status(vessel.name, "Terminated",
+                                         exit_reason="node manager restarted")
+
+    async def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` until cancelled; ``task_status.started(bound_port)``."""
+        self.reconcile()
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(trio.serve_listeners, self.handle_connection, listeners)
+            bound = listeners[0].socket.getsockname()[1]
+            log.info("node manager %s listening on %s:%d", self.node.short(), host, bound)
+            task_status.started(bound)
+
+    # ---- advertisement seam ----
+
+    def advert_entries(self) -> list[tuple[str, PublicKey]]:
+        """(vessel, key) pairs to advertise: owner and users of vessels with advertise on."""
+        entries: list[tuple[str, PublicKey]] = []
+        for name in sorted(self.state.vessels):
+            vessel = self.state.vessels[name]
+            if vessel.advertise:
+                keys = dict.fromkeys((vessel.owner, *vessel.users))
+                entries.extend((name, key) for key in keys)
+        return entries
+
+    async def wait_advert_changed(self, seen_generation: int) -> int:
+        """Wait until ``advert_generation`` differs from ``seen_generation``; return it."""
+        while self.advert_generation == seen_generation:
+            await self._advert_event.wait()
+        return self.advert_generation
+
+    # ---- connections ----
+
+    async def handle_connection(self, stream: trio.abc.Stream) -> None:
+        """Serve requests on one connection until EOF, timeout or a fatal frame error."""
+        if self._connections >= self.config.max_connections:
+            await self._send(stream, self.error_payload(errors.Overloaded("too many connections")))
+            await stream.aclose()
+            return
+        self._connections += 1
+        try:
+            async with stream:
+                await self._serve_frames(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("connection dropped by the peer")
+        finally:
+            self._connections -= 1
+
+    async def _serve_frames(self, stream: trio.abc.Stream) -> None:
+        reader = FrameReader(stream, self.config)
+        while True:
+            try:
+                payload = await reader.next_frame()
+            except errors.FrameTooLarge as exc:
+                await self._send(stream, self.error_payload(exc))
+                return
+            if payload is None:
+                return
+            if not await self._send(stream, await self.respond(payload)):
+                return
+
+    async def _send(self, stream: trio.abc.SendStream, payload: bytes) -> bool:
+        with trio.move_on_after(self.config.send_timeout):
+            await stream.send_all(frame(payload))
+            return True
+        return False
+
+    def error_payload(self, exc: errors.RequestError, nonce: bytes | None = None) -> bytes:
+        response = Response(node=self.node, nonce=nonce, ok=False, code=exc.code,
+                            message=str(exc))
+        return seal_response(self._signer, response)
+
+    async def respond(self, payload: bytes) -> bytes:
+        """Answer one request payload with a signed response payload (never raises)."""
+        envelope: Envelope | None = None
+        try:
+            envelope = open_envelope(payload)
+            verified = authenticate(envelope, node=self.node, now=self.clock(),
+                                    window=self.config.time_window)
+            result = await self._execute(verified)
+        except errors.RequestError as exc:
+            log.debug("refused request: %s: %s", exc.code, exc)
+            nonce = None if envelope is None else read_nonce(envelope)
+            return self.error_payload(exc, nonce)
+        except Exception:
+            log.exception("internal error while handling a request")
+            nonce = None if envelope is None else read_nonce(envelope)
+            return self.error_payload(errors.InternalError("internal error"), nonce)
+        response = Response(node=self.node, nonce=verified.nonce, ok=True, result=result)
+        return seal_response(self._signer, response)
+
+    # ---- decide, commit, act ----
+
+    async def _execute(self, verified: Verified) -> dict[str, object]:
+        if verified.request.mutates:
+            async with self._lock:
+                return await self._decide_and_act(verified)
+        return await self._decide_and_act(verified)
+
+    async def _decide_and_act(self, verified: Verified) -> dict[str, object]:
+        now = self.clock()
+        outcome = api.handle(verified, self.view(now), now)
+        self.state.commit(
+            outcome.change, nonce=verified.nonce if verified.signed else None,
+            ts=verified.timestamp, now=now, window=self.config.time_window)
+        result = dict(outcome.result)
+        for effect in outcome.effects:
+            result.update(await self._effects[type(effect)](effect))
+        return result
+
+    def view(self, now: float) -> model.NodeView:
+        """A snapshot of state plus live supervisor reports, for ``api.handle``."""
+        live = {}
+        for name in self.state.vessels:
+            report = self.runner.report(name)
+            if report.status != "Fresh":
+                live[name] = live_of(report)
+        return model.NodeView(
+            node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
+            offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
+            next_index=self.state.next_index, started_at=self.started_at,
+            load=os.getloadavg())
+
+    # ---- effects ----
+
+    async def _start_program(self, effect: model.StartProgram) -> Mapping[str, object]:
+        directory = self.store.directory(effect.vessel)
+        if not (directory / effect.program).is_file():
+            raise errors.FileNotFound(f"program {effect.program!r} is not in {effect.vessel}")
+        with map_runner_errors("StartVessel"):
+            await self.runner.start(
+                vessel=effect.vessel, directory=directory, resources=effect.resources,
+                program=effect.program, args=list(effect.args),
+                log_path=self.store.log_path(effect.vessel))
+        self.state.record_status(effect.vessel, "Started")
+        generation = self._generation.get(effect.vessel, 0) + 1
+        self._generation[effect.vessel] = generation
+        assert self._nursery is not None, "serve() owns the watcher nursery"
+        self._nursery.start_soon(self._watch, effect.vessel, generation)
+        return {"status": "Started"}
+
+    async def _watch(self, vessel: str, generation: int) -> None:
+        """Persist the final status when the vessel's program ends (unless reset since)."""
+        report = await self.runner.wait(vessel)
+        if self._generation.get(vessel) == generation and report.status != "Started":
+            live = live_of(report)
+            self.state.record_status(vessel, live.status, exit_reason=live.exit_reason,
+                                     exit_code=live.exit_code)
+
+    async def _stop_program(self, effect: model.StopProgram) -> Mapping[str, object]:
+        with map_runner_errors("StopVessel"):
+            await self.runner.stop(effect.vessel)
+        live = live_of(self.runner.report(effect.vessel))
+        self.state.record_status(effect.vessel, live.status, exit_reason=live.exit_reason,
+                                 exit_code=live.exit_code)
+        return {"status": live.status}
+
+    async def _halt(self, vessel: str) -> None:
+        self._generation[vessel] = self._generation.get(vessel, 0) + 1
+        if self.runner.report(vessel).status == "Started":
+            try:
+                with map_runner_errors("stop"):
+                    await self.runner.stop(vessel)
+            except errors.VesselNotRunning:
+                pass
+        self.runner.forget(vessel)
+
+    async def _wipe_vessel(self, effect: model.WipeVessel) -> Mapping[str, object]:
+        await self._halt(effect.vessel)
+        await trio.to_thread.run_sync(self.store.wipe, effect.vessel)
+        return {}
+
+    async def _destroy_vessel(self, effect: model.DestroyVessel) -> Mapping[str, object]:
+        await self._halt(effect.vessel)
+        await trio.to_thread.run_sync(self.store.destroy, effect.vessel)
+        return {}
+
+    async def _create_vessel(self, effect: model.CreateVessel) -> Mapping[str, object]:
+        self.store.ensure(effect.vessel)
+        return {}
+
+    async def _write_file(self, effect: model.WriteFile) -> Mapping[str, object]:
+        await trio.to_thread.run_sync(
+            self.store.write, effect.vessel, effect.filename, effect.data, effect.quota)
+        return {}
+
+    async def _read_file(self, effect: model.ReadFile) -> Mapping[str, object]:
+        data = await trio.to_thread.run_sync(self.store.read, effect.vessel, effect.filename)
+        return {"data": data}
+
+    async def _list_files(self, effect: model.ListFiles) -> Mapping[str, object]:
+        return {"files": self.store.list(effect.vessel)}
+
+    async def _delete_file(self, effect: model.DeleteFile) -> Mapping[str, object]:
+        self.store.delete(effect.vessel, effect.filename)
+        return {}
+
+    async def _read_log(self, effect: model.ReadLog) -> Mapping[str, object]:
+        data = self.runner.read_log(effect.vessel) or self.store.log_tail(effect.vessel)
+        return {"log": data}
+
+    async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
+        self.advert_generation += 1
+        self._advert_event.set()
+        self._advert_event = trio.Event()
+        return {}

@@ -1,0 +1,51 @@
+"""A vessel program never outlives its supervisor (e.g. a node manager killed with -9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+SCRIPT = """
+import sys, trio
+from pathlib import Path
+from sandbox import Supervisor, parse_resources
+
+async def main():
+    table = parse_resources(Path(sys.argv[2]).read_text())
+    async with Supervisor.open() as sup:
+        await sup.start("v1", Path(sys.argv[1]), table, "forever.py")
+        print("started", flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+def test_program_dies_with_its_supervisor(vessel_dir: Path) -> None:
+    (vessel_dir / "forever.py").write_text("while True:\n    sleep(0.1)\n")
+    resources = Path(__file__).parents[2] / "sandbox" / "default.resources"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(vessel_dir), str(resources)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "started"
+        children = psutil.Process(parent.pid).children()
+        assert len(children) == 1
+        vessel = children[0]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while vessel.is_running() and vessel.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "vessel program outlived its supervisor"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
