@@ -14,10 +14,12 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
+from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
 from nodemanager.server import NodeServer
@@ -30,6 +32,7 @@ from seattlecore import CoreError, load_private, write_atomic
 log = logging.getLogger("nodemanager")
 
 PORT_FILE = "nodemanager.port"
+DHT_PORT_FILE = "dht.port"
 LOG_FILE = "nodemanager.log"
 
 
@@ -48,6 +51,12 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="HOST:PORT to listen on (default 127.0.0.1:0)")
     parser.add_argument("--bootstrap", type=host_port, action="append", default=[],
                         help="overlay bootstrap peer HOST:PORT (repeatable; stored)")
+    parser.add_argument("--dht-port", type=int, default=0,
+                        help="UDP port of this node's DHT node (default: any free port)")
+    parser.add_argument("--advertise-host", default=None,
+                        help="host to put in adverts (default: the --listen host)")
+    parser.add_argument("--no-dht", action="store_true",
+                        help="do not join the DHT (no discovery; direct contact only)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="never start programs (for tests of the control plane)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -81,8 +90,17 @@ async def open_runner(sandbox: bool = True) -> AsyncIterator[ProgramRunner]:
         yield supervisor
 
 
+@dataclass(frozen=True, slots=True)
+class DhtOptions:
+    """Discovery settings from the command line."""
+
+    enabled: bool = True
+    port: int = 0
+    advertise_host: str | None = None
+
+
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
-                     sandbox: bool = True) -> None:
+                     sandbox: bool = True, dht: DhtOptions = DhtOptions()) -> None:
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
@@ -94,6 +112,15 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
+            if dht.enabled:
+                config = DiscoveryConfig(
+                    host=host, port=dht.port, bootstrap=bootstrap_pairs(bootstrap),
+                    advertised_address=f"{dht.advertise_host or host}:{bound}",
+                    state_dir=state_dir,
+                )
+                node = await nursery.start(serve_discovery, server, keys, config)
+                write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
+                print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,8 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(state_dir, options.verbose)
     peers = [f"{h}:{p}" for h, p in options.bootstrap]
     try:
+        dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
+                         advertise_host=options.advertise_host)
         trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                 not options.no_sandbox)
+                 not options.no_sandbox, dht)
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:
