@@ -109,3 +109,57 @@ async def test_host_stays_responsive_during_hostile_programs(tmp_path: Path) -> 
         await sup.stop("burn")
     lags.sort()
     assert lags[len(lags) // 2] < 0.25, lags
+
+
+async def test_file_and_random_rates_hold(run_program: RunProgram) -> None:
+    source = """
+f = openfile('rate.bin', True)
+start = getruntime()
+written = 0
+while getruntime() - start < 1.5:
+    f.writeat('w' * 4096, 0)
+    written = written + 4096
+log('filewrite', written / (getruntime() - start))
+start = getruntime()
+read = 0
+while getruntime() - start < 1.5:
+    read = read + len(f.readat(4096, 0))
+log('fileread', read / (getruntime() - start))
+start = getruntime()
+got = 0
+while getruntime() - start < 1.5:
+    got = got + len(randombytes())
+log('random', got / (getruntime() - start))
+"""
+    out = await run_program(source, resources=table(filewrite=40_000, fileread=80_000,
+                                                    random=10_000), timeout=15)
+    rates = dict(line.split() for line in out.log.splitlines())
+    # one 0.1 s burst on top of the limit over a 1.5 s window: at most +7 %, plus a block
+    assert 0.85 * 40_000 <= float(rates["filewrite"]) <= 1.15 * 40_000
+    assert 0.85 * 80_000 <= float(rates["fileread"]) <= 1.15 * 80_000
+    assert 0.85 * 10_000 <= float(rates["random"]) <= 1.25 * 10_000
+
+
+async def test_filesopened_and_outsockets_counts(run_program: RunProgram) -> None:
+    source = """
+held = []
+try:
+    for i in range(10):
+        held.append(openfile('f' + str(i), True))
+except ResourceExhaustedError:
+    log('files stopped at', len(held))
+held[0].close()
+held.append(openfile('again', True))
+log('reopened after close')
+server = listenforconnection('127.0.0.1', 63104)
+conns = []
+try:
+    for port in [63100, 63101, 63105]:
+        conns.append(openconnection('127.0.0.1', 63104, '127.0.0.1', port, 5))
+except ResourceExhaustedError:
+    log('outsockets stopped at', len(conns))
+"""
+    out = await run_program(source, resources=table(filesopened=3, outsockets=2))
+    assert "files stopped at 3" in out.log
+    assert "reopened after close" in out.log
+    assert "outsockets stopped at 2" in out.log
