@@ -152,6 +152,14 @@ class RepyFile:
             raise FileClosedError(f"{self._name} is closed")
         return self._fd
 
+    def _at(self, offset: int) -> tuple[int, int]:
+        """(fd, size) of the open file, checking that ``offset`` is not past the end."""
+        fd = self._live_fd()
+        size = os.fstat(fd).st_size
+        if offset > size:
+            raise SeekPastEndOfFileError(f"offset {offset} is past the end ({size})")
+        return fd, size
+
     def readat(self, sizelimit: object, offset: object) -> bytes:
         """Read up to ``sizelimit`` bytes (None: to the end) at ``offset``."""
         if sizelimit is not None and (type(sizelimit) is not int or sizelimit < 0):
@@ -159,10 +167,7 @@ class RepyFile:
         if type(offset) is not int or offset < 0:
             raise RepyArgumentError("offset must be an int >= 0")
         with self._lock:
-            fd = self._live_fd()
-            size = os.fstat(fd).st_size
-            if offset > size:
-                raise SeekPastEndOfFileError(f"offset {offset} is past the end ({size})")
+            fd, size = self._at(offset)
             count = size - offset if sizelimit is None else min(sizelimit, size - offset)
             self._files.nanny.charge("fileread", _blocks(count))
             return os.pread(fd, count, offset)
@@ -176,10 +181,7 @@ class RepyFile:
         if type(offset) is not int or offset < 0:
             raise RepyArgumentError("offset must be an int >= 0")
         with self._lock:
-            fd = self._live_fd()
-            size = os.fstat(fd).st_size
-            if offset > size:
-                raise SeekPastEndOfFileError(f"offset {offset} is past the end ({size})")
+            fd, size = self._at(offset)
             self._files.ensure_room(offset + len(data) - size)
             self._files.nanny.charge("filewrite", _blocks(len(data)))
             os.pwrite(fd, data, offset)

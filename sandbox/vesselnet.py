@@ -237,15 +237,31 @@ class RepySocket:
         return True
 
 
-class TCPServerSocket:
-    """A TCP listener: ``getconnection`` and ``close``."""
+class _Listener:
+    """A bound listening socket of one vessel; ``close`` frees its ``insockets`` item."""
 
     __slots__ = ("_local", "_net", "_sock")
+    _proto = ""
 
     def __init__(self, net: VesselNet, sock: socket.socket, local: tuple[str, int]) -> None:
         self._net = net
         self._sock: socket.socket | None = sock
         self._local = local
+
+    def close(self) -> bool:
+        if self._sock is None:
+            return False
+        self._sock.close()
+        self._sock = None
+        self._net.stopped_listening((self._proto, *self._local))
+        return True
+
+
+class TCPServerSocket(_Listener):
+    """A TCP listener: ``getconnection`` and ``close``."""
+
+    __slots__ = ()
+    _proto = "tcp"
 
     def getconnection(self) -> tuple[str, int, RepySocket]:
         if self._sock is None:
@@ -262,24 +278,12 @@ class TCPServerSocket:
         conn.setblocking(False)
         return ip, port, RepySocket(self._net, conn, ip)
 
-    def close(self) -> bool:
-        if self._sock is None:
-            return False
-        self._sock.close()
-        self._sock = None
-        self._net.stopped_listening(("tcp", *self._local))
-        return True
 
-
-class UDPServerSocket:
+class UDPServerSocket(_Listener):
     """A UDP listener: ``getmessage`` and ``close``."""
 
-    __slots__ = ("_local", "_net", "_sock")
-
-    def __init__(self, net: VesselNet, sock: socket.socket, local: tuple[str, int]) -> None:
-        self._net = net
-        self._sock: socket.socket | None = sock
-        self._local = local
+    __slots__ = ()
+    _proto = "udp"
 
     def getmessage(self) -> tuple[str, int, bytes]:
         if self._sock is None:
@@ -290,11 +294,3 @@ class UDPServerSocket:
             raise SocketWouldBlockError("no message waiting") from None
         self._net.charge(ip, 0, len(data) + OVERHEAD)
         return ip, port, data
-
-    def close(self) -> bool:
-        if self._sock is None:
-            return False
-        self._sock.close()
-        self._sock = None
-        self._net.stopped_listening(("udp", *self._local))
-        return True
