@@ -268,16 +268,21 @@ def drop_privileges(plan: HardeningPlan) -> ProtectionReport:
     if euid not in (0, plan.uid):
         note = f"uid: not root (euid {euid}), cannot switch to {plan.uid}"
         return ProtectionReport(notes=(note,))
+    # The child works through descriptors and its cwd, so the vessel dir need not be
+    # reachable by path for the new uid (its parents may be 0700, e.g. under /root).
+    vessel_fd = os.open(plan.vessel_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if euid == 0:
             _chown_vessel_dir(plan.vessel_dir, plan.uid)
             _switch_ids(plan.uid)
+        limit = plan.max_threads + _NPROC_SLACK
+        _set_rlimit(resource.RLIMIT_NPROC, limit, limit)
+        if not os.access(".", os.R_OK | os.W_OK | os.X_OK, dir_fd=vessel_fd):
+            raise HardeningError(f"uid {plan.uid} cannot use vessel dir {plan.vessel_dir}")
     except OSError as exc:
         raise HardeningError(f"dropping privileges to uid {plan.uid} failed: {exc}") from exc
-    limit = plan.max_threads + _NPROC_SLACK
-    _set_rlimit(resource.RLIMIT_NPROC, limit, limit)
-    if not os.access(plan.vessel_dir, os.R_OK | os.W_OK | os.X_OK):
-        raise HardeningError(f"uid {plan.uid} cannot use vessel dir {plan.vessel_dir}")
+    finally:
+        os.close(vessel_fd)
     return ProtectionReport(uid_dropped=True)
 
 
@@ -377,13 +382,26 @@ def _add_path_rule(ruleset_fd: int, fd: int, dir_access: int, file_access: int) 
         os.close(fd)
 
 
-def _add_rules(ruleset_fd: int, plan: HardeningPlan, abi: int) -> None:
+@dataclass(frozen=True, slots=True)
+class RuleFds:
+    """O_PATH descriptors for Landlock rules, opened while the paths are still reachable."""
+
+    read: tuple[int, ...]
+    vessel: int
+
+
+def open_rule_fds(plan: HardeningPlan) -> RuleFds:
+    """Open the rule paths now (before the uid drop hides root-only parents)."""
+    read = tuple(fd for fd in map(_open_path, plan.read_paths) if fd is not None)
+    vessel = os.open(plan.vessel_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return RuleFds(read, vessel)
+
+
+def _add_rules(ruleset_fd: int, plan: HardeningPlan, abi: int, fds: RuleFds) -> None:
     handled = _fs_handled(abi)
-    for path in plan.read_paths:
-        fd = _open_path(path)
-        if fd is not None:
-            _add_path_rule(ruleset_fd, fd, _READ_DIR_ACCESS, _READ_FILE_ACCESS & handled)
-    vessel_fd = os.open(plan.vessel_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    for fd in fds.read:
+        _add_path_rule(ruleset_fd, fd, _READ_DIR_ACCESS, _READ_FILE_ACCESS & handled)
+    vessel_fd = fds.vessel
     _add_path_rule(ruleset_fd, vessel_fd, _VESSEL_ACCESS & handled, 0)
     if abi >= 4:
         for port in sorted(plan.tcp_bind_ports):
@@ -391,7 +409,7 @@ def _add_rules(ruleset_fd: int, plan: HardeningPlan, abi: int) -> None:
             _syscall(_SYS_LANDLOCK_ADD_RULE, ruleset_fd, _RULE_NET_PORT, ctypes.pointer(attr), 0)
 
 
-def apply_landlock(plan: HardeningPlan) -> ProtectionReport:
+def apply_landlock(plan: HardeningPlan, fds: RuleFds | None = None) -> ProtectionReport:
     """Restrict the filesystem (and TCP bind ports on ABI >= 4) for this process.
 
     Needs no_new_privs (``set_no_new_privs``) unless still root, and a single thread,
@@ -404,10 +422,12 @@ def apply_landlock(plan: HardeningPlan) -> ProtectionReport:
         name = errno.errorcode.get(exc.errno or 0, "?")
         return ProtectionReport(notes=(f"landlock: not offered by this kernel ({name})",))
     _require_single_thread("landlock")
+    if fds is None:
+        fds = open_rule_fds(plan)
     try:
         ruleset_fd = _create_ruleset(abi)
         try:
-            _add_rules(ruleset_fd, plan, abi)
+            _add_rules(ruleset_fd, plan, abi, fds)
             _syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset_fd, 0)
         finally:
             os.close(ruleset_fd)
@@ -506,8 +526,9 @@ def apply_hardening(plan: HardeningPlan) -> ProtectionReport:
     _import_pyseccomp()  # before the uid drop and Landlock hide site-packages
     _read_status()  # keeps one fd on /proc/self/status for set_address_space_limit
     _require_single_thread("hardening")
+    fds = open_rule_fds(plan) if landlock_abi() > 0 else None
     report = apply_rlimits(plan).merge(drop_privileges(plan)).merge(set_no_new_privs())
-    report = report.merge(apply_landlock(plan)).merge(apply_seccomp(plan))
+    report = report.merge(apply_landlock(plan, fds)).merge(apply_seccomp(plan))
     log.info("vessel protection level: %s", report.level())
     for note in report.notes:
         log.info("missing layer: %s", note)

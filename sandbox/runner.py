@@ -128,7 +128,7 @@ def harden(config: RunnerConfig, host: ChildHost) -> str:
         read_paths=tuple(config.read_paths or ()),
         memory_bytes=int(table["memory"]),
         disk_bytes=max(int(table["diskused"]), 4096),
-        max_open_files=int(table["filesopened"] + table["insockets"] + table["outsockets"]) + 16,
+        max_open_files=int(table["filesopened"] + table["insockets"] + table["outsockets"]) + 64,
         max_threads=int(table["events"]) + 4,
         cpu_seconds_backstop=None,
         uid=config.uid,
