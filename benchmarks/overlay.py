@@ -25,8 +25,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from overlay import DhtConfig, DhtNode, dht_loop, make_advert, open_dht_node  # noqa: E402
-from seattlecore import KeyPair, PublicKey  # noqa: E402
+from overlay import DhtConfig, DhtNode, dht_loop, make_advert, open_dht_node
+from seattlecore import KeyPair, PublicKey
 
 USERS = 20
 PUBLISHERS = 5
@@ -107,6 +107,7 @@ async def run_size(n: int, lookups: int, seed: int) -> list[str]:
         rpcs = (rpc_total(nodes) - rpc0) / len(costs)
         lat, success = await measure(nodes, plan, lookups, rng, set())
         rows.append(fmt(n, "none", lat, success, costs, rpcs, boot_s))
+        print(rows[-1], flush=True)
         dead = {id(x) for x in rng.sample(nodes, int(0.3 * n))}
         for node in nodes:
             if id(node) in dead:
@@ -115,6 +116,7 @@ async def run_size(n: int, lookups: int, seed: int) -> list[str]:
         costs = await publish_all(survivors, seq=2)
         lat, success = await measure(nodes, plan, lookups, rng, dead)
         rows.append(fmt(n, "30%", lat, success, costs, float("nan"), boot_s))
+        print(rows[-1], flush=True)
         for node in nodes:
             if id(node) in dead:
                 node._server.transport = None
@@ -148,8 +150,7 @@ def main() -> None:
     print("|    N | churn | p50 ms  | p90 ms  | success  | publish p50 ms | RPCs/publish | build s |")
     print("|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        for row in trio.run(run_size, n, args.lookups, args.seed):
-            print(row, flush=True)
+        trio.run(run_size, n, args.lookups, args.seed)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,267 @@
+"""``seattle-dht``: the operators' view of the discovery DHT.
+
+    seattle-dht lookup USERKEY --bootstrap HOST:PORT [--json]
+    seattle-dht status --node HOST:PORT | --state DIR [--json]
+    seattle-dht peers  --node HOST:PORT | --state DIR | --bootstrap HOST:PORT [--json]
+    seattle-dht crawl  --bootstrap HOST:PORT [--max N] [--json]
+    seattle-dht serve  [--host H] [--port P] [--bootstrap HOST:PORT] [--state DIR]
+
+USERKEY is 64 hex digits or a path to a ``NAME.publickey`` file. Exit status: 0 success,
+1 the DHT could not be reached, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from overlay.client import lookup_once, open_client, parse_hostport, query_status
+from overlay.errors import OverlayError, OverlayUsageError
+from overlay.node import DhtConfig, serve_dht
+from overlay.results import LookupResult
+from overlay.status import read_status_file
+from seattlecore import CoreError, PublicKey, load_public
+
+Output = dict[str, Any]
+
+
+def _user_key(text: str) -> PublicKey:
+    path = Path(text)
+    if path.suffix == ".publickey" or path.exists():
+        return load_public(path)
+    return PublicKey.from_text(text)
+
+
+def _boot(args: argparse.Namespace) -> list[tuple[str, int]]:
+    if not args.bootstrap:
+        raise OverlayUsageError("--bootstrap HOST:PORT is required")
+    return [parse_hostport(b) for b in args.bootstrap]
+
+
+def lookup_document(result: LookupResult) -> Output:
+    return {
+        "elapsed_ms": round(result.elapsed * 1000, 1),
+        "candidates": [
+            {
+                "node_key": a.node_key.to_text(),
+                "address": a.address,
+                "vessel": a.vessel,
+                "seq": a.seq,
+                "expires_in": round(a.expires_at - time.time(), 1),
+            }
+            for a in result.candidates
+        ],
+        "rejected": [{"reason": r.reason, "detail": r.detail, "source": r.source} for r in result.rejected],
+        "withdrawn": result.withdrawn,
+        "peers_answered": list(result.peers_answered),
+        "holders": list(result.holders),
+    }
+
+
+async def cmd_lookup(args: argparse.Namespace) -> Output:
+    user = _user_key(args.userkey)
+    result = await lookup_once(user, _boot(args), timeout=args.timeout, host=args.bind)
+    return lookup_document(result)
+
+
+async def _status(args: argparse.Namespace) -> Output:
+    if args.state:
+        return read_status_file(Path(args.state))
+    if args.node:
+        return await query_status(parse_hostport(args.node), timeout=args.timeout, host=args.bind)
+    raise OverlayUsageError("give --node HOST:PORT or --state DIR")
+
+
+async def cmd_status(args: argparse.Namespace) -> Output:
+    return await _status(args)
+
+
+async def cmd_peers(args: argparse.Namespace) -> Output:
+    if args.bootstrap and not (args.node or args.state):
+        async with open_client(_boot(args), host=args.bind) as node:
+            return {"peers": node.status()["peers"]}
+    return {"peers": (await _status(args))["peers"]}
+
+
+async def cmd_crawl(args: argparse.Namespace) -> Output:
+    start = trio.current_time()
+    with trio.move_on_after(args.timeout):
+        async with open_client(_boot(args), host=args.bind) as node:
+            live, dead = await node.crawl(max_nodes=args.max)
+            return {
+                "live": len(live),
+                "unreachable": len(dead),
+                "live_nodes": sorted(live),
+                "unreachable_nodes": sorted(dead),
+                "elapsed_s": round(trio.current_time() - start, 2),
+            }
+    raise OverlayError(f"crawl did not finish within {args.timeout} s")
+
+
+async def cmd_serve(args: argparse.Namespace) -> Output:
+    boot = [parse_hostport(b) for b in args.bootstrap or []]
+    state = Path(args.state) if args.state else None
+    config = DhtConfig(host=args.host, port=args.port, bootstrap=tuple(boot), state_dir=state)
+    async with trio.open_nursery() as nursery:
+        node = await nursery.start(lambda task_status: serve_dht(config=config, task_status=task_status))
+        logging.getLogger("overlay").warning("DHT node listening on %s:%d", args.host, node.port)
+    return {}
+
+
+# -- rendering ---------------------------------------------------------------------------------
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(c) for c in row))
+    return table
+
+
+def render_lookup(con: Console, doc: Output) -> None:
+    con.print(
+        _table(
+            f"{len(doc['candidates'])} verified adverts ({doc['elapsed_ms']} ms)",
+            ["node", "address", "vessel", "seq", "expires in (s)"],
+            [
+                (c["node_key"][:16], c["address"], c["vessel"], c["seq"], c["expires_in"])
+                for c in doc["candidates"]
+            ],
+        )
+    )
+    if doc["rejected"]:
+        con.print(
+            _table(
+                "rejected",
+                ["reason", "detail", "from"],
+                [(r["reason"], r["detail"], r["source"]) for r in doc["rejected"]],
+            )
+        )
+    con.print(
+        f"withdrawn: {doc['withdrawn']}  peers answered ({len(doc['peers_answered'])}): "
+        f"{', '.join(doc['peers_answered'])}"
+    )
+
+
+def render_peers(con: Console, doc: Output) -> None:
+    now = time.time()
+    con.print(
+        _table(
+            f"{len(doc['peers'])} peers",
+            ["id", "address", "bucket", "last seen (s ago)"],
+            [
+                (
+                    p["id"][:16],
+                    p["address"],
+                    p["bucket"],
+                    "-" if p["last_seen"] is None else round(now - p["last_seen"], 1),
+                )
+                for p in doc["peers"]
+            ],
+        )
+    )
+
+
+def render_status(con: Console, doc: Output) -> None:
+    st = doc["stats"]
+    con.print(f"node {st['node_id']} at {doc['address']}  uptime {st['uptime']:.0f} s  peers {st['peers']}")
+    con.print(
+        _table(
+            "routing table",
+            ["bucket", "depth", "peers", "replacements", "idle (s)"],
+            [(b["index"], b["depth"], b["peers"], b["replacements"], b["idle"]) for b in doc["buckets"]],
+        )
+    )
+    render_peers(con, doc)
+    store = doc["store"]
+    con.print(
+        _table(
+            f"stored: {store['keys']} keys, {store['records']} records, {store['tombstones']} tombstones",
+            ["DHT key", "records"],
+            store["per_key"],
+        )
+    )
+    counters = {
+        **{f"rejected {k}": v for k, v in st["rejected"].items()},
+        "accepted": st["accepted"],
+        "garbage datagrams": st["garbage_datagrams"],
+        "rate limited": st["rate_limited"],
+        "rpc timeouts": st["rpc_timeouts"],
+        **{f"rpc {k}": v for k, v in st["requests"].items()},
+    }
+    con.print(_table("counters", ["counter", "value"], sorted(counters.items())))
+
+
+def render_crawl(con: Console, doc: Output) -> None:
+    con.print(f"live nodes: {doc['live']}  unreachable: {doc['unreachable']}  ({doc['elapsed_s']} s)")
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], Any], Callable[[Console, Output], None]]]
+COMMANDS = {
+    "lookup": (cmd_lookup, render_lookup),
+    "status": (cmd_status, render_status),
+    "peers": (cmd_peers, render_peers),
+    "crawl": (cmd_crawl, render_crawl),
+    "serve": (cmd_serve, lambda con, doc: None),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seattle-dht", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--bind", default="127.0.0.1", help="local address for client sockets")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lookup = sub.add_parser("lookup", help="find the adverts for a user key")
+    lookup.add_argument("userkey")
+    for name in ("status", "peers"):
+        p = sub.add_parser(name, help=f"show a node's {name}")
+        p.add_argument("--node")
+        p.add_argument("--state")
+    crawl = sub.add_parser("crawl", help="walk the network and count live nodes")
+    crawl.add_argument("--max", type=int, default=10_000)
+    serve = sub.add_parser("serve", help="run a standalone DHT node (bootstrap server)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--state")
+    for p in (lookup, crawl, serve, sub.choices["peers"]):
+        p.add_argument("--bootstrap", action="append", metavar="HOST:PORT")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+    )
+    run, render = COMMANDS[args.command]
+    try:
+        doc = trio.run(run, args)
+    except (OverlayUsageError, CoreError) as exc:
+        print(f"seattle-dht: {exc}", file=sys.stderr)
+        return 2
+    except OverlayError as exc:
+        print(f"seattle-dht: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        render(Console(), doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Result types and the ``Directory`` seam shared by the real DHT and ``FakeDirectory``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from overlay.advert import Advert
+from overlay.select import Rejection
+from seattlecore import PublicKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupResult:
+    """What a lookup found. ``candidates`` are hints: the node's own signed answer is final."""
+
+    candidates: tuple[Advert, ...]
+    """Verified live adverts, one per (node, vessel); use ``address``, ``node_key``, ``vessel``."""
+    rejected: tuple[Rejection, ...]
+    """Records refused by this reader, with the reason and the peer that returned them."""
+    peers_answered: tuple[str, ...]
+    """``host:port`` of every DHT peer that answered during the lookup."""
+    elapsed: float
+    """Seconds (trio clock) the lookup took."""
+    holders: tuple[str, ...] = ()
+    """The subset of ``peers_answered`` that held records for the key."""
+    withdrawn: int = 0
+    """Slots won by a tombstone (withdrawn adverts)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishResult:
+    keys: int
+    """Distinct DHT keys (user keys) published to."""
+    peers: int
+    """Sum over keys of the k-closest peers found."""
+    stores_accepted: int
+    """STORE calls that a peer answered with 'accepted'."""
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStats:
+    node_id: str
+    port: int
+    peers: int
+    keys: int
+    records: int
+    accepted: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    garbage_datagrams: int = 0
+    rate_limited: int = 0
+    rpc_timeouts: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+    lookups: int = 0
+    publishes: int = 0
+    uptime: float = 0.0
+
+
+class Directory(Protocol):
+    """The publish/lookup seam: ``DhtNode`` and ``FakeDirectory`` both provide it."""
+
+    async def publish(self, adverts: Sequence[bytes]) -> PublishResult: ...
+
+    async def lookup(self, user_key: PublicKey) -> LookupResult: ...

@@ -1,0 +1,168 @@
+"""The node manager's announcer: keeps this node's adverts alive in the directory (trio).
+
+The node manager owns the nursery; ``Announcer.run`` is the task. ``update(entries)`` replaces
+the desired set of (vessel, user key) pairs and triggers an immediate announce; pairs that
+disappear are withdrawn with tombstones, republished until the last positive record could
+have expired. Timers use trio time (``MockClock`` friendly); record expiry and ``seq`` use the
+wall clock passed in as ``clock``, because other machines check them.
+
+Cadence: republish every 300 s with a 750 s TTL, as Seattle's node manager did. A record
+thus survives two missed republishes (a lost round or a slow lookup) before it ages out, and
+a node that stops is forgotten within 750 s. Storing nodes also re-store held records every
+``refresh_interval`` (600 s), which covers holders leaving between republishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import trio
+
+from overlay.advert import Advert, sign_advert
+from overlay.errors import OverlayError
+from overlay.results import Directory, PublishResult
+from seattlecore import KeyPair, PublicKey
+
+log = logging.getLogger(__name__)
+
+REPUBLISH_INTERVAL = 300.0
+ADVERT_TTL = 750.0
+
+Pair = tuple[str, PublicKey]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncerStats:
+    rounds: int
+    failures: int
+    advertised: int
+    withdrawing: int
+    last_round_at: float | None
+    last_result: PublishResult | None
+
+
+def plan_adverts(
+    node: PublicKey,
+    address: str,
+    desired: Iterable[Pair],
+    withdrawing: Iterable[Pair],
+    *,
+    seq: int,
+    now: float,
+    ttl: float,
+) -> list[Advert]:
+    """The adverts of one announce round: live ones, then tombstones (pure)."""
+    out = []
+    for pairs, withdrawn in ((desired, False), (withdrawing, True)):
+        for vessel, user in sorted(pairs, key=lambda p: (p[0], p[1].raw)):
+            out.append(
+                Advert(
+                    node_key=node,
+                    address=address,
+                    vessel=vessel,
+                    user_key=user,
+                    seq=seq,
+                    expires_at=now + ttl,
+                    withdrawn=withdrawn,
+                )
+            )
+    return out
+
+
+class Announcer:
+    """Publishes this node's adverts on a timer and at once on ``update``/``wake``."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        keys: KeyPair,
+        address: str,
+        *,
+        republish_interval: float = REPUBLISH_INTERVAL,
+        ttl: float = ADVERT_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0 < republish_interval < ttl:
+            raise ValueError("republish_interval must be positive and below ttl")
+        self._directory = directory
+        self._keys = keys
+        self._address = address
+        self.republish_interval = republish_interval
+        self.ttl = ttl
+        self._clock = clock
+        self._desired: frozenset[Pair] = frozenset()
+        self._withdrawing: dict[Pair, float] = {}
+        self._wake = trio.Event()
+        self._seq = 0
+        self._rounds = self._failures = 0
+        self._last_at: float | None = None
+        self._last_result: PublishResult | None = None
+
+    def update(self, entries: Iterable[Pair], *, address: str | None = None) -> None:
+        """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync."""
+        new = frozenset(entries)
+        until = self._clock() + self.ttl
+        for pair in self._desired - new:
+            self._withdrawing[pair] = until
+        for pair in new:
+            self._withdrawing.pop(pair, None)
+        self._desired = new
+        if address is not None:
+            self._address = address
+        self.wake()
+
+    def wake(self) -> None:
+        """Announce now (e.g. after ChangeAdvertise/ChangeUsers/ChangeOwner/Split/Join)."""
+        self._wake.set()
+
+    def _next_seq(self, now: float) -> int:
+        self._seq = max(self._seq + 1, int(now * 1000))
+        return self._seq
+
+    async def announce_now(self) -> PublishResult | None:
+        """Sign and publish one round; errors are logged and counted, never raised."""
+        now = self._clock()
+        self._withdrawing = {p: t for p, t in self._withdrawing.items() if t > now}
+        adverts = plan_adverts(
+            self._keys.public,
+            self._address,
+            self._desired,
+            self._withdrawing,
+            seq=self._next_seq(now),
+            now=now,
+            ttl=self.ttl,
+        )
+        self._rounds += 1
+        self._last_at = now
+        if not adverts:
+            return None
+        try:
+            result = await self._directory.publish([sign_advert(self._keys, a) for a in adverts])
+        except OverlayError as exc:
+            self._failures += 1
+            log.warning("announce round failed: %s", exc)
+            return None
+        self._last_result = result
+        return result
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Announce now, then every ``republish_interval`` or when woken; until cancelled."""
+        task_status.started()
+        while True:
+            self._wake = trio.Event()
+            await self.announce_now()
+            with trio.move_on_after(self.republish_interval):
+                await self._wake.wait()
+
+    def statistics(self) -> AnnouncerStats:
+        return AnnouncerStats(
+            rounds=self._rounds,
+            failures=self._failures,
+            advertised=len(self._desired),
+            withdrawing=len(self._withdrawing),
+            last_round_at=self._last_at,
+            last_result=self._last_result,
+        )
