@@ -104,8 +104,12 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
                 except (ConnectionFailed, OSError):
                     pass
             async with trio.open_nursery() as nursery:
+                before = acknowledged
                 nursery.start_soon(uploads)
-                await trio.sleep(0.2 + random.random() * 0.3)
+                with trio.fail_after(60):  # a loaded machine may be slow to take the first one
+                    while acknowledged == before:
+                        await trio.sleep(0.01)
+                await trio.sleep(random.random() * 0.3)
                 process.kill()
         async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
             data = await nm.retrieve_file("v1", "data")
