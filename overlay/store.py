@@ -29,13 +29,17 @@ Outcome = Literal["stored", "replaced", "refreshed"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreLimits:
-    """Memory bounds of one node's store (Seattle's lookup returned at most 100 values)."""
+    """Memory bounds of one node's store (about 300 bytes a record: 50,000 is ~15 MB).
 
-    max_records_per_key: int = 100
+    Seattle's lookup returned at most 100 values (one per node); our records are per
+    (node, vessel), so a researcher with 500 vessels on 50 nodes needs 500 under one key.
+    """
+
+    max_records_per_key: int = 1024
     max_per_publisher_per_key: int = 16
     max_per_publisher: int = 256
     max_keys: int = 4096
-    max_total_records: int = 20_000
+    max_total_records: int = 50_000
 
 
 @dataclass(slots=True)
