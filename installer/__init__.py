@@ -1,0 +1,62 @@
+"""Custom installer builder, donor installer and the local testbed launcher.
+
+``spec`` and ``plan`` are pure (vessel shares, resource cuts, the ``InstallPlan``); ``bundle``
+packs and verifies signed bundles; ``apply`` performs a plan; ``testbed`` runs N nodes locally.
+"""
+
+from installer.bundle import Manifest, OpenedBundle, build_bundle, new_manifest, open_bundle
+from installer.errors import (
+    AlreadyInstalled,
+    BootEntryError,
+    BundleError,
+    InstallError,
+    InsufficientResources,
+    NodeStartError,
+    NotInstalled,
+    SpecError,
+    TestbedError,
+    UntrustedPlanner,
+)
+from installer.plan import (
+    Current,
+    InstallOptions,
+    InstallPlan,
+    MachineProfile,
+    donated_resources,
+    max_resources,
+    plan_install,
+    plan_uninstall,
+    vessel_tables,
+)
+from installer.spec import VesselShare, check_bootstrap, complete_shares, parse_vessel_arg
+
+__all__ = [
+    "AlreadyInstalled",
+    "BootEntryError",
+    "BundleError",
+    "Current",
+    "InstallError",
+    "InstallOptions",
+    "InstallPlan",
+    "InsufficientResources",
+    "MachineProfile",
+    "Manifest",
+    "NodeStartError",
+    "NotInstalled",
+    "OpenedBundle",
+    "SpecError",
+    "TestbedError",
+    "UntrustedPlanner",
+    "VesselShare",
+    "build_bundle",
+    "check_bootstrap",
+    "complete_shares",
+    "donated_resources",
+    "max_resources",
+    "new_manifest",
+    "open_bundle",
+    "parse_vessel_arg",
+    "plan_install",
+    "plan_uninstall",
+    "vessel_tables",
+]

@@ -1,0 +1,284 @@
+"""``seattle-installer``: planners build custom installers; donors install, check, uninstall.
+
+    seattle-installer genkey NAME [--dir DIR]
+    seattle-installer build --planner-key P.privatekey --vessel PERCENT:OWNER[:USER,...] ...
+                            --bootstrap HOST:PORT ... -o BUNDLE
+    seattle-installer install BUNDLE [--prefix DIR] [--percent 10] [--port N] [--trust P.publickey]
+                              [--no-service] [--dry-run]
+    seattle-installer status [--prefix DIR]
+    seattle-installer uninstall [--prefix DIR] [--purge] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from installer.apply import apply_plan, observe, read_record
+from installer.bundle import build_bundle, new_manifest, open_bundle
+from installer.errors import InstallError, SpecError
+from installer.measure import measure_machine
+from installer.plan import InstallOptions, Layout, plan_install, plan_uninstall, render_donation
+from installer.service import BootEntry, BootManager, ServiceChoice
+from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
+from installer.status import NodeReport, query_node
+from seattlecore import CoreError, KeyPair, PublicKey, load_private, load_public, save_keypair, write_atomic
+
+log = logging.getLogger("installer")
+
+PREFIX_ENV = "SEATTLE_PREFIX"
+
+
+def default_prefix() -> Path:
+    if os.environ.get(PREFIX_ENV):
+        return Path(os.environ[PREFIX_ENV])
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "seattle-p2p"
+
+
+def resolve_key(text: str) -> PublicKey:
+    """A key as 64 hex digits, or the path of a ``.publickey`` file."""
+    if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return key_from_text(text.lower())
+    path = Path(text)
+    if path.is_file():
+        try:
+            return load_public(path)
+        except CoreError as exc:
+            raise SpecError(f"bad public key file {path}: {exc}") from exc
+    raise SpecError(f"{text!r} is neither 64 hex digits nor a .publickey file")
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+def cmd_genkey(args: argparse.Namespace) -> int:
+    directory: Path = args.dir
+    if (directory / f"{args.name}.privatekey").exists():
+        raise InstallError(f"{directory / args.name}.privatekey exists; not overwriting it")
+    public, private = save_keypair(directory, args.name, KeyPair.generate())
+    print(f"wrote {public} and {private}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    try:
+        planner = load_private(args.planner_key)
+    except CoreError as exc:
+        raise SpecError(f"planner key: {exc}") from exc
+    shares = [parse_vessel_arg(text, resolve_key) for text in args.vessel]
+    reserved = resolve_key(args.reserved_owner) if args.reserved_owner else planner.public
+    manifest = new_manifest(planner.public, complete_shares(shares, reserved),
+                            check_bootstrap(args.bootstrap), now=time.time())
+    data = build_bundle(manifest, planner)
+    write_atomic(args.output, data)
+    print(f"wrote {args.output} ({len(data)} bytes), build {manifest.build_id}, "
+          f"planner {planner.public.to_text()}")
+    for i, share in enumerate(manifest.vessels, 1):
+        users = ", ".join(u.short() for u in share.users) or "-"
+        print(f"  v{i}: {share.percent:>3} %  owner {share.owner.short()}  users {users}"
+              + ("  (reserved)" if share.reserved else ""))
+    return 0
+
+
+def _guess_address(bootstrap: Sequence[str]) -> str:
+    """The local address that routes to the first bootstrap peer (no packet is sent)."""
+    host = bootstrap[0].rpartition(":")[0].strip("[]")
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, 9))
+        return str(probe.getsockname()[0])
+    return "127.0.0.1"
+
+
+def _warn_untraversable(prefix: Path, sandbox: bool) -> None:
+    """As root, vessels run as unprivileged uids: they must be able to reach the prefix."""
+    if not sandbox or os.geteuid() != 0:
+        return
+    for parent in prefix.parents:
+        with contextlib.suppress(OSError):
+            if not parent.stat().st_mode & 0o001:
+                print(f"warning: {parent} is not searchable by other users; vessels (run as "
+                      "unprivileged uids) cannot reach their files. Choose a prefix like "
+                      "/opt/seattle or chmod o+x it.", file=sys.stderr)
+                return
+
+
+def _boot(args: argparse.Namespace) -> BootManager:
+    return BootManager.from_env(args.crontab_cmd, args.systemd_dir)
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    prefix: Path = args.prefix.absolute()
+    try:
+        data = args.bundle.read_bytes()
+    except OSError as exc:
+        raise InstallError(f"cannot read {args.bundle}: {exc.strerror}") from exc
+    trust = resolve_key(str(args.trust)) if args.trust else None
+    bundle = open_bundle(data, trust=trust)
+    if trust is None:
+        print(f"note: bundle signed by planner {bundle.manifest.planner.to_text()}; not checked "
+              "against a known key (pass --trust PLANNER.publickey to pin it)", file=sys.stderr)
+    advertise = args.advertise_host
+    if advertise is None and args.host in ("0.0.0.0", "::"):
+        advertise = _guess_address(bundle.manifest.bootstrap)
+    options = InstallOptions(prefix=prefix, percent=args.percent, host=args.host, port=args.port,
+                             dht_port=args.dht_port, advertise_host=advertise,
+                             sandbox=not args.no_sandbox, python=sys.executable)
+    _warn_untraversable(prefix, options.sandbox)
+    manager = _boot(args)
+    choice: ServiceChoice = "none" if args.no_service else args.service
+    boot = manager.choose(choice, Layout(prefix=prefix).script)
+    plan = plan_install(bundle, measure_machine(prefix), options,
+                        observe(prefix, boot, manager), boot)
+    print(plan.render())
+    if args.dry_run:
+        print("(dry run: nothing changed)")
+        return 0
+    apply_plan(plan, manager)
+    pid = Layout(prefix=prefix).pid.read_text().strip()
+    print(f"installed in {prefix}; node manager running (pid {pid})")
+    return 0
+
+
+def _recorded_boot(prefix: Path, manager: BootManager) -> BootEntry:
+    record = read_record(prefix) or {}
+    kind = record.get("service", "none")
+    script = Layout(prefix=prefix).script
+    if kind == "cron":
+        return BootEntry(kind="cron", script=script)
+    if kind == "systemd":
+        return BootEntry(kind="systemd", script=script)
+    return BootEntry(kind="none", script=script, note="none was added at install")
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    prefix: Path = args.prefix.absolute()
+    manager = _boot(args)
+    boot = _recorded_boot(prefix, manager)
+    plan = plan_uninstall(prefix, observe(prefix, boot, manager), boot, purge=args.purge)
+    print(plan.render())
+    if args.dry_run:
+        print("(dry run: nothing changed)")
+        return 0
+    apply_plan(plan, manager)
+    print("uninstalled" + (" and deleted all files" if args.purge else
+                           f"; files kept in {prefix} (use --purge to delete them)"))
+    return 0
+
+
+def render_report(report: NodeReport) -> str:
+    if report.node_key is None:
+        return f"node manager: not answering ({report.error})"
+    lines = [f"node key {report.node_key}", f"node manager on port {report.port}, DHT on "
+             f"UDP {report.dht_port}, {report.dht_peers if report.dht_peers is not None else '?'} "
+             "DHT peers"]
+    for vessel in report.vessels:
+        users = ", ".join(u[:8] for u in vessel.users) or "-"
+        lines.append(f"  {vessel.name:<5} {vessel.status:<11} owner {vessel.owner[:8]}  users {users}"
+                     + ("" if vessel.advertise else "  (not advertised)"))
+    lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
+    if report.error:
+        lines.append(f"warning: {report.error}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    prefix: Path = args.prefix.absolute()
+    manager = _boot(args)
+    boot = _recorded_boot(prefix, manager)
+    current = observe(prefix, boot, manager)
+    if current.record is None:
+        print(f"not installed in {prefix}")
+        return 1
+    print(render_donation(current.record))
+    print(f"start at boot: {boot.describe() if current.boot_entry else 'no entry'}")
+    if current.running_pid is None:
+        print("node manager: NOT running" + ("" if current.record.get("active", True)
+                                              else " (uninstalled)"))
+        return 1
+    print(f"node manager: running, pid {current.running_pid}")
+    print(render_report(trio.run(query_node, Layout(prefix=prefix).state)))
+    return 0
+
+
+# ---- argument parsing ----------------------------------------------------------------------
+
+def _percent(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"percent must be a whole number 1..100, got {text!r}")
+    return int(text)
+
+
+def _boot_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prefix", type=Path, default=default_prefix(),
+                        help=f"install directory (default ${PREFIX_ENV} or ~/.local/share/seattle-p2p)")
+    parser.add_argument("--crontab-cmd", default=None,
+                        help="crontab command to use (default $SEATTLE_CRONTAB or 'crontab')")
+    parser.add_argument("--systemd-dir", type=Path, default=None,
+                        help="systemd user unit directory (default ~/.config/systemd/user)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seattle-installer", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is done")
+    sub = parser.add_subparsers(dest="command", required=True)
+    genkey = sub.add_parser("genkey", help="create NAME.publickey/.privatekey")
+    genkey.add_argument("name")
+    genkey.add_argument("--dir", type=Path, default=Path("."))
+    build = sub.add_parser("build", help="planner: build a signed custom installer bundle")
+    build.add_argument("--planner-key", type=Path, required=True, help="NAME.privatekey that signs")
+    build.add_argument("--vessel", action="append", default=[], metavar="PERCENT:OWNER[:USER,...]",
+                       help="a vessel of PERCENT (10 %% steps) for OWNER (repeatable)")
+    build.add_argument("--bootstrap", action="append", default=[], metavar="HOST:PORT",
+                       help="DHT peer to join (repeatable, at least one)")
+    build.add_argument("--reserved-owner", default=None,
+                       help="owner of the unassigned remainder (default: the planner)")
+    build.add_argument("-o", "--output", type=Path, required=True)
+    install = sub.add_parser("install", help="donor: install a bundle and start the node")
+    install.add_argument("bundle", type=Path)
+    _boot_options(install)
+    install.add_argument("--percent", type=_percent, default=10, help="share to donate (default 10)")
+    install.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    install.add_argument("--port", type=int, default=0, help="node manager TCP port (0: any)")
+    install.add_argument("--dht-port", type=int, default=0, help="DHT UDP port (0: any)")
+    install.add_argument("--advertise-host", default=None, help="address put in adverts")
+    install.add_argument("--trust", default=None, metavar="PLANNER.publickey",
+                         help="accept only bundles signed by this planner")
+    install.add_argument("--service", choices=["auto", "systemd", "cron", "none"], default="auto")
+    install.add_argument("--no-service", action="store_true", help="no start-at-boot entry")
+    install.add_argument("--no-sandbox", action="store_true", help="node runs no programs")
+    install.add_argument("--dry-run", action="store_true", help="print the plan only")
+    status = sub.add_parser("status", help="is the node running? vessels, keys, DHT peers")
+    _boot_options(status)
+    uninstall = sub.add_parser("uninstall", help="stop the node and remove the boot entry")
+    _boot_options(uninstall)
+    uninstall.add_argument("--purge", action="store_true", help="also delete the prefix")
+    uninstall.add_argument("--dry-run", action="store_true", help="print the plan only")
+    return parser
+
+
+COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "install": cmd_install,
+            "status": cmd_status, "uninstall": cmd_uninstall}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except InstallError as exc:
+        print(f"seattle-installer: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Ask a running node manager and its DHT node how they are (``status`` commands)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from nodemanager import NodeManagerError, open_node_client
+from overlay import OverlayError, query_status
+
+log = logging.getLogger(__name__)
+
+QUERY_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VesselLine:
+    name: str
+    status: str
+    owner: str
+    users: tuple[str, ...]
+    advertise: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeReport:
+    """One node as seen from outside; ``error`` says what could not be asked."""
+
+    node_key: str | None = None
+    port: int | None = None
+    dht_port: int | None = None
+    vessels: tuple[VesselLine, ...] = ()
+    dht_peers: int | None = None
+    error: str | None = None
+
+    @property
+    def advertised_keys(self) -> tuple[str, ...]:
+        keys: list[str] = []
+        for vessel in self.vessels:
+            if vessel.advertise:
+                keys += [k for k in (vessel.owner, *vessel.users) if k not in keys]
+        return tuple(keys)
+
+
+def read_port(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
+    """Ask the node manager whose state is ``state`` for its vessels and DHT peer count."""
+    port = read_port(state / "nodemanager.port")
+    dht_port = read_port(state / "dht.port")
+    if port is None:
+        return NodeReport(error="no nodemanager.port (not started?)")
+    try:
+        async with open_node_client(host, port, timeout=QUERY_TIMEOUT) as client:
+            info = await client.get_vessels(sign=False)
+    except (NodeManagerError, OSError) as exc:
+        return NodeReport(port=port, dht_port=dht_port, error=f"node manager: {exc}")
+    vessels = tuple(
+        VesselLine(name=v.name, status=v.status, owner=v.owner.to_text(),
+                   users=tuple(u.to_text() for u in v.users), advertise=v.advertise)
+        for v in info.vessels
+    )
+    peers: int | None = None
+    error = None
+    if dht_port is not None:
+        try:
+            doc = await query_status((host, dht_port), timeout=QUERY_TIMEOUT)
+            peers = len(doc.get("peers", []))
+        except (OverlayError, OSError, trio.TooSlowError) as exc:
+            error = f"dht: {exc}"
+    return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
+                      vessels=vessels, dht_peers=peers, error=error)
+
+
+async def query_nodes(states: list[Path], limit: int = 16) -> list[NodeReport]:
+    """``query_node`` for many nodes concurrently (one slow node delays no other)."""
+    reports: list[NodeReport] = [NodeReport() for _ in states]
+    limiter = trio.CapacityLimiter(limit)
+
+    async def one(index: int, state: Path) -> None:
+        async with limiter:
+            with trio.move_on_after(3 * QUERY_TIMEOUT):
+                reports[index] = await query_node(state)
+                return
+            reports[index] = NodeReport(error="timed out")
+
+    async with trio.open_nursery() as nursery:
+        for index, state in enumerate(states):
+            nursery.start_soon(one, index, state)
+    return reports

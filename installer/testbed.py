@@ -1,0 +1,404 @@
+"""``seattle-testbed``: a whole testbed on one machine (N node managers on loopback).
+
+    seattle-testbed up --nodes 5 [--dir DIR] [--vessels 2] [--no-sandbox] [--wait]
+    seattle-testbed status [--dir DIR]
+    seattle-testbed down [--dir DIR]
+    seattle-testbed demo [--nodes 5] [--dir DIR] [--program examples/hello.py] [ARGS...]
+
+``up`` creates a demo identity (``DIR/keys/demo.publickey/.privatekey``) that owns every
+vessel, initialises one state directory per node, starts node 0 (the DHT bootstrap peer),
+then all others bootstrapping from it, each detached in its own session, and writes
+``DIR/testbed.json``. ``down`` SIGTERMs every node and waits for it to exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from installer.errors import InstallError, TestbedError
+from installer.procs import find_process, spawn_detached, stop_process, wait_gone
+from installer.status import query_nodes, read_port
+from nodemanager import open_node_client
+from overlay import OverlayError, lookup_once
+from sandbox import ResourceTable
+from seattlecore import KeyPair, PublicKey, load_private, save_keypair, write_atomic
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "testbed.json"
+DEMO = "demo"
+HOST = "127.0.0.1"
+PORT_BASE = 20000
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+LIVENESS_EVERY = 1.0
+VESSEL_VALUES = {
+    "cpu": 0.05, "memory": 100_000_000, "diskused": 10_000_000, "events": 10,
+    "filewrite": 100_000, "fileread": 100_000, "filesopened": 10, "insockets": 4,
+    "outsockets": 4, "netsend": 10_000, "netrecv": 10_000, "loopsend": 1_000_000,
+    "looprecv": 1_000_000, "lograte": 30_000, "random": 1_000,
+}
+"""A small vessel (after Seattle's test "small" vessel, SEATTLE.md §2.4)."""
+
+
+def vessel_table(index: int) -> ResourceTable:
+    """The testbed's ``index``-th vessel (over all nodes): small, with two ports of its own."""
+    ports = frozenset({PORT_BASE + 2 * index, PORT_BASE + 2 * index + 1})
+    return ResourceTable(VESSEL_VALUES, ports, ports)
+
+
+def node_spec(node: int, vessels: int, owner: PublicKey) -> dict[str, Any]:
+    return {"vessels": [{"owner": owner.to_text(),
+                         "resources": vessel_table(node * vessels + j).as_dict()}
+                        for j in range(vessels)]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestbedNode:
+    """One running node of the testbed."""
+
+    __test__ = False
+
+    name: str
+    state: Path
+    pid: int
+    port: int
+    dht_port: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": str(self.state), "pid": self.pid,
+                "port": self.port, "dht_port": self.dht_port}
+
+
+def load_manifest(directory: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"no testbed in {directory} ({MANIFEST}: {exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+        raise TestbedError(f"{directory / MANIFEST} is malformed")
+    return data
+
+
+def running_nodes(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [n for n in data["nodes"] if find_process(n.get("pid"), n["state"]) is not None]
+
+
+def demo_identity(directory: Path) -> KeyPair:
+    """Load or create ``keys/demo.privatekey``."""
+    private = directory / "keys" / f"{DEMO}.privatekey"
+    if private.exists():
+        return load_private(private)
+    keys = KeyPair.generate()
+    save_keypair(directory / "keys", DEMO, keys)
+    return keys
+
+
+async def _init_all(states: list[Path], specs: list[dict[str, Any]]) -> None:
+    """Run ``seattle-nodemanager init`` for every new state dir, a few at a time."""
+    limiter = trio.CapacityLimiter(max(os.cpu_count() or 1, 1) + 1)
+    failures: list[str] = []
+
+    async def init(state: Path, spec_path: Path) -> None:
+        async with limiter:
+            result = await trio.run_process(
+                [sys.executable, "-m", "nodemanager", "init", "--state", str(state),
+                 "--spec", str(spec_path)], capture_stdout=True, capture_stderr=True, check=False)
+        if result.returncode != 0:
+            failures.append(f"{state.name}: {result.stderr.decode(errors='replace')[-300:]}")
+
+    async with trio.open_nursery() as nursery:
+        for state, spec in zip(states, specs, strict=True):
+            if (state / "state.sqlite").exists():
+                continue  # initialised by an earlier 'up': keep its keys and files
+            state.parent.mkdir(parents=True, exist_ok=True)
+            spec_path = state.parent / f"{state.name}.json"
+            spec_path.write_text(json.dumps(spec))
+            nursery.start_soon(init, state, spec_path)
+    if failures:
+        raise TestbedError("node init failed: " + "; ".join(failures[:3]))
+
+
+def _start(state: Path, bootstrap: str | None, sandbox: bool) -> int:
+    for name in ("nodemanager.port", "dht.port"):
+        (state / name).unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "nodemanager", "--state", str(state), "--listen", f"{HOST}:0"]
+    if bootstrap:
+        argv += ["--bootstrap", bootstrap]
+    if not sandbox:
+        argv.append("--no-sandbox")
+    return spawn_detached(argv, state / "daemon.out", state)
+
+
+async def _wait_ports(states: list[Path], pids: list[int], timeout: float) -> None:
+    """Wait until every node has written its DHT port (it then serves and has joined)."""
+    next_check = trio.current_time() + LIVENESS_EVERY
+    with trio.move_on_after(timeout):
+        while True:
+            waiting = [i for i, s in enumerate(states) if not (s / "dht.port").exists()]
+            if not waiting:
+                return
+            if trio.current_time() >= next_check:  # psutil is not free: check now and then
+                next_check = trio.current_time() + LIVENESS_EVERY
+                dead = [states[i].name for i in waiting
+                        if find_process(pids[i], str(states[i])) is None
+                        and not (states[i] / "dht.port").exists()]
+                if dead:
+                    raise TestbedError(f"node(s) {', '.join(dead[:5])} exited at start; "
+                                       f"see {states[0].parent}/<node>/daemon.out")
+            await trio.sleep(0.1)
+    raise TestbedError(f"nodes did not start within {timeout:.0f} s")
+
+
+async def start_testbed(directory: Path, nodes: int, vessels: int = 2,
+                        sandbox: bool = True) -> dict[str, Any]:
+    """Initialise and start ``nodes`` node managers; write and return ``testbed.json``'s data."""
+    if nodes < 1 or vessels < 1:
+        raise TestbedError("need at least one node and one vessel per node")
+    if (directory / MANIFEST).exists() and running_nodes(load_manifest(directory)):
+        raise TestbedError(f"a testbed is already up in {directory}; run 'seattle-testbed down'")
+    directory.mkdir(parents=True, exist_ok=True)
+    demo = demo_identity(directory)
+    states = [directory / "nodes" / f"n{i:03d}" for i in range(nodes)]
+    await _init_all(states, [node_spec(i, vessels, demo.public) for i in range(nodes)])
+    pids = [_start(states[0], None, sandbox)]
+    try:
+        await _wait_ports(states[:1], pids, START_TIMEOUT)
+        bootstrap = f"{HOST}:{read_port(states[0] / 'dht.port')}"
+        pids += [_start(state, bootstrap, sandbox) for state in states[1:]]
+        await _wait_ports(states, pids, START_TIMEOUT)
+    except BaseException:
+        stop_all([{"pid": pid, "state": str(state)} for pid, state in zip(pids, states, strict=False)])
+        raise
+    members = [TestbedNode(name=s.name, state=s, pid=p, port=read_port(s / "nodemanager.port") or 0,
+                           dht_port=read_port(s / "dht.port") or 0)
+               for s, p in zip(states, pids, strict=True)]
+    data = {"nodes": [m.as_dict() for m in members], "bootstrap": bootstrap,
+            "vessels_per_node": vessels, "sandbox": sandbox, "started": time.time(),
+            "demo": {"publickey": str(directory / "keys" / f"{DEMO}.publickey"),
+                     "privatekey": str(directory / "keys" / f"{DEMO}.privatekey")}}
+    write_atomic(directory / MANIFEST, (json.dumps(data, indent=1) + "\n").encode())
+    return data
+
+
+def stop_all(nodes: Sequence[dict[str, Any]], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM every live node at once, wait for all; SIGKILL stragglers. Returns how many ran."""
+    live = [n for n in nodes if find_process(n.get("pid"), n["state"]) is not None]
+    for node in live:
+        try:
+            os.kill(node["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for node in live:
+        if not wait_gone(node["pid"], node["state"], max(deadline - time.monotonic(), 0.1)):
+            stop_process(node["pid"], node["state"], timeout=1.0)
+    return len(live)
+
+
+async def wait_discoverable(bootstrap: str, key: PublicKey, nodes: int,
+                            timeout: float = 60.0) -> float:
+    """Look ``key`` up until adverts from ``nodes`` distinct node managers appear; return seconds."""
+    host, _, port = bootstrap.rpartition(":")
+    start = trio.current_time()
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                result = await lookup_once(key, [(host, int(port))], timeout=10)
+                if len({advert.address for advert in result.candidates}) >= nodes:
+                    return trio.current_time() - start
+            except OverlayError as exc:
+                log.debug("lookup failed: %s", exc)
+            await trio.sleep(0.5)
+    raise TestbedError(f"not all {nodes} nodes were discoverable within {timeout:.0f} s")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoResult:
+    """One vessel's run in the demo."""
+
+    address: str
+    vessel: str
+    status: str
+    log: str
+
+
+async def run_everywhere(data: dict[str, Any], program: Path, args: Sequence[str],
+                         timeout: float = 60.0) -> list[DemoResult]:
+    """Find the demo identity's vessels, run ``program`` on each at once, collect every log."""
+    demo = load_private(Path(data["demo"]["privatekey"]))
+    await wait_discoverable(data["bootstrap"], demo.public, len(data["nodes"]), timeout)
+    host, _, port = data["bootstrap"].rpartition(":")
+    found = await lookup_once(demo.public, [(host, int(port))], timeout=10)
+    code = program.read_bytes()
+    results: list[DemoResult] = []
+
+    async def one(address: str, vessel: str) -> None:
+        node_host, _, node_port = address.rpartition(":")
+        async with open_node_client(node_host, int(node_port), identity=demo) as nm:
+            await nm.add_file(vessel, program.name, code)
+            await nm.start_vessel(vessel, program.name, list(args))
+            status = "Started"
+            with trio.move_on_after(timeout):
+                while status == "Started":
+                    await trio.sleep(0.2)
+                    info = await nm.get_vessels()
+                    status = next(v.status for v in info.vessels if v.name == vessel)
+            log = (await nm.read_log(vessel)).decode(errors="replace")
+        results.append(DemoResult(address=address, vessel=vessel, status=status, log=log))
+
+    async with trio.open_nursery() as nursery:
+        for advert in found.candidates:
+            nursery.start_soon(one, advert.address, advert.vessel)
+    return sorted(results, key=lambda r: (r.address, r.vessel))
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace) -> int:
+    directory: Path = args.dir.absolute()
+    started = time.monotonic()
+    try:
+        data = trio.run(start_testbed, directory, args.nodes, args.vessels, not args.no_sandbox)
+    except OSError as exc:
+        raise TestbedError(f"cannot set up {directory}: {exc}") from exc
+    print(f"testbed up: {args.nodes} node managers in {time.monotonic() - started:.1f} s, "
+          f"{args.vessels} vessels each, owned by the demo identity")
+    if args.wait:
+        key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
+        took = trio.run(wait_discoverable, data["bootstrap"], key, args.nodes)
+        print(f"all nodes discoverable in the DHT after {took:.1f} s more")
+    print(f"  DHT bootstrap peer: {data['bootstrap']}")
+    print(f"  demo identity:      {data['demo']['publickey']} (+ .privatekey)")
+    print(f"  details:            {directory / MANIFEST}")
+    print("point seash at it:")
+    print(f"  seash --bootstrap {data['bootstrap']}")
+    print(f"  loadkeys {directory / 'keys' / DEMO}   then   as {DEMO}   browse")
+    print(f"stop it with: seattle-testbed down --dir {directory}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    directory: Path = args.dir.absolute()
+    data = load_manifest(directory)
+    stopped = stop_all(data["nodes"])
+    left = running_nodes(data)
+    if left:
+        raise TestbedError(f"{len(left)} node(s) still running")
+    print(f"testbed down: stopped {stopped} of {len(data['nodes'])} node managers")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    directory: Path = args.dir.absolute()
+    data = load_manifest(directory)
+    nodes = data["nodes"]
+    alive = {n["name"] for n in running_nodes(data)}
+    reports = trio.run(query_nodes, [Path(n["state"]) for n in nodes])
+    print(f"testbed in {directory}: {len(alive)}/{len(nodes)} running, bootstrap {data['bootstrap']}")
+    print(f"{'node':<6} {'pid':>7} {'state':<8} {'tcp':>6} {'dht':>6} {'vessels':>7} {'peers':>5}  key")
+    for node, report in zip(nodes, reports, strict=True):
+        up = node["name"] in alive
+        peers = "-" if report.dht_peers is None else str(report.dht_peers)
+        key = (report.node_key or "")[:16] if up else ""
+        print(f"{node['name']:<6} {node['pid']:>7} {'running' if up else 'stopped':<8} "
+              f"{node['port']:>6} {node['dht_port']:>6} {len(report.vessels) if up else '-':>7} "
+              f"{peers if up else '-':>5}  {key}")
+    return 0 if len(alive) == len(nodes) else 1
+
+
+def _example(program: Path | None) -> Path:
+    """The demo program: as given, else examples/hello.py here or in the source tree."""
+    if program is not None:
+        return program
+    here = Path("examples") / "hello.py"
+    return here if here.exists() else Path(__file__).resolve().parents[1] / "examples" / "hello.py"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """up -> run a program on every vessel -> print the logs -> down."""
+    program = _example(args.program)
+    if not program.is_file():
+        raise TestbedError(f"no program {program}; pass --program FILE")
+    with tempfile.TemporaryDirectory(prefix="seattle-demo-") as scratch:
+        if args.dir is None:
+            Path(scratch).chmod(0o755)  # vessels may run as another uid: let them reach their dirs
+        directory = (args.dir or Path(scratch) / "testbed").absolute()
+        return _demo(args, directory, program)
+
+
+def _demo(args: argparse.Namespace, directory: Path, program: Path) -> int:
+    started = time.monotonic()
+    try:
+        data = trio.run(start_testbed, directory, args.nodes, args.vessels, True)
+    except OSError as exc:
+        raise TestbedError(f"cannot set up {directory}: {exc}") from exc
+    try:
+        print(f"testbed up: {args.nodes} nodes x {args.vessels} vessels in "
+              f"{time.monotonic() - started:.1f} s; bootstrap {data['bootstrap']}")
+        results = trio.run(run_everywhere, data, program, args.args)
+        print(f"ran {program.name} on {len(results)} vessels:")
+        for result in results:
+            print(f"--- {result.address} {result.vessel}: {result.status}")
+            print(result.log.rstrip())
+    finally:
+        stop_all(data["nodes"])
+        print(f"testbed down ({time.monotonic() - started:.1f} s in all)")
+    ok = bool(results) and all(r.status != "Started" for r in results)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seattle-testbed",
+                                     description="a local Seattle testbed on loopback")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start N node managers")
+    up.add_argument("--nodes", type=int, default=5)
+    up.add_argument("--vessels", type=int, default=2, help="vessels per node (default 2)")
+    up.add_argument("--no-sandbox", action="store_true", help="nodes run no programs")
+    up.add_argument("--wait", action="store_true", help="wait until all nodes are discoverable")
+    demo = sub.add_parser("demo", help="up, run a program on every vessel, print logs, down")
+    demo.add_argument("--nodes", type=int, default=5)
+    demo.add_argument("--vessels", type=int, default=2)
+    demo.add_argument("--program", type=Path, default=None,
+                      help="program to run (default examples/hello.py)")
+    demo.add_argument("--dir", type=Path, default=None,
+                      help="testbed directory (default: a temporary one, removed after)")
+    demo.add_argument("args", nargs="*", help="arguments for the program")
+    for command in (up, sub.add_parser("down", help="stop every node"),
+                    sub.add_parser("status", help="table of nodes")):
+        command.add_argument("--dir", type=Path, default=Path("testbed"),
+                             help="testbed directory (default ./testbed)")
+    return parser
+
+
+COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except InstallError as exc:
+        print(f"seattle-testbed: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""``seattle-testbed``: up (real sandbox) -> discover -> run a program on every vessel -> down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from installer.procs import find_process
+from installer.testbed import stop_all, vessel_table, wait_discoverable
+from nodemanager import open_node_client
+from overlay import lookup_once
+from seattlecore import load_private
+
+pytestmark = pytest.mark.slow
+NODES = 3
+EXAMPLE = Path(__file__).parents[2] / "examples" / "hello.py"
+
+
+def traversable(path: Path) -> None:
+    """Vessels may run as an unprivileged uid (when tests run as root): let it reach tmp_path."""
+    for parent in [path, *path.parents]:
+        if parent in (Path("/tmp"), Path("/")):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+
+
+async def run_testbed(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process([sys.executable, "-m", "installer.testbed", *args],
+                                  capture_stdout=True, capture_stderr=True, check=False)
+
+
+async def wait_log(nm: object, vessel: str, needle: bytes) -> bytes:
+    with trio.fail_after(30):
+        while True:
+            log: bytes = await nm.read_log(vessel)  # type: ignore[attr-defined]
+            if needle in log:
+                return log
+            await trio.sleep(0.1)
+
+
+def test_vessel_ports_are_disjoint() -> None:
+    ports = [vessel_table(i).connport for i in range(200)]
+    assert len(frozenset().union(*ports)) == 400
+
+
+async def test_up_run_everywhere_down(tmp_path: Path) -> None:
+    traversable(tmp_path)
+    directory = tmp_path / "tb"
+    up = await run_testbed("up", "--nodes", str(NODES), "--dir", str(directory), "--wait")
+    assert up.returncode == 0, up.stderr
+    data = json.loads((directory / "testbed.json").read_text())
+    try:
+        assert b"seash --bootstrap" in up.stdout and b"all nodes discoverable" in up.stdout
+        assert len(data["nodes"]) == NODES and data["sandbox"] is True
+        again = await run_testbed("up", "--nodes", "1", "--dir", str(directory))
+        assert again.returncode == 2 and b"already up" in again.stderr
+
+        status = await run_testbed("status", "--dir", str(directory))
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count(b" running ") == NODES
+
+        demo = load_private(Path(data["demo"]["privatekey"]))
+        await wait_discoverable(data["bootstrap"], demo.public, NODES, timeout=30)
+        host, _, port = data["bootstrap"].rpartition(":")
+        found = await lookup_once(demo.public, [(host, int(port))], timeout=5)
+        assert len(found.candidates) == 2 * NODES
+        program = EXAMPLE.read_bytes()
+        for advert in found.candidates:
+            address, _, tcp = advert.address.rpartition(":")
+            async with open_node_client(address, int(tcp), identity=demo) as nm:
+                await nm.add_file(advert.vessel, "hello.py", program)
+                assert await nm.start_vessel(advert.vessel, "hello.py", ["testbed"]) == "Started"
+        for advert in found.candidates:
+            address, _, tcp = advert.address.rpartition(":")
+            async with open_node_client(address, int(tcp), identity=demo) as nm:
+                log = await wait_log(nm, advert.vessel, b"runtime is")
+                assert b"hello from a vessel; args = ['testbed']" in log
+    finally:
+        down = await run_testbed("down", "--dir", str(directory))
+        stop_all(data["nodes"])
+    assert down.returncode == 0, down.stderr
+    assert not any(find_process(n["pid"], n["state"]) for n in data["nodes"])
+    assert (await run_testbed("down", "--dir", str(directory))).returncode == 0
+    stopped = await run_testbed("status", "--dir", str(directory))
+    assert stopped.returncode == 1 and stopped.stdout.count(b" stopped ") == NODES
+
+
+async def test_demo_command(tmp_path: Path) -> None:
+    """``seattle-testbed demo``: the one-command demo (up, run on every vessel, logs, down)."""
+    traversable(tmp_path)
+    directory = tmp_path / "demo"
+    done = await run_testbed("demo", "--nodes", "2", "--dir", str(directory),
+                             "--program", str(EXAMPLE), "one")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(b"hello from a vessel; args = ['one']") == 4
+    assert b"testbed down" in done.stdout
+    data = json.loads((directory / "testbed.json").read_text())
+    assert not any(find_process(n["pid"], n["state"]) for n in data["nodes"])
