@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the local demo: example programs in sandboxed vessels.
+# Set up (if needed) and run the local demo: a 5-node testbed on loopback, a program run on
+# every vessel with every log printed, then everything stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-run() { echo; echo "\$ seattle-sandbox run $*"; .venv/bin/seattle-sandbox run "$@"; }
-run examples/hello.py alpha beta
-run examples/pingpong.py
-run --resources examples/busy.resources examples/busy.py
-echo; echo "\$ seattle-sandbox run examples/escape.py   (a hostile program)"
-.venv/bin/seattle-sandbox run examples/escape.py || echo "(refused, as it must be)"
+echo "\$ seattle-sandbox run examples/hello.py alpha beta      # one program, locally"
+.venv/bin/seattle-sandbox run examples/hello.py alpha beta
+echo
+echo "\$ seattle-testbed demo --nodes 5"
+.venv/bin/seattle-testbed demo --nodes 5
