@@ -98,19 +98,6 @@ def _guess_address(bootstrap: Sequence[str]) -> str:
     return "127.0.0.1"
 
 
-def _warn_untraversable(prefix: Path, sandbox: bool) -> None:
-    """As root, vessels run as unprivileged uids: they must be able to reach the prefix."""
-    if not sandbox or os.geteuid() != 0:
-        return
-    for parent in prefix.parents:
-        with contextlib.suppress(OSError):
-            if not parent.stat().st_mode & 0o001:
-                print(f"warning: {parent} is not searchable by other users; vessels (run as "
-                      "unprivileged uids) cannot reach their files. Choose a prefix like "
-                      "/opt/seattle or chmod o+x it.", file=sys.stderr)
-                return
-
-
 def _boot(args: argparse.Namespace) -> BootManager:
     return BootManager.from_env(args.crontab_cmd, args.systemd_dir)
 
@@ -132,7 +119,6 @@ def cmd_install(args: argparse.Namespace) -> int:
     options = InstallOptions(prefix=prefix, percent=args.percent, host=args.host, port=args.port,
                              dht_port=args.dht_port, advertise_host=advertise,
                              sandbox=not args.no_sandbox, python=sys.executable)
-    _warn_untraversable(prefix, options.sandbox)
     manager = _boot(args)
     choice: ServiceChoice = "none" if args.no_service else args.service
     boot = manager.choose(choice, Layout(prefix=prefix).script)

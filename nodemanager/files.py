@@ -39,8 +39,8 @@ class VesselStore:
         self.tmp_dir = root / "tmp"
         for directory in (self.vessels_dir, self.logs_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        for directory in (root, self.vessels_dir):  # a vessel's own uid must traverse these
-            directory.chmod(directory.stat().st_mode | 0o011)
+        # No chmod needed: the sandbox reaches a vessel dir by descriptor, not by path, so
+        # the state dir may stay private (0700) while vessels run as their own uids.
 
     def directory(self, vessel: str) -> Path:
         return self.vessels_dir / vessel
