@@ -17,6 +17,7 @@ from collections.abc import Callable
 from sandbox.nanny import Nanny
 from sandbox.repy import (
     FileClosedError,
+    FileError,
     FileInUseError,
     RepyArgumentError,
     RepyFileNotFoundError,
@@ -41,6 +42,17 @@ def check_filename(name: object) -> str:
 
 def _blocks(nbytes: int) -> int:
     return max(1, -(-nbytes // BLOCK)) * BLOCK
+
+
+def _write_all(fd: int, data: bytes, offset: int, name: str) -> None:
+    """``pwrite`` all of ``data``; a full host disk or the file size cap is a FileError."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.pwrite(fd, view, offset)
+        except OSError as exc:  # ENOSPC, EFBIG (RLIMIT_FSIZE), EDQUOT
+            raise FileError(f"cannot write {name}: {exc.strerror}") from None
+        view, offset = view[written:], offset + written
 
 
 def disk_use(dir_fd: int) -> int:
@@ -184,7 +196,7 @@ class RepyFile:
             fd, size = self._at(offset)
             self._files.ensure_room(offset + len(data) - size)
             self._files.nanny.charge("filewrite", _blocks(len(data)))
-            os.pwrite(fd, data, offset)
+            _write_all(fd, data, offset, self._name)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,51 @@
+"""A full host disk is a clear error inside the vessel, not a crash of anything."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import Supervisor
+from tests.sandbox.conftest import table
+
+WRITER = """
+f = openfile('big.bin', True)
+written = 0
+try:
+    for i in range(64):
+        f.writeat('z' * 65536, written)
+        written = written + 65536
+    log('SURVIVED')
+except FileError as err:
+    log('disk full after', written, err)
+"""
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_enospc_is_a_file_error(small_fs: Path) -> None:
+    vessel = small_fs / "v1"
+    vessel.mkdir()
+    (vessel / "w.py").write_text(WRITER)
+    async with Supervisor.open() as sup:
+        await sup.start("v1", vessel, table(diskused=100_000_000), "w.py")
+        report = await sup.wait("v1")
+        log = sup.read_log("v1").decode()
+    assert "disk full after" in log and "No space left" in log, log
+    assert "SURVIVED" not in log
+    assert report.exit_code == 0
