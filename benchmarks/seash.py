@@ -1,0 +1,199 @@
+"""seash fan-out: wall time of ``browse`` and ``list`` on 10, 100 and 500 vessels.
+
+Starts N node manager daemons (separate processes, ``--no-sandbox``, 10 vessels each; the
+first is the DHT bootstrap), then runs seash's executor in-process against them and compares
+with sequential baselines over the same vessels:
+
+* ``seq/vessel``: one fresh connection and one signed GetVessels per vessel, one at a time
+  (how a naive loop, or the original seash with one handle per vessel, talks to nodes);
+* ``seq/node``: one connection per node, all its vessels' requests, one node at a time.
+
+    python benchmarks/seash.py [--nodes 50] [--per-node 10]
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# run as a script, this file's directory would shadow the ``seash`` package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import json
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+
+import trio
+
+from nodemanager import open_node_client
+from overlay import lookup_once
+from seash.actions import TREE
+from seash.client import NodeResult
+from seash.executor import Executor, Summary
+from seash.session import Identity, Session, VesselRef
+from seattlecore import KeyPair
+
+RESOURCES = "resource cpu 0.01\nresource memory 10000000\nresource diskused 100000\n"
+
+
+class Quiet:
+    """A reporter that only counts."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+
+    def begin(self, line: str) -> None: ...
+    def text(self, text: str) -> None: ...
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
+    def start(self, command: str, total: int) -> None: ...
+    def result(self, result: NodeResult, text: str | None) -> None:
+        self.ok += result.ok
+    def finish(self, summary: Summary) -> None: ...
+    def error(self, message: str) -> None:
+        print("error:", message, file=sys.stderr)
+    def end(self, ok: bool) -> None: ...
+
+
+Proc = tuple[subprocess.Popen[bytes], int, int]
+
+
+def start_nodes(root: Path, owner: KeyPair, nodes: int, per_node: int) -> list[Proc]:
+    spec = root / "spec.json"
+    spec.write_text(json.dumps({"vessels": [{"owner": owner.public.to_text(), "resources": RESOURCES}
+                                            for _ in range(per_node)]}))
+    out: list[Proc] = []
+    boot: list[str] = []
+    for i in range(nodes):
+        state = root / f"nm{i}"
+        subprocess.run([sys.executable, "-m", "nodemanager", "init", "--state", str(state), "--spec",
+                        str(spec)], check=True, capture_output=True)
+        proc = subprocess.Popen([sys.executable, "-m", "nodemanager", "--state", str(state),
+                                 "--no-sandbox", *boot], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not (state / "dht.port").exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"node {i} did not start")
+            time.sleep(0.02)
+        port, dht = int((state / "nodemanager.port").read_text()), int((state / "dht.port").read_text())
+        out.append((proc, port, dht))
+        if not boot:
+            boot = ["--bootstrap", f"127.0.0.1:{dht}"]
+    return out
+
+
+async def wait_adverts(owner: KeyPair, dht: int, want: int) -> int:
+    with trio.move_on_after(120):
+        while True:
+            found = await lookup_once(owner.public, [("127.0.0.1", dht)], timeout=10)
+            nodes = {a.address for a in found.candidates}
+            if len(nodes) >= want:
+                return len(nodes)
+            await trio.sleep(0.5)
+    return len(nodes)
+
+
+async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> dict[str, float]:
+    session = Session()
+    session.add_identity(Identity("bench", owner.public, owner))
+    session.settings.bootstrap = [("127.0.0.1", dht)]
+    session.settings.timeout = 20
+    reporter = Quiet()
+    ex = Executor(TREE, session, reporter, home=Path(tempfile.gettempdir()))
+    t0 = time.perf_counter()
+    await ex.execute("browse")
+    browse = time.perf_counter() - t0
+    found = len(session.vessels)
+    # the DHT returns at most 100 adverts per key: add the vessels browse could not see
+    for port in ports:
+        for i in range(1, per_node + 1):
+            session.add_vessel(VesselRef("127.0.0.1", port, f"v{i}"))
+    wanted = {("127.0.0.1", p) for p in ports}
+    session.set_group("bench", [n for n, r in session.vessels.items() if r.node in wanted])
+    session.target = "bench"
+    await ex.execute("list")                     # warm: connections open
+    reporter.ok = 0
+    t0 = time.perf_counter()
+    await ex.execute("list")
+    listing = time.perf_counter() - t0
+    listed = reporter.ok
+    t0 = time.perf_counter()
+    await ex.execute("show files")
+    files = time.perf_counter() - t0
+    await ex.aclose()
+    # cold list: new pool, connections opened inside the timed region
+    ex2 = Executor(TREE, session, Quiet(), home=Path(tempfile.gettempdir()))
+    t0 = time.perf_counter()
+    await ex2.execute("list")
+    cold = time.perf_counter() - t0
+    await ex2.aclose()
+
+    t0 = time.perf_counter()
+    for port in ports:
+        for _ in range(per_node):
+            async with open_node_client("127.0.0.1", port, identity=owner) as nm:
+                await nm.get_vessels()
+    seq_vessel = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for port in ports:
+        async with open_node_client("127.0.0.1", port, identity=owner) as nm:
+            for _ in range(per_node):
+                await nm.get_vessels()
+    seq_node = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for port in ports:
+        for i in range(1, per_node + 1):
+            async with open_node_client("127.0.0.1", port, identity=owner) as nm:
+                await nm.list_files(f"v{i}")
+    seq_files = time.perf_counter() - t0
+    return {"files": files, "seq_files": seq_files, "browse": browse, "found": found,
+            "list": listing, "listed": listed, "cold": cold,
+            "seq_vessel": seq_vessel, "seq_node": seq_node}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--per-node", type=int, default=10)
+    args = parser.parse_args()
+    owner = KeyPair.generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        procs = start_nodes(Path(tmp), owner, args.nodes, args.per_node)
+        print(f"started {len(procs)} node managers x {args.per_node} vessels in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        try:
+            dht = procs[0][2]
+            advertised = trio.run(wait_adverts, owner, dht, len(procs))
+            print(f"DHT lookup sees {advertised} of {len(procs)} nodes", flush=True)
+            header = (f"{'vessels':>7} {'nodes':>5} {'browse s':>9} {'found':>5} {'list s':>7} "
+                      f"{'cold list s':>11} {'seq list s':>10} {'seq/node s':>10} {'x':>6} "
+                      f"{'files s':>8} {'seq files s':>11} {'x':>6}")
+            print(header)
+            for vessels in (10, 100, 500):
+                count = max(1, vessels // args.per_node)
+                if count > len(procs):
+                    break
+                ports = [p for _, p, _ in procs[:count]]
+                r = trio.run(measure, owner, dht, ports, args.per_node)
+                print(f"{vessels:>7} {count:>5} {r['browse']:>9.3f} {int(r['found']):>5} "
+                      f"{r['list']:>7.3f} {r['cold']:>11.3f} {r['seq_vessel']:>10.3f} "
+                      f"{r['seq_node']:>10.3f} {r['seq_vessel'] / r['cold']:>5.1f}x "
+                      f"{r['files']:>8.3f} {r['seq_files']:>11.3f} {r['seq_files'] / r['files']:>5.1f}x",
+                      flush=True)
+        finally:
+            for proc, _, _ in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc, _, _ in procs:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+if __name__ == "__main__":
+    main()

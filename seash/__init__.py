@@ -1,0 +1,47 @@
+"""seash: the researchers' shell. Finds vessels over the DHT and commands them concurrently.
+
+Pure parts: ``parse`` (lines -> words), ``commands`` (the tree driving dispatch, help and
+completion), ``session`` (identities, targets, groups), ``statefile`` (encrypted state).
+I/O: ``client`` (fan-out over node managers), ``executor``/``actions`` (running commands),
+``shell`` (terminal, scripts, ``--json``).
+"""
+
+from seash.client import NodePool, NodeResult, describe_error, fan_out
+from seash.commands import Arg, Args, Command, Option, complete, help_text, resolve
+from seash.errors import (
+    DiscoveryError,
+    IdentityError,
+    KeyFileError,
+    NoVesselsFound,
+    SeashError,
+    StateFileError,
+    UnknownTarget,
+    UsageError,
+)
+from seash.session import Identity, Session, Settings, VesselRef
+
+__all__ = [
+    "Arg",
+    "Args",
+    "Command",
+    "DiscoveryError",
+    "Identity",
+    "IdentityError",
+    "KeyFileError",
+    "NoVesselsFound",
+    "NodePool",
+    "NodeResult",
+    "Option",
+    "SeashError",
+    "Session",
+    "Settings",
+    "StateFileError",
+    "UnknownTarget",
+    "UsageError",
+    "VesselRef",
+    "complete",
+    "describe_error",
+    "fan_out",
+    "help_text",
+    "resolve",
+]

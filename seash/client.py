@@ -1,0 +1,276 @@
+"""Talking to many node managers at once (trio); knows nothing of the shell.
+
+``NodePool`` caches one ``NodeClient`` per (node, identity) for the whole session and drops
+a connection once it breaks or a deadline cut a call short. ``fan_out`` runs one operation
+per vessel: vessels are grouped by node, each node is served by one task holding one
+connection, at most ``limiter.total_tokens`` nodes are contacted at a time, and every call
+has its own deadline, so one dead node never holds the others. Each vessel yields exactly one
+``NodeResult`` (ok, failed or timeout), reported through ``on_result`` as it arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import trio
+
+from nodemanager import ConnectionFailed, NodeClient, NodeInfo, NodeManagerError, RequestError, VesselInfo
+from nodemanager.errors import (
+    DiskQuotaExceeded,
+    FileNotFound,
+    FileTooLarge,
+    Forbidden,
+    NoSuchVessel,
+    VesselBusy,
+    VesselNotRunning,
+)
+from overlay import DhtUnavailable, LookupResult, OverlayError, lookup_once
+from seash.errors import DiscoveryError
+from seattlecore import KeyPair, PublicKey
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "failed", "timeout"]
+Node = tuple[str, int]
+NODE_ONLY = "-"
+"""The ``vessel`` of a job that addresses a whole node (GetVessels during browse)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """The outcome of one operation on one target (a vessel ``%N`` or a node ``host:port``)."""
+
+    target: str
+    address: str
+    status: Status
+    value: Any = None
+    error: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One vessel to operate on."""
+
+    target: str
+    host: str
+    port: int
+    vessel: str
+    node_key: PublicKey | None = None
+    deadline: float | None = None
+    """Seconds for this job's call; ``None`` means the fan-out's default."""
+
+    @property
+    def node(self) -> Node:
+        return self.host, self.port
+
+    @property
+    def address(self) -> str:
+        if self.vessel == NODE_ONLY:
+            return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}:{self.vessel}"
+
+
+VesselOp = Callable[[NodeClient, Job], Awaitable[Any]]
+ResultSink = Callable[[NodeResult], None]
+
+_MESSAGES: tuple[tuple[type[Exception], str], ...] = (
+    (Forbidden, "permission denied"),
+    (NoSuchVessel, "no such vessel on the node (run 'browse' or 'list' again)"),
+    (FileNotFound, "no such file in the vessel"),
+    (FileTooLarge, "file too large for the node manager"),
+    (DiskQuotaExceeded, "vessel disk quota exceeded"),
+    (VesselBusy, "vessel is running (stop it first)"),
+    (VesselNotRunning, "vessel is not running"),
+    (ConnectionFailed, "node unreachable"),
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, user-facing description of a node error."""
+    for cls, text in _MESSAGES:
+        if isinstance(exc, cls):
+            detail = str(exc)
+            return f"{text}: {detail}" if detail and detail not in text else text
+    if isinstance(exc, RequestError):
+        return f"{exc.code}: {exc}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    open: int
+    opened: int
+
+
+class NodePool:
+    """One cached connection per (node, identity) for a session; call ``aclose`` at the end."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, int, bytes], NodeClient] = {}
+        self._locks: dict[tuple[str, int, bytes], trio.Lock] = {}
+        self._opened = 0
+
+    def statistics(self) -> PoolStats:
+        return PoolStats(open=len(self._clients), opened=self._opened)
+
+    async def client(self, node: Node, identity: KeyPair | None, node_key: PublicKey | None,
+                     timeout: float) -> NodeClient:
+        """The cached client for ``node``, connecting (within ``timeout``) if needed."""
+        key = (node[0], node[1], b"" if identity is None else identity.public.raw)
+        lock = self._locks.setdefault(key, trio.Lock())
+        async with lock:
+            cached = self._clients.get(key)
+            if cached is not None and not cached.broken:
+                return cached
+            if cached is not None:
+                await self._close(key)
+            try:
+                with trio.fail_after(timeout):
+                    stream = await trio.open_tcp_stream(*node)
+            except (OSError, trio.TooSlowError) as exc:
+                reason = "timed out" if isinstance(exc, trio.TooSlowError) else (exc.strerror or exc)
+                raise ConnectionFailed(f"cannot connect to {node[0]}:{node[1]}: {reason}") from exc
+            client = NodeClient(stream, identity=identity, node_key=node_key, timeout=timeout)
+            self._clients[key] = client
+            self._opened += 1
+            return client
+
+    async def discard(self, node: Node, identity: KeyPair | None) -> None:
+        await self._close((node[0], node[1], b"" if identity is None else identity.public.raw))
+
+    async def _close(self, key: tuple[str, int, bytes]) -> None:
+        client = self._clients.pop(key, None)
+        if client is not None:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+
+    async def aclose(self) -> None:
+        for key in list(self._clients):
+            await self._close(key)
+
+
+@dataclass(slots=True)
+class _Node:
+    node: Node
+    jobs: list[Job] = field(default_factory=list)
+
+
+async def fan_out(
+    pool: NodePool, jobs: Sequence[Job], op: VesselOp, *, identity: KeyPair | None,
+    limiter: trio.CapacityLimiter, timeout: float, on_result: ResultSink | None = None,
+) -> list[NodeResult]:
+    """Run ``op`` on every job, nodes in parallel; return one result per job, in job order."""
+    by_node: dict[Node, _Node] = {}
+    for job in jobs:
+        by_node.setdefault(job.node, _Node(job.node)).jobs.append(job)
+    results: dict[str, NodeResult] = {}
+
+    def emit(result: NodeResult) -> None:
+        results[result.target] = result
+        if on_result is not None:
+            on_result(result)
+
+    async def serve(group: _Node) -> None:
+        async with limiter:
+            await _serve_node(pool, group.jobs, op, identity, timeout, emit)
+
+    async with trio.open_nursery() as nursery:
+        for group in by_node.values():
+            nursery.start_soon(serve, group)
+    return [results[job.target] for job in jobs]
+
+
+async def _serve_node(pool: NodePool, jobs: list[Job], op: VesselOp, identity: KeyPair | None,
+                      timeout: float, emit: ResultSink) -> None:
+    node = jobs[0].node
+    dead: NodeResult | None = None
+    for job in jobs:
+        if dead is not None:
+            emit(NodeResult(job.target, job.address, dead.status, error=dead.error))
+            continue
+        result = await _run_one(pool, job, op, identity, timeout)
+        emit(result)
+        if result.status == "timeout" or (result.error or "").startswith("node unreachable"):
+            dead = result
+            await pool.discard(node, identity)
+
+
+async def _run_one(pool: NodePool, job: Job, op: VesselOp, identity: KeyPair | None,
+                   timeout: float) -> NodeResult:
+    deadline = job.deadline or timeout
+    start = trio.current_time()
+    with trio.move_on_after(deadline + 0.5) as scope:
+        try:
+            client = await pool.client(job.node, identity, job.node_key, deadline)
+            client.timeout = deadline
+            value = await op(client, job)
+        except ConnectionFailed as exc:
+            status: Status = "timeout" if "within" in str(exc) or "timed out" in str(exc) else "failed"
+            return NodeResult(job.target, job.address, status, error=describe_error(exc),
+                              elapsed=trio.current_time() - start)
+        except (NodeManagerError, OSError) as exc:
+            log.debug("%s on %s failed", op, job.address, exc_info=True)
+            return NodeResult(job.target, job.address, "failed", error=describe_error(exc),
+                              elapsed=trio.current_time() - start)
+        return NodeResult(job.target, job.address, "ok", value=value,
+                          elapsed=trio.current_time() - start)
+    assert scope.cancelled_caught
+    await pool.discard(job.node, identity)
+    return NodeResult(job.target, job.address, "timeout", error=f"no answer within {deadline:g} s",
+                      elapsed=trio.current_time() - start)
+
+
+# ---- discovery ----
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One node's answer during browse/contact: its key and the vessels the identity may use."""
+
+    node_key: PublicKey
+    vessels: tuple[VesselInfo, ...]
+    total: int
+
+
+def accessible(info: NodeInfo, key: PublicKey) -> tuple[VesselInfo, ...]:
+    """The vessels of a GetVessels answer that ``key`` owns or uses."""
+    return tuple(v for v in info.vessels if v.owner == key or key in v.users)
+
+
+async def lookup(key: PublicKey, bootstrap: Sequence[Node], timeout: float) -> LookupResult:
+    """DHT lookup of ``key``; raise DiscoveryError when the DHT cannot be reached."""
+    if not bootstrap:
+        raise DiscoveryError("no DHT bootstrap configured: use --bootstrap HOST:PORT, "
+                             "SEASH_BOOTSTRAP or 'set bootstrap HOST:PORT'")
+    try:
+        return await lookup_once(key, list(bootstrap), timeout=timeout)
+    except DhtUnavailable as exc:
+        where = ", ".join(f"{h}:{p}" for h, p in bootstrap)
+        raise DiscoveryError(f"DHT unreachable (bootstrap {where}): {exc}") from exc
+    except (OverlayError, OSError) as exc:
+        raise DiscoveryError(f"DHT lookup failed: {exc}") from exc
+
+
+async def contact_nodes(
+    pool: NodePool, nodes: Sequence[tuple[Node, PublicKey | None]], *, identity: KeyPair,
+    limiter: trio.CapacityLimiter, timeout: float, on_result: ResultSink | None = None,
+) -> list[NodeResult]:
+    """Signed GetVessels on each node in parallel; ``value`` of an ok result is a ``Found``."""
+    jobs = [Job(f"{h}:{p}", h, p, NODE_ONLY, key) for (h, p), key in nodes]
+
+    async def get(client: NodeClient, job: Job) -> Found:
+        info = await client.get_vessels()
+        return Found(info.node, accessible(info, identity.public), len(info.vessels))
+
+    return await fan_out(pool, jobs, get, identity=identity, limiter=limiter, timeout=timeout,
+                         on_result=on_result)

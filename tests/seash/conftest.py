@@ -1,0 +1,110 @@
+"""Helpers for seash tests: real node manager daemons on loopback and a seash runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from overlay import lookup_once
+from seattlecore import PublicKey
+
+RESOURCES = (
+    "resource cpu 0.2\nresource memory 100000000\nresource diskused 2000000\n"
+    "resource events 20\nresource filewrite 100000\nresource fileread 100000\n"
+    "resource filesopened 10\nresource lograte 30000\nresource insockets 5\n"
+    "resource outsockets 5\n"
+)
+
+
+def init_node(state: Path, owner: str, vessels: int = 2, users: tuple[str, ...] = ()) -> None:
+    spec = {"vessels": [{"owner": owner, "users": list(users), "resources": RESOURCES}
+                        for _ in range(vessels)]}
+    spec_path = state.parent / f"{state.name}.json"
+    spec_path.write_text(json.dumps(spec))
+    subprocess.run([sys.executable, "-m", "nodemanager", "init", "--state", str(state),
+                    "--spec", str(spec_path)], capture_output=True, text=True, check=True, timeout=60)
+
+
+@dataclass
+class Daemon:
+    process: trio.Process
+    port: int
+    dht_port: int
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+
+@asynccontextmanager
+async def daemon(state: Path, bootstrap: list[str], *, sandbox: bool = False) -> AsyncIterator[Daemon]:
+    """Start a node manager with its DHT node (bootstrapping from ``bootstrap``)."""
+    for name in ("nodemanager.port", "dht.port"):
+        (state / name).unlink(missing_ok=True)
+    args = [arg for peer in bootstrap for arg in ("--bootstrap", peer)]
+    if not sandbox:
+        args.append("--no-sandbox")
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "nodemanager", "--state", str(state), *args],
+        stderr=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(30):
+            while not (state / "dht.port").exists():
+                await trio.sleep(0.02)
+        yield Daemon(process, int((state / "nodemanager.port").read_text()),
+                     int((state / "dht.port").read_text()))
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.kill()
+        await process.wait()
+
+
+async def wait_advertised(key: PublicKey, bootstrap: tuple[str, int], want: int) -> None:
+    """Wait until the DHT returns ``want`` adverts for ``key`` (announcing is asynchronous)."""
+    with trio.fail_after(30):
+        while True:
+            result = await lookup_once(key, [bootstrap], timeout=5)
+            if len(result.candidates) >= want:
+                return
+            await trio.sleep(0.2)
+
+
+@dataclass
+class SeashRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+    def doc(self, command: str) -> dict[str, Any]:
+        matches = [d for d in self.docs if d["command"] == command]
+        assert matches, f"no output for {command!r}: {self.stdout}\n{self.stderr}"
+        return matches[-1]
+
+
+async def seash(home: Path, script: str, *, cwd: Path, bootstrap: str | None = None,
+                json_output: bool = True, env: dict[str, str] | None = None) -> SeashRun:
+    """Run ``seash --home HOME -c SCRIPT`` as a subprocess."""
+    argv = [sys.executable, "-m", "seash", "--home", str(home), "-c", script]
+    if bootstrap:
+        argv += ["--bootstrap", bootstrap]
+    if json_output:
+        argv.append("--json")
+    done = await trio.run_process(argv, cwd=cwd, capture_stdout=True, capture_stderr=True,
+                                  check=False, env={**os.environ, **(env or {})})
+    return SeashRun(done.returncode, done.stdout.decode(), done.stderr.decode())

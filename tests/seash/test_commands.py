@@ -1,0 +1,79 @@
+"""commands.py: one tree for dispatch, help and completion (using the real TREE)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from seash.actions import TREE
+from seash.commands import ArgKind, complete, help_text, iter_commands, resolve
+from seash.errors import UsageError
+
+
+def test_resolve_nested_and_aliases() -> None:
+    r = resolve(TREE, ["show", "log", "--for", "3"])
+    assert r.path == ("show", "log")
+    assert r.args.option("--for") == "3" and not r.args.flag("--follow")
+    assert resolve(TREE, ["quit"]).path == ("exit",)
+    assert resolve(TREE, ["show", "user"]).path == ("show", "users")
+
+
+def test_keyword_and_optional_args() -> None:
+    assert resolve(TREE, ["add", "%1", "to", "g"]).args.values == {"target": "%1", "group": "g"}
+    assert resolve(TREE, ["add", "to", "g"]).args.values == {"target": None, "group": "g"}
+    assert resolve(TREE, ["genkeys", "k", "as", "alice"]).args.get("alias") == "alice"
+    args = resolve(TREE, ["start", "prog.py", "--x", "1"]).args
+    assert args.get("program") == "prog.py" and args.many("args") == ["--x", "1"]
+    assert resolve(TREE, ["on", "%2", "show", "log", "--follow"]).args.many("command") == [
+        "show", "log", "--follow"]
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["frobnicate"], "unknown command"),
+    (["show"], "needs one of"),
+    (["show", "nothing"], "needs one of"),
+    (["genkeys"], "missing NAME"),
+    (["move", "%1"], "missing 'to GROUP'"),
+    (["stop", "now"], "unexpected argument"),
+    (["show", "log", "--forever"], "unknown option"),
+    (["show", "log", "--for"], "needs a SECONDS"),
+])
+def test_usage_errors(words: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        resolve(TREE, words)
+
+
+def test_help_is_generated_from_the_tree() -> None:
+    text = help_text(TREE)
+    for path, _ in iter_commands(TREE):
+        assert " ".join(path) in text
+    assert help_text(TREE, ["show", "log"]).startswith("usage: show log [--follow] [--for SECONDS]")
+    assert "subcommands" in help_text(TREE, ["set"])
+    with pytest.raises(UsageError):
+        help_text(TREE, ["nope"])
+
+
+def _source(kind: ArgKind) -> Sequence[str]:
+    return {"target": ["%all", "%1", "%2", "listgood"], "identity": ["alice", "bob"],
+            "group": ["listgood"], "bool": ["on", "off"]}.get(kind, [])
+
+
+@pytest.mark.parametrize(("before", "prefix", "expected"), [
+    ([], "sh", ["show"]),
+    ([], "s", ["savestate", "set", "show", "split", "start", "stop"]),
+    (["show"], "lo", ["log"]),
+    (["show", "log"], "--f", ["--follow", "--for"]),
+    (["on"], "%", ["%1", "%2", "%all"]),
+    (["on", "%1"], "sh", ["show"]),
+    (["on", "%1", "show"], "of", ["offcut"]),
+    (["as"], "", ["alice", "bob"]),
+    (["as", "bob", "set"], "adv", ["advertise"]),
+    (["set", "advertise"], "o", ["off", "on"]),
+    (["set", "users", "alice"], "", ["alice", "bob"]),
+    (["add", "%1"], "", ["to"]),
+    (["move", "%1", "to"], "", ["listgood"]),
+    (["help"], "sh", ["show"]),
+])
+def test_completion_walks_the_same_tree(before: list[str], prefix: str, expected: list[str]) -> None:
+    assert complete(TREE, before, prefix, _source) == expected

@@ -1,0 +1,12 @@
+"""The package's public names are exactly ``__all__``."""
+
+from __future__ import annotations
+
+import seash
+
+
+def test_all_is_exact() -> None:
+    public = {name for name in vars(seash) if not name.startswith("_")}
+    modules = {"client", "commands", "errors", "session", "parse", "executor", "actions",
+               "statefile", "shell"}
+    assert public - modules == set(seash.__all__)
