@@ -285,8 +285,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  demo identity:      {data['demo']['publickey']} (+ .privatekey)")
     print(f"  details:            {directory / MANIFEST}")
     print("point seash at it:")
-    print(f"  seash --bootstrap {data['bootstrap']}")
-    print(f"  loadkeys {directory / 'keys' / DEMO}   then   as {DEMO}   browse")
+    print(f"  seash --home {directory / 'keys'} --bootstrap {data['bootstrap']}")
+    print(f"  then: loadkeys {DEMO}; browse; list")
     print(f"stop it with: seattle-testbed down --dir {directory}")
     return 0
 

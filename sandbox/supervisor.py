@@ -40,6 +40,8 @@ MAX_STATUS_LINE = 64 * 1024
 UID_BASE = 61000
 UID_COUNT = 1000
 INTERNAL_EXIT = 8
+STARTUP_CPU_LIMIT = 10.0
+"""CPU seconds the runner may use before the program starts (compiling is bounded by size)."""
 MAX_BASELINE = 64 * 1024 * 1024
 """The interpreter's own RSS before the program runs is not charged, up to this much."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -359,7 +361,13 @@ class Supervisor:
             if now >= next_usage:
                 await _send_line(running, b"usage\n")
                 next_usage = now + 1.0
-            pause = throttle.sample(now, cpu)
+            # The runner's own start-up (interpreter, policy compile) is not the program's
+            # CPU: the share is enforced from the moment the program is ready to run.
+            pause = throttle.sample(now, cpu) if running.ready else 0.0
+            if not running.ready and cpu > STARTUP_CPU_LIMIT:
+                running.kill_reason = f"start-up used more than {STARTUP_CPU_LIMIT} s of CPU"
+                _kill_group(running.process)
+                return
             if pause > 0:
                 await _pause(running, pause)
             else:

@@ -25,7 +25,7 @@ from seash.session import Identity, Session, VesselRef
 from seash.statefile import decrypt_state, encrypt_state
 from seattlecore import CoreError, KeyPair, load_private, load_public, save_keypair, write_atomic
 
-FOLLOW_INTERVAL = 1.0
+FOLLOW_INTERVAL = 0.5
 
 # ---- identities ----
 
