@@ -55,7 +55,7 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     data = json.loads((directory / "testbed.json").read_text())
     try:
-        assert b"seash --bootstrap" in up.stdout and b"all nodes discoverable" in up.stdout
+        assert b"seash --home" in up.stdout and b"all nodes discoverable" in up.stdout
         assert len(data["nodes"]) == NODES and data["sandbox"] is True
         again = await run_testbed("up", "--nodes", "1", "--dir", str(directory))
         assert again.returncode == 2 and b"already up" in again.stderr
