@@ -6,6 +6,7 @@ tmp_path; a one-node testbed is the DHT bootstrap peer named in the bundle.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,20 @@ async def find(key: PublicKey, bootstrap: str, nodes: int) -> LookupResult:
             if len({advert.address for advert in result.candidates}) >= nodes:
                 return result
             await trio.sleep(0.2)
+
+
+async def researcher_uses_vessels(keys: Path, bootstrap: str, work: Path) -> None:
+    """bob, in seash, finds his vessels on every donor and uploads to all of them."""
+    (work / "note.txt").write_text("bob was here\n")
+    done = await trio.run_process(
+        [sys.executable, "-m", "seash", "--home", str(keys), "--bootstrap", bootstrap, "--json",
+         "-c", "loadkeys bob; browse; upload note.txt; cat note.txt"],
+        cwd=work, capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    docs = {doc["command"]: doc for doc in map(json.loads, done.stdout.decode().splitlines())}
+    cat = docs["cat note.txt"]["results"]
+    assert len(cat) == 2 * DONORS
+    assert all(r["status"] == "ok" and "bob was here" in r["value"] for r in cat)
 
 
 async def test_donors_install_discover_use_and_uninstall(tmp_path: Path,
@@ -77,6 +92,7 @@ async def test_donors_install_discover_use_and_uninstall(tmp_path: Path,
                 assert await nm.retrieve_file("v1", "data.txt") == b"alice was here\n"
         bobs = await find(bob.public, seed["bootstrap"], DONORS)
         assert len(bobs.candidates) == 2 * DONORS  # user of v1, owner of v2
+        await researcher_uses_vessels(keys, seed["bootstrap"], tmp_path)
 
         status = await cli(safe_env, "status", "--prefix", str(prefixes[1]))
         assert status.returncode == 0, status.stdout
