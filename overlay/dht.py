@@ -13,6 +13,10 @@ What each subclass fixes (see docs/overlay.md and KADEMLIA.md section numbers):
   ``InvalidStateError``; a per-source rate limit; ``welcome_if_new`` uses the storage key
   itself (the double-hash bug, §7.2) and sends bounded record batches; an empty node id marks
   a short-lived client that is answered but never added to routing tables.
+* ``SoftRounds`` (both crawls): a round no longer waits the full RPC timeout for a dead
+  peer once live peers have answered: stragglers slower than ``SOFT_FACTOR`` x the first
+  reply (at least ``SOFT_MIN``) are dropped from this crawl (not from routing tables), so
+  churn costs a fraction of a second per round instead of the whole timeout.
 * ``MergingValueSpiderCrawl``: does not stop at the first value; it contacts all k closest,
   fetches every page, and returns the union of records with their sources (§7.3).
 * ``AdServer``: no ``get``/``set``; publish = k-closest crawl + batched STOREs; lookup = local
@@ -48,6 +52,11 @@ from overlay.store import AdvertStore
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 1.0
+SOFT_MIN = 0.1
+SOFT_FACTOR = 4.0
+SILENT_TTL = 30.0
+"""Seconds a peer that missed a crawl round is skipped in crawls (unless heard from)."""
+MAX_SILENT = 4096
 PAGE_BYTES = 6000
 """Record bytes per reply page; with 20 contacts the reply stays under the 8 KB rpcudp cap."""
 MAX_PAGES = 20
@@ -194,6 +203,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         self.counters = ProtocolCounters(requests=Counter())
         self.limiter = RateLimiter(rate=300.0, burst=600.0)
         self.last_seen: dict[tuple[str, int], float] = {}
+        self.silent: dict[tuple[str, int], float] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping,
@@ -254,6 +264,23 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         self.last_seen[address] = time.time()
         if not future.done():
             future.set_result((True, data))
+
+    def note_silent(self, node: Node) -> None:
+        """``node`` did not answer a crawl round in time: skip it in crawls for a while."""
+        if len(self.silent) >= MAX_SILENT:
+            self.silent.clear()
+        self.silent[(node.ip, node.port)] = time.time()
+
+    def is_silent(self, node: Node) -> bool:
+        """True while ``node`` was silent within ``SILENT_TTL`` and has not been heard since."""
+        addr = (node.ip, node.port)
+        since = self.silent.get(addr)
+        if since is None:
+            return False
+        if time.time() - since > SILENT_TTL or self.last_seen.get(addr, 0.0) > since:
+            del self.silent[addr]
+            return False
+        return True
 
     def _timeout(self, msg_id: bytes) -> None:
         entry = self._outstanding.pop(msg_id, None)
@@ -371,7 +398,70 @@ def _addr(node: Node) -> str:
     return f"{node.ip}:{node.port}"
 
 
-class MergingValueSpiderCrawl(ValueSpiderCrawl):  # type: ignore[misc]
+async def gather_soft(calls: dict[bytes, Any]) -> dict[bytes, Any]:
+    """Await one crawl round's RPCs; stop waiting for stragglers after the first reply.
+
+    A peer that has not answered ``SOFT_FACTOR`` x the first reply's latency later (at least
+    ``SOFT_MIN``) counts as "no answer" for this crawl; its call is cancelled (a late reply is
+    then ignored by ``AdProtocol``), and it stays in the routing table.
+    """
+    loop = asyncio.get_running_loop()
+    tasks = {key: asyncio.ensure_future(call) for key, call in calls.items()}
+    if not tasks:
+        return {}
+    start = loop.time()
+    _, pending = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+    if pending:
+        grace = max(SOFT_MIN, SOFT_FACTOR * (loop.time() - start))
+        _, pending = await asyncio.wait(pending, timeout=grace)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return {key: _outcome(task) for key, task in tasks.items()}
+
+
+def _outcome(task: asyncio.Future[Any]) -> Any:
+    if task.cancelled() or task.exception() is not None:
+        return (False, None)
+    return task.result()
+
+
+class SoftRounds:
+    """Mixin for kademlia's SpiderCrawl: rounds gathered with ``gather_soft``."""
+
+    nearest: Any
+    last_ids_crawled: Any
+    alpha: int
+    node: Node
+
+    async def _find(self, rpcmethod: Callable[..., Any]) -> Any:
+        count = self.alpha
+        if self.nearest.get_ids() == self.last_ids_crawled:
+            count = len(self.nearest)
+        self.last_ids_crawled = self.nearest.get_ids()
+        protocol = self.protocol  # type: ignore[attr-defined]
+        calls, peers = {}, {}
+        for peer in self.nearest.get_uncontacted():
+            self.nearest.mark_contacted(peer)
+            if protocol.is_silent(peer):
+                self.nearest.remove([peer.id])
+                continue
+            calls[peer.id] = rpcmethod(peer, self.node)
+            peers[peer.id] = peer
+            if len(calls) >= count:
+                break
+        found = await gather_soft(calls)
+        for peer_id, outcome in found.items():
+            if not outcome[0]:
+                protocol.note_silent(peers[peer_id])
+        return await self._nodes_found(found)  # type: ignore[attr-defined]
+
+
+class SoftNodeSpiderCrawl(SoftRounds, NodeSpiderCrawl):  # type: ignore[misc]
+    """kademlia's k-closest crawl with soft rounds."""
+
+
+class MergingValueSpiderCrawl(SoftRounds, ValueSpiderCrawl):  # type: ignore[misc]
     """A value crawl that visits all k closest peers and unions their record pages."""
 
     def __init__(self, *args: Any) -> None:
@@ -483,7 +573,7 @@ class AdServer(Server):  # type: ignore[misc]
         for node in nodes:
             proto.welcome_if_new(node)
         if nodes:
-            await NodeSpiderCrawl(proto, self.node, nodes, self.ksize, self.alpha).find()
+            await SoftNodeSpiderCrawl(proto, self.node, nodes, self.ksize, self.alpha).find()
         return nodes
 
     async def closest(self, key: bytes) -> list[Node]:
@@ -491,7 +581,7 @@ class AdServer(Server):  # type: ignore[misc]
         nearest = self.protocol.router.find_neighbors(target)
         if not nearest:
             return []
-        found: list[Node] = await NodeSpiderCrawl(
+        found: list[Node] = await SoftNodeSpiderCrawl(
             self.protocol, target, nearest, self.ksize, self.alpha
         ).find()
         return found
