@@ -200,13 +200,17 @@ async def test_every_rejection_is_an_error_response(node: Node) -> None:
         await _expect(nm, p, n, "Forbidden")
         body = request_body(stop, node=node.server.node, requester=node.user.public,
                             nonce=(n := os.urandom(16)), timestamp=time.time())
-        body = body.replace(b"StopVessel", b"StopVesseX")
+        doc = msgpack.unpackb(body)
+        doc["op"] = "StopVesseX"
+        body = msgpack.packb(doc, use_bin_type=True)
         bad = Envelope(body=body, signature=node.user.sign(REQUEST_DOMAIN, body))
         await _expect(nm, bad.to_payload(), n, "UnknownOperation")
         body = request_body(m.ChangeAdvertise(vessel="v1", advertise=True),
                             node=node.server.node, requester=node.owner.public,
                             nonce=(n := os.urandom(16)), timestamp=time.time())
-        body = body.replace(b"\xc3", b"\x01")  # True -> 1
+        doc = msgpack.unpackb(body)
+        doc["args"]["advertise"] = 1  # an int where a bool belongs
+        body = msgpack.packb(doc, use_bin_type=True)
         bad = Envelope(body=body, signature=node.owner.sign(REQUEST_DOMAIN, body))
         await _expect(nm, bad.to_payload(), n, "BadArguments")
         await _expect(nm, b"\x93garbage", None, "BadFrame")
