@@ -20,6 +20,11 @@ from RestrictedPython.transformer import RestrictingNodeTransformer
 MAX_SOURCE_BYTES = 1_000_000
 FORBIDDEN_ATTR_PREFIXES = ("f_", "gi_", "cr_", "ag_", "tb_", "co_", "im_", "func_")
 FORBIDDEN_ATTRS = frozenset({"mro", "format", "format_map"})
+AUG_OPS: dict[type[ast.operator], str] = {
+    ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.FloorDiv: "//=",
+    ast.Mod: "%=", ast.Pow: "**=", ast.LShift: "<<=", ast.RShift: ">>=", ast.BitAnd: "&=",
+    ast.BitOr: "|=", ast.BitXor: "^=", ast.MatMult: "@=",
+}
 RUNTIME_CHECKED = frozenset({"obj"})
 """Attribute names checked per object at run time (``AttributeError.obj`` leaks its target)."""
 PROGRAM_FILENAME = "<vessel>"
@@ -67,11 +72,36 @@ class VesselPolicy(RestrictingNodeTransformer):
         return self.node_contents_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
-        """``name op= value`` stays a plain operation; attribute and item targets are refused."""
-        if isinstance(node.target, ast.Name):
-            self.check_name(node, node.target.id)
+        """``x op= v`` on a name stays plain; on ``a.b`` / ``a[k]`` it becomes a guarded call.
+
+        ``a.b += v`` -> ``_aug_attr_(a, 'b', '+=', v)`` and ``a[k] += v`` ->
+        ``_aug_item_(a, k, '+=', v)``: the object and key are evaluated once, then the value,
+        as Python does; the helpers read and write through the same guards as ``a.b = ...``.
+        """
+        target = node.target
+        if isinstance(target, ast.Name):
+            self.check_name(node, target.id)
             return self.node_contents_visit(node)
-        return super().visit_AugAssign(node)
+        op = AUG_OPS.get(type(node.op))
+        if op is None:
+            self.error(node, "this augmented assignment operator is not allowed.")
+            return node
+        if isinstance(target, ast.Attribute):
+            if target.attr.startswith("_") or attribute_forbidden(target.attr):
+                self.error(node, f'"{target.attr}" is a restricted attribute in vessels.')
+                return node
+            args = [self.visit(target.value), ast.Constant(target.attr)]
+            helper = "_aug_attr_"
+        elif isinstance(target, ast.Subscript):
+            args = [self.visit(target.value), self.visit(target.slice)]
+            helper = "_aug_item_"
+        else:
+            return super().visit_AugAssign(node)
+        value = self.visit(node.value)
+        call = ast.Call(ast.Name(helper, ast.Load()), [*args, ast.Constant(op), value], [])
+        statement = ast.Expr(call)
+        ast.copy_location(statement, node)
+        return ast.fix_missing_locations(statement)
 
     def visit_Import(self, node: ast.Import) -> ast.AST:
         self.error(node, "import statements are not allowed in vessels; the Repy API is built in.")

@@ -114,6 +114,18 @@ def guarded_inplacevar(op: str, target: Any, value: Any) -> Any:
         raise PolicyViolation(f"operator {op!r} is not allowed") from None
 
 
+def aug_attr(ob: Any, name: str, op: str, value: Any) -> None:
+    """``ob.name op= value`` through the read and write guards."""
+    current = guarded_getattr(ob, name)
+    guarded_setattr(ob, name, guarded_inplacevar(op, current, value))
+
+
+def aug_item(ob: Any, key: Any, op: str, value: Any) -> None:
+    """``ob[key] op= value`` through the write guard."""
+    target = guarded_write(ob)
+    target[key] = guarded_inplacevar(op, ob[key], value)
+
+
 def build_builtins(printer_factory: Callable[..., Any]) -> dict[str, Any]:
     """The builtins dict of a vessel: RestrictedPython's safe set, tightened and completed."""
     table = {k: v for k, v in safe_builtins.items() if k not in _REMOVED}
@@ -131,6 +143,8 @@ def build_builtins(printer_factory: Callable[..., Any]) -> dict[str, Any]:
         "_write_": guarded_write,
         "_apply_": guarded_apply,
         "_inplacevar_": guarded_inplacevar,
+        "_aug_attr_": aug_attr,
+        "_aug_item_": aug_item,
         "_print_": printer_factory,
         "__metaclass__": VesselType,
         "setattr": guarded_setattr,

@@ -271,3 +271,30 @@ except RepyArgumentError as err:
     assert "norm 25 5 {'a': 4, 'b': 2}" in out.log
     assert "PLANTED" not in out.log
     assert "obj refused" in out.log
+
+
+async def test_augmented_assignment_on_attributes_and_items(run_program: RunProgram) -> None:
+    source = """
+class Counter:
+    def __init__(self):
+        self.n = 0
+c = Counter()
+c.n += 5
+counts = {'a': 0}
+calls = []
+def key():
+    calls.append(1)
+    return 'a'
+counts[key()] += 100
+nums = [1, 2]
+nums[0] *= 10
+log('aug', c.n, counts['a'], nums, len(calls))
+lock = createlock()
+try:
+    lock.x += 1
+except Exception:
+    log('api object refused')
+"""
+    out = await run_program(source)
+    assert "aug 5 100 [10, 2] 1" in out.log
+    assert "api object refused" in out.log

@@ -109,6 +109,9 @@ def test_policy_refuses_with_line_numbers() -> None:
     assert isinstance(compile_program(b"\xff\xfe"), CompileFailed)
     assert isinstance(compile_program("def f(:\n"), CompileFailed)
     assert isinstance(compile_program("x = [i * 2 for i in range(3)]\n"), Compiled)
+    assert isinstance(compile_program("d = {}\nd[1] += 2\nd.x += 1\n"), Compiled)
+    assert isinstance(compile_program("d = {}\nd.mro += 1\n"), CompileFailed)
+    assert isinstance(compile_program("d = {}\nd[().__class__] += 1\n"), CompileFailed)
 
 
 def test_rate_bucket_waits_in_proportion() -> None:
