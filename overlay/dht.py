@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT = 1.0
 SOFT_MIN = 0.1
 SOFT_FACTOR = 4.0
+HEDGE_AFTER = 0.25
+"""With no reply after this long, a crawl round also asks the next alpha peers."""
 SILENT_TTL = 30.0
 """Seconds a peer that missed a crawl round is skipped in crawls (unless heard from)."""
 MAX_SILENT = 4096
@@ -398,19 +400,29 @@ def _addr(node: Node) -> str:
     return f"{node.ip}:{node.port}"
 
 
-async def gather_soft(calls: dict[bytes, Any]) -> dict[bytes, Any]:
+async def gather_soft(
+    calls: dict[bytes, Any], hedge: Callable[[], dict[bytes, Any]] | None = None
+) -> dict[bytes, Any]:
     """Await one crawl round's RPCs; stop waiting for stragglers after the first reply.
 
     A peer that has not answered ``SOFT_FACTOR`` x the first reply's latency later (at least
     ``SOFT_MIN``) counts as "no answer" for this crawl; its call is cancelled (a late reply is
-    then ignored by ``AdProtocol``), and it stays in the routing table.
+    then ignored by ``AdProtocol``), and it stays in the routing table. If nobody has answered
+    after ``HEDGE_AFTER`` seconds (the round's peers may all be dead), ``hedge()`` supplies
+    more calls to run alongside, so one dead round does not cost the whole RPC timeout.
     """
     loop = asyncio.get_running_loop()
     tasks = {key: asyncio.ensure_future(call) for key, call in calls.items()}
     if not tasks:
         return {}
     start = loop.time()
-    _, pending = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+    done, pending = await asyncio.wait(
+        tasks.values(), timeout=HEDGE_AFTER, return_when=asyncio.FIRST_COMPLETED)
+    if not done:
+        if hedge is not None:
+            tasks.update({key: asyncio.ensure_future(call) for key, call in hedge().items()})
+        done, pending = await asyncio.wait(
+            [t for t in tasks.values() if not t.done()], return_when=asyncio.FIRST_COMPLETED)
     if pending:
         grace = max(SOFT_MIN, SOFT_FACTOR * (loop.time() - start))
         _, pending = await asyncio.wait(pending, timeout=grace)
@@ -434,26 +446,33 @@ class SoftRounds:
     alpha: int
     node: Node
 
-    async def _find(self, rpcmethod: Callable[..., Any]) -> Any:
-        count = self.alpha
-        if self.nearest.get_ids() == self.last_ids_crawled:
-            count = len(self.nearest)
-        self.last_ids_crawled = self.nearest.get_ids()
+    def _pick(self, count: int, rpcmethod: Callable[..., Any],
+              peers: dict[bytes, Node]) -> dict[bytes, Any]:
+        """Start calls to up to ``count`` uncontacted peers, skipping recently silent ones."""
         protocol = self.protocol  # type: ignore[attr-defined]
-        calls, peers = {}, {}
+        calls: dict[bytes, Any] = {}
         for peer in self.nearest.get_uncontacted():
+            if len(calls) >= count:
+                break
             self.nearest.mark_contacted(peer)
             if protocol.is_silent(peer):
                 self.nearest.remove([peer.id])
                 continue
             calls[peer.id] = rpcmethod(peer, self.node)
             peers[peer.id] = peer
-            if len(calls) >= count:
-                break
-        found = await gather_soft(calls)
+        return calls
+
+    async def _find(self, rpcmethod: Callable[..., Any]) -> Any:
+        count = self.alpha
+        if self.nearest.get_ids() == self.last_ids_crawled:
+            count = len(self.nearest)
+        self.last_ids_crawled = self.nearest.get_ids()
+        peers: dict[bytes, Node] = {}
+        calls = self._pick(count, rpcmethod, peers)
+        found = await gather_soft(calls, lambda: self._pick(self.alpha, rpcmethod, peers))
         for peer_id, outcome in found.items():
             if not outcome[0]:
-                protocol.note_silent(peers[peer_id])
+                self.protocol.note_silent(peers[peer_id])  # type: ignore[attr-defined]
         return await self._nodes_found(found)  # type: ignore[attr-defined]
 
 
