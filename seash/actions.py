@@ -393,7 +393,7 @@ async def show_log(ex: Executor, args: Args) -> None:
         return (await client.read_log(job.vessel)).decode("utf-8", "replace")
 
     follow = args.flag("--follow") or args.option("--for") is not None
-    results = await ex.fan("log", op, lambda text: "\n" + str(text).rstrip("\n"))
+    results = await ex.fan("log", op, _log_text)
     if not follow:
         return
     seen = {r.target: str(r.value) for r in results if r.ok}
@@ -408,6 +408,11 @@ async def show_log(ex: Executor, args: Args) -> None:
                     fresh = text[len(old):] if text.startswith(old) else text
                     seen[result.target] = text
                     ex.reporter.result(result, fresh.rstrip("\n"))
+
+
+def _log_text(text: object) -> str:
+    body = str(text).rstrip("\n")
+    return "\n" + body if body else "(log is empty)"
 
 
 async def _poll(ex: Executor, op: Any) -> list[NodeResult]:
