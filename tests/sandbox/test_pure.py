@@ -171,3 +171,15 @@ def test_check_quantities_and_log_ring() -> None:
     ring.add(b"0123456789abc")
     ring.add(b"de")
     assert ring.snapshot() == b"56789abcde" and ring.total == 15
+
+
+def test_network_charges_go_to_net_or_loop_by_peer() -> None:
+    from sandbox.vesselnet import VesselNet
+
+    nanny = Nanny(table(netsend=1e9, netrecv=1e9))
+    net = VesselNet(nanny, "127.0.0.1")
+    net.charge("203.0.113.9", 1064, 64)  # a remote peer (no traffic: accounting only)
+    net.charge("127.0.0.1", 500, 564)
+    totals = nanny.totals()
+    assert (totals["netsend"], totals["netrecv"]) == (1064, 64)
+    assert (totals["loopsend"], totals["looprecv"]) == (500, 564)
