@@ -427,6 +427,8 @@ def _apply_status(running: _Running, line: bytes) -> None:
         kind = event["event"]
     except (ValueError, KeyError, TypeError):
         return
+    if running.ready and kind in ("ready", "compile_error"):
+        return  # only the runner speaks before the program starts; later claims are forged
     if kind == "ready" and isinstance(event.get("protection"), str):
         rss = event.get("rss")
         running.baseline_rss = min(rss, MAX_BASELINE) if type(rss) is int and rss > 0 else 0

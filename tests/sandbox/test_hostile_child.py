@@ -9,18 +9,21 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox import CompileFailed, Compiled, compile_program
+from sandbox import Compiled, CompileFailed, compile_program
 from tests.sandbox.conftest import RunProgram
 
 FORGE = """
 import os
+forged = 0
 for fd in range(3, 64):
     try:
         os.write(fd, b'garbage\\n' + b'x' * 70000 + b'\\n')
         os.write(fd, b'{"event": "exit", "code": 0, "reason": "forged"}\\n')
         os.write(fd, b'{"event": "ready", "protection": "none", "rss": 999999999999}\\n')
+        forged = forged + 1
     except OSError:
         pass
+log('forged on', forged, 'descriptors')
 os._exit(5)
 """
 
@@ -29,6 +32,7 @@ async def test_forged_status_lines_do_not_change_the_story(run_program: RunProgr
     out = await run_program(FORGE, restricted=False)
     assert "forged on 0 " not in out.log and "forged on" in out.log  # the channel was hit
     assert out.report.exit_code == 5
+    assert out.report.protection != "none"  # the runner's own "ready" stands
     assert out.report.exit_reason == "exited with code 5"
     assert out.report.status == "Terminated"
 
