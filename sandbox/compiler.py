@@ -10,6 +10,7 @@ numbers (``CompileFailed``), never as exceptions.
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any
@@ -148,9 +149,14 @@ def compile_program(source: str | bytes, filename: str = PROGRAM_FILENAME) -> Co
     if "\x00" in source:
         return CompileFailed(("Line 1: program contains a NUL byte",))
     try:
-        result = compile_restricted_exec(source, filename=filename, policy=VesselPolicy)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. SyntaxWarning: kept as data
+            warnings.simplefilter("always")
+            result = compile_restricted_exec(source, filename=filename, policy=VesselPolicy)
+    except SyntaxError as exc:  # raised by CPython's compile() after the policy accepted the AST
+        return CompileFailed((f"Line {exc.lineno or 1}: SyntaxError: {exc.msg}",))
     except (ValueError, RecursionError, MemoryError) as exc:
         return CompileFailed((f"Line 1: cannot compile: {type(exc).__name__}",))
     if result.errors or result.code is None:
         return CompileFailed(tuple(result.errors) or ("Line 1: compile failed",))
-    return Compiled(result.code, tuple(result.warnings))
+    found = [f"Line {w.lineno}: {w.category.__name__}: {w.message}" for w in caught]
+    return Compiled(result.code, (*result.warnings, *found))

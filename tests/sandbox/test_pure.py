@@ -108,6 +108,11 @@ def test_policy_refuses_with_line_numbers() -> None:
     assert isinstance(compile_program("x.mro()\n"), CompileFailed)
     assert isinstance(compile_program(b"\xff\xfe"), CompileFailed)
     assert isinstance(compile_program("def f(:\n"), CompileFailed)
+    assert compile_program("x = 1\n*0\n") == CompileFailed(
+        ("Line 2: SyntaxError: can't use starred expression here",))  # found by the fuzz test
+    warned = compile_program("x = 1if 1 else 2\n")  # CPython warns; we keep it as data
+    assert isinstance(warned, Compiled)
+    assert warned.warnings == ("Line 1: SyntaxWarning: invalid decimal literal",)
     assert isinstance(compile_program("x = [i * 2 for i in range(3)]\n"), Compiled)
     assert isinstance(compile_program("d = {}\nd[1] += 2\nd.x += 1\n"), Compiled)
     assert isinstance(compile_program("d = {}\nd.mro += 1\n"), CompileFailed)
