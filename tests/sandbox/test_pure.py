@@ -188,3 +188,17 @@ def test_network_charges_go_to_net_or_loop_by_peer() -> None:
     totals = nanny.totals()
     assert (totals["netsend"], totals["netrecv"]) == (1064, 64)
     assert (totals["loopsend"], totals["looprecv"]) == (500, 564)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda k, v: f"resource {k} {v}", st.sampled_from([*sandbox.KINDS, "gpu"]),
+              st.one_of(st.floats(allow_nan=True), st.integers(-5, 10**20), st.text(max_size=5))),
+), max_size=30).map("\n".join))
+def test_resource_parser_only_raises_parse_errors(text: str) -> None:
+    try:
+        table_ = parse_resources(text)
+    except ResourceParseError:
+        return
+    assert parse_resources(table_.to_text()) == table_
