@@ -19,7 +19,7 @@ _REMOVED = ("SystemExit", "KeyboardInterrupt", "BaseException", "GeneratorExit",
 _EXTRA_BUILTINS = (
     "list", "dict", "set", "frozenset", "tuple", "sorted", "reversed", "min", "max", "sum",
     "any", "all", "enumerate", "zip", "map", "filter", "iter", "next", "bytes", "bytearray",
-    "isinstance", "issubclass", "hasattr",
+    "isinstance", "issubclass", "hasattr", "RecursionError",
 )
 _NO_BUILTIN = ("hasattr",)
 

@@ -298,3 +298,32 @@ except Exception:
     out = await run_program(source)
     assert "aug 5 100 [10, 2] 1" in out.log
     assert "api object refused" in out.log
+
+
+async def test_deep_recursion_raises_cleanly_in_threads_too(run_program: RunProgram) -> None:
+    source = """
+def down(n):
+    return down(n + 1)
+def worker():
+    try:
+        down(0)
+    except RecursionError:
+        log('thread recursion ok')
+    nest = []
+    for i in range(100000):
+        nest = [nest]
+    try:
+        repr(nest)
+    except RecursionError:
+        log('thread repr ok')
+createthread(worker)
+try:
+    down(0)
+except RecursionError:
+    log('main recursion ok')
+sleep(0.5)
+"""
+    out = await run_program(source)
+    for line in ("thread recursion ok", "thread repr ok", "main recursion ok"):
+        assert line in out.log
+    assert out.report.exit_code == 0
