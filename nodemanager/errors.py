@@ -19,6 +19,7 @@
     │   ├── FileNotFound          no such file in the vessel                    "FileNotFound"
     │   ├── FileTooLarge          file above the transfer limit                 "FileTooLarge"
     │   ├── DiskQuotaExceeded     upload would exceed the vessel's diskused     "DiskQuotaExceeded"
+    │   ├── HostStorageFull       the donor's disk is full (nothing was changed) "HostStorageFull"
     │   ├── BadResources          resource text unparsable or split too large   "BadResources"
     │   ├── StartFailed           the sandbox could not start the program       "StartFailed"
     │   ├── Overloaded            too many connections                          "Overloaded"
@@ -149,6 +150,12 @@ class DiskQuotaExceeded(RequestError):
     code = "DiskQuotaExceeded"
 
 
+class HostStorageFull(RequestError):
+    """Raised when the donor machine's disk cannot take a write; the old state is kept."""
+
+    code = "HostStorageFull"
+
+
 class BadResources(RequestError):
     """Raised when resource text is malformed or a split/join is impossible."""
 
@@ -193,6 +200,7 @@ REQUEST_ERRORS: tuple[type[RequestError], ...] = (
     BadFrame, FrameTooLarge, UnsupportedVersion, UnknownOperation, BadArguments,
     SignatureRequired, BadSignature, WrongNode, OutsideTimeWindow, ReplayedNonce, Forbidden,
     NoSuchVessel, VesselBusy, VesselNotRunning, FileNotFound, FileTooLarge, DiskQuotaExceeded,
+    HostStorageFull,
     BadResources, StartFailed, Overloaded, InternalError,
 )
 ERRORS_BY_CODE: dict[str, type[RequestError]] = {cls.code: cls for cls in REQUEST_ERRORS}

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import errno
 import os
 import shutil
 import stat
 from pathlib import Path
 
-from nodemanager.errors import DiskQuotaExceeded, FileNotFound, FileTooLarge
+from nodemanager.errors import DiskQuotaExceeded, FileNotFound, FileTooLarge, HostStorageFull
 from nodemanager.messages import MAX_FILE_BYTES, RESERVED_PREFIX
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,19 @@ class VesselStore:
                 f"not enough free disk space: {used} of {quota} bytes used, "
                 f"file needs {len(data) + PER_FILE_OVERHEAD}")
         tmp = self.tmp_dir / f"{vessel}.{filename}.{os.getpid()}.upload"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.directory(vessel) / filename)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise HostStorageFull(f"the node's disk is full ({exc.strerror}); "
+                                      "the vessel's files are unchanged") from exc
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
