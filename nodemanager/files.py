@@ -14,8 +14,8 @@ counted as Seattle's sandbox does: file size plus 4096 bytes per file.
 from __future__ import annotations
 
 import contextlib
-import logging
 import errno
+import logging
 import os
 import shutil
 import stat
