@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from sandbox.compiler import PROGRAM_FILENAME, CompileFailed, compile_program
 from sandbox.nanny import Nanny
@@ -35,7 +35,7 @@ class Host(Protocol):
     """What the API needs from the runner."""
 
     def write_log(self, data: bytes) -> None: ...
-    def hard_exit(self, code: int, reason: str) -> None: ...
+    def hard_exit(self, code: int, reason: str) -> NoReturn: ...
     def stoptimes(self) -> list[tuple[float, float]]: ...
 
 
@@ -77,23 +77,20 @@ class RepyLock:
 
 
 class LogPrinter:
-    """RestrictedPython's ``_print_`` hook: ``print(...)`` goes to the vessel log."""
+    """What RestrictedPython's ``_print_`` hook makes: ``print(...)`` goes to the vessel log."""
 
-    def __init__(self, _getattr_: object = None) -> None:
-        self.text: list[str] = []
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self._emit = emit
 
     def __call__(self) -> str:
-        return "".join(self.text)
+        return ""  # ``printed``: output went to the log, nothing is collected
 
     def _call_print(self, *objects: object, **kwargs: object) -> None:
         sep = kwargs.pop("sep", " ")
         end = kwargs.pop("end", "\n")
         if kwargs or type(sep) is not str or type(end) is not str:
             raise RepyArgumentError("print() accepts only sep= and end= in vessels")
-        _RUNTIME[0].emit(sep.join(str(o) for o in objects) + end)
-
-
-_RUNTIME: list[VesselRuntime] = []
+        self._emit(sep.join(str(o) for o in objects) + end)
 
 
 class VirtualNamespace:
@@ -139,7 +136,6 @@ class VesselRuntime:
         self.baseline_rss = 0
         nanny.items["events"].used += 1  # the main thread is an event, as in Seattle
         self._log_lock = threading.Lock()
-        _RUNTIME[:] = [self]
 
     def _disk_full(self, reason: str) -> None:
         self.host.hard_exit(EXIT.resource, reason)
@@ -201,7 +197,7 @@ class VesselRuntime:
         usage = self.nanny.usage()
         times = os.times()
         usage["cpu"] = times.user + times.system
-        usage["memory"] = float(max(0, _rss_bytes() - self.baseline_rss))
+        usage["memory"] = float(max(0, rss_bytes() - self.baseline_rss))
         usage["diskused"] = float(disk_use(self.dir_fd))
         return limits, usage, self.host.stoptimes()
 
@@ -230,7 +226,11 @@ class VesselRuntime:
             "createvirtualnamespace": self.createvirtualnamespace,
             "callargs": list(self.args),
         }
-        return build_globals(api, LogPrinter)
+        return build_globals(api, self._printer)
+
+    def _printer(self, _getattr_: object = None) -> LogPrinter:
+        """RestrictedPython's ``_print_`` hook, called once per function that prints."""
+        return LogPrinter(self.emit)
 
     def createvirtualnamespace(self, code: object, name: object) -> VirtualNamespace:
         return VirtualNamespace(self, code, name)
@@ -247,7 +247,7 @@ def format_user_traceback() -> str:
     return "".join(lines)
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
     try:
         with open("/proc/self/statm", "rb") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

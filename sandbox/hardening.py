@@ -560,9 +560,8 @@ def detect_support() -> dict[str, bool | int]:
 
 
 _SYSTEM_READ_PATHS = (
-    "/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc/hosts", "/etc/resolv.conf",
-    "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/services", "/etc/protocols",
-    "/etc/localtime", "/usr/share/zoneinfo",
+    "/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/hosts",
+    "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/proc/self",
 )
 
 

@@ -23,13 +23,13 @@ import threading
 import traceback
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from sandbox.api import EXIT, VesselRuntime, _rss_bytes, format_user_traceback
+from sandbox.api import EXIT, VesselRuntime, format_user_traceback, rss_bytes
 from sandbox.compiler import CompileFailed, compile_program
 from sandbox.nanny import Nanny
 from sandbox.repy import PolicyViolation
-from sandbox.resources import parse_resources
+from sandbox.resources import ResourceTable, parse_resources
 from sandbox.vesselfiles import check_filename
 
 MAX_CONFIG = 1 << 20
@@ -80,7 +80,7 @@ class ChildHost:
             except OSError:
                 pass
 
-    def hard_exit(self, code: int, reason: str) -> None:
+    def hard_exit(self, code: int, reason: str) -> NoReturn:
         self.status("exit", code=code, reason=reason)
         os._exit(code)
 
@@ -114,7 +114,7 @@ def read_program(dir_fd: int, name: str) -> bytes:
         return handle.read(2_000_000)
 
 
-def harden(config: RunnerConfig, host: ChildHost) -> str:
+def harden(config: RunnerConfig, table: ResourceTable) -> str:
     """Apply the OS layers; return the protection level text."""
     if not config.harden:
         return "none (hardening disabled)"
@@ -122,7 +122,6 @@ def harden(config: RunnerConfig, host: ChildHost) -> str:
 
     from sandbox.hardening import HardeningPlan, apply_hardening
 
-    table = parse_resources(config.resources)
     plan = HardeningPlan(
         vessel_dir=config.vessel_dir,
         read_paths=tuple(config.read_paths or ()),
@@ -144,34 +143,32 @@ def run(config: RunnerConfig, host: ChildHost) -> None:
     table = parse_resources(config.resources)
     try:
         source = read_program(dir_fd, config.program)
-    except (OSError, Exception) as exc:
+    except Exception as exc:
         host.hard_exit(EXIT.compile_error, f"cannot read program {config.program!r}: {exc}")
-    level = harden(config, host)
+    level = harden(config, table)
     threading.Thread(target=host.serve_commands, daemon=True).start()
     threading.stack_size(THREAD_STACK)
     runtime = VesselRuntime(
         nanny=Nanny(table), dir_fd=dir_fd, host=host, args=config.args, my_ip=config.my_ip
     )
     host.runtime = runtime
+    namespace = runtime.namespace()
     if config.restricted:
         result = compile_program(source)
         if isinstance(result, CompileFailed):
             host.status("compile_error", errors=list(result.errors))
             host.hard_exit(EXIT.compile_error, f"compile error: {result.summary()}")
-            return
         code = result.code
-        namespace = runtime.namespace()
     else:  # test-only: proves the OS layers alone stop what reaches the kernel
         code = compile(source, "<vessel>", "exec")
-        namespace = runtime.namespace()
         namespace["__builtins__"] = builtins.__dict__
     limit_address_space(table, config)
-    runtime.baseline_rss = _rss_bytes()
+    runtime.baseline_rss = rss_bytes()
     host.status("ready", protection=level, rss=runtime.baseline_rss)
     execute(code, namespace, host, runtime)
 
 
-def limit_address_space(table: Any, config: RunnerConfig) -> None:
+def limit_address_space(table: ResourceTable, config: RunnerConfig) -> None:
     """Backstop for the memory limit: RLIMIT_AS = current size + limit + thread stacks."""
     if not config.harden:
         return

@@ -11,6 +11,7 @@ and the exit code and the supervisor's own observations decide the status.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import trio
 
 from sandbox.errors import SandboxError, VesselBusyError, VesselNotRunning
+from sandbox.hardening import default_read_paths
 from sandbox.limits import CpuThrottle, LogRing, check_quantities
 from sandbox.resources import ResourceTable
 from sandbox.vesselfiles import disk_use
@@ -83,13 +85,19 @@ class _Running:
     child_exit: tuple[int, str] | None = None
     done: trio.Event = field(default_factory=trio.Event)
     log_dirty: bool = False
-    ready: bool = False
     stderr: str = ""
     monitor_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     baseline_rss: int | None = None
+    """The interpreter's RSS when the program started; None until the runner says "ready"."""
+
+    @property
+    def ready(self) -> bool:
+        """True once the program itself runs (the runner's "ready" arrived)."""
+        return self.baseline_rss is not None
 
 
-def child_argv() -> list[str]:
+@functools.cache
+def child_argv() -> tuple[str, ...]:
     """``python -I -S -c BOOT``: isolated mode, no site, explicit import paths."""
     import RestrictedPython
 
@@ -103,17 +111,14 @@ def child_argv() -> list[str]:
     except ImportError:
         pass
     boot = f"import sys; sys.path[:0] = {sorted(roots)!r}; from sandbox.runner import main; main()"
-    return [sys.executable, "-I", "-S", "-c", boot]
+    return (sys.executable, "-I", "-S", "-c", boot)
 
 
-def read_paths() -> list[str]:
-    """Directories a vessel child may read (Landlock): Python, its libraries, system libs."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).parent.parent)}
-    paths |= {p for p in sys.path if p and os.path.isdir(p)}
-    paths |= {"/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/hosts", "/etc/resolv.conf",
-              "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/ld.so.cache",
-              "/proc/self"}
-    return sorted(p for p in paths if os.path.exists(p))
+@functools.cache
+def read_paths() -> tuple[str, ...]:
+    """Paths a vessel child may read (Landlock): Python, its libraries, system libraries."""
+    prefixes = (sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).parent.parent))
+    return default_read_paths(prefixes)
 
 
 def _proc_sample(pid: int) -> tuple[float, int] | None:
@@ -182,7 +187,7 @@ class Supervisor:
             "vessel_dir": str(directory.resolve()), "resources": resources.to_text(),
             "program": program, "args": list(args), "my_ip": self._my_ip,
             "restricted": restricted, "harden": self._harden, "uid": self._pick_uid(),
-            "read_paths": read_paths(),
+            "read_paths": list(read_paths()),
         }
         status_r, status_w = os.pipe()
         config["status_fd"] = status_w
@@ -345,8 +350,8 @@ class Supervisor:
             if sample is None:
                 return
             cpu, rss = sample
-            baseline = running.baseline_rss if running.ready else MAX_BASELINE
-            program_rss = max(0, rss - (baseline or 0))
+            baseline = MAX_BASELINE if running.baseline_rss is None else running.baseline_rss
+            program_rss = max(0, rss - baseline)
             disk = None
             if now >= next_disk:
                 disk = await trio.to_thread.run_sync(_disk_or_none, running.directory)
@@ -432,7 +437,6 @@ def _apply_status(running: _Running, line: bytes) -> None:
     if kind == "ready" and isinstance(event.get("protection"), str):
         rss = event.get("rss")
         running.baseline_rss = min(rss, MAX_BASELINE) if type(rss) is int and rss > 0 else 0
-        running.ready = True
         running.report = replace(running.report, protection=event["protection"][:200])
     elif kind == "compile_error" and isinstance(event.get("errors"), list):
         errors = tuple(str(e)[:500] for e in event["errors"][:50])
