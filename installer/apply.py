@@ -24,7 +24,7 @@ from installer.plan import (
     StopNode,
     WriteFile,
 )
-from installer.procs import find_process, read_pid, spawn_detached, stop_process
+from installer.procs import find_process, read_int_file, spawn_detached, stop_process
 from installer.service import BootEntry, BootManager
 from seattlecore import write_atomic
 
@@ -47,7 +47,7 @@ def read_record(prefix: Path) -> dict[str, Any] | None:
 def running_pid(prefix: Path) -> int | None:
     """The node manager's pid if it is running (checked against its state dir)."""
     layout = Layout(prefix=prefix)
-    pid = read_pid(layout.pid)
+    pid = read_int_file(layout.pid)
     return pid if find_process(pid, layout.marker) is not None else None
 
 

@@ -58,7 +58,8 @@ def find_process(pid: int | None, marker: str) -> psutil.Process | None:
     return None
 
 
-def read_pid(path: Path) -> int | None:
+def read_int_file(path: Path) -> int | None:
+    """The integer in a small state file (a pid, a port), or None if missing or malformed."""
     try:
         text = path.read_text().strip()
     except OSError:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import trio
 
+from installer.procs import read_int_file
 from nodemanager import NodeManagerError, open_node_client
 from overlay import OverlayError, query_status
 
@@ -45,18 +46,10 @@ class NodeReport:
         return tuple(keys)
 
 
-def read_port(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
 async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
     """Ask the node manager whose state is ``state`` for its vessels and DHT peer count."""
-    port = read_port(state / "nodemanager.port")
-    dht_port = read_port(state / "dht.port")
+    port = read_int_file(state / "nodemanager.port")
+    dht_port = read_int_file(state / "dht.port")
     if port is None:
         return NodeReport(error="no nodemanager.port (not started?)")
     try:

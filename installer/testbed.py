@@ -29,8 +29,8 @@ from typing import Any
 import trio
 
 from installer.errors import InstallError, TestbedError
-from installer.procs import find_process, spawn_detached, stop_process, wait_gone
-from installer.status import query_nodes, read_port
+from installer.procs import find_process, read_int_file, spawn_detached, stop_process, wait_gone
+from installer.status import query_nodes
 from nodemanager import open_node_client
 from overlay import OverlayError, lookup_once
 from sandbox import ResourceTable
@@ -177,14 +177,14 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2,
     pids = [_start(states[0], None, sandbox)]
     try:
         await _wait_ports(states[:1], pids, START_TIMEOUT)
-        bootstrap = f"{HOST}:{read_port(states[0] / 'dht.port')}"
+        bootstrap = f"{HOST}:{read_int_file(states[0] / 'dht.port')}"
         pids += [_start(state, bootstrap, sandbox) for state in states[1:]]
         await _wait_ports(states, pids, START_TIMEOUT)
     except BaseException:
         stop_all([{"pid": pid, "state": str(state)} for pid, state in zip(pids, states, strict=False)])
         raise
-    members = [TestbedNode(name=s.name, state=s, pid=p, port=read_port(s / "nodemanager.port") or 0,
-                           dht_port=read_port(s / "dht.port") or 0)
+    members = [TestbedNode(name=s.name, state=s, pid=p, port=read_int_file(s / "nodemanager.port") or 0,
+                           dht_port=read_int_file(s / "dht.port") or 0)
                for s, p in zip(states, pids, strict=True)]
     data = {"nodes": [m.as_dict() for m in members], "bootstrap": bootstrap,
             "vessels_per_node": vessels, "sandbox": sandbox, "started": time.time(),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from installer.procs import find_process, read_pid, stop_process
+from installer.procs import find_process, read_int_file, stop_process
 from installer.testbed import start_testbed, stop_all
 from nodemanager import open_node_client
 from overlay import LookupResult, lookup_once
@@ -76,11 +76,11 @@ async def test_donors_install_discover_use_and_uninstall(tmp_path: Path,
             assert b"node manager running" in done.stdout
         crontab = Path(safe_env["FAKE_CRONTAB_FILE"]).read_text()
         assert crontab.count("@reboot") == DONORS
-        pids = [read_pid(prefix / "nodemanager.pid") for prefix in prefixes]
+        pids = [read_int_file(prefix / "nodemanager.pid") for prefix in prefixes]
 
         again = await cli(safe_env, *install, "--prefix", str(prefixes[0]))
         assert again.returncode == 0 and b"nothing to do" in again.stdout
-        assert read_pid(prefixes[0] / "nodemanager.pid") == pids[0]
+        assert read_int_file(prefixes[0] / "nodemanager.pid") == pids[0]
 
         found = await find(alice.public, seed["bootstrap"], DONORS)
         assert {a.vessel for a in found.candidates} == {"v1"}
@@ -106,7 +106,7 @@ async def test_donors_install_discover_use_and_uninstall(tmp_path: Path,
         assert "seattle-p2p" not in Path(safe_env["FAKE_CRONTAB_FILE"]).read_text()
     finally:
         for prefix in prefixes:
-            stop_process(read_pid(prefix / "nodemanager.pid") or 0, str(prefix) + "/", timeout=5)
+            stop_process(read_int_file(prefix / "nodemanager.pid") or 0, str(prefix) + "/", timeout=5)
         stop_all(seed["nodes"])
 
 
@@ -127,7 +127,7 @@ async def test_uninstall_keeps_files_and_reinstall_restarts(tmp_path: Path,
         units = Path(safe_env["SEATTLE_SYSTEMD_USER_DIR"])
         assert len(list(units.glob("*.service"))) == 1
         node_key = (prefix / "state" / "node.publickey").read_text()
-        first = read_pid(prefix / "nodemanager.pid")
+        first = read_int_file(prefix / "nodemanager.pid")
 
         gone = await cli(safe_env, "uninstall", "--prefix", str(prefix))
         assert gone.returncode == 0, gone.stderr
@@ -138,9 +138,9 @@ async def test_uninstall_keeps_files_and_reinstall_restarts(tmp_path: Path,
         back = await cli(safe_env, *install)
         assert back.returncode == 0, back.stderr
         assert (prefix / "state" / "node.publickey").read_text() == node_key  # same node
-        assert find_process(read_pid(prefix / "nodemanager.pid"), str(prefix) + "/") is not None
+        assert find_process(read_int_file(prefix / "nodemanager.pid"), str(prefix) + "/") is not None
         assert len(list(units.glob("*.service"))) == 1
     finally:
         await cli(safe_env, "uninstall", "--prefix", str(prefix), "--purge")
-        stop_process(read_pid(prefix / "nodemanager.pid") or 0, str(prefix) + "/", timeout=5)
+        stop_process(read_int_file(prefix / "nodemanager.pid") or 0, str(prefix) + "/", timeout=5)
     assert not prefix.exists() and not list(Path(safe_env["SEATTLE_SYSTEMD_USER_DIR"]).glob("*.service"))
