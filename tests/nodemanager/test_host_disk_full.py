@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from nodemanager.files import VesselStore
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.state import NodeState
 from seattlecore import KeyPair, load_private
+from tests.tmpfs import small_tmpfs
 
 from .conftest import make_spec
 from .fakes import FakeRunner
@@ -26,16 +26,8 @@ OWNER, USER = KeyPair.generate(), KeyPair.generate()
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs to hold a whole node state directory."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture
