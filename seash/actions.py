@@ -97,32 +97,29 @@ async def loadpriv(ex: Executor, args: Args) -> None:
     ex.reporter.text(f"loaded private key {alias}")
 
 
-async def as_identity(ex: Executor, args: Args) -> None:
-    name = args.need("name")
-    ex.session.identity(name)
-    rest = args.many("command")
+async def _set_or_scope(ex: Executor, attr: str, value: str, rest: list[str]) -> None:
+    """Set session ``attr`` to ``value``; with a command in ``rest``, only while it runs."""
     if not rest:
-        ex.session.current = name
+        setattr(ex.session, attr, value)
         return
-    saved, ex.session.current = ex.session.current, name
+    saved = getattr(ex.session, attr)
+    setattr(ex.session, attr, value)
     try:
         await ex.run_words(rest)
     finally:
-        ex.session.current = saved
+        setattr(ex.session, attr, saved)
+
+
+async def as_identity(ex: Executor, args: Args) -> None:
+    name = args.need("name")
+    ex.session.identity(name)
+    await _set_or_scope(ex, "current", name, args.many("command"))
 
 
 async def on_target(ex: Executor, args: Args) -> None:
     target = args.need("target")
     ex.session.resolve(target)
-    rest = args.many("command")
-    if not rest:
-        ex.session.target = target
-        return
-    saved, ex.session.target = ex.session.target, target
-    try:
-        await ex.run_words(rest)
-    finally:
-        ex.session.target = saved
+    await _set_or_scope(ex, "target", target, args.many("command"))
 
 
 async def show_identities(ex: Executor, args: Args) -> None:
