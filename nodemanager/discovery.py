@@ -17,7 +17,7 @@ from pathlib import Path
 import trio
 
 from nodemanager.server import NodeServer
-from overlay import Announcer, DhtConfig, DhtNode, dht_loop, open_dht_node
+from overlay import Announcer, DhtConfig, DhtNode, dht_loop, open_dht_node, parse_hostport
 from seattlecore import KeyPair
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,4 @@ async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
 
 def bootstrap_pairs(peers: Sequence[str]) -> tuple[tuple[str, int], ...]:
     """``["host:port", ...]`` to address pairs (already validated by the CLI)."""
-    out = []
-    for peer in peers:
-        host, _, port = peer.rpartition(":")
-        out.append((host.strip("[]"), int(port)))
-    return tuple(out)
+    return tuple(parse_hostport(peer) for peer in peers)
