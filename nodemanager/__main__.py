@@ -1,6 +1,7 @@
 """``seattle-nodemanager``: run the daemon, or ``init`` a node's first state.
 
     seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
+                        [--limit NAME=VALUE ...]
     seattle-nodemanager init --state DIR --spec SPEC.json
 
 The daemon writes its bound port to ``DIR/nodemanager.port`` and logs to
@@ -10,7 +11,9 @@ The daemon writes its bound port to ``DIR/nodemanager.port`` and logs to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,10 +22,11 @@ from pathlib import Path
 
 import trio
 
+from nodemanager.admission import PortLimits
 from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
-from nodemanager.server import NodeServer
+from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
 from nodemanager.vessels import ProgramRunner, UnavailableRunner
@@ -43,6 +47,37 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def limit_option(text: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for one field of ``PortLimits`` (e.g. ``max_connections=2000``)."""
+    name, sep, value = text.partition("=")
+    default = getattr(PortLimits(), name, None) if sep else None
+    if default is None:
+        names = ", ".join(f.name for f in dataclasses.fields(PortLimits))
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of: {names}")
+    try:
+        return name, type(default)(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} needs a number, got {value!r}") from None
+
+
+def port_limits(pairs: Sequence[tuple[str, int | float]]) -> PortLimits:
+    """The defaults overridden by ``--limit`` options; ArgumentTypeError if inconsistent."""
+    try:
+        return PortLimits(**dict(pairs))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--limit: {exc}") from exc
+
+
+def raise_fd_limit(limits: PortLimits) -> None:
+    """Let the process hold ``max_connections`` sockets, if the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = limits.max_connections + SPARE_FDS
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seattle-nodemanager",
                                      description="Seattle node manager daemon")
@@ -59,6 +94,10 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="do not join the DHT (no discovery; direct contact only)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="never start programs (for tests of the control plane)")
+    parser.add_argument("--limit", type=limit_option, action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="connection/request limit of the port, e.g. max_connections=2000 "
+                             "(repeatable; docs/protocol.md section 10)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 
@@ -100,14 +139,15 @@ class DhtOptions:
 
 
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
-                     sandbox: bool = True, dht: DhtOptions = DhtOptions()) -> None:
+                     sandbox: bool = True, dht: DhtOptions = DhtOptions(),
+                     server_config: ServerConfig | None = None) -> None:
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
         async with open_runner(sandbox) as runner, trio.open_nursery() as nursery:
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
-                                runner=runner)
+                                runner=runner, config=server_config)
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
@@ -127,19 +167,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["init"]:
         return main_init(args[1:])
-    options = _run_parser().parse_args(args)
+    parser = _run_parser()
+    options = parser.parse_args(args)
+    try:
+        config = ServerConfig(limits=port_limits(options.limit))
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     state_dir: Path = options.state
     if not (state_dir / STATE_FILE).exists():
         print(f"no node state in {state_dir}; run 'seattle-nodemanager init' first",
               file=sys.stderr)
         return 2
     setup_logging(state_dir, options.verbose)
+    raise_fd_limit(config.limits)
     peers = [f"{h}:{p}" for h, p in options.bootstrap]
     try:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
                          advertise_host=options.advertise_host)
         trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                 not options.no_sandbox, dht)
+                 not options.no_sandbox, dht, config)
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:

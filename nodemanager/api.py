@@ -126,8 +126,15 @@ def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
     return Outcome(result={
         "version": view.version, "protocol": m.PROTOCOL_VERSION, "node": view.node.raw,
         "uptime": max(0.0, ctx.now - view.started_at), "vessels": len(view.vessels),
-        "running": running, "load": list(view.load),
+        "running": running, "load": list(view.load), **port_status(view),
     })
+
+
+def port_status(view: NodeView) -> dict[str, object]:
+    """GetNodeStatus's ``limits`` and ``connections`` maps (docs/protocol.md §10)."""
+    if view.port_limits is None or view.port_stats is None:
+        return {}
+    return {"limits": view.port_limits.as_dict(), "connections": view.port_stats.as_dict()}
 
 
 # ---- user calls ----

@@ -79,6 +79,10 @@ class NodeStatus:
     vessels: int
     running: int
     load: tuple[float, ...]
+    limits: Mapping[str, float] = field(default_factory=dict)
+    """The port's connection and request limits (docs/protocol.md §10)."""
+    connections: Mapping[str, int] = field(default_factory=dict)
+    """Connection counters: current, trusted, evicted, refused, delayed..."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,7 +218,8 @@ class NodeClient:
         return NodeStatus(version=raw["version"], protocol=raw["protocol"],
                           node=PublicKey(raw["node"]), uptime=raw["uptime"],
                           vessels=raw["vessels"], running=raw["running"],
-                          load=tuple(raw["load"]))
+                          load=tuple(raw["load"]), limits=dict(raw.get("limits", {})),
+                          connections=dict(raw.get("connections", {})))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))

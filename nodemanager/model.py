@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nodemanager.admission import PortLimits, PortStats
 from sandbox import ResourceTable
 from seattlecore import PublicKey
 
@@ -62,6 +63,9 @@ class NodeView:
     next_index: int
     started_at: float
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    port_limits: PortLimits | None = None
+    """The limits the port enforces (None where no port is served, e.g. unit tests)."""
+    port_stats: PortStats | None = None
 
     def status_of(self, name: str) -> Live:
         report = self.live.get(name)

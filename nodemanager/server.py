@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
 
 from nodemanager import api, errors, model
+from nodemanager.admission import Admission, Conn, PortLimits
 from nodemanager.auth import TIME_WINDOW, Verified, authenticate, read_nonce
 from nodemanager.files import VesselStore
 from nodemanager.state import NodeState
@@ -30,11 +32,13 @@ from nodemanager.wire import (
     MAX_FRAME_BYTES,
     RESPONSE_DOMAIN,
     Envelope,
+    RequestBody,
     Response,
     Signer,
     frame,
     frame_length,
     open_envelope,
+    read_request_body,
     seal_response,
 )
 from seattlecore import KeyPair, PublicKey
@@ -42,6 +46,36 @@ from seattlecore import KeyPair, PublicKey
 log = logging.getLogger(__name__)
 
 VERSION = "seattle-p2p-nodemanager 0.1.0"
+REFUSAL_TIMEOUT = 1.0
+"""Seconds spent telling a refused newcomer ``Overloaded`` before hanging up."""
+SPARE_FDS = 128
+"""File descriptors kept free of connections (state database, logs, vessel processes)."""
+
+
+def peer_host(stream: trio.abc.Stream) -> str:
+    """The remote IP address of a socket stream (other streams count as one source)."""
+    socket = getattr(stream, "socket", None)
+    try:
+        return str(socket.getpeername()[0]) if socket is not None else "local"
+    except OSError:
+        return "unknown"
+
+
+def fit_to_fd_limit(limits: PortLimits) -> PortLimits:
+    """Lower ``max_connections`` (and the reserve) to what RLIMIT_NOFILE allows.
+
+    Accepting past the limit would make ``accept`` fail with EMFILE for everyone,
+    owners included, which is the lock-out the limits exist to prevent.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - SPARE_FDS
+    if soft == resource.RLIM_INFINITY or limits.max_connections <= room:
+        return limits
+    fitted = max(2, room)
+    log.warning("RLIMIT_NOFILE is %d: serving at most %d connections instead of %d",
+                soft, fitted, limits.max_connections)
+    reserve = min(limits.reserved_connections, fitted // 2)
+    return replace(limits, max_connections=fitted, reserved_connections=reserve)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +88,8 @@ class ServerConfig:
     frame_timeout: float = 30.0
     """Seconds a frame may take to arrive once its first byte came (slow clients)."""
     send_timeout: float = 30.0
-    max_connections: int = 512
+    limits: PortLimits = field(default_factory=PortLimits)
+    """Connection and request limits of the port (nodemanager/admission.py)."""
     time_window: float = TIME_WINDOW
     version: str = VERSION
 
@@ -116,7 +151,8 @@ class NodeServer:
         self.clock = clock
         self.started_at = clock()
         self._lock = trio.Lock()
-        self._connections = 0
+        self.admission = Admission(self.config.limits)
+        self._scopes: dict[int, trio.CancelScope] = {}
         self._generation: dict[str, int] = {}
         self._advert_event = trio.Event()
         self.advert_generation = 0
@@ -147,6 +183,7 @@ class NodeServer:
     ) -> None:
         """Listen on ``host:port`` until cancelled; ``task_status.started(bound_port)``."""
         self.reconcile()
+        self.admission = Admission(fit_to_fd_limit(self.config.limits), trio.current_time())
         listeners = await trio.open_tcp_listeners(port, host=host)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -176,21 +213,31 @@ class NodeServer:
     # ---- connections ----
 
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
-        """Serve requests on one connection until EOF, timeout or a fatal frame error."""
-        if self._connections >= self.config.max_connections:
-            await self._send(stream, self.error_payload(errors.Overloaded("too many connections")))
+        """Serve requests on one connection until EOF, timeout, eviction or a fatal error."""
+        opened = self.admission.open(peer_host(stream), trio.current_time())
+        for victim in opened.evicted:
+            self._scopes[victim.id].cancel()
+        if opened.conn is None:
+            with trio.move_on_after(REFUSAL_TIMEOUT):
+                await self._send(stream, self.error_payload(
+                    errors.Overloaded("every connection slot is taken")))
             await stream.aclose()
             return
-        self._connections += 1
-        try:
-            async with stream:
-                await self._serve_frames(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.debug("connection dropped by the peer")
-        finally:
-            self._connections -= 1
+        conn = opened.conn
+        with trio.CancelScope() as scope:
+            self._scopes[conn.id] = scope
+            try:
+                async with stream:
+                    await self._serve_frames(stream, conn)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.debug("connection dropped by the peer")
+            finally:
+                del self._scopes[conn.id]
+                self.admission.close(conn)
+        if scope.cancelled_caught:
+            log.debug("evicted a public connection from %s", conn.address)
 
-    async def _serve_frames(self, stream: trio.abc.Stream) -> None:
+    async def _serve_frames(self, stream: trio.abc.Stream, conn: Conn) -> None:
         reader = FrameReader(stream, self.config)
         while True:
             try:
@@ -200,8 +247,47 @@ class NodeServer:
                 return
             if payload is None:
                 return
-            if not await self._send(stream, await self.respond(payload)):
+            response = await self._admit_and_answer(conn, payload)
+            if response is None or not await self._send(stream, response):
                 return
+            self.admission.end(conn, trio.current_time())
+
+    async def _admit_and_answer(self, conn: Conn, payload: bytes) -> bytes | None:
+        """Pace a public request (admission rule 4), answer it, trust the connection if due.
+
+        Returns None if the connection was evicted before the request began.
+        """
+        parsed = self._parse(payload)
+        claim = parsed is not None and self._claims_rights(*parsed)
+        if not claim or conn.must_pay:
+            wait = self.admission.charge(conn, trio.current_time())
+            if wait > 0:
+                await trio.sleep(wait)
+            self.admission.paid(conn)
+        self.admission.begin(conn)
+        if conn.evicted:
+            return None
+        response, ok = await self._answer(payload, parsed)
+        if claim and ok:
+            self.admission.trust(conn)
+            conn.must_pay = False
+        elif claim:
+            conn.must_pay = True
+        return response
+
+    @staticmethod
+    def _parse(payload: bytes) -> tuple[Envelope, RequestBody] | None:
+        try:
+            envelope = open_envelope(payload)
+            return envelope, read_request_body(envelope.body)
+        except errors.RequestError:
+            return None
+
+    def _claims_rights(self, envelope: Envelope, body: RequestBody) -> bool:
+        """Signed, and by a key with a right on some vessel (not yet verified)."""
+        key = body.requester
+        return envelope.signature is not None and key is not None and any(
+            vessel.may_use(key) for vessel in self.state.vessels.values())
 
     async def _send(self, stream: trio.abc.SendStream, payload: bytes) -> bool:
         with trio.move_on_after(self.config.send_timeout):
@@ -216,22 +302,29 @@ class NodeServer:
 
     async def respond(self, payload: bytes) -> bytes:
         """Answer one request payload with a signed response payload (never raises)."""
+        response, _ = await self._answer(payload)
+        return response
+
+    async def _answer(
+        self, payload: bytes, parsed: tuple[Envelope, RequestBody] | None = None,
+    ) -> tuple[bytes, bool]:
+        """The signed response payload, and whether the request succeeded."""
         envelope: Envelope | None = None
         try:
-            envelope = open_envelope(payload)
+            envelope, body = parsed or (open_envelope(payload), None)
             verified = authenticate(envelope, node=self.node, now=self.clock(),
-                                    window=self.config.time_window)
+                                    window=self.config.time_window, body=body)
             result = await self._execute(verified)
         except errors.RequestError as exc:
             log.debug("refused request: %s: %s", exc.code, exc)
             nonce = None if envelope is None else read_nonce(envelope)
-            return self.error_payload(exc, nonce)
+            return self.error_payload(exc, nonce), False
         except Exception:
             log.exception("internal error while handling a request")
             nonce = None if envelope is None else read_nonce(envelope)
-            return self.error_payload(errors.InternalError("internal error"), nonce)
+            return self.error_payload(errors.InternalError("internal error"), nonce), False
         response = Response(node=self.node, nonce=verified.nonce, ok=True, result=result)
-        return seal_response(self._signer, response)
+        return seal_response(self._signer, response), True
 
     # ---- decide, commit, act ----
 
@@ -263,7 +356,8 @@ class NodeServer:
             node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
             offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
             next_index=self.state.next_index, started_at=self.started_at,
-            load=os.getloadavg())
+            load=os.getloadavg(), port_limits=self.admission.limits,
+            port_stats=self.admission.statistics())
 
     # ---- effects ----
 
