@@ -89,9 +89,18 @@ def check_data(value: object) -> bytes:
     return value
 
 
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+"""Characters refused in text that is shown to people: C0/C1 controls (terminal escapes,
+newlines), line/paragraph separators and bidirectional overrides (spoofed display order)."""
+
+
 def check_owner_info(value: object) -> str:
-    if type(value) is not str or len(value) > MAX_OWNER_INFO or "\n" in value:
-        raise BadArguments(f"owner info must be at most {MAX_OWNER_INFO} chars, no newline")
+    if type(value) is not str or len(value) > MAX_OWNER_INFO:
+        raise BadArguments(f"owner info must be a string of at most {MAX_OWNER_INFO} chars")
+    bad = CONTROL_RE.search(value)
+    if bad is not None:
+        raise BadArguments(
+            f"owner info may not contain control characters (found U+{ord(bad.group()):04X})")
     return value
 
 
@@ -294,7 +303,7 @@ class ChangeUsers(VesselRequest):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeOwnerInformation(VesselRequest):
-    """Set the free-text owner information (at most 256 chars, no newline)."""
+    """Set the free-text owner information (at most 256 chars, no control characters)."""
 
     op: ClassVar[str] = "ChangeOwnerInformation"
     right: ClassVar[Right] = "owner"

@@ -12,6 +12,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,19 @@ from seash.session import Session
 from seattlecore import PublicKey
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "timeout": "yellow"}
+UNSHOWABLE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
+                           "\u2066-\u2069]")
+"""What a terminal would act on rather than show: controls (escape sequences), line and
+paragraph separators, bidirectional overrides. Newlines and tabs are kept."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every unshowable character written as a visible escape (``\\x1b``).
+
+    Everything seash prints may come from a node or a vessel program (owner info, exit
+    reasons, logs, error messages), so nothing it prints may steer the terminal.
+    """
+    return UNSHOWABLE_RE.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 class ConsoleReporter:
@@ -57,9 +71,10 @@ class ConsoleReporter:
         self.stop_progress()
 
     def text(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(printable(text), markup=False)
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        rows = [[printable(str(cell)) for cell in row] for row in rows]
         if not rows:
             self.console.print(f"({title}: none)", markup=False)
         elif self.terminal:
@@ -81,11 +96,11 @@ class ConsoleReporter:
             self._progress.start()
 
     def result(self, result: NodeResult, text: str | None) -> None:
-        line = Text(f"{result.target:<6} {result.address:<24} ")
+        line = Text(printable(f"{result.target:<6} {result.address:<24} "))
         line.append(result.status, style=STATUS_STYLE[result.status])
         detail = text if result.ok else result.error
         if detail:
-            line.append(("" if detail.startswith("\n") else " ") + detail)
+            line.append(("" if detail.startswith("\n") else " ") + printable(detail))
         self.console.print(line)
         if self._progress is not None:
             self._progress.advance(self._task)
@@ -102,7 +117,7 @@ class ConsoleReporter:
 
     def error(self, message: str) -> None:
         self.stop_progress()
-        self.err.print(f"error: {message}", markup=False)
+        self.err.print(f"error: {printable(message)}", markup=False)
 
     def end(self, ok: bool) -> None:
         self.stop_progress()

@@ -61,6 +61,9 @@ def test_bad_resource_file_is_a_clear_error(tmp_path: Path) -> None:
     result = _run("run", "--resources", str(res), "examples/hello.py")
     assert result.returncode == 2
     assert "line 1" in result.stderr and "Traceback" not in result.stderr
+    res.write_text("resource cpu 0.5\nresource memory 150000000.5\nresource diskused 1000000\n")
+    result = _run("run", "--resources", str(res), "examples/hello.py")
+    assert result.returncode == 2 and "line 2: memory 150000000.5 would be rounded" in result.stderr
 
 
 def test_check_subcommand(tmp_path: Path) -> None:
