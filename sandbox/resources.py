@@ -143,6 +143,8 @@ class ResourceTable:
         return ResourceTable(values, self.messport - other.messport, self.connport - other.connport)
 
 
+LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+SPACE_RE = re.compile(r"[ \t]+")
 NUMBER_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 """An unsigned decimal number: ``10``, ``0.25``, ``.5``, ``1e6`` (no sign, ``_``, inf, nan)."""
 
@@ -193,11 +195,11 @@ def parse_resources(text: str) -> ResourceTable:
     """
     values: dict[str, float] = {}
     ports: dict[str, set[int]] = {kind: set() for kind in PORTS}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+    for number, raw in enumerate(LINE_BREAK_RE.split(text), start=1):
+        line = raw.split("#", 1)[0].strip(" \t")
         if not line:
             continue
-        parts = line.split()
+        parts = SPACE_RE.split(line)
         if parts[0] == "call":
             continue  # Repy V1 per-call rules: accepted and ignored, as Seattle did
         try:

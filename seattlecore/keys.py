@@ -2,7 +2,9 @@
 
 A public key's text form is 64 lowercase hex digits (the raw 32 bytes). Key files follow
 Seattle's convention: ``NAME.publickey`` holds the public key text, ``NAME.privatekey``
-holds the 32-byte seed as hex (mode 0600). Files are written atomically.
+holds the 32-byte Ed25519 seed (RFC 8032's private key) as 64 hex digits (mode 0600); both
+are one line, written lowercase with a newline; readers ignore surrounding whitespace and
+accept either case. Files are written atomically.
 
 Every signature in the project is over ``domain + len(body) (8 bytes BE) + body`` so a
 signature made for one purpose (a request, an advert, a manifest) is never valid for another.
@@ -11,6 +13,7 @@ signature made for one purpose (a request, an advert, a manifest) is never valid
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ import nacl.signing
 from seattlecore.errors import BadSignature, KeyFormatError
 
 PUBLIC_KEY_BYTES = 32
+HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
 SIGNATURE_BYTES = 64
 
 
@@ -137,8 +141,6 @@ def load_private(path: Path) -> KeyPair:
         text = path.read_text().strip()
     except OSError as exc:
         raise KeyFormatError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        seed = bytes.fromhex(text)
-    except ValueError as exc:
-        raise KeyFormatError(f"{path} is not a hex private key") from exc
-    return KeyPair(seed)
+    if not HEX64_RE.fullmatch(text):
+        raise KeyFormatError(f"{path} is not a private key (64 hex digits on one line)")
+    return KeyPair(bytes.fromhex(text))

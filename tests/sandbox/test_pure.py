@@ -65,6 +65,9 @@ def test_parse_round_trip_and_all_kinds() -> None:
         ("resource connport 63100.5\n", "whole number"),
         ("resource connport 63100\nresource connport 63100\n", "line 2: connport 63100 given twice"),
         ("resource cpu 1 2\n", "expected"),
+        ("resource cpu\x0c1\n", "expected"),
+        ("resource cpu 1\u00a0\n", "unsigned decimal"),
+        ("Resource cpu 1\n", "expected"),
     ],
 )
 def test_parse_errors_name_the_line(text: str, needle: str) -> None:
@@ -78,6 +81,8 @@ def test_exact_values_in_every_accepted_spelling() -> None:
                              "resource filewrite 7.\n")
     assert (parsed["cpu"], parsed["memory"], parsed["diskused"]) == (0.123456, 1e6, 1000)
     assert (parsed["lograte"], parsed["filewrite"]) == (1500, 7)
+    crlf = parse_resources("resource cpu 1\r\nresource memory 2\rresource diskused 3\t# c\n")
+    assert (crlf["cpu"], crlf["memory"], crlf["diskused"]) == (1, 2, 3)
     with pytest.raises(ResourceParseError, match="rounded"):
         ResourceTable.from_dict({"cpu": 0.1, "memory": 1000.5, "diskused": 1})
 

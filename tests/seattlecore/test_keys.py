@@ -41,8 +41,13 @@ def test_key_files(tmp_path: Path) -> None:
     assert priv.stat().st_mode & 0o777 == 0o600
     assert seattlecore.load_public(pub) == keys.public
     assert seattlecore.load_private(priv) == keys
-    priv.write_text("nothex")
-    with pytest.raises(KeyFormatError):
-        seattlecore.load_private(priv)
+    priv.write_text(f"  {keys.seed.hex().upper()}\r\n")  # whitespace and case are fine
+    assert seattlecore.load_private(priv) == keys
+    spaced = " ".join(keys.seed.hex()[i:i + 2] for i in range(0, 64, 2))
+    for bad in ("nothex", keys.seed.hex()[:62], keys.seed.hex() + "00", spaced,
+                keys.seed.hex()[:32] + "\n" + keys.seed.hex()[32:]):
+        priv.write_text(bad)
+        with pytest.raises(KeyFormatError):
+            seattlecore.load_private(priv)
     with pytest.raises(KeyFormatError):
         seattlecore.load_public(tmp_path / "missing.publickey")
