@@ -38,12 +38,14 @@ def init(state: Path) -> str:
 
 
 @asynccontextmanager
-async def daemon(state: Path, sandbox: bool = False) -> AsyncIterator[trio.Process]:
+async def daemon(state: Path, sandbox: bool = False,
+                 extra: tuple[str, ...] = ()) -> AsyncIterator[trio.Process]:
+    """A ``seattle-nodemanager`` process on ``state`` (``extra``: more command-line options)."""
     port_file = state / "nodemanager.port"
     port_file.unlink(missing_ok=True)
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "nodemanager", "--state", str(state),
-         "--bootstrap", "127.0.0.1:9999", *([] if sandbox else ["--no-sandbox"])],
+         "--bootstrap", "127.0.0.1:9999", *([] if sandbox else ["--no-sandbox"]), *extra],
         stderr=subprocess.DEVNULL)
     try:
         with trio.fail_after(30):
