@@ -17,6 +17,10 @@ Invariants:
    its own prefix, else of the prefix that holds the most public connections. A connection
    in the middle of a request is never evicted. Only when no public connection can go is
    the newcomer refused; trusted connections are never evicted by newcomers.
+   Evicting costs the newcomer's prefix one token of its eviction bucket (given back when
+   the newcomer becomes trusted); a prefix whose bucket is empty has its newcomers *shed*
+   (closed at once) instead, so a crowd that reconnects as fast as it is evicted churns at
+   a bounded rate while a newcomer from any other network still gets in.
 4. Every request that is not privileged (rule 1's kind) takes one token from three buckets:
    its address's, its prefix's and the node-wide public one. A bucket may go into debt;
    the request then waits until the debt is paid, so waiters are served in arrival order.
@@ -55,6 +59,9 @@ class PortLimits:
     public_rate: float = 1000.0
     """Public requests per second from everyone together."""
     public_burst: float = 1000.0
+    evict_rate: float = 1.0
+    """Evictions per second one prefix's newcomers may cause (sustained)..."""
+    evict_burst: float = 8.0
 
     def __post_init__(self) -> None:
         counts = (self.max_connections, self.per_address, self.per_prefix)
@@ -62,8 +69,8 @@ class PortLimits:
             raise ValueError("connection limits must be >= 1 and the reserve below the maximum")
         if not (0 <= self.ipv4_prefix <= 32 and 0 <= self.ipv6_prefix <= 128):
             raise ValueError("prefix lengths must be 0..32 (IPv4) and 0..128 (IPv6)")
-        rates = (self.address_rate, self.prefix_rate, self.public_rate)
-        bursts = (self.address_burst, self.prefix_burst, self.public_burst)
+        rates = (self.address_rate, self.prefix_rate, self.public_rate, self.evict_rate)
+        bursts = (self.address_burst, self.prefix_burst, self.public_burst, self.evict_burst)
         if min(rates) <= 0 or min(bursts) < 1:
             raise ValueError("request rates must be > 0 and bursts >= 1")
 
@@ -130,6 +137,8 @@ class Conn:
     """True while a request of this connection holds tokens it is still waiting on."""
     must_pay: bool = False
     """A request claimed rights (signed by a key with rights) and failed: the next pays."""
+    evict_token: bool = False
+    """Its admission cost its prefix an eviction token (given back if it becomes trusted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,8 @@ class Opened:
 
     conn: Conn | None
     evicted: tuple[Conn, ...] = ()
+    shed: bool = False
+    """Refused because its prefix used up its evictions: close without an answer."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +165,9 @@ class PortStats:
     accepted_total: int
     evicted_total: int
     refused_total: int
+    """Newcomers answered Overloaded: every slot was trusted or busy."""
+    shed_total: int
+    """Newcomers closed at once: their prefix had used up its evictions (rule 3)."""
     delayed_total: int
 
     def as_dict(self) -> dict[str, int]:
@@ -182,6 +196,7 @@ class _Counters:
     accepted: int = 0
     evicted: int = 0
     refused: int = 0
+    shed: int = 0
     delayed: int = 0
 
 
@@ -194,22 +209,32 @@ class Admission:
         self._conns: dict[int, Conn] = {}
         self._by_address: dict[str, _Group] = {}
         self._by_prefix: dict[str, _Group] = {}
+        self._prefix_sizes: dict[int, dict[str, None]] = {}
         self._public = TokenBucket(limits.public_rate, limits.public_burst,
                                    limits.public_burst, now)
         self._address_buckets: dict[str, TokenBucket] = {}
         self._prefix_buckets: dict[str, TokenBucket] = {}
+        self._evict_buckets: dict[str, TokenBucket] = {}
+        self._prefixes: dict[str, tuple[str, str]] = {}
         self._counters = _Counters()
 
     # ---- connections ----
 
     def open(self, host: str, now: float) -> Opened:
         """Admit a new connection from ``host``, evicting public ones to make room (rule 3)."""
-        address, prefix = prefix_of(host, self.limits)
-        evicted: list[Conn] = []
+        address, prefix = self._prefix_of(host)
         rules = (
             (self._by_address, address, self.limits.per_address),
             (self._by_prefix, prefix, self.limits.per_prefix),
         )
+        crowded = self._pool_full() or any(
+            key in groups and len(groups[key].conns) >= limit for groups, key, limit in rules)
+        bucket = self._evict_bucket(prefix, now)
+        if crowded and bucket.take(now) > 0:
+            bucket.tokens += 1.0
+            self._counters.shed += 1
+            return Opened(None, shed=True)
+        evicted: list[Conn] = []
         for groups, key, limit in rules:
             while key in groups and len(groups[key].conns) >= limit:
                 if not self._evict_from(groups[key].conns.values(), evicted):
@@ -217,13 +242,21 @@ class Admission:
         while self._pool_full():
             if not self._evict_from(self._largest_prefix(), evicted):
                 return self._refuse(evicted)
-        conn = Conn(id=next(self._ids), address=address, prefix=prefix, last_active=now)
+        conn = Conn(id=next(self._ids), address=address, prefix=prefix, last_active=now,
+                    evict_token=crowded)
         self._conns[conn.id] = conn
-        for groups, key, _ in rules:
-            groups.setdefault(key, _Group()).conns[conn.id] = conn
-        self._counters.public += 1
+        self._add_public(conn)
         self._counters.accepted += 1
         return Opened(conn, tuple(evicted))
+
+    def _prefix_of(self, host: str) -> tuple[str, str]:
+        """``prefix_of``, remembered (parsing addresses is a large part of admitting)."""
+        found = self._prefixes.get(host)
+        if found is None:
+            if len(self._prefixes) >= 4 * self.limits.max_connections:
+                self._prefixes.clear()
+            found = self._prefixes[host] = prefix_of(host, self.limits)
+        return found
 
     def close(self, conn: Conn) -> None:
         """Forget a connection that ended (idempotent; evicted ones are already gone)."""
@@ -244,6 +277,8 @@ class Admission:
             self._drop_public(conn)
             conn.trusted = True
             self._counters.trusted += 1
+            if conn.evict_token:  # an owner or user: its network's budget is not spent
+                self._evict_bucket(conn.prefix, self._public.stamp).tokens += 1.0
 
     def begin(self, conn: Conn) -> None:
         """A request is being carried out: the connection cannot be evicted meanwhile."""
@@ -259,10 +294,11 @@ class Admission:
 
     def _largest_prefix(self) -> Iterable[Conn]:
         """Public connections of the prefix holding the most (fair eviction)."""
-        groups = sorted(self._by_prefix.values(), key=lambda g: len(g.conns), reverse=True)
-        for group in groups:
-            if any(not conn.busy for conn in group.conns.values()):
-                return group.conns.values()
+        for size in sorted(self._prefix_sizes, reverse=True):
+            for key in self._prefix_sizes[size]:
+                conns = self._by_prefix[key].conns.values()
+                if any(not conn.busy for conn in conns):
+                    return conns
         return ()
 
     def _evict_from(self, candidates: Iterable[Conn], evicted: list[Conn]) -> bool:
@@ -282,13 +318,32 @@ class Admission:
         self._counters.evicted += 1
         self.close(conn)
 
+    def _add_public(self, conn: Conn) -> None:
+        self._counters.public += 1
+        self._by_address.setdefault(conn.address, _Group()).conns[conn.id] = conn
+        group = self._by_prefix.setdefault(conn.prefix, _Group())
+        self._resize(conn.prefix, len(group.conns), len(group.conns) + 1)
+        group.conns[conn.id] = conn
+
     def _drop_public(self, conn: Conn) -> None:
         self._counters.public -= 1
+        self._resize(conn.prefix, len(self._by_prefix[conn.prefix].conns),
+                     len(self._by_prefix[conn.prefix].conns) - 1)
         for groups, key in ((self._by_address, conn.address), (self._by_prefix, conn.prefix)):
             group = groups[key]
             del group.conns[conn.id]
             if not group.conns:
                 del groups[key]
+
+    def _resize(self, prefix: str, old: int, new: int) -> None:
+        """Keep ``_prefix_sizes`` (size -> prefixes of that many public connections)."""
+        if old:
+            keys = self._prefix_sizes[old]
+            del keys[prefix]
+            if not keys:
+                del self._prefix_sizes[old]
+        if new:
+            self._prefix_sizes.setdefault(new, {})[prefix] = None
 
     # ---- requests ----
 
@@ -318,6 +373,11 @@ class Admission:
             self._public,
         )
 
+    def _evict_bucket(self, prefix: str, now: float) -> TokenBucket:
+        limits = self.limits
+        return self._bucket(self._evict_buckets, prefix, limits.evict_rate, limits.evict_burst,
+                            now)
+
     def _bucket(self, buckets: dict[str, TokenBucket], key: str, rate: float, burst: float,
                 now: float) -> TokenBucket:
         bucket = buckets.get(key)
@@ -346,5 +406,6 @@ class Admission:
             public_addresses=len(self._by_address), public_prefixes=len(self._by_prefix),
             waiting=counters.waiting, accepted_total=counters.accepted,
             evicted_total=counters.evicted, refused_total=counters.refused,
+            shed_total=counters.shed,
             delayed_total=counters.delayed,
         )

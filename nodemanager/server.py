@@ -25,6 +25,7 @@ from nodemanager import api, errors, model
 from nodemanager.admission import Admission, Conn, PortLimits
 from nodemanager.auth import TIME_WINDOW, Verified, authenticate, read_nonce
 from nodemanager.files import VesselStore
+from nodemanager.listener import serve_tcp
 from nodemanager.state import NodeState
 from nodemanager.vessels import ProgramRunner, live_of, map_runner_errors
 from nodemanager.wire import (
@@ -153,6 +154,9 @@ class NodeServer:
         self._lock = trio.Lock()
         self.admission = Admission(self.config.limits)
         self._scopes: dict[int, trio.CancelScope] = {}
+        self._public_lane = trio.Lock()
+        """Public requests are carried out one at a time (FIFO), so a crowd of them never
+        fills one trip through trio's scheduler ahead of an owner's request."""
         self._generation: dict[str, int] = {}
         self._advert_event = trio.Event()
         self.advert_generation = 0
@@ -184,11 +188,9 @@ class NodeServer:
         """Listen on ``host:port`` until cancelled; ``task_status.started(bound_port)``."""
         self.reconcile()
         self.admission = Admission(fit_to_fd_limit(self.config.limits), trio.current_time())
-        listeners = await trio.open_tcp_listeners(port, host=host)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await nursery.start(trio.serve_listeners, self.handle_connection, listeners)
-            bound = listeners[0].socket.getsockname()[1]
+            bound = await nursery.start(serve_tcp, self.handle_connection, host, port)
             log.info("node manager %s listening on %s:%d", self.node.short(), host, bound)
             task_status.started(bound)
 
@@ -217,6 +219,10 @@ class NodeServer:
         opened = self.admission.open(peer_host(stream), trio.current_time())
         for victim in opened.evicted:
             self._scopes[victim.id].cancel()
+        if opened.shed:
+            log.debug("shed a newcomer from %s", peer_host(stream))
+            await stream.aclose()
+            return
         if opened.conn is None:
             with trio.move_on_after(REFUSAL_TIMEOUT):
                 await self._send(stream, self.error_payload(
@@ -255,15 +261,23 @@ class NodeServer:
     async def _admit_and_answer(self, conn: Conn, payload: bytes) -> bytes | None:
         """Pace a public request (admission rule 4), answer it, trust the connection if due.
 
-        Returns None if the connection was evicted before the request began.
+        Privileged requests run at once; the others wait for their tokens, then for the
+        public lane (one at a time, FIFO). Returns None if the connection was evicted
+        meanwhile: it stays evictable until its request begins.
         """
         parsed = self._parse(payload)
         claim = parsed is not None and self._claims_rights(*parsed)
-        if not claim or conn.must_pay:
-            wait = self.admission.charge(conn, trio.current_time())
-            if wait > 0:
-                await trio.sleep(wait)
-            self.admission.paid(conn)
+        if claim and not conn.must_pay:
+            return await self._answer_on(conn, payload, parsed, claim)
+        wait = self.admission.charge(conn, trio.current_time())
+        if wait > 0:
+            await trio.sleep(wait)
+        self.admission.paid(conn)
+        async with self._public_lane:
+            return await self._answer_on(conn, payload, parsed, claim)
+
+    async def _answer_on(self, conn: Conn, payload: bytes,
+                         parsed: tuple[Envelope, RequestBody] | None, claim: bool) -> bytes | None:
         self.admission.begin(conn)
         if conn.evicted:
             return None
