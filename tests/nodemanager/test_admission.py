@@ -122,3 +122,47 @@ def test_bucket_tables_stay_bounded() -> None:
         admission.charge(conn, float(index))
         admission.close(conn)
     assert len(admission._address_buckets) <= 16  # 4 x max_connections
+
+
+def test_a_prefix_that_used_up_its_evictions_is_shed_and_others_still_get_in() -> None:
+    limits = PortLimits(max_connections=6, reserved_connections=1, per_prefix=4,
+                        evict_rate=0.5, evict_burst=2.0)
+    admission = Admission(limits)
+    crowd = [opened(admission, f"127.1.0.{i}") for i in range(1, 5)]
+    assert all(admission.open(f"127.1.0.{i}", 1.0).conn for i in (5, 6))  # two evictions
+    assert [conn.evicted for conn in crowd] == [True, True, False, False]
+    shed = admission.open("127.1.0.7", 1.0)
+    assert (shed.conn, shed.evicted, shed.shed) == (None, (), True)
+    assert admission.open("127.2.0.1", 1.0).conn is not None  # another network: room
+    assert admission.open("127.1.0.8", 3.0).conn is not None  # one token back after 2 s
+    stats = admission.statistics()
+    assert (stats.shed_total, stats.evicted_total, stats.refused_total) == (1, 3, 0)
+
+
+def test_an_owner_newcomer_gives_its_eviction_token_back() -> None:
+    limits = PortLimits(max_connections=3, reserved_connections=1, evict_rate=0.001,
+                        evict_burst=1.0)
+    admission = Admission(limits)
+    opened(admission, "127.1.0.1")
+    opened(admission, "127.1.0.2")
+    owner = opened(admission, "127.0.0.1")  # crowded: costs 127.0.0.0/24 its only token
+    admission.trust(owner)
+    assert admission.open("127.0.0.1", 1.0).conn is not None  # not crowded: free
+    third = admission.open("127.0.0.1", 1.0)  # crowded: uses the token given back
+    assert third.conn is not None and len(third.evicted) == 1
+    assert admission.open("127.0.0.1", 1.0).shed
+
+
+def test_eviction_takes_from_the_largest_prefix_as_sizes_change() -> None:
+    limits = PortLimits(max_connections=9, reserved_connections=1, evict_burst=100.0)
+    admission = Admission(limits)
+    a = [opened(admission, f"127.1.0.{i}", now=i) for i in range(1, 4)]
+    b = [opened(admission, f"127.2.0.{i}", now=10 + i) for i in range(1, 6)]
+    admission.close(b[0])
+    admission.close(b[1])  # now 127.1.0.0/24 holds 3, 127.2.0.0/24 holds 3
+    opened(admission, "127.3.0.1", now=20)
+    opened(admission, "127.3.0.2", now=21)
+    result = admission.open("127.4.0.1", 22)  # 8 public = the public slots: one must go
+    assert result.evicted == (a[0],), "ties go to the prefix that reached the size first"
+    result = admission.open("127.4.0.2", 23)
+    assert result.evicted == (b[2],)

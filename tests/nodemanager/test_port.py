@@ -170,3 +170,25 @@ async def test_after_a_flood_the_node_serves_normally(node: Node) -> None:
     async with node.client(node.user) as nm:
         await nm.add_file("v1", "after.txt", b"ok")
         assert await nm.list_files("v1") == ["after.txt"]
+
+
+async def test_a_crowd_that_keeps_reconnecting_is_shed_not_the_owner(node: Node) -> None:
+    """Evicted connections that come straight back use up their prefix's eviction budget."""
+    node.server.admission = Admission(PortLimits(
+        max_connections=12, reserved_connections=2, per_prefix=8, evict_rate=0.01,
+        evict_burst=4.0))
+    crowd = [f"127.47.0.{i}" for i in range(1, 9)]
+    held = await flood(node.port, crowd)  # the prefix is full
+    held += await flood(node.port, crowd[:4])  # four more: each evicts one of the first
+    shed_before = node.server.admission.statistics().shed_total
+    late = await a.connect(node.port, "127.47.0.99")
+    with pytest.raises(a.Closed):  # closed without an answer: no budget left
+        await a.ask(late, a.frame(a.pack(a.body("GetNodeStatus"))))
+    await late.aclose()
+    try:
+        async with node.client(node.owner) as nm:  # from 127.0.0.0/24: admitted, served
+            assert await nm.list_files("v1") == []
+        stats = node.server.admission.statistics()
+        assert stats.shed_total == shed_before + 1 and stats.evicted_total >= 4
+    finally:
+        await close_all(held)

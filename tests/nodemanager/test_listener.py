@@ -1,0 +1,75 @@
+"""The batched accept loop and the file-descriptor budget of the port."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
+from nodemanager.__main__ import raise_fd_limit
+from nodemanager.admission import PortLimits
+from nodemanager.listener import serve_tcp
+from nodemanager.server import SPARE_FDS, fit_to_fd_limit
+
+from . import attacker as a
+
+
+@contextmanager
+def soft_fd_limit(soft: int) -> Iterator[None]:
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def test_connections_are_fitted_to_the_file_limit() -> None:
+    limits = PortLimits(max_connections=2000, reserved_connections=300)
+    with soft_fd_limit(600):
+        fitted = fit_to_fd_limit(limits)
+    assert fitted.max_connections == 600 - SPARE_FDS
+    assert fitted.reserved_connections == (600 - SPARE_FDS) // 2
+    small = PortLimits(max_connections=100, reserved_connections=10)
+    assert fit_to_fd_limit(small) is small
+
+
+def test_the_daemon_raises_its_soft_limit_for_its_connections() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with soft_fd_limit(256):
+        raise_fd_limit(PortLimits(max_connections=1000))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert soft == min(hard, 1000 + SPARE_FDS)
+
+
+async def test_a_burst_of_connects_is_accepted_at_once(nursery: trio.Nursery) -> None:
+    a.raise_fd_limit(4096)
+    accepted: list[trio.SocketStream] = []
+    everyone = trio.Event()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        if len(accepted) == 400:
+            everyone.set()
+        async with stream:
+            await stream.send_all(b"hi")
+            await trio.sleep_forever()
+
+    port = await nursery.start(serve_tcp, handler, "127.0.0.1", 0)
+    clients: list[trio.SocketStream] = []
+
+    async def connect(source: str) -> None:
+        clients.append(await a.connect(port, source))
+
+    async with trio.open_nursery() as burst:
+        for source in a.sources(400, first_octet=90):
+            burst.start_soon(connect, source)
+    with trio.fail_after(10):
+        await everyone.wait()
+    for client in clients:
+        assert await client.receive_some(2) == b"hi"
+        await client.aclose()
+    peers = {stream.socket.getpeername()[0] for stream in accepted}
+    assert len(peers) == 400
