@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import trio
@@ -160,6 +160,16 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     return 0
 
 
+def render_port(limits: Mapping[str, float], counters: Mapping[str, int]) -> str:
+    """One line on the node manager's connections against its limits (protocol.md §10)."""
+    return (f"connections: {counters.get('connections')} of {limits.get('max_connections')} "
+            f"({counters.get('trusted')} trusted, {limits.get('reserved_connections')} slots "
+            f"reserved for them); public per address {limits.get('per_address')}, per prefix "
+            f"{limits.get('per_prefix')}; since start: {counters.get('evicted_total')} evicted, "
+            f"{counters.get('shed_total')} shed, {counters.get('refused_total')} refused, "
+            f"{counters.get('delayed_total')} requests paced")
+
+
 def render_report(report: NodeReport) -> str:
     if report.node_key is None:
         return f"node manager: not answering ({report.error})"
@@ -171,6 +181,8 @@ def render_report(report: NodeReport) -> str:
         lines.append(f"  {vessel.name:<5} {vessel.status:<11} owner {vessel.owner[:8]}  users {users}"
                      + ("" if vessel.advertise else "  (not advertised)"))
     lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
+    if report.port_limits and report.port_counters:
+        lines.append(render_port(report.port_limits, report.port_counters))
     if report.error:
         lines.append(f"warning: {report.error}")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -35,6 +36,10 @@ class NodeReport:
     dht_port: int | None = None
     vessels: tuple[VesselLine, ...] = ()
     dht_peers: int | None = None
+    port_limits: Mapping[str, float] = field(default_factory=dict)
+    """The node manager's connection limits (GetNodeStatus ``limits``)."""
+    port_counters: Mapping[str, int] = field(default_factory=dict)
+    """Its connection counters (GetNodeStatus ``connections``)."""
     error: str | None = None
 
     @property
@@ -55,6 +60,7 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
     try:
         async with open_node_client(host, port, timeout=QUERY_TIMEOUT) as client:
             info = await client.get_vessels(sign=False)
+            status = await client.get_node_status()
     except (NodeManagerError, OSError) as exc:
         return NodeReport(port=port, dht_port=dht_port, error=f"node manager: {exc}")
     vessels = tuple(
@@ -71,7 +77,8 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
         except (OverlayError, OSError, trio.TooSlowError) as exc:
             error = f"dht: {exc}"
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
-                      vessels=vessels, dht_peers=peers, error=error)
+                      vessels=vessels, dht_peers=peers, port_limits=status.limits,
+                      port_counters=status.connections, error=error)
 
 
 async def query_nodes(states: list[Path], limit: int = 16) -> list[NodeReport]:

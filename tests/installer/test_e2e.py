@@ -7,6 +7,7 @@ tmp_path; a one-node testbed is the DHT bootstrap peer named in the bundle.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,7 @@ async def test_donors_install_discover_use_and_uninstall(tmp_path: Path,
         status = await cli(safe_env, "status", "--prefix", str(prefixes[1]))
         assert status.returncode == 0, status.stdout
         assert b"running" in status.stdout and b"DHT peers" in status.stdout
+        assert re.search(rb"connections: \d+ of \d+ \(\d+ trusted", status.stdout), status.stdout
 
         for prefix, pid in zip(prefixes, pids, strict=True):
             gone = await cli(safe_env, "uninstall", "--prefix", str(prefix), "--purge")
