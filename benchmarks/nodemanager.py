@@ -338,7 +338,8 @@ def cost_split(directory: Path, owner: KeyPair) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--flood", type=int, default=2000, help="hostile connections")
+    parser.add_argument("--flood", type=int, default=2000,
+                        help="hostile connections (0: skip the flood section)")
     parser.add_argument("--samples", type=int, default=200, help="owner requests per row")
     parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)  # attacker process
     parser.add_argument("--interval", type=float, default=20.0, help=argparse.SUPPRESS)
@@ -361,7 +362,8 @@ def main() -> None:
                 rows.append((clients, len(latencies) / options.seconds,
                              statistics.median(latencies) * 1e3,
                              percentile(latencies, 0.99) * 1e3))
-            flood = flood_rows(port, owner, node, options.flood, options.samples)
+            flood = (flood_rows(port, owner, node, options.flood, options.samples)
+                     if options.flood else [])
         finally:
             process.terminate()
             process.wait()
@@ -374,8 +376,9 @@ def main() -> None:
     print(f"{'cost per request':<50} {'us':>8}")
     for name, micros in steps:
         print(f"{name:<50} {micros:>8.1f}")
-    print()
-    print_flood(flood, options.flood)
+    if flood:
+        print()
+        print_flood(flood, options.flood)
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if options.json:
         options.json.write_text(json.dumps({"rows": rows, "steps": steps, "flood": flood},
