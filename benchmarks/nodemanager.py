@@ -25,7 +25,6 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import argparse
 import json
 import os
-import resource
 import statistics
 import struct
 import subprocess
@@ -42,6 +41,7 @@ from nodemanager import NodeClient, NodeManagerError, NodeServer, open_node_clie
 from nodemanager import messages as m
 from nodemanager.files import VesselStore
 from nodemanager.model import Vessel
+from nodemanager.server import raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
 from nodemanager.state import NodeState
 from nodemanager.vessels import UnavailableRunner
@@ -84,24 +84,13 @@ def start_daemon(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, int(port_file.read_text())
 
 
-async def connect_from(source: str, port: int) -> trio.SocketStream:
-    """A TCP stream to 127.0.0.1:``port`` whose source address is ``source``."""
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-    try:
-        await sock.bind((source, 0))
-        await sock.connect(("127.0.0.1", port))
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
-
-
 async def load(port: int, owner: KeyPair, clients: int, seconds: float) -> list[float]:
     latencies: list[float] = []
     stop_at = trio.current_time() + seconds
 
     async def client(index: int) -> None:
-        async with await connect_from(f"127.0.1.{index + 1}", port) as stream:
+        async with await trio.open_tcp_stream("127.0.0.1", port,
+                                              local_address=f"127.0.1.{index + 1}") as stream:
             nm = NodeClient(stream, identity=owner)
             await nm.get_vessels(sign=False)
             while trio.current_time() < stop_at:
@@ -116,13 +105,6 @@ async def load(port: int, owner: KeyPair, clients: int, seconds: float) -> list[
 
 
 # ---- flood: an owner's latency while 2,000 hostile connections hold the port ----------------
-
-def raise_fd_limit(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
 
 def flood_source(index: int) -> str:
     """Eight addresses per /24: 127.10.0.1-8, 127.10.1.1-8, ..."""
@@ -154,7 +136,8 @@ async def hostile_connection(port: int, source: str, interval: float, answered: 
     """Hold a connection with an unsigned request every ``interval`` s; reconnect when closed."""
     while True:
         try:
-            async with await connect_from(source, port) as stream:
+            async with await trio.open_tcp_stream("127.0.0.1", port,
+                                                  local_address=source) as stream:
                 while True:
                     await stream.send_all(unsigned_status_frame())
                     if not await read_one_frame(stream):

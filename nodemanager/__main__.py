@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,7 +25,7 @@ from nodemanager.admission import PortLimits
 from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
-from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig
+from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
 from nodemanager.vessels import ProgramRunner, UnavailableRunner
@@ -66,16 +65,6 @@ def port_limits(pairs: Sequence[tuple[str, int | float]]) -> PortLimits:
         return PortLimits(**dict(pairs))  # type: ignore[arg-type]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--limit: {exc}") from exc
-
-
-def raise_fd_limit(limits: PortLimits) -> None:
-    """Let the process hold ``max_connections`` sockets, if the hard limit allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = limits.max_connections + SPARE_FDS
-    if hard != resource.RLIM_INFINITY:
-        wanted = min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -179,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     setup_logging(state_dir, options.verbose)
-    raise_fd_limit(config.limits)
+    raise_fd_limit(config.limits.max_connections + SPARE_FDS)
     peers = [f"{h}:{p}" for h, p in options.bootstrap]
     try:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,

@@ -62,6 +62,14 @@ def peer_host(stream: trio.abc.Stream) -> str:
         return "unknown"
 
 
+def raise_fd_limit(wanted: int) -> None:
+    """Raise this process's RLIMIT_NOFILE soft limit towards ``wanted`` (up to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def fit_to_fd_limit(limits: PortLimits) -> PortLimits:
     """Lower ``max_connections`` (and the reserve) to what RLIMIT_NOFILE allows.
 

@@ -10,7 +10,6 @@ so per-address and per-prefix rules are exercised without network namespaces.
 from __future__ import annotations
 
 import os
-import resource
 import struct
 import time
 from collections.abc import Iterator
@@ -21,14 +20,6 @@ import nacl.signing
 import trio
 
 REQUEST_DOMAIN = b"seattle-nm-request-v1"
-
-
-def raise_fd_limit(wanted: int) -> None:
-    """Raise RLIMIT_NOFILE's soft limit towards ``wanted`` (at most the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def sources(count: int, *, first_octet: int = 10, per_prefix: int = 8) -> Iterator[str]:
@@ -78,15 +69,7 @@ def map_with_duplicate(pairs: list[tuple[str, bytes]]) -> bytes:
 
 async def connect(port: int, source: str | None = None) -> trio.SocketStream:
     """A TCP stream to 127.0.0.1:``port``, from ``source`` (a 127.x.y.z address) if given."""
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-    try:
-        if source is not None:
-            await sock.bind((source, 0))
-        await sock.connect(("127.0.0.1", port))
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
+    return await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
 
 
 class Closed(Exception):

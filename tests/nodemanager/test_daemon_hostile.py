@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from nodemanager import open_node_client
+from nodemanager.server import raise_fd_limit
 
 from . import attacker as a
 from .test_daemon import OWNER, daemon, init, port_of
@@ -110,7 +111,7 @@ async def broken_frame(port: int, source: str, rng: random.Random) -> None:
 
 
 async def test_daemon_survives_fuzzed_frames_then_a_flood(tmp_path: Path) -> None:
-    a.raise_fd_limit(4096)
+    raise_fd_limit(4096)
     state = tmp_path / "node"
     node_key = bytes.fromhex(init(state))
     rng = random.Random(11)

@@ -8,10 +8,9 @@ from contextlib import contextmanager
 
 import trio
 
-from nodemanager.__main__ import raise_fd_limit
 from nodemanager.admission import PortLimits
 from nodemanager.listener import serve_tcp
-from nodemanager.server import SPARE_FDS, fit_to_fd_limit
+from nodemanager.server import SPARE_FDS, fit_to_fd_limit, raise_fd_limit
 
 from . import attacker as a
 
@@ -36,16 +35,16 @@ def test_connections_are_fitted_to_the_file_limit() -> None:
     assert fit_to_fd_limit(small) is small
 
 
-def test_the_daemon_raises_its_soft_limit_for_its_connections() -> None:
+def test_the_soft_file_limit_is_raised_up_to_the_hard_one() -> None:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     with soft_fd_limit(256):
-        raise_fd_limit(PortLimits(max_connections=1000))
+        raise_fd_limit(1000 + SPARE_FDS)
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert soft == min(hard, 1000 + SPARE_FDS)
 
 
 async def test_a_burst_of_connects_is_accepted_at_once(nursery: trio.Nursery) -> None:
-    a.raise_fd_limit(4096)
+    raise_fd_limit(4096)
     accepted: list[trio.SocketStream] = []
     everyone = trio.Event()
 

@@ -13,6 +13,7 @@ import trio
 
 from nodemanager import ServerConfig
 from nodemanager.admission import Admission, PortLimits
+from nodemanager.server import raise_fd_limit
 
 from . import attacker as a
 from .conftest import Node
@@ -66,7 +67,7 @@ async def close_all(streams: list[trio.SocketStream]) -> None:
 
 
 async def test_owner_is_served_during_a_flood_that_used_to_lock_it_out(node: Node) -> None:
-    a.raise_fd_limit(4096)
+    raise_fd_limit(4096)
     held = await flood(node.port, list(a.sources(60, per_prefix=3)) * 2)  # 120 connections
     try:
         async with node.client(node.owner) as nm:
@@ -81,7 +82,7 @@ async def test_owner_is_served_during_a_flood_that_used_to_lock_it_out(node: Nod
 
 
 async def test_trusted_connections_survive_later_floods(node: Node) -> None:
-    a.raise_fd_limit(4096)
+    raise_fd_limit(4096)
     async with node.client(node.owner) as owner, node.client(node.user) as user:
         assert await owner.list_files("v1") == [] and await user.list_files("v2") == []
         for wave in range(2):
@@ -157,7 +158,7 @@ async def test_only_a_full_house_of_owners_refuses_newcomers(node: Node) -> None
 
 
 async def test_after_a_flood_the_node_serves_normally(node: Node) -> None:
-    a.raise_fd_limit(4096)
+    raise_fd_limit(4096)
     for first_octet in (50, 51):
         held = await flood(node.port, list(a.sources(100, first_octet=first_octet)))
         await close_all(held)
