@@ -1,7 +1,11 @@
 """The node manager daemon's I/O shell (trio): TCP framing, timeouts, effects.
 
 One ``NodeServer`` per node. ``serve`` binds the listener and owns a nursery for the
-connections and for one watcher task per running program. For each frame:
+connections and for one watcher task per running program. Every new connection passes
+admission control first (``admission.py``: limits per address and prefix, eviction of idle
+public connections, a reserve for owners and users); a request that is not signed by a key
+with rights on a vessel waits for its tokens and then for the one-at-a-time public lane.
+For each frame:
 authenticate (pure) -> decide (``api.handle``, pure) -> commit the change and the nonce
 (one SQLite transaction) -> perform the effects -> send a signed response. Requests that
 change vessels are serialised by one lock; read-only ones run concurrently.
@@ -293,7 +297,7 @@ class NodeServer:
         if claim and ok:
             self.admission.trust(conn)
             conn.must_pay = False
-        elif claim:
+        elif claim and not conn.trusted:  # a forgery or replay: no free request next time
             conn.must_pay = True
         return response
 
