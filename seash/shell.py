@@ -26,13 +26,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from seash.actions import TREE
 from seash.client import NodeResult
 from seash.commands import ArgKind, complete
 from seash.errors import SeashError, StateFileError
 from seash.executor import Executor, PassphraseSource, Summary
 from seash.parse import tokenize
 from seash.session import Session
+from seash.tree import TREE
 from seattlecore import PublicKey
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "timeout": "yellow"}

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from seash.actions import TREE
 from seash.commands import ArgKind, complete, help_text, iter_commands, resolve
 from seash.errors import UsageError
+from seash.tree import TREE
 
 
 def test_resolve_nested_and_aliases() -> None:

@@ -1,0 +1,94 @@
+"""Vessel information: ``show resources``, ``show offcut``, the cached ``show info`` family
+and ``show ip``.
+
+``show info``, ``users``, ``owner``, ``ownerinfo`` and ``advertise`` print what the last
+``list``/``update`` learnt (no network); ``show resources`` and ``show offcut`` ask the nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from nodemanager import NodeClient, VesselInfo
+from seash.client import NODE_ONLY, Job
+from seash.commands import Args
+from seash.executor import Executor
+from seash.session import VesselRef
+from seattlecore import PublicKey
+
+CachedRow = Callable[[VesselRef, VesselInfo], list[str]]
+
+
+def _block(text: object) -> str:
+    return "\n" + str(text).rstrip("\n")
+
+
+async def show_resources(ex: Executor, args: Args) -> None:
+    async def op(client: NodeClient, job: Job) -> str:
+        return (await client.get_vessel_resources(job.vessel)).to_text()
+
+    await ex.fan("resources", op, _block)
+
+
+def one_per_node(ex: Executor) -> list[Job]:
+    """One node-wide job per node of the current target (target ``host:port``)."""
+    jobs: dict[tuple[str, int], Job] = {}
+    for job in ex.jobs():
+        jobs.setdefault(job.node, dataclasses.replace(job, target=f"{job.host}:{job.port}",
+                                                      vessel=NODE_ONLY))
+    return list(jobs.values())
+
+
+async def show_offcut(ex: Executor, args: Args) -> None:
+    async def op(client: NodeClient, job: Job) -> str:
+        return (await client.get_offcut_resources()).to_text()
+
+    await ex.fan("offcut", op, _block, jobs=one_per_node(ex), groups=False)
+
+
+def _cached(ex: Executor, title: str, columns: list[str], row: CachedRow) -> None:
+    s = ex.session
+    rows = []
+    for n in s.resolve():
+        info = s.info.get(n)
+        rows.append([f"%{n}", *(row(s.vessels[n], info) if info else ["? (run 'list')"])])
+    ex.reporter.table(title, ["id", *columns], rows)
+
+
+def key_names(ex: Executor, keys: Sequence[PublicKey]) -> str:
+    """Loaded identities by name, other keys by their short form."""
+    names = {i.public: i.name for i in ex.session.identities.values()}
+    return " ".join(names.get(k, k.short()) for k in keys) or "(none)"
+
+
+def _on_off(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+async def show_info(ex: Executor, args: Args) -> None:
+    _cached(ex, "info", ["vessel", "status", "owner", "users", "advertise", "ownerinfo"],
+            lambda ref, v: [ref.address, v.status, key_names(ex, [v.owner]), key_names(ex, v.users),
+                            _on_off(v.advertise), v.owner_info])
+
+
+async def show_users(ex: Executor, args: Args) -> None:
+    _cached(ex, "users", ["users"], lambda ref, v: [key_names(ex, v.users)])
+
+
+async def show_owner(ex: Executor, args: Args) -> None:
+    _cached(ex, "owner", ["owner"], lambda ref, v: [f"{key_names(ex, [v.owner])} {v.owner.to_text()}"])
+
+
+async def show_ownerinfo(ex: Executor, args: Args) -> None:
+    _cached(ex, "ownerinfo", ["ownerinfo"], lambda ref, v: [v.owner_info])
+
+
+async def show_advertise(ex: Executor, args: Args) -> None:
+    _cached(ex, "advertise", ["advertise"], lambda ref, v: [_on_off(v.advertise)])
+
+
+async def show_ip(ex: Executor, args: Args) -> None:
+    s = ex.session
+    hosts = sorted({f"{s.vessels[n].host}:{s.vessels[n].port}" for n in s.resolve()})
+    ex.reporter.text("\n".join(hosts) or "(no vessels)")
