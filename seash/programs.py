@@ -11,7 +11,7 @@ from nodemanager import NodeClient
 from seash.client import Job, NodeResult, fan_out
 from seash.commands import Args, Handler
 from seash.executor import Executor
-from seash.files import upload_to_target
+from seash.files import per_vessel_path, upload_to_target, write_local
 from seash.parse import parse_positive
 
 FOLLOW_INTERVAL = 0.5
@@ -55,8 +55,11 @@ async def show_log(ex: Executor, args: Args) -> None:
     async def op(client: NodeClient, job: Job) -> str:
         return (await client.read_log(job.vessel)).decode("utf-8", "replace")
 
+    if args.get("file") is not None:
+        await _log_to_files(ex, args.need("file"))
+        return
     follow = args.flag("--follow") or args.option("--for") is not None
-    results = await ex.fan("log", op, _log_text)
+    results = await ex.fan("log", op, _follow_text if follow else _log_text)
     if not follow:
         return
     seen = {r.target: str(r.value) for r in results if r.ok}
@@ -70,12 +73,27 @@ async def show_log(ex: Executor, args: Args) -> None:
                 if result.ok and text != old:
                     fresh = text[len(old):] if text.startswith(old) else text
                     seen[result.target] = text
-                    ex.reporter.result(result, fresh.rstrip("\n"))
+                    ex.reporter.result(result, "\n" + fresh.rstrip("\n"))
+
+
+async def _log_to_files(ex: Executor, local: str) -> None:
+    async def op(client: NodeClient, job: Job) -> str:
+        data = await client.read_log(job.vessel)
+        path = per_vessel_path(local, job)
+        await write_local(path, data)
+        return f"{len(data)} bytes -> {path}"
+
+    await ex.fan("log", op, str)
 
 
 def _log_text(text: object) -> str:
     body = str(text).rstrip("\n")
     return "\n" + body if body else "(log is empty)"
+
+
+def _follow_text(text: object) -> str | None:
+    body = str(text).rstrip("\n")
+    return "\n" + body if body else None
 
 
 async def _poll(ex: Executor, op: Callable[[NodeClient, Job], Awaitable[str]]) -> list[NodeResult]:

@@ -26,6 +26,7 @@ async def exit_cmd(ex: Executor, args: Args) -> None:
 TARGET = Arg("target", "target")
 COMMAND = Arg("command", "command", optional=True, many=True)
 ALIAS = Arg("alias", "word", optional=True, keyword="as")
+TO_FILE = Arg("file", "path", optional=True, keyword="to")
 
 SHOW = Command("show", help="show shell state or live vessel information", children=(
     Command("identities", "loaded identities (* = current)", identities.show_identities,
@@ -34,7 +35,8 @@ SHOW = Command("show", help="show shell state or live vessel information", child
     Command("targets", "known vessels and their %N ids", discovery.show_targets, aliases=("target",)),
     Command("groups", "groups and their members", groups.show_groups, aliases=("group",)),
     Command("files", "ListFilesInVessel on each target", files.show_files, aliases=("file",)),
-    Command("log", "ReadVesselLog on each target", programs.show_log, options=(
+    Command("log", "ReadVesselLog on each target ('to FILE': write FILE.<host>_<port>_<vessel>)",
+            programs.show_log, (TO_FILE,), options=(
         Option("--follow", help="keep polling for new output until Ctrl-C"),
         Option("--for", "SECONDS", help="follow for SECONDS, then stop (for scripts)"))),
     Command("resources", "GetVesselResources on each target", vessels.show_resources,
@@ -45,7 +47,8 @@ SHOW = Command("show", help="show shell state or live vessel information", child
     Command("owner", "cached owner key of each target", vessels.show_owner),
     Command("ownerinfo", "cached owner information string", vessels.show_ownerinfo),
     Command("advertise", "cached advertise flag", vessels.show_advertise),
-    Command("ip", "node addresses of the target", vessels.show_ip, aliases=("hostname",)),
+    Command("ip", "node addresses of the target ('to FILE': write them to FILE)", vessels.show_ip,
+            (TO_FILE,), aliases=("hostname",)),
     Command("timeout", "session settings", settings.show_settings,
             aliases=("uploadrate", "settings", "bootstrap")),
 ))

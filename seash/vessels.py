@@ -8,12 +8,15 @@ and ``show ip``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from nodemanager import NodeClient, VesselInfo
+from sandbox import ResourceTable
 from seash.client import NODE_ONLY, Job
 from seash.commands import Args
 from seash.executor import Executor
+from seash.files import write_local
 from seash.session import VesselRef
 from seattlecore import PublicKey
 
@@ -24,9 +27,30 @@ def _block(text: object) -> str:
     return "\n" + str(text).rstrip("\n")
 
 
+def fold_ports(ports: Iterable[int]) -> str:
+    """``[63100, 63101, 63102, 63105]`` -> ``"63100-63102, 63105"``."""
+    runs: list[list[int]] = []
+    for port in sorted(set(ports)):
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def render_resources(table: ResourceTable) -> str:
+    """A resource table as Seattle's ``resource KIND VALUE`` lines, port lists folded."""
+    lines = [line for line in table.to_text().splitlines()
+             if line.split()[1] not in ("messport", "connport")]
+    for kind in ("messport", "connport"):
+        if table.ports(kind):
+            lines.append(f"resource {kind} {fold_ports(table.ports(kind))}")
+    return "\n".join(lines)
+
+
 async def show_resources(ex: Executor, args: Args) -> None:
     async def op(client: NodeClient, job: Job) -> str:
-        return (await client.get_vessel_resources(job.vessel)).to_text()
+        return render_resources(await client.get_vessel_resources(job.vessel))
 
     await ex.fan("resources", op, _block)
 
@@ -42,7 +66,7 @@ def one_per_node(ex: Executor) -> list[Job]:
 
 async def show_offcut(ex: Executor, args: Args) -> None:
     async def op(client: NodeClient, job: Job) -> str:
-        return (await client.get_offcut_resources()).to_text()
+        return render_resources(await client.get_offcut_resources())
 
     await ex.fan("offcut", op, _block, jobs=one_per_node(ex), groups=False)
 
@@ -89,6 +113,12 @@ async def show_advertise(ex: Executor, args: Args) -> None:
 
 
 async def show_ip(ex: Executor, args: Args) -> None:
+    """The target's node addresses; ``show ip to FILE`` writes them, one per line, to FILE."""
     s = ex.session
     hosts = sorted({f"{s.vessels[n].host}:{s.vessels[n].port}" for n in s.resolve()})
-    ex.reporter.text("\n".join(hosts) or "(no vessels)")
+    path = args.get("file")
+    if path is None:
+        ex.reporter.text("\n".join(hosts) or "(no vessels)")
+        return
+    await write_local(Path(path).expanduser(), "".join(f"{h}\n" for h in hosts).encode())
+    ex.reporter.text(f"{len(hosts)} node addresses -> {path}")

@@ -25,8 +25,9 @@ RESOURCES = (
 )
 
 
-def init_node(state: Path, owner: str, vessels: int = 2, users: tuple[str, ...] = ()) -> None:
-    spec = {"vessels": [{"owner": owner, "users": list(users), "resources": RESOURCES}
+def init_node(state: Path, owner: str, vessels: int = 2, users: tuple[str, ...] = (),
+              resources: str = RESOURCES) -> None:
+    spec = {"vessels": [{"owner": owner, "users": list(users), "resources": resources}
                         for _ in range(vessels)]}
     init_spec(state, spec)
 
