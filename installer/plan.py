@@ -337,8 +337,9 @@ def plan_install(bundle: OpenedBundle, machine: MachineProfile, options: Install
         if not _same_install(old, wanted):
             what = ("a different bundle" if old.get("bundle_sha256") != bundle.digest
                     else "the same bundle with other options")
-            raise AlreadyInstalled(f"{options.prefix} already holds {what}; "
-                                   "run 'seattle-installer uninstall --purge' first")
+            raise AlreadyInstalled(f"{options.prefix} already holds {what}; run 'seattle-installer "
+                                   f"uninstall --purge --prefix {shlex.quote(str(options.prefix))}' "
+                                   "first")
         new = dict(old)  # the machine is not re-measured: the donation stays as recorded
     else:
         donated = donated_resources(max_resources(machine), options.percent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,27 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
             error = f"dht: {exc}"
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
                       vessels=vessels, dht_peers=peers, error=error)
+
+
+def bootstrap_warning(report: NodeReport, bootstrap: Sequence[str]) -> str | None:
+    """A loud, multi-line warning when the node's DHT node has no peer (None when it has).
+
+    A node that no bootstrap peer answered is running, but nobody can find its vessels
+    through the DHT until a peer is reachable (it retries on its own)."""
+    if report.node_key is None or (report.dht_peers is not None and report.dht_peers > 0):
+        return None
+    tried = ", ".join(bootstrap) or "(none in the bundle)"
+    lines = [
+        "WARNING: no DHT bootstrap peer answered" if report.dht_peers == 0
+        else f"WARNING: the node's DHT status is unknown ({report.error or 'no DHT port'})",
+        f"  bootstrap peers tried: {tried}",
+        "  the node manager runs, but researchers cannot find its vessels through the DHT",
+        "  until one of these peers is reachable from here (the node keeps trying).",
+        "  Check the addresses with the planner, and firewalls for UDP; then run",
+        "  'seattle-installer status' again. (Expected only for the first node of a new network.)",
+    ]
+    bar = "!" * max(len(line) for line in lines)
+    return "\n".join([bar, *lines, bar])
 
 
 async def query_nodes(states: list[Path], limit: int = 16) -> list[NodeReport]:

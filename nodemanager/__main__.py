@@ -27,7 +27,7 @@ from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
 from nodemanager.vessels import ProgramRunner, UnavailableRunner
 from sandbox import Supervisor
-from seattlecore import CoreError, load_private, write_atomic
+from seattlecore import CliParser, CoreError, load_private, run_main, write_atomic
 
 log = logging.getLogger("nodemanager")
 
@@ -43,9 +43,16 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+INIT_USAGE = "seattle-nodemanager init --state DIR --spec SPEC.json"
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-nodemanager",
-                                     description="Seattle node manager daemon")
+    parser = CliParser(
+        prog="seattle-nodemanager", description="Seattle node manager daemon",
+        usage=f"%(prog)s --state DIR [options]\n       {INIT_USAGE}",
+        epilog=f"commands:\n  {INIT_USAGE}\n      create the node key and the vessels of SPEC "
+               "in DIR (once, before the first run); see 'seattle-nodemanager init --help'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, required=True, help="state directory")
     parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0),
                         help="HOST:PORT to listen on (default 127.0.0.1:0)")
@@ -64,8 +71,8 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _init_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-nodemanager init",
-                                     description="create a node key and vessels")
+    parser = CliParser(prog="seattle-nodemanager init",
+                       description="create a node key and vessels (the node's first state)")
     parser.add_argument("--state", type=Path, required=True, help="state directory")
     parser.add_argument("--spec", type=Path, required=True, help="vessel spec (JSON)")
     return parser
@@ -130,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = _run_parser().parse_args(args)
     state_dir: Path = options.state
     if not (state_dir / STATE_FILE).exists():
-        print(f"no node state in {state_dir}; run 'seattle-nodemanager init' first",
-              file=sys.stderr)
+        print(f"seattle-nodemanager: no node state in {state_dir}; run "
+              f"'seattle-nodemanager init --state {state_dir} --spec SPEC.json' first", file=sys.stderr)
         return 2
     setup_logging(state_dir, options.verbose)
     peers = [f"{h}:{p}" for h, p in options.bootstrap]
@@ -150,12 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_init(argv: Sequence[str]) -> int:
     options = _init_parser().parse_args(argv)
-    try:
-        spec = parse_spec(options.spec.read_text())
-        node = init_node(options.state, spec)
-    except (OSError, NodeManagerError, StateError, CoreError) as exc:
-        print(f"init failed: {exc}", file=sys.stderr)
-        return 1
+    return run_main("seattle-nodemanager init", lambda: _init(options), verbose=False,
+                    failures=(NodeManagerError, StateError, CoreError))
+
+
+def _init(options: argparse.Namespace) -> int:
+    node = init_node(options.state, parse_spec(options.spec.read_text()))
     print(node.to_text())
     return 0
 

@@ -12,13 +12,18 @@ from pathlib import Path
 import trio
 
 from sandbox.errors import SandboxError
+from sandbox.repy import RepyArgumentError
 from sandbox.resources import ResourceTable, parse_resources
 from sandbox.supervisor import Supervisor, VesselReport
 from sandbox.vesselfiles import check_filename
+from seattlecore import CliParser, run_main
+
+USAGE_ERRORS = (SandboxError, RepyArgumentError)
+"""A bad resource file or program name: exit status 2 (other failures: 1)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-sandbox", description=__doc__)
+    parser = CliParser(prog="seattle-sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run PROGRAM.py in a sandboxed vessel and print its log")
     run.add_argument("--resources", type=Path, help="resource file (default: built-in)")
@@ -69,21 +74,19 @@ def _print_new(snapshot: bytes, printed: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return _check(args.program)
+        return run_main("seattle-sandbox", lambda: _check(args.program), verbose=False,
+                        usage=USAGE_ERRORS)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        table = parse_resources(args.resources.read_text()) if args.resources else default_resources()
-        with tempfile.TemporaryDirectory(prefix="vessel-") as scratch:
-            vessel_dir = args.dir or Path(scratch)
-            vessel_dir.mkdir(parents=True, exist_ok=True)
-            report = trio.run(run_program, args, table, vessel_dir)
-    except (SandboxError, OSError) as exc:
-        print(f"seattle-sandbox: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # e.g. a Repy argument error for a bad file name
-        print(f"seattle-sandbox: {exc}", file=sys.stderr)
-        return 2
+    return run_main("seattle-sandbox", lambda: _run(args), verbose=args.verbose, usage=USAGE_ERRORS)
+
+
+def _run(args: argparse.Namespace) -> int:
+    table = parse_resources(args.resources.read_text()) if args.resources else default_resources()
+    with tempfile.TemporaryDirectory(prefix="vessel-") as scratch:
+        vessel_dir = args.dir or Path(scratch)
+        vessel_dir.mkdir(parents=True, exist_ok=True)
+        report = trio.run(run_program, args, table, vessel_dir)
     ok = report.exit_code == 0 and report.status == "Terminated"
     if not ok:
         print(f"seattle-sandbox: {report.status}: {report.exit_reason}", file=sys.stderr)
