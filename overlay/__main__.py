@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_hosts(args: argparse.Namespace) -> None:
     """Resolve every HOST:PORT given, so a typo is one clear line, not a resolver traceback."""
-    for text in [*(args.bootstrap or []), *([args.node] if getattr(args, "node", None) else [])]:
+    given = [*(getattr(args, "bootstrap", None) or []), getattr(args, "node", None)]
+    for text in [t for t in given if t]:
         host, port = parse_hostport(text)
         try:
             socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)

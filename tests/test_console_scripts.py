@@ -7,6 +7,7 @@ traceback (unless -v); a closed stdout ends a command quietly.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,21 @@ def test_testbed_and_sandbox_failures_are_one_line(tmp_path: Path) -> None:
     one_line_error(run("seattle-nodemanager", "--state", str(tmp_path)), 2,
                    f"seattle-nodemanager init --state {tmp_path} --spec SPEC.json")
     one_line_error(run("seash", str(tmp_path / "none.seash")), 2, "cannot read")
+
+
+def test_dht_serve_prints_its_address_and_how_to_bootstrap() -> None:
+    server = subprocess.Popen([str(BIN / "seattle-dht"), "serve"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert first.startswith("DHT node listening on 127.0.0.1:"), first
+        address = first.split()[4]
+        rest = [server.stdout.readline() for _ in range(5)]
+        assert any(f"--bootstrap {address}" in line for line in rest), rest
+        status = run("seattle-dht", "status", "--node", address, "--json")
+        assert status.returncode == 0 and address.split(":")[1] in status.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 130 and "Traceback" not in err, err
