@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from sandbox import ResourceTable, Supervisor, VesselReport, parse_resources
+from sandbox import ProgramStartError, ResourceTable, Supervisor, VesselReport, parse_resources
 
 SMALL = """
 resource cpu 0.5
@@ -76,8 +76,11 @@ def run_program(vessel_dir: Path) -> RunProgram:
     ) -> Outcome:
         (vessel_dir / name).write_text(source)
         async with Supervisor.open() as sup:
-            await sup.start("v1", vessel_dir, resources or table(), name, args,
-                            vessel_dir.parent / "v1.log", restricted=restricted)
+            try:
+                await sup.start("v1", vessel_dir, resources or table(), name, args,
+                                vessel_dir.parent / "v1.log", restricted=restricted)
+            except ProgramStartError:
+                pass  # the report tells the story (compile errors, exit reason)
             with trio.move_on_after(timeout):
                 await sup.wait("v1")
             if sup.report("v1").status == "Started":
