@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,3 +90,12 @@ def run_program(vessel_dir: Path) -> RunProgram:
             return Outcome(report, sup.read_log("v1").decode("utf-8", "replace"))
 
     return run
+
+
+def require_root() -> None:
+    """Skip a root-only test when not root, but fail it under CI=true (CI runs as root)."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI"):
+        pytest.fail("this test needs root, and CI runs as root")
+    pytest.skip("needs root")
