@@ -177,7 +177,7 @@ def delete_file(request: m.DeleteFileInVessel, ctx: Context) -> Outcome:
 
 
 def read_log(request: m.ReadVesselLog, ctx: Context) -> Outcome:
-    return Outcome(effects=(ReadLog(vessel=request.vessel),))
+    return Outcome(effects=(ReadLog(vessel=request.vessel, since=request.since),))
 
 
 # ---- owner calls ----
