@@ -87,11 +87,12 @@ def handle(verified: Verified, view: NodeView, now: float) -> Outcome:
 
 def vessel_info(view: NodeView, vessel: Vessel) -> dict[str, object]:
     live = view.status_of(vessel.name)
+    program, args = view.programs.get(vessel.name, (None, ()))
     return {
         "name": vessel.name, "status": live.status, "exit_reason": live.exit_reason,
         "exit_code": live.exit_code, "advertise": vessel.advertise, "owner": vessel.owner.raw,
         "owner_info": vessel.owner_info, "users": [key.raw for key in vessel.users],
-        "usage": dict(live.usage),
+        "usage": dict(live.usage), "program": program, "args": list(args),
     }
 
 

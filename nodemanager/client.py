@@ -57,6 +57,9 @@ class VesselInfo:
     owner_info: str
     users: tuple[PublicKey, ...]
     usage: Mapping[str, float] = field(default_factory=dict)
+    program: str | None = None
+    """The program last started (None: none since the node manager started, or reset)."""
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,7 +118,17 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         name=raw["name"], status=raw["status"], exit_reason=raw["exit_reason"],
         exit_code=raw["exit_code"], advertise=raw["advertise"], owner=PublicKey(raw["owner"]),
         owner_info=raw["owner_info"], users=tuple(PublicKey(k) for k in raw["users"]),
-        usage=dict(raw["usage"]))
+        usage=dict(raw["usage"]), **_program_of(raw))
+
+
+def _program_of(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``program``/``args`` of a GetVessels entry (absent from older nodes: none)."""
+    program, args = raw.get("program"), raw.get("args", [])
+    if program is not None and type(program) is not str:
+        raise BadResponse("GetVessels: program is not a string")
+    if type(args) is not list or not all(type(a) is str for a in args):
+        raise BadResponse("GetVessels: args is not a list of strings")
+    return {"program": program, "args": tuple(args)}
 
 
 class NodeClient:

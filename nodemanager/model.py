@@ -62,6 +62,8 @@ class NodeView:
     next_index: int
     started_at: float
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    programs: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """The program and arguments last started in each vessel since the daemon started."""
 
     def status_of(self, name: str) -> Live:
         report = self.live.get(name)

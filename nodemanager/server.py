@@ -118,6 +118,7 @@ class NodeServer:
         self._lock = trio.Lock()
         self._connections = 0
         self._generation: dict[str, int] = {}
+        self._programs: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._advert_event = trio.Event()
         self.advert_generation = 0
         self._nursery: trio.Nursery | None = None
@@ -263,7 +264,7 @@ class NodeServer:
             node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
             offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
             next_index=self.state.next_index, started_at=self.started_at,
-            load=os.getloadavg())
+            load=os.getloadavg(), programs=dict(self._programs))
 
     # ---- effects ----
 
@@ -271,6 +272,7 @@ class NodeServer:
         directory = self.store.directory(effect.vessel)
         if not (directory / effect.program).is_file():
             raise errors.FileNotFound(f"program {effect.program!r} is not in {effect.vessel}")
+        self._programs[effect.vessel] = (effect.program, tuple(effect.args))
         try:
             with map_runner_errors("StartVessel"):
                 await self.runner.start(
@@ -318,6 +320,7 @@ class NodeServer:
             except errors.VesselNotRunning:
                 pass
         self.runner.forget(vessel)
+        self._programs.pop(vessel, None)
 
     async def _wipe_vessel(self, effect: model.WipeVessel) -> Mapping[str, object]:
         await self._halt(effect.vessel)

@@ -15,7 +15,7 @@ from nodemanager.errors import NoSuchVessel
 from seash.client import Found, Job, Node, contact_nodes, lookup
 from seash.commands import Args
 from seash.errors import NoVesselsFound
-from seash.executor import Executor, Summary
+from seash.executor import Executor
 from seash.parse import parse_contact, parse_hostport
 from seash.session import VesselRef
 from seattlecore import PublicKey
@@ -47,10 +47,7 @@ async def _contact(ex: Executor, command: str, nodes: list[tuple[Node, PublicKey
     for (node, _), result in zip(nodes, results, strict=True):
         if result.ok:
             ids += _adopt(ex, node, result.value, only)
-        else:
-            ex.mark_failed()
-    ok, failed, slow = (sum(1 for r in results if r.status == st) for st in ("ok", "failed", "timeout"))
-    ex.reporter.finish(Summary(command, ok, failed, slow, trio.current_time() - start))
+    ex.conclude(command, results, start, groups=False)
     s.record_outcome(command, ids, [])
     if not ids:
         raise NoVesselsFound(f"no vessels usable by {s.current} found")
@@ -98,8 +95,10 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
 
     def render(v: VesselInfo) -> str:
         mark = "*" if v.owner == me else " "
-        reason = f" ({v.exit_reason})" if v.exit_reason else ""
-        return f"{mark} {v.name:<6} {v.status}{reason}  {v.owner_info}"
+        reason = f" ({v.exit_reason})" if v.exit_reason and v.status != "Started" else ""
+        program = " ".join([v.program, *v.args]) if v.program else ""
+        return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
+                                            v.owner_info) if part)
 
     results = await ex.fan("list", node_info_op({}), render, quiet=quiet)
     for result in results:

@@ -32,10 +32,12 @@ def per_vessel_path(local: str, job: Job) -> Path:
 
 
 async def write_local(path: Path, data: bytes) -> None:
-    try:
-        await trio.to_thread.run_sync(path.write_bytes, data)
-    except OSError as exc:
-        raise SeashError(f"cannot write {path}: {exc.strerror}") from exc
+    """Write a local file, creating its directory if missing (OSError says why not)."""
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    await trio.to_thread.run_sync(write)
 
 
 async def upload_to_target(ex: Executor, command: str, local: str, remote: str) -> list[NodeResult]:

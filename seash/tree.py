@@ -9,7 +9,7 @@ talks to nodes only through ``ex.fan`` (client.py), and writes only through ``ex
 from __future__ import annotations
 
 from nodemanager import NodeClient
-from seash import discovery, files, groups, identities, owner, programs, settings, vessels
+from seash import discovery, files, groups, identities, logs, owner, programs, settings, vessels
 from seash.commands import Arg, Args, Command, Option, help_text
 from seash.executor import Executor
 from seash.owner import change_handler
@@ -36,9 +36,9 @@ SHOW = Command("show", help="show shell state or live vessel information", child
     Command("groups", "groups and their members", groups.show_groups, aliases=("group",)),
     Command("files", "ListFilesInVessel on each target", files.show_files, aliases=("file",)),
     Command("log", "ReadVesselLog on each target ('to FILE': write FILE.<host>_<port>_<vessel>)",
-            programs.show_log, (TO_FILE,), options=(
-        Option("--follow", help="keep polling for new output until Ctrl-C"),
-        Option("--for", "SECONDS", help="follow for SECONDS, then stop (for scripts)"))),
+            logs.show_log, (TO_FILE,), options=(
+        Option("--follow", help="print new output until every program has ended (or Ctrl-C)"),
+        Option("--for", "SECONDS", help="follow for at most SECONDS (for scripts)"))),
     Command("resources", "GetVesselResources on each target", vessels.show_resources,
             aliases=("resource",)),
     Command("offcut", "GetOffcutResources on each node of the target", vessels.show_offcut),
@@ -106,9 +106,12 @@ TREE = Command("", children=(
             (Arg("program"), Arg("args", optional=True, many=True))),
     Command("run", "upload local PROGRAM, then start it with ARGS", programs.run,
             (Arg("program", "path"), Arg("args", optional=True, many=True))),
-    Command("stop", "StopVessel", programs.vessel_command("stop", NodeClient.stop_vessel, "stopped")),
+    Command("stop", "StopVessel (a vessel with nothing running is fine)", programs.stop),
     Command("reset", "ResetVessel: stop, delete files, clear the log", programs.vessel_command(
         "reset", NodeClient.reset_vessel, "reset")),
+    Command("wait", "wait until no target's program runs; fails for programs that failed",
+            programs.wait, options=(
+                Option("--for", "SECONDS", help="wait at most SECONDS (still running: timeout)"),)),
     Command("split", "SplitVessel: cut RESOURCEFILE's resources off each target (groups split1/2)",
             owner.split, (Arg("resourcefile", "path"),)),
     Command("join", "JoinVessels: merge the target's vessels on each node into one", owner.join),

@@ -15,6 +15,7 @@ from nodemanager import NodeClient, VesselInfo
 from sandbox import ResourceTable
 from seash.client import NODE_ONLY, Job
 from seash.commands import Args
+from seash.errors import SeashError
 from seash.executor import Executor
 from seash.files import write_local
 from seash.session import VesselRef
@@ -91,9 +92,10 @@ def _on_off(flag: bool) -> str:
 
 
 async def show_info(ex: Executor, args: Args) -> None:
-    _cached(ex, "info", ["vessel", "status", "owner", "users", "advertise", "ownerinfo"],
-            lambda ref, v: [ref.address, v.status, key_names(ex, [v.owner]), key_names(ex, v.users),
-                            _on_off(v.advertise), v.owner_info])
+    _cached(ex, "info", ["vessel", "status", "program", "owner", "users", "advertise", "ownerinfo"],
+            lambda ref, v: [ref.address, v.status, " ".join([v.program, *v.args]) if v.program else "-",
+                            key_names(ex, [v.owner]), key_names(ex, v.users), _on_off(v.advertise),
+                            v.owner_info])
 
 
 async def show_users(ex: Executor, args: Args) -> None:
@@ -120,5 +122,8 @@ async def show_ip(ex: Executor, args: Args) -> None:
     if path is None:
         ex.reporter.text("\n".join(hosts) or "(no vessels)")
         return
-    await write_local(Path(path).expanduser(), "".join(f"{h}\n" for h in hosts).encode())
+    try:
+        await write_local(Path(path).expanduser(), "".join(f"{h}\n" for h in hosts).encode())
+    except OSError as exc:
+        raise SeashError(f"cannot write {path}: {exc.strerror}") from exc
     ex.reporter.text(f"{len(hosts)} node addresses -> {path}")
