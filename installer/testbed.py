@@ -46,7 +46,7 @@ VESSEL_VALUES = {
     "outsockets": 4, "netsend": 10_000, "netrecv": 10_000, "loopsend": 1_000_000,
     "looprecv": 1_000_000, "lograte": 30_000, "random": 1_000,
 }
-"""A small vessel (after Seattle's test "small" vessel, SEATTLE.md §2.4)."""
+"""A small vessel (after Seattle's own test vessel: docs/seattle.md, A small vessel)."""
 
 
 def vessel_table(index: int) -> ResourceTable:

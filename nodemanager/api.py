@@ -1,10 +1,10 @@
 """Request handlers (pure): ``handle(verified, view, now) -> Outcome``.
 
 Every operation is one entry in ``HANDLERS``. Authorization is decided here from the
-persisted vessel keys (SEATTLE.md §1.3): public calls need nothing, user calls need the
+persisted vessel keys (docs/seattle.md, Rights): public calls need nothing, user calls need the
 owner or a user key, owner calls the owner key (JoinVessels: owner of both vessels).
 
-Invariant (SEATTLE.md §2.3): split and join conserve resources exactly,
+Invariant (docs/seattle.md, Offcut, split and join): split and join conserve resources exactly,
 ``sum(vessels) + offcuts_held * offcut`` never changes.
 """
 

@@ -1,7 +1,7 @@
 """The node manager's operations: one frozen dataclass per request, and its wire schema.
 
 Each request class declares ``op`` (its wire name), ``right`` (who may call it: ``public``,
-``user`` or ``owner``; SEATTLE.md §1.3) and ``mutates`` (whether it changes vessel state, so the
+``user`` or ``owner``; docs/seattle.md, Rights) and ``mutates`` (whether it changes vessel state, so the
 server serialises it). Arguments travel as a msgpack map with str keys; ``SCHEMAS`` gives each
 argument's checker, which both validates values built locally (in ``__post_init__``) and
 converts values decoded from the wire. ``REQUESTS`` maps ``(version, op)`` to the class.
