@@ -84,24 +84,26 @@ async def loadpriv(ex: Executor, args: Args) -> None:
     ex.reporter.text(f"loaded private key {alias}")
 
 
+async def _use(ex: Executor, args: Args, *, identity: str | None = None,
+               target: str | None = None) -> None:
+    """From now on, or (with a trailing command) only while that command runs."""
+    if not args.many("command"):
+        ex.session.use(identity=identity, target=target)
+        return
+    with ex.session.using(identity=identity, target=target):
+        await ex.run_words(args.many("command"))
+
+
 async def as_identity(ex: Executor, args: Args) -> None:
     name = args.need("name")
     ex.session.identity(name)
-    if not args.many("command"):
-        ex.session.current = name
-        return
-    with ex.session.using(identity=name):
-        await ex.run_words(args.many("command"))
+    await _use(ex, args, identity=name)
 
 
 async def on_target(ex: Executor, args: Args) -> None:
     target = args.need("target")
     ex.session.resolve(target)
-    if not args.many("command"):
-        ex.session.target = target
-        return
-    with ex.session.using(target=target):
-        await ex.run_words(args.many("command"))
+    await _use(ex, args, target=target)
 
 
 async def show_identities(ex: Executor, args: Args) -> None:

@@ -199,12 +199,18 @@ class Session:
         self.groups[f"{command}good"] = list(dict.fromkeys(good))
         self.groups[f"{command}fail"] = list(dict.fromkeys(failed))
 
+    def use(self, *, identity: str | None = None, target: str | None = None) -> None:
+        """Make ``identity`` and/or ``target`` current (``as NAME``, ``on TARGET``)."""
+        if identity is not None:
+            self.current = identity
+        if target is not None:
+            self.target = target
+
     @contextmanager
     def using(self, *, identity: str | None = None, target: str | None = None) -> Iterator[None]:
         """Use ``identity`` and/or ``target`` for the duration of the block (``as``/``on``)."""
         saved = self.current, self.target
-        self.current = saved[0] if identity is None else identity
-        self.target = saved[1] if target is None else target
+        self.use(identity=identity, target=target)
         try:
             yield
         finally:

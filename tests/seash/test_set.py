@@ -4,6 +4,8 @@ shell, which must survive each one (it once died of a TypeError after ``set owne
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
@@ -31,11 +33,23 @@ SETS = [
 ]
 
 
-def _keys(home: Path) -> tuple[KeyPair, KeyPair]:
+@dataclass
+class Setup:
+    home: Path
+    alice: KeyPair
+    bob: KeyPair
+    port: int
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    """alice's and bob's keys in the keys dir; a node manager with two vessels of alice's."""
     alice, bob = KeyPair.generate(), KeyPair.generate()
-    save_keypair(home, "alice", alice)
-    save_keypair(home, "bob", bob)
-    return alice, bob
+    save_keypair(tmp_path / "home", "alice", alice)
+    save_keypair(tmp_path / "home", "bob", bob)
+    init_node(tmp_path / "nm", alice.public.to_text(), vessels=2)
+    async with node_manager(tmp_path / "nm", dht=False) as nm:
+        yield Setup(tmp_path / "home", alice, bob, nm.port)
 
 
 async def _node_view(port: int, alice: KeyPair) -> NodeInfo:
@@ -43,32 +57,27 @@ async def _node_view(port: int, alice: KeyPair) -> NodeInfo:
         return await client.get_vessels()
 
 
-def _check_applied(info: NodeInfo, alice: KeyPair, bob: KeyPair) -> None:
+def _check_applied(info: NodeInfo, bob: KeyPair) -> None:
     v1, v2 = info.vessels
     assert v1.owner_info == "course 101" and not v1.advertise and v1.users == (bob.public,)
     assert v2.advertise and v2.owner == bob.public
 
 
-async def test_every_set_with_dash_c(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    alice, bob = _keys(home)
-    state = tmp_path / "nm"
-    init_node(state, alice.public.to_text(), vessels=2)
-    async with node_manager(state, dht=False) as nm:
-        script = "; ".join(["loadkeys alice", "loadpub bob", f"contact 127.0.0.1:{nm.port}",
-                            "list", *SETS, "show info", "show timeout"])
-        run = await seash(home, script, cwd=tmp_path)
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert "Traceback" not in run.stderr
-        for line in SETS[:5]:
-            assert [r["status"] for r in run.doc(line)["results"]] == ["ok"], line
-        info = {row["id"]: row for row in run.doc("show info")["tables"][0]["rows"]}
-        assert info["%1"]["ownerinfo"] == "course 101" and info["%1"]["advertise"] == "off"
-        assert info["%1"]["users"] == "bob" and info["%2"]["owner"] == "bob"
-        settings = {r["setting"]: r["value"] for r in run.doc("show timeout")["tables"][0]["rows"]}
-        assert settings == {"timeout": "3 s", "uploadrate": "5000 B/s", "concurrency": "4",
-                            "bootstrap": "127.0.0.1:9 127.0.0.1:10"}
-        _check_applied(await _node_view(nm.port, alice), alice, bob)
+async def test_every_set_with_dash_c(tmp_path: Path, setup: Setup) -> None:
+    script = "; ".join(["loadkeys alice", "loadpub bob", f"contact 127.0.0.1:{setup.port}",
+                        "list", *SETS, "show info", "show timeout"])
+    run = await seash(setup.home, script, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    for line in SETS[:5]:
+        assert [r["status"] for r in run.doc(line)["results"]] == ["ok"], line
+    info = {row["id"]: row for row in run.doc("show info")["tables"][0]["rows"]}
+    assert info["%1"]["ownerinfo"] == "course 101" and info["%1"]["advertise"] == "off"
+    assert info["%1"]["users"] == "bob" and info["%2"]["owner"] == "bob"
+    settings = {r["setting"]: r["value"] for r in run.doc("show timeout")["tables"][0]["rows"]}
+    assert settings == {"timeout": "3 s", "uploadrate": "5000 B/s", "concurrency": "4",
+                        "bootstrap": "127.0.0.1:9 127.0.0.1:10"}
+    _check_applied(await _node_view(setup.port, setup.alice), setup.bob)
 
 
 def _interactive(home: Path, cwd: Path, port: int) -> None:
@@ -95,11 +104,6 @@ def _interactive(home: Path, cwd: Path, port: int) -> None:
         child.close(force=True)
 
 
-async def test_every_set_in_the_interactive_shell(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    alice, bob = _keys(home)
-    state = tmp_path / "nm"
-    init_node(state, alice.public.to_text(), vessels=2)
-    async with node_manager(state, dht=False) as nm:
-        await trio.to_thread.run_sync(_interactive, home, tmp_path, nm.port)
-        _check_applied(await _node_view(nm.port, alice), alice, bob)
+async def test_every_set_in_the_interactive_shell(tmp_path: Path, setup: Setup) -> None:
+    await trio.to_thread.run_sync(_interactive, setup.home, tmp_path, setup.port)
+    _check_applied(await _node_view(setup.port, setup.alice), setup.bob)
