@@ -79,6 +79,8 @@ class NodeStatus:
     protocol: int
     node: PublicKey
     uptime: float
+    revision: int = 1
+    """Compatible additions the node speaks (1 when the node predates revisions)."""
     vessels: int
     running: int
     load: tuple[float, ...]
@@ -248,7 +250,7 @@ class NodeClient:
         return NodeStatus(version=raw["version"], protocol=raw["protocol"],
                           node=PublicKey(raw["node"]), uptime=raw["uptime"],
                           vessels=raw["vessels"], running=raw["running"],
-                          load=tuple(raw["load"]))
+                          load=tuple(raw["load"]), revision=int(raw.get("revision", 1)))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))

@@ -18,6 +18,8 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
+PROTOCOL_REVISION = 2
+"""Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256

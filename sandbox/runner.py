@@ -33,6 +33,7 @@ from sandbox.hardening import die_with_parent
 from sandbox.nanny import Nanny
 from sandbox.repy import PolicyViolation
 from sandbox.resources import ResourceTable, parse_resources
+from sandbox.status import encode_event
 from sandbox.vesselfiles import check_filename
 
 MAX_CONFIG = 1 << 20
@@ -78,7 +79,7 @@ class ChildHost:
             view = view[written:]
 
     def status(self, event: str, **fields: Any) -> None:
-        line = (json.dumps({"event": event, **fields}) + "\n").encode()
+        line = encode_event(event, **fields)
         with self.status_lock:
             try:
                 os.write(self.status_fd, line)

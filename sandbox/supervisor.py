@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import trio
 
@@ -37,6 +37,7 @@ from sandbox.hardening import default_read_paths
 from sandbox.limits import CpuThrottle, LogRing, LogSlice, check_quantities, decode_log, encode_log
 from sandbox.resources import ResourceTable
 from sandbox.spawn import ChildProcess, ChildRecords, spawn
+from sandbox.status import CompileError, Event, Exit, Ready, StatusLines, UsageReport, parse_event
 from sandbox.uidlease import UidLease, acquire_uid
 from sandbox.vesselfiles import disk_use
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 VesselStatus = Literal["Fresh", "Started", "Stopped", "Terminated"]
 TICK = 0.05
 DISK_EVERY = 0.5
-MAX_STATUS_LINE = 64 * 1024
 INTERNAL_EXIT = 8
 STARTUP_CPU_LIMIT = 10.0
 START_TIMEOUT = 60.0
@@ -400,15 +400,13 @@ class Supervisor:
             log.debug("vessel %s runner stderr: %s", vessel, running.stderr)
 
     async def _pump_status(self, running: _Running) -> None:
-        buffer = b""
+        lines = StatusLines()
         async with trio.lowlevel.FdStream(running.status_r) as stream:
             while chunk := await stream.receive_some(65536):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                if len(buffer) > MAX_STATUS_LINE:
-                    buffer = b""
-                for line in lines:
-                    _apply_status(running, line)
+                for line in lines.feed(chunk):
+                    event = parse_event(line)
+                    if event is not None:
+                        _apply_status(running, event)
 
     async def _monitor(self, vessel: str, running: _Running) -> None:
         with running.monitor_scope:
@@ -511,31 +509,25 @@ def _update_usage(running: _Running, *, cpu: float, rss: int, disk: int | None) 
     running.report = replace(running.report, usage=Usage(values))
 
 
-def _apply_status(running: _Running, line: bytes) -> None:
-    try:
-        event: dict[str, Any] = json.loads(line)
-        kind = event["event"]
-    except (ValueError, KeyError, TypeError):
-        return
-    if running.ready and kind in ("ready", "compile_error"):
-        return  # only the runner speaks before the program starts; later claims are forged
-    if kind == "ready" and isinstance(event.get("protection"), str):
-        rss = event.get("rss")
-        running.baseline_rss = min(rss, MAX_BASELINE) if type(rss) is int and rss > 0 else 0
-        running.report = replace(running.report, protection=event["protection"][:200])
-        running.settled.set()
-    elif kind == "compile_error" and isinstance(event.get("errors"), list):
-        errors = tuple(str(e)[:500] for e in event["errors"][:50])
-        running.report = replace(running.report, compile_errors=errors or ("compile error",))
-        running.settled.set()
-    elif kind == "exit" and isinstance(event.get("code"), int):
-        running.child_exit = (event["code"], str(event.get("reason", ""))[:500])
-    elif kind == "usage" and isinstance(event.get("usage"), dict):
-        values = dict(running.report.usage.values)
-        for key, value in event["usage"].items():
-            if isinstance(key, str) and isinstance(value, int | float) and key in running.table.values:
-                values[f"{key}_total"] = float(value)
-        running.report = replace(running.report, usage=Usage(values))
+def _apply_status(running: _Running, event: Event) -> None:
+    """Fold one status event into the report; only the runner speaks before the program runs."""
+    match event:
+        case Ready() | CompileError() if running.ready:
+            return  # claims after the program started are the program's, so forged
+        case Ready(protection, rss):
+            running.baseline_rss = min(rss, MAX_BASELINE)
+            running.report = replace(running.report, protection=protection)
+            running.settled.set()
+        case CompileError(errors):
+            running.report = replace(running.report, compile_errors=errors)
+            running.settled.set()
+        case Exit(code, reason):
+            running.child_exit = (code, reason)
+        case UsageReport(usage):
+            values = dict(running.report.usage.values)
+            values.update({f"{key}_total": value for key, value in usage.items()
+                           if key in running.table.values})
+            running.report = replace(running.report, usage=Usage(values))
 
 
 def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]:

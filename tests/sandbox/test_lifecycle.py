@@ -8,7 +8,6 @@ may be left whose working directory is the vessel's.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from tests.sandbox.conftest import require_root
 
 ROOT = Path(__file__).parents[2]
 SPIN = "x = 0\nwhile True:\n    x += 1\n"
+BLOCKED = "lock = createlock()\nlock.acquire(True)\nlock.acquire(True)\n"
+"""Blocked in the kernel (a futex wait) forever."""
 
 
 def processes_in(directory: Path) -> list[int]:
@@ -53,27 +54,57 @@ def wait_until_gone(directory: Path, seconds: float) -> list[int]:
     return left
 
 
+def state_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return "gone"
+
+
+def wait_for_vessel(directory: Path, state: str | None, seconds: float = 30.0) -> bool:
+    """Wait until a process runs in ``directory`` (in /proc state ``state``, if given)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pids = processes_in(directory)
+        if pids and (state is None or any(state_of(pid) == state for pid in pids)):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+# (state to catch the vessel in, program, extra random delay before the kill)
+MOMENTS = [("start-up", SPIN, None), ("stopped", SPIN, "T"), ("running", SPIN, "R"),
+           ("blocked", BLOCKED, "S")]
+
+
 def test_vessel_dies_with_its_killed_supervisor(tmp_path: Path) -> None:
-    """24 kills (SIGKILL and SIGTERM) at random moments of a cpu 0.3 spinner: no leftovers."""
+    """24 kills (SIGKILL, SIGTERM) of ``seattle-sandbox run`` while its vessel is starting up,
+    spinning at cpu 0.3, SIGSTOPped by the duty cycle, or blocked in a futex wait: the
+    vessel process is gone 2 s later every time."""
     resources = tmp_path / "cpu.resources"
     text = (ROOT / "sandbox" / "default.resources").read_text().replace("resource cpu ", "#")
     resources.write_text(text + "\nresource cpu 0.3\n")
-    rng = random.Random(9)
     leftovers = []
     for attempt in range(24):
+        moment, program, state = MOMENTS[attempt % 4]
         vessel = tmp_path / f"v{attempt}"
         vessel.mkdir()
-        (vessel / "spin.py").write_text(SPIN)
+        (vessel / "program.py").write_text(program)
         cli = subprocess.Popen(
             [sys.executable, "-m", "sandbox", "run", "--dir", str(vessel),
-             "--resources", str(resources), str(vessel / "spin.py")],
+             "--resources", str(resources), str(vessel / "program.py")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.0, 1.5))
-        cli.send_signal(signal.SIGKILL if attempt % 2 else signal.SIGTERM)
+        if state == "S":
+            assert wait_for_vessel(vessel, None)
+            time.sleep(0.5)  # compiled, started, now waiting on the lock forever
+        caught = wait_for_vessel(vessel, state)
+        cli.send_signal(signal.SIGKILL if attempt % 8 < 4 else signal.SIGTERM)
         cli.wait(timeout=30)
+        assert caught, f"attempt {attempt}: never saw the vessel {moment}"
         left = wait_until_gone(vessel, 2.0)
         if left:
-            leftovers.append((attempt, left))
+            leftovers.append((attempt, moment, left))
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
     assert leftovers == []
