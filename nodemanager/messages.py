@@ -18,8 +18,9 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 2
-"""Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs."""
+PROTOCOL_REVISION = 3
+"""Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
+3 = GetVessels reports each vessel's program and arguments."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
