@@ -31,7 +31,7 @@ from installer.measure import measure_machine
 from installer.plan import InstallOptions, Layout, plan_install, plan_uninstall, render_donation
 from installer.service import BootEntry, BootManager, ServiceChoice
 from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
-from installer.status import NodeReport, bootstrap_warning, query_node
+from installer.status import NodeReport, bootstrap_warning, query_node, query_node_settled
 from seattlecore import (
     CliParser,
     CoreError,
@@ -173,7 +173,7 @@ def _private_key_of(path: Path) -> PublicKey | None:
 
 def _warn_if_alone(prefix: Path, bootstrap: Sequence[str]) -> None:
     """A loud warning on stderr when the node's DHT node found no peer."""
-    report = trio.run(query_node, Layout(prefix=prefix).state)
+    report = trio.run(query_node_settled, Layout(prefix=prefix).state)
     warning = bootstrap_warning(report, bootstrap)
     if warning:
         print(warning, file=sys.stderr)

@@ -16,6 +16,8 @@ from overlay import OverlayError, query_status
 log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 5.0
+DHT_SETTLE_TIMEOUT = 30.0
+"""How long install waits for a new node's DHT node before judging its peers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +75,15 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
             error = f"dht: {exc}"
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
                       vessels=vessels, dht_peers=peers, error=error)
+
+
+async def query_node_settled(state: Path, timeout: float = DHT_SETTLE_TIMEOUT) -> NodeReport:
+    """``query_node`` once the node's DHT node is up (it writes ``dht.port`` after its first
+    bootstrap attempt), or after ``timeout`` seconds, whichever comes first."""
+    with trio.move_on_after(timeout):
+        while read_int_file(state / "dht.port") is None:
+            await trio.sleep(0.1)
+    return await query_node(state)
 
 
 def bootstrap_warning(report: NodeReport, bootstrap: Sequence[str]) -> str | None:
