@@ -33,10 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, help="stop the program after N s")
     run.add_argument("--no-harden", action="store_true", help="skip the OS layers (debugging)")
     run.add_argument("-v", "--verbose", action="store_true", help="show supervisor logging")
-    run.add_argument("program", type=Path)
-    run.add_argument("args", nargs=argparse.REMAINDER)
+    run.add_argument("program", type=Path, metavar="PROGRAM.py", help="the vessel program")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                     help="its arguments (callargs)")
     check = sub.add_parser("check", help="compile PROGRAM.py under the policy; do not run it")
-    check.add_argument("program", type=Path)
+    check.add_argument("program", type=Path, metavar="PROGRAM.py", help="the vessel program")
     return parser
 
 
