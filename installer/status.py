@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +16,8 @@ from overlay import OverlayError, query_status
 log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 5.0
+DHT_SETTLE_TIMEOUT = 30.0
+"""How long install waits for a new node's DHT node before judging its peers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +81,36 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
                       vessels=vessels, dht_peers=peers, port_limits=status.limits,
                       port_counters=status.connections, error=error)
+
+
+async def query_node_settled(state: Path, timeout: float = DHT_SETTLE_TIMEOUT) -> NodeReport:
+    """``query_node`` once the node's DHT node is up (it writes ``dht.port`` after its first
+    bootstrap attempt), or after ``timeout`` seconds, whichever comes first."""
+    with trio.move_on_after(timeout):
+        while read_int_file(state / "dht.port") is None:
+            await trio.sleep(0.1)
+    return await query_node(state)
+
+
+def bootstrap_warning(report: NodeReport, bootstrap: Sequence[str]) -> str | None:
+    """A loud, multi-line warning when the node's DHT node has no peer (None when it has).
+
+    A node that no bootstrap peer answered is running, but nobody can find its vessels
+    through the DHT until a peer is reachable (it retries on its own)."""
+    if report.node_key is None or (report.dht_peers is not None and report.dht_peers > 0):
+        return None
+    tried = ", ".join(bootstrap) or "(none in the bundle)"
+    lines = [
+        "WARNING: no DHT bootstrap peer answered" if report.dht_peers == 0
+        else f"WARNING: the node's DHT status is unknown ({report.error or 'no DHT port'})",
+        f"  bootstrap peers tried: {tried}",
+        "  the node manager runs, but researchers cannot find its vessels through the DHT",
+        "  until one of these peers is reachable from here (the node keeps trying).",
+        "  Check the addresses with the planner, and firewalls for UDP; then run",
+        "  'seattle-installer status' again. (Expected only for the first node of a new network.)",
+    ]
+    bar = "!" * max(len(line) for line in lines)
+    return "\n".join([bar, *lines, bar])
 
 
 async def query_nodes(states: list[Path], limit: int = 16) -> list[NodeReport]:

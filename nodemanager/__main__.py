@@ -30,13 +30,15 @@ from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
 from nodemanager.vessels import ProgramRunner, UnavailableRunner
 from sandbox import Supervisor
-from seattlecore import CoreError, load_private, write_atomic
+from seattlecore import CliParser, CoreError, load_private, run_main, write_atomic
 
 log = logging.getLogger("nodemanager")
 
 PORT_FILE = "nodemanager.port"
 DHT_PORT_FILE = "dht.port"
 LOG_FILE = "nodemanager.log"
+RUN_DIR = "run"
+"""Pid records of running vessel programs (killed at start-up if a crash left them)."""
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -44,6 +46,9 @@ def host_port(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+INIT_USAGE = "seattle-nodemanager init --state DIR --spec SPEC.json"
 
 
 def limit_option(text: str) -> tuple[str, int | float]:
@@ -68,8 +73,12 @@ def port_limits(pairs: Sequence[tuple[str, int | float]]) -> PortLimits:
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-nodemanager",
-                                     description="Seattle node manager daemon")
+    parser = CliParser(
+        prog="seattle-nodemanager", description="Seattle node manager daemon",
+        usage=f"%(prog)s --state DIR [options]\n       {INIT_USAGE}",
+        epilog=f"commands:\n  {INIT_USAGE}\n      create the node key and the vessels of SPEC "
+               "in DIR (once, before the first run); see 'seattle-nodemanager init --help'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, required=True, help="state directory")
     parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0),
                         help="HOST:PORT to listen on (default 127.0.0.1:0)")
@@ -92,8 +101,8 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _init_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-nodemanager init",
-                                     description="create a node key and vessels")
+    parser = CliParser(prog="seattle-nodemanager init",
+                       description="create a node key and vessels (the node's first state)")
     parser.add_argument("--state", type=Path, required=True, help="state directory")
     parser.add_argument("--spec", type=Path, required=True, help="vessel spec (JSON)")
     return parser
@@ -109,12 +118,16 @@ def setup_logging(state_dir: Path, verbose: bool) -> None:
 
 
 @asynccontextmanager
-async def open_runner(sandbox: bool = True) -> AsyncIterator[ProgramRunner]:
-    """The sandbox supervisor, or (``--no-sandbox``) a runner that refuses to start programs."""
+async def open_runner(sandbox: bool = True, run_dir: Path | None = None) -> AsyncIterator[ProgramRunner]:
+    """The sandbox supervisor, or (``--no-sandbox``) a runner that refuses to start programs.
+
+    ``run_dir`` records each running program's pid, so a node manager restarted after a
+    crash kills what its previous life left running before it starts anything.
+    """
     if not sandbox:
         yield UnavailableRunner()
         return
-    async with Supervisor.open() as supervisor:
+    async with Supervisor.open(run_dir=run_dir) as supervisor:
         yield supervisor
 
 
@@ -134,7 +147,7 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
-        async with open_runner(sandbox) as runner, trio.open_nursery() as nursery:
+        async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=runner, config=server_config)
             bound = await nursery.start(server.serve, host, port)
@@ -164,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     state_dir: Path = options.state
     if not (state_dir / STATE_FILE).exists():
-        print(f"no node state in {state_dir}; run 'seattle-nodemanager init' first",
-              file=sys.stderr)
+        print(f"seattle-nodemanager: no node state in {state_dir}; run "
+              f"'seattle-nodemanager init --state {state_dir} --spec SPEC.json' first", file=sys.stderr)
         return 2
     setup_logging(state_dir, options.verbose)
     raise_fd_limit(config.limits.max_connections + SPARE_FDS)
@@ -185,12 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_init(argv: Sequence[str]) -> int:
     options = _init_parser().parse_args(argv)
-    try:
-        spec = parse_spec(options.spec.read_text())
-        node = init_node(options.state, spec)
-    except (OSError, NodeManagerError, StateError, CoreError) as exc:
-        print(f"init failed: {exc}", file=sys.stderr)
-        return 1
+    return run_main("seattle-nodemanager init", lambda: _init(options), verbose=False,
+                    failures=(NodeManagerError, StateError, CoreError))
+
+
+def _init(options: argparse.Namespace) -> int:
+    node = init_node(options.state, parse_spec(options.spec.read_text()))
     print(node.to_text())
     return 0
 

@@ -1,10 +1,10 @@
 """Request handlers (pure): ``handle(verified, view, now) -> Outcome``.
 
 Every operation is one entry in ``HANDLERS``. Authorization is decided here from the
-persisted vessel keys (SEATTLE.md §1.3): public calls need nothing, user calls need the
+persisted vessel keys (docs/seattle.md, Rights): public calls need nothing, user calls need the
 owner or a user key, owner calls the owner key (JoinVessels: owner of both vessels).
 
-Invariant (SEATTLE.md §2.3): split and join conserve resources exactly,
+Invariant (docs/seattle.md, Offcut, split and join): split and join conserve resources exactly,
 ``sum(vessels) + offcuts_held * offcut`` never changes.
 """
 
@@ -87,11 +87,12 @@ def handle(verified: Verified, view: NodeView, now: float) -> Outcome:
 
 def vessel_info(view: NodeView, vessel: Vessel) -> dict[str, object]:
     live = view.status_of(vessel.name)
+    program, args = view.programs.get(vessel.name, (None, ()))
     return {
         "name": vessel.name, "status": live.status, "exit_reason": live.exit_reason,
         "exit_code": live.exit_code, "advertise": vessel.advertise, "owner": vessel.owner.raw,
         "owner_info": vessel.owner_info, "users": [key.raw for key in vessel.users],
-        "usage": dict(live.usage),
+        "usage": dict(live.usage), "program": program, "args": list(args),
     }
 
 
@@ -124,7 +125,8 @@ def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
     view = ctx.view
     running = sum(1 for name in view.vessels if view.status_of(name).status == "Started")
     return Outcome(result={
-        "version": view.version, "protocol": m.PROTOCOL_VERSION, "node": view.node.raw,
+        "version": view.version, "protocol": m.PROTOCOL_VERSION,
+        "revision": m.PROTOCOL_REVISION, "node": view.node.raw,
         "uptime": max(0.0, ctx.now - view.started_at), "vessels": len(view.vessels),
         "running": running, "load": list(view.load), **port_status(view),
     })
@@ -184,7 +186,7 @@ def delete_file(request: m.DeleteFileInVessel, ctx: Context) -> Outcome:
 
 
 def read_log(request: m.ReadVesselLog, ctx: Context) -> Outcome:
-    return Outcome(effects=(ReadLog(vessel=request.vessel),))
+    return Outcome(effects=(ReadLog(vessel=request.vessel, since=request.since),))
 
 
 # ---- owner calls ----

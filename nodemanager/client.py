@@ -57,6 +57,9 @@ class VesselInfo:
     owner_info: str
     users: tuple[PublicKey, ...]
     usage: Mapping[str, float] = field(default_factory=dict)
+    program: str | None = None
+    """The program last started (None: none since the node manager started, or reset)."""
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +79,8 @@ class NodeStatus:
     protocol: int
     node: PublicKey
     uptime: float
+    revision: int = 1
+    """Compatible additions the node speaks (1 when the node predates revisions)."""
     vessels: int
     running: int
     load: tuple[float, ...]
@@ -83,6 +88,27 @@ class NodeStatus:
     """The port's connection and request limits (docs/protocol.md §10)."""
     connections: Mapping[str, int] = field(default_factory=dict)
     """Connection counters: current, trusted, evicted, refused, delayed..."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogChunk:
+    """An incremental ReadVesselLog answer: ``data`` covers stream offsets [start, total)."""
+
+    data: bytes
+    start: int
+    total: int
+    since: int
+    """The offset asked for."""
+
+    @property
+    def dropped(self) -> int:
+        """Bytes between ``since`` and ``start`` that the node's bounded log did not keep."""
+        return max(0, self.start - self.since)
+
+    @property
+    def restarted(self) -> bool:
+        """The stream is shorter than ``since``: a new program run started; read from 0."""
+        return self.total < self.since
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +124,17 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         name=raw["name"], status=raw["status"], exit_reason=raw["exit_reason"],
         exit_code=raw["exit_code"], advertise=raw["advertise"], owner=PublicKey(raw["owner"]),
         owner_info=raw["owner_info"], users=tuple(PublicKey(k) for k in raw["users"]),
-        usage=dict(raw["usage"]))
+        usage=dict(raw["usage"]), **_program_of(raw))
+
+
+def _program_of(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``program``/``args`` of a GetVessels entry (absent from older nodes: none)."""
+    program, args = raw.get("program"), raw.get("args", [])
+    if program is not None and type(program) is not str:
+        raise BadResponse("GetVessels: program is not a string")
+    if type(args) is not list or not all(type(a) is str for a in args):
+        raise BadResponse("GetVessels: args is not a list of strings")
+    return {"program": program, "args": tuple(args)}
 
 
 class NodeClient:
@@ -218,7 +254,8 @@ class NodeClient:
         return NodeStatus(version=raw["version"], protocol=raw["protocol"],
                           node=PublicKey(raw["node"]), uptime=raw["uptime"],
                           vessels=raw["vessels"], running=raw["running"],
-                          load=tuple(raw["load"]), limits=dict(raw.get("limits", {})),
+                          load=tuple(raw["load"]), revision=int(raw.get("revision", 1)),
+                          limits=dict(raw.get("limits", {})),
                           connections=dict(raw.get("connections", {})))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
@@ -245,7 +282,18 @@ class NodeClient:
         await self.call(m.DeleteFileInVessel(vessel=vessel, filename=filename))
 
     async def read_log(self, vessel: str) -> bytes:
+        """The kept tail (16 KiB) of the vessel's log."""
         return bytes((await self.call(m.ReadVesselLog(vessel=vessel)))["log"])
+
+    async def read_log_since(self, vessel: str, since: int) -> LogChunk:
+        """The kept log bytes from stream offset ``since`` on (pass back ``chunk.total``)."""
+        raw = await self.call(m.ReadVesselLog(vessel=vessel, since=since))
+        data, start, total = raw.get("log"), raw.get("start"), raw.get("total")
+        if type(data) is not bytes or type(start) is not int or type(total) is not int:
+            raise BadResponse("ReadVesselLog answer lacks log/start/total (node too old?)")
+        if not 0 <= start <= total or start + len(data) != total:
+            raise BadResponse("ReadVesselLog answer has inconsistent offsets")
+        return LogChunk(data=data, start=start, total=total, since=since)
 
     async def change_owner(self, vessel: str, owner: PublicKey) -> None:
         await self.call(m.ChangeOwner(vessel=vessel, owner=owner))

@@ -63,6 +63,8 @@ class NodeView:
     next_index: int
     started_at: float
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    programs: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """The program and arguments last started in each vessel since the daemon started."""
     port_limits: PortLimits | None = None
     """The limits the port enforces (None where no port is served, e.g. unit tests)."""
     port_stats: PortStats | None = None
@@ -161,9 +163,10 @@ class DeleteFile:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadLog:
-    """Return ``{"log": bytes}`` (the last 16 KiB)."""
+    """Return ``{"log": bytes, "total": int, "start": int}`` (see ``ReadVesselLog``)."""
 
     vessel: str
+    since: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -170,6 +170,7 @@ class NodeServer:
         """Public requests are carried out one at a time (FIFO), so a crowd of them never
         fills one trip through trio's scheduler ahead of an owner's request."""
         self._generation: dict[str, int] = {}
+        self._programs: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._advert_event = trio.Event()
         self.advert_generation = 0
         self._nursery: trio.Nursery | None = None
@@ -382,8 +383,8 @@ class NodeServer:
             node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
             offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
             next_index=self.state.next_index, started_at=self.started_at,
-            load=os.getloadavg(), port_limits=self.admission.limits,
-            port_stats=self.admission.statistics())
+            load=os.getloadavg(), programs=dict(self._programs),
+            port_limits=self.admission.limits, port_stats=self.admission.statistics())
 
     # ---- effects ----
 
@@ -391,11 +392,16 @@ class NodeServer:
         directory = self.store.directory(effect.vessel)
         if not (directory / effect.program).is_file():
             raise errors.FileNotFound(f"program {effect.program!r} is not in {effect.vessel}")
-        with map_runner_errors("StartVessel"):
-            await self.runner.start(
-                vessel=effect.vessel, directory=directory, resources=effect.resources,
-                program=effect.program, args=list(effect.args),
-                log_path=self.store.log_path(effect.vessel))
+        self._programs[effect.vessel] = (effect.program, tuple(effect.args))
+        try:
+            with map_runner_errors("StartVessel"):
+                await self.runner.start(
+                    vessel=effect.vessel, directory=directory, resources=effect.resources,
+                    program=effect.program, args=list(effect.args),
+                    log_path=self.store.log_path(effect.vessel))
+        except errors.StartFailed:
+            self._record_end(effect.vessel)  # e.g. Terminated with the compile error
+            raise
         self.state.record_status(effect.vessel, "Started")
         generation = self._generation.get(effect.vessel, 0) + 1
         self._generation[effect.vessel] = generation
@@ -408,6 +414,12 @@ class NodeServer:
         report = await self.runner.wait(vessel)
         if self._generation.get(vessel) == generation and report.status != "Started":
             live = live_of(report)
+            self.state.record_status(vessel, live.status, exit_reason=live.exit_reason,
+                                     exit_code=live.exit_code)
+
+    def _record_end(self, vessel: str) -> None:
+        live = live_of(self.runner.report(vessel))
+        if live.status not in ("Fresh", "Started"):
             self.state.record_status(vessel, live.status, exit_reason=live.exit_reason,
                                      exit_code=live.exit_code)
 
@@ -428,6 +440,7 @@ class NodeServer:
             except errors.VesselNotRunning:
                 pass
         self.runner.forget(vessel)
+        self._programs.pop(vessel, None)
 
     async def _wipe_vessel(self, effect: model.WipeVessel) -> Mapping[str, object]:
         await self._halt(effect.vessel)
@@ -460,8 +473,9 @@ class NodeServer:
         return {}
 
     async def _read_log(self, effect: model.ReadLog) -> Mapping[str, object]:
-        data = self.runner.read_log(effect.vessel) or self.store.log_tail(effect.vessel)
-        return {"log": data}
+        piece = self.runner.log_since(effect.vessel, effect.since,
+                                      self.store.log_path(effect.vessel))
+        return {"log": piece.data, "total": piece.total, "start": piece.start}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
         self.advert_generation += 1

@@ -1,4 +1,4 @@
-"""The Repy V2 API handed to a vessel program (SEATTLE.md §3.2), assembled per vessel.
+"""The Repy V2 API handed to a vessel program (docs/seattle.md, The program's API), assembled per vessel.
 
 Everything here runs inside the vessel child. Arguments are checked by exact type, so str
 or int subclasses with lying methods never reach a host-side check.

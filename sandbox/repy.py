@@ -1,4 +1,4 @@
-"""Repy V2's exception names, as a vessel program sees them (SEATTLE.md §3.2).
+"""Repy V2's exception names, as a vessel program sees them (docs/seattle.md, The program's API).
 
 These classes are handed to vessel programs. They are plain ``Exception`` subclasses, so
 ``except Exception`` in a program catches them and nothing a program raises can be a

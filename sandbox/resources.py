@@ -3,10 +3,11 @@
 A resource file has one rule per line, ``resource NAME VALUE``; ``#`` starts a comment.
 ``cpu``, ``memory`` and ``diskused`` must be present; other missing kinds are 0. Port kinds
 (``messport``, ``connport``) may repeat, one port per line, and accumulate into a set.
-(Seattle: ``repy_v2/resourcemanipulation.py``; SEATTLE.md §2.1.)
+(Seattle's format: docs/seattle.md, Resource files.)
 
-Invariant of split/join (SEATTLE.md §2.3): ``leftover + requested + offcut == original``
-and ``join(a, b) == a + b + offcut``, so numbers summed over vessels and offcuts never change.
+Invariant of split/join (docs/seattle.md, Offcut, split and join):
+``leftover + requested + offcut == original`` and ``join(a, b) == a + b + offcut``, so
+numbers summed over vessels and offcuts never change.
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ DEFAULT_OFFCUT = ResourceTable(
         "filewrite": 1000, "fileread": 1000, "filesopened": 1, "lograte": 100,
     }
 )
-"""Seattle's offcut: the management overhead of one vessel (SEATTLE.md §2.3)."""
+"""Seattle's offcut: the management overhead of one vessel (docs/seattle.md, Offcut)."""
 
 
 def split_resources(

@@ -128,19 +128,48 @@ def save_keypair(directory: Path, name: str, keys: KeyPair) -> tuple[Path, Path]
 
 
 def load_public(path: Path) -> PublicKey:
-    """Read a ``.publickey`` file."""
+    """Read a ``.publickey`` file (a ``.privatekey`` file is refused: both are 64 hex digits,
+    so a swapped file would otherwise pass as some other key)."""
+    if path.suffix == ".privatekey":
+        raise KeyFormatError(f"{path} is a private key file; a public key (NAME.publickey) "
+                             "is needed here")
     try:
         return PublicKey.from_text(path.read_text())
     except OSError as exc:
         raise KeyFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    except KeyFormatError as exc:
+        raise KeyFormatError(f"{path}: {exc}") from exc
 
 
 def load_private(path: Path) -> KeyPair:
-    """Read a ``.privatekey`` file."""
+    """Read a ``.privatekey`` file.
+
+    A ``.publickey`` file is refused, and so is a ``NAME.privatekey`` whose ``NAME.publickey``
+    beside it holds another key (swapped or overwritten files): either would sign with a key
+    nobody expects.
+    """
+    if path.suffix == ".publickey":
+        raise KeyFormatError(f"{path} is a public key file; the private key (NAME.privatekey) "
+                             "is needed here")
     try:
         text = path.read_text().strip()
     except OSError as exc:
         raise KeyFormatError(f"cannot read {path}: {exc.strerror}") from exc
     if not HEX64_RE.fullmatch(text):
         raise KeyFormatError(f"{path} is not a private key (64 hex digits on one line)")
-    return KeyPair(bytes.fromhex(text))
+    keys = KeyPair(bytes.fromhex(text))
+    _check_sibling(path, keys)
+    return keys
+
+
+def _check_sibling(path: Path, keys: KeyPair) -> None:
+    sibling = path.with_suffix(".publickey")
+    if path.suffix != ".privatekey" or not sibling.is_file():
+        return
+    try:
+        public = PublicKey.from_text(sibling.read_text())
+    except (OSError, KeyFormatError):
+        return
+    if public != keys.public:
+        raise KeyFormatError(f"{path} and {sibling} are not one key pair (swapped or "
+                             "overwritten key files?)")

@@ -19,9 +19,10 @@ import trio
 
 from nodemanager import open_node_client
 from nodemanager.server import raise_fd_limit
+from tests.daemons import node_manager
 
 from . import attacker as a
-from .test_daemon import OWNER, daemon, init, port_of
+from .test_daemon import OWNER, init
 from .test_port import close_all, flood
 
 pytestmark = pytest.mark.slow
@@ -116,8 +117,9 @@ async def test_daemon_survives_fuzzed_frames_then_a_flood(tmp_path: Path) -> Non
     node_key = bytes.fromhex(init(state))
     rng = random.Random(11)
     codes: dict[str | None, int] = {}
-    async with daemon(state, extra=LIMITS) as process:
-        port = port_of(state)
+    async with node_manager(state, bootstrap=["127.0.0.1:9999"], wait_dht=False,
+                            extra=LIMITS) as daemon:
+        process, port = daemon.process, daemon.port
         limiter = trio.CapacityLimiter(16)
 
         async def one(index: int) -> None:
