@@ -22,6 +22,10 @@ ACCEPT_BATCH = 256
 BACKLOG = 4096
 RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 """accept() failures that mean "out of something for now": pause, then try again."""
+PEER_ERRNOS = {getattr(errno, name) for name in (
+    "ECONNABORTED", "EPROTO", "EPERM", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+    "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH") if hasattr(errno, name)}
+"""accept() failures caused by one connection (gone before it was accepted): skip it."""
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
@@ -59,6 +63,8 @@ async def accept_forever(sock: socket.socket, handler: Handler, nursery: trio.Nu
             except BlockingIOError:
                 break
             except OSError as exc:
+                if exc.errno in PEER_ERRNOS:
+                    continue
                 if exc.errno not in RESOURCE_ERRNOS:
                     raise
                 log.error("accept failed (%s); pausing for 100 ms", errno.errorcode[exc.errno])

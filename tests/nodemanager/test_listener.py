@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import trio
 
 from nodemanager.admission import PortLimits
@@ -72,3 +74,26 @@ async def test_a_burst_of_connects_is_accepted_at_once(nursery: trio.Nursery) ->
         await client.aclose()
     peers = {stream.socket.getpeername()[0] for stream in accepted}
     assert len(peers) == 400
+
+
+async def test_running_out_of_files_pauses_accepting_and_recovers(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"hi")
+            await trio.sleep_forever()
+
+    port = await nursery.start(serve_tcp, handler, "127.0.0.1", 0)
+    clients: list[trio.SocketStream] = []
+    with soft_fd_limit(len(os.listdir("/proc/self/fd")) + 4):  # the listing counts its own fd
+        for _ in range(3):  # 3 client ends + 2 accepted ends: the third accept has no file
+            clients.append(await trio.open_tcp_stream("127.0.0.1", port))
+        with trio.fail_after(5):
+            while "EMFILE" not in caplog.text:
+                await trio.sleep(0.01)
+    with trio.fail_after(5):  # files again: the waiting connection is accepted and served
+        for client in clients:
+            assert await client.receive_some(2) == b"hi"
+    for client in clients:
+        await client.aclose()
