@@ -35,6 +35,8 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from nodemanager.wire import PUBLIC_FRAME_BYTES
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PortLimits:
@@ -59,12 +61,15 @@ class PortLimits:
     public_rate: float = 1000.0
     """Public requests per second from everyone together."""
     public_burst: float = 1000.0
+    public_max_frame: int = PUBLIC_FRAME_BYTES
+    """Largest frame a public connection may send (an 8 MiB upload needs a trusted one)."""
     evict_rate: float = 1.0
     """Evictions per second one prefix's newcomers may cause (sustained)..."""
     evict_burst: float = 8.0
 
     def __post_init__(self) -> None:
-        counts = (self.max_connections, self.per_address, self.per_prefix)
+        counts = (self.max_connections, self.per_address, self.per_prefix,
+                  self.public_max_frame)
         if min(counts) < 1 or not 0 <= self.reserved_connections < self.max_connections:
             raise ValueError("connection limits must be >= 1 and the reserve below the maximum")
         if not (0 <= self.ipv4_prefix <= 32 and 0 <= self.ipv6_prefix <= 128):

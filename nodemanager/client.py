@@ -9,6 +9,8 @@ Example::
 
 Every call is signed by ``identity`` (if given) and addressed to the node key; the node key
 is either given or learnt from an unsigned GetVessels on first use (trust on first use).
+A request over 64 KiB on a connection where no signed call has succeeded yet is preceded
+by a signed GetNodeStatus: nodes take big frames only on trusted connections (protocol §10).
 Every response is verified: signed by that node key and bound to the request's nonce.
 An error response raises the matching ``nodemanager.errors.RequestError`` subclass.
 """
@@ -30,6 +32,7 @@ from nodemanager.wire import (
     HEADER,
     MAX_FRAME_BYTES,
     NONCE_BYTES,
+    PUBLIC_FRAME_BYTES,
     REQUEST_DOMAIN,
     Signer,
     frame,
@@ -156,6 +159,8 @@ class NodeClient:
         self._calls = 0
         self._errors = 0
         self._broken = False
+        self._trusted = False
+        """A signed call succeeded here, so the node may trust this connection (§10)."""
 
     @property
     def broken(self) -> bool:
@@ -226,6 +231,8 @@ class NodeClient:
                                node=self.node_key, nonce=nonce, timestamp=self._clock())
         if len(payload) + 64 > MAX_FRAME_BYTES:
             raise ClientError("request is larger than the maximum frame size")
+        if signed and not self._trusted and len(payload) > PUBLIC_FRAME_BYTES:
+            await self.call(m.GetNodeStatus(), sign=True)  # big frames need trust (§10)
         response = open_response(await self.exchange(payload), node=self.node_key, nonce=nonce)
         self._calls += 1
         if self.node_key is None:
@@ -233,6 +240,7 @@ class NodeClient:
         if not response.ok:
             self._errors += 1
             raise error_for_code(response.code or "", response.message or "")
+        self._trusted = self._trusted or signed
         assert response.result is not None
         return dict(response.result)
 

@@ -124,10 +124,11 @@ class FrameReader:
             self._buffer += chunk
         return True
 
-    async def next_frame(self) -> bytes | None:
+    async def next_frame(self, public: bool = False) -> bytes | None:
         """The next payload, or None on EOF, idle timeout or a too-slow frame.
 
-        Raises FrameTooLarge before reading the body of an oversized frame.
+        Raises FrameTooLarge before reading the body of an oversized frame; frames of a
+        ``public`` connection (admission.py) are held to ``limits.public_max_frame``.
         """
         with trio.move_on_after(self._config.idle_timeout):
             if not await self._fill(1):
@@ -137,7 +138,12 @@ class FrameReader:
         with trio.move_on_after(self._config.frame_timeout):
             if not await self._fill(HEADER.size):
                 return None
-            length = frame_length(bytes(self._buffer[: HEADER.size]), self._config.max_frame)
+            header = bytes(self._buffer[: HEADER.size])
+            length = frame_length(header, self._config.max_frame)
+            if public and length > self._config.limits.public_max_frame:
+                raise errors.FrameTooLarge(
+                    f"frame of {length} bytes on an unauthenticated connection: send a small "
+                    f"signed request first (limit {self._config.limits.public_max_frame} bytes)")
             if not await self._fill(HEADER.size + length):
                 return None
             payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
@@ -260,7 +266,7 @@ class NodeServer:
         reader = FrameReader(stream, self.config)
         while True:
             try:
-                payload = await reader.next_frame()
+                payload = await reader.next_frame(public=not conn.trusted)
             except errors.FrameTooLarge as exc:
                 await self._send(stream, self.error_payload(exc))
                 return

@@ -33,6 +33,8 @@ from seattlecore import KeyPair, PublicKey
 REQUEST_DOMAIN = b"seattle-nm-request-v1"
 RESPONSE_DOMAIN = b"seattle-nm-response-v1"
 MAX_FRAME_BYTES = MAX_FILE_BYTES + 64 * 1024
+PUBLIC_FRAME_BYTES = 64 * 1024
+"""Default largest frame on a connection that is not yet trusted (docs/protocol.md §10)."""
 HEADER = struct.Struct(">I")
 NONCE_BYTES = 16
 SIGNATURE_BYTES = 64

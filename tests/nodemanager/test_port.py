@@ -193,3 +193,25 @@ async def test_a_crowd_that_keeps_reconnecting_is_shed_not_the_owner(node: Node)
         assert stats.shed_total == shed_before + 1 and stats.evicted_total >= 4
     finally:
         await close_all(held)
+
+
+async def test_big_frames_need_a_trusted_connection(node: Node) -> None:
+    """Public connections cannot make the node buffer megabytes each (64 KiB at most)."""
+    upload = {"vessel": "v1", "filename": "big", "data": b"x" * 200_000}
+    frame, _ = a.signed_body("AddFileToVessel", upload, node.owner.seed, node.server.node.raw)
+    stream = await a.connect(node.port, "127.48.0.1")
+    async with stream:  # even the owner's signature does not count before it is checked
+        response = await a.ask(stream, frame)
+        assert a.error_code(response) == "FrameTooLarge" and response["nonce"] is None
+        with pytest.raises(a.Closed):
+            await a.read_frame(stream)
+    stream = await a.connect(node.port, "127.48.0.2")
+    async with stream:
+        warm_up, _ = a.signed_body("GetNodeStatus", {}, node.owner.seed, node.server.node.raw)
+        assert (await a.ask(stream, warm_up))["ok"]
+        frame, _ = a.signed_body("AddFileToVessel", upload, node.owner.seed,
+                                 node.server.node.raw)
+        assert (await a.ask(stream, frame))["ok"]
+    async with node.client(node.user) as nm:  # the project's client warms up by itself
+        await nm.add_file("v2", "big", b"y" * 300_000)
+        assert len(await nm.retrieve_file("v2", "big")) == 300_000
