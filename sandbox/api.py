@@ -10,22 +10,21 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
-from sandbox.compiler import PROGRAM_FILENAME, CompileFailed, compile_program
+from sandbox.dylink import Linker, library_read_charge
+from sandbox.namespaces import VirtualNamespace, format_user_traceback
 from sandbox.nanny import Nanny
-from sandbox.policy import build_globals
-from sandbox.repy import (
-    CodeUnsafeError,
-    ContextUnsafeError,
-    LockDoubleReleaseError,
-    RepyArgumentError,
-)
+from sandbox.policy import build_builtins
+from sandbox.repy import LockDoubleReleaseError, RepyArgumentError
+from sandbox.resources import RENEWABLE, ResourceTable
+from sandbox.safedict import view_of
 from sandbox.vesselfiles import VesselFiles, disk_use
 from sandbox.vesselnet import VesselNet
+
+__all__ = ["EXIT", "ExitCodes", "Host", "VesselRuntime", "format_user_traceback", "rss_bytes"]
 
 MAX_SLEEP = 10 * 365 * 86400.0
 MAX_LOG_LINE = 1 << 20
@@ -93,32 +92,6 @@ class LogPrinter:
         self._emit(sep.join(str(o) for o in objects) + end)
 
 
-class VirtualNamespace:
-    """``createvirtualnamespace(code, name)``: code checked now, run by ``evaluate``."""
-
-    __slots__ = ("_code", "_runtime")
-
-    def __init__(self, runtime: VesselRuntime, code: object, name: object) -> None:
-        if type(code) is not str or type(name) is not str:
-            raise RepyArgumentError("code and name must be str")
-        result = compile_program(code, filename=PROGRAM_FILENAME)
-        if isinstance(result, CompileFailed):
-            raise CodeUnsafeError("; ".join(result.errors))
-        self._code = result.code
-        self._runtime = runtime
-
-    def evaluate(self, context: object) -> dict[str, Any]:
-        if type(context) is not dict:
-            raise RepyArgumentError("context must be a dict")
-        for key in context:
-            if type(key) is not str or key.startswith("_"):
-                raise ContextUnsafeError(f"context key {key!r} is not allowed")
-        namespace = self._runtime.namespace()
-        namespace.update(context)
-        exec(self._code, namespace)
-        return {k: v for k, v in namespace.items() if not k.startswith("_")}
-
-
 class VesselRuntime:
     """Owns the nanny, file table, socket factory and the API dict of one vessel."""
 
@@ -136,6 +109,9 @@ class VesselRuntime:
         self.baseline_rss = 0
         nanny.items["events"].used += 1  # the main thread is an event, as in Seattle
         self._log_lock = threading.Lock()
+        self.builtins = build_builtins(self._printer)
+        self.api = self._api()
+        self.linker = Linker(self, frozenset(self.api))
 
     def _disk_full(self, reason: str) -> None:
         self.host.hard_exit(EXIT.resource, reason)
@@ -192,14 +168,15 @@ class VesselRuntime:
     def getthreadname(self) -> str:
         return threading.current_thread().name
 
-    def getresources(self) -> tuple[dict[str, Any], dict[str, float], list[tuple[float, float]]]:
-        limits: dict[str, Any] = self.nanny.table.as_dict()
-        usage = self.nanny.usage()
+    def getresources(self) -> tuple[dict[str, Any], dict[str, Any], list[tuple[float, float]]]:
+        """Seattle's ``(limits, usage, stoptimes)``: copies, with Seattle's types."""
+        usage: dict[str, Any] = dict(self.nanny.usage())
         times = os.times()
         usage["cpu"] = times.user + times.system
-        usage["memory"] = float(max(0, rss_bytes() - self.baseline_rss))
-        usage["diskused"] = float(disk_use(self.dir_fd))
-        return limits, usage, self.host.stoptimes()
+        usage["threadcpu"] = time.thread_time()
+        usage["memory"] = max(0, rss_bytes() - self.baseline_rss)
+        usage["diskused"] = disk_use(self.dir_fd)
+        return seattle_limits(self.nanny.table), usage, self.host.stoptimes()
 
     def getlasterror(self) -> str | None:
         if sys.exc_info()[0] is None:
@@ -209,9 +186,9 @@ class VesselRuntime:
     def getmyip(self) -> str:
         return self.my_ip
 
-    def namespace(self) -> dict[str, Any]:
-        """A fresh global namespace for a program or a virtual namespace."""
-        api: dict[str, Any] = {
+    def _api(self) -> dict[str, Any]:
+        """The Repy API functions every program namespace starts with."""
+        return {
             "log": self.log, "sleep": self.sleep, "getruntime": self.getruntime,
             "randombytes": self.randombytes, "exitall": self.exitall,
             "createthread": self.createthread, "createlock": RepyLock,
@@ -224,27 +201,56 @@ class VesselRuntime:
             "sendmessage": self.net.sendmessage, "listenformessage": self.net.listenformessage,
             "gethostbyname": self.net.gethostbyname,
             "createvirtualnamespace": self.createvirtualnamespace,
-            "callargs": list(self.args),
         }
-        return build_globals(api, self._printer)
+
+    def namespace(self, callfunc: str = "initialize", args: list[str] | None = None) -> dict[str, Any]:
+        """A fresh program namespace: Seattle's user context.
+
+        The API, ``mycontext = {}``, ``callfunc``, ``callargs``, ``usercontext`` (a SafeDict
+        view of this namespace: Seattle's ``_context``) and the ``dy_*`` import functions.
+        """
+        namespace: dict[str, Any] = {"__builtins__": self.builtins, "__name__": "vessel"}
+        namespace.update(self.api)
+        namespace["mycontext"] = {}
+        namespace["callfunc"] = callfunc
+        namespace["callargs"] = list(self.args if args is None else args)
+        namespace["usercontext"] = view_of(namespace)
+        self.linker.bind(namespace)
+        return namespace
+
+    def prepare_context(self, namespace: dict[str, Any]) -> None:
+        """What ``evaluate`` adds to a context: the builtins (hidden from the program)."""
+        namespace["__builtins__"] = self.builtins
+        namespace.setdefault("__name__", "vessel")
 
     def _printer(self, _getattr_: object = None) -> LogPrinter:
         """RestrictedPython's ``_print_`` hook, called once per function that prints."""
         return LogPrinter(self.emit)
 
     def createvirtualnamespace(self, code: object, name: object) -> VirtualNamespace:
-        return VirtualNamespace(self, code, name)
+        return VirtualNamespace(self.prepare_context, code, name)
+
+    def read_vessel_file(self, name: str) -> str:
+        """A library's text from the vessel, charged as openfile + readat."""
+        handle = self.files.openfile(name, False)
+        try:
+            data = handle.readat(None, 0)
+        finally:
+            handle.close()
+        return data.decode("utf-8", "replace")
+
+    def charge_library_read(self, size: int) -> None:
+        self.nanny.charge("fileread", library_read_charge(size))
 
 
-def format_user_traceback() -> str:
-    """The current exception's traceback, keeping only frames of vessel code."""
-    kind, value, tb = sys.exc_info()
-    frames = [f for f in traceback.extract_tb(tb) if f.filename == PROGRAM_FILENAME]
-    lines = ["Traceback (most recent call last):\n"]
-    lines += [f'  line {f.lineno}, in {f.name}\n' for f in frames]
-    name = kind.__name__ if kind else "Exception"
-    lines.append(f"{name}: {value}\n")
-    return "".join(lines)
+def seattle_limits(table: ResourceTable) -> dict[str, Any]:
+    """The limits dict as Seattle typed it: rates float, counts and sizes int, ports sets."""
+    limits: dict[str, Any] = {
+        kind: float(value) if kind in RENEWABLE else int(value) for kind, value in table.values.items()
+    }
+    limits["messport"] = set(table.messport)
+    limits["connport"] = set(table.connport)
+    return limits
 
 
 def rss_bytes() -> int:
