@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("args", nargs=argparse.REMAINDER)
     check = sub.add_parser("check", help="compile PROGRAM.py under the policy; do not run it")
     check.add_argument("program", type=Path)
+    port = sub.add_parser("port", help="convert a Python 2 Repy program to this dialect")
+    port.add_argument("program", type=Path)
+    port.add_argument("-o", "--output", type=Path, help="write the result here (default: stdout)")
     return parser
 
 
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return _check(args.program)
+    if args.command == "port":
+        return _port(args.program, args.output)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -100,6 +105,29 @@ def _check(program: Path) -> int:
         return 1
     print(f"{program}: ok")
     return 0
+
+
+def _port(program: Path, output: Path | None) -> int:
+    """Convert; the program goes to ``output`` or stdout, the report to stderr."""
+    from sandbox.port import port_source
+
+    try:
+        source = program.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"seattle-sandbox: cannot read {program}: {exc}", file=sys.stderr)
+        return 2
+    result = port_source(source, program.name)
+    if output is None:
+        sys.stdout.write(result.source)
+    else:
+        output.write_text(result.source, "utf-8")
+    for line in result.changes:
+        print(f"{program}: changed: {line}", file=sys.stderr)
+    for line in result.problems:
+        print(f"{program}: NOT CONVERTED: {line}", file=sys.stderr)
+    verdict = "ready to run" if result.clean else f"{len(result.problems)} problem(s) left"
+    print(f"{program}: {len(result.changes)} change(s), {verdict}", file=sys.stderr)
+    return 0 if result.clean else 1
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ class VesselRuntime:
         self.net = VesselNet(nanny, my_ip)
         self.started = time.monotonic()
         self.my_ip = my_ip
-        self.baseline_rss = 0
+        self._baseline_rss = 0
+        self._baseline_cpu = (0.0, 0.0)
+        self._main_thread = threading.get_ident()
         nanny.items["events"].used += 1  # the main thread is an event, as in Seattle
         self._log_lock = threading.Lock()
         self.builtins = build_builtins(self._printer)
@@ -134,6 +136,20 @@ class VesselRuntime:
         deadline = time.monotonic() + float(seconds)  # type: ignore[arg-type]
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(left)
+
+    @property
+    def baseline_rss(self) -> int:
+        """RSS when the program started; the runner sets it just before the program runs.
+
+        CPU is counted from the same moment (process and main-thread time), so the
+        interpreter's start-up and the policy compile are not the program's usage.
+        """
+        return self._baseline_rss
+
+    @baseline_rss.setter
+    def baseline_rss(self, value: int) -> None:
+        self._baseline_rss = value
+        self._baseline_cpu = (process_cpu(), time.thread_time())
 
     def getruntime(self) -> float:
         return time.monotonic() - self.started
@@ -171,12 +187,21 @@ class VesselRuntime:
     def getresources(self) -> tuple[dict[str, Any], dict[str, Any], list[tuple[float, float]]]:
         """Seattle's ``(limits, usage, stoptimes)``: copies, with Seattle's types."""
         usage: dict[str, Any] = dict(self.nanny.usage())
-        times = os.times()
-        usage["cpu"] = times.user + times.system
-        usage["threadcpu"] = time.thread_time()
+        process, main_thread = self._baseline_cpu
+        usage["cpu"] = max(0.0, process_cpu() - process)
+        thread = time.thread_time()
+        usage["threadcpu"] = max(0.0, thread - main_thread) if self._is_main() else thread
         usage["memory"] = max(0, rss_bytes() - self.baseline_rss)
         usage["diskused"] = disk_use(self.dir_fd)
-        return seattle_limits(self.nanny.table), usage, self.host.stoptimes()
+        return seattle_limits(self.nanny.table), usage, self._stoptimes()
+
+    def _is_main(self) -> bool:
+        return threading.get_ident() == self._main_thread
+
+    def _stoptimes(self) -> list[tuple[float, float]]:
+        """The supervisor's stops, as Seattle gave them: (getruntime() at the stop, seconds)."""
+        offset = time.time() - self.getruntime()
+        return [(round(when - offset, 3), seconds) for when, seconds in self.host.stoptimes()]
 
     def getlasterror(self) -> str | None:
         if sys.exc_info()[0] is None:
@@ -251,6 +276,11 @@ def seattle_limits(table: ResourceTable) -> dict[str, Any]:
     limits["messport"] = set(table.messport)
     limits["connport"] = set(table.connport)
     return limits
+
+
+def process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def rss_bytes() -> int:
