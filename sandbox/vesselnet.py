@@ -30,6 +30,10 @@ from sandbox.repy import (
     RepyTimeoutError,
 )
 
+SOCKET_BUFFER = 128 * 1024
+"""Fixed TCP buffers (the kernel doubles them). Autotuned loopback buffers grow to megabytes,
+so a 1 MiB send would never block as Seattle's tests expect; fixed ones also bound the
+kernel memory one vessel's sockets can pin. Vessel rates are far below what they carry."""
 MAX_DATAGRAM = 9216
 """Seattle capped datagrams at macOS's limit on every platform (``udp_test_datagram_sizes``)."""
 
@@ -132,7 +136,7 @@ class VesselNet:
         localip, localport, destip, destport = identity
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            fix_buffers(sock)
             sock.bind((localip, localport))
             sock.settimeout(timeout)
             sock.connect((destip, destport))
@@ -174,7 +178,7 @@ class VesselNet:
             sock = socket.socket(socket.AF_INET, kind)
             try:
                 if proto == "tcp":
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    fix_buffers(sock)
                 sock.bind(local)
                 self.nanny.add_item("insockets")
             except OSError as exc:
@@ -240,6 +244,13 @@ class VesselNet:
             return socket.gethostbyname(name)
         except (OSError, UnicodeError):
             raise NetworkAddressError(f"cannot resolve {name!r}") from None
+
+
+def fix_buffers(sock: socket.socket) -> None:
+    """Reusable address and fixed buffers for a TCP socket (accepted ones inherit them)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
 
 
 def _sendto(sock: socket.socket, data: bytes, dest: Local) -> int:
