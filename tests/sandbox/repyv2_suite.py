@@ -78,8 +78,8 @@ def parse_pragmas(text: str) -> Pragmas:
                    tuple(error) if error is not None else None)
 
 
-def runnable_tests() -> list[Path]:
-    return [p for p in sorted(SUITE.glob("ut_*.r2py")) if p.name not in NEEDS_INTERNET]
+def runnable_tests(directory: Path = SUITE) -> list[Path]:
+    return [p for p in sorted(directory.glob("ut_*.r2py")) if p.name not in NEEDS_INTERNET]
 
 
 def free_ports(count: int, avoid: set[int]) -> list[int]:
@@ -108,7 +108,7 @@ def remap(text: str, mapping: dict[int, int]) -> str:
 
 
 def prepare(test: Path, workdir: Path) -> tuple[Path, str, Pragmas]:
-    """A vessel directory for ``test`` (all suite files + repy.py) and its resource text."""
+    """A vessel directory for ``test`` (every .r2py beside it + repy.py) and its resources."""
     source = test.read_text()
     pragmas = parse_pragmas(source)
     resources = (SUITE / pragmas.restrictions).read_text()
@@ -118,7 +118,7 @@ def prepare(test: Path, workdir: Path) -> tuple[Path, str, Pragmas]:
     mapping = dict(zip(old, free_ports(len(old), literals), strict=True))
     vessel = workdir / test.stem.replace("_", "-").lower()
     vessel.mkdir(parents=True)
-    for other in SUITE.glob("ut_*.r2py"):
+    for other in test.parent.glob("*.r2py"):
         shutil.copyfile(other, vessel / other.name)
     (vessel / test.name).write_text(remap(source, mapping))
     (vessel / "repy.py").write_bytes(b"# stand-in for Seattle's repy.py\n".ljust(DUMMY_SIZE, b"#"))
