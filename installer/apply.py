@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -82,7 +85,12 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 
 def start_node(step: StartNode, timeout: float = START_TIMEOUT) -> int:
-    """Start the node detached and wait until it has bound its port; return its pid."""
+    """Start the node detached and wait until it is ready; return its pid.
+
+    Race-free: we are the child's parent, so ``waitpid`` tells whether it exited (however
+    its command line looks mid-exec, which ``find_process`` cannot); readiness is explicit:
+    the node writes its port file once its listener is bound.
+    """
     for name in (PORT_FILE, DHT_PORT_FILE):
         (step.state / name).unlink(missing_ok=True)
     marker = Layout(prefix=step.script.parent).marker
@@ -90,15 +98,20 @@ def start_node(step: StartNode, timeout: float = START_TIMEOUT) -> int:
     write_atomic(step.pid_file, f"{pid}\n".encode())
     deadline = time.monotonic() + timeout
     while not (step.state / PORT_FILE).exists():
-        if find_process(pid, marker) is None:
-            if (step.state / PORT_FILE).exists():
-                break
-            raise NodeStartError(f"the node manager exited at start:\n{_tail(step.output)}")
+        exited, status = os.waitpid(pid, os.WNOHANG)
+        if exited:
+            code = os.waitstatus_to_exitcode(status)
+            raise NodeStartError(f"the node manager exited at start (status {code}):\n"
+                                 f"{_tail(step.output)}")
         if time.monotonic() > deadline:
             stop_process(pid, marker)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # our child: its session, whatever it runs
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
             raise NodeStartError(f"the node manager did not start in {timeout:.0f} s:\n"
                                  f"{_tail(step.output)}")
-        time.sleep(0.05)
+        time.sleep(0.02)
     log.info("node manager running, pid %d", pid)
     return pid
 

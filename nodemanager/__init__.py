@@ -6,6 +6,7 @@
 
 from nodemanager.client import (
     ClientStats,
+    LogChunk,
     NodeClient,
     NodeInfo,
     NodeStatus,
@@ -28,6 +29,7 @@ __all__ = [
     "ClientError",
     "ClientStats",
     "ConnectionFailed",
+    "LogChunk",
     "NodeClient",
     "NodeInfo",
     "NodeManagerError",

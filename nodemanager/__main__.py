@@ -34,6 +34,8 @@ log = logging.getLogger("nodemanager")
 PORT_FILE = "nodemanager.port"
 DHT_PORT_FILE = "dht.port"
 LOG_FILE = "nodemanager.log"
+RUN_DIR = "run"
+"""Pid records of running vessel programs (killed at start-up if a crash left them)."""
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -81,12 +83,16 @@ def setup_logging(state_dir: Path, verbose: bool) -> None:
 
 
 @asynccontextmanager
-async def open_runner(sandbox: bool = True) -> AsyncIterator[ProgramRunner]:
-    """The sandbox supervisor, or (``--no-sandbox``) a runner that refuses to start programs."""
+async def open_runner(sandbox: bool = True, run_dir: Path | None = None) -> AsyncIterator[ProgramRunner]:
+    """The sandbox supervisor, or (``--no-sandbox``) a runner that refuses to start programs.
+
+    ``run_dir`` records each running program's pid, so a node manager restarted after a
+    crash kills what its previous life left running before it starts anything.
+    """
     if not sandbox:
         yield UnavailableRunner()
         return
-    async with Supervisor.open() as supervisor:
+    async with Supervisor.open(run_dir=run_dir) as supervisor:
         yield supervisor
 
 
@@ -105,7 +111,7 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
-        async with open_runner(sandbox) as runner, trio.open_nursery() as nursery:
+        async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=runner)
             bound = await nursery.start(server.serve, host, port)

@@ -124,7 +124,8 @@ def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
     view = ctx.view
     running = sum(1 for name in view.vessels if view.status_of(name).status == "Started")
     return Outcome(result={
-        "version": view.version, "protocol": m.PROTOCOL_VERSION, "node": view.node.raw,
+        "version": view.version, "protocol": m.PROTOCOL_VERSION,
+        "revision": m.PROTOCOL_REVISION, "node": view.node.raw,
         "uptime": max(0.0, ctx.now - view.started_at), "vessels": len(view.vessels),
         "running": running, "load": list(view.load),
     })
@@ -177,7 +178,7 @@ def delete_file(request: m.DeleteFileInVessel, ctx: Context) -> Outcome:
 
 
 def read_log(request: m.ReadVesselLog, ctx: Context) -> Outcome:
-    return Outcome(effects=(ReadLog(vessel=request.vessel),))
+    return Outcome(effects=(ReadLog(vessel=request.vessel, since=request.since),))
 
 
 # ---- owner calls ----

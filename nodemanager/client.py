@@ -76,9 +76,32 @@ class NodeStatus:
     protocol: int
     node: PublicKey
     uptime: float
+    revision: int = 1
+    """Compatible additions the node speaks (1 when the node predates revisions)."""
     vessels: int
     running: int
     load: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogChunk:
+    """An incremental ReadVesselLog answer: ``data`` covers stream offsets [start, total)."""
+
+    data: bytes
+    start: int
+    total: int
+    since: int
+    """The offset asked for."""
+
+    @property
+    def dropped(self) -> int:
+        """Bytes between ``since`` and ``start`` that the node's bounded log did not keep."""
+        return max(0, self.start - self.since)
+
+    @property
+    def restarted(self) -> bool:
+        """The stream is shorter than ``since``: a new program run started; read from 0."""
+        return self.total < self.since
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,7 +237,7 @@ class NodeClient:
         return NodeStatus(version=raw["version"], protocol=raw["protocol"],
                           node=PublicKey(raw["node"]), uptime=raw["uptime"],
                           vessels=raw["vessels"], running=raw["running"],
-                          load=tuple(raw["load"]))
+                          load=tuple(raw["load"]), revision=int(raw.get("revision", 1)))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))
@@ -240,7 +263,18 @@ class NodeClient:
         await self.call(m.DeleteFileInVessel(vessel=vessel, filename=filename))
 
     async def read_log(self, vessel: str) -> bytes:
+        """The kept tail (16 KiB) of the vessel's log."""
         return bytes((await self.call(m.ReadVesselLog(vessel=vessel)))["log"])
+
+    async def read_log_since(self, vessel: str, since: int) -> LogChunk:
+        """The kept log bytes from stream offset ``since`` on (pass back ``chunk.total``)."""
+        raw = await self.call(m.ReadVesselLog(vessel=vessel, since=since))
+        data, start, total = raw.get("log"), raw.get("start"), raw.get("total")
+        if type(data) is not bytes or type(start) is not int or type(total) is not int:
+            raise BadResponse("ReadVesselLog answer lacks log/start/total (node too old?)")
+        if not 0 <= start <= total or start + len(data) != total:
+            raise BadResponse("ReadVesselLog answer has inconsistent offsets")
+        return LogChunk(data=data, start=start, total=total, since=since)
 
     async def change_owner(self, vessel: str, owner: PublicKey) -> None:
         await self.call(m.ChangeOwner(vessel=vessel, owner=owner))

@@ -22,6 +22,7 @@
     │   ├── HostStorageFull       the donor's disk is full (nothing was changed) "HostStorageFull"
     │   ├── BadResources          resource text unparsable or split too large   "BadResources"
     │   ├── StartFailed           the sandbox could not start the program       "StartFailed"
+    │   │   └── CompileFailed     the program does not compile (errors listed)  "CompileFailed"
     │   ├── Overloaded            too many connections                          "Overloaded"
     │   └── InternalError         anything unexpected (logged, not detailed)    "InternalError"
     ├── ClientError               local misuse of the client API (bad arguments)
@@ -168,6 +169,12 @@ class StartFailed(RequestError):
     code = "StartFailed"
 
 
+class CompileFailed(StartFailed):
+    """The program does not compile under the sandbox policy (errors in the message)."""
+
+    code = "CompileFailed"
+
+
 class Overloaded(RequestError):
     """Raised when the node has too many open connections."""
 
@@ -201,7 +208,7 @@ REQUEST_ERRORS: tuple[type[RequestError], ...] = (
     SignatureRequired, BadSignature, WrongNode, OutsideTimeWindow, ReplayedNonce, Forbidden,
     NoSuchVessel, VesselBusy, VesselNotRunning, FileNotFound, FileTooLarge, DiskQuotaExceeded,
     HostStorageFull,
-    BadResources, StartFailed, Overloaded, InternalError,
+    BadResources, StartFailed, CompileFailed, Overloaded, InternalError,
 )
 ERRORS_BY_CODE: dict[str, type[RequestError]] = {cls.code: cls for cls in REQUEST_ERRORS}
 

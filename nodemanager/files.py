@@ -27,7 +27,6 @@ from nodemanager.messages import MAX_FILE_BYTES, RESERVED_PREFIX
 log = logging.getLogger(__name__)
 
 PER_FILE_OVERHEAD = 4096
-LOG_TAIL_BYTES = 16 * 1024
 
 
 class VesselStore:
@@ -130,15 +129,6 @@ class VesselStore:
         """Remove the vessel's directory and log (split/join originals)."""
         shutil.rmtree(self.directory(vessel), ignore_errors=True)
         self.log_path(vessel).unlink(missing_ok=True)
-
-    def log_tail(self, vessel: str, limit: int = LOG_TAIL_BYTES) -> bytes:
-        try:
-            with open(self.log_path(vessel), "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - limit))
-                return handle.read(limit)
-        except FileNotFoundError:
-            return b""
 
     def reconcile(self, vessels: set[str]) -> None:
         """Start-up repair: empty ``tmp/``, create missing dirs, remove orphaned ones."""

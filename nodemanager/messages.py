@@ -18,6 +18,8 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
+PROTOCOL_REVISION = 2
+"""Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
@@ -101,6 +103,14 @@ def check_bool(value: object) -> bool:
     return value
 
 
+def check_offset(value: object) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value < 1 << 63:
+        raise BadArguments("since must be a non-negative integer (a log stream offset)")
+    return value
+
+
 def check_resource_text(value: object) -> str:
     if type(value) is not str or len(value) > MAX_RESOURCE_TEXT:
         raise BadArguments(f"resources must be resource-file text of at most {MAX_RESOURCE_TEXT}")
@@ -133,7 +143,9 @@ class Request:
 
     def to_args(self) -> dict[str, object]:
         """The argument map as sent on the wire."""
-        return {name: dump_value(getattr(self, name)) for name in SCHEMAS[type(self)]}
+        optional = OPTIONAL.get(type(self), frozenset())
+        return {name: dump_value(getattr(self, name)) for name in SCHEMAS[type(self)]
+                if not (name in optional and getattr(self, name) is None)}
 
     @property
     def vessels(self) -> tuple[str, ...]:
@@ -263,11 +275,13 @@ class DeleteFileInVessel(VesselRequest):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadVesselLog(VesselRequest):
-    """The last 16 KiB of the program's log."""
+    """The program's log: the kept tail, or the kept bytes from stream offset ``since`` on."""
 
     op: ClassVar[str] = "ReadVesselLog"
     right: ClassVar[Right] = "user"
     vessel: str
+    since: int | None = None
+    """Stream offset to read from (the ``total`` of the previous answer); None: the tail."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -352,7 +366,7 @@ SCHEMAS: dict[type[Request], dict[str, Checker]] = {
     RetrieveFileFromVessel: {"vessel": check_vessel, "filename": check_filename},
     ListFilesInVessel: {"vessel": check_vessel},
     DeleteFileInVessel: {"vessel": check_vessel, "filename": check_filename},
-    ReadVesselLog: {"vessel": check_vessel},
+    ReadVesselLog: {"vessel": check_vessel, "since": check_offset},
     ChangeOwner: {"vessel": check_vessel, "owner": check_key},
     ChangeUsers: {"vessel": check_vessel, "users": check_keys},
     ChangeOwnerInformation: {"vessel": check_vessel, "info": check_owner_info},
@@ -362,7 +376,9 @@ SCHEMAS: dict[type[Request], dict[str, Checker]] = {
 }
 """Each request class's arguments, in wire order, with their checkers."""
 
-OPTIONAL: dict[type[Request], frozenset[str]] = {StartVessel: frozenset({"args"})}
+OPTIONAL: dict[type[Request], frozenset[str]] = {
+    StartVessel: frozenset({"args"}), ReadVesselLog: frozenset({"since"}),
+}
 """Arguments that may be left out on the wire (they take the dataclass default)."""
 
 REQUESTS: dict[tuple[int, str], type[Request]] = {

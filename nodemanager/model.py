@@ -157,9 +157,10 @@ class DeleteFile:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadLog:
-    """Return ``{"log": bytes}`` (the last 16 KiB)."""
+    """Return ``{"log": bytes, "total": int, "start": int}`` (see ``ReadVesselLog``)."""
 
     vessel: str
+    since: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

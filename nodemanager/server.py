@@ -271,11 +271,15 @@ class NodeServer:
         directory = self.store.directory(effect.vessel)
         if not (directory / effect.program).is_file():
             raise errors.FileNotFound(f"program {effect.program!r} is not in {effect.vessel}")
-        with map_runner_errors("StartVessel"):
-            await self.runner.start(
-                vessel=effect.vessel, directory=directory, resources=effect.resources,
-                program=effect.program, args=list(effect.args),
-                log_path=self.store.log_path(effect.vessel))
+        try:
+            with map_runner_errors("StartVessel"):
+                await self.runner.start(
+                    vessel=effect.vessel, directory=directory, resources=effect.resources,
+                    program=effect.program, args=list(effect.args),
+                    log_path=self.store.log_path(effect.vessel))
+        except errors.StartFailed:
+            self._record_end(effect.vessel)  # e.g. Terminated with the compile error
+            raise
         self.state.record_status(effect.vessel, "Started")
         generation = self._generation.get(effect.vessel, 0) + 1
         self._generation[effect.vessel] = generation
@@ -288,6 +292,12 @@ class NodeServer:
         report = await self.runner.wait(vessel)
         if self._generation.get(vessel) == generation and report.status != "Started":
             live = live_of(report)
+            self.state.record_status(vessel, live.status, exit_reason=live.exit_reason,
+                                     exit_code=live.exit_code)
+
+    def _record_end(self, vessel: str) -> None:
+        live = live_of(self.runner.report(vessel))
+        if live.status not in ("Fresh", "Started"):
             self.state.record_status(vessel, live.status, exit_reason=live.exit_reason,
                                      exit_code=live.exit_code)
 
@@ -340,8 +350,9 @@ class NodeServer:
         return {}
 
     async def _read_log(self, effect: model.ReadLog) -> Mapping[str, object]:
-        data = self.runner.read_log(effect.vessel) or self.store.log_tail(effect.vessel)
-        return {"log": data}
+        piece = self.runner.log_since(effect.vessel, effect.since,
+                                      self.store.log_path(effect.vessel))
+        return {"log": piece.data, "total": piece.total, "start": piece.start}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
         self.advert_generation += 1

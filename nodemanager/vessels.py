@@ -13,7 +13,7 @@ from typing import Protocol
 
 from nodemanager import errors
 from nodemanager.model import STATUSES, Live
-from sandbox import ResourceTable, SandboxError, VesselBusyError
+from sandbox import LogSlice, ProgramCompileError, ResourceTable, SandboxError, VesselBusyError
 from sandbox import VesselNotRunning as SandboxNotRunning
 
 
@@ -49,7 +49,8 @@ class ProgramRunner(Protocol):
 
     def report(self, vessel: str) -> ReportLike: ...
 
-    def read_log(self, vessel: str) -> bytes: ...
+    def log_since(self, vessel: str, since: int | None, log_path: Path | None = None) -> LogSlice:
+        ...
 
     async def wait(self, vessel: str) -> ReportLike: ...
 
@@ -72,6 +73,8 @@ def map_runner_errors(what: str) -> Iterator[None]:
         raise errors.VesselBusy(f"{what}: {exc}") from exc
     except SandboxNotRunning as exc:
         raise errors.VesselNotRunning(f"{what}: {exc}") from exc
+    except ProgramCompileError as exc:
+        raise errors.CompileFailed(f"{what}: compile error: {exc}") from exc
     except (SandboxError, OSError) as exc:
         raise errors.StartFailed(f"{what}: {exc}") from exc
 
@@ -102,8 +105,8 @@ class UnavailableRunner:
     def report(self, vessel: str) -> ReportLike:
         return self._Report()
 
-    def read_log(self, vessel: str) -> bytes:
-        return b""
+    def log_since(self, vessel: str, since: int | None, log_path: Path | None = None) -> LogSlice:
+        return LogSlice(b"", 0, 0)
 
     async def wait(self, vessel: str) -> ReportLike:
         return self._Report()

@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.compiler import Compiled, CompileFailed, compile_program
 from sandbox.errors import (
+    ProgramCompileError,
+    ProgramStartError,
     ResourceMathError,
     ResourceParseError,
     SandboxError,
+    UidExhausted,
     VesselBusyError,
     VesselNotRunning,
 )
+from sandbox.limits import LogSlice
 from sandbox.resources import (
     DEFAULT_OFFCUT,
     KINDS,
@@ -45,11 +49,15 @@ __all__ = [
     "KINDS",
     "CompileFailed",
     "Compiled",
+    "LogSlice",
+    "ProgramCompileError",
+    "ProgramStartError",
     "ResourceMathError",
     "ResourceParseError",
     "ResourceTable",
     "SandboxError",
     "Supervisor",
+    "UidExhausted",
     "Usage",
     "VesselBusyError",
     "VesselNotRunning",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from sandbox.errors import SandboxError
+from sandbox.errors import ProgramStartError, SandboxError
 from sandbox.resources import ResourceTable, parse_resources
 from sandbox.supervisor import Supervisor, VesselReport
 from sandbox.vesselfiles import check_filename
@@ -41,32 +43,72 @@ def default_resources() -> ResourceTable:
     return parse_resources(text)
 
 
-async def run_program(args: argparse.Namespace, table: ResourceTable, vessel_dir: Path) -> VesselReport:
+class _Output:
+    """Writes every byte of program output to stdout as it arrives; notes a closed pipe."""
+
+    def __init__(self) -> None:
+        self.broken = trio.Event()
+
+    def write(self, chunk: bytes) -> None:
+        if self.broken.is_set():
+            return
+        try:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            self.broken.set()
+
+
+async def run_program(args: argparse.Namespace, table: ResourceTable, vessel_dir: Path) -> Ending:
+    """Run the program to its end (or the timeout, or a closed stdout); stream its output."""
     name = args.program.name.lower()
     check_filename(name)
     target = vessel_dir / name
     if target.resolve() != args.program.resolve():
         shutil.copyfile(args.program, target)
+    output = _Output()
     async with Supervisor.open(harden=not args.no_harden) as supervisor:
-        await supervisor.start("local", vessel_dir, table, name, args.args)
-        printed = 0
-        with trio.move_on_after(args.timeout if args.timeout else float("inf")) as scope:
-            while supervisor.report("local").status == "Started":
-                printed = _print_new(supervisor.read_log("local"), printed)
-                await trio.sleep(0.05)
-        if scope.cancelled_caught:
+        try:
+            await supervisor.start("local", vessel_dir, table, name, args.args, on_log=output.write)
+        except ProgramStartError:
+            return Ending(supervisor.report("local"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on, output.broken, nursery.cancel_scope)
+            with trio.move_on_after(args.timeout if args.timeout else float("inf")) as scope:
+                await supervisor.wait("local")
+            nursery.cancel_scope.cancel()
+        if supervisor.report("local").status == "Started":
             await supervisor.stop("local")
-        _print_new(supervisor.read_log("local"), printed)
-        return supervisor.report("local")
+        timed_out = args.timeout if scope.cancelled_caught else None
+        return Ending(supervisor.report("local"), timed_out, output.broken.is_set())
 
 
-def _print_new(snapshot: bytes, printed: int) -> int:
-    """Print the part of a growing log we have not shown (best effort past 16 KiB)."""
-    fresh = snapshot[printed:] if printed <= len(snapshot) else snapshot
-    if fresh:
-        sys.stdout.write(fresh.decode("utf-8", "replace"))
-        sys.stdout.flush()
-    return len(snapshot)
+async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a local run ended: the report, the timeout that stopped it, a closed stdout."""
+
+    report: VesselReport
+    timed_out: float | None = None
+    broken_pipe: bool = False
+
+    def message(self) -> str | None:
+        """The one-line summary for stderr, or None for a clean end."""
+        if self.broken_pipe:
+            return None
+        if self.timed_out is not None:
+            return f"timed out after {self.timed_out:g} s"
+        if self.report.exit_code == 0 and self.report.status == "Terminated":
+            return None
+        return f"{self.report.status}: {self.report.exit_reason}"
+
+    @property
+    def ok(self) -> bool:
+        return self.timed_out is None and not self.broken_pipe and self.message() is None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,17 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="vessel-") as scratch:
             vessel_dir = args.dir or Path(scratch)
             vessel_dir.mkdir(parents=True, exist_ok=True)
-            report = trio.run(run_program, args, table, vessel_dir)
+            ending = trio.run(run_program, args, table, vessel_dir)
     except (SandboxError, OSError) as exc:
         print(f"seattle-sandbox: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # e.g. a Repy argument error for a bad file name
         print(f"seattle-sandbox: {exc}", file=sys.stderr)
         return 2
-    ok = report.exit_code == 0 and report.status == "Terminated"
-    if not ok:
-        print(f"seattle-sandbox: {report.status}: {report.exit_reason}", file=sys.stderr)
-    return 0 if ok else 1
+    if ending.broken_pipe:  # like `| head`: quiet, and no second error at interpreter exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    message = ending.message()
+    if message is not None:
+        print(f"seattle-sandbox: {message}", file=sys.stderr)
+    return 0 if ending.ok else 1
 
 
 def _check(program: Path) -> int:

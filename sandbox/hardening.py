@@ -145,6 +145,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
 
+PR_SET_PDEATHSIG = 1
 PR_GET_SECCOMP = 21
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
@@ -233,6 +234,21 @@ def apply_rlimits(plan: HardeningPlan) -> ProtectionReport:
     if cpu is not None:
         _set_rlimit(resource.RLIMIT_CPU, cpu, cpu + _CPU_HARD_GRACE)
     return ProtectionReport(rlimits=True)
+
+
+# --- parent death ---------------------------------------------------------------------------
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Have the kernel SIGKILL this process when its parent (thread) dies, in any state.
+
+    SIGKILL reaches a SIGSTOPped or blocked process too, which a pipe-EOF watcher cannot.
+    A uid/gid change clears the setting, so it is set again after the drop. If the parent
+    is already gone (we were re-parented before the call), die now.
+    """
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- layer 2: uid -----------------------------------------------------------------------------

@@ -58,9 +58,29 @@ def check_quantities(table: ResourceTable, *, rss: int, disk: int | None) -> str
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class LogSlice:
+    """Part of a program's output stream: ``data`` starts at stream offset ``start``.
+
+    ``total`` is every byte the program has logged since it started, kept or not; a reader
+    that asked for bytes from ``since`` lost ``start - since`` of them (dropped by the ring).
+    """
+
+    data: bytes
+    start: int
+    total: int
+
+    def dropped_since(self, since: int) -> int:
+        return max(0, self.start - since)
+
+
 @dataclass(slots=True)
 class LogRing:
-    """The last ``keep`` bytes of a program's log (Seattle kept 16 KiB)."""
+    """The last ``keep`` bytes of a program's log (Seattle kept 16 KiB), and the stream total.
+
+    Offsets are positions in the whole output stream of one program run: the ring holds
+    ``[total - len(data), total)``.
+    """
 
     keep: int = LOG_KEEP
     data: bytearray = field(default_factory=bytearray)
@@ -74,3 +94,31 @@ class LogRing:
 
     def snapshot(self) -> bytes:
         return bytes(self.data)
+
+    def since(self, offset: int | None = None) -> LogSlice:
+        """The kept bytes from ``offset`` on (all kept bytes for None; none past the end)."""
+        first = self.total - len(self.data)
+        start = first if offset is None else min(max(offset, first), self.total)
+        return LogSlice(bytes(self.data[start - first:]), start, self.total)
+
+
+PERSISTED_MAGIC = b"seattle-log-v1 "
+
+
+def encode_log(ring: LogRing) -> bytes:
+    """The on-disk form of a ring: ``seattle-log-v1 <total>\n`` then the kept bytes."""
+    return PERSISTED_MAGIC + str(ring.total).encode() + b"\n" + ring.snapshot()
+
+
+def decode_log(raw: bytes, keep: int = LOG_KEEP) -> LogRing:
+    """Read ``encode_log`` output; anything else is taken as bare log bytes."""
+    total: int | None = None
+    if raw.startswith(PERSISTED_MAGIC):
+        header, _, body = raw.partition(b"\n")
+        digits = header[len(PERSISTED_MAGIC):]
+        if digits.isdigit():
+            total, raw = int(digits), body
+    kept = raw[-keep:]
+    if total is None or total < len(kept):
+        total = len(kept)
+    return LogRing(keep=keep, data=bytearray(kept), total=total)

@@ -1,6 +1,8 @@
 """Vessel child process entry point. Never imports trio; runs exactly one program.
 
 Protocol with the supervisor (treated by it as hostile):
+- lifetime: the kernel SIGKILLs the runner when the supervisor dies (``PR_SET_PDEATHSIG``,
+  set first thing and again after the uid drop), whatever state it is in.
 - stdin, line 1: the JSON ``RunnerConfig``; later lines are commands (``stop T D`` records a
   CPU stop for ``getresources``, ``usage`` asks for a usage event).
 - stdout: the program's log bytes.
@@ -27,9 +29,11 @@ from typing import Any, NoReturn
 
 from sandbox.api import EXIT, VesselRuntime, format_user_traceback, rss_bytes
 from sandbox.compiler import CompileFailed, compile_program
+from sandbox.hardening import die_with_parent
 from sandbox.nanny import Nanny
 from sandbox.repy import PolicyViolation
 from sandbox.resources import ResourceTable, parse_resources
+from sandbox.status import encode_event
 from sandbox.vesselfiles import check_filename
 
 MAX_CONFIG = 1 << 20
@@ -55,6 +59,8 @@ class RunnerConfig:
     harden: bool = True
     uid: int | None = None
     read_paths: list[str] | None = None
+    parent_pid: int | None = None
+    """The supervisor's pid: the runner dies with it (``die_with_parent``)."""
 
 
 class ChildHost:
@@ -73,7 +79,7 @@ class ChildHost:
             view = view[written:]
 
     def status(self, event: str, **fields: Any) -> None:
-        line = (json.dumps({"event": event, **fields}) + "\n").encode()
+        line = encode_event(event, **fields)
         with self.status_lock:
             try:
                 os.write(self.status_fd, line)
@@ -146,6 +152,7 @@ def run(config: RunnerConfig, host: ChildHost) -> None:
     except Exception as exc:
         host.hard_exit(EXIT.compile_error, f"cannot read program {config.program!r}: {exc}")
     level = harden(config, table)
+    die_with_parent(config.parent_pid)  # the uid drop cleared the parent-death signal
     threading.Thread(target=host.serve_commands, daemon=True).start()
     threading.stack_size(THREAD_STACK)
     runtime = VesselRuntime(
@@ -201,7 +208,9 @@ def main() -> None:
     """Child entry: never returns."""
     os.umask(0o077)
     try:
+        die_with_parent()
         config = read_config()
+        die_with_parent(config.parent_pid)
         host = ChildHost(config.status_fd)
     except Exception:
         traceback.print_exc()

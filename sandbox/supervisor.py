@@ -16,21 +16,29 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import trio
 
-from sandbox.errors import SandboxError, VesselBusyError, VesselNotRunning
+from sandbox.errors import (
+    ProgramCompileError,
+    ProgramStartError,
+    SandboxError,
+    VesselBusyError,
+    VesselNotRunning,
+)
 from sandbox.hardening import default_read_paths
-from sandbox.limits import CpuThrottle, LogRing, check_quantities
+from sandbox.limits import CpuThrottle, LogRing, LogSlice, check_quantities, decode_log, encode_log
 from sandbox.resources import ResourceTable
+from sandbox.spawn import ChildProcess, ChildRecords, spawn
+from sandbox.status import CompileError, Event, Exit, Ready, StatusLines, UsageReport, parse_event
+from sandbox.uidlease import UidLease, acquire_uid
 from sandbox.vesselfiles import disk_use
 
 log = logging.getLogger(__name__)
@@ -38,11 +46,10 @@ log = logging.getLogger(__name__)
 VesselStatus = Literal["Fresh", "Started", "Stopped", "Terminated"]
 TICK = 0.05
 DISK_EVERY = 0.5
-MAX_STATUS_LINE = 64 * 1024
-UID_BASE = 61000
-UID_COUNT = 1000
 INTERNAL_EXIT = 8
 STARTUP_CPU_LIMIT = 10.0
+START_TIMEOUT = 60.0
+"""Wall seconds ``start`` waits for the program to compile and run before giving up."""
 """CPU seconds the runner may use before the program starts (compiling is bounded by size)."""
 MAX_BASELINE = 64 * 1024 * 1024
 """The interpreter's own RSS before the program runs is not charged, up to this much."""
@@ -71,24 +78,33 @@ class VesselReport:
     compile_errors: tuple[str, ...] = ()
 
 
+LogSink = Callable[[bytes], None]
+"""Called with every chunk of program output as it arrives (e.g. a CLI printing it)."""
+
+
 @dataclass
 class _Running:
-    process: trio.Process
+    process: ChildProcess
     table: ResourceTable
     directory: Path
     log_path: Path | None
-    uid: int | None
+    lease: UidLease | None
+    on_log: LogSink | None = None
     ring: LogRing = field(default_factory=LogRing)
     report: VesselReport = field(default_factory=VesselReport)
     kill_reason: str | None = None
     stop_requested: bool = False
     child_exit: tuple[int, str] | None = None
     done: trio.Event = field(default_factory=trio.Event)
+    settled: trio.Event = field(default_factory=trio.Event)
+    """Set once the program runs, failed to compile, or the child ended."""
     log_dirty: bool = False
     stderr: str = ""
     monitor_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     baseline_rss: int | None = None
     """The interpreter's RSS when the program started; None until the runner says "ready"."""
+    status_r: int = -1
+    """Our end of the runner's status channel."""
 
     @property
     def ready(self) -> bool:
@@ -137,32 +153,38 @@ def _proc_sample(pid: int) -> tuple[float, int] | None:
 class Supervisor:
     """Starts, watches and stops vessel programs. Use ``async with Supervisor.open()``."""
 
-    def __init__(self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1") -> None:
+    def __init__(
+        self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1",
+        run_dir: Path | None = None,
+    ) -> None:
         self._nursery = nursery
         self._harden = harden
         self._my_ip = my_ip
+        self._records = ChildRecords(run_dir) if run_dir is not None else None
         self._running: dict[str, _Running] = {}
         self._reports: dict[str, VesselReport] = {}
-        self._logs: dict[str, bytes] = {}
+        self._logs: dict[str, LogRing] = {}
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, *, harden: bool = True, my_ip: str = "127.0.0.1") -> AsyncIterator[Supervisor]:
-        """A supervisor whose programs all end when the block exits."""
+    async def open(
+        cls, *, harden: bool = True, my_ip: str = "127.0.0.1", run_dir: Path | None = None,
+    ) -> AsyncIterator[Supervisor]:
+        """A supervisor whose programs all end when the block exits.
+
+        With ``run_dir``, each running child is recorded there, and children that an earlier
+        supervisor with the same ``run_dir`` left running (it was killed) are killed first.
+        """
         async with trio.open_nursery() as nursery:
-            supervisor = cls(nursery, harden=harden, my_ip=my_ip)
+            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir)
+            if supervisor._records is not None:
+                supervisor._records.kill_leftovers()
             try:
                 yield supervisor
             finally:
                 with trio.CancelScope(shield=True):
                     await supervisor.stop_all()
                 nursery.cancel_scope.cancel()
-
-    def _pick_uid(self) -> int | None:
-        if os.geteuid() != 0:
-            return None
-        used = {r.uid for r in self._running.values()}
-        return next(UID_BASE + i for i in range(UID_COUNT) if UID_BASE + i not in used)
 
     async def start(
         self,
@@ -174,41 +196,83 @@ class Supervisor:
         log_path: Path | None = None,
         *,
         restricted: bool = True,
+        on_log: LogSink | None = None,
     ) -> None:
-        """Start ``program`` (a file in ``directory``); return once the child runs.
+        """Start ``program`` (a file in ``directory``); return once it compiled and runs.
 
-        ``restricted=False`` drops the language layer and is for tests of the OS layers only.
+        A new start clears the vessel's previous log. Raises ProgramCompileError (with each
+        error) if the program does not compile, ProgramStartError if it ended before it ran;
+        the vessel's report then tells the same story. ``on_log`` sees every output byte,
+        however much the bounded log keeps. ``restricted=False`` drops the language layer
+        and is for tests of the OS layers only.
         """
         if vessel in self._running:
             raise VesselBusyError(f"vessel {vessel} is already running a program")
         if not all(type(a) is str for a in args):
             raise SandboxError("program arguments must be strings")
+        lease = await trio.to_thread.run_sync(acquire_uid) if os.geteuid() == 0 else None
+        try:
+            running = await self._launch(vessel, directory, resources, program, args, log_path, lease,
+                                   restricted=restricted, on_log=on_log)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        self._nursery.start_soon(self._watch, vessel, running)
+        await self._wait_settled(vessel, running)
+
+    async def _launch(
+        self, vessel: str, directory: Path, resources: ResourceTable, program: str,
+        args: Sequence[str], log_path: Path | None, lease: UidLease | None, *,
+        restricted: bool, on_log: LogSink | None,
+    ) -> _Running:
+        """Spawn the runner (on this thread: see ``sandbox.spawn``) and send its config."""
         config = {
             "vessel_dir": str(directory.resolve()), "resources": resources.to_text(),
             "program": program, "args": list(args), "my_ip": self._my_ip,
-            "restricted": restricted, "harden": self._harden, "uid": self._pick_uid(),
-            "read_paths": list(read_paths()),
+            "restricted": restricted, "harden": self._harden,
+            "uid": None if lease is None else lease.uid, "read_paths": list(read_paths()),
+            "parent_pid": os.getpid(),
         }
         status_r, status_w = os.pipe()
         config["status_fd"] = status_w
         try:
-            process = await trio.lowlevel.open_process(
-                child_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=(status_w,), env={}, cwd=str(directory),
-                start_new_session=True,
-            )
+            process = spawn(child_argv(), cwd=str(directory), env={}, pass_fds=(status_w,))
         except BaseException:
             os.close(status_r)
             raise
         finally:
             os.close(status_w)
-        running = _Running(process, resources, directory, log_path, config["uid"])  # type: ignore[arg-type]
+        if self._records is not None:
+            self._records.add(vessel, process.pid)
+        running = _Running(process, resources, directory, log_path, lease, on_log=on_log,
+                           status_r=status_r)
         running.report = VesselReport(status="Started", started_at=time.time())
         self._running[vessel] = running
         self._logs.pop(vessel, None)
-        assert process.stdin is not None
-        await process.stdin.send_all(json.dumps(config).encode() + b"\n")
-        self._nursery.start_soon(self._watch, vessel, running, status_r)
+        if log_path is not None:  # a new start clears the previous program's log
+            _write_log(log_path, running.ring)
+        with trio.move_on_after(5):
+            try:
+                await process.stdin.send_all(json.dumps(config).encode() + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the child died already; _watch tells the story
+        return running
+
+    async def _wait_settled(self, vessel: str, running: _Running) -> None:
+        with trio.move_on_after(START_TIMEOUT):
+            await running.settled.wait()
+        if not running.settled.is_set():
+            running.kill_reason = f"did not start within {START_TIMEOUT:.0f} s"
+            _kill_group(running.process)
+        if running.ready:
+            return
+        await running.done.wait()
+        report = self.report(vessel)
+        if report.compile_errors:
+            raise ProgramCompileError(report.compile_errors)
+        if not running.ready:
+            raise ProgramStartError(f"the program did not start: {report.exit_reason}")
 
     async def stop(self, vessel: str) -> VesselReport:
         """Kill the program's process group and wait; its status becomes Stopped."""
@@ -241,18 +305,26 @@ class Supervisor:
         return self._reports.get(vessel, VesselReport())
 
     def read_log(self, vessel: str, log_path: Path | None = None) -> bytes:
-        """The last 16 KiB of the program's log (from ``log_path`` if not in memory)."""
+        """The kept tail (16 KiB) of the program's log (from ``log_path`` if not in memory)."""
+        return self.log_since(vessel, None, log_path).data
+
+    def log_since(self, vessel: str, since: int | None, log_path: Path | None = None) -> LogSlice:
+        """The kept log bytes from stream offset ``since`` on, with the stream's total.
+
+        Offsets count every byte of the current (or last) program's output, so a reader
+        that passes the previous ``total`` back gets each byte once, and learns how many
+        the ring dropped in between (``LogSlice.dropped_since``).
+        """
         running = self._running.get(vessel)
         if running is not None:
-            return running.ring.snapshot()
-        if vessel in self._logs:
-            return self._logs[vessel]
-        if log_path is not None:
+            return running.ring.since(since)
+        ring = self._logs.get(vessel)
+        if ring is None and log_path is not None:
             try:
-                return log_path.read_bytes()[-LogRing().keep:]
+                ring = decode_log(log_path.read_bytes())
             except OSError:
-                return b""
-        return b""
+                ring = None
+        return (ring or LogRing()).since(since)
 
     def forget(self, vessel: str) -> None:
         """Drop what is known of ``vessel`` (reset or destroyed). It must not be running."""
@@ -264,13 +336,13 @@ class Supervisor:
     def running(self) -> list[str]:
         return sorted(self._running)
 
-    async def _watch(self, vessel: str, running: _Running, status_r: int) -> None:
+    async def _watch(self, vessel: str, running: _Running) -> None:
         process = running.process
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump_log, running)
                 nursery.start_soon(self._pump_stderr, vessel, running)
-                nursery.start_soon(self._pump_status, running, status_r)
+                nursery.start_soon(self._pump_status, running)
                 nursery.start_soon(self._monitor, vessel, running)
                 await process.wait()
                 running.monitor_scope.cancel()
@@ -279,6 +351,7 @@ class Supervisor:
             _kill_group(process)
             with trio.CancelScope(shield=True):
                 await process.wait()
+                await process.aclose()
             self._finish(vessel, running)
 
     def _finish(self, vessel: str, running: _Running) -> None:
@@ -289,11 +362,16 @@ class Supervisor:
             ended_at=time.time(),
         )
         self._reports[vessel] = report
-        self._logs[vessel] = running.ring.snapshot()
+        self._logs[vessel] = running.ring
         self._persist_log(running)
         del self._running[vessel]
+        if running.lease is not None:
+            running.lease.release()
+        if self._records is not None:
+            self._records.remove(vessel)
         running.report = report
         running.done.set()
+        running.settled.set()
         log.info("vessel %s %s: %s", vessel, status, reason)
         if code == INTERNAL_EXIT:
             log.warning("vessel %s: sandbox runner failed: %s", vessel, running.stderr[-2000:])
@@ -302,18 +380,15 @@ class Supervisor:
         if running.log_path is None or not running.log_dirty:
             return
         running.log_dirty = False
-        tmp = running.log_path.with_suffix(".tmp")
-        try:
-            tmp.write_bytes(running.ring.snapshot())
-            os.replace(tmp, running.log_path)
-        except OSError as exc:
-            log.warning("cannot write log %s: %s", running.log_path, exc)
+        _write_log(running.log_path, running.ring)
 
     async def _pump_log(self, running: _Running) -> None:
         assert running.process.stdout is not None
         while chunk := await running.process.stdout.receive_some(65536):
             running.ring.add(chunk)
             running.log_dirty = True
+            if running.on_log is not None:
+                running.on_log(chunk)
 
     async def _pump_stderr(self, vessel: str, running: _Running) -> None:
         assert running.process.stderr is not None
@@ -324,16 +399,14 @@ class Supervisor:
         if kept.total:
             log.debug("vessel %s runner stderr: %s", vessel, running.stderr)
 
-    async def _pump_status(self, running: _Running, status_r: int) -> None:
-        buffer = b""
-        async with trio.lowlevel.FdStream(status_r) as stream:
+    async def _pump_status(self, running: _Running) -> None:
+        lines = StatusLines()
+        async with trio.lowlevel.FdStream(running.status_r) as stream:
             while chunk := await stream.receive_some(65536):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                if len(buffer) > MAX_STATUS_LINE:
-                    buffer = b""
-                for line in lines:
-                    _apply_status(running, line)
+                for line in lines.feed(chunk):
+                    event = parse_event(line)
+                    if event is not None:
+                        _apply_status(running, event)
 
     async def _monitor(self, vessel: str, running: _Running) -> None:
         with running.monitor_scope:
@@ -377,6 +450,16 @@ class Supervisor:
                 await _pause(running, pause)
             else:
                 await trio.sleep(TICK)
+
+
+def _write_log(path: Path, ring: LogRing) -> None:
+    """Persist ``ring`` (kept bytes and stream total) atomically; failures are logged."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_bytes(encode_log(ring))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write log %s: %s", path, exc)
 
 
 def _disk_or_none(directory: Path) -> int | None:
@@ -426,29 +509,25 @@ def _update_usage(running: _Running, *, cpu: float, rss: int, disk: int | None) 
     running.report = replace(running.report, usage=Usage(values))
 
 
-def _apply_status(running: _Running, line: bytes) -> None:
-    try:
-        event: dict[str, Any] = json.loads(line)
-        kind = event["event"]
-    except (ValueError, KeyError, TypeError):
-        return
-    if running.ready and kind in ("ready", "compile_error"):
-        return  # only the runner speaks before the program starts; later claims are forged
-    if kind == "ready" and isinstance(event.get("protection"), str):
-        rss = event.get("rss")
-        running.baseline_rss = min(rss, MAX_BASELINE) if type(rss) is int and rss > 0 else 0
-        running.report = replace(running.report, protection=event["protection"][:200])
-    elif kind == "compile_error" and isinstance(event.get("errors"), list):
-        errors = tuple(str(e)[:500] for e in event["errors"][:50])
-        running.report = replace(running.report, compile_errors=errors)
-    elif kind == "exit" and isinstance(event.get("code"), int):
-        running.child_exit = (event["code"], str(event.get("reason", ""))[:500])
-    elif kind == "usage" and isinstance(event.get("usage"), dict):
-        values = dict(running.report.usage.values)
-        for key, value in event["usage"].items():
-            if isinstance(key, str) and isinstance(value, int | float) and key in running.table.values:
-                values[f"{key}_total"] = float(value)
-        running.report = replace(running.report, usage=Usage(values))
+def _apply_status(running: _Running, event: Event) -> None:
+    """Fold one status event into the report; only the runner speaks before the program runs."""
+    match event:
+        case Ready() | CompileError() if running.ready:
+            return  # claims after the program started are the program's, so forged
+        case Ready(protection, rss):
+            running.baseline_rss = min(rss, MAX_BASELINE)
+            running.report = replace(running.report, protection=protection)
+            running.settled.set()
+        case CompileError(errors):
+            running.report = replace(running.report, compile_errors=errors)
+            running.settled.set()
+        case Exit(code, reason):
+            running.child_exit = (code, reason)
+        case UsageReport(usage):
+            values = dict(running.report.usage.values)
+            values.update({f"{key}_total": value for key, value in usage.items()
+                           if key in running.table.values})
+            running.report = replace(running.report, usage=Usage(values))
 
 
 def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]:
@@ -466,7 +545,7 @@ def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]
     return f"exited with code {code}", "Terminated"
 
 
-def _kill_group(process: trio.Process) -> None:
+def _kill_group(process: ChildProcess) -> None:
     if process.returncode is not None:
         return
     for sig in (signal.SIGKILL, signal.SIGCONT):

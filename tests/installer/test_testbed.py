@@ -15,10 +15,12 @@ from installer.testbed import stop_all, vessel_table, wait_discoverable
 from nodemanager import open_node_client
 from overlay import lookup_once
 from seattlecore import load_private
+from tests.sandbox.test_lifecycle import processes_in, wait_until_gone
 
 pytestmark = pytest.mark.slow
 NODES = 3
 EXAMPLE = Path(__file__).parents[2] / "examples" / "hello.py"
+SPIN = b"x = 0\nwhile True:\n    x += 1\n"
 
 
 def traversable(path: Path) -> None:
@@ -80,10 +82,17 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
             async with open_node_client(address, int(tcp), identity=demo) as nm:
                 log = await wait_log(nm, advert.vessel, b"runtime is")
                 assert b"hello from a vessel; args = ['testbed']" in log
+                # now a CPU-bound program, held to its share by SIGSTOP/SIGCONT
+                await nm.add_file(advert.vessel, "spin.py", SPIN)
+                assert await nm.start_vessel(advert.vessel, "spin.py") == "Started"
+        vessel_dirs = list(directory.glob("nodes/*/vessels/*"))
+        assert len(vessel_dirs) == 2 * NODES
+        assert all(processes_in(d) for d in vessel_dirs)
     finally:
         down = await run_testbed("down", "--dir", str(directory))
         stop_all(data["nodes"])
     assert down.returncode == 0, down.stderr
+    assert [wait_until_gone(d, 2.0) for d in vessel_dirs] == [[]] * len(vessel_dirs)
     assert not any(find_process(n["pid"], n["state"]) for n in data["nodes"])
     assert (await run_testbed("down", "--dir", str(directory))).returncode == 0
     stopped = await run_testbed("status", "--dir", str(directory))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from sandbox import ResourceTable, VesselBusyError, VesselNotRunning
+from sandbox import LogSlice, ResourceTable, VesselBusyError, VesselNotRunning
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,10 @@ class FakeRunner:
     def report(self, vessel: str) -> FakeReport:
         return self.reports.get(vessel, FakeReport())
 
-    def read_log(self, vessel: str) -> bytes:
-        return self.logs.get(vessel, b"")
+    def log_since(self, vessel: str, since: int | None, log_path: Path | None = None) -> LogSlice:
+        data = self.logs.get(vessel, b"")
+        start = min(since or 0, len(data))
+        return LogSlice(data[start:], start, len(data))
 
     async def wait(self, vessel: str) -> FakeReport:
         if vessel in self.ended:

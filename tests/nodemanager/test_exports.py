@@ -9,7 +9,7 @@ from nodemanager.__main__ import host_port
 
 def test_all_is_exact() -> None:
     assert sorted(nodemanager.__all__) == [
-        "BadResponse", "ClientError", "ClientStats", "ConnectionFailed", "NodeClient",
+        "BadResponse", "ClientError", "ClientStats", "ConnectionFailed", "LogChunk", "NodeClient",
         "NodeInfo", "NodeManagerError", "NodeServer", "NodeStatus", "ProgramRunner",
         "RequestError", "ResponseError", "ServerConfig", "VesselInfo", "open_node_client",
     ]

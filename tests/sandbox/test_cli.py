@@ -52,7 +52,8 @@ def test_timeout_stops_a_running_program(tmp_path: Path) -> None:
     loop = tmp_path / "loop.py"
     loop.write_text("while True:\n    sleep(0.1)\n")
     result = _run("run", "--timeout", "1", str(loop))
-    assert result.returncode == 1 and "Stopped" in result.stderr
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "seattle-sandbox: timed out after 1 s"
 
 
 def test_bad_resource_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -69,3 +70,31 @@ def test_check_subcommand(tmp_path: Path) -> None:
     bad.write_text("().__class__\n")
     result = _run("check", str(bad))
     assert result.returncode == 1 and "Line 1" in result.stderr
+
+
+def test_run_streams_all_output_past_the_ring(tmp_path: Path) -> None:
+    """200 KiB of output (12x the kept ring) then DONE: every line printed, once, in order."""
+    chatty = tmp_path / "chatty.py"
+    chatty.write_text(
+        "for i in range(4000):\n"
+        "    log('line %05d %s\\n' % (i, 'x' * 40))\n"
+        "log('DONE\\n')\n")
+    res = tmp_path / "fast.resources"
+    res.write_text((ROOT / "sandbox" / "default.resources").read_text()
+                   .replace("resource lograte", "#") + "\nresource lograte 100000000\n")
+    result = _run("run", "--resources", str(res), str(chatty))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert lines[-1] == "DONE"
+    assert lines[:-1] == [f"line {i:05d} {'x' * 40}" for i in range(4000)]
+    assert len(result.stdout) > 200_000
+
+
+def test_run_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    endless = tmp_path / "endless.py"
+    endless.write_text("while True:\n    log('y' * 100 + '\\n')\n    sleep(0.001)\n")
+    shell = f"{sys.executable} -m sandbox run {endless} | head -n 3"
+    result = subprocess.run(["bash", "-c", shell], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.stdout.startswith("y" * 100) and set(result.stdout) == {"y", "\n"}
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

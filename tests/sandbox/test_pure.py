@@ -32,6 +32,7 @@ def test_exports() -> None:
         "ResourceParseError", "ResourceTable", "SandboxError", "Supervisor", "Usage",
         "VesselBusyError", "VesselNotRunning", "VesselReport", "VesselStatus",
         "compile_program", "join_resources", "parse_resources", "split_resources", "total",
+        "LogSlice", "ProgramCompileError", "ProgramStartError", "UidExhausted",
     }
     for name in sandbox.__all__:
         assert getattr(sandbox, name) is not None

@@ -1,0 +1,173 @@
+"""Vessel processes never outlive their supervisor; uids are leased host-wide; records reap.
+
+The supervisor is a real ``seattle-sandbox run`` process killed at random moments (start-up,
+running, SIGSTOPped by the CPU duty cycle) with SIGKILL and SIGTERM; afterwards no process
+may be left whose working directory is the vessel's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.errors import UidExhausted
+from sandbox.spawn import ChildRecords, start_time
+from sandbox.uidlease import acquire_uid, processes_of_uid
+from tests.sandbox.conftest import require_root
+
+ROOT = Path(__file__).parents[2]
+SPIN = "x = 0\nwhile True:\n    x += 1\n"
+BLOCKED = "lock = createlock()\nlock.acquire(True)\nlock.acquire(True)\n"
+"""Blocked in the kernel (a futex wait) forever."""
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Live (non-zombie) pids whose cwd is ``directory``."""
+    found = []
+    target = str(directory.resolve())
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry.name}/cwd") != target:
+                continue
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(directory: Path, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := processes_in(directory)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def state_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return "gone"
+
+
+def wait_for_vessel(directory: Path, state: str | None, seconds: float = 30.0) -> bool:
+    """Wait until a process runs in ``directory`` (in /proc state ``state``, if given)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pids = processes_in(directory)
+        if pids and (state is None or any(state_of(pid) == state for pid in pids)):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+# (state to catch the vessel in, program, extra random delay before the kill)
+MOMENTS = [("start-up", SPIN, None), ("stopped", SPIN, "T"), ("running", SPIN, "R"),
+           ("blocked", BLOCKED, "S")]
+
+
+def test_vessel_dies_with_its_killed_supervisor(tmp_path: Path) -> None:
+    """24 kills (SIGKILL, SIGTERM) of ``seattle-sandbox run`` while its vessel is starting up,
+    spinning at cpu 0.3, SIGSTOPped by the duty cycle, or blocked in a futex wait: the
+    vessel process is gone 2 s later every time."""
+    resources = tmp_path / "cpu.resources"
+    text = (ROOT / "sandbox" / "default.resources").read_text().replace("resource cpu ", "#")
+    resources.write_text(text + "\nresource cpu 0.3\n")
+    leftovers = []
+    for attempt in range(24):
+        moment, program, state = MOMENTS[attempt % 4]
+        vessel = tmp_path / f"v{attempt}"
+        vessel.mkdir()
+        (vessel / "program.py").write_text(program)
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "run", "--dir", str(vessel),
+             "--resources", str(resources), str(vessel / "program.py")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if state == "S":
+            assert wait_for_vessel(vessel, None)
+            time.sleep(0.5)  # compiled, started, now waiting on the lock forever
+        caught = wait_for_vessel(vessel, state)
+        cli.send_signal(signal.SIGKILL if attempt % 8 < 4 else signal.SIGTERM)
+        cli.wait(timeout=30)
+        assert caught, f"attempt {attempt}: never saw the vessel {moment}"
+        left = wait_until_gone(vessel, 2.0)
+        if left:
+            leftovers.append((attempt, moment, left))
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+    assert leftovers == []
+
+
+def test_uid_leases_are_exclusive_and_free_themselves(tmp_path: Path) -> None:
+    require_root()
+    base = 64900  # a private range and lease dir: never touches real vessels' uids
+    first = acquire_uid(lease_dir=tmp_path, base=base, count=3)
+    second = acquire_uid(lease_dir=tmp_path, base=base, count=3)
+    assert (first.uid, second.uid) == (base, base + 1)
+    # another process holding a lease (as a second node manager would) is respected
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; sys.path.insert(0, sys.argv[1]);"
+         "from pathlib import Path; from sandbox.uidlease import acquire_uid;"
+         f"lease = acquire_uid(lease_dir=Path(sys.argv[2]), base={base}, count=3);"
+         "print(lease.uid, flush=True); time.sleep(60)", str(ROOT), str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    assert int(holder.stdout.readline()) == base + 2
+    with pytest.raises(UidExhausted):
+        acquire_uid(lease_dir=tmp_path, base=base, count=3)
+    holder.kill()  # its lease dies with it: no clean-up step
+    holder.wait()
+    third = acquire_uid(lease_dir=tmp_path, base=base, count=3)
+    assert third.uid == base + 2
+    first.release()
+    assert acquire_uid(lease_dir=tmp_path, base=base, count=3).uid == base
+
+
+def test_a_leftover_running_as_a_free_uid_is_killed_before_reuse(tmp_path: Path) -> None:
+    require_root()
+    uid = 64950
+    stray = subprocess.Popen(
+        [sys.executable, "-c", f"import os, time; os.setgid({uid}); os.setuid({uid}); time.sleep(60)"])
+    deadline = time.monotonic() + 10
+    while stray.pid not in processes_of_uid(uid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stray.pid in processes_of_uid(uid)
+    reaper = threading.Thread(target=stray.wait)  # as init reaps a real orphan
+    reaper.start()
+    lease = acquire_uid(lease_dir=tmp_path, base=uid, count=1)
+    assert lease.uid == uid
+    reaper.join()
+    assert stray.returncode == -signal.SIGKILL
+    assert processes_of_uid(uid) == []
+
+
+def test_child_records_kill_leftovers_but_not_recycled_pids(tmp_path: Path) -> None:
+    records = ChildRecords(tmp_path / "run")
+    alive = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    innocent = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    records.add("v1", alive.pid)
+    records.add("v2", innocent.pid)
+    started = start_time(innocent.pid)
+    assert started is not None
+    # v2's record names the pid with another start time: the pid was recycled
+    (tmp_path / "run" / "v2.pid").write_text(f"{innocent.pid} {started + 1}\n")
+    (tmp_path / "run" / "v3.pid").write_text("garbage\n")
+    assert ChildRecords(tmp_path / "run").kill_leftovers() == ["v1"]
+    assert alive.wait(timeout=5) == -signal.SIGKILL
+    assert innocent.poll() is None
+    innocent.kill()
+    innocent.wait()
+    assert list((tmp_path / "run").iterdir()) == []
