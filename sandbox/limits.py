@@ -45,6 +45,9 @@ class CpuThrottle:
         if self.credit >= min(0.0, 1e-9 - self.window * (1.0 - self.share)):
             return 0.0
         stop = -self.credit / self.share
+        longest = self.window * (1.0 - self.share) / self.share
+        if longest > 0:  # a late sample does not make a longer stop; the rest of the debt waits
+            stop = min(stop, longest)
         self.stopped_total += stop
         return stop
 

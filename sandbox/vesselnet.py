@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+from typing import cast
 
 from sandbox.nanny import Nanny
 from sandbox.netsockets import OVERHEAD, RepySocket, TCPServerSocket, UDPServerSocket, is_loopback
@@ -54,6 +55,23 @@ def check_types(**values: tuple[object, tuple[type, ...]]) -> None:
     for name, (value, kinds) in values.items():
         if type(value) not in kinds:
             raise RepyArgumentError(f"{name} must be {' or '.join(k.__name__ for k in kinds)}")
+
+
+def addresses(
+    destip: object, destport: object, localip: object, localport: object,
+    **more: tuple[object, tuple[type, ...]],
+) -> tuple[str, int, str, int]:
+    """Seattle's argument checks for a remote and a local address: every type (with
+    ``more``), then the values."""
+    check_types(destip=(destip, (str,)), localip=(localip, (str,)), destport=(destport, (int,)),
+                localport=(localport, (int,)), **more)
+    dest, dport, local, lport = cast(str, destip), cast(int, destport), cast(str, localip), cast(
+        int, localport)
+    check_ip(dest, "destip")
+    check_ip(local, "localip")
+    check_port(dport, "destport")
+    check_port(lport, "localport")
+    return dest, dport, local, lport
 
 
 def check_ip(value: str, what: str) -> None:
@@ -98,14 +116,8 @@ class VesselNet:
     def openconnection(
         self, destip: object, destport: object, localip: object, localport: object, timeout: object
     ) -> RepySocket:
-        check_types(destip=(destip, (str,)), localip=(localip, (str,)), destport=(destport, (int,)),
-                    localport=(localport, (int,)), timeout=(timeout, (int, float)))
-        assert isinstance(destip, str) and isinstance(localip, str)
-        assert isinstance(destport, int) and isinstance(localport, int)
-        check_ip(destip, "destip")
-        check_ip(localip, "localip")
-        check_port(destport, "destport")
-        check_port(localport, "localport")
+        destip, destport, localip, localport = addresses(
+            destip, destport, localip, localport, timeout=(timeout, (int, float)))
         if not 0 < timeout <= 3600:  # type: ignore[operator]
             raise RepyArgumentError("timeout must be a number in (0, 3600]")
         if (localip, localport) == (destip, destport):
@@ -164,11 +176,11 @@ class VesselNet:
 
     def _listen_args(self, localip: object, localport: object, kind: str) -> Local:
         check_types(localip=(localip, (str,)), localport=(localport, (int,)))
-        assert isinstance(localip, str) and isinstance(localport, int)
-        check_ip(localip, "localip")
-        check_port(localport, "localport")
-        self._permit(kind, localip, localport)
-        return localip, localport
+        ip, port = cast(str, localip), cast(int, localport)
+        check_ip(ip, "localip")
+        check_port(port, "localport")
+        self._permit(kind, ip, port)
+        return ip, port
 
     def _listen_socket(self, proto: str, kind: int, local: Local) -> socket.socket:
         key = (proto, *local)
@@ -199,16 +211,9 @@ class VesselNet:
     def sendmessage(
         self, destip: object, destport: object, message: object, localip: object, localport: object
     ) -> int:
-        check_types(destip=(destip, (str,)), localip=(localip, (str,)), destport=(destport, (int,)),
-                    localport=(localport, (int,)), message=(message, (str, bytes)))
-        assert isinstance(destip, str) and isinstance(localip, str)
-        assert isinstance(destport, int) and isinstance(localport, int)
-        data = message.encode("utf-8") if isinstance(message, str) else message
-        assert isinstance(data, bytes)
-        check_ip(destip, "destip")
-        check_ip(localip, "localip")
-        check_port(destport, "destport")
-        check_port(localport, "localport")
+        destip, destport, localip, localport = addresses(
+            destip, destport, localip, localport, message=(message, (str, bytes)))
+        data = message.encode("utf-8") if isinstance(message, str) else cast(bytes, message)
         if len(data) > MAX_DATAGRAM:
             raise RepyArgumentError(f"messages are at most {MAX_DATAGRAM} bytes")
         if (localip, localport) == (destip, destport):

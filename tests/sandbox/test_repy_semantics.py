@@ -120,3 +120,11 @@ def test_port_never_raises_on_garbage() -> None:
     for source in ("def (:\n", "\x00\x01", "x = `", "if True:\n\tpass\n        pass\n"):
         result = port_source(source)
         assert result.problems
+
+
+def test_a_late_cpu_sample_does_not_make_a_longer_stop() -> None:
+    throttle = CpuThrottle(share=0.1)
+    throttle.sample(0.0, 0.0)
+    assert throttle.sample(0.3, 0.3) == pytest.approx(0.9)  # debt 0.27 s: stop capped at 0.9
+    # the rest of the debt is kept: the next busy sample stops again at once
+    assert throttle.sample(1.25, 0.35) > 0
