@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 
+from sandbox.api import EXIT
 from sandbox.errors import ProgramStartError, SandboxError
 from sandbox.repy import RepyArgumentError
 from sandbox.resources import ResourceTable, parse_resources
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="its arguments (callargs)")
     check = sub.add_parser("check", help="compile PROGRAM.py under the policy; do not run it")
     check.add_argument("program", type=Path, metavar="PROGRAM.py", help="the vessel program")
+    port = sub.add_parser("port", help="convert a Python 2 Repy program to this dialect")
+    port.add_argument("program", type=Path, metavar="OLD.r2py", help="the Seattle program")
+    port.add_argument("-o", "--output", type=Path, help="write the result here (default: stdout)")
     return parser
 
 
@@ -91,6 +95,10 @@ async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
+CLEAN_EXITS = (EXIT.normal, EXIT.exitall)
+"""A program that ran to its end or called ``exitall()`` ended normally (as in Seattle)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ending:
     """How a local run ended: the report, the timeout that stopped it, a closed stdout."""
@@ -105,7 +113,7 @@ class Ending:
             return None
         if self.timed_out is not None:
             return f"timed out after {self.timed_out:g} s"
-        if self.report.exit_code == 0 and self.report.status == "Terminated":
+        if self.report.exit_code in CLEAN_EXITS and self.report.status == "Terminated":
             return None
         return f"{self.report.status}: {self.report.exit_reason}"
 
@@ -119,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return run_main("seattle-sandbox", lambda: _check(args.program), verbose=False,
                         usage=USAGE_ERRORS)
+    if args.command == "port":
+        return run_main("seattle-sandbox", lambda: _port(args.program, args.output),
+                        verbose=False, usage=USAGE_ERRORS)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     return run_main("seattle-sandbox", lambda: _run(args), verbose=args.verbose, usage=USAGE_ERRORS)
@@ -148,6 +159,29 @@ def _check(program: Path) -> int:
         return 1
     print(f"{program}: ok")
     return 0
+
+
+def _port(program: Path, output: Path | None) -> int:
+    """Convert; the program goes to ``output`` or stdout, the report to stderr."""
+    from sandbox.port import port_source
+
+    try:
+        source = program.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"seattle-sandbox: cannot read {program}: {exc}", file=sys.stderr)
+        return 2
+    result = port_source(source, program.name)
+    if output is None:
+        sys.stdout.write(result.source)
+    else:
+        output.write_text(result.source, "utf-8")
+    for line in result.changes:
+        print(f"{program}: changed: {line}", file=sys.stderr)
+    for line in result.problems:
+        print(f"{program}: NOT CONVERTED: {line}", file=sys.stderr)
+    verdict = "ready to run" if result.clean else f"{len(result.problems)} problem(s) left"
+    print(f"{program}: {len(result.changes)} change(s), {verdict}", file=sys.stderr)
+    return 0 if result.clean else 1
 
 
 if __name__ == "__main__":
