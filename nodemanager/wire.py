@@ -1,6 +1,6 @@
 """Frames and signed envelopes of the node manager protocol (pure; docs/protocol.md).
 
-Layout (all msgpack, str map keys):
+Layout (all msgpack; str map keys, each at most once per map):
 
     frame    = length (4 bytes, big-endian, <= MAX_FRAME_BYTES) + payload
     payload  = [body: bin, signature: bin(64) | nil]
