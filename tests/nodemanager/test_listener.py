@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import trio
 
 from nodemanager.admission import PortLimits
@@ -76,24 +76,45 @@ async def test_a_burst_of_connects_is_accepted_at_once(nursery: trio.Nursery) ->
     assert len(peers) == 400
 
 
-async def test_running_out_of_files_pauses_accepting_and_recovers(
-    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
-) -> None:
-    async def handler(stream: trio.SocketStream) -> None:
-        async with stream:
-            await stream.send_all(b"hi")
-            await trio.sleep_forever()
+OUT_OF_FILES = """
+import logging, os, resource, sys, trio
+from nodemanager.listener import serve_tcp
 
-    port = await nursery.start(serve_tcp, handler, "127.0.0.1", 0)
-    clients: list[trio.SocketStream] = []
-    with soft_fd_limit(len(os.listdir("/proc/self/fd")) + 4):  # the listing counts its own fd
-        for _ in range(3):  # 3 client ends + 2 accepted ends: the third accept has no file
-            clients.append(await trio.open_tcp_stream("127.0.0.1", port))
+class Seen(logging.Handler):
+    text = ""
+    def emit(self, record):
+        Seen.text += record.getMessage()
+
+async def handler(stream):
+    async with stream:
+        await stream.send_all(b"hi")
+        await trio.sleep_forever()
+
+async def main():
+    logging.getLogger("nodemanager.listener").addHandler(Seen())
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_tcp, handler, "127.0.0.1", 0)
+        before = resource.getrlimit(resource.RLIMIT_NOFILE)
+        room = len(os.listdir("/proc/self/fd")) + 4  # the listing counts its own fd
+        resource.setrlimit(resource.RLIMIT_NOFILE, (room, before[1]))
+        # 3 client ends + 2 accepted ends fill the room: the third accept has no file
+        clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
         with trio.fail_after(5):
-            while "EMFILE" not in caplog.text:
+            while "EMFILE" not in Seen.text:
                 await trio.sleep(0.01)
-    with trio.fail_after(5):  # files again: the waiting connection is accepted and served
-        for client in clients:
-            assert await client.receive_some(2) == b"hi"
-    for client in clients:
-        await client.aclose()
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+        with trio.fail_after(5):  # files again: the waiting connection is served
+            for client in clients:
+                assert await client.receive_some(2) == b"hi"
+        print("recovered")
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+"""
+
+
+def test_running_out_of_files_pauses_accepting_and_recovers() -> None:
+    """In a process of its own, so that no other test's files disturb the count."""
+    done = subprocess.run([sys.executable, "-c", OUT_OF_FILES], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "recovered", done.stderr[-2000:]
