@@ -54,6 +54,8 @@ class Peer(Protocol):
 
     def note_no_answer(self, contact: Contact) -> None: ...
 
+    def note_bad_answer(self, contact: Contact) -> None: ...
+
     def note_silent(self, addr: tuple[str, int]) -> None: ...
 
     def is_silent(self, addr: tuple[str, int]) -> bool: ...
@@ -114,7 +116,7 @@ class _Driver:
         except BadAnswer as exc:
             log.debug("bad answer from %s: %s", cand.contact.label, exc)
             self.lookup.failed(cand)
-            self.peer.note_no_answer(cand.contact)
+            self.peer.note_bad_answer(cand.contact)
         except DhtUnavailable:
             self.lookup.failed(cand)
             self.peer.note_no_answer(cand.contact)
@@ -190,7 +192,7 @@ async def find_nodes(peer: Peer, target: bytes, params: LookupParams, deadline: 
 
     async def ask(cand: Candidate) -> list[Contact]:
         raw = await peer.call(cand.contact.addr, "find_node", peer.own_id, target)
-        return decode_contacts(raw, introducer=_scope(cand.contact), limit=params.k)
+        return decode_contacts(raw, introducer=_scope(cand.contact))
 
     start = seeds_for(peer, target, params) if seeds is None else list(seeds)
     lookup = Lookup(target, start, params, own_id=peer.own_id)
@@ -216,7 +218,7 @@ async def find_records(peer: Peer, key: bytes, params: LookupParams, deadline: f
     async def ask(cand: Candidate) -> list[Contact]:
         contact = cand.contact
         raw = await peer.call(contact.addr, "find_value", peer.own_id, key)
-        answer = decode_find_value(raw, introducer=_scope(contact), limit=params.k)
+        answer = decode_find_value(raw, introducer=_scope(contact))
         if not isinstance(answer, ValueAnswer):
             return answer
         search.holders.add(contact.label)

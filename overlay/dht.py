@@ -57,6 +57,8 @@ MAX_REQUEST = 8192
 MAX_BACKGROUND = 256
 """At most this many admission checks and replication STOREs in flight; extra ones are skipped."""
 MAX_PENDING_HELLO = 32
+RECHECK_AFTER = 60.0
+"""Seconds before the same source gets another admission check (``hello``)."""
 MAX_REPLY = 60_000
 CLIENT_ID = b""
 """The node id a short-lived client sends: answer it, never add it to a routing table."""
@@ -205,6 +207,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         self.limiter = RateLimiter(rate=300.0, burst=600.0)
         self.silent: dict[tuple[str, int], float] = {}
         self._pending: set[str] = set()
+        self._checked: dict[str, float] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self.srtt = 0.01
         self._handlers: dict[str, Callable[..., Any]] = {
@@ -314,9 +317,15 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             self.consider(contact.addr, contact.node_id)
 
     def note_no_answer(self, contact: Contact) -> None:
-        """``contact`` missed the hard timeout: drop it from the table, skip it for a while."""
-        self.router.remove(contact.node_id)
+        """``contact`` missed the hard timeout: count it against the contact (it leaves the
+        table after a few in a row) and skip it in lookups for a while."""
+        self.router.failed(contact.node_id)
         self.note_silent(contact.addr)
+
+    def note_bad_answer(self, contact: Contact) -> None:
+        """``contact`` answered garbage: it leaves the table at once."""
+        self.router.remove(contact.node_id)
+        self.counters.bad_answers += 1
 
     def note_silent(self, addr: tuple[str, int]) -> None:
         if len(self.silent) >= MAX_SILENT:
@@ -342,17 +351,31 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         who = source_key(addr)
         if who in self._pending or len(self._pending) >= MAX_PENDING_HELLO:
             return
-        if not self.router.wants(claimed, addr[0]):
+        if not self.router.wants(claimed, addr[0]) or self._recently_checked(who):
             return
         self._pending.add(who)
         if not self.spawn(self._admit(addr, who)):
             self._pending.discard(who)
+
+    def _recently_checked(self, who: str) -> bool:
+        """At most one admission check per source until its ``_checked`` time has passed."""
+        now = time.monotonic()
+        if now < self._checked.get(who, 0.0):
+            return True
+        if len(self._checked) >= MAX_SILENT:
+            self._checked = {w: t for w, t in self._checked.items() if t > now}
+            if len(self._checked) >= MAX_SILENT:
+                return True  # a flood of new sources: admit nobody new until it passes
+        self._checked[who] = now + RECHECK_AFTER
+        return False
 
     async def _admit(self, addr: tuple[str, int], who: str) -> None:
         try:
             contact = await self.hello(addr)
         except (NoAnswer, BadAnswer) as exc:
             self.counters.hellos_failed += 1
+            if isinstance(exc, NoAnswer):  # maybe just slow: ask again sooner
+                self._checked[who] = time.monotonic() + RECHECK_AFTER / 6
             log.debug("hello to %s failed: %s", addr, exc)
             return
         finally:

@@ -51,13 +51,16 @@ class DhtConfig:
     bootstrap: tuple[tuple[str, int], ...] = ()
     state_dir: Path | None = None
     ksize: int = 20
+    """Routing-table bucket size."""
+    replicas: int = 10
+    """Nodes that store each replica key (so 3 x 10 per user); lookups converge on as many."""
     alpha: int = 2
     """Queries in flight per lookup path."""
     paths: int = 3
     """Disjoint lookup paths (S/Kademlia's d)."""
     lookup_timeout: float = 5.0
     """Total deadline of one lookup (all replica keys at once); partial results after it."""
-    quorum: int = 3
+    quorum: int = 2
     """A value lookup path stops once this many peers returned valid records."""
     check_stores: bool = True
     """Read one replica key back from an independent path after each publish, a different
@@ -76,7 +79,7 @@ class DhtConfig:
     @property
     def params(self) -> LookupParams:
         """Node lookups (publish, refresh, join): every path converges on its k closest."""
-        return LookupParams(k=self.ksize, alpha=self.alpha, paths=self.paths,
+        return LookupParams(k=self.replicas, alpha=self.alpha, paths=self.paths,
                             per_group=self.diversity.per_path)
 
     @property
@@ -192,8 +195,7 @@ class DhtNode:
         checked = self._publishes % REPLICA_KEYS if self.config.check_stores else -1
         jobs = [
             publish_key(self.protocol, store, key, blobs, self.config.params,
-                        self.config.lookup_timeout, now=now,
-                        check=self._validator(key, now) if i == checked else None)
+                        self.config.lookup_timeout, now=now, check=i == checked)
             for user, blobs in by_user.items()
             for i, key in enumerate(dht_keys_for(PublicKey(user)))
         ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from overlay.answers import Contact
 from overlay.crawl import (
@@ -30,6 +30,11 @@ from overlay.lookup import LookupParams
 from overlay.store import AdvertStore
 
 log = logging.getLogger(__name__)
+
+READBACK_QUORUM = 1
+"""A read-back path stops at the first holder that returns our records."""
+BUCKET_IDLE = 900.0
+"""A bucket nobody was heard from for this long gets a refresh lookup (BEP 5's 15 minutes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,10 +56,9 @@ def _farthest(contacts: Sequence[Contact], goal: int) -> int:
 
 
 async def publish_key(peer: AdProtocol, store: AdvertStore | None, key: bytes, blobs: Sequence[bytes],
-                      params: LookupParams, budget: float, *, now: float,
-                      check: Callable[[bytes], bool] | None) -> KeyReport:
+                      params: LookupParams, budget: float, *, now: float, check: bool) -> KeyReport:
     """Store ``blobs`` under ``key`` at the k closest nodes (and here, if we are one of them);
-    with ``check`` (a record validator), read the key back from an independent path."""
+    with ``check``, read the key back from an independent path."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget
     search = await find_nodes(peer, key, params, deadline)
@@ -64,11 +68,13 @@ async def publish_key(peer: AdProtocol, store: AdvertStore | None, key: bytes, b
         store.offer_many(key, blobs, now)
     chunks = [pack_records(c) for c in chunk_records(blobs)]
     accepted = await store_at(peer, targets, key, chunks)
-    if check is None:
+    if not check:
         return KeyReport(peers=len(targets), accepted=accepted, confirmed=-1, complete=search.complete)
     avoid = targets + seeds_for(peer, key, params)
     seeds = independent_seeds(peer, key, avoid, count=2 * params.paths)
-    readback = await find_records(peer, key, params, loop.time() + budget, valid=check, seeds=seeds)
+    ours = set(blobs)
+    readback = await find_records(peer, key, replace(params, quorum=READBACK_QUORUM),
+                                  loop.time() + budget, valid=ours.__contains__, seeds=seeds)
     holders = confirmed_by(readback, blobs)
     if not holders:
         fresh = [c for c in readback.closest if c not in targets]
@@ -106,7 +112,7 @@ async def refresh(peer: AdProtocol, store: AdvertStore, params: LookupParams, *,
                   wall_now: float, budget: float) -> None:
     """Look up idle buckets and our own id; re-store records held for ``idle`` seconds."""
     loop = asyncio.get_running_loop()
-    targets = [*peer.router.refresh_targets(wall_now, idle), peer.own_id]
+    targets = [*peer.router.refresh_targets(wall_now, BUCKET_IDLE), peer.own_id]
     await asyncio.gather(*(find_nodes(peer, t, params, loop.time() + budget) for t in targets))
     by_key: dict[bytes, list[bytes]] = {}
     for key, blob in store.stored_before(wall_now - idle, wall_now):

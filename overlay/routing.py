@@ -8,7 +8,8 @@ Invariants:
 3. Diversity: at most ``limits.per_bucket`` contacts of one network group per bucket and
    ``limits.per_table`` in the table (libp2p's filter, per /24; ``netgroup.group_of``).
 4. A live old contact is never evicted for a newcomer: newcomers wait in the replacement
-   cache and take a place only when a contact fails (the Kademlia paper's rule).
+   cache and take a place only when a contact failed ``MAX_FAILURES`` times in a row (the
+   Kademlia paper's rule; BEP 5's "bad" node).
 5. One contact per address: a proven newcomer at the address of another id replaces it (the
    node there changed identity). Memory is O(buckets x (k + replacements)), whatever peers send.
 """
@@ -30,12 +31,17 @@ ID_BITS = 8 * ID_BYTES
 AddOutcome = Literal["added", "updated", "replacement", "refused"]
 
 
+MAX_FAILURES = 3
+"""Consecutive missed answers after which a contact leaves the table (BEP 5: "bad")."""
+
+
 @dataclass(slots=True)
 class Entry:
     contact: Contact
     group: str | None
     added: float
     seen: float
+    failures: int = 0
 
 
 class RoutingTable:
@@ -137,8 +143,17 @@ class RoutingTable:
         if entry is None:
             return False
         entry.seen = now
+        entry.failures = 0
         self._touched[index] = now
         return True
+
+    def failed(self, node_id: bytes) -> bool:
+        """A contact missed an answer; after ``MAX_FAILURES`` in a row it is removed (True)."""
+        entry = self.get(node_id)
+        if entry is None:
+            return False
+        entry.failures += 1
+        return entry.failures >= MAX_FAILURES and self.remove(node_id)
 
     def remove(self, node_id: bytes) -> bool:
         """Drop a contact (it failed); promote the freshest spare that fits. True if held."""
@@ -169,24 +184,26 @@ class RoutingTable:
 
     def closest(self, target: bytes, count: int | None = None,
                 exclude: tuple[str, int] | None = None) -> list[Contact]:
-        """The ``count`` (default k) contacts nearest ``target`` by XOR (exact, all buckets)."""
+        """The ``count`` (default k) contacts nearest ``target`` by XOR (exact, all buckets);
+        contacts that missed their last answer only if there are not enough others."""
         goal = int.from_bytes(target, "big")
-        pool = (c for c in self.contacts() if c.addr != exclude and c.node_id != target)
-        return heapq.nsmallest(count or self.k, pool, key=lambda c: c.distance(goal))
+        pool = [e for b in self._buckets for e in b.values()
+                if e.contact.addr != exclude and e.contact.node_id != target]
+        best = heapq.nsmallest(count or self.k, pool,
+                               key=lambda e: (e.failures > 0, e.contact.distance(goal)))
+        return sorted((e.contact for e in best), key=lambda c: c.distance(goal))
 
     def sample(self, count: int, rng: random.Random | None = None) -> list[Contact]:
         everyone = self.contacts()
         return (rng or random).sample(everyone, min(count, len(everyone)))
 
     def refresh_targets(self, now: float, idle: float, rng: random.Random | None = None) -> list[bytes]:
-        """A random id in each used bucket untouched for ``idle`` seconds (Kademlia §2.3)."""
+        """A random id in each non-empty bucket untouched for ``idle`` seconds (Kademlia
+        §2.3), plus one random id anywhere (it finds buckets we know nothing about)."""
         rng = rng or random.Random()
-        used = [i for i, b in enumerate(self._buckets) if b or self._spare[i]]
-        deepest = max(used, default=0)
-        out = []
-        for index in range(deepest + 1):
-            if now - self._touched[index] >= idle:
-                out.append(self.random_id_in(index, rng))
+        out = [self.random_id_in(i, rng) for i, bucket in enumerate(self._buckets)
+               if bucket and now - self._touched[i] >= idle]
+        out.append(rng.getrandbits(ID_BITS).to_bytes(ID_BYTES, "big"))
         return out
 
     def random_id_in(self, index: int, rng: random.Random) -> bytes:
