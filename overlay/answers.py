@@ -179,8 +179,11 @@ def decode_find_value(
     pages = answer["pages"]
     if type(pages) is not int or not 1 <= pages <= 10 * MAX_PAGES:
         raise BadAnswer("page count out of range")
+    records = decode_records(answer["value"])
+    if pages > 1 and sum(map(len, records)) < PAGE_BYTES - MAX_RECORD_BYTES:
+        raise BadAnswer("more pages announced after a page that is not full")
     return ValueAnswer(
-        records=decode_records(answer["value"]),
+        records=records,
         pages=min(pages, MAX_PAGES),
         contacts=decode_contacts(answer["nodes"], introducer=introducer, limit=limit, bits=bits),
     )

@@ -42,6 +42,8 @@ class Peer(Protocol):
     """What the drivers need from the wire protocol."""
 
     router: RoutingTable
+    bits: int
+    """The id puzzle difficulty contacts must meet."""
 
     @property
     def own_id(self) -> bytes: ...
@@ -146,13 +148,13 @@ class _Driver:
         try:
             while True:
                 now = loop.time()
+                due = self._mark_slow(now)
                 self._launch(now)
                 if self.lookup.finished:
                     return await self._finish_pages(loop)
                 if not self.running or now >= self.deadline:
                     return False
-                due = self._mark_slow(now)
-                self._launch(now)
+                due = min(due, self._mark_slow(now))
                 waiting: list[asyncio.Future[Any]] = [*self.running, *self.extra]
                 done, _ = await asyncio.wait(waiting, timeout=max(due, 0.001),
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -192,7 +194,7 @@ async def find_nodes(peer: Peer, target: bytes, params: LookupParams, deadline: 
 
     async def ask(cand: Candidate) -> list[Contact]:
         raw = await peer.call(cand.contact.addr, "find_node", peer.own_id, target)
-        return decode_contacts(raw, introducer=_scope(cand.contact))
+        return decode_contacts(raw, introducer=_scope(cand.contact), bits=peer.bits)
 
     start = seeds_for(peer, target, params) if seeds is None else list(seeds)
     lookup = Lookup(target, start, params, own_id=peer.own_id)
@@ -218,7 +220,7 @@ async def find_records(peer: Peer, key: bytes, params: LookupParams, deadline: f
     async def ask(cand: Candidate) -> list[Contact]:
         contact = cand.contact
         raw = await peer.call(contact.addr, "find_value", peer.own_id, key)
-        answer = decode_find_value(raw, introducer=_scope(contact))
+        answer = decode_find_value(raw, introducer=_scope(contact), bits=peer.bits)
         if not isinstance(answer, ValueAnswer):
             return answer
         search.holders.add(contact.label)
@@ -308,7 +310,7 @@ async def _probe(peer: Peer, contact: Contact, probes: int) -> list[Contact] | N
     for target in targets:
         try:
             raw = await peer.call(contact.addr, "find_node", peer.own_id, target)
-            found.extend(decode_contacts(raw, introducer=_scope(contact)))
+            found.extend(decode_contacts(raw, introducer=_scope(contact), bits=peer.bits))
         except (BadAnswer, DhtUnavailable):
             return found if found else None
     return found

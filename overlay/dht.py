@@ -39,7 +39,7 @@ from overlay.advert import DHT_KEY_BYTES
 from overlay.answers import MAX_PAGES, PAGE_BYTES, Contact, decode_hello
 from overlay.errors import BadAnswer, DhtUnavailable, OverlayUsageError
 from overlay.netgroup import EXEMPT_HOSTS, DiversityLimits
-from overlay.nodeid import CHALLENGE_BYTES, NodeIdentity
+from overlay.nodeid import CHALLENGE_BYTES, PUZZLE_BITS, NodeIdentity
 from overlay.ratelimit import RateLimiter
 from overlay.routing import RoutingTable
 from overlay.store import AdvertStore
@@ -196,10 +196,11 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
     remote_status: bool = False
 
     def __init__(self, identity: NodeIdentity | None, storage: AdStorage, ksize: int,
-                 limits: DiversityLimits) -> None:
+                 limits: DiversityLimits, bits: int = PUZZLE_BITS) -> None:
         own = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
         super().__init__(Node(own), storage, ksize)
         self.identity = identity
+        self.bits = bits
         self.client_mode = identity is None
         self._wait_timeout = RPC_TIMEOUT
         self.router = RoutingTable(own, k=ksize, limits=limits)
@@ -388,7 +389,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         """Challenge the node at ``addr`` to prove its id; return the proven contact."""
         challenge = os.urandom(CHALLENGE_BYTES)
         answer = await self.call(addr, "hello", self.own_id, challenge)
-        return decode_hello(answer, challenge=challenge, addr=addr)
+        return decode_hello(answer, challenge=challenge, addr=addr, bits=self.bits)
 
     def welcome(self, contact: Contact) -> None:
         """Hand a new table member the records it is now among the closest for (§2.5)."""
@@ -498,14 +499,16 @@ class AdServer(Server):  # type: ignore[misc]
     """kademlia's Server as a transport holder; the overlay logic is in ``crawl``."""
 
     def __init__(self, store: AdvertStore, *, identity: NodeIdentity | None, ksize: int = 20,
-                 alpha: int = 3, limits: DiversityLimits | None = None) -> None:
+                 alpha: int = 3, limits: DiversityLimits | None = None,
+                 bits: int = PUZZLE_BITS) -> None:
         node_id = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
         super().__init__(ksize=ksize, alpha=alpha, node_id=node_id, storage=AdStorage(store))
         self.identity = identity
         self.limits = limits or DiversityLimits()
+        self.bits = bits
 
     def _create_protocol(self) -> AdProtocol:
-        return AdProtocol(self.identity, self.storage, self.ksize, self.limits)
+        return AdProtocol(self.identity, self.storage, self.ksize, self.limits, self.bits)
 
     def refresh_table(self, interval: float = 0) -> None:
         """Disabled: the trio shell calls ``crawl.refresh`` on its own timer."""

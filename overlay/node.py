@@ -29,7 +29,7 @@ from overlay.dht import AdProtocol, AdServer
 from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
 from overlay.lookup import LookupParams
 from overlay.netgroup import DiversityLimits
-from overlay.nodeid import NodeIdentity
+from overlay.nodeid import PUZZLE_BITS, NodeIdentity
 from overlay.publishing import KeyReport, join, publish_key, refresh
 from overlay.results import LookupResult, NodeStats, PublishResult
 from overlay.select import select_adverts
@@ -75,6 +75,8 @@ class DhtConfig:
     diversity: DiversityLimits = field(default_factory=DiversityLimits)
     identity: NodeIdentity | None = None
     """The node's key, nonce and id; default: loaded from (or created in) ``state_dir``."""
+    id_bits: int = PUZZLE_BITS
+    """The id puzzle's difficulty; every node of one network must agree (tests lower it)."""
 
     @property
     def params(self) -> LookupParams:
@@ -119,17 +121,17 @@ def _single_leaf(group: BaseExceptionGroup[BaseException]) -> Exception | None:
     return exc if isinstance(exc, Exception) and not isinstance(exc, BaseExceptionGroup) else None
 
 
-def load_identity(state_dir: Path | None) -> NodeIdentity:
+def load_identity(state_dir: Path | None, bits: int = PUZZLE_BITS) -> NodeIdentity:
     """The node identity kept in ``state_dir`` (created on first use; solving the id puzzle
     takes about 0.1 s); a fresh one when there is no state directory."""
     if state_dir is None:
-        return NodeIdentity.generate()
+        return NodeIdentity.generate(bits)
     path = state_dir / IDENTITY_FILE
     try:
-        return NodeIdentity.from_bytes(bytes.fromhex(path.read_text().strip()))
+        return NodeIdentity.from_bytes(bytes.fromhex(path.read_text().strip()), bits)
     except (OSError, ValueError):
         pass
-    identity = NodeIdentity.generate()
+    identity = NodeIdentity.generate(bits)
     state_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(path, identity.to_bytes().hex().encode() + b"\n", mode=0o600)
     return identity
@@ -279,6 +281,7 @@ class DhtNode:
             publishes=self._publishes,
             uptime=time.time() - self.started_at,
             late_replies=proto.counters.late_replies,
+            bad_answers=proto.counters.bad_answers,
             hellos_ok=proto.counters.hellos_ok,
             hellos_failed=proto.counters.hellos_failed,
             sent_requests=proto.counters.sent_requests,
@@ -326,8 +329,11 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
     unless ``client_mode``, where no answer raises DhtUnavailable).
     """
     store = AdvertStore(config.limits)
-    identity = None if config.client_mode else (config.identity or load_identity(config.state_dir))
-    server = AdServer(store, identity=identity, ksize=config.ksize, limits=config.diversity)
+    identity = None
+    if not config.client_mode:
+        identity = config.identity or load_identity(config.state_dir, config.id_bits)
+    server = AdServer(store, identity=identity, ksize=config.ksize, limits=config.diversity,
+                      bits=config.id_bits)
     try:
         await trio_asyncio.aio_as_trio(server.listen)(config.port, config.host)
     except OSError as exc:

@@ -91,6 +91,8 @@ async def join(peer: AdProtocol, addrs: Sequence[tuple[str, int]], params: Looku
     many bootstrap peers answered."""
     loop = asyncio.get_running_loop()
     answers = await asyncio.gather(*(_hello(peer, a) for a in addrs))
+    if not any(answers):  # a busy peer may miss one hello: ask once more
+        answers = await asyncio.gather(*(_hello(peer, a) for a in addrs))
     proven = [c for c in answers if c is not None]
     for contact in proven:
         peer.router.add(contact, time.time())
@@ -110,10 +112,12 @@ async def _hello(peer: AdProtocol, addr: tuple[str, int]) -> Contact | None:
 
 async def refresh(peer: AdProtocol, store: AdvertStore, params: LookupParams, *, idle: float,
                   wall_now: float, budget: float) -> None:
-    """Look up idle buckets and our own id; re-store records held for ``idle`` seconds."""
+    """Look up idle buckets and our own id (one path each: they only fill the table);
+    re-store records nobody refreshed for ``idle`` seconds to the current closest nodes."""
     loop = asyncio.get_running_loop()
     targets = [*peer.router.refresh_targets(wall_now, BUCKET_IDLE), peer.own_id]
-    await asyncio.gather(*(find_nodes(peer, t, params, loop.time() + budget) for t in targets))
+    single = replace(params, paths=1)
+    await asyncio.gather(*(find_nodes(peer, t, single, loop.time() + budget) for t in targets))
     by_key: dict[bytes, list[bytes]] = {}
     for key, blob in store.stored_before(wall_now - idle, wall_now):
         by_key.setdefault(key, []).append(blob)

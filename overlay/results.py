@@ -67,6 +67,7 @@ class NodeStats:
     publishes: int = 0
     uptime: float = 0.0
     late_replies: int = 0
+    bad_answers: int = 0
     hellos_ok: int = 0
     hellos_failed: int = 0
     sent_requests: int = 0
