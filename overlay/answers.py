@@ -177,14 +177,14 @@ def decode_find_value(
     if not set(answer) >= _VALUE_KEYS or len(answer) > 4:
         raise BadAnswer("find_value answer fields")
     pages = answer["pages"]
-    if type(pages) is not int or not 1 <= pages <= 10 * MAX_PAGES:
+    if type(pages) is not int or not 1 <= pages <= MAX_PAGES:
         raise BadAnswer("page count out of range")
     records = decode_records(answer["value"])
     if pages > 1 and sum(map(len, records)) < PAGE_BYTES - MAX_RECORD_BYTES:
         raise BadAnswer("more pages announced after a page that is not full")
     return ValueAnswer(
         records=records,
-        pages=min(pages, MAX_PAGES),
+        pages=pages,
         contacts=decode_contacts(answer["nodes"], introducer=introducer, limit=limit, bits=bits),
     )
 
