@@ -147,7 +147,8 @@ def test_full_store_evicts_the_largest_source_newest_first() -> None:
             assert exc.reason == "store_full"
     assert store.stats(NOW).records == 60
     for i in range(20):
-        assert store.offer(DKEY, advert_blob(KeyPair.generate(), USER), NOW, origin=f"127.45.{i}.1") == "stored"
+        honest = advert_blob(KeyPair.generate(), USER)
+        assert store.offer(DKEY, honest, NOW, origin=f"127.45.{i}.1") == "stored"
     stats = store.stats(NOW)
     assert stats.records == 60 and stats.evicted == 20
     oldest = flood_keys[0]
