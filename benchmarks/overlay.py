@@ -38,10 +38,11 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
-from overlay import DhtConfig, DhtNode, dht_loop, make_advert, open_dht_node
+from overlay import DhtConfig, DhtNode, NodeIdentity, dht_loop, make_advert, open_dht_node
 from seattlecore import KeyPair, PublicKey
 
 VESSEL = "v1"
@@ -105,7 +106,7 @@ def timeouts_total(members: list[Member]) -> int:
 
 def dead_contact_share(members: list[Member]) -> float:
     """Share of the routing-table contacts of running nodes that point at stopped nodes."""
-    dead = {f"127.0.0.1:{m.port}" for m in members if not m.alive}
+    dead = {f"{m.node.config.host}:{m.port}" for m in members if not m.alive}
     listed = [p["address"] for m in members if m.alive for p in m.node.status()["peers"]]
     return sum(a in dead for a in listed) / max(1, len(listed))
 
@@ -118,23 +119,37 @@ async def host_node(config: DhtConfig, *, task_status: trio.TaskStatus[Member]) 
             await trio.sleep_forever()
 
 
-async def build(nursery: trio.Nursery, n: int, rng: random.Random) -> list[Member]:
+def host_of(index: int, net: int = 10) -> str:
+    """Node ``index``'s own loopback address (its own /24, as on the internet)."""
+    return f"127.{net + index // 250}.{index % 250}.1"
+
+
+def identities(count: int, bits: int) -> list[NodeIdentity]:
+    return [NodeIdentity.generate(bits) for _ in range(count)]
+
+
+async def build(nursery: trio.Nursery, n: int, rng: random.Random, bits: int,
+                **config: Any) -> list[Member]:
     members: list[Member] = []
-    for _ in range(n):
+    for i, ident in enumerate(identities(n, bits)):
         peers = rng.sample(members, min(3, len(members)))
-        config = DhtConfig(
-            bootstrap=tuple(("127.0.0.1", m.port) for m in peers),
+        cfg = DhtConfig(
+            host=host_of(i),
+            bootstrap=tuple((m.node.config.host, m.port) for m in peers),
             refresh_interval=3600.0,  # no timer-driven refresh during the run: we drive it
             status_interval=3600.0,
+            identity=ident,
+            id_bits=bits,
+            **config,
         )
-        members.append(await nursery.start(host_node, config))
+        members.append(await nursery.start(host_node, cfg))
     return members
 
 
 def advert_for(pub: Publisher, seq: int) -> bytes:
     return make_advert(
         pub.keys,
-        address=f"127.0.0.1:{pub.member.port}",
+        address=f"{pub.member.node.config.host}:{pub.member.port}",
         vessel=VESSEL,
         user_key=pub.user,
         seq=seq,
@@ -222,7 +237,7 @@ async def run_size(n: int, args: argparse.Namespace, emit: list[Row]) -> None:
     rng = random.Random(args.seed * 1000 + n)
     async with dht_loop(), trio.open_nursery() as nursery:
         t = time.perf_counter()
-        members = await build(nursery, n, rng)
+        members = await build(nursery, n, rng, args.id_bits)
         build_s = time.perf_counter() - t
         pubs = []
         for _ in range(args.users):
@@ -307,6 +322,8 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=5, help="publishers per user")
     parser.add_argument("--churn", type=float, default=0.3, help="share of nodes stopped")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--id-bits", type=int, default=12,
+                        help="id puzzle difficulty (join cost only; the network default is 16)")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.lookups = [50], 10

@@ -62,6 +62,8 @@ class Peer(Protocol):
 
     def is_silent(self, addr: tuple[str, int]) -> bool: ...
 
+    def linger(self, task: asyncio.Future[Any], contact: Contact) -> None: ...
+
 
 @dataclass(slots=True)
 class Search:
@@ -139,6 +141,7 @@ class _Driver:
             left = cand.sent_at + soft - now
             if left <= 0:
                 self.lookup.slow(cand)
+                self.peer.note_silent(cand.contact.addr)  # skipped by lookups until it answers
             else:
                 due = min(due, left)
         return due
@@ -164,7 +167,9 @@ class _Driver:
                         self._settle(task, cand)
                     self.extra.discard(task)
         finally:
-            await _cancel(list(self.running) + list(self.extra))
+            for task, cand in self.running.items():  # stragglers: let them answer or time out
+                self.peer.linger(task, cand.contact)
+            await _cancel(list(self.extra))
 
     async def _finish_pages(self, loop: asyncio.AbstractEventLoop) -> bool:
         if not self.extra:

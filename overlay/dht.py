@@ -343,6 +343,22 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             return False
         return True
 
+    def linger(self, task: asyncio.Future[Any], contact: Contact) -> None:
+        """Keep a lookup's unanswered query until it is answered or times out, so a dead
+        contact is noticed (and a slow one credited) after the lookup has moved on."""
+        if not self.spawn(self._settle_late(task, contact)):
+            task.cancel()
+
+    async def _settle_late(self, task: asyncio.Future[Any], contact: Contact) -> None:
+        try:
+            await task
+        except NoAnswer:
+            self.note_no_answer(contact)
+        except BadAnswer:
+            self.note_bad_answer(contact)
+        else:
+            self.note_answer(contact)
+
     # -- admission ---------------------------------------------------------------------------
     def consider(self, addr: tuple[str, int], claimed: object) -> None:
         """Maybe check a peer that asked or answered us: a ``hello`` challenge, then the table."""

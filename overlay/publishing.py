@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from overlay.answers import Contact
+from overlay.answers import Contact, decode_ping
 from overlay.crawl import (
     confirmed_by,
     find_nodes,
@@ -27,6 +27,7 @@ from overlay.crawl import (
 from overlay.dht import RPC_TIMEOUT, AdProtocol, NoAnswer, chunk_records, pack_records
 from overlay.errors import BadAnswer
 from overlay.lookup import LookupParams
+from overlay.routing import MAX_FAILURES
 from overlay.store import AdvertStore
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,16 @@ async def join(peer: AdProtocol, addrs: Sequence[tuple[str, int]], params: Looku
     return len(proven)
 
 
+async def _ping(peer: AdProtocol, contact: Contact) -> None:
+    try:
+        if decode_ping(await peer.call(contact.addr, "ping", peer.own_id)) == contact.node_id:
+            peer.note_answer(contact)
+            return
+    except (NoAnswer, BadAnswer):
+        pass
+    peer.note_no_answer(contact)
+
+
 async def _hello(peer: AdProtocol, addr: tuple[str, int]) -> Contact | None:
     try:
         return await peer.hello(addr)
@@ -112,9 +123,12 @@ async def _hello(peer: AdProtocol, addr: tuple[str, int]) -> Contact | None:
 
 async def refresh(peer: AdProtocol, store: AdvertStore, params: LookupParams, *, idle: float,
                   wall_now: float, budget: float) -> None:
-    """Look up idle buckets and our own id (one path each: they only fill the table);
-    re-store records nobody refreshed for ``idle`` seconds to the current closest nodes."""
+    """Ping contacts that missed answers (dead ones leave the table), look up idle buckets
+    and our own id (one path each: they only fill the table), and re-store records nobody
+    refreshed for ``idle`` seconds to the current closest nodes."""
     loop = asyncio.get_running_loop()
+    for _ in range(MAX_FAILURES):  # contacts that missed answers: alive, or out of the table
+        await asyncio.gather(*(_ping(peer, c) for c in peer.router.suspects(wall_now, idle)))
     targets = [*peer.router.refresh_targets(wall_now, BUCKET_IDLE), peer.own_id]
     single = replace(params, paths=1)
     await asyncio.gather(*(find_nodes(peer, t, single, loop.time() + budget) for t in targets))

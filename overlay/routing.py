@@ -148,12 +148,22 @@ class RoutingTable:
         return True
 
     def failed(self, node_id: bytes) -> bool:
-        """A contact missed an answer; after ``MAX_FAILURES`` in a row it is removed (True)."""
-        entry = self.get(node_id)
+        """A contact missed an answer; it is removed (True) after ``MAX_FAILURES`` in a row,
+        or at once when a proven newcomer waits for its place."""
+        index = self.bucket_of(node_id)
+        entry = self._buckets[index].get(node_id)
         if entry is None:
             return False
         entry.failures += 1
-        return entry.failures >= MAX_FAILURES and self.remove(node_id)
+        if entry.failures >= MAX_FAILURES or self._spare[index]:
+            return self.remove(node_id)
+        return False
+
+    def suspects(self, now: float, quiet_for: float) -> list[Contact]:
+        """Contacts that missed their last answer or were not heard from for ``quiet_for``
+        seconds (BEP 5's "questionable" nodes): refresh pings them."""
+        return [e.contact for b in self._buckets for e in b.values()
+                if e.failures > 0 or now - e.seen >= quiet_for]
 
     def remove(self, node_id: bytes) -> bool:
         """Drop a contact (it failed); promote the freshest spare that fits. True if held."""
