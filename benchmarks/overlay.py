@@ -32,6 +32,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import importlib.util
 import logging
 import math
 import random
@@ -324,6 +325,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--id-bits", type=int, default=12,
                         help="id puzzle difficulty (join cost only; the network default is 16)")
+    parser.add_argument("--adversary", action="store_true", help="also run the adversary section")
+    parser.add_argument("--only-adversary", action="store_true", help="run only the adversary section")
+    parser.add_argument("--rows", nargs="*", default=[], help="adversary rows whose name starts so")
+    parser.add_argument("--adversary-n", type=int, default=100, help="honest nodes per adversary row")
+    parser.add_argument("--adversary-users", type=int, default=10)
+    parser.add_argument("--adversary-publishers", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.lookups = [50], 10
@@ -344,11 +351,24 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows: list[Row] = []
     start = time.perf_counter()
-    for n in args.sizes:
+    for n in [] if args.only_adversary else args.sizes:
         trio.run(run_size, n, args, rows)
     for note in notes:
         print(f"# {note}")
+    if args.adversary or args.only_adversary:
+        adversary = _sibling("overlay_adversary")
+        adversary.run_adversary(args, sys.modules[__name__])
     print(f"# total {time.perf_counter() - start:.0f} s")
+
+
+def _sibling(name: str) -> Any:
+    """Load ``benchmarks/NAME.py`` (this directory is kept off the import path, see above)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

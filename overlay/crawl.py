@@ -34,6 +34,8 @@ from overlay.routing import RoutingTable
 
 log = logging.getLogger(__name__)
 
+PAGED_HOLDERS = 2
+"""Per key, the holders whose pages after the first a reader fetches."""
 PAGE_GRACE = 2.0
 """Once the paths converged, wait this many soft timeouts for outstanding pages."""
 
@@ -213,9 +215,12 @@ async def find_records(peer: Peer, key: bytes, params: LookupParams, deadline: f
     """The records the nodes near ``key`` hold (all their pages), over disjoint paths.
 
     ``valid(blob)`` says whether a record verifies; a peer that returned at least one valid
-    record counts toward its path's quorum (``LookupParams.quorum``).
+    record counts toward its path's quorum (``LookupParams.quorum``). Every holder's first
+    page is read (stores order pages round-robin over sources, so it shows every source);
+    the further pages of ``PAGED_HOLDERS`` holders are fetched, all at once.
     """
     search = Search()
+    paged: set[str] = set()
     driver: _Driver
 
     async def fetch_page(contact: Contact, index: int) -> None:
@@ -232,8 +237,10 @@ async def find_records(peer: Peer, key: bytes, params: LookupParams, deadline: f
         search.records.extend((contact.label, b) for b in answer.records)
         if any(valid(b) for b in answer.records):
             lookup.holder(cand)
-        for index in range(1, min(answer.pages, MAX_PAGES)):
-            driver.extra.add(asyncio.ensure_future(_quiet_page(fetch_page(contact, index))))
+        if answer.pages > 1 and len(paged) < PAGED_HOLDERS:
+            paged.add(contact.label)
+            for index in range(1, min(answer.pages, MAX_PAGES)):
+                driver.extra.add(asyncio.ensure_future(_quiet_page(fetch_page(contact, index))))
         return answer.contacts
 
     start = seeds_for(peer, key, params) if seeds is None else list(seeds)

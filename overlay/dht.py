@@ -260,6 +260,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if len(reply) > MAX_REPLY:
             raise ValueError("reply too large")
         if self.transport is not None:
+            self.counters.sent_bytes += len(reply)
             self.transport.sendto(reply, addr)
 
     def _accept_response(self, msg_id: bytes, data: Any, address: tuple[str, int]) -> None:

@@ -62,6 +62,9 @@ class DhtConfig:
     """Total deadline of one lookup (all replica keys at once); partial results after it."""
     quorum: int = 2
     """A value lookup path stops once this many peers returned valid records."""
+    replica_keys: int = REPLICA_KEYS
+    """How many of a user's derived keys to publish under and look up (1 = no replication;
+    for measuring what the defence costs)."""
     check_stores: bool = True
     """Read one replica key back from an independent path after each publish, a different
     replica each time (see ``publishing``)."""
@@ -194,14 +197,17 @@ class DhtNode:
 
     async def _publish_all(self, by_user: dict[bytes, list[bytes]], now: float) -> list[KeyReport]:
         store = None if self.config.client_mode else self._store
-        checked = self._publishes % REPLICA_KEYS if self.config.check_stores else -1
+        checked = self._publishes % self.config.replica_keys if self.config.check_stores else -1
         jobs = [
             publish_key(self.protocol, store, key, blobs, self.config.params,
                         self.config.lookup_timeout, now=now, check=i == checked)
             for user, blobs in by_user.items()
-            for i, key in enumerate(dht_keys_for(PublicKey(user)))
+            for i, key in enumerate(self._keys(PublicKey(user)))
         ]
         return list(await asyncio.gather(*jobs))
+
+    def _keys(self, user: PublicKey) -> tuple[bytes, ...]:
+        return dht_keys_for(user)[: max(1, self.config.replica_keys)]
 
     @staticmethod
     def _validator(key: bytes, now: float) -> Callable[[bytes], bool]:
@@ -223,7 +229,7 @@ class DhtNode:
         """All live, verified adverts for ``user_key``: the local store plus every replica
         key's closest nodes, within ``lookup_timeout`` (``complete=False`` if cut short)."""
         start = trio.current_time()
-        keys = dht_keys_for(user_key)
+        keys = self._keys(user_key)
         found: Search = await trio_asyncio.aio_as_trio(self._search)(keys)
         now = time.time()
         local = [("local", b) for key in keys for b in self._store.blobs(key, now)]

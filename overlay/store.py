@@ -12,7 +12,7 @@ Invariants:
    of the peer that first stored it, moved to the publisher's own group when the publisher
    stores it directly (the sender's address is the advert's host).
 5. Hard quotas refuse the newcomer: records per publisher per key, per publisher, per source
-   group per key. Capacity limits (records per key, total records, total bytes) evict
+   group per key, per source group. Capacity limits (records per key, total records, total bytes) evict
    instead, fairly: the victim is the newest record of the group holding the most, and only
    if the newcomer's group holds fewer. No set of sources can push out a smaller one, and
    long-lived records outlast new ones.
@@ -49,8 +49,10 @@ class StoreLimits:
     max_records_per_key: int = 1024
     max_per_publisher_per_key: int = 16
     max_per_publisher: int = 256
-    max_per_source_per_key: int = 128
+    max_per_source_per_key: int = 64
     """One source network's share of one key (a /24 or /48; see ``netgroup``)."""
+    max_per_source: int = 12_500
+    """One source network's share of the whole store (a quarter)."""
     max_total_records: int = 50_000
     max_total_bytes: int = 12_000_000
     """Record bytes held (the blobs; about 2.5x that in process memory)."""
@@ -180,6 +182,8 @@ class AdvertStore:
             raise InvalidAdvert("publisher_full", "too many records from this node")
         if self._per_group_key[(dht_key, group)] >= lim.max_per_source_per_key:
             raise InvalidAdvert("source_full", "too many records from this network here")
+        if group != LOCAL and len(self._group_entries.get(group, ())) >= lim.max_per_source:
+            raise InvalidAdvert("source_full", "too many records from this network")
         if len(self._keys.get(dht_key, ())) >= lim.max_records_per_key:
             self._evict_for(self._per_group_key[(dht_key, group)], self._key_victim(dht_key), "key_full")
         while self._total >= lim.max_total_records or self._bytes + len(blob) > lim.max_total_bytes:
