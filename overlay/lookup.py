@@ -6,8 +6,9 @@ with ``answered``/``failed``/``slow``, and stops when ``finished`` or at its dea
 Invariants and bounds:
 1. ``paths`` disjoint paths: the seeds are dealt round-robin over the paths (with fewer
    seeds than paths, the first answers are dealt to the empty paths), each path keeps its
-   own shortlist, and an endpoint is queried by at most one path in a lookup (whichever
-   asks first). A hostile peer thus misleads only the path that asked it.
+   own shortlist, and an endpoint (address) is queried once per lookup, by whichever path
+   asks first, whatever ids it claims. A hostile peer thus misleads only the path that
+   asked it. The result keeps at most ``per_group`` contacts of one network group.
 2. Per path at most ``alpha`` queries in flight, until an answer brings nothing closer; then
    (node lookups only) the rest of the path's k closest are asked at once (Kademlia §2.3).
    A query slower than
@@ -73,7 +74,7 @@ class Lookup:
         self._goal = int.from_bytes(target, "big")
         self._own = own_id
         self._paths: list[dict[bytes, Candidate]] = [{} for _ in range(max(1, params.paths))]
-        self._queried: dict[tuple[str, int], int] = {}
+        self._queried: set[tuple[str, int]] = set()
         self._bad_intros: Counter[str] = Counter()
         self._good_intros: Counter[str] = Counter()
         self._burst = [False] * len(self._paths)
@@ -129,12 +130,11 @@ class Lookup:
                 cand = next((c for c in self._live(path) if c.state == "new"), None)
                 if cand is None:
                     break
-                owner = self._queried.get(cand.contact.addr)
-                if owner is not None and owner != path:
-                    del self._paths[path][cand.contact.node_id]  # another path owns it
+                if cand.contact.addr in self._queried:
+                    del self._paths[path][cand.contact.node_id]  # asked already (any path, any id)
                     continue
                 cand.state, cand.sent_at = "inflight", now
-                self._queried[cand.contact.addr] = path
+                self._queried.add(cand.contact.addr)
                 self.queries += 1
                 busy += 1
                 out.append(cand)
@@ -206,9 +206,19 @@ class Lookup:
         return [c for s in self._paths for c in s.values() if c.state == "inflight"]
 
     def closest_answered(self, count: int) -> list[Contact]:
-        """The ``count`` closest contacts that answered, over all paths."""
+        """The ``count`` closest contacts that answered, over all paths, at most
+        ``per_group`` of one network group."""
         done = {c.contact.node_id: c for s in self._paths for c in s.values() if c.state == "answered"}
-        return [c.contact for c in sorted(done.values(), key=lambda c: c.distance)[:count]]
+        taken: Counter[str] = Counter()
+        out: list[Contact] = []
+        for cand in sorted(done.values(), key=lambda c: c.distance):
+            if cand.group is not None and taken[cand.group] >= self.params.per_group:
+                continue
+            taken[cand.group or ""] += 1
+            out.append(cand.contact)
+            if len(out) == count:
+                break
+        return out
 
     def answered_labels(self) -> list[str]:
         return sorted({c.contact.label for s in self._paths for c in s.values() if c.state == "answered"})

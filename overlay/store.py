@@ -42,6 +42,10 @@ LOCAL = "local"
 class StoreLimits:
     """Memory bounds of one node's store (see docs/overlay.md for bytes per record).
 
+    A node holds the records of the keys it is among the ``replicas`` closest to: with U users
+    x 3 keys x 10 replicas over N nodes, about 30 x records / N each (600 for 10,000 node
+    managers with 20 records each), so 20,000 leaves a wide margin.
+
     Seattle's lookup returned at most 100 values (one per node); our records are per
     (node, vessel), so a researcher with 500 vessels on 50 nodes needs 500 under one key.
     """
@@ -51,11 +55,12 @@ class StoreLimits:
     max_per_publisher: int = 256
     max_per_source_per_key: int = 64
     """One source network's share of one key (a /24 or /48; see ``netgroup``)."""
-    max_per_source: int = 12_500
+    max_per_source: int = 5_000
     """One source network's share of the whole store (a quarter)."""
-    max_total_records: int = 50_000
-    max_total_bytes: int = 12_000_000
-    """Record bytes held (the blobs; about 2.5x that in process memory)."""
+    max_total_records: int = 20_000
+    """About 0.9-1.2 KB of process memory each (measured; docs/overlay.md): ~23 MB at most."""
+    max_total_bytes: int = 8_000_000
+    """Record bytes held (the blobs alone)."""
 
 
 @dataclass(slots=True)

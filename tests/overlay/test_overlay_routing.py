@@ -51,15 +51,13 @@ def test_live_contacts_stay_and_failed_ones_make_room() -> None:
     same = [i for i in range(400) if table.bucket_of(POOL[i].node_id) == index][:4]
     first, second, third, fourth = (contact(i, f"127.52.{n}.1") for n, i in enumerate(same))
     assert table.add(first, 1.0) == "added" and table.add(second, 1.0) == "added"
-    assert table.add(third, 2.0) == "replacement"  # the bucket is full: the newcomer waits
-    assert table.add(fourth, 3.0) == "replacement"
-    assert first.node_id in table and second.node_id in table
-    for _ in range(MAX_FAILURES - 1):
+    for _ in range(MAX_FAILURES - 1):  # no one waits: a contact may miss a few answers
         assert not table.failed(first.node_id)
-    table.seen(first.node_id, 4.0)  # an answer resets the count
-    for _ in range(MAX_FAILURES - 1):
-        assert not table.failed(first.node_id)
-    assert table.failed(first.node_id)
+    table.seen(first.node_id, 2.0)  # an answer resets the count
+    assert table.add(third, 3.0) == "replacement"  # the bucket is full: the newcomer waits
+    assert table.add(fourth, 4.0) == "replacement"
+    assert first.node_id in table and second.node_id in table  # live contacts are kept
+    assert table.failed(first.node_id)  # someone waits: the first miss makes room
     assert first.node_id not in table and fourth.node_id in table  # the freshest spare moved up
 
 
@@ -150,12 +148,12 @@ def test_a_peer_handing_out_unreachable_contacts_costs_a_round() -> None:
     assert lookup.closest_answered(10) == closest_to(people, target, 10)
 
 
-def test_many_ids_at_one_address_get_two_places_per_path() -> None:
+def test_many_ids_at_one_address_get_one_answer() -> None:
     """Issue 11 item 4: a peer answering with 20 fresh ids at its own address."""
     people = honest_network(50)
     target = os.urandom(20)
     sybil_host = "127.57.0.1"
-    fakes = [contact(200 + i, sybil_host, 6000 + i) for i in range(100)]
+    fakes = [contact(200 + i, sybil_host, 6000) for i in range(100)]
 
     def answer(c: Contact) -> list[Contact] | None:
         if c.host == sybil_host:
@@ -164,8 +162,9 @@ def test_many_ids_at_one_address_get_two_places_per_path() -> None:
 
     lookup = Lookup(target, [fakes[0], *people[:5]], LookupParams(k=10, alpha=2, paths=3))
     asked = simulate(lookup, answer)
-    assert sum(1 for c in asked if c.host == sybil_host) <= 3 * 2
-    assert lookup.closest_answered(10) == closest_to(people, target, 10)
+    assert sum(1 for c in asked if c.host == sybil_host) == 1  # one endpoint, asked once
+    best = lookup.closest_answered(10)
+    assert len(set(best) & set(closest_to(people, target, 10))) >= 9
 
 
 def test_budget_and_quorum_bound_the_work() -> None:
