@@ -314,10 +314,17 @@ class DhtNode:
         data = json.dumps(self.status(), indent=1, sort_keys=True).encode()
         write_atomic(self.config.state_dir / STATUS_FILE, data)
 
+    def save_status(self) -> None:
+        """``write_status``, logging instead of raising: a full disk must not stop the node."""
+        try:
+            self.write_status()
+        except OSError as exc:
+            log.warning("cannot write the DHT status file: %s", exc)
+
     async def _maintain(self) -> None:
         next_refresh = trio.current_time() + self.config.refresh_interval
         while True:
-            self.write_status()
+            self.save_status()
             await trio.sleep(min(self.config.status_interval, self.config.refresh_interval))
             if trio.current_time() >= next_refresh:
                 next_refresh = trio.current_time() + self.config.refresh_interval
@@ -358,7 +365,7 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
             yield node
             nursery.cancel_scope.cancel()
         if not config.client_mode:
-            node.write_status()
+            node.save_status()
     finally:
         server.stop()
 
