@@ -32,16 +32,18 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import importlib.util
 import logging
 import math
 import random
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
-from overlay import DhtConfig, DhtNode, dht_loop, make_advert, open_dht_node
+from overlay import DhtConfig, DhtNode, NodeIdentity, dht_loop, make_advert, open_dht_node
 from seattlecore import KeyPair, PublicKey
 
 VESSEL = "v1"
@@ -105,7 +107,7 @@ def timeouts_total(members: list[Member]) -> int:
 
 def dead_contact_share(members: list[Member]) -> float:
     """Share of the routing-table contacts of running nodes that point at stopped nodes."""
-    dead = {f"127.0.0.1:{m.port}" for m in members if not m.alive}
+    dead = {f"{m.node.config.host}:{m.port}" for m in members if not m.alive}
     listed = [p["address"] for m in members if m.alive for p in m.node.status()["peers"]]
     return sum(a in dead for a in listed) / max(1, len(listed))
 
@@ -118,23 +120,37 @@ async def host_node(config: DhtConfig, *, task_status: trio.TaskStatus[Member]) 
             await trio.sleep_forever()
 
 
-async def build(nursery: trio.Nursery, n: int, rng: random.Random) -> list[Member]:
+def host_of(index: int, net: int = 10) -> str:
+    """Node ``index``'s own loopback address (its own /24, as on the internet)."""
+    return f"127.{net + index // 250}.{index % 250}.1"
+
+
+def identities(count: int, bits: int) -> list[NodeIdentity]:
+    return [NodeIdentity.generate(bits) for _ in range(count)]
+
+
+async def build(nursery: trio.Nursery, n: int, rng: random.Random, bits: int,
+                **config: Any) -> list[Member]:
     members: list[Member] = []
-    for _ in range(n):
+    for i, ident in enumerate(identities(n, bits)):
         peers = rng.sample(members, min(3, len(members)))
-        config = DhtConfig(
-            bootstrap=tuple(("127.0.0.1", m.port) for m in peers),
+        cfg = DhtConfig(
+            host=host_of(i),
+            bootstrap=tuple((m.node.config.host, m.port) for m in peers),
             refresh_interval=3600.0,  # no timer-driven refresh during the run: we drive it
             status_interval=3600.0,
+            identity=ident,
+            id_bits=bits,
+            **config,
         )
-        members.append(await nursery.start(host_node, config))
+        members.append(await nursery.start(host_node, cfg))
     return members
 
 
 def advert_for(pub: Publisher, seq: int) -> bytes:
     return make_advert(
         pub.keys,
-        address=f"127.0.0.1:{pub.member.port}",
+        address=f"{pub.member.node.config.host}:{pub.member.port}",
         vessel=VESSEL,
         user_key=pub.user,
         seq=seq,
@@ -222,7 +238,7 @@ async def run_size(n: int, args: argparse.Namespace, emit: list[Row]) -> None:
     rng = random.Random(args.seed * 1000 + n)
     async with dht_loop(), trio.open_nursery() as nursery:
         t = time.perf_counter()
-        members = await build(nursery, n, rng)
+        members = await build(nursery, n, rng, args.id_bits)
         build_s = time.perf_counter() - t
         pubs = []
         for _ in range(args.users):
@@ -307,6 +323,14 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=5, help="publishers per user")
     parser.add_argument("--churn", type=float, default=0.3, help="share of nodes stopped")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--id-bits", type=int, default=12,
+                        help="id puzzle difficulty (join cost only; the network default is 16)")
+    parser.add_argument("--adversary", action="store_true", help="also run the adversary section")
+    parser.add_argument("--only-adversary", action="store_true", help="run only the adversary section")
+    parser.add_argument("--rows", nargs="*", default=[], help="adversary rows whose name starts so")
+    parser.add_argument("--adversary-n", type=int, default=100, help="honest nodes per adversary row")
+    parser.add_argument("--adversary-users", type=int, default=10)
+    parser.add_argument("--adversary-publishers", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.lookups = [50], 10
@@ -327,11 +351,24 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows: list[Row] = []
     start = time.perf_counter()
-    for n in args.sizes:
+    for n in [] if args.only_adversary else args.sizes:
         trio.run(run_size, n, args, rows)
     for note in notes:
         print(f"# {note}")
+    if args.adversary or args.only_adversary:
+        adversary = _sibling("overlay_adversary")
+        adversary.run_adversary(args, sys.modules[__name__])
     print(f"# total {time.perf_counter() - start:.0f} s")
+
+
+def _sibling(name: str) -> Any:
+    """Load ``benchmarks/NAME.py`` (this directory is kept off the import path, see above)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -127,10 +127,17 @@ async def _init_all(states: list[Path], specs: list[dict[str, Any]]) -> None:
         raise TestbedError("node init failed: " + "; ".join(failures[:3]))
 
 
-def _start(state: Path, bootstrap: str | None, sandbox: bool) -> int:
+def node_host(index: int) -> str:
+    """Node ``index``'s own loopback address, each in its own /24 (127.1.0.1, 127.1.1.1, ...),
+    so the DHT's per-address and per-prefix limits apply on a one-machine testbed as they
+    would between machines."""
+    return f"127.{1 + index // 256}.{index % 256}.1"
+
+
+def _start(state: Path, bootstrap: str | None, sandbox: bool, host: str = HOST) -> int:
     for name in ("nodemanager.port", "dht.port"):
         (state / name).unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "nodemanager", "--state", str(state), "--listen", f"{HOST}:0"]
+    argv = [sys.executable, "-m", "nodemanager", "--state", str(state), "--listen", f"{host}:0"]
     if bootstrap:
         argv += ["--bootstrap", bootstrap]
     if not sandbox:
@@ -170,11 +177,12 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2,
     demo = demo_identity(directory)
     states = [directory / "nodes" / f"n{i:03d}" for i in range(nodes)]
     await _init_all(states, [node_spec(i, vessels, demo.public) for i in range(nodes)])
-    pids = [_start(states[0], None, sandbox)]
+    pids = [_start(states[0], None, sandbox, node_host(0))]
     try:
         await _wait_ports(states[:1], pids, START_TIMEOUT)
-        bootstrap = f"{HOST}:{read_int_file(states[0] / 'dht.port')}"
-        pids += [_start(state, bootstrap, sandbox) for state in states[1:]]
+        bootstrap = f"{node_host(0)}:{read_int_file(states[0] / 'dht.port')}"
+        pids += [_start(state, bootstrap, sandbox, node_host(i)) for i, state in enumerate(states)
+                 if i > 0]
         await _wait_ports(states, pids, START_TIMEOUT)
     except BaseException:
         stop_all([{"pid": pid, "state": str(state)} for pid, state in zip(pids, states, strict=False)])

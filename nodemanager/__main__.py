@@ -22,7 +22,7 @@ from pathlib import Path
 import trio
 
 from nodemanager.admission import PortLimits
-from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery
+from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery, stop_on_signals
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
@@ -148,6 +148,7 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
         if bootstrap:
             state.set_bootstrap(bootstrap)
         async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
+            nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=runner, config=server_config)
             bound = await nursery.start(server.serve, host, port)

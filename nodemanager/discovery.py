@@ -3,13 +3,22 @@
 The daemon runs ``serve_discovery`` in its nursery. It starts a DHT node (bootstrapping from
 the configured peers), announces the (vessel, key) pairs that ``NodeServer.advert_entries``
 lists, and re-announces at once whenever the server's advert generation changes
-(ChangeAdvertise, ChangeUsers, ChangeOwner, Split, Join). Cancelling it withdraws nothing
-explicitly: a stopped node's records age out at their expiry (overlay.ADVERT_TTL).
+(ChangeAdvertise, ChangeUsers, ChangeOwner, Split, Join).
+
+Nothing the DHT does may end the daemon: the announcer logs and counts every failure of a
+round (``Announcer.announce_now``), the DHT node's upkeep does the same, and every answer a
+peer sends is validated before use (overlay.answers). Only cancellation stops these tasks.
+
+On a clean stop (the daemon's nursery is cancelled: SIGTERM, SIGINT, uninstall) the node
+withdraws its adverts before leaving: tombstones with a higher ``seq`` that expire when the
+old records would have, published within ``WITHDRAW_GRACE`` seconds, so lookups drop the
+node's vessels at once instead of after the advert TTL. A killed node's records age out.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +30,9 @@ from overlay import Announcer, DhtConfig, DhtNode, dht_loop, open_dht_node, pars
 from seattlecore import KeyPair
 
 log = logging.getLogger(__name__)
+
+WITHDRAW_GRACE = 3.0
+"""Seconds a stopping node spends publishing its withdrawals."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +64,22 @@ async def serve_discovery(
         log.info("DHT node on %s:%d announcing %s", config.host, node.port,
                  config.advertised_address)
         task_status.started(node)
-        await follow_changes(server, announcer)
+        try:
+            await follow_changes(server, announcer)
+        finally:
+            nursery.cancel_scope.cancel()
+            await withdraw(announcer)
+
+
+async def withdraw(announcer: Announcer) -> None:
+    """Publish the withdrawals of every advert, even while being cancelled (bounded)."""
+    with trio.CancelScope(shield=True), trio.move_on_after(WITHDRAW_GRACE) as scope:
+        result = await announcer.withdraw_all()
+        if result is not None:
+            log.info("withdrew adverts under %d user keys (%d stores accepted)",
+                     result.keys, result.stores_accepted)
+    if scope.cancelled_caught:
+        log.warning("withdrawing adverts took over %.0f s; the rest will age out", WITHDRAW_GRACE)
 
 
 async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
@@ -61,6 +88,15 @@ async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
     while True:
         seen = await server.wait_advert_changed(seen)
         announcer.update(server.advert_entries())
+
+
+async def stop_on_signals(scope: trio.CancelScope) -> None:
+    """Turn SIGTERM and SIGINT into a clean stop: cancel ``scope`` (the daemon's nursery)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("got %s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
 
 
 def bootstrap_pairs(peers: Sequence[str]) -> tuple[tuple[str, int], ...]:

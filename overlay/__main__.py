@@ -62,6 +62,8 @@ def _boot(args: argparse.Namespace) -> list[tuple[str, int]]:
 
 def lookup_document(result: LookupResult) -> Output:
     return {
+        "complete": result.complete,
+        "queries": result.queries,
         "elapsed_ms": round(result.elapsed * 1000, 1),
         "candidates": [
             {
@@ -152,9 +154,10 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]])
 
 
 def render_lookup(con: Console, doc: Output) -> None:
+    partial = "" if doc["complete"] else ", partial: the lookup hit its deadline"
     con.print(
         _table(
-            f"{len(doc['candidates'])} verified adverts ({doc['elapsed_ms']} ms)",
+            f"{len(doc['candidates'])} verified adverts ({doc['elapsed_ms']} ms{partial})",
             ["node", "address", "vessel", "seq", "expires in (s)"],
             [
                 (c["node_key"][:16], c["address"], c["vessel"], c["seq"], c["expires_in"])

@@ -8,8 +8,9 @@ Wire form of one record (a "blob", at most ``MAX_RECORD_BYTES``)::
     sig  = Ed25519(node_sk, ADVERT_DOMAIN || len(body) || body)      (seattlecore.keys)
 
 The signature covers the exact body bytes, which are verified *before* the body is decoded.
-The DHT key of a user is ``blake2b(DHT_KEY_DOMAIN + user_pk, digest_size=20)``; a record is
-bound to a DHT key when its ``u`` hashes to it. Verification takes ``now`` (wall-clock seconds)
+A user's adverts are stored under ``REPLICA_KEYS`` DHT keys,
+``blake2b(DHT_KEY_DOMAIN + user_pk [+ byte i], digest_size=20)``; a record is bound to a DHT
+key when its ``u`` derives it. Verification takes ``now`` (wall-clock seconds)
 as an argument; this module never reads a clock.
 """
 
@@ -30,6 +31,8 @@ BODY_VERSION = 1
 ADVERT_DOMAIN = b"seattle-advert-v1"
 DHT_KEY_DOMAIN = b"seattle/adv/v1\x00"
 DHT_KEY_BYTES = 20
+REPLICA_KEYS = 3
+"""Each advert is stored under this many keys derived from the user key (see dht_keys_for)."""
 MAX_RECORD_BYTES = 1000
 MAX_VESSEL_CHARS = 64
 MAX_ADDRESS_CHARS = 261
@@ -40,9 +43,20 @@ MAX_SEQ = 2**63 - 1
 _BODY_KEYS = frozenset("vnamusew")
 
 
-def dht_key_for(user_key: PublicKey) -> bytes:
-    """The 20-byte DHT key under which adverts for ``user_key`` are stored."""
-    return hashlib.blake2b(DHT_KEY_DOMAIN + user_key.raw, digest_size=DHT_KEY_BYTES).digest()
+def dht_key_for(user_key: PublicKey, replica: int = 0) -> bytes:
+    """The 20-byte DHT key of replica ``replica`` (0..REPLICA_KEYS-1) of ``user_key``'s adverts.
+
+    Replica 0 is ``blake2b(DHT_KEY_DOMAIN || user_pk)``; replica i > 0 appends the byte i.
+    """
+    if not 0 <= replica < REPLICA_KEYS:
+        raise OverlayUsageError(f"replica must be in [0, {REPLICA_KEYS})")
+    suffix = bytes([replica]) if replica else b""
+    return hashlib.blake2b(DHT_KEY_DOMAIN + user_key.raw + suffix, digest_size=DHT_KEY_BYTES).digest()
+
+
+def dht_keys_for(user_key: PublicKey) -> tuple[bytes, ...]:
+    """Every DHT key a user's adverts are stored under: Sybils must surround all of them."""
+    return tuple(dht_key_for(user_key, i) for i in range(REPLICA_KEYS))
 
 
 def check_address(address: str) -> tuple[str, int]:
@@ -222,7 +236,7 @@ def verify_advert(blob: object, *, dht_key: bytes, now: float) -> Advert:
     except BadSignature as exc:
         raise InvalidAdvert("bad_signature", str(exc)) from exc
     advert = _advert_from_fields(_unpack_body(body))
-    if dht_key_for(advert.user_key) != dht_key:
+    if dht_key not in dht_keys_for(advert.user_key):
         raise InvalidAdvert("wrong_key", "user key does not hash to this DHT key")
     if advert.expires_at <= now:
         raise InvalidAdvert("expired", f"expired {now - advert.expires_at:.0f}s ago")

@@ -1,34 +1,29 @@
-"""The only module that imports kademlia: the subclasses that make it an advert directory.
+"""The only module that imports kademlia: our wire protocol on kademlia's UDP transport.
 
-What each subclass fixes (the defects K1-K8 are in docs/kademlia-fixes.md):
+kademlia (2.2.3) now provides the asyncio datagram endpoint (``Server.listen``) and the
+``IStorage`` seam; routing, lookups and admission are ours (``routing``, ``lookup``,
+``crawl``). What the subclasses change (the kademlia defects are described in
+docs/kademlia-fixes.md):
 
-* ``AdStorage`` (IStorage): validates and merges every STORE into an ``AdvertStore``
-  instead of last-writer-wins (K1); bounded; reads return paged record lists.
-* ``FixedRoutingTable``: ``find_neighbors`` is an exact ``nsmallest`` over all contacts
-  (the lost-neighbours bug, K2).
-* ``AdProtocol``: 1 s RPC timeout (K5); an explicit handler table instead of
+* ``AdStorage`` (IStorage): every STORE is validated and merged into an ``AdvertStore``
+  instead of last-writer-wins; bounded and fair; reads are paged.
+* ``AdProtocol``: 1 s RPC timeout; an explicit handler table instead of
   ``getattr("rpc_" + name)``; datagrams are parsed and answered synchronously inside
-  ``datagram_received`` with every error caught and counted, so garbage cannot raise into
-  the event loop (K6, K7); late replies to cancelled calls are ignored instead of raising
-  ``InvalidStateError``; a per-source rate limit; ``welcome_if_new`` uses the storage key
-  itself (the double-hash bug, K3) and sends bounded record batches; an empty node id marks
-  a short-lived client that is answered but never added to routing tables.
-* ``SoftRounds`` (both crawls): a round no longer waits the full RPC timeout for a dead
-  peer once live peers have answered: stragglers slower than ``SOFT_FACTOR`` x the first
-  reply (at least ``SOFT_MIN``) are dropped from this crawl (not from routing tables), so
-  churn costs a fraction of a second per round instead of the whole timeout.
-* ``MergingValueSpiderCrawl``: does not stop at the first value; it contacts all k closest,
-  fetches every page, and returns the union of records with their sources (K4).
-* ``AdServer``: no ``get``/``set``; publish = k-closest crawl + batched STOREs; lookup = local
-  records + merging crawl (no local short-circuit); refresh driven by the caller's timer.
+  ``datagram_received`` with every error caught and counted; replies are matched
+  by message id *and* source address; late replies are ignored; a per-source rate limit.
+  Ids are key-derived (``nodeid``); a peer enters the routing table only after it answered
+  our ``hello`` challenge from its address (no table change from inbound traffic alone);
+  admission checks run as a bounded set of tracked tasks. Records go to newly admitted peers
+  that are now among the closest (with the digest key). Clients (empty node id) are
+  answered but never considered for tables.
+* ``AdServer``: no ``get``/``set``; timers are driven by the trio caller.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-import random
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -36,39 +31,54 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-import umsgpack
-from kademlia.crawling import NodeSpiderCrawl, RPCFindResponse, ValueSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
-from kademlia.routing import RoutingTable
 from kademlia.storage import IStorage
 
 from overlay.advert import DHT_KEY_BYTES
-from overlay.errors import OverlayUsageError
+from overlay.answers import MAX_PAGES, PAGE_BYTES, Contact, decode_hello
+from overlay.errors import BadAnswer, DhtUnavailable, OverlayUsageError
+from overlay.netgroup import EXEMPT_HOSTS, DiversityLimits
+from overlay.nodeid import CHALLENGE_BYTES, PUZZLE_BITS, NodeIdentity
 from overlay.ratelimit import RateLimiter
+from overlay.routing import RoutingTable
 from overlay.store import AdvertStore
 
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 1.0
-SOFT_MIN = 0.1
+SOFT_MIN = 0.05
 SOFT_FACTOR = 4.0
-HEDGE_AFTER = 0.25
-"""With no reply after this long, a crawl round also asks the next alpha peers."""
 SILENT_TTL = 30.0
-"""Seconds a peer that missed a crawl round is skipped in crawls (unless heard from)."""
+"""Seconds a peer that missed a soft timeout is skipped in lookups (unless heard from)."""
 MAX_SILENT = 4096
-PAGE_BYTES = 6000
-"""Record bytes per reply page; with 20 contacts the reply stays under the 8 KB rpcudp cap."""
-MAX_PAGES = 20
 MAX_DATAGRAM = 16_384
+MAX_REQUEST = 8192
 MAX_BACKGROUND = 256
-"""At most this many replication STOREs to newly met nodes in flight; extra ones are skipped."""
+"""At most this many admission checks and replication STOREs in flight; extra ones are skipped."""
+MAX_PENDING_HELLO = 32
+RECHECK_AFTER = 60.0
+"""Seconds before the same source gets another admission check (``hello``)."""
 MAX_REPLY = 60_000
 CLIENT_ID = b""
 """The node id a short-lived client sends: answer it, never add it to a routing table."""
 _REQUEST, _RESPONSE = b"\x00", b"\x01"
+
+
+class NoAnswer(DhtUnavailable):
+    """Raised when a peer did not answer one RPC in time (or the node is stopping)."""
+
+
+def pack_wire(value: Any) -> bytes:
+    """msgpack as rpcudp writes it (str as str, bytes as bin), with the C codec."""
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+def unpack_wire(data: bytes) -> Any:
+    """Decode a datagram payload; raises (ValueError, msgpack errors) on garbage."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def pack_records(blobs: Sequence[bytes]) -> bytes:
@@ -77,12 +87,12 @@ def pack_records(blobs: Sequence[bytes]) -> bytes:
 
 
 def unpack_records(value: object) -> list[object]:
-    """Decode a STORE or reply value: a msgpack array of record blobs. Raises ValueError."""
+    """Decode a STORE value: a msgpack array of record blobs. Raises ValueError."""
     if type(value) is not bytes or len(value) > MAX_REPLY:
         raise ValueError("value is not bounded bytes")
     try:
         items = msgpack.unpackb(value, raw=False, max_array_len=1000)
-    except (ValueError, TypeError, msgpack.ExtraData) as exc:
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.StackError) as exc:
         raise ValueError("value is not msgpack") from exc
     if not isinstance(items, list):
         raise ValueError("value is not a list")
@@ -106,6 +116,11 @@ def _is_id(value: object) -> bool:
     return type(value) is bytes and len(value) == DHT_KEY_BYTES
 
 
+def source_key(addr: tuple[str, int]) -> str:
+    """Rate-limit and admission identity of a sender: its IP (ip:port for the exempt hosts)."""
+    return f"{addr[0]}:{addr[1]}" if addr[0] in EXEMPT_HOSTS else addr[0]
+
+
 class AdStorage(IStorage):  # type: ignore[misc]
     """kademlia's storage interface over a validating ``AdvertStore``; wall clock at the edge."""
 
@@ -113,8 +128,8 @@ class AdStorage(IStorage):  # type: ignore[misc]
         self.store = store
         self.clock = clock
 
-    def put(self, key: object, value: object) -> int:
-        """Offer a packed record list; return how many records were accepted."""
+    def put(self, key: object, value: object, origin: str = "local") -> int:
+        """Offer a packed record list from ``origin``; return how many records were accepted."""
         if not _is_id(key):
             self.store.count_rejection("malformed")
             return 0
@@ -124,24 +139,20 @@ class AdStorage(IStorage):  # type: ignore[misc]
         except ValueError:
             self.store.count_rejection("malformed")
             return 0
-        accepted, _ = self.store.offer_many(key, items, self.clock())
+        accepted, _ = self.store.offer_many(key, items, self.clock(), origin=origin)
         return accepted
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self.put(key, value)
 
-    def page(self, key: bytes, index: int) -> tuple[bytes, bool] | None:
-        """Page ``index`` of the records under ``key`` and whether more pages follow."""
-        chunks = chunk_records(self.store.blobs(key, self.clock()))
-        if not 0 <= index < len(chunks):
-            return None
-        return pack_records(chunks[index]), index + 1 < len(chunks)
+    def pages(self, key: bytes) -> list[list[bytes]]:
+        return chunk_records(self.store.blobs(key, self.clock()))[:MAX_PAGES]
 
     def __getitem__(self, key: bytes) -> bytes:
-        first = self.page(key, 0)
-        if first is None:
+        pages = self.pages(key)
+        if not pages:
             raise KeyError(key)
-        return first[0]
+        return pack_records(pages[0])
 
     def get(self, key: bytes, default: Any = None) -> Any:
         try:
@@ -165,23 +176,6 @@ class AdStorage(IStorage):  # type: ignore[misc]
         return [(k, pack_records(c)) for k, blobs in by_key.items() for c in chunk_records(blobs)]
 
 
-class FixedRoutingTable(RoutingTable):  # type: ignore[misc]
-    """``find_neighbors`` as an exact k-nearest over every contact (fixes K2)."""
-
-    def find_neighbors(self, node: Node, k: int | None = None, exclude: Node | None = None) -> list[Node]:
-        k = k or self.ksize
-        contacts = [
-            n
-            for bucket in self.buckets
-            for n in bucket.nodes.values()
-            if n.id != node.id and (exclude is None or not n.same_home_as(exclude))
-        ]
-        return heapq.nsmallest(k, contacts, key=node.distance_to)
-
-    def contacts(self) -> list[Node]:
-        return [n for bucket in self.buckets for n in bucket.nodes.values()]
-
-
 @dataclass(slots=True)
 class ProtocolCounters:
     requests: Counter[str]
@@ -189,26 +183,38 @@ class ProtocolCounters:
     rate_limited: int = 0
     timeouts: int = 0
     late_replies: int = 0
+    bad_answers: int = 0
+    hellos_ok: int = 0
+    hellos_failed: int = 0
+    sent_requests: int = 0
+    sent_bytes: int = 0
 
 
 class AdProtocol(KademliaProtocol):  # type: ignore[misc]
-    """The wire protocol: kademlia's RPCs plus paged ad reads and a status query."""
+    """Our DHT wire protocol (docs/overlay.md "Wire protocol") on kademlia's transport."""
 
     status_provider: Callable[[], dict[str, Any]] | None = None
-    client_mode: bool = False
     remote_status: bool = False
 
-    def __init__(self, source_node: Node, storage: AdStorage, ksize: int) -> None:
-        super().__init__(source_node, storage, ksize)
+    def __init__(self, identity: NodeIdentity | None, storage: AdStorage, ksize: int,
+                 limits: DiversityLimits, bits: int = PUZZLE_BITS) -> None:
+        own = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
+        super().__init__(Node(own), storage, ksize)
+        self.identity = identity
+        self.bits = bits
+        self.client_mode = identity is None
         self._wait_timeout = RPC_TIMEOUT
-        self.router = FixedRoutingTable(self, ksize, source_node)
+        self.router = RoutingTable(own, k=ksize, limits=limits)
         self.counters = ProtocolCounters(requests=Counter())
         self.limiter = RateLimiter(rate=300.0, burst=600.0)
-        self.last_seen: dict[tuple[str, int], float] = {}
         self.silent: dict[tuple[str, int], float] = {}
+        self._pending: set[str] = set()
+        self._checked: dict[str, float] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self.srtt = 0.01
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping,
+            "hello": self.rpc_hello,
             "store": self.rpc_store,
             "find_node": self.rpc_find_node,
             "find_value": self.rpc_find_value,
@@ -216,11 +222,13 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             "status": self.rpc_status,
         }
 
+    @property
+    def own_id(self) -> bytes:
+        return CLIENT_ID if self.identity is None else self.identity.node_id
+
     # -- receiving -------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        now = time.monotonic()
-        source = addr[0] if not addr[0].startswith("127.") else f"{addr[0]}:{addr[1]}"
-        if not self.limiter.allow(source, now):
+        if not self.limiter.allow(source_key(addr), time.monotonic()):
             self.counters.rate_limited += 1
             return
         try:
@@ -232,7 +240,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
     def _handle_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if not 22 <= len(data) <= MAX_DATAGRAM:
             raise ValueError(f"datagram of {len(data)} bytes")
-        kind, msg_id, payload = data[:1], data[1:21], umsgpack.unpackb(data[21:])
+        kind, msg_id, payload = data[:1], data[1:21], unpack_wire(data[21:])
         if kind == _RESPONSE:
             self._accept_response(msg_id, payload, addr)
         elif kind == _REQUEST:
@@ -249,40 +257,25 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             raise ValueError(f"unknown request {name!r}")
         self.counters.requests[name] += 1
         response = handler(addr, *args)
-        reply = _RESPONSE + msg_id + umsgpack.packb(response)
+        reply = _RESPONSE + msg_id + pack_wire(response)
         if len(reply) > MAX_REPLY:
             raise ValueError("reply too large")
-        self.last_seen[addr] = time.time()
         if self.transport is not None:
+            self.counters.sent_bytes += len(reply)
             self.transport.sendto(reply, addr)
 
     def _accept_response(self, msg_id: bytes, data: Any, address: tuple[str, int]) -> None:
-        entry = self._outstanding.pop(msg_id, None)
-        if entry is None:
+        entry = self._outstanding.get(msg_id)
+        if entry is None or entry[2] != address:
             self.counters.late_replies += 1
+            self.silent.pop(address, None)
             return
-        future, timeout = entry
+        del self._outstanding[msg_id]
+        future, timeout, _ = entry
         timeout.cancel()
-        self.last_seen[address] = time.time()
+        self.silent.pop(address, None)
         if not future.done():
             future.set_result((True, data))
-
-    def note_silent(self, node: Node) -> None:
-        """``node`` did not answer a crawl round in time: skip it in crawls for a while."""
-        if len(self.silent) >= MAX_SILENT:
-            self.silent.clear()
-        self.silent[(node.ip, node.port)] = time.time()
-
-    def is_silent(self, node: Node) -> bool:
-        """True while ``node`` was silent within ``SILENT_TTL`` and has not been heard since."""
-        addr = (node.ip, node.port)
-        since = self.silent.get(addr)
-        if since is None:
-            return False
-        if time.time() - since > SILENT_TTL or self.last_seen.get(addr, 0.0) > since:
-            del self.silent[addr]
-            return False
-        return True
 
     def _timeout(self, msg_id: bytes) -> None:
         entry = self._outstanding.pop(msg_id, None)
@@ -290,288 +283,253 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if entry is not None and not entry[0].done():
             entry[0].set_result((False, None))
 
-    def _spawn(self, coro: Any) -> None:
-        """Run a replication STORE as a tracked task; ``fail_outstanding`` cancels them."""
+    # -- calling -----------------------------------------------------------------------------
+    async def call(self, addr: tuple[str, int], name: str, *args: Any) -> Any:
+        """Send one request; return the raw answer. Raises NoAnswer after ``RPC_TIMEOUT``."""
+        data = pack_wire([name, list(args)])
+        if len(data) > MAX_REQUEST:
+            raise OverlayUsageError(f"{name} request of {len(data)} bytes is too large")
+        if self.transport is None:
+            raise NoAnswer("node stopped")
+        loop = asyncio.get_running_loop()
+        msg_id = os.urandom(20)
+        future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+        handle = loop.call_later(self._wait_timeout, self._timeout, msg_id)
+        self._outstanding[msg_id] = (future, handle, addr)
+        self.counters.sent_requests += 1
+        self.counters.sent_bytes += len(data) + 21
+        start = loop.time()
+        try:
+            self.transport.sendto(_REQUEST + msg_id + data, addr)
+            ok, answer = await future
+        finally:
+            if self._outstanding.pop(msg_id, None) is not None:
+                handle.cancel()
+        if not ok:
+            raise NoAnswer(f"{addr[0]}:{addr[1]} did not answer {name}")
+        self.srtt += 0.125 * (loop.time() - start - self.srtt)
+        return answer
+
+    def soft_timeout(self) -> float:
+        """How long a lookup waits for one answer before asking someone else too."""
+        return min(max(SOFT_MIN, SOFT_FACTOR * self.srtt), RPC_TIMEOUT / 2)
+
+    def note_answer(self, contact: Contact) -> None:
+        """``contact`` answered us: refresh it, or check whether it may join the table."""
+        if not self.router.seen(contact.node_id, time.time()):
+            self.consider(contact.addr, contact.node_id)
+
+    def note_no_answer(self, contact: Contact) -> None:
+        """``contact`` missed the hard timeout: count it against the contact (it leaves the
+        table after a few in a row) and skip it in lookups for a while."""
+        self.router.failed(contact.node_id)
+        self.note_silent(contact.addr)
+
+    def note_bad_answer(self, contact: Contact) -> None:
+        """``contact`` answered garbage: it leaves the table at once."""
+        self.router.remove(contact.node_id)
+        self.counters.bad_answers += 1
+
+    def note_silent(self, addr: tuple[str, int]) -> None:
+        if len(self.silent) >= MAX_SILENT:
+            self.silent.clear()
+        self.silent[addr] = time.monotonic()
+
+    def is_silent(self, addr: tuple[str, int]) -> bool:
+        """True while ``addr`` missed a timeout within ``SILENT_TTL`` and was not heard since."""
+        since = self.silent.get(addr)
+        if since is None:
+            return False
+        if time.monotonic() - since > SILENT_TTL:
+            del self.silent[addr]
+            return False
+        return True
+
+    def linger(self, task: asyncio.Future[Any], contact: Contact) -> None:
+        """Keep a lookup's unanswered query until it is answered or times out, so a dead
+        contact is noticed (and a slow one credited) after the lookup has moved on."""
+        if not self.spawn(self._settle_late(task, contact)):
+            task.cancel()
+
+    async def _settle_late(self, task: asyncio.Future[Any], contact: Contact) -> None:
+        try:
+            await task
+        except NoAnswer:
+            self.note_no_answer(contact)
+        except BadAnswer:
+            self.note_bad_answer(contact)
+        else:
+            self.note_answer(contact)
+
+    # -- admission ---------------------------------------------------------------------------
+    def consider(self, addr: tuple[str, int], claimed: object) -> None:
+        """Maybe check a peer that asked or answered us: a ``hello`` challenge, then the table."""
+        if self.client_mode or not _is_id(claimed) or self.transport is None:
+            return
+        assert isinstance(claimed, bytes)
+        who = source_key(addr)
+        if who in self._pending or len(self._pending) >= MAX_PENDING_HELLO:
+            return
+        if not self.router.wants(claimed, addr[0]) or self._recently_checked(who):
+            return
+        self._pending.add(who)
+        if not self.spawn(self._admit(addr, who)):
+            self._pending.discard(who)
+
+    def _recently_checked(self, who: str) -> bool:
+        """At most one admission check per source until its ``_checked`` time has passed."""
+        now = time.monotonic()
+        if now < self._checked.get(who, 0.0):
+            return True
+        if len(self._checked) >= MAX_SILENT:
+            self._checked = {w: t for w, t in self._checked.items() if t > now}
+            if len(self._checked) >= MAX_SILENT:
+                return True  # a flood of new sources: admit nobody new until it passes
+        self._checked[who] = now + RECHECK_AFTER
+        return False
+
+    async def _admit(self, addr: tuple[str, int], who: str) -> None:
+        try:
+            contact = await self.hello(addr)
+        except (NoAnswer, BadAnswer) as exc:
+            self.counters.hellos_failed += 1
+            if isinstance(exc, NoAnswer):  # maybe just slow: ask again sooner
+                self._checked[who] = time.monotonic() + RECHECK_AFTER / 6
+            log.debug("hello to %s failed: %s", addr, exc)
+            return
+        finally:
+            self._pending.discard(who)
+        self.counters.hellos_ok += 1
+        if self.router.add(contact, time.time()) == "added":
+            self.welcome(contact)
+
+    async def hello(self, addr: tuple[str, int]) -> Contact:
+        """Challenge the node at ``addr`` to prove its id; return the proven contact."""
+        challenge = os.urandom(CHALLENGE_BYTES)
+        answer = await self.call(addr, "hello", self.own_id, challenge)
+        return decode_hello(answer, challenge=challenge, addr=addr, bits=self.bits)
+
+    def welcome(self, contact: Contact) -> None:
+        """Hand a new table member the records it is now among the closest for (§2.5)."""
+        for key, value in self.storage:
+            goal = int.from_bytes(key, "big")
+            neighbours = self.router.closest(key)
+            if not neighbours:
+                continue
+            new_close = contact.distance(goal) <= neighbours[-1].distance(goal)
+            we_closest = int.from_bytes(self.own_id, "big") ^ goal < neighbours[0].distance(goal)
+            if new_close and (we_closest or contact in neighbours[:1]):
+                self.spawn(self.call(contact.addr, "store", self.own_id, key, value))
+
+    def spawn(self, coro: Any) -> bool:
+        """Run background work as a tracked task (``fail_outstanding`` cancels them)."""
         if len(self._tasks) >= MAX_BACKGROUND:
             coro.close()
-            return
-        task = asyncio.ensure_future(coro)
+            return False
+        task = asyncio.ensure_future(_quietly(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the background work running now, e.g. admissions."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
 
     def fail_outstanding(self) -> None:
-        """Resolve every pending call as 'no reply' and cancel replication (at shutdown)."""
+        """Resolve every pending call as 'no reply' and cancel background work (at shutdown)."""
         for task in list(self._tasks):
             task.cancel()
-        for future, timeout in self._outstanding.values():
+        for future, timeout, _ in self._outstanding.values():
             timeout.cancel()
             if not future.done():
                 future.set_result((False, None))
         self._outstanding.clear()
 
     # -- handlers ----------------------------------------------------------------------------
-    def _source(self, sender: tuple[str, int], nodeid: object) -> Node | None:
+    def _source(self, sender: tuple[str, int], nodeid: object) -> None:
         if nodeid == CLIENT_ID:
-            return None
+            return
         if not _is_id(nodeid):
             raise ValueError("bad node id")
-        source = Node(nodeid, sender[0], sender[1])
-        self.welcome_if_new(source)
-        return source
+        assert isinstance(nodeid, bytes)
+        if not self.router.seen(nodeid, time.time()):
+            self.consider(sender, nodeid)
 
     def rpc_ping(self, sender: tuple[str, int], nodeid: object) -> bytes:
         self._source(sender, nodeid)
-        return bytes(self.source_node.id)
+        return self.own_id
+
+    def rpc_hello(self, sender: tuple[str, int], nodeid: object, challenge: object) -> Any:
+        if type(challenge) is not bytes or len(challenge) != CHALLENGE_BYTES:
+            raise ValueError("bad challenge")
+        self._source(sender, nodeid)
+        return None if self.identity is None else self.identity.hello(challenge)
 
     def rpc_store(self, sender: tuple[str, int], nodeid: object, key: object, value: object) -> bool:
         self._source(sender, nodeid)
         assert isinstance(self.storage, AdStorage)
-        return self.storage.put(key, value) > 0
+        return self.storage.put(key, value, origin=sender[0]) > 0
 
     def rpc_find_node(self, sender: tuple[str, int], nodeid: object, key: object) -> list[Any]:
-        source = self._source(sender, nodeid)
+        self._source(sender, nodeid)
         if not _is_id(key):
             raise ValueError("bad key")
-        exclude = source if source is not None else Node(bytes(20), sender[0], sender[1])
-        neighbors = self.router.find_neighbors(Node(key), exclude=exclude)
-        return [tuple(n) for n in neighbors]
+        assert isinstance(key, bytes)
+        return [c.wire() for c in self.router.closest(key, exclude=sender)]
 
     def rpc_find_value(self, sender: tuple[str, int], nodeid: object, key: object) -> Any:
         nodes = self.rpc_find_node(sender, nodeid, key)
         assert isinstance(key, bytes) and isinstance(self.storage, AdStorage)
-        first = self.storage.page(key, 0)
-        if first is None:
+        pages = self.storage.pages(key)
+        if not pages:
             return nodes
-        return {"value": first[0], "more": first[1], "nodes": nodes}
+        return {"value": pack_records(pages[0]), "pages": len(pages), "more": len(pages) > 1,
+                "nodes": nodes}
 
     def rpc_find_ads_page(self, sender: tuple[str, int], nodeid: object, key: object, index: object) -> Any:
         self._source(sender, nodeid)
         if not _is_id(key) or type(index) is not int:
             raise ValueError("bad page request")
         assert isinstance(key, bytes) and isinstance(self.storage, AdStorage)
-        page = self.storage.page(key, index)
-        return None if page is None else {"value": page[0], "more": page[1]}
+        pages = self.storage.pages(key)
+        if not 0 <= index < len(pages):
+            return None
+        return {"value": pack_records(pages[index]), "more": index + 1 < len(pages)}
 
     def rpc_status(self, sender: tuple[str, int]) -> Any:
         if not (self.remote_status or sender[0].startswith("127.") or sender[0] == "::1"):
             return None
         return self.status_provider() if self.status_provider is not None else None
 
-    # -- calling -----------------------------------------------------------------------------
-    def _my_id(self) -> bytes:
-        return CLIENT_ID if self.client_mode else bytes(self.source_node.id)
 
-    async def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> Any:
-        result = await self.find_node((node_to_ask.ip, node_to_ask.port), self._my_id(), node_to_find.id)
-        return self.handle_call_response(result, node_to_ask)
-
-    async def call_find_value(self, node_to_ask: Node, node_to_find: Node) -> Any:
-        result = await self.find_value((node_to_ask.ip, node_to_ask.port), self._my_id(), node_to_find.id)
-        return self.handle_call_response(result, node_to_ask)
-
-    async def call_ping(self, node_to_ask: Node) -> Any:
-        result = await self.ping((node_to_ask.ip, node_to_ask.port), self._my_id())
-        return self.handle_call_response(result, node_to_ask)
-
-    async def call_store(self, node_to_ask: Node, key: bytes, value: bytes) -> Any:
-        result = await self.store((node_to_ask.ip, node_to_ask.port), self._my_id(), key, value)
-        return self.handle_call_response(result, node_to_ask)
-
-    async def call_find_ads_page(self, node_to_ask: Node, key: bytes, index: int) -> Any:
-        result = await self.find_ads_page((node_to_ask.ip, node_to_ask.port), self._my_id(), key, index)
-        return self.handle_call_response(result, node_to_ask)
-
-    def welcome_if_new(self, node: Node) -> None:
-        """Add a new contact; hand it the records it is now among the closest for (Kademlia paper §2.5)."""
-        if not self.router.is_new_node(node):
-            return
-        for key, value in self.storage:
-            keynode = Node(key)  # storage keys are already digests (fixes K3)
-            neighbors = self.router.find_neighbors(keynode)
-            if neighbors:
-                new_close = node.distance_to(keynode) < neighbors[-1].distance_to(keynode)
-                we_closest = self.source_node.distance_to(keynode) < neighbors[0].distance_to(keynode)
-            if not neighbors or (new_close and we_closest):
-                self._spawn(self.call_store(node, key, value))
-        self.router.add_contact(node)
-
-
-def _addr(node: Node) -> str:
-    return f"{node.ip}:{node.port}"
-
-
-async def gather_soft(
-    calls: dict[bytes, Any], hedge: Callable[[], dict[bytes, Any]] | None = None
-) -> dict[bytes, Any]:
-    """Await one crawl round's RPCs; stop waiting for stragglers after the first reply.
-
-    A peer that has not answered ``SOFT_FACTOR`` x the first reply's latency later (at least
-    ``SOFT_MIN``) counts as "no answer" for this crawl; its call is cancelled (a late reply is
-    then ignored by ``AdProtocol``), and it stays in the routing table. If nobody has answered
-    after ``HEDGE_AFTER`` seconds (the round's peers may all be dead), ``hedge()`` supplies
-    more calls to run alongside, so one dead round does not cost the whole RPC timeout.
-    """
-    loop = asyncio.get_running_loop()
-    tasks = {key: asyncio.ensure_future(call) for key, call in calls.items()}
-    if not tasks:
-        return {}
-    start = loop.time()
-    done, pending = await asyncio.wait(
-        tasks.values(), timeout=HEDGE_AFTER, return_when=asyncio.FIRST_COMPLETED)
-    if not done:
-        if hedge is not None:
-            tasks.update({key: asyncio.ensure_future(call) for key, call in hedge().items()})
-        done, pending = await asyncio.wait(
-            [t for t in tasks.values() if not t.done()], return_when=asyncio.FIRST_COMPLETED)
-    if pending:
-        grace = max(SOFT_MIN, SOFT_FACTOR * (loop.time() - start))
-        _, pending = await asyncio.wait(pending, timeout=grace)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    return {key: _outcome(task) for key, task in tasks.items()}
-
-
-def _outcome(task: asyncio.Future[Any]) -> Any:
-    if task.cancelled() or task.exception() is not None:
-        return (False, None)
-    return task.result()
-
-
-class SoftRounds:
-    """Mixin for kademlia's SpiderCrawl: rounds gathered with ``gather_soft``."""
-
-    nearest: Any
-    last_ids_crawled: Any
-    alpha: int
-    node: Node
-
-    def _pick(self, count: int, rpcmethod: Callable[..., Any],
-              peers: dict[bytes, Node]) -> dict[bytes, Any]:
-        """Start calls to up to ``count`` uncontacted peers, skipping recently silent ones."""
-        protocol = self.protocol  # type: ignore[attr-defined]
-        calls: dict[bytes, Any] = {}
-        for peer in self.nearest.get_uncontacted():
-            if len(calls) >= count:
-                break
-            self.nearest.mark_contacted(peer)
-            if protocol.is_silent(peer):
-                self.nearest.remove([peer.id])
-                continue
-            calls[peer.id] = rpcmethod(peer, self.node)
-            peers[peer.id] = peer
-        return calls
-
-    async def _find(self, rpcmethod: Callable[..., Any]) -> Any:
-        count = self.alpha
-        if self.nearest.get_ids() == self.last_ids_crawled:
-            count = len(self.nearest)
-        self.last_ids_crawled = self.nearest.get_ids()
-        peers: dict[bytes, Node] = {}
-        calls = self._pick(count, rpcmethod, peers)
-        found = await gather_soft(calls, lambda: self._pick(self.alpha, rpcmethod, peers))
-        for peer_id, outcome in found.items():
-            if not outcome[0]:
-                self.protocol.note_silent(peers[peer_id])  # type: ignore[attr-defined]
-        return await self._nodes_found(found)  # type: ignore[attr-defined]
-
-
-class SoftNodeSpiderCrawl(SoftRounds, NodeSpiderCrawl):  # type: ignore[misc]
-    """kademlia's k-closest crawl with soft rounds."""
-
-
-class MergingValueSpiderCrawl(SoftRounds, ValueSpiderCrawl):  # type: ignore[misc]
-    """A value crawl that visits all k closest peers and unions their record pages."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.records: list[tuple[str, bytes]] = []
-        self.answered: set[str] = set()
-        self.holders: set[str] = set()
-
-    async def find(self) -> list[tuple[str, bytes]]:
-        await self._find(self.protocol.call_find_value)
-        return self.records
-
-    async def _nodes_found(self, responses: dict[bytes, Any]) -> None:
-        dead = []
-        for peerid, raw in responses.items():
-            response = RPCFindResponse(raw)
-            peer = self.nearest.get_node(peerid)
-            if not response.happened():
-                dead.append(peerid)
-                continue
-            self.answered.add(_addr(peer))
-            if response.has_value():
-                await self._take_value(peer, raw[1])
-            else:
-                self.nearest.push(self._nodes_of(raw[1]))
-        self.nearest.remove(dead)
-        if not self.nearest.have_contacted_all():
-            await self._find(self.protocol.call_find_value)
-
-    @staticmethod
-    def _nodes_of(listing: object) -> list[Node]:
-        nodes = []
-        for item in listing if isinstance(listing, list) else []:
-            if isinstance(item, list | tuple) and len(item) == 3 and _is_id(item[0]):
-                ip, port = item[1], item[2]
-                if isinstance(ip, str) and type(port) is int and 0 < port < 65536:
-                    nodes.append(Node(item[0], ip, port))
-        return nodes
-
-    async def _take_value(self, peer: Node, reply: dict[str, Any]) -> None:
-        source = _addr(peer)
-        self.holders.add(source)
-        self.nearest.push(self._nodes_of(reply.get("nodes")))
-        page, index = reply, 0
-        while True:
-            try:
-                items = unpack_records(page.get("value"))
-                self.records.extend((source, b if type(b) is bytes else b"") for b in items)
-            except ValueError:
-                log.debug("bad record page from %s", source)
-                return
-            index += 1
-            if page.get("more") is not True or index >= MAX_PAGES:
-                return
-            ok, nxt = await self.protocol.call_find_ads_page(peer, self.node.id, index)
-            if not ok or not isinstance(nxt, dict):
-                return
-            page = nxt
-
-
-@dataclass(frozen=True, slots=True)
-class RawLookup:
-    records: list[tuple[str, bytes]]
-    answered: list[str]
-    holders: list[str]
+async def _quietly(coro: Any) -> None:
+    """Background work: a peer that does not answer is normal, not an error."""
+    try:
+        await coro
+    except (NoAnswer, BadAnswer) as exc:
+        log.debug("background call failed: %s", exc)
+    except Exception:  # never let a background task's bug reach the loop's handler
+        log.exception("background DHT task failed")
 
 
 class AdServer(Server):  # type: ignore[misc]
-    """kademlia's Server as an advert directory; timers are driven by the trio caller."""
+    """kademlia's Server as a transport holder; the overlay logic is in ``crawl``."""
 
-    protocol_class = AdProtocol
-
-    def __init__(
-        self,
-        store: AdvertStore,
-        *,
-        node_id: bytes | None = None,
-        ksize: int = 20,
-        alpha: int = 3,
-        client_mode: bool = False,
-    ) -> None:
+    def __init__(self, store: AdvertStore, *, identity: NodeIdentity | None, ksize: int = 20,
+                 alpha: int = 3, limits: DiversityLimits | None = None,
+                 bits: int = PUZZLE_BITS) -> None:
+        node_id = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
         super().__init__(ksize=ksize, alpha=alpha, node_id=node_id, storage=AdStorage(store))
-        self.client_mode = client_mode
+        self.identity = identity
+        self.limits = limits or DiversityLimits()
+        self.bits = bits
 
     def _create_protocol(self) -> AdProtocol:
-        proto = AdProtocol(self.node, self.storage, self.ksize)
-        proto.client_mode = self.client_mode
-        return proto
+        return AdProtocol(self.identity, self.storage, self.ksize, self.limits, self.bits)
 
     def refresh_table(self, interval: float = 0) -> None:
-        """Disabled: the trio shell calls ``refresh()`` on its own timer."""
+        """Disabled: the trio shell calls ``crawl.refresh`` on its own timer."""
 
     async def get(self, key: Any) -> Any:
         raise OverlayUsageError("use lookup(); get() is last-writer-wins")
@@ -583,90 +541,3 @@ class AdServer(Server):  # type: ignore[misc]
         if self.protocol is not None:
             self.protocol.fail_outstanding()
         super().stop()
-
-    async def ping_bootstrap(self, addrs: Sequence[tuple[str, int]]) -> list[Node]:
-        """Ping the bootstrap addresses and crawl for our own id; return peers that answered."""
-        proto: AdProtocol = self.protocol
-        replies = await asyncio.gather(*(proto.ping(a, proto._my_id()) for a in addrs))
-        nodes = [Node(r[1], a[0], a[1]) for a, r in zip(addrs, replies, strict=True) if r[0] and _is_id(r[1])]
-        for node in nodes:
-            proto.welcome_if_new(node)
-        if nodes:
-            await SoftNodeSpiderCrawl(proto, self.node, nodes, self.ksize, self.alpha).find()
-        return nodes
-
-    async def closest(self, key: bytes) -> list[Node]:
-        target = Node(key)
-        nearest = self.protocol.router.find_neighbors(target)
-        if not nearest:
-            return []
-        found: list[Node] = await SoftNodeSpiderCrawl(
-            self.protocol, target, nearest, self.ksize, self.alpha
-        ).find()
-        return found
-
-    async def publish_records(self, key: bytes, blobs: Sequence[bytes]) -> tuple[int, int]:
-        """Store ``blobs`` locally (if close) and at the k closest; return (peers, accepted)."""
-        nodes = await self.closest(key)
-        target = Node(key)
-        mine = self.node.distance_to(target)
-        if not self.client_mode and (not nodes or mine < max(n.distance_to(target) for n in nodes)):
-            self.storage.store.offer_many(key, blobs, self.storage.clock())
-        calls = [
-            self.protocol.call_store(n, key, pack_records(chunk))
-            for n in nodes
-            for chunk in chunk_records(blobs)
-        ]
-        results = await asyncio.gather(*calls)
-        return len(nodes), sum(1 for ok, accepted in results if ok and accepted is True)
-
-    async def lookup_records(self, key: bytes) -> RawLookup:
-        """Local records plus a merging crawl over the k closest peers."""
-        local = [("local", b) for b in self.storage.store.blobs(key, self.storage.clock())]
-        target = Node(key)
-        nearest = self.protocol.router.find_neighbors(target)
-        if not nearest:
-            return RawLookup(local, [], [])
-        spider = MergingValueSpiderCrawl(self.protocol, target, nearest, self.ksize, self.alpha)
-        records = await spider.find()
-        return RawLookup(local + records, sorted(spider.answered), sorted(spider.holders))
-
-    async def refresh(self, replicate_older_than: float) -> None:
-        """Refresh lonely buckets and re-store records this node has held a while."""
-        ids = [bytes(i) for i in self.protocol.get_refresh_ids()]
-        ids.append(random.getrandbits(160).to_bytes(20, "big"))
-        await asyncio.gather(*(self.closest(i) for i in ids))
-        for key, value in self.storage.iter_older_than(replicate_older_than):
-            nodes = await self.closest(key)
-            await asyncio.gather(*(self.protocol.call_store(n, key, value) for n in nodes))
-
-    async def walk(self, max_nodes: int, probes: int = 3) -> tuple[list[str], list[str]]:
-        """Crawl the whole network: ask every node found for nodes near random ids.
-
-        Returns (addresses that answered, addresses that did not).
-        """
-        seen: dict[str, Node] = {_addr(n): n for n in self.protocol.router.contacts()}
-        live: list[str] = []
-        dead: list[str] = []
-        queue = list(seen.values())
-        while queue and len(live) + len(dead) < max_nodes:
-            batch, queue = queue[:16], queue[16:]
-            replies = await asyncio.gather(*(self._probe(n, probes) for n in batch))
-            for node, found in zip(batch, replies, strict=True):
-                (live if found is not None else dead).append(_addr(node))
-                for other in found or []:
-                    if _addr(other) not in seen:
-                        seen[_addr(other)] = other
-                        queue.append(other)
-        return live, dead
-
-    async def _probe(self, node: Node, probes: int) -> list[Node] | None:
-        proto: AdProtocol = self.protocol
-        found: list[Node] = []
-        targets = [node.id] + [random.getrandbits(160).to_bytes(20, "big") for _ in range(probes)]
-        for target in targets:
-            ok, listing = await proto.find_node((node.ip, node.port), proto._my_id(), target)
-            if not ok:
-                return found if found else None
-            found.extend(MergingValueSpiderCrawl._nodes_of(listing))
-        return found

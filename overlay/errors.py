@@ -4,6 +4,7 @@ Exception tree::
 
     OverlayError                 base class of everything raised here
     ├── InvalidAdvert            remote data: an advertisement failed validation (has .reason)
+    ├── BadAnswer                remote data: a peer's answer to one of our RPCs is malformed
     ├── OverlayUsageError        local misuse: bad argument, bad address, node not started
     └── DhtUnavailable           the network could not be reached (no bootstrap peer answered,
                                  status query timed out, UDP socket error)
@@ -29,6 +30,7 @@ RejectReason = Literal[
     "key_full",
     "publisher_full",
     "store_full",
+    "source_full",
 ]
 
 REJECT_REASONS: tuple[RejectReason, ...] = (
@@ -44,6 +46,7 @@ REJECT_REASONS: tuple[RejectReason, ...] = (
     "key_full",
     "publisher_full",
     "store_full",
+    "source_full",
 )
 
 
@@ -62,6 +65,12 @@ class InvalidAdvert(OverlayError):
         self.reason: RejectReason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class BadAnswer(OverlayError):
+    """Raised when a peer's answer to an RPC fails validation (types, sizes, ids, addresses)."""
+
+    code: ClassVar[str] = "bad_answer"
 
 
 class OverlayUsageError(OverlayError):

@@ -10,22 +10,27 @@ the node; leaving the context stops it and closes the socket.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import trio
 import trio_asyncio
 
-from overlay.advert import dht_key_for, open_advert
-from overlay.dht import AdServer
-from overlay.errors import DhtUnavailable, OverlayUsageError
+from overlay.advert import REPLICA_KEYS, dht_keys_for, open_advert, verify_advert
+from overlay.crawl import Search, find_records, walk
+from overlay.dht import AdProtocol, AdServer
+from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
+from overlay.lookup import LookupParams
+from overlay.netgroup import DiversityLimits
+from overlay.nodeid import PUZZLE_BITS, NodeIdentity
+from overlay.publishing import KeyReport, join, publish_key, refresh
 from overlay.results import LookupResult, NodeStats, PublishResult
 from overlay.select import select_adverts
 from overlay.status import STATUS_FILE, build_status
@@ -34,7 +39,7 @@ from seattlecore import PublicKey, write_atomic
 
 log = logging.getLogger(__name__)
 
-NODE_ID_FILE = "dht-node-id"
+IDENTITY_FILE = "dht-identity"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +51,23 @@ class DhtConfig:
     bootstrap: tuple[tuple[str, int], ...] = ()
     state_dir: Path | None = None
     ksize: int = 20
-    alpha: int = 3
+    """Routing-table bucket size."""
+    replicas: int = 10
+    """Nodes that store each replica key (so 3 x 10 per user); lookups converge on as many."""
+    alpha: int = 2
+    """Queries in flight per lookup path."""
+    paths: int = 3
+    """Disjoint lookup paths (S/Kademlia's d)."""
+    lookup_timeout: float = 5.0
+    """Total deadline of one lookup (all replica keys at once); partial results after it."""
+    quorum: int = 2
+    """A value lookup path stops once this many peers returned valid records."""
+    replica_keys: int = REPLICA_KEYS
+    """How many of a user's derived keys to publish under and look up (1 = no replication;
+    for measuring what the defence costs)."""
+    check_stores: bool = True
+    """Read one replica key back from an independent path after each publish, a different
+    replica each time (see ``publishing``)."""
     refresh_interval: float = 600.0
     """Refresh lonely buckets and re-store held records this often (kademlia used 3600 s)."""
     status_interval: float = 10.0
@@ -54,6 +75,22 @@ class DhtConfig:
     remote_status: bool = False
     """Answer the status RPC from non-loopback addresses too."""
     limits: StoreLimits = field(default_factory=StoreLimits)
+    diversity: DiversityLimits = field(default_factory=DiversityLimits)
+    identity: NodeIdentity | None = None
+    """The node's key, nonce and id; default: loaded from (or created in) ``state_dir``."""
+    id_bits: int = PUZZLE_BITS
+    """The id puzzle's difficulty; every node of one network must agree (tests lower it)."""
+
+    @property
+    def params(self) -> LookupParams:
+        """Node lookups (publish, refresh, join): every path converges on its k closest."""
+        return LookupParams(k=self.replicas, alpha=self.alpha, paths=self.paths,
+                            per_group=self.diversity.per_path)
+
+    @property
+    def value_params(self) -> LookupParams:
+        """Record lookups: a path may stop at ``quorum`` holders with valid records."""
+        return replace(self.params, quorum=self.quorum)
 
 
 def _log_asyncio_exception(loop: Any, context: dict[str, Any]) -> None:
@@ -87,20 +124,20 @@ def _single_leaf(group: BaseExceptionGroup[BaseException]) -> Exception | None:
     return exc if isinstance(exc, Exception) and not isinstance(exc, BaseExceptionGroup) else None
 
 
-def _load_node_id(state_dir: Path | None) -> bytes | None:
+def load_identity(state_dir: Path | None, bits: int = PUZZLE_BITS) -> NodeIdentity:
+    """The node identity kept in ``state_dir`` (created on first use; solving the id puzzle
+    takes about 0.1 s); a fresh one when there is no state directory."""
     if state_dir is None:
-        return None
-    path = state_dir / NODE_ID_FILE
+        return NodeIdentity.generate(bits)
+    path = state_dir / IDENTITY_FILE
     try:
-        raw = bytes.fromhex(path.read_text().strip())
-        if len(raw) == 20:
-            return raw
+        return NodeIdentity.from_bytes(bytes.fromhex(path.read_text().strip()), bits)
     except (OSError, ValueError):
         pass
-    raw = os.urandom(20)
+    identity = NodeIdentity.generate(bits)
     state_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, raw.hex().encode() + b"\n")
-    return raw
+    write_atomic(path, identity.to_bytes().hex().encode() + b"\n", mode=0o600)
+    return identity
 
 
 class DhtNode:
@@ -113,8 +150,13 @@ class DhtNode:
         self.started_at = time.time()
         self._lookups = 0
         self._publishes = 0
-        self._server.protocol.status_provider = self.status
-        self._server.protocol.remote_status = config.remote_status
+        self.protocol.status_provider = self.status
+        self.protocol.remote_status = config.remote_status
+
+    @property
+    def protocol(self) -> AdProtocol:
+        proto: AdProtocol = self._server.protocol
+        return proto
 
     @property
     def port(self) -> int:
@@ -124,65 +166,115 @@ class DhtNode:
 
     @property
     def node_id(self) -> bytes:
-        return bytes(self._server.node.id)
+        return self.protocol.own_id
 
     async def bootstrap(self, addrs: Sequence[tuple[str, int]]) -> int:
         """Join via ``addrs`` (IP literals); return how many answered."""
-        nodes = await trio_asyncio.aio_as_trio(self._server.ping_bootstrap)(list(addrs))
-        return len(nodes)
+        answered: int = await trio_asyncio.aio_as_trio(join)(
+            self.protocol, list(addrs), self.config.params, self.config.lookup_timeout)
+        return answered
 
     async def publish(self, adverts: Sequence[bytes]) -> PublishResult:
-        """Store signed advert blobs under their users' keys (each blob verified first)."""
+        """Store signed advert blobs under each of their users' replica keys, then read each
+        key back from an independent path (``DhtConfig.check_stores``)."""
         start = trio.current_time()
         now = time.time()
-        by_key: dict[bytes, list[bytes]] = {}
+        by_user: dict[bytes, list[bytes]] = {}
         for blob in adverts:
             ad = open_advert(blob, now=now)
-            by_key.setdefault(dht_key_for(ad.user_key), []).append(blob)
-        peers = accepted = 0
-        for key, blobs in by_key.items():
-            p, a = await trio_asyncio.aio_as_trio(self._server.publish_records)(key, blobs)
-            peers, accepted = peers + p, accepted + a
+            by_user.setdefault(ad.user_key.raw, []).append(blob)
+        reports: list[KeyReport] = await trio_asyncio.aio_as_trio(self._publish_all)(by_user, now)
         self._publishes += 1
         return PublishResult(
-            keys=len(by_key),
-            peers=peers,
-            stores_accepted=accepted,
+            keys=len(by_user),
+            peers=sum(r.peers for r in reports),
+            stores_accepted=sum(r.accepted for r in reports),
             elapsed=trio.current_time() - start,
+            dht_keys=len(reports),
+            unconfirmed_keys=sum(1 for r in reports if r.confirmed == 0),
+            complete=all(r.complete for r in reports),
         )
 
+    async def _publish_all(self, by_user: dict[bytes, list[bytes]], now: float) -> list[KeyReport]:
+        store = None if self.config.client_mode else self._store
+        checked = self._publishes % self.config.replica_keys if self.config.check_stores else -1
+        jobs = [
+            publish_key(self.protocol, store, key, blobs, self.config.params,
+                        self.config.lookup_timeout, now=now, check=i == checked)
+            for user, blobs in by_user.items()
+            for i, key in enumerate(self._keys(PublicKey(user)))
+        ]
+        return list(await asyncio.gather(*jobs))
+
+    def _keys(self, user: PublicKey) -> tuple[bytes, ...]:
+        return dht_keys_for(user)[: max(1, self.config.replica_keys)]
+
+    @staticmethod
+    def _validator(key: bytes, now: float) -> Callable[[bytes], bool]:
+        """A cached ``verify_advert`` for records found under ``key``."""
+        seen: dict[bytes, bool] = {}
+
+        def valid(blob: bytes) -> bool:
+            if blob not in seen:
+                try:
+                    verify_advert(blob, dht_key=key, now=now)
+                    seen[blob] = True
+                except InvalidAdvert:
+                    seen[blob] = False
+            return seen[blob]
+
+        return valid
+
     async def lookup(self, user_key: PublicKey) -> LookupResult:
-        """All live, verified adverts for ``user_key`` (local store plus the k closest peers)."""
+        """All live, verified adverts for ``user_key``: the local store plus every replica
+        key's closest nodes, within ``lookup_timeout`` (``complete=False`` if cut short)."""
         start = trio.current_time()
-        key = dht_key_for(user_key)
-        raw = await trio_asyncio.aio_as_trio(self._server.lookup_records)(key)
-        sel = select_adverts(raw.records, dht_key=key, now=time.time())
+        keys = self._keys(user_key)
+        found: Search = await trio_asyncio.aio_as_trio(self._search)(keys)
+        now = time.time()
+        local = [("local", b) for key in keys for b in self._store.blobs(key, now)]
+        sel = select_adverts(local + found.records, dht_key=keys[0], now=now)
         self._lookups += 1
         return LookupResult(
             candidates=sel.candidates,
             rejected=sel.rejected,
-            peers_answered=tuple(raw.answered),
-            holders=tuple(raw.holders),
+            peers_answered=tuple(sorted(found.answered)),
+            holders=tuple(sorted(found.holders)),
             withdrawn=sel.withdrawn,
             elapsed=trio.current_time() - start,
+            complete=found.complete,
+            queries=found.queries,
         )
+
+    async def _search(self, keys: Sequence[bytes]) -> Search:
+        deadline = asyncio.get_running_loop().time() + self.config.lookup_timeout
+        valid = self._validator(keys[0], time.time())
+        parts = await asyncio.gather(*(
+            find_records(self.protocol, k, self.config.value_params, deadline, valid=valid)
+            for k in keys))
+        total = Search()
+        for part in parts:
+            total.merge(part)
+        return total
 
     async def crawl(self, max_nodes: int = 10_000) -> tuple[list[str], list[str]]:
         """Walk the network from our contacts: (addresses that answered, that did not)."""
-        result: tuple[list[str], list[str]] = await trio_asyncio.aio_as_trio(self._server.walk)(max_nodes)
+        result: tuple[list[str], list[str]] = await trio_asyncio.aio_as_trio(walk)(self.protocol, max_nodes)
         return result
 
     async def refresh(self) -> None:
         """Refresh routing buckets and replicate records held for a refresh interval."""
-        await trio_asyncio.aio_as_trio(self._server.refresh)(self.config.refresh_interval)
+        await trio_asyncio.aio_as_trio(refresh)(
+            self.protocol, self._store, self.config.params, idle=self.config.refresh_interval,
+            wall_now=time.time(), budget=self.config.lookup_timeout)
 
     def statistics(self) -> NodeStats:
-        proto = self._server.protocol
+        proto = self.protocol
         st = self._store.stats(time.time())
         return NodeStats(
             node_id=self.node_id.hex(),
             port=self.port,
-            peers=len(proto.router.contacts()),
+            peers=len(proto.router),
             keys=st.keys,
             records=st.records,
             accepted=st.accepted,
@@ -194,19 +286,25 @@ class DhtNode:
             lookups=self._lookups,
             publishes=self._publishes,
             uptime=time.time() - self.started_at,
+            late_replies=proto.counters.late_replies,
+            bad_answers=proto.counters.bad_answers,
+            hellos_ok=proto.counters.hellos_ok,
+            hellos_failed=proto.counters.hellos_failed,
+            sent_requests=proto.counters.sent_requests,
+            sent_bytes=proto.counters.sent_bytes,
+            store_bytes=st.bytes,
+            evicted=st.evicted,
         )
 
     def status(self) -> dict[str, Any]:
         """The JSON-able status document (status RPC and status file)."""
-        proto = self._server.protocol
+        now = time.time()
         return build_status(
             stats=self.statistics(),
-            store=self._store.stats(time.time()),
-            buckets=proto.router.buckets,
-            last_seen=proto.last_seen,
+            store=self._store.stats(now),
+            router=self.protocol.router,
             host=self.config.host,
-            now=time.time(),
-            monotonic_now=time.monotonic(),
+            now=now,
         )
 
     def write_status(self) -> None:
@@ -216,14 +314,24 @@ class DhtNode:
         data = json.dumps(self.status(), indent=1, sort_keys=True).encode()
         write_atomic(self.config.state_dir / STATUS_FILE, data)
 
+    def save_status(self) -> None:
+        """``write_status``, logging instead of raising: a full disk must not stop the node."""
+        try:
+            self.write_status()
+        except OSError as exc:
+            log.warning("cannot write the DHT status file: %s", exc)
+
     async def _maintain(self) -> None:
         next_refresh = trio.current_time() + self.config.refresh_interval
         while True:
-            self.write_status()
+            self.save_status()
             await trio.sleep(min(self.config.status_interval, self.config.refresh_interval))
             if trio.current_time() >= next_refresh:
                 next_refresh = trio.current_time() + self.config.refresh_interval
-                await self.refresh()
+                try:
+                    await self.refresh()
+                except Exception:  # nothing from the network may end the node's upkeep
+                    log.exception("DHT refresh failed")
 
 
 @asynccontextmanager
@@ -234,13 +342,11 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
     unless ``client_mode``, where no answer raises DhtUnavailable).
     """
     store = AdvertStore(config.limits)
-    server = AdServer(
-        store,
-        node_id=_load_node_id(config.state_dir),
-        ksize=config.ksize,
-        alpha=config.alpha,
-        client_mode=config.client_mode,
-    )
+    identity = None
+    if not config.client_mode:
+        identity = config.identity or load_identity(config.state_dir, config.id_bits)
+    server = AdServer(store, identity=identity, ksize=config.ksize, limits=config.diversity,
+                      bits=config.id_bits)
     try:
         await trio_asyncio.aio_as_trio(server.listen)(config.port, config.host)
     except OSError as exc:
@@ -259,7 +365,7 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
             yield node
             nursery.cancel_scope.cancel()
         if not config.client_mode:
-            node.write_status()
+            node.save_status()
     finally:
         server.stop()
 

@@ -27,6 +27,10 @@ class LookupResult:
     """The subset of ``peers_answered`` that held records for the key."""
     withdrawn: int = 0
     """Slots won by a tombstone (withdrawn adverts)."""
+    complete: bool = True
+    """False if the lookup hit its deadline (or gave up on slow pages): there may be more."""
+    queries: int = 0
+    """Lookup queries sent (find_value; page fetches not counted)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +42,12 @@ class PublishResult:
     stores_accepted: int
     """STORE calls that a peer answered with 'accepted'."""
     elapsed: float
+    dht_keys: int = 0
+    """DHT keys published to (each user key has ``REPLICA_KEYS``)."""
+    unconfirmed_keys: int = 0
+    """DHT keys where no holder returned the records on the independent read-back."""
+    complete: bool = True
+    """Every lookup involved converged before its deadline."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +66,14 @@ class NodeStats:
     lookups: int = 0
     publishes: int = 0
     uptime: float = 0.0
+    late_replies: int = 0
+    bad_answers: int = 0
+    hellos_ok: int = 0
+    hellos_failed: int = 0
+    sent_requests: int = 0
+    sent_bytes: int = 0
+    store_bytes: int = 0
+    evicted: int = 0
 
 
 class Directory(Protocol):

@@ -37,12 +37,16 @@ def select_adverts(received: Iterable[tuple[str, bytes]], *, dht_key: bytes, now
     """Verify ``(source, blob)`` pairs and choose the best record per slot."""
     best: dict[tuple[bytes, str], Advert] = {}
     rejected: dict[bytes, Rejection] = {}
+    seen: set[bytes] = set()
     for source, blob in received:
+        if isinstance(blob, bytes):
+            if blob in seen:
+                continue  # the same record from another holder: verified once
+            seen.add(blob)
         try:
             advert = verify_advert(blob, dht_key=dht_key, now=now)
         except InvalidAdvert as exc:
-            if blob not in rejected:
-                rejected[blob] = Rejection(reason=exc.reason, detail=exc.detail, source=source)
+            rejected[blob] = Rejection(reason=exc.reason, detail=exc.detail, source=source)
             continue
         held = best.get(advert.slot)
         if held is None or advert.seq > held.seq:

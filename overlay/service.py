@@ -100,6 +100,7 @@ class Announcer:
         self._rounds = self._failures = 0
         self._last_at: float | None = None
         self._last_result: PublishResult | None = None
+        self._live_until = 0.0
 
     def update(self, entries: Iterable[Pair], *, address: str | None = None) -> None:
         """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync."""
@@ -137,14 +138,39 @@ class Announcer:
         )
         self._rounds += 1
         self._last_at = now
+        result = await self._publish(adverts)
+        if result is not None and self._desired:
+            self._live_until = now + self.ttl
+        return result
+
+    async def withdraw_all(self) -> PublishResult | None:
+        """Withdraw every advert at once (clean shutdown, uninstall) and stop advertising.
+
+        Publishes a tombstone (higher ``seq``) for each pair, expiring when the last positive
+        record could, so readers drop the vessels now instead of after the TTL.
+        """
+        now = self._clock()
+        pairs = set(self._desired) | {p for p, t in self._withdrawing.items() if t > now}
+        self._desired, self._withdrawing = frozenset(), {}
+        if not pairs or self._live_until <= now:
+            return None
+        adverts = plan_adverts(self._keys.public, self._address, (), pairs,
+                               seq=self._next_seq(now), now=now, ttl=self._live_until - now)
+        log.info("withdrawing %d adverts", len(adverts))
+        return await self._publish(adverts)
+
+    async def _publish(self, adverts: list[Advert]) -> PublishResult | None:
         if not adverts:
             return None
         try:
             result = await self._directory.publish([sign_advert(self._keys, a) for a in adverts])
-        except OverlayError as exc:
+        except Exception as exc:  # a DHT problem must never end the node manager's task
             self._failures += 1
-            log.warning("announce round failed: %s", exc)
+            log.warning("announce round failed: %r", exc, exc_info=not isinstance(exc, OverlayError))
             return None
+        if result.unconfirmed_keys:
+            log.warning("%d of %d DHT keys: no holder returned our adverts on read-back",
+                        result.unconfirmed_keys, result.dht_keys)
         self._last_result = result
         return result
 

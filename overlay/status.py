@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from overlay.errors import OverlayUsageError
 from overlay.results import NodeStats
+from overlay.routing import RoutingTable
 from overlay.store import StoreStats
 
 STATUS_FILE = "dht-status.json"
@@ -21,56 +21,37 @@ STATUS_VERSION = 1
 MAX_PEERS_LISTED = 160
 
 
-def _bucket_rows(
-    buckets: Sequence[Any], last_seen: dict[tuple[str, int], float], monotonic_now: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows, peers = [], []
-    for index, bucket in enumerate(buckets):
-        nodes = list(bucket.nodes.values())
-        rows.append(
-            {
-                "index": index,
-                "depth": max(0, 160 - (bucket.range[1] - bucket.range[0]).bit_length()),
-                "peers": len(nodes),
-                "replacements": len(bucket.replacement_nodes),
-                "idle": round(monotonic_now - bucket.last_updated, 1),
-            }
-        )
-        for node in nodes:
-            peers.append(
-                {
-                    "id": bytes(node.id).hex(),
-                    "address": f"{node.ip}:{node.port}",
-                    "bucket": index,
-                    "last_seen": last_seen.get((node.ip, node.port)),
-                }
-            )
-    return rows, peers[:MAX_PEERS_LISTED]
+def _peer_rows(router: RoutingTable) -> list[dict[str, Any]]:
+    return [
+        {"id": entry.contact.node_id.hex(), "address": entry.contact.label, "bucket": index,
+         "last_seen": entry.seen}
+        for index, entry in router.entries()
+    ][:MAX_PEERS_LISTED]
 
 
 def build_status(
     *,
     stats: NodeStats,
     store: StoreStats,
-    buckets: Sequence[Any],
-    last_seen: dict[tuple[str, int], float],
+    router: RoutingTable,
     host: str,
     now: float,
-    monotonic_now: float,
 ) -> dict[str, Any]:
     """Assemble the status document (str keys, JSON and msgpack friendly)."""
-    rows, peers = _bucket_rows(buckets, last_seen, monotonic_now)
     return {
         "version": STATUS_VERSION,
         "written_at": now,
         "address": f"{host}:{stats.port}",
         "stats": dataclasses.asdict(stats),
-        "buckets": rows,
-        "peers": peers,
+        "buckets": router.bucket_rows(now),
+        "peers": _peer_rows(router),
         "store": {
             "keys": store.keys,
             "records": store.records,
             "tombstones": store.tombstones,
+            "bytes": store.bytes,
+            "sources": store.groups,
+            "evicted": store.evicted,
             "per_key": [list(kv) for kv in store.per_key[:20]],
         },
     }

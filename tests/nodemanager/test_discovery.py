@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -28,11 +29,12 @@ def init(state: Path) -> None:
 
 
 @asynccontextmanager
-async def daemon(state: Path, bootstrap: list[str]) -> AsyncIterator[tuple[int, int]]:
-    """Start a node manager with DHT; yield (tcp port, dht port)."""
-    async with node_manager(state, bootstrap=bootstrap) as nm:
+async def daemon(state: Path, bootstrap: list[str],
+                 host: str = "127.0.0.1") -> AsyncIterator[tuple[int, int, trio.Process]]:
+    """Start a node manager with DHT on ``host``; yield (tcp port, dht port, process)."""
+    async with node_manager(state, bootstrap=bootstrap, extra=["--listen", f"{host}:0"]) as nm:
         assert nm.dht_port is not None
-        yield nm.port, nm.dht_port
+        yield nm.port, nm.dht_port, nm.process
 
 
 async def find(key: PublicKey, bootstrap: tuple[str, int], want: int) -> LookupResult:
@@ -50,10 +52,10 @@ async def test_vessels_are_found_and_changes_reannounced(tmp_path: Path) -> None
     for state in states:
         init(state)
     async with AsyncExitStack() as stack:
-        first_tcp, first_dht = await stack.enter_async_context(daemon(states[0], []))
+        first_tcp, first_dht, _ = await stack.enter_async_context(daemon(states[0], []))
         ports = [first_tcp]
         for state in states[1:]:
-            tcp, _ = await stack.enter_async_context(daemon(state, [f"127.0.0.1:{first_dht}"]))
+            tcp, _, _ = await stack.enter_async_context(daemon(state, [f"127.0.0.1:{first_dht}"]))
             ports.append(tcp)
         boot = ("127.0.0.1", first_dht)
         found = await find(OWNER.public, boot, want=8)
@@ -68,3 +70,27 @@ async def test_vessels_are_found_and_changes_reannounced(tmp_path: Path) -> None
             assert friend.candidates[0].vessel == "v1"
             await nm.change_advertise("v2", False)
             await find(OWNER.public, boot, want=7)
+
+
+async def test_clean_stop_withdraws_adverts_at_once(tmp_path: Path) -> None:
+    """SIGTERM (what uninstall and 'seattle-testbed down' send) publishes tombstones: the
+    node's vessels leave lookups at once, not when their records expire (750 s)."""
+    hosts = [f"127.1.{i}.1" for i in range(3)]  # own addresses: the per-IP rules apply
+    states = [tmp_path / f"nm{i}" for i in range(3)]
+    for state in states:
+        init(state)
+    async with AsyncExitStack() as stack:
+        _, first_dht, _ = await stack.enter_async_context(daemon(states[0], [], hosts[0]))
+        boot = (hosts[0], first_dht)
+        running = [await stack.enter_async_context(daemon(s, [f"{hosts[0]}:{first_dht}"], h))
+                   for s, h in zip(states[1:], hosts[1:], strict=True)]
+        found = await find(OWNER.public, boot, want=6)
+        assert {a.address.rsplit(":", 1)[0] for a in found.candidates} == set(hosts)
+        leaving = running[-1][2]
+        leaving.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await leaving.wait() == 0
+        found = await find(OWNER.public, boot, want=4)
+        assert hosts[2] not in {a.address.rsplit(":", 1)[0] for a in found.candidates}
+        assert found.withdrawn == 2
+        assert "withdrew adverts" in (states[2] / "nodemanager.log").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from rich.console import Console
 
-from overlay import DhtConfig, dht_loop, open_dht_node
-from overlay.__main__ import main
+from overlay import DhtConfig, LookupResult, dht_loop, open_dht_node
+from overlay.__main__ import lookup_document, main, render_lookup
 from seattlecore import KeyPair
 from tests.overlay.test_overlay_loopback import ROOT, read_nodes, spawn
 
@@ -41,6 +43,7 @@ async def test_cli_against_live_nodes() -> None:
         doc = json.loads(out)
         assert {c["node_key"] for c in doc["candidates"]} == {n["node_key"] for n in nodes}
         assert doc["rejected"] == [] and len(doc["peers_answered"]) == 3
+        assert doc["complete"] is True and doc["queries"] >= 3
         code, out = await run_cli("lookup", user.to_text(), "--bootstrap", node)
         assert code == 0 and "3 verified adverts" in out
         code, out = await run_cli("--json", "status", "--node", node)
@@ -76,3 +79,14 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lookup", "nothex"]) == 2
     assert main(["status"]) == 2
     assert main(["status", "--state", "/nonexistent/dir"]) == 2
+
+
+def test_partial_lookup_is_flagged() -> None:
+    """A lookup cut by its deadline says so (--json "complete": false; the table says partial)."""
+    result = LookupResult(candidates=(), rejected=(), peers_answered=("127.0.0.1:9",), elapsed=5.0,
+                          complete=False, queries=7)
+    doc = lookup_document(result)
+    assert doc["complete"] is False and doc["queries"] == 7
+    out = io.StringIO()
+    render_lookup(Console(file=out, width=200), doc)
+    assert "partial" in out.getvalue()

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from overlay import (
+    REPLICA_KEYS,
     DhtConfig,
     DhtNode,
     DhtUnavailable,
@@ -161,7 +162,7 @@ async def test_status_rpc_and_status_file(tmp_path: object) -> None:
         async with open_dht_node(config) as second:
             await second.publish([blob_for(KeyPair.generate(), user)])
             status = await query_status(("127.0.0.1", first.port))
-            assert status["stats"]["peers"] == 1 and status["store"]["records"] == 1
+            assert status["stats"]["peers"] == 1 and status["store"]["records"] == REPLICA_KEYS
             assert status["peers"][0]["address"] == f"127.0.0.1:{second.port}"
             first.write_status()
             on_disk = read_status_file(state)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from overlay import lookup_once
+from overlay import DhtUnavailable, lookup_once
 from seattlecore import KeyPair
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("dht_child.py")
 PER_PROCESS = 3
 PROCESSES = 10
-REPUBLISH = 2.0
+REPUBLISH = 4.0  # each round stores under 3 replica keys: keep the load of 30 nodes modest
 
 
 def spawn(user: str, bootstrap: list[tuple[str, int]]) -> subprocess.Popen[str]:
@@ -30,7 +30,7 @@ def spawn(user: str, bootstrap: list[tuple[str, int]]) -> subprocess.Popen[str]:
         "user": user,
         "republish": REPUBLISH,
         "ttl": 60.0,
-        "refresh": 3.0,
+        "refresh": 6.0,
     }
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
@@ -54,7 +54,11 @@ def read_nodes(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
 
 
 async def found_fraction(user_pk: object, boot: list[tuple[str, int]], expect: set[str]) -> float:
-    result = await lookup_once(user_pk, boot, timeout=15)  # type: ignore[arg-type]
+    try:
+        result = await lookup_once(user_pk, boot, timeout=15)  # type: ignore[arg-type]
+    except DhtUnavailable:  # 10 busy processes on 2 shared cores: a bootstrap may miss a beat
+        await trio.sleep(0.5)
+        result = await lookup_once(user_pk, boot, timeout=15)  # type: ignore[arg-type]
     found = {a.node_key.to_text() for a in result.candidates}
     return len(found & expect) / len(expect)
 

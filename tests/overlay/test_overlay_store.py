@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from overlay import AdvertStore, InvalidAdvert, StoreLimits, select_adverts
-from seattlecore import KeyPair
+from overlay import AdvertStore, InvalidAdvert, StoreLimits, open_advert, select_adverts, verify_advert
+from overlay.dht import chunk_records
+from seattlecore import KeyPair, PublicKey
 from tests.overlay.overlay_helpers import NOW, advert_blob, forged_blob, key_of
 
 USER = KeyPair.generate().public
@@ -103,3 +104,75 @@ def test_select_keeps_highest_and_reports_rejections() -> None:
     sel = select_adverts(got, dht_key=DKEY, now=NOW)
     assert [a.address for a in sel.candidates] == ["h:2"]
     assert [(r.reason, r.source) for r in sel.rejected] == [("malformed", "p3")]
+
+
+def padded(node: KeyPair, vessel: str) -> bytes:
+    return advert_blob(node, USER, vessel=vessel + "x" * (60 - len(vessel)), address="p" * 240 + ":1")
+
+
+def test_pages_interleave_sources_and_publishers() -> None:
+    """Issue 11 item 2: 16 keys x 16 padded records must not push honest adverts off the
+    pages a reader fetches."""
+    store = AdvertStore()
+    honest = [KeyPair.generate() for _ in range(24)]
+    for i, node in enumerate(honest):
+        store.offer(DKEY, advert_blob(node, USER, address=f"127.40.{i}.1:1"), NOW, origin=f"127.40.{i}.1")
+    for _ in range(16):
+        flooder = KeyPair.generate()
+        store.offer_many(DKEY, [padded(flooder, f"f{j}") for j in range(16)], NOW, origin="127.41.0.9")
+    pages = chunk_records(store.blobs(DKEY, NOW))
+    first_two = {verify_advert(b, dht_key=DKEY, now=NOW).node_key for page in pages[:2] for b in page}
+    assert {n.public for n in honest} <= first_two
+
+
+def test_one_network_holds_a_bounded_share_of_a_key() -> None:
+    store = AdvertStore(StoreLimits(max_per_source_per_key=10))
+    blobs = [advert_blob(KeyPair.generate(), USER) for _ in range(15)]
+    accepted, reasons = store.offer_many(DKEY, blobs, NOW, origin="127.42.0.1")
+    assert accepted == 10 and set(reasons) == {"source_full"}
+    # the same /24, another address: same network
+    assert store.offer_many(DKEY, blobs[10:], NOW, origin="127.42.0.77")[0] == 0
+    assert store.offer_many(DKEY, blobs[10:], NOW, origin="127.43.0.1")[0] == 5
+
+
+def test_full_store_evicts_the_largest_source_newest_first() -> None:
+    """Issue 11 item 6: a full store took no honest advert at all."""
+    store = AdvertStore(StoreLimits(max_total_records=60))
+    flood = [advert_blob(KeyPair.generate(), KeyPair.generate().public) for _ in range(80)]
+    flood_keys = [key_of(verify_any(b)) for b in flood]
+    for blob, key in zip(flood, flood_keys, strict=True):
+        try:
+            store.offer(key, blob, NOW, origin="127.44.0.1")
+        except InvalidAdvert as exc:
+            assert exc.reason == "store_full"
+    assert store.stats(NOW).records == 60
+    for i in range(20):
+        honest = advert_blob(KeyPair.generate(), USER)
+        assert store.offer(DKEY, honest, NOW, origin=f"127.45.{i}.1") == "stored"
+    stats = store.stats(NOW)
+    assert stats.records == 60 and stats.evicted == 20
+    oldest = flood_keys[0]
+    assert len(store.blobs(oldest, NOW)) == 1  # long-lived records stay; the newest went
+    # the flooder cannot push the honest records back out
+    with pytest.raises(InvalidAdvert):
+        store.offer(flood_keys[70], flood[70], NOW, origin="127.44.0.1")
+    assert len(store.blobs(DKEY, NOW)) == 20
+
+
+def test_bytes_are_bounded_and_a_direct_publisher_owns_its_record() -> None:
+    store = AdvertStore(StoreLimits(max_total_bytes=3000))
+    node = KeyPair.generate()
+    blob = advert_blob(node, USER, address="127.46.0.1:5")
+    store.offer(DKEY, blob, NOW, origin="127.47.0.1")  # first seen via a replicating holder
+    store.offer(DKEY, blob, NOW + 1, origin="127.46.0.1")  # then from the publisher itself
+    assert list(store._group_entries) == ["v4:127.46.0.0/24"]
+    for i in range(20):
+        try:
+            store.offer(DKEY, padded(KeyPair.generate(), f"b{i}"), NOW, origin="127.48.0.1")
+        except InvalidAdvert:
+            pass
+    assert store.stats(NOW).bytes <= 3000
+
+
+def verify_any(blob: bytes) -> PublicKey:
+    return open_advert(blob, now=NOW).user_key

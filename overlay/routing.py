@@ -1,0 +1,232 @@
+"""The routing table: k-buckets by shared prefix, with network-diversity limits (pure; takes ``now``).
+
+Invariants:
+1. Bucket ``i`` holds contacts whose id shares exactly ``i`` leading bits with ours; at most
+   ``k`` contacts each, plus at most ``replacements`` candidates waiting for a free place.
+2. Only contacts that proved their id (a verified ``hello``) are added: an inbound request
+   alone never changes the table (the lesson of "Total Eclipse of the Heart").
+3. Diversity: at most ``limits.per_bucket`` contacts of one network group per bucket and
+   ``limits.per_table`` in the table (libp2p's filter, per /24; ``netgroup.group_of``).
+4. A live old contact is never evicted for a newcomer: newcomers wait in the replacement
+   cache and take a place only when a contact failed ``MAX_FAILURES`` times in a row (the
+   Kademlia paper's rule; BEP 5's "bad" node).
+5. One contact per address: a proven newcomer at the address of another id replaces it (the
+   node there changed identity). Memory is O(buckets x (k + replacements)), whatever peers send.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from overlay.answers import Contact
+from overlay.netgroup import DiversityLimits, group_of
+from overlay.nodeid import ID_BYTES
+
+ID_BITS = 8 * ID_BYTES
+AddOutcome = Literal["added", "updated", "replacement", "refused"]
+
+
+MAX_FAILURES = 3
+"""Consecutive missed answers after which a contact leaves the table (BEP 5: "bad")."""
+
+
+@dataclass(slots=True)
+class Entry:
+    contact: Contact
+    group: str | None
+    added: float
+    seen: float
+    failures: int = 0
+
+
+class RoutingTable:
+    """Kademlia k-buckets over 160-bit ids; see the module invariants."""
+
+    def __init__(self, own_id: bytes, *, k: int = 20, limits: DiversityLimits | None = None,
+                 replacements: int = 5) -> None:
+        self.own_id = own_id
+        self._own = int.from_bytes(own_id, "big")
+        self.k = k
+        self.limits = limits or DiversityLimits()
+        self.max_replacements = replacements
+        self._buckets: list[dict[bytes, Entry]] = [{} for _ in range(ID_BITS)]
+        self._spare: list[OrderedDict[bytes, Entry]] = [OrderedDict() for _ in range(ID_BITS)]
+        self._touched: list[float] = [0.0] * ID_BITS
+        self._groups: Counter[str] = Counter()
+        self._by_addr: dict[tuple[str, int], bytes] = {}
+
+    def bucket_of(self, node_id: bytes) -> int:
+        distance = int.from_bytes(node_id, "big") ^ self._own
+        return min(ID_BITS - distance.bit_length(), ID_BITS - 1)
+
+    def get(self, node_id: bytes) -> Entry | None:
+        return self._buckets[self.bucket_of(node_id)].get(node_id)
+
+    def __contains__(self, node_id: object) -> bool:
+        return isinstance(node_id, bytes) and self.get(node_id) is not None
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buckets)
+
+    def _group_ok(self, bucket: dict[bytes, Entry], group: str | None) -> bool:
+        if group is None:
+            return True
+        in_bucket = sum(1 for e in bucket.values() if e.group == group)
+        return in_bucket < self.limits.per_bucket and self._groups[group] < self.limits.per_table
+
+    def wants(self, node_id: bytes, host: str) -> bool:
+        """Would a proven contact with this id at ``host`` get a place (or a spare place)?"""
+        if node_id == self.own_id or len(node_id) != ID_BYTES:
+            return False
+        index = self.bucket_of(node_id)
+        if node_id in self._buckets[index] or node_id in self._spare[index]:
+            return False
+        try:
+            group = group_of(host)
+        except ValueError:
+            return False
+        if len(self._buckets[index]) < self.k:
+            return self._group_ok(self._buckets[index], group)
+        return self._spare_ok(index, group)
+
+    def _spare_ok(self, index: int, group: str | None) -> bool:
+        spare = self._spare[index]
+        if group is not None and sum(1 for e in spare.values() if e.group == group) >= self.limits.per_bucket:
+            return False
+        return self.max_replacements > 0
+
+    def add(self, contact: Contact, now: float) -> AddOutcome:
+        """Add a contact that proved its id; see invariants 3-5 for what may refuse it."""
+        if contact.node_id == self.own_id:
+            return "refused"
+        index = self.bucket_of(contact.node_id)
+        bucket = self._buckets[index]
+        held = bucket.get(contact.node_id)
+        if held is not None:
+            if held.contact.addr != contact.addr:
+                return "refused"  # the id is already known elsewhere; keep the old, live one
+            held.seen = now
+            return "updated"
+        other = self._by_addr.get(contact.addr)
+        if other is not None:
+            self.remove(other)
+        group = group_of(contact.host)
+        entry = Entry(contact, group, now, now)
+        self._touched[index] = now
+        if len(bucket) < self.k and self._group_ok(bucket, group):
+            self._insert(index, entry)
+            return "added"
+        if len(bucket) >= self.k and self._spare_ok(index, group):
+            spare = self._spare[index]
+            spare[contact.node_id] = entry
+            while len(spare) > self.max_replacements:
+                spare.popitem(last=False)
+            return "replacement"
+        return "refused"
+
+    def _insert(self, index: int, entry: Entry) -> None:
+        self._buckets[index][entry.contact.node_id] = entry
+        self._by_addr[entry.contact.addr] = entry.contact.node_id
+        if entry.group is not None:
+            self._groups[entry.group] += 1
+        self._spare[index].pop(entry.contact.node_id, None)
+
+    def seen(self, node_id: bytes, now: float) -> bool:
+        """Note that a contact answered or asked us; True if it is in the table."""
+        index = self.bucket_of(node_id)
+        entry = self._buckets[index].get(node_id)
+        if entry is None:
+            return False
+        entry.seen = now
+        entry.failures = 0
+        self._touched[index] = now
+        return True
+
+    def failed(self, node_id: bytes) -> bool:
+        """A contact missed an answer; it is removed (True) after ``MAX_FAILURES`` in a row,
+        or at once when a proven newcomer waits for its place."""
+        index = self.bucket_of(node_id)
+        entry = self._buckets[index].get(node_id)
+        if entry is None:
+            return False
+        entry.failures += 1
+        if entry.failures >= MAX_FAILURES or self._spare[index]:
+            return self.remove(node_id)
+        return False
+
+    def suspects(self, now: float, quiet_for: float) -> list[Contact]:
+        """Contacts that missed their last answer or were not heard from for ``quiet_for``
+        seconds (BEP 5's "questionable" nodes): refresh pings them."""
+        return [e.contact for b in self._buckets for e in b.values()
+                if e.failures > 0 or now - e.seen >= quiet_for]
+
+    def remove(self, node_id: bytes) -> bool:
+        """Drop a contact (it failed); promote the freshest spare that fits. True if held."""
+        index = self.bucket_of(node_id)
+        bucket = self._buckets[index]
+        entry = bucket.pop(node_id, None)
+        self._spare[index].pop(node_id, None)
+        if entry is None:
+            return False
+        self._by_addr.pop(entry.contact.addr, None)
+        if entry.group is not None:
+            self._groups[entry.group] -= 1
+            if self._groups[entry.group] <= 0:
+                del self._groups[entry.group]
+        for spare in reversed(list(self._spare[index].values())):
+            if self._group_ok(bucket, spare.group) and spare.contact.addr not in self._by_addr:
+                self._insert(index, spare)
+                break
+        return True
+
+    def contacts(self) -> list[Contact]:
+        return [e.contact for b in self._buckets for e in b.values()]
+
+    def entries(self) -> Iterator[tuple[int, Entry]]:
+        for index, bucket in enumerate(self._buckets):
+            for entry in bucket.values():
+                yield index, entry
+
+    def closest(self, target: bytes, count: int | None = None,
+                exclude: tuple[str, int] | None = None) -> list[Contact]:
+        """The ``count`` (default k) contacts nearest ``target`` by XOR (exact, all buckets);
+        contacts that missed their last answer only if there are not enough others."""
+        goal = int.from_bytes(target, "big")
+        pool = [e for b in self._buckets for e in b.values()
+                if e.contact.addr != exclude and e.contact.node_id != target]
+        best = heapq.nsmallest(count or self.k, pool,
+                               key=lambda e: (e.failures > 0, e.contact.distance(goal)))
+        return sorted((e.contact for e in best), key=lambda c: c.distance(goal))
+
+    def sample(self, count: int, rng: random.Random | None = None) -> list[Contact]:
+        everyone = self.contacts()
+        return (rng or random).sample(everyone, min(count, len(everyone)))
+
+    def refresh_targets(self, now: float, idle: float, rng: random.Random | None = None) -> list[bytes]:
+        """A random id in each non-empty bucket untouched for ``idle`` seconds (Kademlia
+        §2.3), plus one random id anywhere (it finds buckets we know nothing about)."""
+        rng = rng or random.Random()
+        out = [self.random_id_in(i, rng) for i, bucket in enumerate(self._buckets)
+               if bucket and now - self._touched[i] >= idle]
+        out.append(rng.getrandbits(ID_BITS).to_bytes(ID_BYTES, "big"))
+        return out
+
+    def random_id_in(self, index: int, rng: random.Random) -> bytes:
+        """A random id sharing exactly ``index`` leading bits with ours."""
+        flip = 1 << (ID_BITS - 1 - index)
+        low = rng.getrandbits(ID_BITS - 1 - index) if index < ID_BITS - 1 else 0
+        value = ((self._own ^ flip) >> (ID_BITS - 1 - index) << (ID_BITS - 1 - index)) | low
+        return value.to_bytes(ID_BYTES, "big")
+
+    def bucket_rows(self, now: float) -> list[dict[str, object]]:
+        """Per-bucket summary for the status document (non-empty buckets only)."""
+        return [
+            {"index": i, "depth": i, "peers": len(b), "replacements": len(self._spare[i]),
+             "idle": round(now - self._touched[i], 1)}
+            for i, b in enumerate(self._buckets) if b or self._spare[i]
+        ]
