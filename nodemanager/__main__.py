@@ -22,6 +22,7 @@ import trio
 from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
+from nodemanager.observe import observe_host, serve_observer
 from nodemanager.server import NodeServer
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
@@ -63,7 +64,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dht-port", type=int, default=0,
                         help="UDP port of this node's DHT node (default: any free port)")
     parser.add_argument("--advertise-host", default=None,
-                        help="host to put in adverts (default: the --listen host)")
+                        help="host to put in adverts (default: the address the bootstrap "
+                             "peers see us at, else the --listen host)")
     parser.add_argument("--no-dht", action="store_true",
                         help="do not join the DHT (no discovery; direct contact only)")
     parser.add_argument("--no-sandbox", action="store_true",
@@ -126,12 +128,14 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
             if dht.enabled:
+                peers = bootstrap_pairs(bootstrap)
+                advertise = dht.advertise_host or await observe_host(peers, fallback=host)
                 config = DiscoveryConfig(
-                    host=host, port=dht.port, bootstrap=bootstrap_pairs(bootstrap),
-                    advertised_address=f"{dht.advertise_host or host}:{bound}",
-                    state_dir=state_dir,
+                    host=host, port=dht.port, bootstrap=peers,
+                    advertised_address=f"{advertise}:{bound}", state_dir=state_dir,
                 )
                 node = await nursery.start(serve_discovery, server, keys, config)
+                await nursery.start(serve_observer, host, node.port)
                 write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
                 print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
 
