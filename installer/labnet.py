@@ -205,7 +205,7 @@ def _configure_router(namespace: str, ruleset: str) -> None:
 
 def exec_argv(namespace: str, argv: Sequence[str]) -> list[str]:
     """``argv`` run inside a lab namespace."""
-    return ["ip", "netns", "exec", namespace, *argv]
+    return [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", namespace, *argv]
 
 
 def _kill_all(lab_id: str) -> None:
