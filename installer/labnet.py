@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
 
 from installer.errors import TestbedError
 from installer.lab import (
@@ -110,8 +111,8 @@ def _add_blackholes(nets: Sequence[Net]) -> bool:
         for net in nets:
             try:
                 _blackhole(ipr, net, "add")
-            except Exception as exc:  # pyroute2 raises NetlinkError (an OSError subclass)
-                if getattr(exc, "code", None) != errno.EEXIST:
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
                     raise
                 for done in added:
                     _blackhole(ipr, done, "del")
@@ -126,8 +127,8 @@ def release_ranges(nets: Sequence[Net]) -> None:
         for net in nets:
             try:
                 _blackhole(ipr, net, "del")
-            except Exception as exc:
-                if getattr(exc, "code", None) not in (errno.ESRCH, errno.ENOENT):
+            except NetlinkError as exc:
+                if exc.code not in (errno.ESRCH, errno.ENOENT):
                     raise
 
 

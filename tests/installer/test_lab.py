@@ -273,6 +273,12 @@ def test_up_cleans_a_crashed_lab(tmp_path: Path) -> None:
             assert not labnet.lab_namespaces(crashed["id"])
             assert not (labnet.RECORDS / f"{crashed['id']}.json").exists()
             assert data["lab"]["id"] != crashed["id"]
+            code = cli("shell", "--dir", str(second), "n000", "--", "sh", "-c", "exit 3")
+            assert code.returncode == 3
+            where = cli("shell", "--dir", str(second), "--", "cat", "/proc/net/route")
+            assert "eth0" in where.stdout and "\neth0\t00000000" not in where.stdout  # no default
+            wrong = cli("shell", "--dir", str(second), "n007", "--", "true")
+            assert wrong.returncode == 1 and "no lab host 'n007'" in wrong.stderr
     finally:
         labnet.teardown(crashed["id"])
     again = cli("down", "--dir", str(first))
