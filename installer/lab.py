@@ -19,10 +19,12 @@ Invariants the plan keeps (and tests check):
 - every home uses the same private range, as real homes do, so the private address of a
   NATed host says nothing about where it is.
 
-Addresses: public range (default the first free of TEST-NET-2, TEST-NET-3, then
-198.18.N.0/24): .1 the researcher (or its router), .10 + i node i (or its router). Home
-range (default 198.19.N.0/24, the benchmarking range, never routed on the internet):
-.1 the router's lan0, .2 the host.
+Addresses: the public range is by default 198.18.0.0/16 (half the benchmarking range,
+never routed on the internet), where every public host gets a /24 of its own, as donors on
+the internet sit in different networks (so per-prefix limits in the DHT see what they would
+see there): host h is ``198.18.h.1``, the researcher h = 1, node i h = 10 + i. If that is in
+use, TEST-NET-2 or TEST-NET-3 (a /24 each) holds every host (host h is ``.h``). Home range
+(default 198.19.N.0/24): .1 the router's lan0, .2 the host.
 """
 
 from __future__ import annotations
@@ -43,15 +45,30 @@ PREFIX = "sl-"
 LAB_ID = re.compile(r"^[0-9a-f]{6}$")
 RESEARCHER = "researcher"
 FIRST_NODE = 10
-"""Node i's public address (or its router's) is the public range's host FIRST_NODE + i."""
+"""Node i's public address (or its router's) is public host number FIRST_NODE + i."""
 
 
 def public_candidates() -> Iterator[Net]:
-    """Ranges tried in turn for the lab's internet: TEST-NET-2/3, then 198.18.0-255.0/24."""
+    """Ranges tried in turn for the lab's internet: 198.18.0.0/16, TEST-NET-2, TEST-NET-3."""
+    yield Net("198.18.0.0/16")
     yield Net("198.51.100.0/24")
     yield Net("203.0.113.0/24")
-    for n in range(256):
-        yield Net(f"198.18.{n}.0/24")
+
+
+def spread(net: Net) -> bool:
+    """Whether ``net`` has room for a /24 per host (a /16 or larger)."""
+    return net.prefixlen <= 16
+
+
+def host_address(net: Net, host: int) -> str:
+    """Public host number ``host``: alone in its own /24 when the range allows, else packed."""
+    return str(net[host * 256 + 1] if spread(net) else net[host])
+
+
+def capacity(net: Net) -> int:
+    """How many nodes fit in a public range."""
+    slots = net.num_addresses // 256 if spread(net) else net.num_addresses - 1
+    return slots - FIRST_NODE
 
 
 def home_candidates() -> Iterator[Net]:
@@ -220,15 +237,15 @@ def plan_lab(lab_id: str, nodes: int, public_net: Net, home_net: Net, *,
     """The lab for ``nodes`` node hosts plus the researcher's host."""
     if not LAB_ID.match(lab_id):
         raise TestbedError(f"bad lab id {lab_id!r}")
-    room = public_net.num_addresses - 1 - FIRST_NODE
+    room = capacity(public_net)
     if nodes < 1 or nodes > room:
         raise TestbedError(f"a lab on {public_net} holds 1 to {room} nodes, not {nodes}")
     if home_net.num_addresses < 4:
         raise TestbedError(f"home range {home_net} is too small")
     kinds = nat_kinds(nodes, nat, nat_kind)
-    hosts = tuple(_host(lab_id, f"n{i:03d}", str(public_net[FIRST_NODE + i]), home_net, kind)
+    hosts = tuple(_host(lab_id, f"n{i:03d}", host_address(public_net, FIRST_NODE + i), home_net, kind)
                   for i, kind in enumerate(kinds))
-    researcher = _host(lab_id, RESEARCHER, str(public_net[1]), home_net,
+    researcher = _host(lab_id, RESEARCHER, host_address(public_net, 1), home_net,
                        "cone" if researcher_nat else None)
     return LabPlan(lab_id=lab_id, public_net=public_net, home_net=home_net, nodes=hosts,
                    researcher=researcher)

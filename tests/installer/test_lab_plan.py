@@ -77,7 +77,8 @@ def test_ranges_in_use_are_skipped_or_refused() -> None:
     used = [Net("0.0.0.0/0"), Net("198.51.100.0/25"), Net("192.0.2.0/24")]
     assert overlaps([PUB], used) == [(PUB, Net("198.51.100.0/25"))]
     assert overlaps([Net("10.0.0.0/8")], used) == []  # the default route overlaps nothing
-    assert first_free(public_candidates(), used) == Net("203.0.113.0/24")
+    assert first_free(public_candidates(), used) == Net("198.18.0.0/16")
+    assert first_free(public_candidates(), [*used, Net("198.18.7.0/24")]) == Net("203.0.113.0/24")
     assert first_free(home_candidates(), []) == HOME
     with pytest.raises(TestbedError, match="in use"):
         first_free([PUB], used)
@@ -97,6 +98,19 @@ def test_plan_refuses_what_does_not_fit() -> None:
     with pytest.raises(TestbedError, match="no lab host"):
         plan_lab("a1b2c3", 2, PUB, HOME).host("n007")
     assert plan_lab("a1b2c3", 2, PUB, HOME).host("researcher").address == "198.51.100.1"
+    with pytest.raises(TestbedError, match="holds 1 to 246 nodes"):
+        plan_lab("a1b2c3", 247, Net("198.18.0.0/16"), HOME)
+
+
+def test_each_host_in_its_own_network_when_there_is_room() -> None:
+    """Per-/24 limits in the DHT must see distinct networks, as between donors on the internet."""
+    plan = plan_lab("a1b2c3", 246, Net("198.18.0.0/16"), HOME, nat=0.3)
+    publics = [h.public_address for h in plan.hosts]
+    assert publics[0] == "198.18.10.1" and plan.researcher.public_address == "198.18.1.1"
+    assert len({ipaddress.ip_network(f"{a}/24", strict=False) for a in publics}) == len(publics)
+    packed = plan_lab("a1b2c3", 3, PUB, HOME)
+    assert [h.address for h in packed.hosts] == ["198.51.100.10", "198.51.100.11", "198.51.100.12",
+                                                 "198.51.100.1"]
 
 
 def test_lab_ids_from_names() -> None:
