@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--researcher-nat", action="store_true",
                     help="put the researcher's host behind a cone NAT too")
     up.add_argument("--lab-net", default=None, metavar="PUBLIC[,HOME]",
-                    help="lab ranges (default: the first free of 198.51.100.0/24, "
-                         "203.0.113.0/24, 198.18.N.0/24; homes 198.19.N.0/24)")
+                    help="lab ranges (default: the first free of 198.18.0.0/16, "
+                         "198.51.100.0/24, 203.0.113.0/24; homes 198.19.N.0/24)")
     demo = subparser(sub, "demo", help="up, run a program on every vessel, print logs, down",
                      description="start a testbed, run a program on every vessel, print the "
                                  "logs, stop the testbed")
