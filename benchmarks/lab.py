@@ -1,12 +1,13 @@
 """The network lab against loopback: ``seattle-testbed up [--lab] --nodes N``, then seash.
 
 For each N and each mode (loopback, lab) it runs the real command line in a fresh directory:
-``up --wait`` (wall time until every node is up and discoverable), the node managers' RSS
-and the machine's MemAvailable drop (which also counts the kernel's namespaces, veths and
-conntrack), then ``seash -c "loadkeys demo; browse; list"`` on the researcher's host
-(both modes through ``seattle-testbed shell``, so both pay the same start-up), timed as a
-whole and as seash reports the DHT lookup, ``browse`` (asking every node found) and
-``list``; then ``down``. "net s" is the lab's network alone
+``up`` (wall time until every node is up); the time until the demo key's lookup from the
+researcher's host finds every node's adverts ("+found s"; nan: not within 180 s); the node
+managers' RSS and the machine's MemAvailable drop (which also counts the kernel's
+namespaces, veths and conntrack); then ``seash -c "loadkeys demo; browse; list"`` on the
+researcher's host (both modes through ``seattle-testbed shell``, so both pay the same
+start-up), timed as a whole and as seash reports the DHT lookup, ``browse`` (asking every
+node found) and ``list``; then ``down``. "net s" is the lab's network alone
 (namespaces, links, NAT rules: built and removed without nodes).
 
 With ``--nat F`` it also runs one lab of ``--nat-nodes`` hosts with that share behind NAT
@@ -37,11 +38,16 @@ import time
 from typing import Any
 
 import psutil
+import trio
 
-from installer import labnet
+from installer import TestbedError, labnet
 from installer.lab import plan_lab
+from installer.labbed import wait_lab_discoverable
+from installer.testbed import wait_discoverable
+from seattlecore import PublicKey
 
 BIN = Path(sys.executable).parent
+WAIT_TIMEOUT = 180.0
 
 
 def cli(*args: str, cwd: Path | None = None) -> tuple[float, str]:
@@ -85,6 +91,18 @@ def reported(output: str, command: str) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
+def discoverable(data: dict[str, Any]) -> float:
+    """Seconds until every node's adverts are found from the researcher's host (nan: not
+    within WAIT_TIMEOUT)."""
+    key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
+    try:
+        if "lab" in data:
+            return wait_lab_discoverable(data, key, WAIT_TIMEOUT)
+        return trio.run(wait_discoverable, data["bootstrap"], key, len(data["nodes"]), WAIT_TIMEOUT)
+    except TestbedError:
+        return float("nan")
+
+
 def network_only(nodes: int) -> float:
     """Build and remove the lab's network for ``nodes`` hosts (no node managers)."""
     start = time.monotonic()
@@ -104,10 +122,12 @@ def measure(nodes: int, lab: bool, sandbox: bool) -> dict[str, float]:
         directory = Path(tmp) / "tb"
         extra = (["--lab"] if lab else []) + ([] if sandbox else ["--no-sandbox"])
         before = available_mb()
+        row: dict[str, float] = {}
         try:
-            up, _ = cli("up", "--nodes", str(nodes), "--dir", str(directory), "--wait", *extra)
+            up, _ = cli("up", "--nodes", str(nodes), "--dir", str(directory), *extra)
             data = json.loads((directory / "testbed.json").read_text())
-            row = {"up": up, "rss": nodes_rss_mb(data), "mem": before - available_mb()}
+            row |= {"up": up, "wait": discoverable(data), "rss": nodes_rss_mb(data),
+                    "mem": before - available_mb()}
             wall, out = seash(directory, data, "loadkeys demo; browse; list")
             row |= {"seash": wall, "lookup": reported(out, "DHT"), "browse": reported(out, "browse"),
                     "list": reported(out, "list"),
@@ -124,9 +144,10 @@ def nat_baseline(nodes: int, fraction: float, sandbox: bool) -> None:
         directory = Path(tmp) / "tb"
         extra = [] if sandbox else ["--no-sandbox"]
         cli("up", "--lab", "--nodes", str(nodes), "--nat", str(fraction), "--nat-kind", "mixed",
-            "--dir", str(directory), "--wait", *extra)
+            "--dir", str(directory), *extra)
         try:
             data = json.loads((directory / "testbed.json").read_text())
+            print(f"\nall adverts found after {discoverable(data):.1f} s", flush=True)
             print_baseline(directory, data)
         finally:
             cli("down", "--dir", str(directory))
@@ -168,15 +189,15 @@ def main() -> None:
     args = parser.parse_args()
     labnet.require_root()
     sandbox = not args.no_sandbox
-    print(f"seattle-testbed up --wait, then seash browse+list on the researcher's host; "
+    print(f"seattle-testbed up, wait until discoverable, then seash browse+list on the researcher's host; "
           f"{os.cpu_count()} cores, 2 vessels per node, sandbox {'on' if sandbox else 'off'}")
-    print(f"{'nodes':>5} {'mode':<8} {'net s':>5} {'up s':>6} {'RSS MB':>7} {'mem MB':>7} "
+    print(f"{'nodes':>5} {'mode':<8} {'net s':>5} {'up s':>6} {'+found s':>8} {'RSS MB':>7} {'mem MB':>7} "
           f"{'seash s':>7} {'lookup s':>8} {'browse s':>8} {'list s':>6} {'nodes ok':>8} {'down s':>6}")
     for nodes in args.nodes:
         for lab in (False, True):
             net = f"{network_only(nodes):5.1f}" if lab else "    -"
             row = measure(nodes, lab, sandbox)
-            print(f"{nodes:>5} {'lab' if lab else 'loopback':<8} {net} {row['up']:>6.1f} "
+            print(f"{nodes:>5} {'lab' if lab else 'loopback':<8} {net} {row['up']:>6.1f} {row['wait']:>8.1f} "
                   f"{row['rss']:>7.0f} {row['mem']:>7.0f} {row['seash']:>7.2f} {row['lookup']:>8.2f} "
                   f"{row['browse']:>8.2f} "
                   f"{row['list']:>6.2f} {row['found']:>8.0f} {row.get('down', 0):>6.1f}", flush=True)
