@@ -68,7 +68,7 @@ def used_networks() -> list[Net]:
     with IPRoute() as ipr:
         for msg in ipr.get_addr(family=socket.AF_INET):
             used.append(Net(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}", strict=False))
-        for msg in ipr.get_routes(family=socket.AF_INET, table=0):
+        for msg in ipr.get_routes(family=socket.AF_INET):  # every table
             dst = msg.get("RTA_DST")
             if dst is not None:
                 used.append(Net(f"{dst}/{msg['dst_len']}", strict=False))

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from installer import labnet
+from installer import TestbedError, labnet
 from installer.lab import Net
 from installer.procs import find_process
 from tests.installer.test_testbed import traversable
@@ -256,6 +256,22 @@ def test_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["up", "--lab", "--nodes", "1", "--dir", str(tmp_path / "c")]) == 1
     assert "--lab needs root" in capsys.readouterr().err
     assert lab_state() == before
+
+
+def test_two_labs_never_share_a_range() -> None:
+    """The blackhole is the range's lease: a second claim gets other ranges, or a refusal."""
+    first = labnet.claim_ranges(None, None)
+    try:
+        second = labnet.claim_ranges(None, None)
+        try:
+            assert not set(first) & set(second)
+            assert not any(a.overlaps(b) for a in first for b in second)
+        finally:
+            labnet.release_ranges(second)
+        with pytest.raises(TestbedError, match="already uses"):
+            labnet.claim_ranges(first[0], None)
+    finally:
+        labnet.release_ranges(first)
 
 
 def test_up_cleans_a_crashed_lab(tmp_path: Path) -> None:
