@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -114,6 +115,11 @@ class DhtOptions:
     advertise_host: str | None = None
 
 
+async def _observed_address(peers: Sequence[tuple[str, int]], host: str, port: int) -> str:
+    """``<ip the bootstrap peers see us at>:<port>`` (``host`` if none answers)."""
+    return f"{await observe_host(peers, fallback=host)}:{port}"
+
+
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
                      sandbox: bool = True, dht: DhtOptions = DhtOptions()) -> None:
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
@@ -129,14 +135,15 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
             if dht.enabled:
                 peers = bootstrap_pairs(bootstrap)
-                advertise = dht.advertise_host or await observe_host(peers, fallback=host)
                 config = DiscoveryConfig(
                     host=host, port=dht.port, bootstrap=peers,
-                    advertised_address=f"{advertise}:{bound}", state_dir=state_dir,
+                    advertised_address=f"{dht.advertise_host or host}:{bound}", state_dir=state_dir,
+                    resolve_address=None if dht.advertise_host else
+                    partial(_observed_address, peers, host, bound),
                 )
                 node = await nursery.start(serve_discovery, server, keys, config)
-                await nursery.start(serve_observer, host, node.port)
                 write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
+                await nursery.start(serve_observer, host, node.port)
                 print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
 
 
