@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,20 @@ def node_spec(node: int, vessels: int, owner: PublicKey) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSite:
+    """Where a node runs: the address it listens on and a prefix for its command line.
+
+    On loopback node i listens on its own address (``node_host``); in the network lab (installer/labbed.py)
+    each runs under ``ip netns exec <its host's namespace>`` on its host's address, and
+    ``extra`` (namespace, NAT kind, public address) goes into ``testbed.json``.
+    """
+
+    host: str = HOST
+    prefix: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TestbedNode:
     """One running node of the testbed."""
 
@@ -72,10 +86,12 @@ class TestbedNode:
     pid: int
     port: int
     dht_port: int
+    site: NodeSite
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "state": str(self.state), "pid": self.pid,
-                "port": self.port, "dht_port": self.dht_port}
+                "port": self.port, "dht_port": self.dht_port, "address": self.site.host,
+                **self.site.extra}
 
 
 def load_manifest(directory: Path) -> dict[str, Any]:
@@ -134,10 +150,11 @@ def node_host(index: int) -> str:
     return f"127.{1 + index // 256}.{index % 256}.1"
 
 
-def _start(state: Path, bootstrap: str | None, sandbox: bool, host: str = HOST) -> int:
+def _start(state: Path, bootstrap: str | None, sandbox: bool, site: NodeSite) -> int:
     for name in ("nodemanager.port", "dht.port"):
         (state / name).unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "nodemanager", "--state", str(state), "--listen", f"{host}:0"]
+    argv = [*site.prefix, sys.executable, "-m", "nodemanager", "--state", str(state),
+            "--listen", f"{site.host}:0"]
     if bootstrap:
         argv += ["--bootstrap", bootstrap]
     if not sandbox:
@@ -165,35 +182,49 @@ async def _wait_ports(states: list[Path], pids: list[int], timeout: float) -> No
     raise TestbedError(f"nodes did not start within {timeout:.0f} s")
 
 
-async def start_testbed(directory: Path, nodes: int, vessels: int = 2,
-                        sandbox: bool = True) -> dict[str, Any]:
-    """Initialise and start ``nodes`` node managers; write and return ``testbed.json``'s data."""
-    if nodes < 1 or vessels < 1:
-        raise TestbedError("need at least one node and one vessel per node")
+def refuse_running(directory: Path) -> None:
+    """Raise if ``directory`` holds a testbed with a live node."""
     if (directory / MANIFEST).exists() and running_nodes(load_manifest(directory)):
         raise TestbedError(f"a testbed is already up in {directory}; run "
                            f"'seattle-testbed down --dir {shlex.quote(str(directory))}'")
+
+
+async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: bool = True,
+                        sites: Sequence[NodeSite] | None = None,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Initialise and start ``nodes`` node managers; write and return ``testbed.json``'s data.
+
+    ``sites`` says where each node runs (default: all on loopback); ``extra`` is added to
+    ``testbed.json`` as is (the lab's description).
+    """
+    if nodes < 1 or vessels < 1:
+        raise TestbedError("need at least one node and one vessel per node")
+    sites = list(sites or [NodeSite(host=node_host(i)) for i in range(nodes)])
+    if len(sites) != nodes:
+        raise TestbedError(f"{len(sites)} sites for {nodes} nodes")
+    refuse_running(directory)
     directory.mkdir(parents=True, exist_ok=True)
     demo = demo_identity(directory)
     states = [directory / "nodes" / f"n{i:03d}" for i in range(nodes)]
     await _init_all(states, [node_spec(i, vessels, demo.public) for i in range(nodes)])
-    pids = [_start(states[0], None, sandbox, node_host(0))]
+    pids = [_start(states[0], None, sandbox, sites[0])]
     try:
         await _wait_ports(states[:1], pids, START_TIMEOUT)
-        bootstrap = f"{node_host(0)}:{read_int_file(states[0] / 'dht.port')}"
-        pids += [_start(state, bootstrap, sandbox, node_host(i)) for i, state in enumerate(states)
-                 if i > 0]
+        bootstrap = f"{sites[0].host}:{read_int_file(states[0] / 'dht.port')}"
+        pids += [_start(state, bootstrap, sandbox, site)
+                 for state, site in zip(states[1:], sites[1:], strict=True)]
         await _wait_ports(states, pids, START_TIMEOUT)
     except BaseException:
         stop_all([{"pid": pid, "state": str(state)} for pid, state in zip(pids, states, strict=False)])
         raise
     members = [TestbedNode(name=s.name, state=s, pid=p, port=read_int_file(s / "nodemanager.port") or 0,
-                           dht_port=read_int_file(s / "dht.port") or 0)
-               for s, p in zip(states, pids, strict=True)]
+                           dht_port=read_int_file(s / "dht.port") or 0, site=site)
+               for s, p, site in zip(states, pids, sites, strict=True)]
     data = {"nodes": [m.as_dict() for m in members], "bootstrap": bootstrap,
             "vessels_per_node": vessels, "sandbox": sandbox, "started": time.time(),
             "demo": {"publickey": str(directory / "keys" / f"{DEMO}.publickey"),
-                     "privatekey": str(directory / "keys" / f"{DEMO}.privatekey")}}
+                     "privatekey": str(directory / "keys" / f"{DEMO}.privatekey")},
+            **(extra or {})}
     write_atomic(directory / MANIFEST, (json.dumps(data, indent=1) + "\n").encode())
     return data
 

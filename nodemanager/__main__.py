@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -25,6 +26,7 @@ from nodemanager.admission import PortLimits
 from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery, stop_on_signals
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
+from nodemanager.observe import observe_host, serve_observer
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
@@ -87,7 +89,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dht-port", type=int, default=0,
                         help="UDP port of this node's DHT node (default: any free port)")
     parser.add_argument("--advertise-host", default=None,
-                        help="host to put in adverts (default: the --listen host)")
+                        help="host to put in adverts (default: the address the bootstrap "
+                             "peers see us at, else the --listen host)")
     parser.add_argument("--no-dht", action="store_true",
                         help="do not join the DHT (no discovery; direct contact only)")
     parser.add_argument("--no-sandbox", action="store_true",
@@ -140,6 +143,11 @@ class DhtOptions:
     advertise_host: str | None = None
 
 
+async def _observed_address(peers: Sequence[tuple[str, int]], host: str, port: int) -> str:
+    """``<ip the bootstrap peers see us at>:<port>`` (``host`` if none answers)."""
+    return f"{await observe_host(peers, fallback=host)}:{port}"
+
+
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
                      sandbox: bool = True, dht: DhtOptions = DhtOptions(),
                      server_config: ServerConfig | None = None) -> None:
@@ -156,13 +164,16 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
             if dht.enabled:
+                peers = bootstrap_pairs(bootstrap)
                 config = DiscoveryConfig(
-                    host=host, port=dht.port, bootstrap=bootstrap_pairs(bootstrap),
-                    advertised_address=f"{dht.advertise_host or host}:{bound}",
-                    state_dir=state_dir,
+                    host=host, port=dht.port, bootstrap=peers,
+                    advertised_address=f"{dht.advertise_host or host}:{bound}", state_dir=state_dir,
+                    resolve_address=None if dht.advertise_host else
+                    partial(_observed_address, peers, host, bound),
                 )
                 node = await nursery.start(serve_discovery, server, keys, config)
                 write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
+                await nursery.start(serve_observer, host, node.port)
                 print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
 
 

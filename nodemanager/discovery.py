@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,9 @@ class DiscoveryConfig:
     bootstrap: tuple[tuple[str, int], ...]
     advertised_address: str
     state_dir: Path | None = None
+    resolve_address: Callable[[], Awaitable[str]] | None = None
+    """If set, awaited once the DHT node runs; its answer replaces ``advertised_address``
+    (the node manager asks peers which address they see it at: nodemanager/observe.py)."""
 
 
 async def serve_discovery(
@@ -58,12 +61,14 @@ async def serve_discovery(
                            state_dir=config.state_dir)
     # The trio_asyncio loop is task-scoped: the announcer must run inside ``dht_loop``.
     async with dht_loop(), open_dht_node(dht_config) as node, trio.open_nursery() as nursery:
-        announcer = Announcer(node, keys, config.advertised_address)
+        task_status.started(node)
+        address = config.advertised_address
+        if config.resolve_address is not None:
+            address = await config.resolve_address()
+        announcer = Announcer(node, keys, address)
         announcer.update(server.advert_entries())
         await nursery.start(announcer.run)
-        log.info("DHT node on %s:%d announcing %s", config.host, node.port,
-                 config.advertised_address)
-        task_status.started(node)
+        log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
         try:
             await follow_changes(server, announcer)
         finally:

@@ -247,8 +247,9 @@ GLOBAL_OPTIONS = [
                                "help": "print JSON instead of tables"}),
     GlobalOption(("--timeout",), {"type": float, "default": 10.0, "metavar": "S",
                                   "help": "seconds to wait for the DHT (default 10)"}),
-    GlobalOption(("--bind",), {"default": "127.0.0.1", "metavar": "HOST",
-                               "help": "local address for client sockets (default 127.0.0.1)"}),
+    GlobalOption(("--bind",), {"default": None, "metavar": "HOST",
+                               "help": "local address for client sockets (default 127.0.0.1 "
+                                       "when the peers are on loopback, else 0.0.0.0)"}),
     verbose_option(),
 ]
 NODE_HELP = "ask the DHT node at HOST:PORT (its UDP port)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -36,15 +37,29 @@ async def resolve(addrs: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
     return out
 
 
+def bind_host(addrs: Sequence[tuple[str, int]]) -> str:
+    """The local address for client sockets: loopback when every peer is on loopback,
+    else any (a socket bound to 127.0.0.1 cannot reach another host)."""
+    try:
+        loopback = all(ipaddress.ip_address(host).is_loopback for host, _ in addrs)
+    except ValueError:  # a host name
+        loopback = False
+    return "127.0.0.1" if loopback else "0.0.0.0"
+
+
 @asynccontextmanager
 async def open_client(
-    bootstrap: Sequence[tuple[str, int]], *, host: str = "127.0.0.1"
+    bootstrap: Sequence[tuple[str, int]], *, host: str | None = None
 ) -> AsyncIterator[DhtNode]:
-    """Join the DHT as a short-lived client (never added to others' routing tables)."""
+    """Join the DHT as a short-lived client (never added to others' routing tables).
+
+    ``host`` is the local address to bind (default: ``bind_host`` of the bootstrap peers).
+    """
     addrs = await resolve(bootstrap)
     if not addrs:
         raise DhtUnavailable("no bootstrap address given")
-    config = DhtConfig(host=host, port=0, bootstrap=tuple(addrs), client_mode=True)
+    config = DhtConfig(host=host or bind_host(addrs), port=0, bootstrap=tuple(addrs),
+                       client_mode=True)
     async with dht_loop(), open_dht_node(config) as node:
         yield node
 
@@ -54,11 +69,11 @@ async def lookup_once(
     bootstrap: Sequence[tuple[str, int]],
     *,
     timeout: float = 10.0,
-    host: str = "127.0.0.1",
+    host: str | None = None,
 ) -> LookupResult:
     """Join as a client, look ``user_key`` up, leave. Raises DhtUnavailable on timeout.
 
-    ``host`` is the local address to bind; use ``"0.0.0.0"`` for non-loopback bootstraps.
+    ``host`` is the local address to bind (default: ``bind_host`` of the bootstrap peers).
     """
     with trio.move_on_after(timeout):
         async with open_client(bootstrap, host=host) as node:
@@ -67,7 +82,7 @@ async def lookup_once(
 
 
 async def query_status(
-    address: tuple[str, int], *, timeout: float = 2.0, host: str = "127.0.0.1"
+    address: tuple[str, int], *, timeout: float = 2.0, host: str | None = None
 ) -> dict[str, Any]:
     """Ask a running node for its status document over its UDP port (the ``status`` RPC).
 
@@ -77,7 +92,7 @@ async def query_status(
     request = b"\x00" + msg_id + msgpack.packb(["status", []], use_bin_type=True)
     family = trio.socket.AF_INET6 if ":" in address[0] else trio.socket.AF_INET
     with trio.socket.socket(family, trio.socket.SOCK_DGRAM) as sock:
-        await sock.bind(("::" if family == trio.socket.AF_INET6 else host, 0))
+        await sock.bind(("::" if family == trio.socket.AF_INET6 else host or bind_host([address]), 0))
         await sock.sendto(request, address)
         with trio.move_on_after(timeout):
             while True:

@@ -9,6 +9,12 @@ if ! ldconfig -p 2>/dev/null | grep -q libseccomp.so.2; then
         echo "note: libseccomp2 is missing; vessels will run without the seccomp layer" >&2
     fi
 fi
+# The network lab (seattle-testbed up --lab) needs ip (iproute2) and nft (nftables), and root.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+   { ! command -v ip >/dev/null || ! command -v nft >/dev/null; }; then
+    { apt-get update -qq && apt-get install -y -qq iproute2 nftables >/dev/null; } || \
+        echo "note: could not install iproute2/nftables; seattle-testbed up --lab will refuse" >&2
+fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 log=$(mktemp)

@@ -1,0 +1,135 @@
+"""Observed addresses: a node learns the address its peers see for it (like libp2p identify).
+
+A node behind a NAT, or with several interfaces, cannot know from its own sockets which
+address the rest of the network reaches it by. So every node manager with a DHT node also
+answers on TCP at its DHT node's port number (TCP and UDP ports are separate spaces): on
+each connection it writes one line and closes::
+
+    seattle-observed 1 <ip> <port>\\n
+
+where ``<ip> <port>`` is the connection's remote end as this node sees it. The node never
+reads, so a client can neither hold it nor feed it anything. At start a node asks each of
+its bootstrap peers (their DHT address is all it knows of them), takes the address most of
+them agree on, and advertises ``<observed ip>:<its node manager port>``; with no answer it
+falls back to its listen address. ``--advertise-host`` skips the observation.
+
+A NATed node thus advertises its router's public address, as identify-based systems do;
+whether anything can reach it there is the NAT's business (the lab shows it cannot, yet).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import trio
+
+from nodemanager.errors import BadResponse, ConnectionFailed
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"seattle-observed"
+VERSION = 1
+MAX_LINE = 80
+ASK_TIMEOUT = 2.0
+SEND_TIMEOUT = 2.0
+
+
+def format_observation(host: str, port: int) -> bytes:
+    """The one line a node writes to a peer that connected from ``host:port`` (pure)."""
+    return b"%s %d %s %d\n" % (MAGIC, VERSION, host.encode("ascii"), port)
+
+
+def parse_observation(data: bytes) -> str:
+    """The IP in an observation line; ``BadResponse`` if it is anything else (pure)."""
+    if len(data) > MAX_LINE or not data.endswith(b"\n"):
+        raise BadResponse("observation: not one short line")
+    words = data[:-1].split(b" ")
+    if len(words) != 4 or words[0] != MAGIC or words[1] != b"%d" % VERSION:
+        raise BadResponse(f"observation: unexpected answer {data[:40]!r}")
+    try:
+        address = ipaddress.ip_address(words[2].decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadResponse(f"observation: bad address {words[2][:40]!r}") from exc
+    if not words[3].isdigit() or not 0 < int(words[3]) < 65536:
+        raise BadResponse(f"observation: bad port {words[3][:10]!r}")
+    return str(address)
+
+
+def majority(addresses: Sequence[str]) -> str | None:
+    """The address most observers agree on (the first seen wins a tie), or None (pure)."""
+    if not addresses:
+        return None
+    counts = Counter(addresses)
+    best = max(counts.values())
+    return next(a for a in addresses if counts[a] == best)
+
+
+async def _answer(stream: trio.SocketStream) -> None:
+    async with stream:
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            with trio.move_on_after(SEND_TIMEOUT):
+                await stream.send_all(format_observation(host, port))
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("observation not delivered: %s", exc)
+
+
+async def serve_observer(host: str, port: int, *,
+                         task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Tell each TCP peer on ``host:port`` its address; ``started(port)``, or None if taken."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        log.warning("cannot serve observed addresses on TCP %s:%d: %s", host, port, exc)
+        task_status.started(None)
+        return
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, _answer, listeners)
+        task_status.started(listeners[0].socket.getsockname()[1])
+
+
+async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT) -> str:
+    """Ask one peer which IP it sees us at; ``ConnectionFailed``/``BadResponse`` otherwise."""
+    data = b""
+    with trio.move_on_after(timeout) as scope:
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise ConnectionFailed(f"observation from {host}:{port}: {exc}") from exc
+        async with stream:
+            try:
+                while len(data) <= MAX_LINE and not data.endswith(b"\n"):
+                    chunk = await stream.receive_some(MAX_LINE + 1)
+                    if not chunk:
+                        break
+                    data += chunk
+            except trio.BrokenResourceError as exc:
+                raise ConnectionFailed(f"observation from {host}:{port}: {exc}") from exc
+    if scope.cancelled_caught:
+        raise ConnectionFailed(f"observation from {host}:{port}: no answer in {timeout:.0f} s")
+    return parse_observation(data)
+
+
+async def observe_host(peers: Sequence[tuple[str, int]], fallback: str,
+                       timeout: float = ASK_TIMEOUT) -> str:
+    """The IP most of ``peers`` see us at (asked at once), else ``fallback``."""
+    seen: list[str] = []
+
+    async def ask(host: str, port: int) -> None:
+        try:
+            seen.append(await ask_observed(host, port, timeout))
+        except (ConnectionFailed, BadResponse) as exc:
+            log.info("%s", exc)
+
+    async with trio.open_nursery() as nursery:
+        for host, port in peers:
+            nursery.start_soon(ask, host, port)
+    chosen = majority(seen)
+    if chosen is None:
+        log.info("no peer told us our address; advertising %s", fallback)
+        return fallback
+    log.info("peers see us at %s (%d of %d answered)", chosen, len(seen), len(peers))
+    return chosen
