@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -145,7 +146,11 @@ class DhtOptions:
 
 async def _observed_address(peers: Sequence[tuple[str, int]], host: str, port: int) -> str:
     """``<ip the bootstrap peers see us at>:<port>`` (``host`` if none answers)."""
-    return f"{await observe_host(peers, fallback=host)}:{port}"
+    try:
+        local = None if ipaddress.ip_address(host).is_unspecified else host
+    except ValueError:  # a host name: let the kernel choose
+        local = None
+    return f"{await observe_host(peers, fallback=host, local=local)}:{port}"
 
 
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],

@@ -91,12 +91,18 @@ async def serve_observer(host: str, port: int, *,
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
-async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT) -> str:
-    """Ask one peer which IP it sees us at; ``ConnectionFailed``/``BadResponse`` otherwise."""
+async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT,
+                       local: str | None = None) -> str:
+    """Ask one peer which IP it sees us at; ``ConnectionFailed``/``BadResponse`` otherwise.
+
+    ``local``: the address we listen on, when it is a specific one; connecting from it makes
+    the answer the address peers can reach us at (on a host with several addresses the
+    kernel would otherwise pick its own source address).
+    """
     data = b""
     with trio.move_on_after(timeout) as scope:
         try:
-            stream = await trio.open_tcp_stream(host, port)
+            stream = await trio.open_tcp_stream(host, port, local_address=local)
         except OSError as exc:
             raise ConnectionFailed(f"observation from {host}:{port}: {exc}") from exc
         async with stream:
@@ -114,13 +120,13 @@ async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT) -> st
 
 
 async def observe_host(peers: Sequence[tuple[str, int]], fallback: str,
-                       timeout: float = ASK_TIMEOUT) -> str:
+                       timeout: float = ASK_TIMEOUT, local: str | None = None) -> str:
     """The IP most of ``peers`` see us at (asked at once), else ``fallback``."""
     seen: list[str] = []
 
     async def ask(host: str, port: int) -> None:
         try:
-            seen.append(await ask_observed(host, port, timeout))
+            seen.append(await ask_observed(host, port, timeout, local))
         except (ConnectionFailed, BadResponse) as exc:
             log.info("%s", exc)
 
