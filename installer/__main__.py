@@ -24,10 +24,19 @@ from pathlib import Path
 import trio
 
 from installer.apply import apply_plan, observe, read_record
-from installer.bundle import build_bundle, new_manifest, open_bundle
+from installer.bundle import build_bundle, new_manifest
 from installer.errors import InstallError, SpecError
+from installer.managed import (
+    add_build_options,
+    add_install_options,
+    add_stage_parser,
+    cmd_stage_update,
+    managed_parts,
+    open_source,
+    write_self_contained,
+)
 from installer.measure import measure_machine
-from installer.plan import InstallOptions, Layout, plan_install, plan_uninstall, render_donation
+from installer.plan import InstallOptions, Layout, Step, plan_install, plan_uninstall, render_donation
 from installer.service import BootEntry, BootManager, ServiceChoice
 from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
 from installer.status import NodeReport, query_node
@@ -78,9 +87,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     reserved = resolve_key(args.reserved_owner) if args.reserved_owner else planner.public
     manifest = new_manifest(planner.public, complete_shares(shares, reserved),
                             check_bootstrap(args.bootstrap), now=time.time())
-    data = build_bundle(manifest, planner)
-    write_atomic(args.output, data)
-    print(f"wrote {args.output} ({len(data)} bytes), build {manifest.build_id}, "
+    if args.output.suffix == ".pyz":
+        size = write_self_contained(args, manifest, planner)
+    else:
+        size = len(data := build_bundle(manifest, planner))
+        write_atomic(args.output, data)
+    print(f"wrote {args.output} ({size} bytes), build {manifest.build_id}, "
           f"planner {planner.public.to_text()}")
     for i, share in enumerate(manifest.vessels, 1):
         users = ", ".join(u.short() for u in share.users) or "-"
@@ -104,12 +116,8 @@ def _boot(args: argparse.Namespace) -> BootManager:
 
 def cmd_install(args: argparse.Namespace) -> int:
     prefix: Path = args.prefix.absolute()
-    try:
-        data = args.bundle.read_bytes()
-    except OSError as exc:
-        raise InstallError(f"cannot read {args.bundle}: {exc.strerror}") from exc
     trust = resolve_key(str(args.trust)) if args.trust else None
-    bundle = open_bundle(data, trust=trust)
+    bundle, pyz = open_source(args.bundle, trust, prefix)
     if trust is None:
         print(f"note: bundle signed by planner {bundle.manifest.planner.to_text()}; not checked "
               "against a known key (pass --trust PLANNER.publickey to pin it)", file=sys.stderr)
@@ -119,11 +127,14 @@ def cmd_install(args: argparse.Namespace) -> int:
     options = InstallOptions(prefix=prefix, percent=args.percent, host=args.host, port=args.port,
                              dht_port=args.dht_port, advertise_host=advertise,
                              sandbox=not args.no_sandbox, python=sys.executable)
+    software: list[Step] = []
+    if pyz is not None:
+        options, software = managed_parts(pyz, options, args.update_interval)
     manager = _boot(args)
     choice: ServiceChoice = "none" if args.no_service else args.service
     boot = manager.choose(choice, Layout(prefix=prefix).script)
     plan = plan_install(bundle, measure_machine(prefix), options,
-                        observe(prefix, boot, manager), boot)
+                        observe(prefix, boot, manager), boot, software)
     print(plan.render())
     if args.dry_run:
         print("(dry run: nothing changed)")
@@ -227,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="DHT peer to join (repeatable, at least one)")
     build.add_argument("--reserved-owner", default=None,
                        help="owner of the unassigned remainder (default: the planner)")
-    build.add_argument("-o", "--output", type=Path, required=True)
+    build.add_argument("-o", "--output", type=Path, required=True,
+                       help="NAME.pyz: self-contained installer (wheels inside); else a .tar.gz bundle")
+    add_build_options(build)
     install = sub.add_parser("install", help="donor: install a bundle and start the node")
     install.add_argument("bundle", type=Path)
     _boot_options(install)
@@ -242,17 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--no-service", action="store_true", help="no start-at-boot entry")
     install.add_argument("--no-sandbox", action="store_true", help="node runs no programs")
     install.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_install_options(install)
     status = sub.add_parser("status", help="is the node running? vessels, keys, DHT peers")
     _boot_options(status)
     uninstall = sub.add_parser("uninstall", help="stop the node and remove the boot entry")
     _boot_options(uninstall)
     uninstall.add_argument("--purge", action="store_true", help="also delete the prefix")
     uninstall.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_stage_parser(sub)
     return parser
 
 
 COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "install": cmd_install,
-            "status": cmd_status, "uninstall": cmd_uninstall}
+            "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
