@@ -37,9 +37,11 @@ from installer.managed import (
 )
 from installer.measure import measure_machine
 from installer.plan import InstallOptions, Layout, Step, plan_install, plan_uninstall, render_donation
+from installer.release import COMMANDS as RELEASE_COMMANDS
+from installer.release import add_release_parsers
 from installer.service import BootEntry, BootManager, ServiceChoice
 from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
-from installer.status import NodeReport, query_node
+from installer.status import NodeReport, query_node, render_updates
 from seattlecore import CoreError, KeyPair, PublicKey, load_private, load_public, save_keypair, write_atomic
 
 log = logging.getLogger("installer")
@@ -182,6 +184,7 @@ def render_report(report: NodeReport) -> str:
         lines.append(f"  {vessel.name:<5} {vessel.status:<11} owner {vessel.owner[:8]}  users {users}"
                      + ("" if vessel.advertise else "  (not advertised)"))
     lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
+    lines += render_updates(report)
     if report.error:
         lines.append(f"warning: {report.error}")
     return "\n".join(lines)
@@ -263,11 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--purge", action="store_true", help="also delete the prefix")
     uninstall.add_argument("--dry-run", action="store_true", help="print the plan only")
     add_stage_parser(sub)
+    add_release_parsers(sub)
     return parser
 
 
 COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "install": cmd_install,
-            "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update}
+            "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update,
+            **RELEASE_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ runs it with the base interpreter, so it outlives every version it starts::
 
     python3 PREFIX/launcher.py --prefix PREFIX -- -m nodemanager --state ... --updates ...
 
-It runs ``PREFIX/current/bin/python ARGS`` in a loop:
+It runs ``PREFIX/versions/V/bin/python ARGS`` (V: where ``current`` points now) in a loop:
 
 - exit code ``RESTART`` (75): the node manager switched ``current`` to a new version; start
   again (reading the symlink anew);
@@ -128,7 +128,9 @@ class Launcher:
         elif pending is not None:
             pending["boots"] = int(pending.get("boots", 0)) + 1
             write_json(self.pending_path, pending)
-        python = self.prefix / "current" / "bin" / "python"
+        # The resolved version directory, not current/: a running version must not see
+        # another version's files when current flips under it.
+        python = Path(os.path.realpath(self.prefix / "current")) / "bin" / "python"
         self.child = subprocess.Popen([str(python), *self.args])
 
     def wait_child(self) -> int:

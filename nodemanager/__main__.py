@@ -1,7 +1,11 @@
 """``seattle-nodemanager``: run the daemon, or ``init`` a node's first state.
 
     seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
+                        [--updates PREFIX/updates [--update-interval S] ...]
     seattle-nodemanager init --state DIR --spec SPEC.json
+
+With ``--updates`` (managed installs) the daemon also runs the software updater
+(updater.py) and exits with code 75 when it switched versions: its launcher restarts it.
 
 The daemon writes its bound port to ``DIR/nodemanager.port`` and logs to
 ``DIR/nodemanager.log`` and stderr.
@@ -15,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -22,12 +27,14 @@ import trio
 from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
-from nodemanager.server import NodeServer
+from nodemanager.server import NodeServer, ServerConfig
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
+from nodemanager.updater import RESTART_CODE, RecordingRunner, UpdateConfig, UpdateService, running_version
 from nodemanager.vessels import ProgramRunner, UnavailableRunner
+from overlay import DhtNode
 from sandbox import Supervisor
-from seattlecore import CoreError, load_private, write_atomic
+from seattlecore import CoreError, KeyPair, load_private, write_atomic
 
 log = logging.getLogger("nodemanager")
 
@@ -62,7 +69,27 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-sandbox", action="store_true",
                         help="never start programs (for tests of the control plane)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    updates = parser.add_argument_group("software updates (managed installs; docs/updates.md)")
+    updates.add_argument("--updates", type=Path, default=None,
+                         help="PREFIX/updates of a managed install: run the updater")
+    updates.add_argument("--update-interval", type=float, default=600.0,
+                         help="seconds between checks, jittered +-50%% (default 600)")
+    updates.add_argument("--update-deadline", type=float, default=120.0,
+                         help="seconds a new version has to prove its health (default 120)")
+    updates.add_argument("--update-peer", type=host_port, action="append", default=[],
+                         help="an update mirror to ask besides those in the DHT (repeatable)")
+    updates.add_argument("--mirror-port", type=int, default=0,
+                         help="TCP port of this node's update mirror (default: any)")
     return parser
+
+
+def _update_config(options: argparse.Namespace) -> UpdateConfig | None:
+    if options.updates is None:
+        return None
+    return UpdateConfig(updates=options.updates.absolute(), interval=options.update_interval,
+                        health_deadline=options.update_deadline, listen_host=options.listen[0],
+                        advertise_host=options.advertise_host, mirror_port=options.mirror_port,
+                        peers=tuple(options.update_peer), need_dht=bool(options.bootstrap))
 
 
 def _init_parser() -> argparse.ArgumentParser:
@@ -106,27 +133,60 @@ class DhtOptions:
 
 
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
-                     sandbox: bool = True, dht: DhtOptions = DhtOptions()) -> None:
+                     sandbox: bool = True, dht: DhtOptions = DhtOptions(),
+                     updates: UpdateConfig | None = None) -> bool:
+    """Serve until cancelled; True if the updater asked for a restart (a new version)."""
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
+    restart: list[bool] = []
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
         async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
+            recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
-                                runner=runner)
+                                runner=recording or runner,
+                                config=ServerConfig(version=f"seattle-p2p-nodemanager {running_version()}"))
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
-            if dht.enabled:
-                config = DiscoveryConfig(
-                    host=host, port=dht.port, bootstrap=bootstrap_pairs(bootstrap),
-                    advertised_address=f"{dht.advertise_host or host}:{bound}",
-                    state_dir=state_dir,
-                )
-                node = await nursery.start(serve_discovery, server, keys, config)
-                write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
-                print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
+
+            def request_restart() -> None:
+                restart.append(True)
+                nursery.cancel_scope.cancel()
+
+            service = None
+            if updates is not None:
+                service = UpdateService(updates, server, keys, request_restart, node_port=bound,
+                                        runner=recording)
+                server.update_status = service.status_dict
+            await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
+                                   service)
+    return bool(restart)
+
+
+async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyPair,
+                           state_dir: Path, host: str, bound: int, bootstrap: Sequence[str],
+                           dht: DhtOptions, service: UpdateService | None) -> None:
+    """The DHT node (and the updater inside its loop), or the updater alone without DHT."""
+    if not dht.enabled:
+        if service is not None:
+            nursery.start_soon(partial(service.run))
+        return
+
+    async def run_updates(node: DhtNode) -> None:
+        assert service is not None
+        service.directory = node
+        await service.run()
+
+    config = DiscoveryConfig(
+        host=host, port=dht.port, bootstrap=bootstrap_pairs(bootstrap),
+        advertised_address=f"{dht.advertise_host or host}:{bound}", state_dir=state_dir,
+    )
+    node = await nursery.start(partial(serve_discovery, server, keys, config,
+                                       services=[run_updates] if service is not None else []))
+    write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
+    print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,14 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
                          advertise_host=options.advertise_host)
-        trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                 not options.no_sandbox, dht)
+        restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
+                           not options.no_sandbox, dht, _update_config(options))
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:
         log.error("cannot run: %s", exc)
         return 1
-    return 0
+    return RESTART_CODE if restart else 0
 
 
 def main_init(argv: Sequence[str]) -> int:

@@ -81,6 +81,8 @@ class NodeStatus:
     vessels: int
     running: int
     load: tuple[float, ...]
+    updates: Mapping[str, Any] | None = None
+    """Managed installs: running version, latest verified, last check (docs/updates.md)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,7 +239,8 @@ class NodeClient:
         return NodeStatus(version=raw["version"], protocol=raw["protocol"],
                           node=PublicKey(raw["node"]), uptime=raw["uptime"],
                           vessels=raw["vessels"], running=raw["running"],
-                          load=tuple(raw["load"]), revision=int(raw.get("revision", 1)))
+                          load=tuple(raw["load"]), revision=int(raw.get("revision", 1)),
+                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None)
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))

@@ -10,7 +10,7 @@ explicitly: a stopped node's records age out at their expiry (overlay.ADVERT_TTL
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +34,19 @@ class DiscoveryConfig:
     state_dir: Path | None = None
 
 
+DhtService = Callable[[DhtNode], Awaitable[None]]
+"""A task that needs the DHT node (e.g. the updater); it runs inside the DHT's loop."""
+
+
 async def serve_discovery(
     server: NodeServer,
     keys: KeyPair,
     config: DiscoveryConfig,
     *,
+    services: Sequence[DhtService] = (),
     task_status: trio.TaskStatus[DhtNode] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the DHT node and the announcer until cancelled; ``started(dht_node)``."""
+    """Run the DHT node, the announcer and ``services`` until cancelled; ``started(dht_node)``."""
     dht_config = DhtConfig(host=config.host, port=config.port, bootstrap=config.bootstrap,
                            state_dir=config.state_dir)
     # The trio_asyncio loop is task-scoped: the announcer must run inside ``dht_loop``.
@@ -52,6 +57,8 @@ async def serve_discovery(
         log.info("DHT node on %s:%d announcing %s", config.host, node.port,
                  config.advertised_address)
         task_status.started(node)
+        for service in services:
+            nursery.start_soon(service, node)
         await follow_changes(server, announcer)
 
 

@@ -62,6 +62,8 @@ class NodeView:
     next_index: int
     started_at: float
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    updates: Mapping[str, object] | None = None
+    """The updater's status (running/latest verified version, last check), if it runs."""
 
     def status_of(self, name: str) -> Live:
         report = self.live.get(name)

@@ -164,7 +164,7 @@ async def test_donor_installs_from_the_pyz_alone(tmp_path: Path, wheelhouse: Whe
     assert done.returncode == 0, done.stdout + done.stderr
     try:
         child = node_child(prefix)
-        assert child.cmdline()[0] == str(prefix / "current" / "bin" / "python")
+        assert child.cmdline()[0] == str(prefix / "versions" / wheelhouse.version / "bin" / "python")
         assert os.readlink(prefix / "current") == f"versions/{wheelhouse.version}"
         assert (prefix / "versions" / wheelhouse.version / ".complete").exists()
         port = read_int_file(prefix / "state" / "nodemanager.port")
