@@ -212,6 +212,8 @@ def check_with_retries(ctx: CheckContext, sources: Sequence[Source],
                        attempts: int = ATTEMPTS,
                        on_fail: Callable[[str, str], None] | None = None) -> CheckResult:
     """``check_once``, excluding the source of each failed attempt; raise UpdateError at the end."""
+    if not sources:
+        raise UpdateError("no update source known (no peer advertises a release yet)")
     excluded: list[str] = []
     last = "no source to ask"
     for _ in range(attempts):
