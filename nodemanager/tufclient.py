@@ -5,8 +5,10 @@ fetcher reaches the trio side with ``trio.from_thread.run`` for every network st
 under its own timeout). URLs are opaque to ngclient; ours are ``p2p://seattle/metadata/NAME``
 and ``p2p://seattle/targets/PATH``, which map to mirror paths.
 
-Sources are tried in order for each file: a file no source holds is a 404 (which is what ends
-ngclient's search for newer roots); one that no source could deliver is a download error.
+Sources are tried in order for each file: a file that no source delivers but at least one
+answered "not held" for is a 404 (which is what ends ngclient's search for newer roots, so
+unreachable peers never hide the answer of reachable ones); if no source answered at all, it
+is a download error.
 After a failed verification the source that served the last file is excluded and the check
 runs again with a fresh ``Updater`` (at most ``ATTEMPTS`` times), so one lying peer cannot
 keep a node from an update that honest peers hold.
@@ -107,10 +109,12 @@ class PeerFetcher(FetcherInterface):
     def _fetch(self, url: str) -> Iterator[bytes]:
         path = url_to_path(url)
         failures = []
+        answered = 0
         for source in self.sources:
             try:
                 chunks = source.open(path)
             except NotHeld:
+                answered += 1
                 continue
             except MirrorError as exc:
                 failures.append(str(exc))
@@ -118,9 +122,9 @@ class PeerFetcher(FetcherInterface):
             self.last_source = source.name
             self.fetched[source.name] = self.fetched.get(source.name, 0) + 1
             return _guarded(chunks, source.name)
-        if failures:
-            raise DownloadError(f"no source delivered {path}: {'; '.join(failures)[:300]}")
-        raise DownloadHTTPError(f"no source holds {path}", 404)
+        if answered:  # someone answered "not held" and nobody delivered: the file is absent
+            raise DownloadHTTPError(f"no source holds {path}", 404)
+        raise DownloadError(f"no source delivered {path}: {'; '.join(failures)[:300]}")
 
     def close(self) -> None:
         for source in self.sources:

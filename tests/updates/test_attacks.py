@@ -289,3 +289,19 @@ async def test_no_holder_is_a_clear_failure(world: World, tmp_path: Path) -> Non
         with pytest.raises(UpdateError, match=r"no source holds metadata/timestamp\.json"):
             await check(world.context(), [empty])
         nursery.cancel_scope.cancel()
+
+
+async def test_a_dead_peer_does_not_hide_the_others(world: World) -> None:
+    """An unreachable holder must not turn the root probe's honest 404 into a failure."""
+    from .conftest import closed_port
+
+    publish(world, "2")
+    async with trio.open_nursery() as nursery:
+        honest = PeerSource(await serve(nursery, MirrorServer(world.repo).handle))
+        dead = PeerSource(("127.0.0.1", closed_port()), timeout=2)
+        result = await check(world.context(), [dead, honest])
+        assert result.release is not None and result.release.version == "2"
+        assert result.excluded == ()
+        with pytest.raises(UpdateError, match="no source delivered"):
+            await check(world.context(), [dead])
+        nursery.cancel_scope.cancel()
