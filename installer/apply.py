@@ -29,7 +29,7 @@ from installer.plan import (
 )
 from installer.procs import find_process, read_int_file, spawn_detached, stop_process
 from installer.service import BootEntry, BootManager
-from installer.software import BuildVersion, SwitchVersion
+from installer.software import BuildVersion, KeepWheels, SwitchVersion
 from seattlecore import write_atomic
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def apply_step(step: Step, manager: BootManager) -> None:
             manager.remove(entry)
         case RemoveTree(path):
             shutil.rmtree(path, ignore_errors=True)
-        case BuildVersion() | SwitchVersion():
+        case BuildVersion() | SwitchVersion() | KeepWheels():
             step.perform()
 
 

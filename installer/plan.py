@@ -22,7 +22,14 @@ from typing import Any, Literal
 from installer.bundle import OpenedBundle
 from installer.errors import AlreadyInstalled, InstallError, InsufficientResources, NotInstalled
 from installer.service import BootEntry
-from installer.software import BuildVersion, SoftwareLayout, SwitchVersion, launcher_argv, shim_text
+from installer.software import (
+    BuildVersion,
+    KeepWheels,
+    SoftwareLayout,
+    SwitchVersion,
+    launcher_argv,
+    shim_text,
+)
 from installer.spec import STEP, VesselShare
 from sandbox import DEFAULT_OFFCUT, ResourceMathError, ResourceTable
 from sandbox.resources import NUMERIC
@@ -233,7 +240,7 @@ class RemoveTree:
 
 
 Step = (WriteFile | InitNode | StartNode | StopNode | AddBootEntry | RemoveBootEntry | RemoveTree
-        | BuildVersion | SwitchVersion)
+        | BuildVersion | SwitchVersion | KeepWheels)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -345,7 +352,7 @@ def software_steps(prefix: Path, pyz: Path, version: str, *, launcher: bytes,
                          WriteFile(soft.launcher, launcher),
                          WriteFile(soft.shim, shim_text(prefix).encode(), 0o755)]
     if root is not None:
-        steps.append(WriteFile(soft.root, root))
+        steps += [WriteFile(soft.root, root), KeepWheels(pyz, prefix)]
     return steps
 
 

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,11 @@ class SoftwareLayout:
     @property
     def root(self) -> Path:
         return self.updates / "root.json"
+
+    @property
+    def wheels(self) -> Path:
+        """Wheels of the installed versions (verified; the updater reuses unchanged ones)."""
+        return self.updates / "wheels"
 
     @property
     def pending(self) -> Path:
@@ -141,6 +147,27 @@ class BuildVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepWheels:
+    """Keep the installer's verified wheels in ``updates/wheels``: a later release then only
+    downloads the wheels that changed (the updater checks each one's hash against TUF)."""
+
+    pyz: Path
+    prefix: Path
+
+    def describe(self) -> str:
+        return f"keep the installer's wheels in {SoftwareLayout(prefix=self.prefix).wheels}"
+
+    def perform(self) -> None:
+        target = SoftwareLayout(prefix=self.prefix).wheels
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            with zipfile.ZipFile(self.pyz) as archive:
+                pyzmain.extract_payload(archive, pyzmain.read_manifest(archive), target)
+        except (pyzmain.PyzError, zipfile.BadZipFile) as exc:
+            raise InstallError(f"cannot keep the installer's wheels: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
 class SwitchVersion:
     """Point ``current`` at ``versions/V`` (atomically)."""
 
@@ -177,6 +204,17 @@ def prune(layout: SoftwareLayout) -> list[str]:
     return removed
 
 
+def keep_wheels(layout: SoftwareLayout, wheels: Path) -> None:
+    """Replace the kept wheels with those of the version just built."""
+    fresh = layout.wheels.with_name("wheels.new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    for wheel in wheels.glob("*.whl"):
+        shutil.copyfile(wheel, fresh / wheel.name)  # follows the updater's symlinks
+    shutil.rmtree(layout.wheels, ignore_errors=True)
+    fresh.rename(layout.wheels)
+
+
 def stage_update(prefix: Path, version: str, wheels: Path, *,
                  deadline: float = HEALTH_DEADLINE, now: float | None = None) -> None:
     """Install version ``version`` beside the running one and make it current (on trial)."""
@@ -198,6 +236,7 @@ def stage_update(prefix: Path, version: str, wheels: Path, *,
         shutil.rmtree(target, ignore_errors=True)
         raise InstallError(f"cannot build version {version}: {exc}") from exc
     self_test(target / "bin" / "python")
+    keep_wheels(layout, wheels)
     started = time.time() if now is None else now
     pending = {"from": running, "to": version, "deadline": started + deadline, "boots": 0,
                "staged_at": started}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -157,6 +158,8 @@ class CheckContext:
     """The bundle's first root metadata (used until ngclient has cached a root)."""
     running: str
     bad: frozenset[str] = frozenset()
+    local_wheels: Path | None = None
+    """Wheels already on this machine (the installed versions'): reused when their hash fits."""
     python: str = f"{sys.version_info.major}.{sys.version_info.minor}"
     machine: str = field(default_factory=platform.machine)
 
@@ -172,13 +175,20 @@ class CheckResult:
     excluded: tuple[str, ...] = ()
 
 
-def fetch_target(updater: Updater, info: TargetFile, store: MirrorStore) -> Path:
-    """The verified target in the mirror (downloaded unless already there)."""
+def fetch_target(updater: Updater, info: TargetFile, store: MirrorStore,
+                 local: Path | None = None) -> Path:
+    """The verified target in the mirror (from ``local`` if a file there has its hash, else
+    downloaded)."""
     dest = store.target_path(info.path, info.hashes["sha256"])
     if updater.find_cached_target(info, str(dest)):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
+    near = None if local is None else local / info.path.rpartition("/")[2]
+    if near is not None and updater.find_cached_target(info, str(near)):
+        shutil.copyfile(near, partial)
+        os.replace(partial, dest)
+        return dest
     updater.download_target(info, str(partial))
     os.replace(partial, dest)  # verified before it appears under its served name
     return dest
@@ -206,7 +216,7 @@ def check_once(ctx: CheckContext, fetcher: PeerFetcher) -> CheckResult:
             wheel = updater.get_targetinfo(f"{WHEEL_DIR}/{name}")
             if wheel is None:
                 raise UpdateError(f"release {release.version} names {name}, which is no target")
-            wheels.append(fetch_target(updater, wheel, ctx.store))
+            wheels.append(fetch_target(updater, wheel, ctx.store, ctx.local_wheels))
     ctx.store.prune({record, *wheels})
     return CheckResult(release=release, decision=decision, wheels=tuple(wheels),
                        message=f"verified release {release.version}: {decision}")

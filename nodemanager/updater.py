@@ -263,7 +263,8 @@ class UpdateService:
             self.status.checks += 1
             self.status.last_check_at = time.time()
             ctx = CheckContext(tuf_dir=self.config.updates / "tuf", store=self.store,
-                               anchor=self.anchor, running=self.status.running, bad=self._bad())
+                               anchor=self.anchor, running=self.status.running, bad=self._bad(),
+                               local_wheels=self.config.updates / "wheels")
             sources = await self.find_sources()
             try:
                 result = await trio.to_thread.run_sync(partial(check_with_retries, ctx, sources))

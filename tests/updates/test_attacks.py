@@ -305,3 +305,28 @@ async def test_a_dead_peer_does_not_hide_the_others(world: World) -> None:
         with pytest.raises(UpdateError, match="no source delivered"):
             await check(world.context(), [dead])
         nursery.cancel_scope.cancel()
+
+
+async def test_local_wheels_are_reused_only_when_their_hash_fits(world: World,
+                                                                 tmp_path: Path) -> None:
+    publish(world, "2")
+    local = tmp_path / "local"
+    local.mkdir()
+    wheel = world.repo.parent / "demo-2-py3-none-any.whl"
+    (local / wheel.name).write_bytes(wheel.read_bytes())
+    path = world.target_name("wheels/demo-2-py3-none-any.whl")
+    async with trio.open_nursery() as nursery:
+        watched = HostileMirror(world.repo, {})  # honest, but it records what it was asked
+        source = PeerSource(await serve(nursery, watched.handle))
+        ctx = world.context()
+        reuse = CheckContext(tuf_dir=ctx.tuf_dir, store=ctx.store, anchor=ctx.anchor,
+                             running="1", python="3.11", machine="x86_64", local_wheels=local)
+        result = await check(reuse, [source])
+        assert result.wheels and path not in watched.requests  # taken from the local copy
+        for kept in result.wheels:
+            kept.unlink()
+        (local / wheel.name).write_bytes(b"not the release's wheel")
+        result = await check(reuse, [source])
+        assert path in watched.requests  # a local file with another hash is not used
+        assert result.wheels[0].read_bytes() == wheel.read_bytes()
+        nursery.cancel_scope.cancel()
