@@ -1,10 +1,16 @@
 """Node manager throughput and latency: signed GetVesselResources at 1, 10, 100 clients.
 
 The daemon runs as its own process pinned to one core (``seattle-nodemanager --no-sandbox``);
-the clients run here on the other core, one connection each, back-to-back signed requests.
-Then the per-request cost is split (crypto, msgpack, SQLite) by timing each step alone.
+the clients run here on the other core, one connection each (from its own 127.0.1.x
+address), back-to-back signed requests. Then the per-request cost is split (crypto,
+msgpack, SQLite) by timing each step alone.
 
-    .venv/bin/python benchmarks/nodemanager.py [--seconds 3]
+Flood section: a legitimate owner's request latency while 2,000 connections from 2,000
+127.x.y.z addresses (8 per /24) hold the port, run by an attacker process that speaks the
+wire format by hand (an unsigned GetNodeStatus every 20 s per connection, reconnecting at
+once whenever the node closes one; or, "busy", requests back-to-back).
+
+    .venv/bin/python benchmarks/nodemanager.py [--seconds 3] [--flood 2000] [--samples 200]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -30,10 +37,11 @@ from pathlib import Path
 import msgpack
 import trio
 
-from nodemanager import NodeServer, open_node_client
+from nodemanager import NodeClient, NodeManagerError, NodeServer, open_node_client
 from nodemanager import messages as m
 from nodemanager.files import VesselStore
 from nodemanager.model import Vessel
+from nodemanager.server import raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
 from nodemanager.state import NodeState
 from nodemanager.vessels import UnavailableRunner
@@ -49,7 +57,7 @@ from nodemanager.wire import (
     seal_response,
 )
 from sandbox import DEFAULT_OFFCUT
-from seattlecore import KeyPair, load_private
+from seattlecore import KeyPair, PublicKey, load_private
 
 RESOURCES = DEFAULT_OFFCUT + DEFAULT_OFFCUT
 
@@ -80,8 +88,10 @@ async def load(port: int, owner: KeyPair, clients: int, seconds: float) -> list[
     latencies: list[float] = []
     stop_at = trio.current_time() + seconds
 
-    async def client() -> None:
-        async with open_node_client("127.0.0.1", port, identity=owner) as nm:
+    async def client(index: int) -> None:
+        async with await trio.open_tcp_stream("127.0.0.1", port,
+                                              local_address=f"127.0.1.{index + 1}") as stream:
+            nm = NodeClient(stream, identity=owner)
             await nm.get_vessels(sign=False)
             while trio.current_time() < stop_at:
                 began = time.perf_counter()
@@ -89,9 +99,161 @@ async def load(port: int, owner: KeyPair, clients: int, seconds: float) -> list[
                 latencies.append(time.perf_counter() - began)
 
     async with trio.open_nursery() as nursery:
-        for _ in range(clients):
-            nursery.start_soon(client)
+        for index in range(clients):
+            nursery.start_soon(client, index)
     return latencies
+
+
+# ---- flood: an owner's latency while 2,000 hostile connections hold the port ----------------
+
+def flood_source(index: int) -> str:
+    """Eight addresses per /24: 127.10.0.1-8, 127.10.1.1-8, ..."""
+    prefix, host = divmod(index, 8)
+    return f"127.{10 + prefix // 250}.{prefix % 250}.{host + 1}"
+
+
+def unsigned_status_frame() -> bytes:
+    """An unsigned GetNodeStatus, packed by hand from docs/protocol.md §1-§3."""
+    body = msgpack.packb({"v": 1, "op": "GetNodeStatus", "args": {}, "node": None,
+                          "requester": None, "nonce": os.urandom(16), "ts": time.time()},
+                         use_bin_type=True)
+    payload = bytes(msgpack.packb([body, None], use_bin_type=True))
+    return struct.pack(">I", len(payload)) + payload
+
+
+async def read_one_frame(stream: trio.SocketStream) -> bool:
+    """Read one whole response frame; False if the node closed the connection."""
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
+async def hostile_connection(port: int, source: str, interval: float, answered: list[int]) -> None:
+    """Hold a connection with an unsigned request every ``interval`` s; reconnect when closed."""
+    while True:
+        try:
+            async with await trio.open_tcp_stream("127.0.0.1", port,
+                                                  local_address=source) as stream:
+                while True:
+                    await stream.send_all(unsigned_status_frame())
+                    if not await read_one_frame(stream):
+                        break
+                    answered[0] += 1
+                    with trio.move_on_after(interval):
+                        if not await stream.receive_some(1):
+                            break  # closed by the node (evicted): come straight back
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await trio.sleep(0)
+
+
+async def attack(port: int, connections: int, interval: float) -> None:
+    """The attacker process: ``connections`` hostile connections, until killed."""
+    answered = [0]
+    async with trio.open_nursery() as nursery:
+        for index in range(connections):
+            nursery.start_soon(hostile_connection, port, flood_source(index), interval, answered)
+            if index % 100 == 99:
+                await trio.sleep(0.05)
+        print("ready", flush=True)
+        while True:
+            before = answered[0]
+            await trio.sleep(1)
+            print(f"answered {answered[0] - before}", flush=True)
+
+
+async def owner_latencies(port: int, owner: KeyPair, node: PublicKey,
+                          samples: int) -> tuple[list[float], list[float], int]:
+    """Signed requests on one open connection, then on fresh connections; and failures."""
+    warm: list[float] = []
+    cold: list[float] = []
+    failed = 0
+    async with open_node_client("127.0.0.1", port, identity=owner, node_key=node,
+                                timeout=10) as nm:
+        await nm.get_vessel_resources("v1")
+        for _ in range(samples):
+            began = time.perf_counter()
+            await nm.get_vessel_resources("v1")
+            warm.append(time.perf_counter() - began)
+            await trio.sleep(0.01)
+    for _ in range(samples):
+        began = time.perf_counter()
+        try:
+            async with open_node_client("127.0.0.1", port, identity=owner, node_key=node,
+                                        timeout=10) as nm:
+                await nm.get_vessel_resources("v1")
+            cold.append(time.perf_counter() - began)
+        except NodeManagerError:
+            failed += 1
+        await trio.sleep(0.01)
+    return warm, cold, failed
+
+
+async def port_counters(port: int, owner: KeyPair, node: PublicKey) -> dict[str, int]:
+    """The node's connection counters, asked as the owner (so never queued behind a flood)."""
+    async with open_node_client("127.0.0.1", port, identity=owner, node_key=node,
+                                timeout=10) as nm:
+        return dict((await nm.get_node_status()).connections)
+
+
+def start_attack(port: int, connections: int, interval: float) -> subprocess.Popen[str]:
+    attacker = subprocess.Popen(
+        [sys.executable, __file__, "--attack", str(port), "--flood", str(connections),
+         "--interval", str(interval)], stdout=subprocess.PIPE, text=True)
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(attacker.pid, set(range(1, os.cpu_count() or 2)))
+    assert attacker.stdout is not None
+    if attacker.stdout.readline().strip() != "ready":
+        raise RuntimeError("the attacker did not start")
+    return attacker
+
+
+def flood_rows(port: int, owner: KeyPair, node: PublicKey, connections: int,
+               samples: int) -> list[dict[str, object]]:
+    rows = []
+    for label, interval in (("none", None), ("hold, 1 request / 20 s", 20.0),
+                            ("busy, back-to-back", 0.0)):
+        attacker = None if interval is None else start_attack(port, connections, interval)
+        try:
+            if attacker is not None:
+                time.sleep(3)  # let the connections settle into eviction churn
+            before = trio.run(port_counters, port, owner, node)
+            began = time.monotonic()
+            warm, cold, failed = trio.run(owner_latencies, port, owner, node, samples)
+            after = trio.run(port_counters, port, owner, node)
+            elapsed = time.monotonic() - began
+        finally:
+            if attacker is not None:
+                attacker.kill()
+                attacker.wait()
+        rows.append({
+            "flood": label if attacker is not None else "none",
+            "warm_p50": statistics.median(warm) * 1e3, "warm_p99": percentile(warm, 0.99) * 1e3,
+            "cold_p50": statistics.median(cold) * 1e3 if cold else float("nan"),
+            "cold_p99": percentile(cold, 0.99) * 1e3 if cold else float("nan"),
+            "ok": f"{2 * samples - failed}/{2 * samples}", "open": after["connections"],
+            "evicted_per_s": (after["evicted_total"] - before["evicted_total"]) / elapsed,
+            "delayed_per_s": (after["delayed_total"] - before["delayed_total"]) / elapsed,
+            "shed_per_s": (after["shed_total"] - before["shed_total"]) / elapsed,
+        })
+    return rows
+
+
+def print_flood(rows: list[dict[str, object]], connections: int) -> None:
+    print(f"owner's signed GetVesselResources during a {connections}-connection flood "
+          "(default limits)")
+    print(f"{'flood':<24} {'open p50':>9} {'open p99':>9} {'new p50':>8} {'new p99':>8} "
+          f"{'ok':>8} {'conns':>6} {'evicted/s':>10} {'shed/s':>7} {'paced/s':>8}")
+    for row in rows:
+        print(f"{row['flood']:<24} {row['warm_p50']:>9.2f} {row['warm_p99']:>9.2f} "
+              f"{row['cold_p50']:>8.2f} {row['cold_p99']:>8.2f} {row['ok']:>8} "
+              f"{row['open']:>6} {row['evicted_per_s']:>10.0f} {row['shed_per_s']:>7.0f} "
+              f"{row['delayed_per_s']:>8.0f}")
+    print("open = on a connection that is already trusted; new = connect + first request")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -161,12 +323,22 @@ def cost_split(directory: Path, owner: KeyPair) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--flood", type=int, default=2000,
+                        help="hostile connections (0: skip the flood section)")
+    parser.add_argument("--samples", type=int, default=200, help="owner requests per row")
+    parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)  # attacker process
+    parser.add_argument("--interval", type=float, default=20.0, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
+    raise_fd_limit(options.flood + 512)
+    if options.attack:
+        trio.run(attack, options.attack, options.flood, options.interval)
+        return
     owner = KeyPair.generate()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "node"
         make_node(directory, owner)
+        node = load_private(directory / f"{NODE_KEY_NAME}.privatekey").public
         process, port = start_daemon(directory)
         rows = []
         try:
@@ -175,6 +347,8 @@ def main() -> None:
                 rows.append((clients, len(latencies) / options.seconds,
                              statistics.median(latencies) * 1e3,
                              percentile(latencies, 0.99) * 1e3))
+            flood = (flood_rows(port, owner, node, options.flood, options.samples)
+                     if options.flood else [])
         finally:
             process.terminate()
             process.wait()
@@ -187,8 +361,13 @@ def main() -> None:
     print(f"{'cost per request':<50} {'us':>8}")
     for name, micros in steps:
         print(f"{name:<50} {micros:>8.1f}")
+    if flood:
+        print()
+        print_flood(flood, options.flood)
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if options.json:
-        options.json.write_text(json.dumps({"rows": rows, "steps": steps}, indent=2))
+        options.json.write_text(json.dumps({"rows": rows, "steps": steps, "flood": flood},
+                                           indent=2))
 
 
 if __name__ == "__main__":

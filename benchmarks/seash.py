@@ -32,10 +32,10 @@ import trio
 
 from nodemanager import open_node_client
 from overlay import lookup_once
-from seash.actions import TREE
 from seash.client import NodeResult
 from seash.executor import Executor, Summary
 from seash.session import Identity, Session, VesselRef
+from seash.tree import TREE
 from seattlecore import KeyPair
 
 RESOURCES = "resource cpu 0.01\nresource memory 10000000\nresource diskused 100000\n"

@@ -2,11 +2,13 @@
 
     seattle-installer genkey NAME [--dir DIR]
     seattle-installer build --planner-key P.privatekey --vessel PERCENT:OWNER[:USER,...] ...
-                            --bootstrap HOST:PORT ... -o BUNDLE
+                            --bootstrap HOST:PORT ... [--tuf-root ROOT] -o BUNDLE[.pyz]
     seattle-installer install BUNDLE [--prefix DIR] [--percent 10] [--port N] [--trust P.publickey]
                               [--no-service] [--dry-run]
     seattle-installer status [--prefix DIR]
     seattle-installer uninstall [--prefix DIR] [--purge] [--dry-run]
+    seattle-installer release-init | release --version V | release-timestamp | publish
+                              (signed updates: installer/release.py, docs/updates.md)
 """
 
 from __future__ import annotations
@@ -15,24 +17,25 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import trio
 
 from installer.apply import apply_plan, observe, read_record
-from installer.bundle import build_bundle, new_manifest
-from installer.errors import InstallError, SpecError
+from installer.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
+from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
 from installer.managed import (
     add_build_options,
     add_install_options,
     add_stage_parser,
     cmd_stage_update,
     managed_parts,
-    open_source,
+    open_pyz_source,
     write_self_contained,
 )
 from installer.measure import measure_machine
@@ -41,8 +44,21 @@ from installer.release import COMMANDS as RELEASE_COMMANDS
 from installer.release import add_release_parsers
 from installer.service import BootEntry, BootManager, ServiceChoice
 from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
-from installer.status import NodeReport, query_node, render_updates
-from seattlecore import CoreError, KeyPair, PublicKey, load_private, load_public, save_keypair, write_atomic
+from installer.status import NodeReport, bootstrap_warning, query_node, query_node_settled, render_updates
+from seattlecore import (
+    CliParser,
+    CoreError,
+    KeyPair,
+    PublicKey,
+    add_global_options,
+    load_private,
+    load_public,
+    run_main,
+    save_keypair,
+    subparser,
+    verbose_option,
+    write_atomic,
+)
 
 log = logging.getLogger("installer")
 
@@ -65,7 +81,7 @@ def resolve_key(text: str) -> PublicKey:
         try:
             return load_public(path)
         except CoreError as exc:
-            raise SpecError(f"bad public key file {path}: {exc}") from exc
+            raise SpecError(f"bad public key file: {exc}") from exc
     raise SpecError(f"{text!r} is neither 64 hex digits nor a .publickey file")
 
 
@@ -84,16 +100,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         planner = load_private(args.planner_key)
     except CoreError as exc:
-        raise SpecError(f"planner key: {exc}") from exc
+        raise SpecError(f"--planner-key: {exc}") from exc
     shares = [parse_vessel_arg(text, resolve_key) for text in args.vessel]
     reserved = resolve_key(args.reserved_owner) if args.reserved_owner else planner.public
     manifest = new_manifest(planner.public, complete_shares(shares, reserved),
                             check_bootstrap(args.bootstrap), now=time.time())
-    if args.output.suffix == ".pyz":
-        size = write_self_contained(args, manifest, planner)
-    else:
-        size = len(data := build_bundle(manifest, planner))
-        write_atomic(args.output, data)
+    try:
+        if args.output.suffix == ".pyz":
+            size = write_self_contained(args, manifest, planner)
+        else:
+            size = len(data := build_bundle(manifest, planner))
+            write_atomic(args.output, data)
+    except OSError as exc:
+        raise InstallError(f"cannot write {args.output}: {exc.strerror}") from exc
     print(f"wrote {args.output} ({size} bytes), build {manifest.build_id}, "
           f"planner {planner.public.to_text()}")
     for i, share in enumerate(manifest.vessels, 1):
@@ -119,7 +138,13 @@ def _boot(args: argparse.Namespace) -> BootManager:
 def cmd_install(args: argparse.Namespace) -> int:
     prefix: Path = args.prefix.absolute()
     trust = resolve_key(str(args.trust)) if args.trust else None
-    bundle, pyz = open_source(args.bundle, trust, prefix)
+    pyz = open_pyz_source(args.bundle, trust, prefix)
+    if pyz is None:
+        try:
+            data = args.bundle.read_bytes()
+        except OSError as exc:
+            raise InstallError(f"cannot read {args.bundle}: {exc.strerror}") from exc
+    bundle = pyz.bundle if pyz is not None else _open_trusted(data, trust, args.trust)
     if trust is None:
         print(f"note: bundle signed by planner {bundle.manifest.planner.to_text()}; not checked "
               "against a known key (pass --trust PLANNER.publickey to pin it)", file=sys.stderr)
@@ -144,7 +169,35 @@ def cmd_install(args: argparse.Namespace) -> int:
     apply_plan(plan, manager)
     pid = Layout(prefix=prefix).pid.read_text().strip()
     print(f"installed in {prefix}; node manager running (pid {pid})")
+    _warn_if_alone(prefix, bundle.manifest.bootstrap)
     return 0
+
+
+def _open_trusted(data: bytes, trust: PublicKey | None, given: str | None) -> OpenedBundle:
+    """``open_bundle``; a ``--trust`` file that is the planner's *private* key is named as such."""
+    try:
+        return open_bundle(data, trust=trust)
+    except UntrustedPlanner as exc:
+        signer = open_bundle(data, trust=None).manifest.planner
+        if given is not None and _private_key_of(Path(given)) == signer:
+            raise BundleError(f"--trust {given} holds the planner's private key, not its public "
+                              "key: pass PLANNER.publickey (and keep the private key secret)") from exc
+        raise
+
+
+def _private_key_of(path: Path) -> PublicKey | None:
+    """The public half of ``path`` read as a private key file (None if it is not one)."""
+    with contextlib.suppress(OSError, ValueError, CoreError):
+        return KeyPair(bytes.fromhex(path.read_text().strip())).public
+    return None
+
+
+def _warn_if_alone(prefix: Path, bootstrap: Sequence[str]) -> None:
+    """A loud warning on stderr when the node's DHT node found no peer."""
+    report = trio.run(query_node_settled, Layout(prefix=prefix).state)
+    warning = bootstrap_warning(report, bootstrap)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _recorded_boot(prefix: Path, manager: BootManager) -> BootEntry:
@@ -162,15 +215,30 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     prefix: Path = args.prefix.absolute()
     manager = _boot(args)
     boot = _recorded_boot(prefix, manager)
-    plan = plan_uninstall(prefix, observe(prefix, boot, manager), boot, purge=args.purge)
+    current = observe(prefix, boot, manager)
+    if current.record is None and current.running_pid is None:
+        print(f"nothing installed in {prefix}; nothing to do")
+        return 0
+    plan = plan_uninstall(prefix, current, boot, purge=args.purge)
     print(plan.render())
     if args.dry_run:
         print("(dry run: nothing changed)")
         return 0
     apply_plan(plan, manager)
     print("uninstalled" + (" and deleted all files" if args.purge else
-                           f"; files kept in {prefix} (use --purge to delete them)"))
+                           f"; files kept in {prefix} (delete them with 'seattle-installer "
+                           f"uninstall --purge --prefix {shlex.quote(str(prefix))}')"))
     return 0
+
+
+def render_port(limits: Mapping[str, float], counters: Mapping[str, int]) -> str:
+    """One line on the node manager's connections against its limits (protocol.md §10)."""
+    return (f"connections: {counters.get('connections')} of {limits.get('max_connections')} "
+            f"({counters.get('trusted')} trusted, {limits.get('reserved_connections')} slots "
+            f"reserved for them); public per address {limits.get('per_address')}, per prefix "
+            f"{limits.get('per_prefix')}; since start: {counters.get('evicted_total')} evicted, "
+            f"{counters.get('shed_total')} shed, {counters.get('refused_total')} refused, "
+            f"{counters.get('delayed_total')} requests paced")
 
 
 def render_report(report: NodeReport) -> str:
@@ -184,6 +252,8 @@ def render_report(report: NodeReport) -> str:
         lines.append(f"  {vessel.name:<5} {vessel.status:<11} owner {vessel.owner[:8]}  users {users}"
                      + ("" if vessel.advertise else "  (not advertised)"))
     lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
+    if report.port_limits and report.port_counters:
+        lines.append(render_port(report.port_limits, report.port_counters))
     lines += render_updates(report)
     if report.error:
         lines.append(f"warning: {report.error}")
@@ -205,7 +275,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                                               else " (uninstalled)"))
         return 1
     print(f"node manager: running, pid {current.running_pid}")
-    print(render_report(trio.run(query_node, Layout(prefix=prefix).state)))
+    report = trio.run(query_node, Layout(prefix=prefix).state)
+    print(render_report(report))
+    warning = bootstrap_warning(report, current.record.get("bootstrap", []))
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -227,47 +301,66 @@ def _boot_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-installer", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what is done")
-    sub = parser.add_subparsers(dest="command", required=True)
-    genkey = sub.add_parser("genkey", help="create NAME.publickey/.privatekey")
-    genkey.add_argument("name")
-    genkey.add_argument("--dir", type=Path, default=Path("."))
-    build = sub.add_parser("build", help="planner: build a signed custom installer bundle")
-    build.add_argument("--planner-key", type=Path, required=True, help="NAME.privatekey that signs")
-    build.add_argument("--vessel", action="append", default=[], metavar="PERCENT:OWNER[:USER,...]",
-                       help="a vessel of PERCENT (10 %% steps) for OWNER (repeatable)")
-    build.add_argument("--bootstrap", action="append", default=[], metavar="HOST:PORT",
-                       help="DHT peer to join (repeatable, at least one)")
-    build.add_argument("--reserved-owner", default=None,
-                       help="owner of the unassigned remainder (default: the planner)")
-    build.add_argument("-o", "--output", type=Path, required=True,
-                       help="NAME.pyz: self-contained installer (wheels inside); else a .tar.gz bundle")
-    add_build_options(build)
-    install = sub.add_parser("install", help="donor: install a bundle and start the node")
-    install.add_argument("bundle", type=Path)
-    _boot_options(install)
-    install.add_argument("--percent", type=_percent, default=10, help="share to donate (default 10)")
-    install.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    install.add_argument("--port", type=int, default=0, help="node manager TCP port (0: any)")
-    install.add_argument("--dht-port", type=int, default=0, help="DHT UDP port (0: any)")
-    install.add_argument("--advertise-host", default=None, help="address put in adverts")
-    install.add_argument("--trust", default=None, metavar="PLANNER.publickey",
-                         help="accept only bundles signed by this planner")
-    install.add_argument("--service", choices=["auto", "systemd", "cron", "none"], default="auto")
-    install.add_argument("--no-service", action="store_true", help="no start-at-boot entry")
-    install.add_argument("--no-sandbox", action="store_true", help="node runs no programs")
-    install.add_argument("--dry-run", action="store_true", help="print the plan only")
-    add_install_options(install)
-    status = sub.add_parser("status", help="is the node running? vessels, keys, DHT peers")
+    parser = CliParser(prog="seattle-installer", description=__doc__.split("\n")[0],
+                       epilog="exit status: 0 ok, 1 failure, 2 bad usage")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    genkey = subparser(sub, "genkey", help="create NAME.publickey/.privatekey",
+                       description="create a key pair NAME.publickey / NAME.privatekey")
+    genkey.add_argument("name", metavar="NAME", help="file name stem of the two key files")
+    genkey.add_argument("--dir", type=Path, default=Path("."), help="directory (default .)")
+    _build_options(subparser(sub, "build", help="planner: build a signed custom installer bundle",
+                             description="planner: build a signed custom installer bundle"))
+    _install_options(subparser(sub, "install", help="donor: install a bundle and start the node",
+                               description="donor: install a bundle, start the node manager "
+                                           "and add a start-at-boot entry"))
+    status = subparser(sub, "status", help="is the node running? vessels, keys, DHT peers",
+                       description="is the node running? its vessels, keys and DHT peers")
     _boot_options(status)
-    uninstall = sub.add_parser("uninstall", help="stop the node and remove the boot entry")
+    uninstall = subparser(sub, "uninstall", help="stop the node and remove the boot entry",
+                          description="stop the node and remove the boot entry (files are kept "
+                                      "unless --purge); harmless where nothing is installed")
     _boot_options(uninstall)
     uninstall.add_argument("--purge", action="store_true", help="also delete the prefix")
     uninstall.add_argument("--dry-run", action="store_true", help="print the plan only")
     add_stage_parser(sub)
     add_release_parsers(sub)
+    add_global_options(parser, sub.choices.values(), [verbose_option()])
     return parser
+
+
+def _build_options(build: argparse.ArgumentParser) -> None:
+    build.add_argument("--planner-key", type=Path, required=True, metavar="NAME.privatekey",
+                       help="the planner's private key, which signs the bundle")
+    build.add_argument("--vessel", action="append", default=[], metavar="PERCENT:OWNER[:USER,...]",
+                       help="a vessel of PERCENT (10 %% steps) of the donation for OWNER, used "
+                            "also by USERs; keys as 64 hex or NAME.publickey (repeatable)")
+    build.add_argument("--bootstrap", action="append", default=[], metavar="HOST:PORT",
+                       help="DHT peer the node joins through (repeatable, at least one)")
+    build.add_argument("--reserved-owner", default=None, metavar="KEY",
+                       help="owner of the unassigned remainder (default: the planner)")
+    build.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE",
+                       help="where to write the bundle: NAME.pyz for a self-contained installer "
+                            "(wheels inside, docs/updates.md), else a manifest-only .tgz")
+    add_build_options(build)
+
+
+def _install_options(install: argparse.ArgumentParser) -> None:
+    install.add_argument("bundle", type=Path, metavar="BUNDLE", help="the planner's bundle")
+    _boot_options(install)
+    install.add_argument("--percent", type=_percent, default=10, help="share to donate (default 10)")
+    install.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    install.add_argument("--port", type=int, default=0, help="node manager TCP port (0: any)")
+    install.add_argument("--dht-port", type=int, default=0, help="DHT UDP port (0: any)")
+    install.add_argument("--advertise-host", default=None, metavar="HOST",
+                         help="address put in adverts (default: the one routing to the bootstrap)")
+    install.add_argument("--trust", default=None, metavar="PLANNER.publickey",
+                         help="accept only bundles signed by this planner")
+    install.add_argument("--service", choices=["auto", "systemd", "cron", "none"], default="auto",
+                         help="how the node starts at boot (default auto)")
+    install.add_argument("--no-service", action="store_true", help="no start-at-boot entry")
+    install.add_argument("--no-sandbox", action="store_true", help="node runs no programs")
+    install.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_install_options(install)
 
 
 COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "install": cmd_install,
@@ -279,11 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return COMMANDS[args.command](args)
-    except InstallError as exc:
-        print(f"seattle-installer: {exc}", file=sys.stderr)
-        return 2
+    return run_main("seattle-installer", lambda: COMMANDS[args.command](args), verbose=args.verbose,
+                    usage=(SpecError,), failures=(InstallError,))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import tempfile
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from installer import pyzmain
-from installer.bundle import Manifest, OpenedBundle, Software, build_bundle, open_bundle
+from installer.bundle import Manifest, Software, build_bundle
 from installer.errors import BundleError, InstallError
 from installer.plan import InstallOptions, Step, software_steps
 from installer.pyz import ROOT_NAME, OpenedPyz, build_pyz, is_pyz, open_pyz
@@ -29,7 +30,7 @@ from installer.wheels import (
     open_wheelhouse,
     project_source,
 )
-from seattlecore import KeyPair, PublicKey
+from seattlecore import KeyPair, PublicKey, subparser
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +98,15 @@ def discard_unverified(pyz: Path, prefix: Path) -> None:
         shutil.rmtree(layout.version_dir(version), ignore_errors=True)
 
 
-def open_source(path: Path, trust: PublicKey | None,
-                prefix: Path) -> tuple[OpenedBundle, OpenedPyz | None]:
-    """A ``.tar.gz`` bundle, or a self-contained ``.pyz`` (verified before anything is used)."""
+def open_pyz_source(path: Path, trust: PublicKey | None, prefix: Path) -> OpenedPyz | None:
+    """The verified self-contained installer at ``path``, or None if it is no ``.pyz``."""
     if not is_pyz(path):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InstallError(f"cannot read {path}: {exc.strerror}") from exc
-        return open_bundle(data, trust=trust), None
+        return None
     try:
-        opened = open_pyz(path, trust=trust)
+        return open_pyz(path, trust=trust)
     except BundleError:
         discard_unverified(path, prefix)
         raise
-    return opened.bundle, opened
 
 
 def managed_parts(opened: OpenedPyz, options: InstallOptions,
@@ -133,9 +128,9 @@ def cmd_stage_update(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_stage_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    stage = sub.add_parser("stage-update", help="internal: install a verified version beside "
-                           "the running one and make it current (used by the node's updater)")
+def add_stage_parser(sub: Any) -> None:
+    stage = subparser(sub, "stage-update", help="internal: install a verified version beside "
+                      "the running one and make it current (used by the node's updater)")
     stage.add_argument("--prefix", type=Path, required=True)
     stage.add_argument("--version", required=True)
     stage.add_argument("--wheels", type=Path, required=True, help="directory of verified wheels")

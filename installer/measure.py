@@ -1,4 +1,4 @@
-"""Measure the donor's machine with psutil and two short benchmarks (SEATTLE.md §6.3)."""
+"""Measure the donor's machine with psutil and two short benchmarks (docs/seattle.md, Installers)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Inputs are a verified bundle, a measured ``MachineProfile``, the donor's options
 already there (``Current``); the output is a list of steps that ``apply.py`` performs. Because
 the plan only contains the steps still missing, applying a plan twice is a no-op.
 
-Resource rule (SEATTLE.md §6.3): ``donated = maximum * percent/100`` (``events`` fixed at 500
+Resource rule (docs/seattle.md, Installers): ``donated = maximum * percent/100`` (``events`` fixed at 500
 per node); one offcut is paid per vessel; the rest is cut into ten 10 % chunks and a vessel with
 p % gets p/10 chunks, plus 10 ports per chunk (``base_port + 10k .. +9``) as messport/connport.
 """
@@ -368,8 +368,9 @@ def plan_install(bundle: OpenedBundle, machine: MachineProfile, options: Install
         if not _same_install(old, wanted):
             what = ("a different bundle" if old.get("bundle_sha256") != bundle.digest
                     else "the same bundle with other options")
-            raise AlreadyInstalled(f"{options.prefix} already holds {what}; "
-                                   "run 'seattle-installer uninstall --purge' first")
+            raise AlreadyInstalled(f"{options.prefix} already holds {what}; run 'seattle-installer "
+                                   f"uninstall --purge --prefix {shlex.quote(str(options.prefix))}' "
+                                   "first")
         new = dict(old)  # the machine is not re-measured: the donation stays as recorded
     else:
         donated = donated_resources(max_resources(machine), options.percent)

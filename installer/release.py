@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from installer.errors import InstallError
 from installer.software import SoftwareLayout
@@ -35,6 +36,7 @@ from installer.wheels import (
     project_source,
     wheel_version,
 )
+from seattlecore import subparser
 
 
 def _days(args: argparse.Namespace) -> dict[str, float]:
@@ -117,14 +119,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_release_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    init = sub.add_parser("release-init", help="release manager: create TUF keys and root")
+def add_release_parsers(sub: Any) -> None:
+    init = subparser(sub, "release-init", help="release manager: create TUF keys and root")
     init.add_argument("--repo", type=Path, required=True)
     init.add_argument("--keys", type=Path, required=True, help="online keys (targets, snapshot, timestamp)")
     init.add_argument("--root-keys", type=Path, required=True, help="root keys (keep offline)")
     init.add_argument("--root-count", type=int, default=1)
     init.add_argument("--root-threshold", type=int, default=1)
-    rel = sub.add_parser("release", help="release manager: build and sign version V")
+    rel = subparser(sub, "release", help="release manager: build and sign version V")
     rel.add_argument("--version", required=True, help="dotted numbers, e.g. 0.2.0")
     rel.add_argument("--repo", type=Path, required=True)
     rel.add_argument("--keys", type=Path, required=True)
@@ -133,11 +135,11 @@ def add_release_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     rel.add_argument("--wheelhouse", type=Path, default=None,
                      help="dependency wheels to use instead of downloading them")
     rel.add_argument("--timestamp-days", type=float, default=None)
-    stamp = sub.add_parser("release-timestamp", help="release manager: re-sign the timestamp")
+    stamp = subparser(sub, "release-timestamp", help="release manager: re-sign the timestamp")
     stamp.add_argument("--repo", type=Path, required=True)
     stamp.add_argument("--keys", type=Path, required=True)
     stamp.add_argument("--timestamp-days", type=float, default=None)
-    pub = sub.add_parser("publish", help="hand a release repository to a node on this machine")
+    pub = subparser(sub, "publish", help="hand a release repository to a node on this machine")
     pub.add_argument("--repo", type=Path, required=True)
     pub.add_argument("--prefix", type=Path, required=True)
 

@@ -5,7 +5,7 @@ writes the unit files. Both the crontab command and the systemd user directory a
 (``--crontab-cmd`` / ``SEATTLE_CRONTAB``, ``--systemd-dir`` / ``SEATTLE_SYSTEMD_USER_DIR``),
 so tests never touch a real crontab or ``~/.config``.
 
-Seattle (SEATTLE.md §6.2 step 5) added ``@reboot`` lines on Linux and Mac; this keeps that and
+Seattle (docs/seattle.md, Installers) added ``@reboot`` lines on Linux and Mac; this keeps that and
 prefers systemd's user manager when the machine booted with systemd.
 """
 

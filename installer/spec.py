@@ -1,6 +1,6 @@
 """The planner's vessel spec: who owns how much of a donation (pure).
 
-Seattle's rules (SEATTLE.md §6.1, §6.3): a donation is cut in 10 % steps; every vessel has
+Seattle's rules (docs/seattle.md, Installers): a donation is cut in 10 % steps; every vessel has
 one owner and zero or more users; percentages are multiples of 10 and, with the reserved
 vessel, sum to 100. Seattle's builder always reserved 20 % for the project's key. With no
 central project here, whatever the planner leaves unassigned becomes one *reserved* vessel

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from overlay import OverlayError, query_status
 log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 5.0
+DHT_SETTLE_TIMEOUT = 30.0
+"""How long install waits for a new node's DHT node before judging its peers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +40,10 @@ class NodeReport:
     dht_port: int | None = None
     vessels: tuple[VesselLine, ...] = ()
     dht_peers: int | None = None
+    port_limits: Mapping[str, float] = field(default_factory=dict)
+    """The node manager's connection limits (GetNodeStatus ``limits``)."""
+    port_counters: Mapping[str, int] = field(default_factory=dict)
+    """Its connection counters (GetNodeStatus ``connections``)."""
     error: str | None = None
     version: str | None = None
     updates: Mapping[str, Any] | None = None
@@ -78,7 +84,8 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
         except (OverlayError, OSError, trio.TooSlowError) as exc:
             error = f"dht: {exc}"
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
-                      vessels=vessels, dht_peers=peers, error=error, version=status.version,
+                      vessels=vessels, dht_peers=peers, port_limits=status.limits,
+                      port_counters=status.connections, error=error, version=status.version,
                       updates=status.updates)
 
 
@@ -100,6 +107,36 @@ def render_updates(report: NodeReport) -> list[str]:
     lines.append(f"  mirror served {updates.get('served_files', 0)} files, "
                  f"{updates.get('served_bytes', 0)} bytes")
     return lines
+
+
+async def query_node_settled(state: Path, timeout: float = DHT_SETTLE_TIMEOUT) -> NodeReport:
+    """``query_node`` once the node's DHT node is up (it writes ``dht.port`` after its first
+    bootstrap attempt), or after ``timeout`` seconds, whichever comes first."""
+    with trio.move_on_after(timeout):
+        while read_int_file(state / "dht.port") is None:
+            await trio.sleep(0.1)
+    return await query_node(state)
+
+
+def bootstrap_warning(report: NodeReport, bootstrap: Sequence[str]) -> str | None:
+    """A loud, multi-line warning when the node's DHT node has no peer (None when it has).
+
+    A node that no bootstrap peer answered is running, but nobody can find its vessels
+    through the DHT until a peer is reachable (it retries on its own)."""
+    if report.node_key is None or (report.dht_peers is not None and report.dht_peers > 0):
+        return None
+    tried = ", ".join(bootstrap) or "(none in the bundle)"
+    lines = [
+        "WARNING: no DHT bootstrap peer answered" if report.dht_peers == 0
+        else f"WARNING: the node's DHT status is unknown ({report.error or 'no DHT port'})",
+        f"  bootstrap peers tried: {tried}",
+        "  the node manager runs, but researchers cannot find its vessels through the DHT",
+        "  until one of these peers is reachable from here (the node keeps trying).",
+        "  Check the addresses with the planner, and firewalls for UDP; then run",
+        "  'seattle-installer status' again. (Expected only for the first node of a new network.)",
+    ]
+    bar = "!" * max(len(line) for line in lines)
+    return "\n".join([bar, *lines, bar])
 
 
 async def query_nodes(states: list[Path], limit: int = 16) -> list[NodeReport]:

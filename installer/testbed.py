@@ -1,25 +1,21 @@
-"""``seattle-testbed``: a whole testbed on one machine (N node managers on loopback).
+"""A whole testbed on one machine (N node managers on loopback): the library behind
+``seattle-testbed`` (whose command line is ``installer/testbed_cli.py``).
 
-    seattle-testbed up --nodes 5 [--dir DIR] [--vessels 2] [--no-sandbox] [--wait]
-    seattle-testbed status [--dir DIR]
-    seattle-testbed down [--dir DIR]
-    seattle-testbed demo [--nodes 5] [--dir DIR] [--program examples/hello.py] [ARGS...]
-
-``up`` creates a demo identity (``DIR/keys/demo.publickey/.privatekey``) that owns every
+``start_testbed`` creates a demo identity (``DIR/keys/demo.publickey/.privatekey``) that owns every
 vessel, initialises one state directory per node, starts node 0 (the DHT bootstrap peer),
 then all others bootstrapping from it, each detached in its own session, and writes
-``DIR/testbed.json``. ``down`` SIGTERMs every node and waits for it to exit.
+``DIR/testbed.json``. ``stop_all`` SIGTERMs every node and waits for it to exit;
+``run_everywhere`` runs one program on every vessel of the demo identity.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +24,8 @@ from typing import Any
 
 import trio
 
-from installer.errors import InstallError, TestbedError
+from installer.errors import TestbedError
 from installer.procs import find_process, read_int_file, spawn_detached, stop_process, wait_gone
-from installer.status import query_nodes
 from nodemanager import open_node_client
 from overlay import OverlayError, lookup_once
 from sandbox import ResourceTable
@@ -51,7 +46,7 @@ VESSEL_VALUES = {
     "outsockets": 4, "netsend": 10_000, "netrecv": 10_000, "loopsend": 1_000_000,
     "looprecv": 1_000_000, "lograte": 30_000, "random": 1_000,
 }
-"""A small vessel (after Seattle's test "small" vessel, SEATTLE.md §2.4)."""
+"""A small vessel (after Seattle's own test vessel: docs/seattle.md, A small vessel)."""
 
 
 def vessel_table(index: int) -> ResourceTable:
@@ -169,7 +164,8 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2,
     if nodes < 1 or vessels < 1:
         raise TestbedError("need at least one node and one vessel per node")
     if (directory / MANIFEST).exists() and running_nodes(load_manifest(directory)):
-        raise TestbedError(f"a testbed is already up in {directory}; run 'seattle-testbed down'")
+        raise TestbedError(f"a testbed is already up in {directory}; run "
+                           f"'seattle-testbed down --dir {shlex.quote(str(directory))}'")
     directory.mkdir(parents=True, exist_ok=True)
     demo = demo_identity(directory)
     states = [directory / "nodes" / f"n{i:03d}" for i in range(nodes)]
@@ -264,141 +260,3 @@ async def run_everywhere(data: dict[str, Any], program: Path, args: Sequence[str
         for advert in found.candidates:
             nursery.start_soon(one, advert.address, advert.vessel)
     return sorted(results, key=lambda r: (r.address, r.vessel))
-
-
-# ---- command line ------------------------------------------------------------------------------
-
-def cmd_up(args: argparse.Namespace) -> int:
-    directory: Path = args.dir.absolute()
-    started = time.monotonic()
-    try:
-        data = trio.run(start_testbed, directory, args.nodes, args.vessels, not args.no_sandbox)
-    except OSError as exc:
-        raise TestbedError(f"cannot set up {directory}: {exc}") from exc
-    print(f"testbed up: {args.nodes} node managers in {time.monotonic() - started:.1f} s, "
-          f"{args.vessels} vessels each, owned by the demo identity")
-    if args.wait:
-        key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
-        took = trio.run(wait_discoverable, data["bootstrap"], key, args.nodes)
-        print(f"all nodes discoverable in the DHT after {took:.1f} s more")
-    print(f"  DHT bootstrap peer: {data['bootstrap']}")
-    print(f"  demo identity:      {data['demo']['publickey']} (+ .privatekey)")
-    print(f"  details:            {directory / MANIFEST}")
-    print("point seash at it:")
-    print(f"  seash --home {directory / 'keys'} --bootstrap {data['bootstrap']}")
-    print(f"  then: loadkeys {DEMO}; browse; list")
-    print(f"stop it with: seattle-testbed down --dir {directory}")
-    return 0
-
-
-def cmd_down(args: argparse.Namespace) -> int:
-    directory: Path = args.dir.absolute()
-    data = load_manifest(directory)
-    stopped = stop_all(data["nodes"])
-    left = running_nodes(data)
-    if left:
-        raise TestbedError(f"{len(left)} node(s) still running")
-    print(f"testbed down: stopped {stopped} of {len(data['nodes'])} node managers")
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    directory: Path = args.dir.absolute()
-    data = load_manifest(directory)
-    nodes = data["nodes"]
-    alive = {n["name"] for n in running_nodes(data)}
-    reports = trio.run(query_nodes, [Path(n["state"]) for n in nodes])
-    print(f"testbed in {directory}: {len(alive)}/{len(nodes)} running, bootstrap {data['bootstrap']}")
-    print(f"{'node':<6} {'pid':>7} {'state':<8} {'tcp':>6} {'dht':>6} {'vessels':>7} {'peers':>5}  key")
-    for node, report in zip(nodes, reports, strict=True):
-        up = node["name"] in alive
-        peers = "-" if report.dht_peers is None else str(report.dht_peers)
-        key = (report.node_key or "")[:16] if up else ""
-        print(f"{node['name']:<6} {node['pid']:>7} {'running' if up else 'stopped':<8} "
-              f"{node['port']:>6} {node['dht_port']:>6} {len(report.vessels) if up else '-':>7} "
-              f"{peers if up else '-':>5}  {key}")
-    return 0 if len(alive) == len(nodes) else 1
-
-
-def _example(program: Path | None) -> Path:
-    """The demo program: as given, else examples/hello.py here or in the source tree."""
-    if program is not None:
-        return program
-    here = Path("examples") / "hello.py"
-    return here if here.exists() else Path(__file__).resolve().parents[1] / "examples" / "hello.py"
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """up -> run a program on every vessel -> print the logs -> down."""
-    program = _example(args.program)
-    if not program.is_file():
-        raise TestbedError(f"no program {program}; pass --program FILE")
-    with tempfile.TemporaryDirectory(prefix="seattle-demo-") as scratch:
-        if args.dir is None:
-            Path(scratch).chmod(0o755)  # vessels may run as another uid: let them reach their dirs
-        directory = (args.dir or Path(scratch) / "testbed").absolute()
-        return _demo(args, directory, program)
-
-
-def _demo(args: argparse.Namespace, directory: Path, program: Path) -> int:
-    started = time.monotonic()
-    try:
-        data = trio.run(start_testbed, directory, args.nodes, args.vessels, True)
-    except OSError as exc:
-        raise TestbedError(f"cannot set up {directory}: {exc}") from exc
-    try:
-        print(f"testbed up: {args.nodes} nodes x {args.vessels} vessels in "
-              f"{time.monotonic() - started:.1f} s; bootstrap {data['bootstrap']}")
-        results = trio.run(run_everywhere, data, program, args.args)
-        print(f"ran {program.name} on {len(results)} vessels:")
-        for result in results:
-            print(f"--- {result.address} {result.vessel}: {result.status}")
-            print(result.log.rstrip())
-    finally:
-        stop_all(data["nodes"])
-        print(f"testbed down ({time.monotonic() - started:.1f} s in all)")
-    ok = bool(results) and all(r.status != "Started" for r in results)
-    return 0 if ok else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-testbed",
-                                     description="a local Seattle testbed on loopback")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start N node managers")
-    up.add_argument("--nodes", type=int, default=5)
-    up.add_argument("--vessels", type=int, default=2, help="vessels per node (default 2)")
-    up.add_argument("--no-sandbox", action="store_true", help="nodes run no programs")
-    up.add_argument("--wait", action="store_true", help="wait until all nodes are discoverable")
-    demo = sub.add_parser("demo", help="up, run a program on every vessel, print logs, down")
-    demo.add_argument("--nodes", type=int, default=5)
-    demo.add_argument("--vessels", type=int, default=2)
-    demo.add_argument("--program", type=Path, default=None,
-                      help="program to run (default examples/hello.py)")
-    demo.add_argument("--dir", type=Path, default=None,
-                      help="testbed directory (default: a temporary one, removed after)")
-    demo.add_argument("args", nargs="*", help="arguments for the program")
-    for command in (up, sub.add_parser("down", help="stop every node"),
-                    sub.add_parser("status", help="table of nodes")):
-        command.add_argument("--dir", type=Path, default=Path("testbed"),
-                             help="testbed directory (default ./testbed)")
-    return parser
-
-
-COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "demo": cmd_demo}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return COMMANDS[args.command](args)
-    except InstallError as exc:
-        print(f"seattle-testbed: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

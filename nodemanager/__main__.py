@@ -1,6 +1,7 @@
 """``seattle-nodemanager``: run the daemon, or ``init`` a node's first state.
 
     seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
+                        [--limit NAME=VALUE ...]
                         [--updates PREFIX/updates [--update-interval S] ...]
     seattle-nodemanager init --state DIR --spec SPEC.json
 
@@ -14,27 +15,29 @@ The daemon writes its bound port to ``DIR/nodemanager.port`` and logs to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import trio
 
+from nodemanager.admission import PortLimits
 from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
-from nodemanager.server import NodeServer, ServerConfig
+from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
 from nodemanager.updater import RESTART_CODE, RecordingRunner, UpdateConfig, UpdateService, running_version
 from nodemanager.vessels import ProgramRunner, UnavailableRunner
 from overlay import DhtNode
 from sandbox import Supervisor
-from seattlecore import CoreError, KeyPair, load_private, write_atomic
+from seattlecore import CliParser, CoreError, KeyPair, load_private, run_main, write_atomic
 
 log = logging.getLogger("nodemanager")
 
@@ -52,9 +55,37 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+INIT_USAGE = "seattle-nodemanager init --state DIR --spec SPEC.json"
+
+
+def limit_option(text: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for one field of ``PortLimits`` (e.g. ``max_connections=2000``)."""
+    name, sep, value = text.partition("=")
+    default = getattr(PortLimits(), name, None) if sep else None
+    if default is None:
+        names = ", ".join(f.name for f in dataclasses.fields(PortLimits))
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of: {names}")
+    try:
+        return name, type(default)(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} needs a number, got {value!r}") from None
+
+
+def port_limits(pairs: Sequence[tuple[str, int | float]]) -> PortLimits:
+    """The defaults overridden by ``--limit`` options; ArgumentTypeError if inconsistent."""
+    try:
+        return PortLimits(**dict(pairs))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--limit: {exc}") from exc
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-nodemanager",
-                                     description="Seattle node manager daemon")
+    parser = CliParser(
+        prog="seattle-nodemanager", description="Seattle node manager daemon",
+        usage=f"%(prog)s --state DIR [options]\n       {INIT_USAGE}",
+        epilog=f"commands:\n  {INIT_USAGE}\n      create the node key and the vessels of SPEC "
+               "in DIR (once, before the first run); see 'seattle-nodemanager init --help'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, required=True, help="state directory")
     parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0),
                         help="HOST:PORT to listen on (default 127.0.0.1:0)")
@@ -68,6 +99,10 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="do not join the DHT (no discovery; direct contact only)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="never start programs (for tests of the control plane)")
+    parser.add_argument("--limit", type=limit_option, action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="connection/request limit of the port, e.g. max_connections=2000 "
+                             "(repeatable; docs/protocol.md section 10)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     updates = parser.add_argument_group("software updates (managed installs; docs/updates.md)")
     updates.add_argument("--updates", type=Path, default=None,
@@ -93,8 +128,8 @@ def _update_config(options: argparse.Namespace) -> UpdateConfig | None:
 
 
 def _init_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-nodemanager init",
-                                     description="create a node key and vessels")
+    parser = CliParser(prog="seattle-nodemanager init",
+                       description="create a node key and vessels (the node's first state)")
     parser.add_argument("--state", type=Path, required=True, help="state directory")
     parser.add_argument("--spec", type=Path, required=True, help="vessel spec (JSON)")
     return parser
@@ -134,18 +169,20 @@ class DhtOptions:
 
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
                      sandbox: bool = True, dht: DhtOptions = DhtOptions(),
+                     server_config: ServerConfig | None = None,
                      updates: UpdateConfig | None = None) -> bool:
     """Serve until cancelled; True if the updater asked for a restart (a new version)."""
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
     restart: list[bool] = []
+    config = replace(server_config or ServerConfig(),
+                     version=f"seattle-p2p-nodemanager {running_version()}")
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
         async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
             recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
-                                runner=recording or runner,
-                                config=ServerConfig(version=f"seattle-p2p-nodemanager {running_version()}"))
+                                runner=recording or runner, config=config)
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
@@ -193,19 +230,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["init"]:
         return main_init(args[1:])
-    options = _run_parser().parse_args(args)
+    parser = _run_parser()
+    options = parser.parse_args(args)
+    try:
+        config = ServerConfig(limits=port_limits(options.limit))
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     state_dir: Path = options.state
     if not (state_dir / STATE_FILE).exists():
-        print(f"no node state in {state_dir}; run 'seattle-nodemanager init' first",
-              file=sys.stderr)
+        print(f"seattle-nodemanager: no node state in {state_dir}; run "
+              f"'seattle-nodemanager init --state {state_dir} --spec SPEC.json' first", file=sys.stderr)
         return 2
     setup_logging(state_dir, options.verbose)
+    raise_fd_limit(config.limits.max_connections + SPARE_FDS)
     peers = [f"{h}:{p}" for h, p in options.bootstrap]
     try:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
                          advertise_host=options.advertise_host)
         restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                           not options.no_sandbox, dht, _update_config(options))
+                           not options.no_sandbox, dht, config, _update_config(options))
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:
@@ -216,12 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_init(argv: Sequence[str]) -> int:
     options = _init_parser().parse_args(argv)
-    try:
-        spec = parse_spec(options.spec.read_text())
-        node = init_node(options.state, spec)
-    except (OSError, NodeManagerError, StateError, CoreError) as exc:
-        print(f"init failed: {exc}", file=sys.stderr)
-        return 1
+    return run_main("seattle-nodemanager init", lambda: _init(options), verbose=False,
+                    failures=(NodeManagerError, StateError, CoreError))
+
+
+def _init(options: argparse.Namespace) -> int:
+    node = init_node(options.state, parse_spec(options.spec.read_text()))
     print(node.to_text())
     return 0
 

@@ -1,10 +1,10 @@
 """Request handlers (pure): ``handle(verified, view, now) -> Outcome``.
 
 Every operation is one entry in ``HANDLERS``. Authorization is decided here from the
-persisted vessel keys (SEATTLE.md §1.3): public calls need nothing, user calls need the
+persisted vessel keys (docs/seattle.md, Rights): public calls need nothing, user calls need the
 owner or a user key, owner calls the owner key (JoinVessels: owner of both vessels).
 
-Invariant (SEATTLE.md §2.3): split and join conserve resources exactly,
+Invariant (docs/seattle.md, Offcut, split and join): split and join conserve resources exactly,
 ``sum(vessels) + offcuts_held * offcut`` never changes.
 """
 
@@ -87,11 +87,12 @@ def handle(verified: Verified, view: NodeView, now: float) -> Outcome:
 
 def vessel_info(view: NodeView, vessel: Vessel) -> dict[str, object]:
     live = view.status_of(vessel.name)
+    program, args = view.programs.get(vessel.name, (None, ()))
     return {
         "name": vessel.name, "status": live.status, "exit_reason": live.exit_reason,
         "exit_code": live.exit_code, "advertise": vessel.advertise, "owner": vessel.owner.raw,
         "owner_info": vessel.owner_info, "users": [key.raw for key in vessel.users],
-        "usage": dict(live.usage),
+        "usage": dict(live.usage), "program": program, "args": list(args),
     }
 
 
@@ -127,11 +128,18 @@ def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
         "version": view.version, "protocol": m.PROTOCOL_VERSION,
         "revision": m.PROTOCOL_REVISION, "node": view.node.raw,
         "uptime": max(0.0, ctx.now - view.started_at), "vessels": len(view.vessels),
-        "running": running, "load": list(view.load),
+        "running": running, "load": list(view.load), **port_status(view),
     }
     if view.updates is not None:
         result["updates"] = dict(view.updates)
     return Outcome(result=result)
+
+
+def port_status(view: NodeView) -> dict[str, object]:
+    """GetNodeStatus's ``limits`` and ``connections`` maps (docs/protocol.md §10)."""
+    if view.port_limits is None or view.port_stats is None:
+        return {}
+    return {"limits": view.port_limits.as_dict(), "connections": view.port_stats.as_dict()}
 
 
 # ---- user calls ----

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import seattlecore
 from nodemanager import errors
 from nodemanager.messages import PROTOCOL_VERSION, REQUESTS, Request, decode_request
-from nodemanager.wire import REQUEST_DOMAIN, Envelope, read_request_body
+from nodemanager.wire import REQUEST_DOMAIN, Envelope, RequestBody, read_request_body
 from seattlecore import PublicKey
 
 TIME_WINDOW = 300.0
@@ -44,10 +44,14 @@ def read_nonce(envelope: Envelope) -> bytes | None:
 
 
 def authenticate(
-    envelope: Envelope, *, node: PublicKey, now: float, window: float = TIME_WINDOW
+    envelope: Envelope, *, node: PublicKey, now: float, window: float = TIME_WINDOW,
+    body: RequestBody | None = None,
 ) -> Verified:
-    """Check everything about a request that needs no vessel state; raise a RequestError."""
-    body = read_request_body(envelope.body)
+    """Check everything about a request that needs no vessel state; raise a RequestError.
+
+    ``body`` is ``read_request_body(envelope.body)`` if the caller already decoded it.
+    """
+    body = read_request_body(envelope.body) if body is None else body
     if body.version != PROTOCOL_VERSION:
         raise errors.UnsupportedVersion(
             f"protocol version {body.version} not supported (this node speaks {PROTOCOL_VERSION})"

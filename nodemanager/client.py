@@ -9,6 +9,8 @@ Example::
 
 Every call is signed by ``identity`` (if given) and addressed to the node key; the node key
 is either given or learnt from an unsigned GetVessels on first use (trust on first use).
+A request over 64 KiB on a connection where no signed call has succeeded yet is preceded
+by a signed GetNodeStatus: nodes take big frames only on trusted connections (protocol §10).
 Every response is verified: signed by that node key and bound to the request's nonce.
 An error response raises the matching ``nodemanager.errors.RequestError`` subclass.
 """
@@ -30,6 +32,7 @@ from nodemanager.wire import (
     HEADER,
     MAX_FRAME_BYTES,
     NONCE_BYTES,
+    PUBLIC_FRAME_BYTES,
     REQUEST_DOMAIN,
     Signer,
     frame,
@@ -57,6 +60,9 @@ class VesselInfo:
     owner_info: str
     users: tuple[PublicKey, ...]
     usage: Mapping[str, float] = field(default_factory=dict)
+    program: str | None = None
+    """The program last started (None: none since the node manager started, or reset)."""
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +87,10 @@ class NodeStatus:
     vessels: int
     running: int
     load: tuple[float, ...]
+    limits: Mapping[str, float] = field(default_factory=dict)
+    """The port's connection and request limits (docs/protocol.md §10)."""
+    connections: Mapping[str, int] = field(default_factory=dict)
+    """Connection counters: current, trusted, evicted, refused, delayed..."""
     updates: Mapping[str, Any] | None = None
     """Managed installs: running version, latest verified, last check (docs/updates.md)."""
 
@@ -119,7 +129,17 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         name=raw["name"], status=raw["status"], exit_reason=raw["exit_reason"],
         exit_code=raw["exit_code"], advertise=raw["advertise"], owner=PublicKey(raw["owner"]),
         owner_info=raw["owner_info"], users=tuple(PublicKey(k) for k in raw["users"]),
-        usage=dict(raw["usage"]))
+        usage=dict(raw["usage"]), **_program_of(raw))
+
+
+def _program_of(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``program``/``args`` of a GetVessels entry (absent from older nodes: none)."""
+    program, args = raw.get("program"), raw.get("args", [])
+    if program is not None and type(program) is not str:
+        raise BadResponse("GetVessels: program is not a string")
+    if type(args) is not list or not all(type(a) is str for a in args):
+        raise BadResponse("GetVessels: args is not a list of strings")
+    return {"program": program, "args": tuple(args)}
 
 
 class NodeClient:
@@ -141,6 +161,8 @@ class NodeClient:
         self._calls = 0
         self._errors = 0
         self._broken = False
+        self._trusted = False
+        """A signed call succeeded here, so the node may trust this connection (§10)."""
 
     @property
     def broken(self) -> bool:
@@ -211,6 +233,8 @@ class NodeClient:
                                node=self.node_key, nonce=nonce, timestamp=self._clock())
         if len(payload) + 64 > MAX_FRAME_BYTES:
             raise ClientError("request is larger than the maximum frame size")
+        if signed and not self._trusted and len(payload) > PUBLIC_FRAME_BYTES:
+            await self.call(m.GetNodeStatus(), sign=True)  # big frames need trust (§10)
         response = open_response(await self.exchange(payload), node=self.node_key, nonce=nonce)
         self._calls += 1
         if self.node_key is None:
@@ -218,6 +242,7 @@ class NodeClient:
         if not response.ok:
             self._errors += 1
             raise error_for_code(response.code or "", response.message or "")
+        self._trusted = self._trusted or signed
         assert response.result is not None
         return dict(response.result)
 
@@ -240,6 +265,8 @@ class NodeClient:
                           node=PublicKey(raw["node"]), uptime=raw["uptime"],
                           vessels=raw["vessels"], running=raw["running"],
                           load=tuple(raw["load"]), revision=int(raw.get("revision", 1)),
+                          limits=dict(raw.get("limits", {})),
+                          connections=dict(raw.get("connections", {})),
                           updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None)
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:

@@ -1,7 +1,7 @@
 """The node manager's operations: one frozen dataclass per request, and its wire schema.
 
 Each request class declares ``op`` (its wire name), ``right`` (who may call it: ``public``,
-``user`` or ``owner``; SEATTLE.md §1.3) and ``mutates`` (whether it changes vessel state, so the
+``user`` or ``owner``; docs/seattle.md, Rights) and ``mutates`` (whether it changes vessel state, so the
 server serialises it). Arguments travel as a msgpack map with str keys; ``SCHEMAS`` gives each
 argument's checker, which both validates values built locally (in ``__post_init__``) and
 converts values decoded from the wire. ``REQUESTS`` maps ``(version, op)`` to the class.
@@ -18,8 +18,9 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 2
-"""Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs."""
+PROTOCOL_REVISION = 4
+"""Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
+3 = GetVessels reports each vessel's program and arguments."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
@@ -91,9 +92,18 @@ def check_data(value: object) -> bytes:
     return value
 
 
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+"""Characters refused in text that is shown to people: C0/C1 controls (terminal escapes,
+newlines), line/paragraph separators and bidirectional overrides (spoofed display order)."""
+
+
 def check_owner_info(value: object) -> str:
-    if type(value) is not str or len(value) > MAX_OWNER_INFO or "\n" in value:
-        raise BadArguments(f"owner info must be at most {MAX_OWNER_INFO} chars, no newline")
+    if type(value) is not str or len(value) > MAX_OWNER_INFO:
+        raise BadArguments(f"owner info must be a string of at most {MAX_OWNER_INFO} chars")
+    bad = CONTROL_RE.search(value)
+    if bad is not None:
+        raise BadArguments(
+            f"owner info may not contain control characters (found U+{ord(bad.group()):04X})")
     return value
 
 
@@ -308,7 +318,7 @@ class ChangeUsers(VesselRequest):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChangeOwnerInformation(VesselRequest):
-    """Set the free-text owner information (at most 256 chars, no newline)."""
+    """Set the free-text owner information (at most 256 chars, no control characters)."""
 
     op: ClassVar[str] = "ChangeOwnerInformation"
     right: ClassVar[Right] = "owner"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nodemanager.admission import PortLimits, PortStats
 from sandbox import ResourceTable
 from seattlecore import PublicKey
 
@@ -64,6 +65,11 @@ class NodeView:
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     updates: Mapping[str, object] | None = None
     """The updater's status (running/latest verified version, last check), if it runs."""
+    programs: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """The program and arguments last started in each vessel since the daemon started."""
+    port_limits: PortLimits | None = None
+    """The limits the port enforces (None where no port is served, e.g. unit tests)."""
+    port_stats: PortStats | None = None
 
     def status_of(self, name: str) -> Live:
         report = self.live.get(name)

@@ -1,7 +1,11 @@
 """The node manager daemon's I/O shell (trio): TCP framing, timeouts, effects.
 
 One ``NodeServer`` per node. ``serve`` binds the listener and owns a nursery for the
-connections and for one watcher task per running program. For each frame:
+connections and for one watcher task per running program. Every new connection passes
+admission control first (``admission.py``: limits per address and prefix, eviction of idle
+public connections, a reserve for owners and users); a request that is not signed by a key
+with rights on a vessel waits for its tokens and then for the one-at-a-time public lane.
+For each frame:
 authenticate (pure) -> decide (``api.handle``, pure) -> commit the change and the nonce
 (one SQLite transaction) -> perform the effects -> send a signed response. Requests that
 change vessels are serialised by one lock; read-only ones run concurrently.
@@ -13,16 +17,19 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
 
 from nodemanager import api, errors, model
+from nodemanager.admission import Admission, Conn, PortLimits
 from nodemanager.auth import TIME_WINDOW, Verified, authenticate, read_nonce
 from nodemanager.files import VesselStore
+from nodemanager.listener import serve_tcp
 from nodemanager.state import NodeState
 from nodemanager.vessels import ProgramRunner, live_of, map_runner_errors
 from nodemanager.wire import (
@@ -30,11 +37,13 @@ from nodemanager.wire import (
     MAX_FRAME_BYTES,
     RESPONSE_DOMAIN,
     Envelope,
+    RequestBody,
     Response,
     Signer,
     frame,
     frame_length,
     open_envelope,
+    read_request_body,
     seal_response,
 )
 from seattlecore import KeyPair, PublicKey
@@ -42,6 +51,44 @@ from seattlecore import KeyPair, PublicKey
 log = logging.getLogger(__name__)
 
 VERSION = "seattle-p2p-nodemanager 0.1.0"
+REFUSAL_TIMEOUT = 1.0
+"""Seconds spent telling a refused newcomer ``Overloaded`` before hanging up."""
+SPARE_FDS = 128
+"""File descriptors kept free of connections (state database, logs, vessel processes)."""
+
+
+def peer_host(stream: trio.abc.Stream) -> str:
+    """The remote IP address of a socket stream (other streams count as one source)."""
+    socket = getattr(stream, "socket", None)
+    try:
+        return str(socket.getpeername()[0]) if socket is not None else "local"
+    except OSError:
+        return "unknown"
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Raise this process's RLIMIT_NOFILE soft limit towards ``wanted`` (up to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def fit_to_fd_limit(limits: PortLimits) -> PortLimits:
+    """Lower ``max_connections`` (and the reserve) to what RLIMIT_NOFILE allows.
+
+    Accepting past the limit would make ``accept`` fail with EMFILE for everyone,
+    owners included, which is the lock-out the limits exist to prevent.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - SPARE_FDS
+    if soft == resource.RLIM_INFINITY or limits.max_connections <= room:
+        return limits
+    fitted = max(2, room)
+    log.warning("RLIMIT_NOFILE is %d: serving at most %d connections instead of %d",
+                soft, fitted, limits.max_connections)
+    reserve = min(limits.reserved_connections, fitted // 2)
+    return replace(limits, max_connections=fitted, reserved_connections=reserve)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +101,8 @@ class ServerConfig:
     frame_timeout: float = 30.0
     """Seconds a frame may take to arrive once its first byte came (slow clients)."""
     send_timeout: float = 30.0
-    max_connections: int = 512
+    limits: PortLimits = field(default_factory=PortLimits)
+    """Connection and request limits of the port (nodemanager/admission.py)."""
     time_window: float = TIME_WINDOW
     version: str = VERSION
 
@@ -76,10 +124,11 @@ class FrameReader:
             self._buffer += chunk
         return True
 
-    async def next_frame(self) -> bytes | None:
+    async def next_frame(self, public: bool = False) -> bytes | None:
         """The next payload, or None on EOF, idle timeout or a too-slow frame.
 
-        Raises FrameTooLarge before reading the body of an oversized frame.
+        Raises FrameTooLarge before reading the body of an oversized frame; frames of a
+        ``public`` connection (admission.py) are held to ``limits.public_max_frame``.
         """
         with trio.move_on_after(self._config.idle_timeout):
             if not await self._fill(1):
@@ -89,7 +138,12 @@ class FrameReader:
         with trio.move_on_after(self._config.frame_timeout):
             if not await self._fill(HEADER.size):
                 return None
-            length = frame_length(bytes(self._buffer[: HEADER.size]), self._config.max_frame)
+            header = bytes(self._buffer[: HEADER.size])
+            length = frame_length(header, self._config.max_frame)
+            if public and length > self._config.limits.public_max_frame:
+                raise errors.FrameTooLarge(
+                    f"frame of {length} bytes on an unauthenticated connection: send a small "
+                    f"signed request first (limit {self._config.limits.public_max_frame} bytes)")
             if not await self._fill(HEADER.size + length):
                 return None
             payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
@@ -116,8 +170,13 @@ class NodeServer:
         self.clock = clock
         self.started_at = clock()
         self._lock = trio.Lock()
-        self._connections = 0
+        self.admission = Admission(self.config.limits)
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._public_lane = trio.Lock()
+        """Public requests are carried out one at a time (FIFO), so a crowd of them never
+        fills one trip through trio's scheduler ahead of an owner's request."""
         self._generation: dict[str, int] = {}
+        self._programs: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._advert_event = trio.Event()
         self.advert_generation = 0
         self._nursery: trio.Nursery | None = None
@@ -149,11 +208,10 @@ class NodeServer:
     ) -> None:
         """Listen on ``host:port`` until cancelled; ``task_status.started(bound_port)``."""
         self.reconcile()
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.admission = Admission(fit_to_fd_limit(self.config.limits), trio.current_time())
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await nursery.start(trio.serve_listeners, self.handle_connection, listeners)
-            bound = listeners[0].socket.getsockname()[1]
+            bound = await nursery.start(serve_tcp, self.handle_connection, host, port)
             log.info("node manager %s listening on %s:%d", self.node.short(), host, bound)
             task_status.started(bound)
 
@@ -178,32 +236,93 @@ class NodeServer:
     # ---- connections ----
 
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
-        """Serve requests on one connection until EOF, timeout or a fatal frame error."""
-        if self._connections >= self.config.max_connections:
-            await self._send(stream, self.error_payload(errors.Overloaded("too many connections")))
+        """Serve requests on one connection until EOF, timeout, eviction or a fatal error."""
+        opened = self.admission.open(peer_host(stream), trio.current_time())
+        for victim in opened.evicted:
+            self._scopes[victim.id].cancel()
+        if opened.shed:
+            log.debug("shed a newcomer from %s", peer_host(stream))
             await stream.aclose()
             return
-        self._connections += 1
-        try:
-            async with stream:
-                await self._serve_frames(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.debug("connection dropped by the peer")
-        finally:
-            self._connections -= 1
+        if opened.conn is None:
+            with trio.move_on_after(REFUSAL_TIMEOUT):
+                await self._send(stream, self.error_payload(
+                    errors.Overloaded("every connection slot is taken")))
+            await stream.aclose()
+            return
+        conn = opened.conn
+        with trio.CancelScope() as scope:
+            self._scopes[conn.id] = scope
+            try:
+                async with stream:
+                    await self._serve_frames(stream, conn)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.debug("connection dropped by the peer")
+            finally:
+                del self._scopes[conn.id]
+                self.admission.close(conn)
+        if scope.cancelled_caught:
+            log.debug("evicted a public connection from %s", conn.address)
 
-    async def _serve_frames(self, stream: trio.abc.Stream) -> None:
+    async def _serve_frames(self, stream: trio.abc.Stream, conn: Conn) -> None:
         reader = FrameReader(stream, self.config)
         while True:
             try:
-                payload = await reader.next_frame()
+                payload = await reader.next_frame(public=not conn.trusted)
             except errors.FrameTooLarge as exc:
                 await self._send(stream, self.error_payload(exc))
                 return
             if payload is None:
                 return
-            if not await self._send(stream, await self.respond(payload)):
+            response = await self._admit_and_answer(conn, payload)
+            if response is None or not await self._send(stream, response):
                 return
+            self.admission.end(conn, trio.current_time())
+
+    async def _admit_and_answer(self, conn: Conn, payload: bytes) -> bytes | None:
+        """Pace a public request (admission rule 4), answer it, trust the connection if due.
+
+        Privileged requests run at once; the others wait for their tokens, then for the
+        public lane (one at a time, FIFO). Returns None if the connection was evicted
+        meanwhile: it stays evictable until its request begins.
+        """
+        parsed = self._parse(payload)
+        claim = parsed is not None and self._claims_rights(*parsed)
+        if claim and not conn.must_pay:
+            return await self._answer_on(conn, payload, parsed, claim)
+        wait = self.admission.charge(conn, trio.current_time())
+        if wait > 0:
+            await trio.sleep(wait)
+        self.admission.paid(conn)
+        async with self._public_lane:
+            return await self._answer_on(conn, payload, parsed, claim)
+
+    async def _answer_on(self, conn: Conn, payload: bytes,
+                         parsed: tuple[Envelope, RequestBody] | None, claim: bool) -> bytes | None:
+        self.admission.begin(conn)
+        if conn.evicted:
+            return None
+        response, ok = await self._answer(payload, parsed)
+        if claim and ok:
+            self.admission.trust(conn)
+            conn.must_pay = False
+        elif claim and not conn.trusted:  # a forgery or replay: no free request next time
+            conn.must_pay = True
+        return response
+
+    @staticmethod
+    def _parse(payload: bytes) -> tuple[Envelope, RequestBody] | None:
+        try:
+            envelope = open_envelope(payload)
+            return envelope, read_request_body(envelope.body)
+        except errors.RequestError:
+            return None
+
+    def _claims_rights(self, envelope: Envelope, body: RequestBody) -> bool:
+        """Signed, and by a key with a right on some vessel (not yet verified)."""
+        key = body.requester
+        return envelope.signature is not None and key is not None and any(
+            vessel.may_use(key) for vessel in self.state.vessels.values())
 
     async def _send(self, stream: trio.abc.SendStream, payload: bytes) -> bool:
         with trio.move_on_after(self.config.send_timeout):
@@ -218,22 +337,29 @@ class NodeServer:
 
     async def respond(self, payload: bytes) -> bytes:
         """Answer one request payload with a signed response payload (never raises)."""
+        response, _ = await self._answer(payload)
+        return response
+
+    async def _answer(
+        self, payload: bytes, parsed: tuple[Envelope, RequestBody] | None = None,
+    ) -> tuple[bytes, bool]:
+        """The signed response payload, and whether the request succeeded."""
         envelope: Envelope | None = None
         try:
-            envelope = open_envelope(payload)
+            envelope, body = parsed or (open_envelope(payload), None)
             verified = authenticate(envelope, node=self.node, now=self.clock(),
-                                    window=self.config.time_window)
+                                    window=self.config.time_window, body=body)
             result = await self._execute(verified)
         except errors.RequestError as exc:
             log.debug("refused request: %s: %s", exc.code, exc)
             nonce = None if envelope is None else read_nonce(envelope)
-            return self.error_payload(exc, nonce)
+            return self.error_payload(exc, nonce), False
         except Exception:
             log.exception("internal error while handling a request")
             nonce = None if envelope is None else read_nonce(envelope)
-            return self.error_payload(errors.InternalError("internal error"), nonce)
+            return self.error_payload(errors.InternalError("internal error"), nonce), False
         response = Response(node=self.node, nonce=verified.nonce, ok=True, result=result)
-        return seal_response(self._signer, response)
+        return seal_response(self._signer, response), True
 
     # ---- decide, commit, act ----
 
@@ -265,7 +391,8 @@ class NodeServer:
             node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
             offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
             next_index=self.state.next_index, started_at=self.started_at,
-            load=os.getloadavg(),
+            load=os.getloadavg(), programs=dict(self._programs),
+            port_limits=self.admission.limits, port_stats=self.admission.statistics(),
             updates=None if self.update_status is None else self.update_status())
 
     # ---- effects ----
@@ -274,6 +401,7 @@ class NodeServer:
         directory = self.store.directory(effect.vessel)
         if not (directory / effect.program).is_file():
             raise errors.FileNotFound(f"program {effect.program!r} is not in {effect.vessel}")
+        self._programs[effect.vessel] = (effect.program, tuple(effect.args))
         try:
             with map_runner_errors("StartVessel"):
                 await self.runner.start(
@@ -321,6 +449,7 @@ class NodeServer:
             except errors.VesselNotRunning:
                 pass
         self.runner.forget(vessel)
+        self._programs.pop(vessel, None)
 
     async def _wipe_vessel(self, effect: model.WipeVessel) -> Mapping[str, object]:
         await self._halt(effect.vessel)

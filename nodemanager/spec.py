@@ -10,7 +10,7 @@ A spec is JSON::
                   "advertise": true,                  # optional
                   "resources": "<resource file text>" or {"cpu": 0.1, ...}}]}
 
-The installer is assumed to have paid one offcut per vessel already (SEATTLE.md §6.3), so a
+The installer is assumed to have paid one offcut per vessel already (docs/seattle.md, Installers), so a
 new node holds ``len(vessels)`` offcuts: joining two vessels returns one of them.
 """
 

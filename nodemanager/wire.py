@@ -1,6 +1,6 @@
 """Frames and signed envelopes of the node manager protocol (pure; docs/protocol.md).
 
-Layout (all msgpack, str map keys):
+Layout (all msgpack; str map keys, each at most once per map):
 
     frame    = length (4 bytes, big-endian, <= MAX_FRAME_BYTES) + payload
     payload  = [body: bin, signature: bin(64) | nil]
@@ -33,9 +33,15 @@ from seattlecore import KeyPair, PublicKey
 REQUEST_DOMAIN = b"seattle-nm-request-v1"
 RESPONSE_DOMAIN = b"seattle-nm-response-v1"
 MAX_FRAME_BYTES = MAX_FILE_BYTES + 64 * 1024
+PUBLIC_FRAME_BYTES = 64 * 1024
+"""Default largest frame on a connection that is not yet trusted (docs/protocol.md §10)."""
 HEADER = struct.Struct(">I")
 NONCE_BYTES = 16
 SIGNATURE_BYTES = 64
+
+
+class DuplicateKey(ValueError):
+    """Raised while unpacking when a map repeats a key (msgpack itself keeps the last)."""
 
 
 @contextmanager
@@ -43,13 +49,27 @@ def map_unpack_errors(error: type[Exception], what: str) -> Iterator[None]:
     """Translate msgpack's many exception types into one of ours."""
     try:
         yield
+    except DuplicateKey as exc:
+        raise error(f"{what}: {exc}") from exc
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise error(f"{what} is not valid msgpack: {type(exc).__name__}") from exc
 
 
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[Any] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"map key {str(key)[:64]!r} appears more than once")
+            seen.add(key)
+    return result
+
+
 def unpack(data: bytes) -> Any:
-    """Unpack one msgpack object (str keys, no extension types allowed later by checks)."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    """Unpack one msgpack object: str map keys, each at most once in its map (§1)."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True,
+                           object_pairs_hook=_unique_keys)
 
 
 def pack(obj: object) -> bytes:
@@ -153,6 +173,8 @@ def read_request_body(body: bytes) -> RequestBody:
         raise BadFrame(f"nonce must be {NONCE_BYTES} bytes")
     if type(stamp) not in (int, float) or stamp != stamp:
         raise BadFrame("ts must be a number (seconds since the epoch)")
+    if not isinstance(obj["args"], dict):
+        raise BadFrame("args must be a map")
     return RequestBody(
         version=version, op=op, args=obj["args"], nonce=nonce, timestamp=float(stamp),
         node=_optional_key(obj["node"], "node"),

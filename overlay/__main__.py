@@ -6,7 +6,8 @@
     seattle-dht crawl  --bootstrap HOST:PORT [--max N] [--json]
     seattle-dht serve  [--host H] [--port P] [--bootstrap HOST:PORT] [--state DIR]
 
-USERKEY is 64 hex digits or a path to a ``NAME.publickey`` file. Exit status: 0 success,
+USERKEY is 64 hex digits or a path to a ``NAME.publickey`` file. ``--json``, ``--timeout``,
+``--bind`` and ``-v`` may come before or after the subcommand. Exit status: 0 success,
 1 the DHT could not be reached, 2 bad usage.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +32,17 @@ from overlay.errors import OverlayError, OverlayUsageError
 from overlay.node import DhtConfig, serve_dht
 from overlay.results import LookupResult
 from overlay.status import read_status_file
-from seattlecore import CoreError, PublicKey, load_public
+from seattlecore import (
+    CliParser,
+    CoreError,
+    GlobalOption,
+    PublicKey,
+    add_global_options,
+    load_public,
+    run_main,
+    subparser,
+    verbose_option,
+)
 
 Output = dict[str, Any]
 
@@ -114,8 +126,19 @@ async def cmd_serve(args: argparse.Namespace) -> Output:
     config = DhtConfig(host=args.host, port=args.port, bootstrap=tuple(boot), state_dir=state)
     async with trio.open_nursery() as nursery:
         node = await nursery.start(lambda task_status: serve_dht(config=config, task_status=task_status))
-        logging.getLogger("overlay").warning("DHT node listening on %s:%d", args.host, node.port)
+        print(serving_text(args.host, node.port), flush=True)
     return {}
+
+
+def serving_text(host: str, port: int) -> str:
+    """What ``serve`` prints once it listens: its address and how others join through it."""
+    where = f"{host}:{port}"
+    return (f"DHT node listening on {where} (UDP); Ctrl-C stops it\n"
+            f"use it as a bootstrap peer:\n"
+            f"  seattle-nodemanager --state DIR --bootstrap {where}\n"
+            f"  seattle-installer build ... --bootstrap {where}\n"
+            f"  seash --bootstrap {where}\n"
+            f"  seattle-dht status --node {where}")
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -216,28 +239,55 @@ COMMANDS = {
 }
 
 
+GLOBAL_OPTIONS = [
+    GlobalOption(("--json",), {"action": "store_true", "default": False,
+                               "help": "print JSON instead of tables"}),
+    GlobalOption(("--timeout",), {"type": float, "default": 10.0, "metavar": "S",
+                                  "help": "seconds to wait for the DHT (default 10)"}),
+    GlobalOption(("--bind",), {"default": "127.0.0.1", "metavar": "HOST",
+                               "help": "local address for client sockets (default 127.0.0.1)"}),
+    verbose_option(),
+]
+NODE_HELP = "ask the DHT node at HOST:PORT (its UDP port)"
+STATE_HELP = "read a node manager's or DHT node's status file in DIR"
+BOOT_HELP = "a DHT peer to start from (repeatable)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-dht", description=__doc__.split("\n")[0])
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("--bind", default="127.0.0.1", help="local address for client sockets")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    lookup = sub.add_parser("lookup", help="find the adverts for a user key")
-    lookup.add_argument("userkey")
+    parser = CliParser(prog="seattle-dht", description=__doc__.split("\n")[0],
+                       epilog="exit status: 0 ok, 1 the DHT could not be reached, 2 bad usage")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    lookup = subparser(sub, "lookup", help="find the adverts for a user key",
+                       description="find the verified adverts stored under a user key")
+    lookup.add_argument("userkey", metavar="USERKEY", help="64 hex digits or NAME.publickey")
     for name in ("status", "peers"):
-        p = sub.add_parser(name, help=f"show a node's {name}")
-        p.add_argument("--node")
-        p.add_argument("--state")
-    crawl = sub.add_parser("crawl", help="walk the network and count live nodes")
-    crawl.add_argument("--max", type=int, default=10_000)
-    serve = sub.add_parser("serve", help="run a standalone DHT node (bootstrap server)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0)
-    serve.add_argument("--state")
+        p = subparser(sub, name, help=f"show a node's {name}", description=f"show a DHT node's {name}")
+        p.add_argument("--node", metavar="HOST:PORT", help=NODE_HELP)
+        p.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    crawl = subparser(sub, "crawl", help="walk the network and count live nodes",
+                      description="walk the DHT from a bootstrap peer and count live nodes")
+    crawl.add_argument("--max", type=int, default=10_000, metavar="N",
+                       help="stop after N nodes (default 10000)")
+    serve = subparser(sub, "serve", help="run a standalone DHT node (bootstrap server)",
+                      description="run a DHT node until Ctrl-C; others can bootstrap from it")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="UDP port (default: any free port)")
+    serve.add_argument("--state", metavar="DIR", help="keep the node id and a status file in DIR")
     for p in (lookup, crawl, serve, sub.choices["peers"]):
-        p.add_argument("--bootstrap", action="append", metavar="HOST:PORT")
+        p.add_argument("--bootstrap", action="append", metavar="HOST:PORT", help=BOOT_HELP)
+    add_global_options(parser, sub.choices.values(), GLOBAL_OPTIONS)
     return parser
+
+
+def check_hosts(args: argparse.Namespace) -> None:
+    """Resolve every HOST:PORT given, so a typo is one clear line, not a resolver traceback."""
+    given = [*(getattr(args, "bootstrap", None) or []), getattr(args, "node", None)]
+    for text in [t for t in given if t]:
+        host, port = parse_hostport(text)
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise OverlayError(f"cannot resolve {host!r} in {text!r}: {exc.strerror}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,17 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    return run_main("seattle-dht", lambda: _run(args), verbose=args.verbose,
+                    usage=(OverlayUsageError, CoreError), failures=(OverlayError,))
+
+
+def _run(args: argparse.Namespace) -> int:
     run, render = COMMANDS[args.command]
-    try:
-        doc = trio.run(run, args)
-    except (OverlayUsageError, CoreError) as exc:
-        print(f"seattle-dht: {exc}", file=sys.stderr)
-        return 2
-    except OverlayError as exc:
-        print(f"seattle-dht: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    check_hosts(args)
+    doc = trio.run(run, args)
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:

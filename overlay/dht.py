@@ -1,24 +1,24 @@
 """The only module that imports kademlia: the subclasses that make it an advert directory.
 
-What each subclass fixes (see docs/overlay.md and KADEMLIA.md section numbers):
+What each subclass fixes (the defects K1-K8 are in docs/kademlia-fixes.md):
 
 * ``AdStorage`` (IStorage): validates and merges every STORE into an ``AdvertStore``
-  instead of last-writer-wins (§6.2-6.5); bounded; reads return paged record lists.
+  instead of last-writer-wins (K1); bounded; reads return paged record lists.
 * ``FixedRoutingTable``: ``find_neighbors`` is an exact ``nsmallest`` over all contacts
-  (the TableTraverser lost-key bug, §7.1).
-* ``AdProtocol``: 1 s RPC timeout (§7.5); an explicit handler table instead of
+  (the lost-neighbours bug, K2).
+* ``AdProtocol``: 1 s RPC timeout (K5); an explicit handler table instead of
   ``getattr("rpc_" + name)``; datagrams are parsed and answered synchronously inside
   ``datagram_received`` with every error caught and counted, so garbage cannot raise into
-  the event loop (§4, §9.1); late replies to cancelled calls are ignored instead of raising
+  the event loop (K6, K7); late replies to cancelled calls are ignored instead of raising
   ``InvalidStateError``; a per-source rate limit; ``welcome_if_new`` uses the storage key
-  itself (the double-hash bug, §7.2) and sends bounded record batches; an empty node id marks
+  itself (the double-hash bug, K3) and sends bounded record batches; an empty node id marks
   a short-lived client that is answered but never added to routing tables.
 * ``SoftRounds`` (both crawls): a round no longer waits the full RPC timeout for a dead
   peer once live peers have answered: stragglers slower than ``SOFT_FACTOR`` x the first
   reply (at least ``SOFT_MIN``) are dropped from this crawl (not from routing tables), so
   churn costs a fraction of a second per round instead of the whole timeout.
 * ``MergingValueSpiderCrawl``: does not stop at the first value; it contacts all k closest,
-  fetches every page, and returns the union of records with their sources (§7.3).
+  fetches every page, and returns the union of records with their sources (K4).
 * ``AdServer``: no ``get``/``set``; publish = k-closest crawl + batched STOREs; lookup = local
   records + merging crawl (no local short-circuit); refresh driven by the caller's timer.
 """
@@ -166,7 +166,7 @@ class AdStorage(IStorage):  # type: ignore[misc]
 
 
 class FixedRoutingTable(RoutingTable):  # type: ignore[misc]
-    """``find_neighbors`` as an exact k-nearest over every contact (fixes §7.1)."""
+    """``find_neighbors`` as an exact k-nearest over every contact (fixes K2)."""
 
     def find_neighbors(self, node: Node, k: int | None = None, exclude: Node | None = None) -> list[Node]:
         k = k or self.ksize
@@ -382,11 +382,11 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         return self.handle_call_response(result, node_to_ask)
 
     def welcome_if_new(self, node: Node) -> None:
-        """Add a new contact; hand it the records it is now among the closest for (§2.5)."""
+        """Add a new contact; hand it the records it is now among the closest for (Kademlia paper §2.5)."""
         if not self.router.is_new_node(node):
             return
         for key, value in self.storage:
-            keynode = Node(key)  # storage keys are already digests (fixes §7.2)
+            keynode = Node(key)  # storage keys are already digests (fixes K3)
             neighbors = self.router.find_neighbors(keynode)
             if neighbors:
                 new_close = node.distance_to(keynode) < neighbors[-1].distance_to(keynode)

@@ -3,7 +3,7 @@
 ``serve_dht`` (a trio service) and ``open_dht_node`` (an async context manager) start an
 ``AdServer`` on a trio_asyncio loop opened inside the caller's trio run. The loop gets a
 logging-only exception handler at once, so a stray asyncio task exception (kademlia's own
-``ensure_future`` calls) is logged instead of crashing ``trio.run`` (KADEMLIA.md §9.1).
+``ensure_future`` calls) is logged instead of crashing ``trio.run`` (docs/kademlia-fixes.md K7).
 Periodic work (bucket refresh and replication, the status file) runs in a nursery owned by
 the node; leaving the context stops it and closes the socket.
 """

@@ -13,14 +13,20 @@ from pathlib import Path
 
 import trio
 
+from sandbox.api import EXIT
 from sandbox.errors import ProgramStartError, SandboxError
+from sandbox.repy import RepyArgumentError
 from sandbox.resources import ResourceTable, parse_resources
 from sandbox.supervisor import Supervisor, VesselReport
 from sandbox.vesselfiles import check_filename
+from seattlecore import CliParser, run_main
+
+USAGE_ERRORS = (SandboxError, RepyArgumentError)
+"""A bad resource file or program name: exit status 2 (other failures: 1)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seattle-sandbox", description=__doc__)
+    parser = CliParser(prog="seattle-sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run PROGRAM.py in a sandboxed vessel and print its log")
     run.add_argument("--resources", type=Path, help="resource file (default: built-in)")
@@ -28,10 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, help="stop the program after N s")
     run.add_argument("--no-harden", action="store_true", help="skip the OS layers (debugging)")
     run.add_argument("-v", "--verbose", action="store_true", help="show supervisor logging")
-    run.add_argument("program", type=Path)
-    run.add_argument("args", nargs=argparse.REMAINDER)
+    run.add_argument("program", type=Path, metavar="PROGRAM.py", help="the vessel program")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                     help="its arguments (callargs)")
     check = sub.add_parser("check", help="compile PROGRAM.py under the policy; do not run it")
-    check.add_argument("program", type=Path)
+    check.add_argument("program", type=Path, metavar="PROGRAM.py", help="the vessel program")
+    port = sub.add_parser("port", help="convert a Python 2 Repy program to this dialect")
+    port.add_argument("program", type=Path, metavar="OLD.r2py", help="the Seattle program")
+    port.add_argument("-o", "--output", type=Path, help="write the result here (default: stdout)")
     return parser
 
 
@@ -85,6 +95,10 @@ async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
+CLEAN_EXITS = (EXIT.normal, EXIT.exitall)
+"""A program that ran to its end or called ``exitall()`` ended normally (as in Seattle)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ending:
     """How a local run ended: the report, the timeout that stopped it, a closed stdout."""
@@ -99,7 +113,7 @@ class Ending:
             return None
         if self.timed_out is not None:
             return f"timed out after {self.timed_out:g} s"
-        if self.report.exit_code == 0 and self.report.status == "Terminated":
+        if self.report.exit_code in CLEAN_EXITS and self.report.status == "Terminated":
             return None
         return f"{self.report.status}: {self.report.exit_reason}"
 
@@ -111,21 +125,22 @@ class Ending:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return _check(args.program)
+        return run_main("seattle-sandbox", lambda: _check(args.program), verbose=False,
+                        usage=USAGE_ERRORS)
+    if args.command == "port":
+        return run_main("seattle-sandbox", lambda: _port(args.program, args.output),
+                        verbose=False, usage=USAGE_ERRORS)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        table = parse_resources(args.resources.read_text()) if args.resources else default_resources()
-        with tempfile.TemporaryDirectory(prefix="vessel-") as scratch:
-            vessel_dir = args.dir or Path(scratch)
-            vessel_dir.mkdir(parents=True, exist_ok=True)
-            ending = trio.run(run_program, args, table, vessel_dir)
-    except (SandboxError, OSError) as exc:
-        print(f"seattle-sandbox: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # e.g. a Repy argument error for a bad file name
-        print(f"seattle-sandbox: {exc}", file=sys.stderr)
-        return 2
+    return run_main("seattle-sandbox", lambda: _run(args), verbose=args.verbose, usage=USAGE_ERRORS)
+
+
+def _run(args: argparse.Namespace) -> int:
+    table = parse_resources(args.resources.read_text()) if args.resources else default_resources()
+    with tempfile.TemporaryDirectory(prefix="vessel-") as scratch:
+        vessel_dir = args.dir or Path(scratch)
+        vessel_dir.mkdir(parents=True, exist_ok=True)
+        ending = trio.run(run_program, args, table, vessel_dir)
     if ending.broken_pipe:  # like `| head`: quiet, and no second error at interpreter exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     message = ending.message()
@@ -144,6 +159,29 @@ def _check(program: Path) -> int:
         return 1
     print(f"{program}: ok")
     return 0
+
+
+def _port(program: Path, output: Path | None) -> int:
+    """Convert; the program goes to ``output`` or stdout, the report to stderr."""
+    from sandbox.port import port_source
+
+    try:
+        source = program.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"seattle-sandbox: cannot read {program}: {exc}", file=sys.stderr)
+        return 2
+    result = port_source(source, program.name)
+    if output is None:
+        sys.stdout.write(result.source)
+    else:
+        output.write_text(result.source, "utf-8")
+    for line in result.changes:
+        print(f"{program}: changed: {line}", file=sys.stderr)
+    for line in result.problems:
+        print(f"{program}: NOT CONVERTED: {line}", file=sys.stderr)
+    verdict = "ready to run" if result.clean else f"{len(result.problems)} problem(s) left"
+    print(f"{program}: {len(result.changes)} change(s), {verdict}", file=sys.stderr)
+    return 0 if result.clean else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The Repy V2 API handed to a vessel program (SEATTLE.md §3.2), assembled per vessel.
+"""The Repy V2 API handed to a vessel program (docs/seattle.md, The program's API), assembled per vessel.
 
 Everything here runs inside the vessel child. Arguments are checked by exact type, so str
 or int subclasses with lying methods never reach a host-side check.
@@ -10,25 +10,25 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
-from sandbox.compiler import PROGRAM_FILENAME, CompileFailed, compile_program
+from sandbox.dylink import Linker, library_read_charge
+from sandbox.namespaces import VirtualNamespace, format_user_traceback
 from sandbox.nanny import Nanny
-from sandbox.policy import build_globals
-from sandbox.repy import (
-    CodeUnsafeError,
-    ContextUnsafeError,
-    LockDoubleReleaseError,
-    RepyArgumentError,
-)
+from sandbox.policy import build_builtins
+from sandbox.repy import LockDoubleReleaseError, RepyArgumentError
+from sandbox.resources import RENEWABLE, ResourceTable
+from sandbox.safedict import view_of
 from sandbox.vesselfiles import VesselFiles, disk_use
 from sandbox.vesselnet import VesselNet
 
+__all__ = ["EXIT", "ExitCodes", "Host", "VesselRuntime", "format_user_traceback", "rss_bytes"]
+
 MAX_SLEEP = 10 * 365 * 86400.0
 MAX_LOG_LINE = 1 << 20
+DISK_CACHE = 0.5
 
 
 class Host(Protocol):
@@ -93,32 +93,6 @@ class LogPrinter:
         self._emit(sep.join(str(o) for o in objects) + end)
 
 
-class VirtualNamespace:
-    """``createvirtualnamespace(code, name)``: code checked now, run by ``evaluate``."""
-
-    __slots__ = ("_code", "_runtime")
-
-    def __init__(self, runtime: VesselRuntime, code: object, name: object) -> None:
-        if type(code) is not str or type(name) is not str:
-            raise RepyArgumentError("code and name must be str")
-        result = compile_program(code, filename=PROGRAM_FILENAME)
-        if isinstance(result, CompileFailed):
-            raise CodeUnsafeError("; ".join(result.errors))
-        self._code = result.code
-        self._runtime = runtime
-
-    def evaluate(self, context: object) -> dict[str, Any]:
-        if type(context) is not dict:
-            raise RepyArgumentError("context must be a dict")
-        for key in context:
-            if type(key) is not str or key.startswith("_"):
-                raise ContextUnsafeError(f"context key {key!r} is not allowed")
-        namespace = self._runtime.namespace()
-        namespace.update(context)
-        exec(self._code, namespace)
-        return {k: v for k, v in namespace.items() if not k.startswith("_")}
-
-
 class VesselRuntime:
     """Owns the nanny, file table, socket factory and the API dict of one vessel."""
 
@@ -133,9 +107,15 @@ class VesselRuntime:
         self.net = VesselNet(nanny, my_ip)
         self.started = time.monotonic()
         self.my_ip = my_ip
-        self.baseline_rss = 0
+        self._baseline_rss = 0
+        self._baseline_cpu = (0.0, 0.0)
+        self._main_thread = threading.get_ident()
+        self._disk_cache = (0, float("-inf"))
         nanny.items["events"].used += 1  # the main thread is an event, as in Seattle
         self._log_lock = threading.Lock()
+        self.builtins = build_builtins(self._printer)
+        self.api = self._api()
+        self.linker = Linker(self, frozenset(self.api))
 
     def _disk_full(self, reason: str) -> None:
         self.host.hard_exit(EXIT.resource, reason)
@@ -158,6 +138,20 @@ class VesselRuntime:
         deadline = time.monotonic() + float(seconds)  # type: ignore[arg-type]
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(left)
+
+    @property
+    def baseline_rss(self) -> int:
+        """RSS when the program started; the runner sets it just before the program runs.
+
+        CPU is counted from the same moment (process and main-thread time), so the
+        interpreter's start-up and the policy compile are not the program's usage.
+        """
+        return self._baseline_rss
+
+    @baseline_rss.setter
+    def baseline_rss(self, value: int) -> None:
+        self._baseline_rss = value
+        self._baseline_cpu = (process_cpu(), time.thread_time())
 
     def getruntime(self) -> float:
         return time.monotonic() - self.started
@@ -192,14 +186,33 @@ class VesselRuntime:
     def getthreadname(self) -> str:
         return threading.current_thread().name
 
-    def getresources(self) -> tuple[dict[str, Any], dict[str, float], list[tuple[float, float]]]:
-        limits: dict[str, Any] = self.nanny.table.as_dict()
-        usage = self.nanny.usage()
-        times = os.times()
-        usage["cpu"] = times.user + times.system
-        usage["memory"] = float(max(0, rss_bytes() - self.baseline_rss))
-        usage["diskused"] = float(disk_use(self.dir_fd))
-        return limits, usage, self.host.stoptimes()
+    def getresources(self) -> tuple[dict[str, Any], dict[str, Any], list[tuple[float, float]]]:
+        """Seattle's ``(limits, usage, stoptimes)``: copies, with Seattle's types."""
+        usage: dict[str, Any] = dict(self.nanny.usage())
+        process, main_thread = self._baseline_cpu
+        usage["cpu"] = max(0.0, process_cpu() - process)
+        thread = time.thread_time()
+        usage["threadcpu"] = max(0.0, thread - main_thread) if self._is_main() else thread
+        usage["memory"] = max(0, rss_bytes() - self.baseline_rss)
+        usage["diskused"] = self._disk_used()
+        return seattle_limits(self.nanny.table), usage, self._stoptimes()
+
+    def _disk_used(self) -> int:
+        """Disk use, recounted at most every DISK_CACHE seconds (Seattle's was a cached
+        figure from its monitor too); a directory scan costs more than the rest of
+        getresources()."""
+        now = time.monotonic()
+        if now - self._disk_cache[1] > DISK_CACHE:
+            self._disk_cache = (disk_use(self.dir_fd), now)
+        return self._disk_cache[0]
+
+    def _is_main(self) -> bool:
+        return threading.get_ident() == self._main_thread
+
+    def _stoptimes(self) -> list[tuple[float, float]]:
+        """The supervisor's stops, as Seattle gave them: (getruntime() at the stop, seconds)."""
+        offset = time.time() - self.getruntime()
+        return [(round(when - offset, 3), seconds) for when, seconds in self.host.stoptimes()]
 
     def getlasterror(self) -> str | None:
         if sys.exc_info()[0] is None:
@@ -209,9 +222,9 @@ class VesselRuntime:
     def getmyip(self) -> str:
         return self.my_ip
 
-    def namespace(self) -> dict[str, Any]:
-        """A fresh global namespace for a program or a virtual namespace."""
-        api: dict[str, Any] = {
+    def _api(self) -> dict[str, Any]:
+        """The Repy API functions every program namespace starts with."""
+        return {
             "log": self.log, "sleep": self.sleep, "getruntime": self.getruntime,
             "randombytes": self.randombytes, "exitall": self.exitall,
             "createthread": self.createthread, "createlock": RepyLock,
@@ -224,27 +237,61 @@ class VesselRuntime:
             "sendmessage": self.net.sendmessage, "listenformessage": self.net.listenformessage,
             "gethostbyname": self.net.gethostbyname,
             "createvirtualnamespace": self.createvirtualnamespace,
-            "callargs": list(self.args),
         }
-        return build_globals(api, self._printer)
+
+    def namespace(self, callfunc: str = "initialize", args: list[str] | None = None) -> dict[str, Any]:
+        """A fresh program namespace: Seattle's user context.
+
+        The API, ``mycontext = {}``, ``callfunc``, ``callargs``, ``usercontext`` (a SafeDict
+        view of this namespace: Seattle's ``_context``) and the ``dy_*`` import functions.
+        """
+        namespace: dict[str, Any] = {"__builtins__": self.builtins, "__name__": "vessel"}
+        namespace.update(self.api)
+        namespace["mycontext"] = {}
+        namespace["callfunc"] = callfunc
+        namespace["callargs"] = list(self.args if args is None else args)
+        namespace["usercontext"] = view_of(namespace)
+        self.linker.bind(namespace)
+        return namespace
+
+    def prepare_context(self, namespace: dict[str, Any]) -> None:
+        """What ``evaluate`` adds to a context: the builtins (hidden from the program)."""
+        namespace["__builtins__"] = self.builtins
+        namespace.setdefault("__name__", "vessel")
 
     def _printer(self, _getattr_: object = None) -> LogPrinter:
         """RestrictedPython's ``_print_`` hook, called once per function that prints."""
         return LogPrinter(self.emit)
 
     def createvirtualnamespace(self, code: object, name: object) -> VirtualNamespace:
-        return VirtualNamespace(self, code, name)
+        return VirtualNamespace(self.prepare_context, code, name)
+
+    def read_vessel_file(self, name: str) -> str:
+        """A library's text from the vessel, charged as openfile + readat."""
+        handle = self.files.openfile(name, False)
+        try:
+            data = handle.readat(None, 0)
+        finally:
+            handle.close()
+        return data.decode("utf-8", "replace")
+
+    def charge_library_read(self, size: int) -> None:
+        self.nanny.charge("fileread", library_read_charge(size))
 
 
-def format_user_traceback() -> str:
-    """The current exception's traceback, keeping only frames of vessel code."""
-    kind, value, tb = sys.exc_info()
-    frames = [f for f in traceback.extract_tb(tb) if f.filename == PROGRAM_FILENAME]
-    lines = ["Traceback (most recent call last):\n"]
-    lines += [f'  line {f.lineno}, in {f.name}\n' for f in frames]
-    name = kind.__name__ if kind else "Exception"
-    lines.append(f"{name}: {value}\n")
-    return "".join(lines)
+def seattle_limits(table: ResourceTable) -> dict[str, Any]:
+    """The limits dict as Seattle typed it: rates float, counts and sizes int, ports sets."""
+    limits: dict[str, Any] = {
+        kind: float(value) if kind in RENEWABLE else int(value) for kind, value in table.values.items()
+    }
+    limits["messport"] = set(table.messport)
+    limits["connport"] = set(table.connport)
+    return limits
+
+
+def process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def rss_bytes() -> int:

@@ -29,6 +29,14 @@ AUG_OPS: dict[type[ast.operator], str] = {
 RUNTIME_CHECKED = frozenset({"obj"})
 """Attribute names checked per object at run time (``AttributeError.obj`` leaks its target)."""
 PROGRAM_FILENAME = "<vessel>"
+EXTRA_METHOD_NAMES = frozenset({"__str__", "__repr__", "__iter__", "__next__"})
+"""Methods a vessel class may define beyond RestrictedPython's (``__init__``, comparisons).
+
+Seattle allowed ``__str__``, ``__repr__`` and ``__iter__``; Python 3 iteration needs
+``__next__``. Only host code that already treats the object as untrusted calls them
+(``str()`` in ``log``, ``iter()`` in a ``for``); ``__del__``, ``__hash__`` and ``__getattr__``
+stay refused (finalizers run inside host locks; a lying hash would fool the host's sets).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,12 @@ def attribute_forbidden(name: str) -> bool:
 
 class VesselPolicy(RestrictingNodeTransformer):
     """RestrictedPython's transformer with Seattle's extra rules."""
+
+    def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
+        """RestrictedPython's name rule, plus ``EXTRA_METHOD_NAMES`` for indented defs."""
+        if allow_magic_methods and name in EXTRA_METHOD_NAMES and node.col_offset != 0:
+            return
+        super().check_name(node, name, allow_magic_methods)
 
     def visit_Constant(self, node: ast.Constant) -> Any:
         if isinstance(node.value, str | bytes) and _has_dunder(node.value):

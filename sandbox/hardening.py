@@ -1,6 +1,6 @@
 """OS hardening applied inside a freshly started vessel process, before untrusted code runs.
 
-Layers, in the order ``apply_hardening`` applies them (SANDBOX.md §3.1 step 2):
+Layers, in the order ``apply_hardening`` applies them (docs/isolation.md, The layers):
 
 1. rlimits: CORE 0, FSIZE = disk limit (SIGXFSZ ignored, so writes fail with EFBIG),
    NOFILE, CPU backstop (SIGXCPU at the soft limit, SIGKILL 5 s later).

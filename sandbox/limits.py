@@ -23,6 +23,9 @@ class CpuThrottle:
 
     share: float
     burst: float = 0.05
+    window: float = 0.1
+    """A stop comes once the program ran ``window`` s of wall time over its share (Seattle
+    sampled every 0.1 s, so a busy program at 0.1 of a core runs 0.1 s, stops 0.9 s)."""
     credit: float = 0.0
     last_now: float | None = None
     last_cpu: float = 0.0
@@ -37,9 +40,14 @@ class CpuThrottle:
         used = max(0.0, cpu_seconds - self.last_cpu)
         self.last_now, self.last_cpu = now, cpu_seconds
         self.credit = min(self.burst, self.credit + elapsed * self.share - used)
-        if self.credit >= 0 or self.share <= 0:
-            return 0.0 if self.share > 0 or used == 0 else 1.0
+        if self.share <= 0:
+            return 0.0 if used == 0 else 1.0
+        if self.credit >= min(0.0, 1e-9 - self.window * (1.0 - self.share)):
+            return 0.0
         stop = -self.credit / self.share
+        longest = self.window * (1.0 - self.share) / self.share
+        if longest > 0:  # a late sample does not make a longer stop; the rest of the debt waits
+            stop = min(stop, longest)
         self.stopped_total += stop
         return stop
 

@@ -9,6 +9,8 @@ Invariant: a rate bucket's level drains at ``limit`` units per second and never 
 a caller that pushes it over ``burst = BURST_SECONDS * limit`` waits ``(level - burst) / limit``
 seconds, so over any window of T seconds a resource moves at most ``limit * (T + 0.1)``
 units. (Seattle allowed a whole second of burst; 0.1 s keeps short measurements honest.)
+As in Seattle, the level drains only when the resource is charged again: ``getresources()``
+reports the level left by the last charge (4096 after one ``listfiles()``, however late).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox.repy import ResourceExhaustedError, ResourceForbiddenError
-from sandbox.resources import ITEMS, RENEWABLE, ResourceTable
+from sandbox.resources import ITEMS, PORTS, RENEWABLE, ResourceTable
 
 BURST_SECONDS = 0.1
 
@@ -48,9 +50,8 @@ class RateBucket:
             return float("inf") if self.level > 0 else 0.0
         return max(0.0, (self.level - BURST_SECONDS * self.limit) / self.limit)
 
-    def rate_used(self, now: float) -> float:
-        """The current level (Seattle reports this as the usage of a renewable)."""
-        self.drain(now)
+    def rate_used(self) -> float:
+        """The level left by the last charge (Seattle reports this as the usage)."""
         return self.level
 
 
@@ -79,7 +80,8 @@ class Nanny:
     sleeper: Callable[[float], None] = time.sleep
     buckets: dict[str, RateBucket] = field(init=False)
     items: dict[str, ItemCounter] = field(init=False)
-    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    ports_used: dict[str, set[int]] = field(init=False)
+    _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
     _rate_locks: dict[str, threading.Lock] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +91,7 @@ class Nanny:
         }
         self._rate_locks = {kind: threading.Lock() for kind in self.buckets}
         self.items = {kind: ItemCounter(int(self.table[kind])) for kind in ITEMS}
+        self.ports_used = {kind: set() for kind in PORTS}
 
     def charge(self, kind: str, amount: float) -> None:
         """Charge ``amount`` of a renewable and sleep until it drains under the limit.
@@ -104,7 +107,13 @@ class Nanny:
             if wait > 0:
                 self.sleeper(wait)
 
+    def wait(self, kind: str) -> None:
+        """Seattle's ``tattle_quantity(kind, 0)``: block while the resource is over budget."""
+        self.charge(kind, 0)
+
     def add_item(self, kind: str) -> None:
+        """Count one more item; the lock is re-entrant because a collected handle may
+        release its item from inside another call (``__del__`` runs where GC runs)."""
         with self._lock:
             self.items[kind].add(kind)
 
@@ -115,15 +124,18 @@ class Nanny:
     def check_port(self, kind: str, port: int) -> None:
         """Raise ResourceForbiddenError unless ``port`` is granted under ``kind``."""
         if port not in self.table.ports(kind):
-            granted = sorted(self.table.ports(kind))
-            raise ResourceForbiddenError(f"local port {port} is not in this vessel's {kind} {granted}")
-
-    def usage(self) -> dict[str, float]:
-        """Current levels of rates and counts of items."""
-        now = self.clock()
+            raise ResourceForbiddenError(f"local port {port} is not allowed ({kind})")
         with self._lock:
-            out = {kind: bucket.rate_used(now) for kind, bucket in self.buckets.items()}
-            out.update({kind: float(counter.used) for kind, counter in self.items.items()})
+            self.ports_used[kind].add(port)
+
+    def usage(self) -> dict[str, float | int | set[int]]:
+        """Seattle's usage dict: rate levels (floats), item counts (ints), ports used (sets)."""
+        with self._lock:
+            out: dict[str, float | int | set[int]] = {
+                kind: bucket.rate_used() for kind, bucket in self.buckets.items()
+            }
+            out.update({kind: counter.used for kind, counter in self.items.items()})
+            out.update({kind: set(ports) for kind, ports in self.ports_used.items()})
         return out
 
     def totals(self) -> dict[str, float]:

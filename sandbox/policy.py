@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import builtins
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from RestrictedPython.Guards import full_write_guard, safe_builtins
 
 from sandbox.compiler import attribute_forbidden
 from sandbox.repy import EXCEPTIONS, PolicyViolation
+from sandbox.safedict import SafeDict
 
 _REMOVED = ("SystemExit", "KeyboardInterrupt", "BaseException", "GeneratorExit", "_getattr_")
 _EXTRA_BUILTINS = (
@@ -59,7 +60,7 @@ def _judge(name: object) -> None:
 
 def guarded_write(ob: Any) -> Any:
     """``_write_``: vessels may write to their own objects, dicts and lists, nothing else."""
-    if type(ob) in (dict, list) or isinstance(type(ob), VesselType) or isinstance(ob, VesselType):
+    if type(ob) in (dict, list, SafeDict) or isinstance(type(ob), VesselType) or isinstance(ob, VesselType):
         return ob
     return full_write_guard(ob)
 
@@ -134,6 +135,7 @@ def build_builtins(printer_factory: Callable[..., Any]) -> dict[str, Any]:
             table[name] = getattr(builtins, name)
     table["hasattr"] = guarded_hasattr
     table.update(EXCEPTIONS)
+    table["SafeDict"] = SafeDict
     table.update({
         "_getattr_": guarded_getattr,
         "_getitem_": operator.getitem,
@@ -151,11 +153,3 @@ def build_builtins(printer_factory: Callable[..., Any]) -> dict[str, Any]:
         "delattr": guarded_delattr,
     })
     return table
-
-
-def build_globals(api: Mapping[str, Any], printer_factory: Callable[..., Any]) -> dict[str, Any]:
-    """A fresh global namespace: builtins, the Repy API, and ``__name__``."""
-    namespace: dict[str, Any] = {"__builtins__": build_builtins(printer_factory)}
-    namespace["__name__"] = "vessel"
-    namespace.update(api)
-    return namespace

@@ -1,4 +1,4 @@
-"""Repy V2's exception names, as a vessel program sees them (SEATTLE.md §3.2).
+"""Repy V2's exception names, as a vessel program sees them (docs/seattle.md, The program's API).
 
 These classes are handed to vessel programs. They are plain ``Exception`` subclasses, so
 ``except Exception`` in a program catches them and nothing a program raises can be a
@@ -80,6 +80,14 @@ class DuplicateTupleError(NetworkError):
     """Raised when the same local/remote tuple is used twice."""
 
 
+class CleanupInProgressError(NetworkError):
+    """Raised when a local address is still being released by the operating system."""
+
+
+class LocalIPChanged(NetworkError):
+    """Raised when the node's IP changed under an open socket (kept for Seattle's names)."""
+
+
 class AddressBindingError(NetworkError):
     """Raised when a local address cannot be bound."""
 
@@ -132,6 +140,8 @@ EXCEPTIONS: dict[str, type[Exception]] = {
     "AlreadyListeningError": AlreadyListeningError,
     "DuplicateTupleError": DuplicateTupleError,
     "AddressBindingError": AddressBindingError,
+    "CleanupInProgressError": CleanupInProgressError,
+    "LocalIPChanged": LocalIPChanged,
     "ConnectionRefusedError": RepyConnectionRefusedError,
     "SocketClosedLocal": SocketClosedLocal,
     "SocketClosedRemote": SocketClosedRemote,

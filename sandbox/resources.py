@@ -3,17 +3,20 @@
 A resource file has one rule per line, ``resource NAME VALUE``; ``#`` starts a comment.
 ``cpu``, ``memory`` and ``diskused`` must be present; other missing kinds are 0. Port kinds
 (``messport``, ``connport``) may repeat, one port per line, and accumulate into a set.
-(Seattle: ``repy_v2/resourcemanipulation.py``; SEATTLE.md §2.1.)
+(Seattle's format: docs/seattle.md, Resource files.)
 
-Invariant of split/join (SEATTLE.md §2.3): ``leftover + requested + offcut == original``
-and ``join(a, b) == a + b + offcut``, so numbers summed over vessels and offcuts never change.
+Invariant of split/join (docs/seattle.md, Offcut, split and join):
+``leftover + requested + offcut == original`` and ``join(a, b) == a + b + offcut``, so
+numbers summed over vessels and offcuts never change.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 from sandbox.errors import ResourceMathError, ResourceParseError
@@ -103,7 +106,7 @@ class ResourceTable:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ResourceTable:
-        """Inverse of ``as_dict``; raises ResourceParseError on bad shapes."""
+        """Inverse of ``as_dict``; raises ResourceParseError on bad shapes or inexact values."""
         values: dict[str, float] = {}
         ports: dict[str, frozenset[int]] = {}
         for kind, value in data.items():
@@ -112,7 +115,10 @@ class ResourceTable:
                     raise ResourceParseError(f"{kind} must be a list of ports")
                 ports[kind] = frozenset(value)
             elif kind in NUMERIC and type(value) in (int, float):
-                values[kind] = float(value)  # type: ignore[arg-type]
+                number = float(value)  # type: ignore[arg-type]
+                if math.isfinite(number) and _number(kind, number) != number:
+                    raise ResourceParseError(f"{kind} {value} would be rounded")
+                values[kind] = number
             else:
                 raise ResourceParseError(f"bad resource entry {kind!r}")
         return cls(values, ports.get("messport", frozenset()), ports.get("connport", frozenset()))
@@ -138,36 +144,69 @@ class ResourceTable:
         return ResourceTable(values, self.messport - other.messport, self.connport - other.connport)
 
 
+LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+SPACE_RE = re.compile(r"[ \t]+")
+NUMBER_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""An unsigned decimal number: ``10``, ``0.25``, ``.5``, ``1e6`` (no sign, ``_``, inf, nan)."""
+
+
+def _exact_value(kind: str, text: str) -> float:
+    """The number ``text`` stands for, if the table keeps it exactly; else ResourceParseError.
+
+    Rates are kept to 6 decimal places, other kinds as whole numbers (``_number``); a value
+    that would be rounded on the way in is refused rather than silently changed.
+    """
+    if not NUMBER_RE.fullmatch(text):
+        raise ResourceParseError(f"{text!r} is not an unsigned decimal number")
+    value = float(text)
+    if not value <= MAX_VALUE:
+        raise ResourceParseError(f"{kind} {text} is above the maximum {MAX_VALUE:.0e}")
+    kept = _number(kind, value)
+    if Decimal(repr(kept)) != Decimal(text):
+        rule = ("at most 6 decimal places and 15 significant digits" if kind in RENEWABLE
+                else "a whole number")
+        raise ResourceParseError(f"{kind} {text} would be rounded to {kept!r}: use {rule}")
+    return kept
+
+
+def _parse_rule(parts: list[str], values: dict[str, float], ports: dict[str, set[int]]) -> None:
+    if len(parts) != 3 or parts[0] != "resource":
+        raise ResourceParseError("expected 'resource NAME VALUE'")
+    kind, text = parts[1], parts[2]
+    if kind not in KINDS:
+        raise ResourceParseError(f"unknown resource {kind[:40]!r}")
+    if kind in PORTS:
+        port = _exact_value("port", text)
+        if not 0 < port < 65536:
+            raise ResourceParseError(f"{kind} needs a port 1..65535")
+        if int(port) in ports[kind]:
+            raise ResourceParseError(f"{kind} {int(port)} given twice")
+        ports[kind].add(int(port))
+        return
+    if kind in values:
+        raise ResourceParseError(f"{kind} given twice")
+    values[kind] = _exact_value(kind, text)
+
+
 def parse_resources(text: str) -> ResourceTable:
-    """Parse a resource file; raise ResourceParseError with the line number on any error."""
+    """Parse a resource file; raise ResourceParseError with the line number on any error.
+
+    Grammar (docs/protocol.md, "Resource text"): ``resource KIND VALUE`` per line, ``#``
+    comments, ``call ...`` lines ignored; each numeric kind at most once, each port once.
+    """
     values: dict[str, float] = {}
     ports: dict[str, set[int]] = {kind: set() for kind in PORTS}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+    for number, raw in enumerate(LINE_BREAK_RE.split(text), start=1):
+        line = raw.split("#", 1)[0].strip(" \t")
         if not line:
             continue
-        parts = line.split()
+        parts = SPACE_RE.split(line)
         if parts[0] == "call":
             continue  # Repy V1 per-call rules: accepted and ignored, as Seattle did
-        if len(parts) != 3 or parts[0] != "resource":
-            raise ResourceParseError(f"line {number}: expected 'resource NAME VALUE'")
-        kind, value = parts[1], parts[2]
-        if kind not in KINDS:
-            raise ResourceParseError(f"line {number}: unknown resource {kind!r}")
         try:
-            number_value = float(value)
-        except ValueError:
-            raise ResourceParseError(f"line {number}: {value!r} is not a number") from None
-        if kind in PORTS:
-            if not number_value.is_integer() or not 0 < number_value < 65536:
-                raise ResourceParseError(f"line {number}: {kind} needs a port 1..65535")
-            ports[kind].add(int(number_value))
-            continue
-        if kind in values:
-            raise ResourceParseError(f"line {number}: {kind} given twice")
-        if not math.isfinite(number_value) or number_value < 0:
-            raise ResourceParseError(f"line {number}: {kind} must be >= 0")
-        values[kind] = number_value
+            _parse_rule(parts, values, ports)
+        except ResourceParseError as exc:
+            raise ResourceParseError(f"line {number}: {exc}") from None
     missing = [kind for kind in REQUIRED if kind not in values]
     if missing:
         raise ResourceParseError(f"missing required resource(s): {', '.join(missing)}")
@@ -180,7 +219,7 @@ DEFAULT_OFFCUT = ResourceTable(
         "filewrite": 1000, "fileread": 1000, "filesopened": 1, "lograte": 100,
     }
 )
-"""Seattle's offcut: the management overhead of one vessel (SEATTLE.md §2.3)."""
+"""Seattle's offcut: the management overhead of one vessel (docs/seattle.md, Offcut)."""
 
 
 def split_resources(

@@ -18,3 +18,6 @@ if ! { .venv/bin/python -m pip install -q --upgrade pip && \
     exit 1
 fi
 rm -f "$log"
+echo "set up: the commands (seash, seattle-installer, seattle-testbed, seattle-dht,"
+echo "seattle-nodemanager, seattle-sandbox) are in $PWD/.venv/bin; put them on PATH with"
+echo "    source $PWD/.venv/bin/activate"

@@ -3,7 +3,8 @@
     seash [--home DIR] [--bootstrap HOST:PORT ...] [--json] [-c "cmd; cmd" | FILE]
 
 Without ``-c`` or FILE, commands come from stdin: an interactive prompt on a terminal, a
-script otherwise. The exit status is 1 when any command (or any target of one) failed.
+script otherwise. The exit status is 1 when any command (or any target of one) failed, 2 for
+bad command-line options.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from seash.errors import SeashError
 from seash.parse import parse_hostport, split_script
 from seash.session import Session
 from seash.shell import make_executor, passphrase_source, run_interactive, run_script
+from seattlecore import CliParser, run_main
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seash", description="the Seattle researchers' shell")
+    parser = CliParser(prog="seash", description="the Seattle researchers' shell",
+                       epilog="exit status: 0 all commands succeeded, 1 a command or a target "
+                              "failed, 2 bad options. Type 'help' inside seash for its commands.")
     parser.add_argument("script", nargs="?", type=Path, help="run the commands in FILE")
     parser.add_argument("-c", dest="commands", help="run COMMANDS ('cmd; cmd') and exit")
     parser.add_argument("--home", type=Path, default=None,
@@ -43,36 +47,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    return run_main("seash", lambda: _run(args), verbose=args.verbose, usage=(SeashError,))
+
+
+def _lines(args: argparse.Namespace, session: Session) -> list[str] | None:
+    """Apply the options to the session; the script's lines (None: interactive)."""
+    boot = args.bootstrap or os.environ.get("SEASH_BOOTSTRAP", "").replace(",", " ").split()
+    session.settings.bootstrap = [parse_hostport(text) for text in boot]
+    if args.timeout is not None:
+        session.settings.timeout = args.timeout
+    if args.commands is not None:
+        return split_script(args.commands)
+    if args.script is not None:
+        try:
+            return split_script(args.script.read_text())
+        except OSError as exc:
+            raise SeashError(f"cannot read {args.script}: {exc.strerror}") from exc
+    if not sys.stdin.isatty():
+        return split_script(sys.stdin.read())
+    return None
+
+
+def _run(args: argparse.Namespace) -> int:
     home = args.home or Path(os.environ.get("SEASH_HOME") or Path.home() / ".seash")
     session = Session()
-    try:
-        boot = args.bootstrap or os.environ.get("SEASH_BOOTSTRAP", "").replace(",", " ").split()
-        session.settings.bootstrap = [parse_hostport(text) for text in boot]
-        if args.timeout is not None:
-            session.settings.timeout = args.timeout
-        if args.commands is not None:
-            lines = split_script(args.commands)
-        elif args.script is not None:
-            lines = split_script(args.script.read_text())
-        elif not sys.stdin.isatty():
-            lines = split_script(sys.stdin.read())
-        else:
-            lines = None
-    except (SeashError, OSError) as exc:
-        print(f"seash: {exc}", file=sys.stderr)
-        return 2
+    lines = _lines(args, session)
     interactive = lines is None
     executor = make_executor(session, home=home, json_output=args.json,
                              passphrase=passphrase_source(args.passphrase_file, interactive))
-    try:
-        if lines is None:
-            home.mkdir(parents=True, exist_ok=True)
-            trio.run(run_interactive, executor, home / "history")
-        else:
-            trio.run(run_script, executor, lines)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    if lines is None:
+        home.mkdir(parents=True, exist_ok=True)
+        trio.run(run_interactive, executor, home / "history")
+    else:
+        trio.run(run_script, executor, lines)
     return 1 if executor.failed else 0
 
 

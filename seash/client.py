@@ -19,6 +19,7 @@ import trio
 
 from nodemanager import ConnectionFailed, NodeClient, NodeInfo, NodeManagerError, RequestError, VesselInfo
 from nodemanager.errors import (
+    CompileFailed,
     DiskQuotaExceeded,
     FileNotFound,
     FileTooLarge,
@@ -95,6 +96,8 @@ _MESSAGES: tuple[tuple[type[Exception], str], ...] = (
 
 def describe_error(exc: BaseException) -> str:
     """A one-line, user-facing description of a node error."""
+    if isinstance(exc, CompileFailed):
+        return "program does not compile: " + str(exc).split("compile error: ", 1)[-1]
     for cls, text in _MESSAGES:
         if isinstance(exc, cls):
             detail = str(exc)
@@ -102,7 +105,8 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, RequestError):
         return f"{exc.code}: {exc}"
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return f"{exc.strerror}{where}" if exc.strerror else str(exc)
     return str(exc) or type(exc).__name__
 
 

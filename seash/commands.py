@@ -17,7 +17,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import difflib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,6 +65,16 @@ class Command:
             if word == child.name or word in child.aliases:
                 return child
         return None
+
+    def names(self) -> list[str]:
+        """Names and aliases of the children (what may follow this command)."""
+        return [name for child in self.children for name in (child.name, *child.aliases)]
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest choice to a mistyped ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +142,8 @@ def _split_options(command: Command, words: Sequence[str]) -> tuple[list[str], d
         word = words[index]
         option = known.get(word)
         if option is None and word.startswith("--") and len(word) > 2:
-            raise UsageError(f"unknown option {word} (see 'help')")
+            hint = did_you_mean(word, known) or " (see 'help')"
+            raise UsageError(f"unknown option {word}{hint}")
         if option is None:
             rest.append(word)
         elif option.value is None:
@@ -184,10 +196,13 @@ def resolve(root: Command, words: Sequence[str]) -> Resolved:
         raise UsageError("empty command")
     path, node, index = _walk(root, words)
     if node is root:
-        raise UsageError(f"unknown command {words[0]!r} (type 'help')")
+        hint = did_you_mean(words[0], root.names()) or " (type 'help')"
+        raise UsageError(f"unknown command {words[0]!r}{hint}")
     if node.handler is None:
         choices = ", ".join(child.name for child in node.children)
-        got = f" (got {words[index]!r})" if index < len(words) else ""
+        got = ""
+        if index < len(words):
+            got = did_you_mean(words[index], node.names()) or f" (got {words[index]!r})"
         raise UsageError(f"'{' '.join(path)}' needs one of: {choices}{got}")
     return Resolved(tuple(path), node, bind(node, words[index:], path))
 
@@ -223,7 +238,8 @@ def help_text(root: Command, words: Sequence[str] = ()) -> str:
         return "Commands (help CMD for details):\n" + "\n".join(lines)
     path, node, _ = _walk(root, words)
     if node is root:
-        raise UsageError(f"no command {' '.join(words)!r} (type 'help')")
+        hint = did_you_mean(words[0], root.names()) or " (type 'help')"
+        raise UsageError(f"no command {' '.join(words)!r}{hint}")
     lines = []
     if node.handler is not None:
         lines += [f"usage: {usage(path, node)}", "", node.help]

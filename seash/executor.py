@@ -54,6 +54,17 @@ PassphraseSource = Callable[[bool], Awaitable[str]]
 """``await source(confirm)`` -> a passphrase (``confirm``: ask twice when saving)."""
 
 
+def _message(raised: Exception, command: str) -> str:
+    """The user's line for an exception from a command (unwrapping trio's groups)."""
+    exc: BaseException = raised
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, SeashError):
+        return str(exc)
+    log.debug("%s failed unexpectedly", command, exc_info=raised)
+    return f"internal error in '{command}': {type(exc).__name__}: {exc} (seash -v shows more)"
+
+
 class Executor:
     """Executes lines; ``failed`` is set when any command (or any target) failed."""
 
@@ -85,8 +96,8 @@ class Executor:
         self._command_failed = False
         try:
             await self.run_words(words)
-        except SeashError as exc:
-            self.reporter.error(str(exc))
+        except Exception as raised:  # one command's error (or bug) must not end the session
+            self.reporter.error(_message(raised, words[0]))
             self._command_failed = True
         ok = not self._command_failed
         self.reporter.end(ok)
@@ -118,9 +129,6 @@ class Executor:
                   groups: bool = True, quiet: bool = False) -> list[NodeResult]:
         """Run ``op`` on every job (default: the current target), reporting as results arrive."""
         todo = list(self.jobs() if jobs is None else jobs)
-        key = identity if identity is not None else self.session.signing_key()
-        settings = self.session.settings
-        limiter = trio.CapacityLimiter(max(1, settings.concurrency))
         start = trio.current_time()
         self.reporter.start(command, len(todo))
 
@@ -131,8 +139,24 @@ class Executor:
             text = render(result.value) if render is not None and result.ok else None
             self.reporter.result(result, text)
 
-        results = await fan_out(self.pool, todo, op, identity=key, limiter=limiter,
-                                timeout=settings.timeout, on_result=sink)
+        results = await self.gather(op, todo, on_result=sink, identity=identity)
+        self.conclude(command, results, start, groups=groups)
+        return results
+
+    async def gather(self, op: VesselOp, jobs: Sequence[Job] | None = None, *,
+                     on_result: Callable[[NodeResult], None] | None = None,
+                     identity: KeyPair | None = None) -> list[NodeResult]:
+        """Run ``op`` on every job under the session's settings; report nothing (polling)."""
+        todo = list(self.jobs() if jobs is None else jobs)
+        key = identity if identity is not None else self.session.signing_key()
+        settings = self.session.settings
+        return await fan_out(self.pool, todo, op, identity=key,
+                             limiter=trio.CapacityLimiter(max(1, settings.concurrency)),
+                             timeout=settings.timeout, on_result=on_result)
+
+    def conclude(self, command: str, results: Sequence[NodeResult], start: float, *,
+                 groups: bool = True) -> None:
+        """The summary line, the ``<command>good``/``fail`` groups, and the failed flag."""
         counts = {status: sum(1 for r in results if r.status == status)
                   for status in ("ok", "failed", "timeout")}
         self.reporter.finish(Summary(command, counts["ok"], counts["failed"], counts["timeout"],
@@ -143,7 +167,6 @@ class Executor:
             self.session.record_outcome(command, good, bad)
         if counts["ok"] != len(results):
             self.mark_failed()
-        return results
 
     async def aclose(self) -> None:
         await self.pool.aclose()

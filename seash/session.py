@@ -9,7 +9,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +198,23 @@ class Session:
         """Set the ``<command>good`` / ``<command>fail`` groups after a fan-out."""
         self.groups[f"{command}good"] = list(dict.fromkeys(good))
         self.groups[f"{command}fail"] = list(dict.fromkeys(failed))
+
+    def use(self, *, identity: str | None = None, target: str | None = None) -> None:
+        """Make ``identity`` and/or ``target`` current (``as NAME``, ``on TARGET``)."""
+        if identity is not None:
+            self.current = identity
+        if target is not None:
+            self.target = target
+
+    @contextmanager
+    def using(self, *, identity: str | None = None, target: str | None = None) -> Iterator[None]:
+        """Use ``identity`` and/or ``target`` for the duration of the block (``as``/``on``)."""
+        saved = self.current, self.target
+        self.use(identity=identity, target=target)
+        try:
+            yield
+        finally:
+            self.current, self.target = saved
 
     def prompt(self) -> str:
         """Seattle's prompt: ``identity@target !> ``."""

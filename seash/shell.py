@@ -12,6 +12,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterable, Sequence
@@ -26,16 +27,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from seash.actions import TREE
 from seash.client import NodeResult
 from seash.commands import ArgKind, complete
 from seash.errors import SeashError, StateFileError
 from seash.executor import Executor, PassphraseSource, Summary
 from seash.parse import tokenize
 from seash.session import Session
+from seash.tree import TREE
 from seattlecore import PublicKey
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "timeout": "yellow"}
+UNSHOWABLE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
+                           "\u2066-\u2069]")
+"""What a terminal would act on rather than show: controls (escape sequences), line and
+paragraph separators, bidirectional overrides. Newlines and tabs are kept."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every unshowable character written as a visible escape (``\\x1b``).
+
+    Everything seash prints may come from a node or a vessel program (owner info, exit
+    reasons, logs, error messages), so nothing it prints may steer the terminal.
+    """
+    return UNSHOWABLE_RE.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 class ConsoleReporter:
@@ -48,6 +62,7 @@ class ConsoleReporter:
         self.err = Console(file=err or sys.stderr, highlight=False, soft_wrap=True)
         self._progress: Progress | None = None
         self._task: Any = None
+        self._total = 0
 
     @property
     def terminal(self) -> bool:
@@ -57,9 +72,10 @@ class ConsoleReporter:
         self.stop_progress()
 
     def text(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(printable(text), markup=False)
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        rows = [[printable(str(cell)) for cell in row] for row in rows]
         if not rows:
             self.console.print(f"({title}: none)", markup=False)
         elif self.terminal:
@@ -74,6 +90,7 @@ class ConsoleReporter:
                                              ).rstrip(), markup=False)
 
     def start(self, command: str, total: int) -> None:
+        self._total = total
         if self.terminal and total > 1:
             self._progress = Progress(TextColumn(f"{command}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), console=self.console, transient=True)
@@ -81,14 +98,22 @@ class ConsoleReporter:
             self._progress.start()
 
     def result(self, result: NodeResult, text: str | None) -> None:
-        line = Text(f"{result.target:<6} {result.address:<24} ")
-        line.append(result.status, style=STATUS_STYLE[result.status])
+        """``%N  host:port:vessel  status detail``; a multi-line detail (``"\n..."``) follows
+        on its own lines, each prefixed with the target when the command has many targets.
+        An ok result with nothing to say prints nothing (the summary counts it)."""
         detail = text if result.ok else result.error
-        if detail:
-            line.append(("" if detail.startswith("\n") else " ") + detail)
-        self.console.print(line)
         if self._progress is not None:
             self._progress.advance(self._task)
+        if result.ok and not detail:
+            return  # nothing to say (an empty log while following, 'update')
+        where = result.target if result.address == result.target else f"{result.target:<6} {result.address}"
+        line = Text(printable(f"{where:<31} "))
+        line.append(result.status, style=STATUS_STYLE[result.status])
+        if detail and not detail.startswith("\n"):
+            line.append(" " + printable(detail))
+        self.console.print(line)
+        if detail and detail.startswith("\n"):
+            self.text(block_lines(result.target, detail[1:], prefix=self._total > 1))
 
     def finish(self, summary: Summary) -> None:
         self.stop_progress()
@@ -102,7 +127,7 @@ class ConsoleReporter:
 
     def error(self, message: str) -> None:
         self.stop_progress()
-        self.err.print(f"error: {message}", markup=False)
+        self.err.print(f"error: {printable(message)}", markup=False)
 
     def end(self, ok: bool) -> None:
         self.stop_progress()
@@ -111,6 +136,14 @@ class ConsoleReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def block_lines(target: str, block: str, *, prefix: bool) -> str:
+    """A multi-line result; with ``prefix`` every line starts ``%N | `` (many vessels' logs
+    interleave, and each line must still say where it came from)."""
+    if not prefix:
+        return block
+    return "\n".join(f"{target:<4} | {line}" for line in block.split("\n"))
 
 
 def jsonable(value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""Small shared core: Ed25519 identities and key files."""
+"""Small shared core: Ed25519 identities and key files; console-script conventions."""
 
+from seattlecore.cli import CliParser, GlobalOption, add_global_options, run_main, subparser, verbose_option
 from seattlecore.errors import BadSignature, CoreError, KeyFormatError
 from seattlecore.keys import (
     KeyPair,
@@ -12,12 +13,18 @@ from seattlecore.keys import (
 
 __all__ = [
     "BadSignature",
+    "CliParser",
     "CoreError",
+    "GlobalOption",
     "KeyFormatError",
     "KeyPair",
     "PublicKey",
+    "add_global_options",
     "load_private",
     "load_public",
+    "run_main",
     "save_keypair",
+    "subparser",
+    "verbose_option",
     "write_atomic",
 ]

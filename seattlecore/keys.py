@@ -2,7 +2,9 @@
 
 A public key's text form is 64 lowercase hex digits (the raw 32 bytes). Key files follow
 Seattle's convention: ``NAME.publickey`` holds the public key text, ``NAME.privatekey``
-holds the 32-byte seed as hex (mode 0600). Files are written atomically.
+holds the 32-byte Ed25519 seed (RFC 8032's private key) as 64 hex digits (mode 0600); both
+are one line, written lowercase with a newline; readers ignore surrounding whitespace and
+accept either case. Files are written atomically.
 
 Every signature in the project is over ``domain + len(body) (8 bytes BE) + body`` so a
 signature made for one purpose (a request, an advert, a manifest) is never valid for another.
@@ -11,6 +13,7 @@ signature made for one purpose (a request, an advert, a manifest) is never valid
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ import nacl.signing
 from seattlecore.errors import BadSignature, KeyFormatError
 
 PUBLIC_KEY_BYTES = 32
+HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
 SIGNATURE_BYTES = 64
 
 
@@ -124,21 +128,48 @@ def save_keypair(directory: Path, name: str, keys: KeyPair) -> tuple[Path, Path]
 
 
 def load_public(path: Path) -> PublicKey:
-    """Read a ``.publickey`` file."""
+    """Read a ``.publickey`` file (a ``.privatekey`` file is refused: both are 64 hex digits,
+    so a swapped file would otherwise pass as some other key)."""
+    if path.suffix == ".privatekey":
+        raise KeyFormatError(f"{path} is a private key file; a public key (NAME.publickey) "
+                             "is needed here")
     try:
         return PublicKey.from_text(path.read_text())
     except OSError as exc:
         raise KeyFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    except KeyFormatError as exc:
+        raise KeyFormatError(f"{path}: {exc}") from exc
 
 
 def load_private(path: Path) -> KeyPair:
-    """Read a ``.privatekey`` file."""
+    """Read a ``.privatekey`` file.
+
+    A ``.publickey`` file is refused, and so is a ``NAME.privatekey`` whose ``NAME.publickey``
+    beside it holds another key (swapped or overwritten files): either would sign with a key
+    nobody expects.
+    """
+    if path.suffix == ".publickey":
+        raise KeyFormatError(f"{path} is a public key file; the private key (NAME.privatekey) "
+                             "is needed here")
     try:
         text = path.read_text().strip()
     except OSError as exc:
         raise KeyFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    if not HEX64_RE.fullmatch(text):
+        raise KeyFormatError(f"{path} is not a private key (64 hex digits on one line)")
+    keys = KeyPair(bytes.fromhex(text))
+    _check_sibling(path, keys)
+    return keys
+
+
+def _check_sibling(path: Path, keys: KeyPair) -> None:
+    sibling = path.with_suffix(".publickey")
+    if path.suffix != ".privatekey" or not sibling.is_file():
+        return
     try:
-        seed = bytes.fromhex(text)
-    except ValueError as exc:
-        raise KeyFormatError(f"{path} is not a hex private key") from exc
-    return KeyPair(seed)
+        public = PublicKey.from_text(sibling.read_text())
+    except (OSError, KeyFormatError):
+        return
+    if public != keys.public:
+        raise KeyFormatError(f"{path} and {sibling} are not one key pair (swapped or "
+                             "overwritten key files?)")

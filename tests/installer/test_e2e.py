@@ -7,6 +7,7 @@ tmp_path; a one-node testbed is the DHT bootstrap peer named in the bundle.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,7 @@ async def test_donors_install_discover_use_and_uninstall(tmp_path: Path,
             done = await cli(safe_env, *install, "--prefix", str(prefix))
             assert done.returncode == 0, done.stderr
             assert b"node manager running" in done.stdout
+            assert b"WARNING" not in done.stderr  # the seed answered
         crontab = Path(safe_env["FAKE_CRONTAB_FILE"]).read_text()
         assert crontab.count("@reboot") == DONORS
         pids = [read_int_file(prefix / "nodemanager.pid") for prefix in prefixes]
@@ -97,6 +99,8 @@ async def test_donors_install_discover_use_and_uninstall(tmp_path: Path,
         status = await cli(safe_env, "status", "--prefix", str(prefixes[1]))
         assert status.returncode == 0, status.stdout
         assert b"running" in status.stdout and b"DHT peers" in status.stdout
+        assert b"WARNING" not in status.stderr
+        assert re.search(rb"connections: \d+ of \d+ \(\d+ trusted", status.stdout), status.stdout
 
         for prefix, pid in zip(prefixes, pids, strict=True):
             gone = await cli(safe_env, "uninstall", "--prefix", str(prefix), "--purge")
@@ -123,7 +127,12 @@ async def test_uninstall_keeps_files_and_reinstall_restarts(tmp_path: Path,
         assert built.returncode == 0, built.stderr
         install = ["install", str(tmp_path / "b.tgz"), "--prefix", str(prefix), "--host",
                    "127.0.0.1", "--no-sandbox", "--service", "systemd"]
-        assert (await cli(safe_env, *install)).returncode == 0
+        alone = await cli(safe_env, *install)
+        assert alone.returncode == 0, alone.stderr
+        assert b"WARNING: no DHT bootstrap peer answered" in alone.stderr
+        assert b"127.0.0.1:9" in alone.stderr
+        status = await cli(safe_env, "status", "--prefix", str(prefix))
+        assert b"WARNING: no DHT bootstrap peer answered" in status.stderr
         units = Path(safe_env["SEATTLE_SYSTEMD_USER_DIR"])
         assert len(list(units.glob("*.service"))) == 1
         node_key = (prefix / "state" / "node.publickey").read_text()
@@ -137,6 +146,9 @@ async def test_uninstall_keeps_files_and_reinstall_restarts(tmp_path: Path,
 
         back = await cli(safe_env, *install)
         assert back.returncode == 0, back.stderr
+        other = await cli(safe_env, *install, "--percent", "20")
+        assert other.returncode == 1
+        assert f"uninstall --purge --prefix {prefix}'".encode() in other.stderr
         assert (prefix / "state" / "node.publickey").read_text() == node_key  # same node
         assert find_process(read_int_file(prefix / "nodemanager.pid"), str(prefix) + "/") is not None
         assert len(list(units.glob("*.service"))) == 1

@@ -32,7 +32,7 @@ def traversable(path: Path) -> None:
 
 
 async def run_testbed(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process([sys.executable, "-m", "installer.testbed", *args],
+    return await trio.run_process([sys.executable, "-m", "installer.testbed_cli", *args],
                                   capture_stdout=True, capture_stderr=True, check=False)
 
 
@@ -60,7 +60,8 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
         assert b"seash --home" in up.stdout and b"all nodes discoverable" in up.stdout
         assert len(data["nodes"]) == NODES and data["sandbox"] is True
         again = await run_testbed("up", "--nodes", "1", "--dir", str(directory))
-        assert again.returncode == 2 and b"already up" in again.stderr
+        assert again.returncode == 1 and b"already up" in again.stderr
+        assert f"seattle-testbed down --dir {directory}".encode() in again.stderr
 
         status = await run_testbed("status", "--dir", str(directory))
         assert status.returncode == 0, status.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -170,3 +171,9 @@ def test_split_join_conserve_resources(ops: list[tuple[object, ...]]) -> None:
             assert state.offcuts_held == len(state.vessels)
         state.close()
         assert node_total(NodeState(path)) == before
+
+
+def test_get_vessels_reports_the_program_and_its_arguments() -> None:
+    shown = dataclasses.replace(view(), programs={"v2": ("loop.py", ("slow", "1"))})
+    vessels = call(m.GetVessels(), None, shown).result["vessels"]
+    assert [(v["program"], v["args"]) for v in vessels] == [(None, []), ("loop.py", ["slow", "1"])]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import random
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +14,7 @@ import trio
 from nodemanager import ConnectionFailed, NodeClient, RequestError, messages, open_node_client
 from sandbox import total
 from seattlecore import KeyPair
+from tests.daemons import init_node, node_manager, read_port
 
 from .conftest import SMALL
 
@@ -26,38 +24,16 @@ OWNER = KeyPair.generate()
 
 
 def init(state: Path) -> str:
-    spec = {"vessels": [{"owner": OWNER.public.to_text(), "resources": SMALL.to_text()},
-                        {"owner": OWNER.public.to_text(), "resources": SMALL.as_dict(),
-                         "owner_info": "second"}]}
-    (state.parent / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run(
-        [sys.executable, "-m", "nodemanager", "init", "--state", str(state),
-         "--spec", str(state.parent / "spec.json")],
-        capture_output=True, text=True, check=True, timeout=60)
-    return done.stdout.strip()
+    return init_node(state, {"vessels": [
+        {"owner": OWNER.public.to_text(), "resources": SMALL.to_text()},
+        {"owner": OWNER.public.to_text(), "resources": SMALL.as_dict(), "owner_info": "second"}]})
 
 
 @asynccontextmanager
 async def daemon(state: Path, sandbox: bool = False) -> AsyncIterator[trio.Process]:
-    port_file = state / "nodemanager.port"
-    port_file.unlink(missing_ok=True)
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "nodemanager", "--state", str(state),
-         "--bootstrap", "127.0.0.1:9999", *([] if sandbox else ["--no-sandbox"])],
-        stderr=subprocess.DEVNULL)
-    try:
-        with trio.fail_after(30):
-            while not port_file.exists():
-                await trio.sleep(0.02)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-
-
-def port_of(state: Path) -> int:
-    return int((state / "nodemanager.port").read_text())
+    async with node_manager(state, bootstrap=["127.0.0.1:9999"], sandbox=sandbox,
+                            wait_dht=False) as nm:
+        yield nm.process
 
 
 async def node_total(nm: NodeClient) -> object:
@@ -72,13 +48,13 @@ async def test_init_and_restart(tmp_path: Path) -> None:
     state = tmp_path / "node"
     node_key = init(state)
     async with daemon(state) as process:
-        async with open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+        async with open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             info = await nm.get_vessels()
             assert info.node.to_text() == node_key
             assert [v.owner_info for v in info.vessels] == ["", "second"]
             await nm.add_file("v1", "keep.txt", b"kept")
         process.send_signal(signal.SIGTERM)
-    async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+    async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
         assert await nm.retrieve_file("v1", "keep.txt") == b"kept"
         assert (await nm.get_node_status()).vessels == 2
     assert (state / "nodemanager.log").read_text().count("listening") >= 2
@@ -94,7 +70,7 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
             async def uploads() -> None:
                 nonlocal acknowledged
                 try:
-                    async with open_node_client("127.0.0.1", port_of(state), identity=OWNER,
+                    async with open_node_client("127.0.0.1", read_port(state), identity=OWNER,
                                                 timeout=5) as nm:
                         version = acknowledged
                         while True:
@@ -111,7 +87,7 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
                         await trio.sleep(0.01)
                 await trio.sleep(random.random() * 0.3)
                 process.kill()
-        async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+        async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             data = await nm.retrieve_file("v1", "data")
             assert len(data) == size and len(set(data)) == 1, "no torn upload"
             assert data[0] in {acknowledged % 256, (acknowledged + 1) % 256}, "nothing lost"
@@ -122,14 +98,14 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
 async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
     state = tmp_path / "node"
     init(state)
-    async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+    async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
         before, _ = await node_total(nm)
     piece = "resource cpu 0.01\nresource memory 1000000\nresource diskused 100000\n"
     for _ in range(3):
         async with daemon(state) as process:
             async def churn() -> None:
                 try:
-                    async with open_node_client("127.0.0.1", port_of(state), identity=OWNER,
+                    async with open_node_client("127.0.0.1", read_port(state), identity=OWNER,
                                                 timeout=5) as nm:
                         while True:
                             names = [v.name for v in (await nm.get_vessels()).vessels]
@@ -146,7 +122,7 @@ async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
                 nursery.start_soon(churn)
                 await trio.sleep(0.2 + random.random() * 0.3)
                 process.kill()
-        async with daemon(state), open_node_client("127.0.0.1", port_of(state), identity=OWNER) as nm:
+        async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             after, names = await node_total(nm)
             assert after == before, "resources conserved across kill -9"
         assert sorted(p.name for p in (state / "vessels").iterdir()) == names
@@ -160,7 +136,7 @@ async def test_daemon_runs_programs_in_the_sandbox(tmp_path: Path) -> None:
     state = tmp_path / "node"
     init(state)
     async with daemon(state, sandbox=True), open_node_client(
-        "127.0.0.1", port_of(state), identity=OWNER
+        "127.0.0.1", read_port(state), identity=OWNER
     ) as nm:
         await nm.add_file("v2", "tick.py", b"log('tick', callargs[0])\nsleep(30)\n")
         assert await nm.start_vessel("v2", "tick.py", ["7"]) == "Started"

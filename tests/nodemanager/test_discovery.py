@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -15,6 +12,7 @@ import trio
 from nodemanager import open_node_client
 from overlay import LookupResult, lookup_once
 from seattlecore import KeyPair, PublicKey
+from tests.daemons import init_node, node_manager
 
 from .conftest import SMALL
 
@@ -25,32 +23,16 @@ FRIEND = KeyPair.generate()
 
 
 def init(state: Path) -> None:
-    spec = {"vessels": [{"owner": OWNER.public.to_text(), "resources": SMALL.to_text()}
-                        for _ in range(2)]}
-    (state.parent / f"{state.name}.json").write_text(json.dumps(spec))
-    subprocess.run(
-        [sys.executable, "-m", "nodemanager", "init", "--state", str(state),
-         "--spec", str(state.parent / f"{state.name}.json")],
-        capture_output=True, text=True, check=True, timeout=60)
+    init_node(state, {"vessels": [{"owner": OWNER.public.to_text(), "resources": SMALL.to_text()}
+                                  for _ in range(2)]})
 
 
 @asynccontextmanager
 async def daemon(state: Path, bootstrap: list[str]) -> AsyncIterator[tuple[int, int]]:
     """Start a node manager with DHT; yield (tcp port, dht port)."""
-    for name in ("nodemanager.port", "dht.port"):
-        (state / name).unlink(missing_ok=True)
-    args = [arg for peer in bootstrap for arg in ("--bootstrap", peer)]
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "nodemanager", "--state", str(state), "--no-sandbox", *args],
-        stderr=subprocess.DEVNULL)
-    try:
-        with trio.fail_after(30):
-            while not (state / "dht.port").exists():
-                await trio.sleep(0.02)
-        yield int((state / "nodemanager.port").read_text()), int((state / "dht.port").read_text())
-    finally:
-        process.kill()
-        await process.wait()
+    async with node_manager(state, bootstrap=bootstrap) as nm:
+        assert nm.dht_port is not None
+        yield nm.port, nm.dht_port
 
 
 async def find(key: PublicKey, bootstrap: tuple[str, int], want: int) -> LookupResult:

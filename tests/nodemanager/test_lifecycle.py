@@ -19,10 +19,11 @@ from nodemanager.model import Vessel
 from nodemanager.spec import NodeSpec, init_node
 from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
+from tests.daemons import read_port
 from tests.sandbox.test_lifecycle import processes_in, wait_until_gone
 
 from .conftest import SMALL
-from .test_daemon import daemon, port_of
+from .test_daemon import daemon
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def make_node(state: Path, count: int, resources: ResourceTable = SMALL) -> None
 
 
 def client(state: Path) -> open_node_client:  # type: ignore[valid-type]
-    return open_node_client("127.0.0.1", port_of(state), identity=OWNER)
+    return open_node_client("127.0.0.1", read_port(state), identity=OWNER)
 
 
 def vessel_dir(state: Path, vessel: str) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.requires import skip_or_fail
 from tests.sandbox.conftest import RunProgram
 
 HERE = Path(__file__).parent
@@ -29,7 +30,7 @@ def _programs() -> list[Path]:
 
 def test_corpus_present() -> None:
     if not SHARED.is_dir():
-        pytest.skip(f"no shared corpus at {SHARED}")
+        skip_or_fail(f"no shared corpus at {SHARED}")
     assert len(list(SHARED.glob("*.py"))) >= 40
 
 

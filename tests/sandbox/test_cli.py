@@ -62,6 +62,9 @@ def test_bad_resource_file_is_a_clear_error(tmp_path: Path) -> None:
     result = _run("run", "--resources", str(res), "examples/hello.py")
     assert result.returncode == 2
     assert "line 1" in result.stderr and "Traceback" not in result.stderr
+    res.write_text("resource cpu 0.5\nresource memory 150000000.5\nresource diskused 1000000\n")
+    result = _run("run", "--resources", str(res), "examples/hello.py")
+    assert result.returncode == 2 and "line 2: memory 150000000.5 would be rounded" in result.stderr
 
 
 def test_check_subcommand(tmp_path: Path) -> None:
@@ -98,3 +101,11 @@ def test_run_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
                             timeout=60, check=False)
     assert result.stdout.startswith("y" * 100) and set(result.stdout) == {"y", "\n"}
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_exitall_is_a_normal_end(tmp_path: Path) -> None:
+    early = tmp_path / "early.py"
+    early.write_text("log('bye\\n')\nexitall()\nlog('never\\n')\n")
+    result = _run("run", str(early))
+    assert result.returncode == 0, result.stderr
+    assert "bye" in result.stdout and "never" not in result.stdout

@@ -23,18 +23,17 @@ import pytest
 
 from sandbox import hardening
 from sandbox.hardening import HardeningError, HardeningPlan, ProtectionReport
+from tests.requires import requires
 
 SANDBOX_DIR = Path(hardening.__file__).resolve().parent
 SUPPORT = hardening.detect_support()
 ROOT = bool(SUPPORT["root"])
 LANDLOCK_ABI = int(SUPPORT["landlock_abi"])
 
-needs_seccomp = pytest.mark.skipif(not SUPPORT["seccomp"], reason="no seccomp (kernel/pyseccomp)")
-needs_landlock = pytest.mark.skipif(LANDLOCK_ABI < 1, reason="kernel offers no Landlock")
-needs_landlock_net = pytest.mark.skipif(
-    LANDLOCK_ABI < 4, reason=f"Landlock ABI {LANDLOCK_ABI} < 4 has no TCP port rules"
-)
-needs_root = pytest.mark.skipif(not ROOT, reason="switching uid needs root")
+needs_seccomp = requires(bool(SUPPORT["seccomp"]), "no seccomp (kernel/pyseccomp)")
+needs_landlock = requires(LANDLOCK_ABI >= 1, "kernel offers no Landlock")
+needs_landlock_net = requires(LANDLOCK_ABI >= 4, f"Landlock ABI {LANDLOCK_ABI} < 4 has no TCP port rules")
+needs_root = requires(ROOT, "switching uid needs root")
 
 _uids = itertools.count(61000 + (os.getpid() % 400) * 10)
 

@@ -55,11 +55,37 @@ def test_parse_round_trip_and_all_kinds() -> None:
         ("cpu 1\n", "expected"),
         ("resource cpu -1\n", "line 1"),
         ("resource connport 70000\nresource cpu 1\n", "port"),
+        ("resource memory 1000.5\n", "line 1: memory 1000.5 would be rounded to 1000.0"),
+        ("resource cpu 0.1234567\n", "would be rounded to 0.123457"),
+        ("resource cpu 123456789012345.123456\n", "15 significant digits"),
+        ("resource diskused 1e16\n", "above the maximum"),
+        ("resource cpu -0\n", "unsigned decimal"),
+        ("resource cpu 1_0\n", "unsigned decimal"),
+        ("resource cpu inf\n", "unsigned decimal"),
+        ("resource cpu nan\n", "unsigned decimal"),
+        ("resource connport 63100.5\n", "whole number"),
+        ("resource connport 63100\nresource connport 63100\n", "line 2: connport 63100 given twice"),
+        ("resource cpu 1 2\n", "expected"),
+        ("resource cpu\x0c1\n", "expected"),
+        ("resource cpu 1\u00a0\n", "unsigned decimal"),
+        ("Resource cpu 1\n", "expected"),
     ],
 )
 def test_parse_errors_name_the_line(text: str, needle: str) -> None:
     with pytest.raises(ResourceParseError, match=needle):
         parse_resources(text)
+
+
+def test_exact_values_in_every_accepted_spelling() -> None:
+    parsed = parse_resources("resource cpu 0.123456\nresource memory 1e6\n"
+                             "resource diskused 1000.000\nresource lograte 1.5E+3\n"
+                             "resource filewrite 7.\n")
+    assert (parsed["cpu"], parsed["memory"], parsed["diskused"]) == (0.123456, 1e6, 1000)
+    assert (parsed["lograte"], parsed["filewrite"]) == (1500, 7)
+    crlf = parse_resources("resource cpu 1\r\nresource memory 2\rresource diskused 3\t# c\n")
+    assert (crlf["cpu"], crlf["memory"], crlf["diskused"]) == (1, 2, 3)
+    with pytest.raises(ResourceParseError, match="rounded"):
+        ResourceTable.from_dict({"cpu": 0.1, "memory": 1000.5, "diskused": 1})
 
 
 def test_comments_and_call_lines_are_accepted() -> None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,8 @@ import trio
 
 from overlay import lookup_once
 from seattlecore import PublicKey
+from tests.daemons import Daemon, node_manager
+from tests.daemons import init_node as init_spec
 
 RESOURCES = (
     "resource cpu 0.2\nresource memory 100000000\nresource diskused 2000000\n"
@@ -26,49 +25,17 @@ RESOURCES = (
 )
 
 
-def init_node(state: Path, owner: str, vessels: int = 2, users: tuple[str, ...] = ()) -> None:
-    spec = {"vessels": [{"owner": owner, "users": list(users), "resources": RESOURCES}
+def init_node(state: Path, owner: str, vessels: int = 2, users: tuple[str, ...] = (),
+              resources: str = RESOURCES) -> None:
+    spec = {"vessels": [{"owner": owner, "users": list(users), "resources": resources}
                         for _ in range(vessels)]}
-    spec_path = state.parent / f"{state.name}.json"
-    spec_path.write_text(json.dumps(spec))
-    subprocess.run([sys.executable, "-m", "nodemanager", "init", "--state", str(state),
-                    "--spec", str(spec_path)], capture_output=True, text=True, check=True, timeout=60)
+    init_spec(state, spec)
 
 
-@dataclass
-class Daemon:
-    process: trio.Process
-    port: int
-    dht_port: int
-
-    def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-
-@asynccontextmanager
-async def daemon(state: Path, bootstrap: list[str], *, sandbox: bool = False) -> AsyncIterator[Daemon]:
+def daemon(state: Path, bootstrap: list[str], *,
+           sandbox: bool = False) -> AbstractAsyncContextManager[Daemon]:
     """Start a node manager with its DHT node (bootstrapping from ``bootstrap``)."""
-    for name in ("nodemanager.port", "dht.port"):
-        (state / name).unlink(missing_ok=True)
-    args = [arg for peer in bootstrap for arg in ("--bootstrap", peer)]
-    if not sandbox:
-        args.append("--no-sandbox")
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "nodemanager", "--state", str(state), *args],
-        stderr=subprocess.DEVNULL)
-    try:
-        with trio.fail_after(30):
-            while not (state / "dht.port").exists():
-                await trio.sleep(0.02)
-        yield Daemon(process, int((state / "nodemanager.port").read_text()),
-                     int((state / "dht.port").read_text()))
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.kill()
-        await process.wait()
+    return node_manager(state, bootstrap=bootstrap, sandbox=sandbox)
 
 
 async def wait_advertised(key: PublicKey, bootstrap: tuple[str, int], want: int) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import trio
 from nodemanager import NodeClient
 from seash.client import Job, NodePool, PoolStats, fan_out
 from seattlecore import KeyPair
+from tests.daemons import node_manager
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +22,10 @@ async def test_one_connection_per_node_and_dead_nodes_do_not_hold_others(tmp_pat
 
     state = tmp_path / "nm"
     init_node(state, OWNER.public.to_text(), vessels=4)
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "nodemanager", "--state", str(state), "--no-sandbox", "--no-dht"],
-        stderr=subprocess.DEVNULL)
     silent = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
     silent_port = silent.socket.getsockname()[1]
-    try:
-        with trio.fail_after(30):
-            while not (state / "nodemanager.port").exists():
-                await trio.sleep(0.02)
-        port = int((state / "nodemanager.port").read_text())
+    async with silent, node_manager(state, dht=False) as nm:
+        port = nm.port
         jobs = [Job(f"%{i}", "127.0.0.1", port, f"v{i}") for i in range(1, 5)]
         jobs += [Job("%9", "127.0.0.1", silent_port, "v1"), Job("%8", "127.0.0.1", 9, "v1")]
         arrived: list[tuple[str, float]] = []
@@ -54,7 +47,3 @@ async def test_one_connection_per_node_and_dead_nodes_do_not_hold_others(tmp_pat
                               timeout=1.0)
         assert all(r.ok for r in again) and pool.statistics() == PoolStats(open=1, opened=2)
         await pool.aclose()
-    finally:
-        await silent.aclose()
-        process.kill()
-        await process.wait()

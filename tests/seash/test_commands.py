@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from seash.actions import TREE
 from seash.commands import ArgKind, complete, help_text, iter_commands, resolve
 from seash.errors import UsageError
+from seash.tree import TREE
 
 
 def test_resolve_nested_and_aliases() -> None:
@@ -48,7 +48,7 @@ def test_help_is_generated_from_the_tree() -> None:
     text = help_text(TREE)
     for path, _ in iter_commands(TREE):
         assert " ".join(path) in text
-    assert help_text(TREE, ["show", "log"]).startswith("usage: show log [--follow] [--for SECONDS]")
+    assert help_text(TREE, ["show", "log"]).startswith("usage: show log [to FILE] [--follow] [--for SECONDS]")
     assert "subcommands" in help_text(TREE, ["set"])
     with pytest.raises(UsageError):
         help_text(TREE, ["nope"])
@@ -77,3 +77,21 @@ def _source(kind: ArgKind) -> Sequence[str]:
 ])
 def test_completion_walks_the_same_tree(before: list[str], prefix: str, expected: list[str]) -> None:
     assert complete(TREE, before, prefix, _source) == expected
+
+
+@pytest.mark.parametrize(("words", "hint"), [
+    (["shwo", "log"], "did you mean 'show'?"),
+    (["show", "lgo"], "did you mean 'log'?"),
+    (["set", "ownr", "bob"], "did you mean 'owner'?"),
+    (["show", "log", "--folow"], "did you mean '--follow'?"),
+    (["on", "%1", "brwose"], None),  # the trailing command is resolved when it runs
+])
+def test_typos_get_a_suggestion(words: list[str], hint: str | None) -> None:
+    if hint is None:
+        resolve(TREE, words)
+        return
+    with pytest.raises(UsageError, match=hint.replace("?", r"\?")):
+        resolve(TREE, words)
+    with pytest.raises(UsageError) as far_off:
+        resolve(TREE, ["zzzzzz"])
+    assert "did you mean" not in str(far_off.value)

@@ -7,6 +7,7 @@ import seash
 
 def test_all_is_exact() -> None:
     public = {name for name in vars(seash) if not name.startswith("_")}
-    modules = {"client", "commands", "errors", "session", "parse", "executor", "actions",
-               "statefile", "shell"}
+    modules = {"client", "commands", "errors", "session", "parse", "executor", "tree",
+               "identities", "discovery", "groups", "files", "programs", "logs", "vessels", "owner",
+               "settings", "statefile", "shell"}
     assert public - modules == set(seash.__all__)

@@ -115,7 +115,7 @@ def test_untrusted_planner_leaves_no_version_behind(tmp_path: Path, wheelhouse: 
     built.mkdir(parents=True)
     code = installer_main(["install", str(pyz), "--prefix", str(prefix), "--no-service",
                            "--trust", str(tmp_path / "other.publickey")])
-    assert code == 2 and "not the trusted" in capsys.readouterr().err
+    assert code == 1 and "not the trusted" in capsys.readouterr().err
     assert not built.exists()
     with pytest.raises(UntrustedPlanner):
         open_pyz(pyz, trust=load_private(tmp_path / "other.privatekey").public)

@@ -1,0 +1,119 @@
+"""Finding vessels: ``browse`` (DHT, then each node), ``contact``, ``list``, ``update``.
+
+The DHT only says which nodes to ask; each node's signed GetVessels answer decides which of
+its vessels the current identity may use. Every usable vessel gets a ``%N`` id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from nodemanager import NodeClient, NodeInfo, VesselInfo
+from nodemanager.errors import NoSuchVessel
+from seash.client import Found, Job, Node, contact_nodes, lookup
+from seash.commands import Args
+from seash.errors import NoVesselsFound
+from seash.executor import Executor
+from seash.parse import parse_contact, parse_hostport
+from seash.session import VesselRef
+from seattlecore import PublicKey
+
+NodeInfoOp = Callable[[NodeClient, Job], Awaitable[VesselInfo]]
+
+
+def _adopt(ex: Executor, node: Node, found: Found, only: str | None = None) -> list[int]:
+    return [ex.session.add_vessel(VesselRef(node[0], node[1], vessel.name, found.node_key), vessel)
+            for vessel in found.vessels if only is None or vessel.name == only]
+
+
+def _render_found(value: Found) -> str:
+    names = ", ".join(v.name for v in value.vessels) or "none"
+    return f"{len(value.vessels)} of {value.total} vessels usable: {names}"
+
+
+async def _contact(ex: Executor, command: str, nodes: list[tuple[Node, PublicKey | None]],
+                   only: str | None = None) -> list[int]:
+    s = ex.session
+    key = s.signing_key()
+    start = trio.current_time()
+    ex.reporter.start(command, len(nodes))
+    results = await contact_nodes(
+        ex.pool, nodes, identity=key, limiter=trio.CapacityLimiter(s.settings.concurrency),
+        timeout=s.settings.timeout,
+        on_result=lambda r: ex.reporter.result(r, _render_found(r.value) if r.ok else None))
+    ids: list[int] = []
+    for (node, _), result in zip(nodes, results, strict=True):
+        if result.ok:
+            ids += _adopt(ex, node, result.value, only)
+    ex.conclude(command, results, start, groups=False)
+    s.record_outcome(command, ids, [])
+    if not ids:
+        raise NoVesselsFound(f"no vessels usable by {s.current} found")
+    ex.reporter.text(f"{len(ids)} vessels ready (group {command}good); 'list' shows them")
+    return ids
+
+
+async def browse(ex: Executor, args: Args) -> None:
+    s = ex.session
+    identity = s.identity()
+    s.signing_key()
+    found = await lookup(identity.public, s.settings.bootstrap, s.settings.timeout)
+    nodes: dict[Node, PublicKey | None] = {}
+    for advert in found.candidates:
+        nodes.setdefault(parse_hostport(advert.address), advert.node_key)
+    if not nodes:
+        raise NoVesselsFound(f"the DHT knows no vessels for {identity.name} "
+                             f"({identity.public.short()}); {len(found.peers_answered)} peers asked")
+    ex.reporter.text(f"DHT: {len(found.candidates)} adverts on {len(nodes)} nodes "
+                     f"({found.elapsed:.2f} s)")
+    await _contact(ex, "browse", list(nodes.items()))
+
+
+async def contact(ex: Executor, args: Args) -> None:
+    host, port, vessel = parse_contact(args.need("address"))
+    await _contact(ex, "contact", [((host, port), None)], only=vessel)
+
+
+def node_info_op(cache: dict[Node, NodeInfo]) -> NodeInfoOp:
+    """A fan-out op: one GetVessels per node (cached in ``cache``), the job's vessel from it."""
+    async def op(client: NodeClient, job: Job) -> VesselInfo:
+        info = cache.get(job.node)
+        if info is None:
+            info = cache[job.node] = await client.get_vessels()
+        for vessel in info.vessels:
+            if vessel.name == job.vessel:
+                return vessel
+        raise NoSuchVessel(job.vessel)
+    return op
+
+
+async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None:
+    s = ex.session
+    me = s.identity().public
+
+    def render(v: VesselInfo) -> str:
+        mark = "*" if v.owner == me else " "
+        reason = f" ({v.exit_reason})" if v.exit_reason and v.status != "Started" else ""
+        program = " ".join([v.program, *v.args]) if v.program else ""
+        return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
+                                            v.owner_info) if part)
+
+    results = await ex.fan("list", node_info_op({}), render, quiet=quiet)
+    for result in results:
+        if result.ok:
+            s.info[int(result.target[1:])] = result.value
+
+
+async def update(ex: Executor, args: Args) -> None:
+    await list_vessels(ex, args, quiet=True)
+
+
+async def show_targets(ex: Executor, args: Args) -> None:
+    s = ex.session
+    rows = []
+    for n, ref in sorted(s.vessels.items()):
+        info = s.info.get(n)
+        rows.append([f"%{n}", ref.address, info.status if info else "?"])
+    ex.reporter.table("targets", ["id", "vessel", "status"], rows)
