@@ -2,11 +2,13 @@
 
     seattle-installer genkey NAME [--dir DIR]
     seattle-installer build --planner-key P.privatekey --vessel PERCENT:OWNER[:USER,...] ...
-                            --bootstrap HOST:PORT ... -o BUNDLE
+                            --bootstrap HOST:PORT ... [--tuf-root ROOT] -o BUNDLE[.pyz]
     seattle-installer install BUNDLE [--prefix DIR] [--percent 10] [--port N] [--trust P.publickey]
                               [--no-service] [--dry-run]
     seattle-installer status [--prefix DIR]
     seattle-installer uninstall [--prefix DIR] [--purge] [--dry-run]
+    seattle-installer release-init | release --version V | release-timestamp | publish
+                              (signed updates: installer/release.py, docs/updates.md)
 """
 
 from __future__ import annotations
@@ -27,11 +29,22 @@ import trio
 from installer.apply import apply_plan, observe, read_record
 from installer.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
 from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
+from installer.managed import (
+    add_build_options,
+    add_install_options,
+    add_stage_parser,
+    cmd_stage_update,
+    managed_parts,
+    open_pyz_source,
+    write_self_contained,
+)
 from installer.measure import measure_machine
-from installer.plan import InstallOptions, Layout, plan_install, plan_uninstall, render_donation
+from installer.plan import InstallOptions, Layout, Step, plan_install, plan_uninstall, render_donation
+from installer.release import COMMANDS as RELEASE_COMMANDS
+from installer.release import add_release_parsers
 from installer.service import BootEntry, BootManager, ServiceChoice
 from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
-from installer.status import NodeReport, bootstrap_warning, query_node, query_node_settled
+from installer.status import NodeReport, bootstrap_warning, query_node, query_node_settled, render_updates
 from seattlecore import (
     CliParser,
     CoreError,
@@ -92,12 +105,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     reserved = resolve_key(args.reserved_owner) if args.reserved_owner else planner.public
     manifest = new_manifest(planner.public, complete_shares(shares, reserved),
                             check_bootstrap(args.bootstrap), now=time.time())
-    data = build_bundle(manifest, planner)
     try:
-        write_atomic(args.output, data)
+        if args.output.suffix == ".pyz":
+            size = write_self_contained(args, manifest, planner)
+        else:
+            size = len(data := build_bundle(manifest, planner))
+            write_atomic(args.output, data)
     except OSError as exc:
         raise InstallError(f"cannot write {args.output}: {exc.strerror}") from exc
-    print(f"wrote {args.output} ({len(data)} bytes), build {manifest.build_id}, "
+    print(f"wrote {args.output} ({size} bytes), build {manifest.build_id}, "
           f"planner {planner.public.to_text()}")
     for i, share in enumerate(manifest.vessels, 1):
         users = ", ".join(u.short() for u in share.users) or "-"
@@ -121,12 +137,14 @@ def _boot(args: argparse.Namespace) -> BootManager:
 
 def cmd_install(args: argparse.Namespace) -> int:
     prefix: Path = args.prefix.absolute()
-    try:
-        data = args.bundle.read_bytes()
-    except OSError as exc:
-        raise InstallError(f"cannot read {args.bundle}: {exc.strerror}") from exc
     trust = resolve_key(str(args.trust)) if args.trust else None
-    bundle = _open_trusted(data, trust, args.trust)
+    pyz = open_pyz_source(args.bundle, trust, prefix)
+    if pyz is None:
+        try:
+            data = args.bundle.read_bytes()
+        except OSError as exc:
+            raise InstallError(f"cannot read {args.bundle}: {exc.strerror}") from exc
+    bundle = pyz.bundle if pyz is not None else _open_trusted(data, trust, args.trust)
     if trust is None:
         print(f"note: bundle signed by planner {bundle.manifest.planner.to_text()}; not checked "
               "against a known key (pass --trust PLANNER.publickey to pin it)", file=sys.stderr)
@@ -136,11 +154,14 @@ def cmd_install(args: argparse.Namespace) -> int:
     options = InstallOptions(prefix=prefix, percent=args.percent, host=args.host, port=args.port,
                              dht_port=args.dht_port, advertise_host=advertise,
                              sandbox=not args.no_sandbox, python=sys.executable)
+    software: list[Step] = []
+    if pyz is not None:
+        options, software = managed_parts(pyz, options, args.update_interval)
     manager = _boot(args)
     choice: ServiceChoice = "none" if args.no_service else args.service
     boot = manager.choose(choice, Layout(prefix=prefix).script)
     plan = plan_install(bundle, measure_machine(prefix), options,
-                        observe(prefix, boot, manager), boot)
+                        observe(prefix, boot, manager), boot, software)
     print(plan.render())
     if args.dry_run:
         print("(dry run: nothing changed)")
@@ -233,6 +254,7 @@ def render_report(report: NodeReport) -> str:
     lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
     if report.port_limits and report.port_counters:
         lines.append(render_port(report.port_limits, report.port_counters))
+    lines += render_updates(report)
     if report.error:
         lines.append(f"warning: {report.error}")
     return "\n".join(lines)
@@ -300,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     _boot_options(uninstall)
     uninstall.add_argument("--purge", action="store_true", help="also delete the prefix")
     uninstall.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_stage_parser(sub)
+    add_release_parsers(sub)
     add_global_options(parser, sub.choices.values(), [verbose_option()])
     return parser
 
@@ -315,7 +339,9 @@ def _build_options(build: argparse.ArgumentParser) -> None:
     build.add_argument("--reserved-owner", default=None, metavar="KEY",
                        help="owner of the unassigned remainder (default: the planner)")
     build.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE",
-                       help="where to write the bundle (.tgz)")
+                       help="where to write the bundle: NAME.pyz for a self-contained installer "
+                            "(wheels inside, docs/updates.md), else a manifest-only .tgz")
+    add_build_options(build)
 
 
 def _install_options(install: argparse.ArgumentParser) -> None:
@@ -334,10 +360,12 @@ def _install_options(install: argparse.ArgumentParser) -> None:
     install.add_argument("--no-service", action="store_true", help="no start-at-boot entry")
     install.add_argument("--no-sandbox", action="store_true", help="node runs no programs")
     install.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_install_options(install)
 
 
 COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "install": cmd_install,
-            "status": cmd_status, "uninstall": cmd_uninstall}
+            "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update,
+            **RELEASE_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from installer.plan import (
 )
 from installer.procs import find_process, read_int_file, spawn_detached, stop_process
 from installer.service import BootEntry, BootManager
+from installer.software import BuildVersion, KeepWheels, SwitchVersion
 from seattlecore import write_atomic
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ def apply_step(step: Step, manager: BootManager) -> None:
             manager.remove(entry)
         case RemoveTree(path):
             shutil.rmtree(path, ignore_errors=True)
+        case BuildVersion() | SwitchVersion() | KeepWheels():
+            step.perform()
 
 
 def apply_plan(plan: InstallPlan, manager: BootManager) -> None:

@@ -31,6 +31,8 @@ from seattlecore import CoreError, KeyPair, PublicKey
 DOMAIN = b"seattle-installer-manifest-v1"
 FORMAT = "seattle-installer-bundle"
 VERSION = 1
+SOFTWARE_VERSION = 2
+"""Manifest version of bundles that carry software (``payload`` and ``software``)."""
 ROOT = "seattle-bundle"
 MANIFEST = f"{ROOT}/manifest.json"
 SIGNATURE = f"{ROOT}/manifest.sig"
@@ -44,6 +46,25 @@ MAX_MEMBER = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PayloadFile:
+    """One file shipped beside the signed bundle (a wheel, the TUF root): name, size, sha256."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Software:
+    """The software a self-contained bundle installs (``project==version`` from its wheels)."""
+
+    project: str
+    version: str
+    no_index: bool = True
+    """Every dependency is in the payload; False: only the project's wheel (index at install)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Manifest:
     """What a planner decided: vessel shares (incl. the reserved one) and bootstrap peers."""
 
@@ -52,6 +73,8 @@ class Manifest:
     bootstrap: tuple[str, ...]
     build_id: str
     created: float
+    payload: tuple[PayloadFile, ...] = ()
+    software: Software | None = None
 
     def __post_init__(self) -> None:
         if sum(v.percent for v in self.vessels) != 100:
@@ -69,7 +92,7 @@ class OpenedBundle:
 
 def encode_manifest(manifest: Manifest) -> bytes:
     """Canonical JSON bytes of a manifest."""
-    body = {
+    body: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "build_id": manifest.build_id,
@@ -82,6 +105,13 @@ def encode_manifest(manifest: Manifest) -> bytes:
             for v in manifest.vessels
         ],
     }
+    if manifest.software is not None:
+        body["version"] = SOFTWARE_VERSION
+        body["software"] = {"project": manifest.software.project,
+                            "version": manifest.software.version,
+                            "no_index": manifest.software.no_index}
+        body["payload"] = [{"name": f.name, "size": f.size, "sha256": f.sha256}
+                           for f in manifest.payload]
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -91,7 +121,7 @@ def decode_manifest(data: bytes) -> Manifest:
         raw: Any = json.loads(data)
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise BundleError("not a seattle installer manifest")
-        if raw.get("version") != VERSION:
+        if raw.get("version") not in (VERSION, SOFTWARE_VERSION):
             raise BundleError(f"unsupported manifest version {raw.get('version')!r}")
         vessels = tuple(
             VesselShare(percent=v["percent"], owner=PublicKey.from_text(v["owner"]),
@@ -101,18 +131,33 @@ def decode_manifest(data: bytes) -> Manifest:
         )
         return Manifest(planner=PublicKey.from_text(raw["planner"]), vessels=vessels,
                         bootstrap=check_bootstrap(raw["bootstrap"]),
-                        build_id=str(raw["build_id"]), created=float(raw["created"]))
+                        build_id=str(raw["build_id"]), created=float(raw["created"]),
+                        **_decode_software(raw))
     except BundleError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, CoreError, SpecError) as exc:
         raise BundleError(f"malformed manifest: {exc}") from exc
 
 
+def _decode_software(raw: dict[str, Any]) -> dict[str, Any]:
+    """The v2 fields (none for a v1 manifest); KeyError/TypeError on a bad shape."""
+    if raw["version"] == VERSION:
+        return {}
+    soft = raw["software"]
+    software = Software(project=str(soft["project"]), version=str(soft["version"]),
+                        no_index=bool(soft["no_index"]))
+    payload = tuple(PayloadFile(name=str(f["name"]), size=int(f["size"]), sha256=str(f["sha256"]))
+                    for f in raw["payload"])
+    return {"software": software, "payload": payload}
+
+
 def new_manifest(planner: PublicKey, vessels: tuple[VesselShare, ...],
-                 bootstrap: tuple[str, ...], *, now: float, build_id: str | None = None) -> Manifest:
+                 bootstrap: tuple[str, ...], *, now: float, build_id: str | None = None,
+                 payload: tuple[PayloadFile, ...] = (), software: Software | None = None) -> Manifest:
     """A manifest with a fresh random build id (40 hex digits, as Seattle's builder)."""
     return Manifest(planner=planner, vessels=vessels, bootstrap=bootstrap,
-                    build_id=build_id or os.urandom(20).hex(), created=round(now, 3))
+                    build_id=build_id or os.urandom(20).hex(), created=round(now, 3),
+                    payload=payload, software=software)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:

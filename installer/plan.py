@@ -22,6 +22,14 @@ from typing import Any, Literal
 from installer.bundle import OpenedBundle
 from installer.errors import AlreadyInstalled, InstallError, InsufficientResources, NotInstalled
 from installer.service import BootEntry
+from installer.software import (
+    BuildVersion,
+    KeepWheels,
+    SoftwareLayout,
+    SwitchVersion,
+    launcher_argv,
+    shim_text,
+)
 from installer.spec import STEP, VesselShare
 from sandbox import DEFAULT_OFFCUT, ResourceMathError, ResourceTable
 from sandbox.resources import NUMERIC
@@ -112,6 +120,11 @@ class InstallOptions:
     advertise_host: str | None = None
     sandbox: bool = True
     python: str = "python3"
+    launcher_python: str | None = None
+    """Managed installs (self-contained bundles): the base interpreter that runs the launcher;
+    the node then runs from ``PREFIX/current`` (installer/software.py)."""
+    update_interval: float | None = None
+    """Managed installs with a TUF root: seconds between update checks (jittered)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,7 +239,8 @@ class RemoveTree:
         return f"delete {self.path} and everything in it"
 
 
-Step = WriteFile | InitNode | StartNode | StopNode | AddBootEntry | RemoveBootEntry | RemoveTree
+Step = (WriteFile | InitNode | StartNode | StopNode | AddBootEntry | RemoveBootEntry | RemoveTree
+        | BuildVersion | SwitchVersion | KeepWheels)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,6 +293,11 @@ def start_script(layout: Layout, options: InstallOptions, bootstrap: Sequence[st
         argv += ["--advertise-host", options.advertise_host]
     if not options.sandbox:
         argv.append("--no-sandbox")
+    if options.launcher_python is not None:
+        argv = launcher_argv(layout.prefix, options.launcher_python, argv[1:])
+        if options.update_interval is not None:
+            argv += ["--updates", str(SoftwareLayout(prefix=layout.prefix).updates),
+                     "--update-interval", str(options.update_interval)]
     prefix = shlex.quote(str(layout.prefix))
     return (
         "#!/bin/sh\n"
@@ -325,8 +344,20 @@ def _same_install(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return all(old.get(key) == new.get(key) for key in IDENTITY)
 
 
+def software_steps(prefix: Path, pyz: Path, version: str, *, launcher: bytes,
+                   root: bytes | None) -> list[Step]:
+    """A managed install's software: the version's venv, ``current``, launcher, shim, TUF root."""
+    soft = SoftwareLayout(prefix=prefix)
+    steps: list[Step] = [BuildVersion(pyz, prefix, version), SwitchVersion(prefix, version),
+                         WriteFile(soft.launcher, launcher),
+                         WriteFile(soft.shim, shim_text(prefix).encode(), 0o755)]
+    if root is not None:
+        steps += [WriteFile(soft.root, root), KeepWheels(pyz, prefix)]
+    return steps
+
+
 def plan_install(bundle: OpenedBundle, machine: MachineProfile, options: InstallOptions,
-                 current: Current, boot: BootEntry) -> InstallPlan:
+                 current: Current, boot: BootEntry, software: Sequence[Step] = ()) -> InstallPlan:
     """The steps to reach "installed, running, starts at boot" from ``current``."""
     layout = Layout(prefix=options.prefix)
     old = current.record
@@ -348,6 +379,7 @@ def plan_install(bundle: OpenedBundle, machine: MachineProfile, options: Install
     steps: list[Step] = []
     if old is None:
         script = start_script(layout, options, bundle.manifest.bootstrap)
+        steps += list(software)
         steps += [WriteFile(layout.spec, _json(node_spec(new))),
                   WriteFile(layout.script, script.encode(), 0o755)]
     if not current.state_ready:

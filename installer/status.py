@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -43,6 +45,9 @@ class NodeReport:
     port_counters: Mapping[str, int] = field(default_factory=dict)
     """Its connection counters (GetNodeStatus ``connections``)."""
     error: str | None = None
+    version: str | None = None
+    updates: Mapping[str, Any] | None = None
+    """The updater's status (managed installs with updates on), from GetNodeStatus."""
 
     @property
     def advertised_keys(self) -> tuple[str, ...]:
@@ -80,7 +85,28 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
             error = f"dht: {exc}"
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
                       vessels=vessels, dht_peers=peers, port_limits=status.limits,
-                      port_counters=status.connections, error=error)
+                      port_counters=status.connections, error=error, version=status.version,
+                      updates=status.updates)
+
+
+def render_updates(report: NodeReport) -> list[str]:
+    """Status lines about the software: running version, latest verified, last check."""
+    lines = [f"software: {report.version}"] if report.version else []
+    updates = report.updates
+    if updates is None:
+        return lines
+    when = updates.get("last_check_at")
+    ago = f"{time.time() - float(when):.0f} s ago" if isinstance(when, int | float) else "never"
+    lines.append(f"updates: running {updates.get('running')}, latest verified "
+                 f"{updates.get('latest_verified') or '-'}, last check {ago}: "
+                 f"{updates.get('last_result')}")
+    trial = updates.get("trial")
+    if isinstance(trial, dict):
+        lines.append(f"  on trial: {trial.get('to')} (from {trial.get('from')}, "
+                     f"boot {trial.get('boots')})")
+    lines.append(f"  mirror served {updates.get('served_files', 0)} files, "
+                 f"{updates.get('served_bytes', 0)} bytes")
+    return lines
 
 
 async def query_node_settled(state: Path, timeout: float = DHT_SETTLE_TIMEOUT) -> NodeReport:

@@ -2,7 +2,11 @@
 
     seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
                         [--limit NAME=VALUE ...]
+                        [--updates PREFIX/updates [--update-interval S] ...]
     seattle-nodemanager init --state DIR --spec SPEC.json
+
+With ``--updates`` (managed installs) the daemon also runs the software updater
+(updater.py) and exits with code 75 when it switched versions: its launcher restarts it.
 
 The daemon writes its bound port to ``DIR/nodemanager.port`` and logs to
 ``DIR/nodemanager.log`` and stderr.
@@ -17,7 +21,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -31,9 +35,11 @@ from nodemanager.observe import observe_host, serve_observer
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
+from nodemanager.updater import RESTART_CODE, RecordingRunner, UpdateConfig, UpdateService, running_version
 from nodemanager.vessels import ProgramRunner, UnavailableRunner
+from overlay import DhtNode
 from sandbox import Supervisor
-from seattlecore import CliParser, CoreError, load_private, run_main, write_atomic
+from seattlecore import CliParser, CoreError, KeyPair, load_private, run_main, write_atomic
 
 log = logging.getLogger("nodemanager")
 
@@ -101,7 +107,27 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="connection/request limit of the port, e.g. max_connections=2000 "
                              "(repeatable; docs/protocol.md section 10)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    updates = parser.add_argument_group("software updates (managed installs; docs/updates.md)")
+    updates.add_argument("--updates", type=Path, default=None,
+                         help="PREFIX/updates of a managed install: run the updater")
+    updates.add_argument("--update-interval", type=float, default=600.0,
+                         help="seconds between checks, jittered +-50%% (default 600)")
+    updates.add_argument("--update-deadline", type=float, default=120.0,
+                         help="seconds a new version has to prove its health (default 120)")
+    updates.add_argument("--update-peer", type=host_port, action="append", default=[],
+                         help="an update mirror to ask besides those in the DHT (repeatable)")
+    updates.add_argument("--mirror-port", type=int, default=0,
+                         help="TCP port of this node's update mirror (default: any)")
     return parser
+
+
+def _update_config(options: argparse.Namespace) -> UpdateConfig | None:
+    if options.updates is None:
+        return None
+    return UpdateConfig(updates=options.updates.absolute(), interval=options.update_interval,
+                        health_deadline=options.update_deadline, listen_host=options.listen[0],
+                        advertise_host=options.advertise_host, mirror_port=options.mirror_port,
+                        peers=tuple(options.update_peer), need_dht=bool(options.bootstrap))
 
 
 def _init_parser() -> argparse.ArgumentParser:
@@ -155,31 +181,66 @@ async def _observed_address(peers: Sequence[tuple[str, int]], host: str, port: i
 
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
                      sandbox: bool = True, dht: DhtOptions = DhtOptions(),
-                     server_config: ServerConfig | None = None) -> None:
+                     server_config: ServerConfig | None = None,
+                     updates: UpdateConfig | None = None) -> bool:
+    """Serve until cancelled; True if the updater asked for a restart (a new version)."""
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
+    restart: list[bool] = []
+    config = replace(server_config or ServerConfig(),
+                     version=f"seattle-p2p-nodemanager {running_version()}")
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
         async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
+            recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
-                                runner=runner, config=server_config)
+                                runner=recording or runner, config=config)
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
-            if dht.enabled:
-                peers = bootstrap_pairs(bootstrap)
-                config = DiscoveryConfig(
-                    host=host, port=dht.port, bootstrap=peers,
-                    advertised_address=f"{dht.advertise_host or host}:{bound}", state_dir=state_dir,
-                    resolve_address=None if dht.advertise_host else
-                    partial(_observed_address, peers, host, bound),
-                )
-                node = await nursery.start(serve_discovery, server, keys, config)
-                write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
-                await nursery.start(serve_observer, host, node.port)
-                print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
+
+            def request_restart() -> None:
+                restart.append(True)
+                nursery.cancel_scope.cancel()
+
+            service = None
+            if updates is not None:
+                service = UpdateService(updates, server, keys, request_restart, node_port=bound,
+                                        runner=recording)
+                server.update_status = service.status_dict
+            await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
+                                   service)
+    return bool(restart)
+
+
+async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyPair,
+                           state_dir: Path, host: str, bound: int, bootstrap: Sequence[str],
+                           dht: DhtOptions, service: UpdateService | None) -> None:
+    """The DHT node (and the updater inside its loop), or the updater alone without DHT."""
+    if not dht.enabled:
+        if service is not None:
+            nursery.start_soon(partial(service.run))
+        return
+
+    async def run_updates(node: DhtNode) -> None:
+        assert service is not None
+        service.directory = node
+        await service.run()
+
+    peers = bootstrap_pairs(bootstrap)
+    config = DiscoveryConfig(
+        host=host, port=dht.port, bootstrap=peers,
+        advertised_address=f"{dht.advertise_host or host}:{bound}", state_dir=state_dir,
+        resolve_address=None if dht.advertise_host else
+        partial(_observed_address, peers, host, bound),
+    )
+    node = await nursery.start(partial(serve_discovery, server, keys, config,
+                                       services=[run_updates] if service is not None else []))
+    write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
+    await nursery.start(serve_observer, host, node.port)
+    print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,14 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
                          advertise_host=options.advertise_host)
-        trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                 not options.no_sandbox, dht, config)
+        restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
+                           not options.no_sandbox, dht, config, _update_config(options))
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:
         log.error("cannot run: %s", exc)
         return 1
-    return 0
+    return RESTART_CODE if restart else 0
 
 
 def main_init(argv: Sequence[str]) -> int:

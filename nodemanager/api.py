@@ -124,12 +124,15 @@ def get_offcut_resources(request: m.GetOffcutResources, ctx: Context) -> Outcome
 def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
     view = ctx.view
     running = sum(1 for name in view.vessels if view.status_of(name).status == "Started")
-    return Outcome(result={
+    result: dict[str, object] = {
         "version": view.version, "protocol": m.PROTOCOL_VERSION,
         "revision": m.PROTOCOL_REVISION, "node": view.node.raw,
         "uptime": max(0.0, ctx.now - view.started_at), "vessels": len(view.vessels),
         "running": running, "load": list(view.load), **port_status(view),
-    })
+    }
+    if view.updates is not None:
+        result["updates"] = dict(view.updates)
+    return Outcome(result=result)
 
 
 def port_status(view: NodeView) -> dict[str, object]:

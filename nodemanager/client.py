@@ -91,6 +91,8 @@ class NodeStatus:
     """The port's connection and request limits (docs/protocol.md §10)."""
     connections: Mapping[str, int] = field(default_factory=dict)
     """Connection counters: current, trusted, evicted, refused, delayed..."""
+    updates: Mapping[str, Any] | None = None
+    """Managed installs: running version, latest verified, last check (docs/updates.md)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -264,7 +266,8 @@ class NodeClient:
                           vessels=raw["vessels"], running=raw["running"],
                           load=tuple(raw["load"]), revision=int(raw.get("revision", 1)),
                           limits=dict(raw.get("limits", {})),
-                          connections=dict(raw.get("connections", {})))
+                          connections=dict(raw.get("connections", {})),
+                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None)
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))

@@ -49,14 +49,19 @@ class DiscoveryConfig:
     (the node manager asks peers which address they see it at: nodemanager/observe.py)."""
 
 
+DhtService = Callable[[DhtNode], Awaitable[None]]
+"""A task that needs the DHT node (e.g. the updater); it runs inside the DHT's loop."""
+
+
 async def serve_discovery(
     server: NodeServer,
     keys: KeyPair,
     config: DiscoveryConfig,
     *,
+    services: Sequence[DhtService] = (),
     task_status: trio.TaskStatus[DhtNode] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the DHT node and the announcer until cancelled; ``started(dht_node)``."""
+    """Run the DHT node, the announcer and ``services`` until cancelled; ``started(dht_node)``."""
     dht_config = DhtConfig(host=config.host, port=config.port, bootstrap=config.bootstrap,
                            state_dir=config.state_dir)
     # The trio_asyncio loop is task-scoped: the announcer must run inside ``dht_loop``.
@@ -69,6 +74,8 @@ async def serve_discovery(
         announcer.update(server.advert_entries())
         await nursery.start(announcer.run)
         log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
+        for service in services:
+            nursery.start_soon(service, node)
         try:
             await follow_changes(server, announcer)
         finally:

@@ -26,9 +26,11 @@
     │   ├── Overloaded            too many connections                          "Overloaded"
     │   └── InternalError         anything unexpected (logged, not detailed)    "InternalError"
     ├── ClientError               local misuse of the client API (bad arguments)
-    └── ResponseError             the node's answer is unusable
-        ├── BadResponse           not a valid signed response / wrong node / wrong nonce
-        └── ConnectionFailed      cannot connect, connection lost or timed out
+    ├── ResponseError             the node's answer is unusable
+    │   ├── BadResponse           not a valid signed response / wrong node / wrong nonce
+    │   └── ConnectionFailed      cannot connect, connection lost or timed out
+    └── UpdateError               a software update could not be found, verified or staged
+        └── MirrorError           a peer's update mirror misbehaved or could not be reached
 
 Wire-visible errors are turned into error responses in one place (``server.py``); the
 client turns them back into the same classes with ``error_for_code``.
@@ -220,3 +222,11 @@ def error_for_code(code: str, message: str) -> RequestError:
         error = RequestError(f"{code}: {message}")
         return error
     return cls(message)
+
+
+class UpdateError(NodeManagerError):
+    """Raised when a software update cannot be found, verified or staged (updater.py)."""
+
+
+class MirrorError(UpdateError):
+    """Raised when a peer's update mirror is unreachable, slow, or answers out of protocol."""

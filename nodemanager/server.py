@@ -180,6 +180,8 @@ class NodeServer:
         self._advert_event = trio.Event()
         self.advert_generation = 0
         self._nursery: trio.Nursery | None = None
+        self.update_status: Callable[[], Mapping[str, object]] | None = None
+        """Set by the updater (updater.py): the ``updates`` map of GetNodeStatus."""
         self._effects: dict[type[Any], Callable[[Any], Awaitable[Mapping[str, object]]]] = {
             model.StartProgram: self._start_program, model.StopProgram: self._stop_program,
             model.WipeVessel: self._wipe_vessel, model.DestroyVessel: self._destroy_vessel,
@@ -390,7 +392,8 @@ class NodeServer:
             offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
             next_index=self.state.next_index, started_at=self.started_at,
             load=os.getloadavg(), programs=dict(self._programs),
-            port_limits=self.admission.limits, port_stats=self.admission.statistics())
+            port_limits=self.admission.limits, port_stats=self.admission.statistics(),
+            updates=None if self.update_status is None else self.update_status())
 
     # ---- effects ----
 
