@@ -48,8 +48,8 @@ from overlay.store import AdvertStore
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 1.0
-SOFT_MIN = 0.05
-SOFT_FACTOR = 4.0
+SOFT_MIN = 0.03
+SOFT_FACTOR = 3.0
 SILENT_TTL = 30.0
 """Seconds a peer that missed a soft timeout is skipped in lookups (unless heard from)."""
 MAX_SILENT = 4096
@@ -429,6 +429,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         task = asyncio.ensure_future(_quietly(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: coro.close())  # cancelled before it started: no warning
         return True
 
     async def settle(self, timeout: float) -> None:

@@ -54,13 +54,13 @@ class DhtConfig:
     """Routing-table bucket size."""
     replicas: int = 10
     """Nodes that store each replica key (so 3 x 10 per user); lookups converge on as many."""
-    alpha: int = 2
-    """Queries in flight per lookup path."""
+    alpha: int = 1
+    """Queries in flight per lookup path (so 3 in all, Kademlia's usual alpha)."""
     paths: int = 3
     """Disjoint lookup paths (S/Kademlia's d)."""
     lookup_timeout: float = 5.0
     """Total deadline of one lookup (all replica keys at once); partial results after it."""
-    quorum: int = 2
+    quorum: int = 1
     """A value lookup path stops once this many peers returned valid records."""
     replica_keys: int = REPLICA_KEYS
     """How many of a user's derived keys to publish under and look up (1 = no replication;

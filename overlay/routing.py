@@ -42,6 +42,11 @@ class Entry:
     added: float
     seen: float
     failures: int = 0
+    ident: int = 0
+    """The id as an integer (for XOR distances)."""
+
+    def __post_init__(self) -> None:
+        self.ident = int.from_bytes(self.contact.node_id, "big")
 
 
 class RoutingTable:
@@ -59,6 +64,7 @@ class RoutingTable:
         self._touched: list[float] = [0.0] * ID_BITS
         self._groups: Counter[str] = Counter()
         self._by_addr: dict[tuple[str, int], bytes] = {}
+        self._flat: list[Entry] | None = None
 
     def bucket_of(self, node_id: bytes) -> int:
         distance = int.from_bytes(node_id, "big") ^ self._own
@@ -80,7 +86,8 @@ class RoutingTable:
         return in_bucket < self.limits.per_bucket and self._groups[group] < self.limits.per_table
 
     def wants(self, node_id: bytes, host: str) -> bool:
-        """Would a proven contact with this id at ``host`` get a place (or a spare place)?"""
+        """Would a proven contact with this id at ``host`` get a place now? (Checking a peer
+        costs a signed ``hello``; spares only come from contacts added while a bucket is full.)"""
         if node_id == self.own_id or len(node_id) != ID_BYTES:
             return False
         index = self.bucket_of(node_id)
@@ -92,9 +99,10 @@ class RoutingTable:
             return False
         if len(self._buckets[index]) < self.k:
             return self._group_ok(self._buckets[index], group)
-        return self._spare_ok(index, group)
+        return False  # a full bucket: checking the peer (a signed hello) would be wasted
 
     def _spare_ok(self, index: int, group: str | None) -> bool:
+        """Room in bucket ``index``'s spare list (the oldest spare makes way)."""
         spare = self._spare[index]
         if group is not None and sum(1 for e in spare.values() if e.group == group) >= self.limits.per_bucket:
             return False
@@ -130,6 +138,7 @@ class RoutingTable:
         return "refused"
 
     def _insert(self, index: int, entry: Entry) -> None:
+        self._flat = None
         self._buckets[index][entry.contact.node_id] = entry
         self._by_addr[entry.contact.addr] = entry.contact.node_id
         if entry.group is not None:
@@ -173,6 +182,7 @@ class RoutingTable:
         self._spare[index].pop(node_id, None)
         if entry is None:
             return False
+        self._flat = None
         self._by_addr.pop(entry.contact.addr, None)
         if entry.group is not None:
             self._groups[entry.group] -= 1
@@ -197,11 +207,13 @@ class RoutingTable:
         """The ``count`` (default k) contacts nearest ``target`` by XOR (exact, all buckets);
         contacts that missed their last answer only if there are not enough others."""
         goal = int.from_bytes(target, "big")
-        pool = [e for b in self._buckets for e in b.values()
-                if e.contact.addr != exclude and e.contact.node_id != target]
-        best = heapq.nsmallest(count or self.k, pool,
-                               key=lambda e: (e.failures > 0, e.contact.distance(goal)))
-        return sorted((e.contact for e in best), key=lambda c: c.distance(goal))
+        if self._flat is None:
+            self._flat = [e for b in self._buckets for e in b.values()]
+        pool = self._flat if exclude is None else [e for e in self._flat if e.contact.addr != exclude]
+        want = count or self.k
+        best = heapq.nsmallest(want + 1, pool, key=lambda e: (e.failures > 0, e.ident ^ goal))
+        best = [e for e in best if e.ident != goal][:want]
+        return [e.contact for e in sorted(best, key=lambda e: e.ident ^ goal)]
 
     def sample(self, count: int, rng: random.Random | None = None) -> list[Contact]:
         everyone = self.contacts()

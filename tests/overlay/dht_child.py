@@ -21,7 +21,7 @@ from seattlecore import KeyPair, PublicKey
 async def main(cfg: dict[str, object]) -> None:
     user = PublicKey.from_text(str(cfg["user"]))
     boot = [tuple(a) for a in cfg["bootstrap"]]  # type: ignore[attr-defined]
-    async with dht_loop(), AsyncExitStack() as stack, trio.open_nursery() as nursery:
+    async with dht_loop(), trio.open_nursery() as nursery, AsyncExitStack() as stack:
         for _ in range(int(cfg["count"])):  # type: ignore[call-overload]
             config = DhtConfig(bootstrap=tuple(boot), refresh_interval=float(cfg["refresh"]))  # type: ignore[arg-type]
             node = await stack.enter_async_context(open_dht_node(config))
@@ -40,7 +40,7 @@ async def main(cfg: dict[str, object]) -> None:
             print(json.dumps({"port": node.port, "node_key": keys.public.to_text()}), flush=True)
         print("ready", flush=True)
         await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
-        nursery.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()  # the announcers stop; then the nodes close, inside out
 
 
 if __name__ == "__main__":

@@ -53,10 +53,9 @@ async def joined(peer: HostilePeer, nodes: Sequence[DhtNode], *, admitted: bool 
     """Make every node check ``peer`` (it pings; they send a hello) and, if ``admitted``,
     wait until every node has it in its table (a swarm may find some buckets full)."""
     for node in nodes:
-        assert await peer.join((node.config.host, node.port))
-    who = f"{peer.host}"
+        assert await peer.join((node.config.host, node.port))  # the node's check starts now
     with trio.fail_after(10):
-        while not all(who in n.protocol._checked and not n.protocol._pending for n in nodes):
+        while any(n.protocol._pending for n in nodes):
             await trio.sleep(0.01)
         while admitted and not all(peer.ident.node_id in n.protocol.router for n in nodes):
             await trio.sleep(0.01)
@@ -89,7 +88,7 @@ async def test_malformed_answers_never_escape_a_crawl() -> None:
             await newcomer.refresh()
             live, _ = await newcomer.crawl()
             assert {f"{n.config.host}:{n.port}" for n in nodes} <= set(live)
-            assert newcomer.statistics().bad_answers > 0
+        assert sum(n.statistics().bad_answers for n in nodes) > 0
         assert peer.received > N
         nursery.cancel_scope.cancel()
 
@@ -181,7 +180,7 @@ async def test_one_address_with_many_ids_cannot_eclipse() -> None:
         for node in nodes:
             result = await node.lookup(user)
             assert found(result, keys) == 5
-            assert len(result.peers_answered) >= 4
+            assert len([p for p in result.peers_answered if not p.startswith(peer.host)]) >= 3
             ours = [c for c in node.protocol.router.contacts() if c.host == peer.host]
             assert len(ours) <= 1  # one endpoint, one contact, whatever ids it claims
         nursery.cancel_scope.cancel()

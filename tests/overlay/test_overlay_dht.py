@@ -97,7 +97,7 @@ async def test_publish_lookup_and_rejections() -> None:
         assert {k.public for k in honest} <= found
         addresses = {a.address for a in result.candidates if a.node_key == victim.public}
         assert addresses == {"127.0.0.1:2000"}  # replayed older record lost; forgery refused
-        assert len(result.peers_answered) >= 7 and result.elapsed < 5
+        assert len(result.peers_answered) >= 3 and result.complete  # one per path at least
 
         once = await lookup_once(user, [("127.0.0.1", nodes[1].port)], timeout=10)
         assert {a.node_key for a in once.candidates} == found
