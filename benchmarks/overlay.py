@@ -317,7 +317,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: N=50, 10 lookups per row")
     parser.add_argument("--lookups", type=int, default=30, help="lookups per row")
     parser.add_argument("--concurrency", type=int, default=1, help="lookups in flight without churn")
-    parser.add_argument("--churn-concurrency", type=int, default=10, help="lookups in flight with churn")
+    parser.add_argument("--churn-concurrency", type=int, default=1, help="lookups in flight with churn")
     parser.add_argument("--heal-concurrency", type=int, default=64, help="refreshes/republishes in flight")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--publishers", type=int, default=5, help="publishers per user")

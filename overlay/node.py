@@ -60,7 +60,7 @@ class DhtConfig:
     """Disjoint lookup paths (S/Kademlia's d)."""
     lookup_timeout: float = 5.0
     """Total deadline of one lookup (all replica keys at once); partial results after it."""
-    quorum: int = 1
+    quorum: int = 2
     """A value lookup path stops once this many peers returned valid records."""
     replica_keys: int = REPLICA_KEYS
     """How many of a user's derived keys to publish under and look up (1 = no replication;
