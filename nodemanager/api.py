@@ -24,6 +24,7 @@ from nodemanager.model import (
     DestroyVessel,
     ListFiles,
     NodeView,
+    NoteDialBack,
     Outcome,
     ReadFile,
     ReadLog,
@@ -132,7 +133,14 @@ def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
     }
     if view.updates is not None:
         result["updates"] = dict(view.updates)
+    if view.reachability is not None:
+        result["reachability"] = dict(view.reachability)
     return Outcome(result=result)
+
+
+def dial_back(request: m.DialBack, ctx: Context) -> Outcome:
+    """A peer dialled us back for a reachability test (protocol section 13)."""
+    return Outcome(result={}, effects=(NoteDialBack(token=request.token),))
 
 
 def port_status(view: NodeView) -> dict[str, object]:
@@ -270,6 +278,7 @@ HANDLERS: dict[type[m.Request], Handler] = {
     m.GetVesselResources: get_vessel_resources,
     m.GetOffcutResources: get_offcut_resources,
     m.GetNodeStatus: get_node_status,
+    m.DialBack: dial_back,
     m.StartVessel: start_vessel,
     m.StopVessel: stop_vessel,
     m.ResetVessel: reset_vessel,

@@ -18,7 +18,7 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 4
+PROTOCOL_REVISION = 5
 """Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
 3 = GetVessels reports each vessel's program and arguments."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -26,6 +26,7 @@ MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
 MAX_USERS = 64
 MAX_ARGS = 64
+TOKEN_BYTES = 16
 MAX_ARG_CHARS = 1024
 MAX_RESOURCE_TEXT = 16 * 1024
 RESERVED_PREFIX = "private_"
@@ -61,6 +62,12 @@ def check_key(value: object) -> PublicKey:
     if type(value) is not bytes or len(value) != 32:
         raise BadArguments("a public key is 32 raw bytes")
     return PublicKey(value)
+
+
+def check_token(value: object) -> bytes:
+    if type(value) is not bytes or len(value) != TOKEN_BYTES:
+        raise BadArguments(f"token must be {TOKEN_BYTES} raw bytes")
+    return value
 
 
 def check_keys(value: object) -> tuple[PublicKey, ...]:
@@ -207,6 +214,16 @@ class GetNodeStatus(Request):
 
     op: ClassVar[str] = "GetNodeStatus"
     right: ClassVar[Right] = "public"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialBack(Request):
+    """A peer's reachability test reached this port: ``token`` is the node's own nonce
+    (docs/protocol.md section 13); the node notes it and answers an empty result."""
+
+    op: ClassVar[str] = "DialBack"
+    right: ClassVar[Right] = "public"
+    token: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -369,6 +386,7 @@ SCHEMAS: dict[type[Request], dict[str, Checker]] = {
     GetVesselResources: {"vessel": check_vessel},
     GetOffcutResources: {},
     GetNodeStatus: {},
+    DialBack: {"token": check_token},
     StartVessel: {"vessel": check_vessel, "program": check_program, "args": check_args},
     StopVessel: {"vessel": check_vessel},
     ResetVessel: {"vessel": check_vessel},

@@ -70,6 +70,8 @@ class NodeView:
     port_limits: PortLimits | None = None
     """The limits the port enforces (None where no port is served, e.g. unit tests)."""
     port_stats: PortStats | None = None
+    reachability: Mapping[str, object] | None = None
+    """What the node knows about its reachability (nodemanager/reachability.py)."""
 
     def status_of(self, name: str) -> Live:
         report = self.live.get(name)
@@ -176,9 +178,16 @@ class Reannounce:
     """Advertised (vessel, key) pairs may have changed: re-announce now."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoteDialBack:
+    """A reachability test's token reached the port: hand it to the prober."""
+
+    token: bytes
+
+
 Effect = (
     StartProgram | StopProgram | WipeVessel | DestroyVessel | CreateVessel | WriteFile
-    | ReadFile | ListFiles | DeleteFile | ReadLog | Reannounce
+    | ReadFile | ListFiles | DeleteFile | ReadLog | Reannounce | NoteDialBack
 )
 
 

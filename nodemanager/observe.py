@@ -7,8 +7,9 @@ each connection it writes one line and closes::
 
     seattle-observed 1 <ip> <port>\\n
 
-where ``<ip> <port>`` is the connection's remote end as this node sees it. The node never
-reads, so a client can neither hold it nor feed it anything. At start a node asks each of
+where ``<ip> <port>`` is the connection's remote end as this node sees it. A client may then
+ask to be dialled back (``dialback``: reachability tests); one that does not is never held
+longer than the dial-back service's read timeout. At start a node asks each of
 its bootstrap peers (their DHT address is all it knows of them), takes the address most of
 them agree on, and advertises ``<observed ip>:<its node manager port>``; with no answer it
 falls back to its listen address. ``--advertise-host`` skips the observation.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -77,9 +78,13 @@ async def _answer(stream: trio.SocketStream) -> None:
             log.debug("observation not delivered: %s", exc)
 
 
-async def serve_observer(host: str, port: int, *,
+async def serve_observer(host: str, port: int,
+                         handler: Callable[[trio.SocketStream], Awaitable[None]] | None = None, *,
                          task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Tell each TCP peer on ``host:port`` its address; ``started(port)``, or None if taken."""
+    """Tell each TCP peer on ``host:port`` its address; ``started(port)``, or None if taken.
+
+    ``handler`` replaces the plain answer (``dialback.DialBackServer.handle``: the
+    observation, then an optional dial-back request)."""
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
@@ -87,7 +92,7 @@ async def serve_observer(host: str, port: int, *,
         task_status.started(None)
         return
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, _answer, listeners)
+        await nursery.start(trio.serve_listeners, handler or _answer, listeners)
         task_status.started(listeners[0].socket.getsockname()[1])
 
 

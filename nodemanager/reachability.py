@@ -81,3 +81,16 @@ class ReachabilityBoard:
 def pinned(reach: Reach, reason: str = "set by the operator") -> ReachState:
     """A state fixed by ``--reachability`` (both ports)."""
     return ReachState(tcp=reach, udp=reach, reason=reason, pinned=True)
+
+
+def reach_dict(state: ReachState) -> dict[str, object]:
+    """GetNodeStatus's ``reachability`` map (docs/protocol.md section 13)."""
+    return {"tcp": state.tcp.value, "udp": state.udp.value, "observed": state.observed,
+            "reason": state.reason, "pinned": state.pinned}
+
+
+def describe(state: ReachState) -> str:
+    """One line for status output: ``tcp public, udp private at 198.18.0.5 (reason)``."""
+    where = f" at {state.observed}" if state.observed else ""
+    pinned_text = ", pinned" if state.pinned else ""
+    return f"tcp {state.tcp.value}, udp {state.udp.value}{where}{pinned_text} ({state.reason})"

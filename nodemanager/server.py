@@ -30,6 +30,7 @@ from nodemanager.admission import Admission, Conn, PortLimits
 from nodemanager.auth import TIME_WINDOW, Verified, authenticate, read_nonce
 from nodemanager.files import VesselStore
 from nodemanager.listener import serve_tcp
+from nodemanager.reachability import ReachabilityBoard, reach_dict
 from nodemanager.state import NodeState
 from nodemanager.vessels import ProgramRunner, live_of, map_runner_errors
 from nodemanager.wire import (
@@ -188,8 +189,12 @@ class NodeServer:
             model.CreateVessel: self._create_vessel, model.WriteFile: self._write_file,
             model.ReadFile: self._read_file, model.ListFiles: self._list_files,
             model.DeleteFile: self._delete_file, model.ReadLog: self._read_log,
-            model.Reannounce: self._reannounce,
+            model.Reannounce: self._reannounce, model.NoteDialBack: self._note_dial_back,
         }
+        self.reachability: ReachabilityBoard | None = None
+        """The node's reachability (shown by GetNodeStatus), if something keeps it."""
+        self.dial_back_sink: Callable[[bytes], None] | None = None
+        """Set by the reachability prober: called with each DialBack token received."""
 
     # ---- lifecycle ----
 
@@ -393,7 +398,8 @@ class NodeServer:
             next_index=self.state.next_index, started_at=self.started_at,
             load=os.getloadavg(), programs=dict(self._programs),
             port_limits=self.admission.limits, port_stats=self.admission.statistics(),
-            updates=None if self.update_status is None else self.update_status())
+            updates=None if self.update_status is None else self.update_status(),
+            reachability=None if self.reachability is None else reach_dict(self.reachability.state))
 
     # ---- effects ----
 
@@ -485,6 +491,11 @@ class NodeServer:
         piece = self.runner.log_since(effect.vessel, effect.since,
                                       self.store.log_path(effect.vessel))
         return {"log": piece.data, "total": piece.total, "start": piece.start}
+
+    async def _note_dial_back(self, effect: model.NoteDialBack) -> Mapping[str, object]:
+        if self.dial_back_sink is not None:
+            self.dial_back_sink(effect.token)
+        return {}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
         self.advert_generation += 1

@@ -200,7 +200,8 @@ def render_peers(con: Console, doc: Output) -> None:
 
 def render_status(con: Console, doc: Output) -> None:
     st = doc["stats"]
-    con.print(f"node {st['node_id']} at {doc['address']}  uptime {st['uptime']:.0f} s  peers {st['peers']}")
+    con.print(f"node {st['node_id']} at {doc['address']}  uptime {st['uptime']:.0f} s  peers {st['peers']}"
+              f"  mode {doc.get('mode', 'server')}")
     con.print(
         _table(
             "routing table",
@@ -223,6 +224,7 @@ def render_status(con: Console, doc: Output) -> None:
         "garbage datagrams": st["garbage_datagrams"],
         "rate limited": st["rate_limited"],
         "rpc timeouts": st["rpc_timeouts"],
+        "ignored (client mode)": st.get("client_ignored", 0),
         **{f"rpc {k}": v for k, v in st["requests"].items()},
     }
     con.print(_table("counters", ["counter", "value"], sorted(counters.items())))

@@ -15,7 +15,9 @@ docs/kademlia-fixes.md):
   our ``hello`` challenge from its address (no table change from inbound traffic alone);
   admission checks run as a bounded set of tracked tasks. Records go to newly admitted peers
   that are now among the closest (with the digest key). Clients (empty node id) are
-  answered but never considered for tables.
+  answered but never considered for tables. A node in *client mode* (its UDP port is not
+  reachable: docs/nat.md) sends the empty id, answers no requests but ``status`` and
+  ``dialback``, and still keeps a table of its own for its lookups.
 * ``AdServer``: no ``get``/``set``; timers are driven by the trio caller.
 """
 
@@ -41,7 +43,7 @@ from overlay.answers import MAX_PAGES, PAGE_BYTES, Contact, decode_hello
 from overlay.errors import BadAnswer, DhtUnavailable, OverlayUsageError
 from overlay.netgroup import EXEMPT_HOSTS, DiversityLimits
 from overlay.nodeid import CHALLENGE_BYTES, PUZZLE_BITS, NodeIdentity
-from overlay.ratelimit import RateLimiter
+from overlay.ratelimit import RateLimiter, RecentSet
 from overlay.routing import RoutingTable
 from overlay.store import AdvertStore
 
@@ -62,7 +64,15 @@ RECHECK_AFTER = 60.0
 """Seconds before the same source gets another admission check (``hello``)."""
 MAX_REPLY = 60_000
 CLIENT_ID = b""
-"""The node id a short-lived client sends: answer it, never add it to a routing table."""
+"""The node id a client sends (short-lived, or a node in client mode): answer it, never add
+it to a routing table. Peers only ever *skip* admission for it; it never adds anyone."""
+CLIENT_MODE_ANSWERS = frozenset({"status", "dialback"})
+"""The only requests a node in client mode answers (peers must find it useless as a contact)."""
+DIALBACK_NONCE_BYTES = 16
+SENT_TTL = 300.0
+"""Seconds an address we sent to is remembered: a NAT lets datagrams from it back in, so a
+dial-back datagram from such an address proves nothing about reachability."""
+MAX_SENT = 4096
 _REQUEST, _RESPONSE = b"\x00", b"\x01"
 
 
@@ -114,6 +124,11 @@ def chunk_records(blobs: Sequence[bytes], budget: int = PAGE_BYTES) -> list[list
 
 def _is_id(value: object) -> bool:
     return type(value) is bytes and len(value) == DHT_KEY_BYTES
+
+
+def dialback_datagram(nonce: bytes) -> bytes:
+    """The UDP dial-back a reachability server sends: a ``dialback`` request (protocol §13)."""
+    return _REQUEST + os.urandom(20) + pack_wire(["dialback", [nonce]])
 
 
 def source_key(addr: tuple[str, int]) -> str:
@@ -188,6 +203,9 @@ class ProtocolCounters:
     hellos_failed: int = 0
     sent_requests: int = 0
     sent_bytes: int = 0
+    client_ignored: int = 0
+    dialbacks: int = 0
+    dialbacks_ignored: int = 0
 
 
 class AdProtocol(KademliaProtocol):  # type: ignore[misc]
@@ -203,6 +221,12 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         self.identity = identity
         self.bits = bits
         self.client_mode = identity is None
+        """True: send the empty id and answer only ``CLIENT_MODE_ANSWERS`` (switchable at
+        run time for a node with an identity: ``DhtNode.set_client_mode``)."""
+        self.dialback_sink: Callable[[bytes], None] | None = None
+        """Called with the nonce of each dial-back datagram that may count (``rpc_dialback``)."""
+        self.sent_to = RecentSet(SENT_TTL, MAX_SENT)
+        """Addresses we sent to lately (a NAT lets them answer: their dial-backs prove nothing)."""
         self._wait_timeout = RPC_TIMEOUT
         self.router = RoutingTable(own, k=ksize, limits=limits)
         self.counters = ProtocolCounters(requests=Counter())
@@ -220,11 +244,13 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             "find_value": self.rpc_find_value,
             "find_ads_page": self.rpc_find_ads_page,
             "status": self.rpc_status,
+            "dialback": self.rpc_dialback,
         }
 
     @property
     def own_id(self) -> bytes:
-        return CLIENT_ID if self.identity is None else self.identity.node_id
+        """The id we send: ours, or ``CLIENT_ID`` in client mode."""
+        return CLIENT_ID if self.identity is None or self.client_mode else self.identity.node_id
 
     # -- receiving -------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -255,6 +281,9 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         handler = self._handlers.get(name) if isinstance(name, str) else None
         if handler is None or not isinstance(args, list | tuple):
             raise ValueError(f"unknown request {name!r}")
+        if self.client_mode and self.identity is not None and name not in CLIENT_MODE_ANSWERS:
+            self.counters.client_ignored += 1
+            return
         self.counters.requests[name] += 1
         response = handler(addr, *args)
         reply = _RESPONSE + msg_id + pack_wire(response)
@@ -262,7 +291,11 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             raise ValueError("reply too large")
         if self.transport is not None:
             self.counters.sent_bytes += len(reply)
+            self._note_sent(addr)
             self.transport.sendto(reply, addr)
+
+    def _note_sent(self, addr: tuple[str, int]) -> None:
+        self.sent_to.note(f"{addr[0]}:{addr[1]}", time.monotonic())
 
     def _accept_response(self, msg_id: bytes, data: Any, address: tuple[str, int]) -> None:
         entry = self._outstanding.get(msg_id)
@@ -300,6 +333,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         self.counters.sent_bytes += len(data) + 21
         start = loop.time()
         try:
+            self._note_sent(addr)
             self.transport.sendto(_REQUEST + msg_id + data, addr)
             ok, answer = await future
         finally:
@@ -364,7 +398,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
     # -- admission ---------------------------------------------------------------------------
     def consider(self, addr: tuple[str, int], claimed: object) -> None:
         """Maybe check a peer that asked or answered us: a ``hello`` challenge, then the table."""
-        if self.client_mode or not _is_id(claimed) or self.transport is None:
+        if self.identity is None or not _is_id(claimed) or self.transport is None:
             return
         assert isinstance(claimed, bytes)
         who = source_key(addr)
@@ -497,6 +531,19 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if not 0 <= index < len(pages):
             return None
         return {"value": pack_records(pages[index]), "more": index + 1 < len(pages)}
+
+    def rpc_dialback(self, sender: tuple[str, int], nonce: object) -> bool:
+        """A peer tests whether our UDP port is reachable (docs/protocol.md section 13). The
+        nonce counts only if it came from an address we have not sent to lately (a NAT lets
+        those in) -- the prober checks it is one of its own."""
+        if type(nonce) is not bytes or len(nonce) != DIALBACK_NONCE_BYTES:
+            raise ValueError("bad dial-back nonce")
+        if self.dialback_sink is None or self.sent_to.recent(f"{sender[0]}:{sender[1]}", time.monotonic()):
+            self.counters.dialbacks_ignored += 1
+            return False
+        self.counters.dialbacks += 1
+        self.dialback_sink(nonce)
+        return True
 
     def rpc_status(self, sender: tuple[str, int]) -> Any:
         if not (self.remote_status or sender[0].startswith("127.") or sender[0] == "::1"):

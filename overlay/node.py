@@ -24,7 +24,7 @@ import trio
 import trio_asyncio
 
 from overlay.advert import REPLICA_KEYS, dht_keys_for, open_advert, verify_advert
-from overlay.crawl import Search, find_records, walk
+from overlay.crawl import Search, find_nodes, find_records, walk
 from overlay.dht import AdProtocol, AdServer
 from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
 from overlay.lookup import LookupParams
@@ -72,6 +72,10 @@ class DhtConfig:
     """Refresh lonely buckets and re-store held records this often (kademlia used 3600 s)."""
     status_interval: float = 10.0
     client_mode: bool = False
+    """A short-lived client: no identity, no table upkeep, never a contact (``seattle-dht``)."""
+    start_as_client: bool = False
+    """A node with an identity that starts in client mode (its reachability is not known
+    yet); ``DhtNode.set_client_mode`` switches it at run time."""
     remote_status: bool = False
     """Answer the status RPC from non-loopback addresses too."""
     limits: StoreLimits = field(default_factory=StoreLimits)
@@ -196,7 +200,7 @@ class DhtNode:
         )
 
     async def _publish_all(self, by_user: dict[bytes, list[bytes]], now: float) -> list[KeyReport]:
-        store = None if self.config.client_mode else self._store
+        store = None if self.protocol.client_mode else self._store
         checked = self._publishes % self.config.replica_keys if self.config.check_stores else -1
         jobs = [
             publish_key(self.protocol, store, key, blobs, self.config.params,
@@ -257,6 +261,26 @@ class DhtNode:
             total.merge(part)
         return total
 
+    @property
+    def client_mode(self) -> bool:
+        return bool(self.protocol.client_mode)
+
+    async def set_client_mode(self, client: bool) -> None:
+        """Switch between client mode (not a contact for anyone) and server mode. Becoming a
+        server looks up our own id, so the peers near it check us and add us to their tables;
+        becoming a client needs nothing: peers drop us when we stop answering."""
+        proto = self.protocol
+        if proto.identity is None or proto.client_mode == client:
+            return
+        proto.client_mode = client
+        log.info("DHT node now in %s mode", "client" if client else "server")
+        if not client:
+            await trio_asyncio.aio_as_trio(self._announce_self)()
+
+    async def _announce_self(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.config.lookup_timeout
+        await find_nodes(self.protocol, self.protocol.router.own_id, self.config.params, deadline)
+
     async def crawl(self, max_nodes: int = 10_000) -> tuple[list[str], list[str]]:
         """Walk the network from our contacts: (addresses that answered, that did not)."""
         result: tuple[list[str], list[str]] = await trio_asyncio.aio_as_trio(walk)(self.protocol, max_nodes)
@@ -292,6 +316,7 @@ class DhtNode:
             hellos_failed=proto.counters.hellos_failed,
             sent_requests=proto.counters.sent_requests,
             sent_bytes=proto.counters.sent_bytes,
+            client_ignored=proto.counters.client_ignored,
             store_bytes=st.bytes,
             evicted=st.evicted,
         )
@@ -305,6 +330,7 @@ class DhtNode:
             router=self.protocol.router,
             host=self.config.host,
             now=now,
+            mode="client" if self.protocol.client_mode else "server",
         )
 
     def write_status(self) -> None:
@@ -353,6 +379,7 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
         raise OverlayUsageError(f"cannot bind {config.host}:{config.port}: {exc}") from exc
     try:
         node = DhtNode(server, store, config)
+        node.protocol.client_mode = config.client_mode or config.start_as_client
         if config.bootstrap:
             answered = await node.bootstrap(config.bootstrap)
             if not answered and config.client_mode:

@@ -97,8 +97,8 @@ async def join(peer: AdProtocol, addrs: Sequence[tuple[str, int]], params: Looku
     proven = [c for c in answers if c is not None]
     for contact in proven:
         peer.router.add(contact, time.time())
-    if proven and not peer.client_mode:
-        await find_nodes(peer, peer.own_id, params, loop.time() + budget)
+    if proven and peer.identity is not None:  # fill our table (also in client mode)
+        await find_nodes(peer, peer.router.own_id, params, loop.time() + budget)
         await peer.settle(RPC_TIMEOUT)
     return len(proven)
 
@@ -129,7 +129,7 @@ async def refresh(peer: AdProtocol, store: AdvertStore, params: LookupParams, *,
     loop = asyncio.get_running_loop()
     for _ in range(MAX_FAILURES):  # contacts that missed answers: alive, or out of the table
         await asyncio.gather(*(_ping(peer, c) for c in peer.router.suspects(wall_now, idle)))
-    targets = [*peer.router.refresh_targets(wall_now, BUCKET_IDLE), peer.own_id]
+    targets = [*peer.router.refresh_targets(wall_now, BUCKET_IDLE), peer.router.own_id]
     single = replace(params, paths=1)
     await asyncio.gather(*(find_nodes(peer, t, single, loop.time() + budget) for t in targets))
     by_key: dict[bytes, list[bytes]] = {}

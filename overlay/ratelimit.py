@@ -1,4 +1,4 @@
-"""Per-source token-bucket rate limit for incoming datagrams (pure; takes ``now``)."""
+"""Per-source token-bucket rate limit, and a bounded set of recent addresses (pure; take ``now``)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,32 @@ class RateLimiter:
             del self._buckets[source]
         if len(self._buckets) >= self.max_sources:
             self._buckets.clear()
+
+
+class RecentSet:
+    """Keys seen within ``ttl`` seconds, at most ``max_keys`` of them.
+
+    When more than ``max_keys`` are fresh at once the set can no longer tell them apart:
+    it forgets them and answers True for every key for ``ttl`` seconds (callers use it to
+    *distrust* recent keys, so saturation fails safe).
+    """
+
+    def __init__(self, ttl: float, max_keys: int) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self._seen: dict[str, float] = {}
+        self._saturated_until = float("-inf")
+
+    def note(self, key: str, now: float) -> None:
+        if len(self._seen) >= self.max_keys and key not in self._seen:
+            self._seen = {k: t for k, t in self._seen.items() if now - t < self.ttl}
+            if len(self._seen) >= self.max_keys:
+                self._seen.clear()
+                self._saturated_until = now + self.ttl
+        self._seen[key] = now
+
+    def recent(self, key: str, now: float) -> bool:
+        if now < self._saturated_until:
+            return True
+        when = self._seen.get(key)
+        return when is not None and now - when < self.ttl

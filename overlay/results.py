@@ -72,6 +72,8 @@ class NodeStats:
     hellos_failed: int = 0
     sent_requests: int = 0
     sent_bytes: int = 0
+    client_ignored: int = 0
+    """Requests left unanswered because this node is in client mode."""
     store_bytes: int = 0
     evicted: int = 0
 

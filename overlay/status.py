@@ -36,12 +36,14 @@ def build_status(
     router: RoutingTable,
     host: str,
     now: float,
+    mode: str = "server",
 ) -> dict[str, Any]:
     """Assemble the status document (str keys, JSON and msgpack friendly)."""
     return {
         "version": STATUS_VERSION,
         "written_at": now,
         "address": f"{host}:{stats.port}",
+        "mode": mode,
         "stats": dataclasses.asdict(stats),
         "buckets": router.bucket_rows(now),
         "peers": _peer_rows(router),
