@@ -1,7 +1,7 @@
 """``seattle-nodemanager``: run the daemon, or ``init`` a node's first state.
 
     seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
-                        [--limit NAME=VALUE ...]
+                        [--limit NAME=VALUE ...] [--reachability auto|public|private]
                         [--updates PREFIX/updates [--update-interval S] ...]
     seattle-nodemanager init --state DIR --spec SPEC.json
 
@@ -21,17 +21,27 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 import trio
 
 from nodemanager.admission import PortLimits
-from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discovery, stop_on_signals
+from nodemanager.autonat import DialBudget, Kind, dht_client_mode
+from nodemanager.dialback import DialBackServer
+from nodemanager.discovery import (
+    DiscoveryConfig,
+    bootstrap_pairs,
+    follow_reachability,
+    serve_discovery,
+    stop_on_signals,
+)
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
 from nodemanager.observe import observe_host, serve_observer
+from nodemanager.prober import PROBE_INTERVAL, ProbeConfig, Prober
+from nodemanager.reachability import Reach, ReachabilityBoard, pinned
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
@@ -106,6 +116,12 @@ def _run_parser() -> argparse.ArgumentParser:
                         metavar="NAME=VALUE",
                         help="connection/request limit of the port, e.g. max_connections=2000 "
                              "(repeatable; docs/protocol.md section 10)")
+    parser.add_argument("--reachability", choices=("auto", "public", "private"), default="auto",
+                        help="auto (default): ask peers to dial us back (docs/nat.md); "
+                             "public/private: take this as given for both ports, no probes")
+    parser.add_argument("--reachability-interval", type=float, default=PROBE_INTERVAL,
+                        metavar="S", help="seconds between reachability probes once decided "
+                                          f"(default {PROBE_INTERVAL:.0f})")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     updates = parser.add_argument_group("software updates (managed installs; docs/updates.md)")
     updates.add_argument("--updates", type=Path, default=None,
@@ -168,15 +184,23 @@ class DhtOptions:
     enabled: bool = True
     port: int = 0
     advertise_host: str | None = None
+    reachability: str = "auto"
+    """``--reachability``: auto (probe), public or private (pinned)."""
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+def _local_address(host: str) -> str | None:
+    """The address to connect from when asking peers about us: the listen address if it is
+    a specific IP (else the kernel chooses)."""
+    try:
+        return None if ipaddress.ip_address(host).is_unspecified else host
+    except ValueError:  # a host name: let the kernel choose
+        return None
 
 
 async def _observed_address(peers: Sequence[tuple[str, int]], host: str, port: int) -> str:
     """``<ip the bootstrap peers see us at>:<port>`` (``host`` if none answers)."""
-    try:
-        local = None if ipaddress.ip_address(host).is_unspecified else host
-    except ValueError:  # a host name: let the kernel choose
-        local = None
-    return f"{await observe_host(peers, fallback=host, local=local)}:{port}"
+    return f"{await observe_host(peers, fallback=host, local=_local_address(host))}:{port}"
 
 
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
@@ -196,6 +220,7 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=recording or runner, config=config)
+            server.reachability = reachability_board(dht.reachability)
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
@@ -230,17 +255,51 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
         await service.run()
 
     peers = bootstrap_pairs(bootstrap)
+    board = server.reachability
+    assert board is not None
+    can_probe = bool(peers) and not board.state.pinned
+
+    async def follow_board(node: DhtNode) -> None:
+        await follow_reachability(board, node, can_probe)
+
     config = DiscoveryConfig(
         host=host, port=dht.port, bootstrap=peers,
         advertised_address=f"{dht.advertise_host or host}:{bound}", state_dir=state_dir,
         resolve_address=None if dht.advertise_host else
         partial(_observed_address, peers, host, bound),
+        start_as_client=dht_client_mode(board.state.udp, can_probe),
     )
-    node = await nursery.start(partial(serve_discovery, server, keys, config,
-                                       services=[run_updates] if service is not None else []))
+    services = [follow_board, *([run_updates] if service is not None else [])]
+    node = await nursery.start(partial(serve_discovery, server, keys, config, services=services))
     write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
-    await nursery.start(serve_observer, host, node.port)
+    dial_backs = DialBackServer(DialBudget(), host=host)
+    await nursery.start(serve_observer, host, node.port, dial_backs.handle)
     print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
+    if not board.state.pinned:
+        prober = _prober(board, server, node, host, bound, peers, dht.probe)
+        nursery.start_soon(prober.run)
+
+
+def reachability_board(mode: str) -> ReachabilityBoard:
+    """The board for ``--reachability MODE`` (auto: unknown until probed)."""
+    if mode == "auto":
+        return ReachabilityBoard()
+    return ReachabilityBoard(pinned(Reach(mode), f"--reachability {mode}"))
+
+
+def _prober(board: ReachabilityBoard, server: NodeServer, node: DhtNode, host: str, bound: int,
+            peers: Sequence[tuple[str, int]], config: ProbeConfig) -> Prober:
+    """A prober asking the bootstrap peers and the DHT node's contacts (at their DHT ports)."""
+
+    def candidates() -> list[tuple[str, int]]:
+        contacts = [entry.contact.addr for _, entry in node.protocol.router.entries()]
+        return [*peers, *contacts]
+
+    prober = Prober(board, ports={Kind.TCP: bound, Kind.UDP: node.port}, candidates=candidates,
+                    exclude=[(host, node.port)], local=_local_address(host), config=config)
+    server.dial_back_sink = prober.sink(Kind.TCP)
+    node.protocol.dialback_sink = prober.sink(Kind.UDP)
+    return prober
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = [f"{h}:{p}" for h, p in options.bootstrap]
     try:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
-                         advertise_host=options.advertise_host)
+                         advertise_host=options.advertise_host, reachability=options.reachability,
+                         probe=ProbeConfig(interval=options.reachability_interval))
         restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
                            not options.no_sandbox, dht, config, _update_config(options))
     except KeyboardInterrupt:

@@ -93,6 +93,8 @@ class NodeStatus:
     """Connection counters: current, trusted, evicted, refused, delayed..."""
     updates: Mapping[str, Any] | None = None
     """Managed installs: running version, latest verified, last check (docs/updates.md)."""
+    reachability: Mapping[str, Any] | None = None
+    """tcp/udp reachability, observed address and the reason (docs/nat.md)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +142,10 @@ def _program_of(raw: Mapping[str, Any]) -> dict[str, Any]:
     if type(args) is not list or not all(type(a) is str for a in args):
         raise BadResponse("GetVessels: args is not a list of strings")
     return {"program": program, "args": tuple(args)}
+
+
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    return dict(value) if isinstance(value, dict) else None
 
 
 class NodeClient:
@@ -267,7 +273,8 @@ class NodeClient:
                           load=tuple(raw["load"]), revision=int(raw.get("revision", 1)),
                           limits=dict(raw.get("limits", {})),
                           connections=dict(raw.get("connections", {})),
-                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None)
+                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None,
+                          reachability=_mapping(raw.get("reachability")))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))

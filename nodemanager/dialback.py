@@ -28,7 +28,16 @@ from dataclasses import dataclass
 import trio
 
 from nodemanager import messages as m
-from nodemanager.autonat import MAX_LINE, Answer, DialBudget, DialRequest, Kind, answer_line, parse_answer, parse_request
+from nodemanager.autonat import (
+    MAX_LINE,
+    Answer,
+    DialBudget,
+    DialRequest,
+    Kind,
+    answer_line,
+    parse_answer,
+    parse_request,
+)
 from nodemanager.errors import ConnectionFailed
 from nodemanager.observe import SEND_TIMEOUT, format_observation, parse_observation
 from nodemanager.wire import HEADER, PUBLIC_FRAME_BYTES, frame, seal_request

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import trio
 
+from nodemanager.autonat import dht_client_mode
+from nodemanager.reachability import ReachabilityBoard
 from nodemanager.server import NodeServer
 from overlay import Announcer, DhtConfig, DhtNode, dht_loop, open_dht_node, parse_hostport
 from seattlecore import KeyPair
@@ -47,6 +49,8 @@ class DiscoveryConfig:
     resolve_address: Callable[[], Awaitable[str]] | None = None
     """If set, awaited once the DHT node runs; its answer replaces ``advertised_address``
     (the node manager asks peers which address they see it at: nodemanager/observe.py)."""
+    start_as_client: bool = False
+    """Start the DHT node in client mode (reachability not known yet: docs/nat.md)."""
 
 
 DhtService = Callable[[DhtNode], Awaitable[None]]
@@ -63,7 +67,7 @@ async def serve_discovery(
 ) -> None:
     """Run the DHT node, the announcer and ``services`` until cancelled; ``started(dht_node)``."""
     dht_config = DhtConfig(host=config.host, port=config.port, bootstrap=config.bootstrap,
-                           state_dir=config.state_dir)
+                           state_dir=config.state_dir, start_as_client=config.start_as_client)
     # The trio_asyncio loop is task-scoped: the announcer must run inside ``dht_loop``.
     async with dht_loop(), open_dht_node(dht_config) as node, trio.open_nursery() as nursery:
         task_status.started(node)
@@ -100,6 +104,17 @@ async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
     while True:
         seen = await server.wait_advert_changed(seen)
         announcer.update(server.advert_entries())
+
+
+async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe: bool) -> None:
+    """Keep the DHT node in client mode exactly while ``dht_client_mode`` says so."""
+    while True:
+        seen = board.generation
+        try:
+            await node.set_client_mode(dht_client_mode(board.state.udp, can_probe))
+        except Exception:  # nothing from the network may end this task
+            log.exception("switching the DHT mode failed")
+        await board.wait_changed(seen)
 
 
 async def stop_on_signals(scope: trio.CancelScope) -> None:

@@ -29,13 +29,14 @@ from nodemanager.reachability import Reach, ReachabilityBoard
 log = logging.getLogger(__name__)
 
 MAX_OBSERVERS = 16
+PROBE_INTERVAL = 900.0
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeConfig:
     """Timing of the prober (tests shorten ``interval``)."""
 
-    interval: float = 900.0
+    interval: float = PROBE_INTERVAL
     """Seconds between rounds once both ports are decided."""
     retry: float = 2.0
     """Seconds before the second round while undecided; doubles up to ``interval``."""
