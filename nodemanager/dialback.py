@@ -94,6 +94,7 @@ class DialBackServer:
                 log.debug("observation connection ended: %s", exc)
 
     async def _serve_request(self, stream: trio.SocketStream, source: str) -> None:
+        line = b""
         with trio.move_on_after(self.read_timeout):
             line = await read_line(stream)
         if not line:
