@@ -111,7 +111,7 @@ def test_budget_per_source_total_and_concurrency() -> None:
     now = 1000.0
     took = [budget.take("198.51.100.1", now) for _ in range(20)]
     assert took.count(None) == 12 and set(took[12:]) == {"rate"}
-    for i in range(12):
+    for _i in range(12):
         budget.done()
     others = [budget.take(f"203.0.113.{i}", now) for i in range(100)]
     assert others.count(None) == 60 - 12  # the total is shared

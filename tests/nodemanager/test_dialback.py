@@ -27,8 +27,8 @@ FAST = ProbeConfig(interval=0.5, retry=0.1, timeout=3.0, tcp_grace=0.3, udp_grac
 
 
 async def start_service(nursery: trio.Nursery, host: str = "127.0.0.1",
-                        limits: ServerLimits = ServerLimits(), **kw: float) -> tuple[int, DialBackServer]:
-    service = DialBackServer(DialBudget(limits), host=host, **kw)  # type: ignore[arg-type]
+                        limits: ServerLimits | None = None, **kw: float) -> tuple[int, DialBackServer]:
+    service = DialBackServer(DialBudget(limits or ServerLimits()), host=host, **kw)  # type: ignore[arg-type]
     port = await nursery.start(serve_observer, host, 0, service.handle)
     return port, service
 
@@ -152,7 +152,7 @@ async def test_garbage_is_refused_and_the_service_lives(nursery: trio.Nursery, g
     answer = await ask_raw(service_port, garbage)
     assert answer in (b"seattle-dialback 1 refused bad\n", b"")
     assert service.budget.dialed == 0
-    port, (own, _) = await listen_pair(nursery, ("127.4.3.7", "127.4.3.8"))
+    port, (_own, _) = await listen_pair(nursery, ("127.4.3.7", "127.4.3.8"))
     assert await ask_raw(service_port, tcp_line(port), source="127.4.3.7") == b"seattle-dialback 1 dialed\n"
 
 
@@ -169,11 +169,15 @@ async def test_silent_clients_cannot_hold_the_service(nursery: trio.Nursery) -> 
             await trio.sleep(0.05)
     for stream in silent:
         await stream.aclose()
-    port, (own, _) = await listen_pair(nursery, ("127.4.4.7", "127.4.4.8"))
+    port, (_own, _) = await listen_pair(nursery, ("127.4.4.7", "127.4.4.8"))
     assert await ask_raw(service_port, tcp_line(port), source="127.4.4.7") == b"seattle-dialback 1 dialed\n"
 
 
 # -- the node manager's port -------------------------------------------------------------
+
+def dial_back_frame(args: dict[str, object]) -> bytes:
+    return attacker.frame(attacker.pack(attacker.body("DialBack", args)))
+
 
 async def test_port_accepts_dial_back_tokens_as_public_requests(node: Node) -> None:
     seen: list[bytes] = []
@@ -181,10 +185,10 @@ async def test_port_accepts_dial_back_tokens_as_public_requests(node: Node) -> N
     stream = await attacker.connect(node.port)
     async with stream:
         token = os.urandom(16)
-        ok = await attacker.ask(stream, attacker.frame(attacker.pack(attacker.body("DialBack", {"token": token}))))
+        ok = await attacker.ask(stream, dial_back_frame({"token": token}))
         assert ok["ok"] and seen == [token]
         for bad in ({"token": b"x" * 15}, {"token": "0" * 32}, {}, {"token": token, "extra": 1}):
-            answer = await attacker.ask(stream, attacker.frame(attacker.pack(attacker.body("DialBack", bad))))
+            answer = await attacker.ask(stream, dial_back_frame(bad))
             assert attacker.error_code(answer) == "BadArguments"
     assert seen == [token]
     assert node.server.admission.statistics().trusted == 0  # earns no trust
