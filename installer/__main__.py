@@ -44,7 +44,14 @@ from installer.release import COMMANDS as RELEASE_COMMANDS
 from installer.release import add_release_parsers
 from installer.service import BootEntry, BootManager, ServiceChoice
 from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
-from installer.status import NodeReport, bootstrap_warning, query_node, query_node_settled, render_updates
+from installer.status import (
+    NodeReport,
+    bootstrap_warning,
+    query_node,
+    query_node_settled,
+    render_reachability,
+    render_updates,
+)
 from seattlecore import (
     CliParser,
     CoreError,
@@ -254,6 +261,7 @@ def render_report(report: NodeReport) -> str:
     lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
     if report.port_limits and report.port_counters:
         lines.append(render_port(report.port_limits, report.port_counters))
+    lines += render_reachability(report)
     lines += render_updates(report)
     if report.error:
         lines.append(f"warning: {report.error}")

@@ -48,6 +48,10 @@ class NodeReport:
     version: str | None = None
     updates: Mapping[str, Any] | None = None
     """The updater's status (managed installs with updates on), from GetNodeStatus."""
+    reachability: Mapping[str, Any] | None = None
+    """tcp/udp reachability, observed address and reason (GetNodeStatus; docs/nat.md)."""
+    dht_mode: str | None = None
+    """``server`` or ``client`` (client: the DHT port is not reachable)."""
 
     @property
     def advertised_keys(self) -> tuple[str, ...]:
@@ -76,17 +80,31 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
         for v in info.vessels
     )
     peers: int | None = None
+    mode: str | None = None
     error = None
     if dht_port is not None:
         try:
             doc = await query_status((host, dht_port), timeout=QUERY_TIMEOUT)
             peers = len(doc.get("peers", []))
+            mode = str(doc.get("mode", "server"))
         except (OverlayError, OSError, trio.TooSlowError) as exc:
             error = f"dht: {exc}"
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
                       vessels=vessels, dht_peers=peers, port_limits=status.limits,
                       port_counters=status.connections, error=error, version=status.version,
-                      updates=status.updates)
+                      updates=status.updates, reachability=status.reachability, dht_mode=mode)
+
+
+def render_reachability(report: NodeReport) -> list[str]:
+    """The status lines about reachability and the DHT mode (docs/nat.md)."""
+    reach = report.reachability
+    if reach is None:
+        return []
+    where = f" at {reach.get('observed')}" if reach.get("observed") else ""
+    pinned = ", pinned" if reach.get("pinned") else ""
+    mode = f"; DHT in {report.dht_mode} mode" if report.dht_mode else ""
+    return [f"reachability: tcp {reach.get('tcp')}, udp {reach.get('udp')}{where}{pinned}{mode}",
+            f"  because: {reach.get('reason')}"]
 
 
 def render_updates(report: NodeReport) -> list[str]:

@@ -39,7 +39,7 @@ from installer.labbed import (
     stop_lab,
     wait_lab_discoverable,
 )
-from installer.status import query_nodes
+from installer.status import NodeReport, query_nodes
 from installer.testbed import (
     DEMO,
     MANIFEST,
@@ -133,7 +133,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                else trio.run(query_nodes, [Path(n["state"]) for n in nodes]))
     print(f"testbed in {directory}: {len(alive)}/{len(nodes)} running, bootstrap {data['bootstrap']}")
     print(f"{'node':<6} {'pid':>7} {'state':<8} {'address':<15} {'nat':<9} {'tcp':>6} {'dht':>6} "
-          f"{'vessels':>7} {'peers':>5}  key")
+          f"{'vessels':>7} {'peers':>5} {'reach tcp/udp':<15} {'dht':<6}  key")
     for node, report in zip(nodes, reports, strict=True):
         up = node["name"] in alive
         peers = "-" if report.dht_peers is None else str(report.dht_peers)
@@ -141,8 +141,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{node['name']:<6} {node['pid']:>7} {'running' if up else 'stopped':<8} "
               f"{node.get('address', '127.0.0.1'):<15} {node.get('nat', '-'):<9} "
               f"{node['port']:>6} {node['dht_port']:>6} {len(report.vessels) if up else '-':>7} "
-              f"{peers if up else '-':>5}  {key}")
+              f"{peers if up else '-':>5} {_reach(report) if up else '-':<15} "
+              f"{(report.dht_mode or '-') if up else '-':<6}  {key}")
     return 0 if len(alive) == len(nodes) else 1
+
+
+def _reach(report: NodeReport) -> str:
+    reach = report.reachability or {}
+    return f"{reach.get('tcp', '?')}/{reach.get('udp', '?')}"
 
 
 def _example(program: Path | None) -> Path:
