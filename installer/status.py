@@ -14,6 +14,7 @@ import trio
 from installer.procs import read_int_file
 from nodemanager import NodeManagerError, open_node_client
 from overlay import OverlayError, query_status
+from overlay.status import read_status_file
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,19 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
             mode = str(doc.get("mode", "server"))
         except (OverlayError, OSError, trio.TooSlowError) as exc:
             error = f"dht: {exc}"
+            mode = _mode_from_file(state)
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
                       vessels=vessels, dht_peers=peers, port_limits=status.limits,
                       port_counters=status.connections, error=error, version=status.version,
                       updates=status.updates, reachability=status.reachability, dht_mode=mode)
+
+
+def _mode_from_file(state: Path) -> str | None:
+    """The DHT mode from the node's status file (when its status RPC is not ours to ask)."""
+    try:
+        return str(read_status_file(state).get("mode", "server"))
+    except OverlayError:
+        return None
 
 
 def render_reachability(report: NodeReport) -> list[str]:

@@ -260,7 +260,11 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
     can_probe = bool(peers) and not board.state.pinned
 
     async def follow_board(node: DhtNode) -> None:
-        await follow_reachability(board, node, can_probe)
+        """Probe (inside the DHT's loop: probes look for contacts) and follow the board."""
+        async with trio.open_nursery() as inner:
+            if not board.state.pinned:  # also without bootstrap peers: DHT contacts will come
+                inner.start_soon(_prober(board, server, node, host, bound, peers, dht.probe).run)
+            await follow_reachability(board, node, can_probe)
 
     config = DiscoveryConfig(
         host=host, port=dht.port, bootstrap=peers,
@@ -275,9 +279,6 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
     dial_backs = DialBackServer(DialBudget(), host=host)
     await nursery.start(serve_observer, host, node.port, dial_backs.handle)
     print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
-    if not board.state.pinned:
-        prober = _prober(board, server, node, host, bound, peers, dht.probe)
-        nursery.start_soon(prober.run)
 
 
 def reachability_board(mode: str) -> ReachabilityBoard:
@@ -291,8 +292,10 @@ def _prober(board: ReachabilityBoard, server: NodeServer, node: DhtNode, host: s
             peers: Sequence[tuple[str, int]], config: ProbeConfig) -> Prober:
     """A prober asking the bootstrap peers and the DHT node's contacts (at their DHT ports)."""
 
-    def candidates() -> list[tuple[str, int]]:
+    async def candidates() -> list[tuple[str, int]]:
         contacts = [entry.contact.addr for _, entry in node.protocol.router.entries()]
+        if len(contacts) < 2 * config.per_round:  # few known: look for more (distinct /24s)
+            contacts += await node.find_contacts()
         return [*peers, *contacts]
 
     prober = Prober(board, ports={Kind.TCP: bound, Kind.UDP: node.port}, candidates=candidates,

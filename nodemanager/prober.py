@@ -8,7 +8,8 @@ port under test (a DialBack request on the node manager port, a ``dialback`` dat
 DHT port from an address the node has not sent to lately), so a lying peer can make the node
 think it is private, never public. Outcomes feed one ``Confidence`` per port; observed
 addresses are believed once ``MIN_AGREE`` peers agree. Rounds repeat quickly (doubling from
-``retry``) while a port is undecided, then every ``interval`` seconds.
+``retry`` up to ``max_retry``) while a port is undecided, then every ``interval`` seconds. A
+node with no bootstrap peer (the first of a network) asks its DHT contacts once it has some.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -39,7 +40,8 @@ class ProbeConfig:
     interval: float = PROBE_INTERVAL
     """Seconds between rounds once both ports are decided."""
     retry: float = 2.0
-    """Seconds before the second round while undecided; doubles up to ``interval``."""
+    """Seconds before the second round while undecided; doubles up to ``max_retry``."""
+    max_retry: float = 60.0
     per_round: int = 3
     timeout: float = DIAL_TIMEOUT + 4.0
     """Seconds for one dial-back request, answer included."""
@@ -52,7 +54,7 @@ class Prober:
     """Probe rounds that write ``board`` (see the module docstring)."""
 
     def __init__(self, board: ReachabilityBoard, *, ports: dict[Kind, int],
-                 candidates: Callable[[], Sequence[tuple[str, int]]],
+                 candidates: Callable[[], Awaitable[Sequence[tuple[str, int]]]],
                  exclude: Sequence[tuple[str, int]] = (), local: str | None = None,
                  config: ProbeConfig = ProbeConfig()) -> None:
         self.board = board
@@ -107,7 +109,7 @@ class Prober:
 
     async def round(self) -> None:
         """Ask up to ``per_round`` peers about every port at once, then update the board."""
-        servers = choose_servers(self.candidates(), self.config.per_round,
+        servers = choose_servers(await self.candidates(), self.config.per_round,
                                  exclude=self.exclude, recent=self._recent)
         self._recent = servers
         results: list[tuple[Kind, bool | None]] = []
@@ -135,7 +137,9 @@ class Prober:
 
     @property
     def decided(self) -> bool:
-        return all(c.decided is not Reach.UNKNOWN for c in self.confidence.values())
+        """Both ports decided and the observed address agreed (else rounds come sooner)."""
+        return (all(c.decided is not Reach.UNKNOWN for c in self.confidence.values())
+                and self.board.state.observed is not None)
 
     async def run(self) -> None:
         """Probe now, then again and again (see ``ProbeConfig``); never returns."""
@@ -148,5 +152,5 @@ class Prober:
             if self.decided:
                 wait, delay = self.config.interval, self.config.retry
             else:
-                wait, delay = delay, min(2 * delay, self.config.interval)
+                wait, delay = delay, min(2 * delay, self.config.max_retry, self.config.interval)
             await trio.sleep(wait)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -276,6 +277,18 @@ class DhtNode:
         log.info("DHT node now in %s mode", "client" if client else "server")
         if not client:
             await trio_asyncio.aio_as_trio(self._announce_self)()
+
+    async def find_contacts(self) -> list[tuple[str, int]]:
+        """Addresses of live DHT nodes near a random id (one lookup path): peers to ask for
+        things besides the routing table (e.g. reachability probes)."""
+        found: Search = await trio_asyncio.aio_as_trio(self._find_random)()
+        return [c.addr for c in found.closest]
+
+    async def _find_random(self) -> Search:
+        deadline = asyncio.get_running_loop().time() + self.config.lookup_timeout
+        single = replace(self.config.params, paths=1)
+        return await find_nodes(self.protocol, os.urandom(len(self.protocol.router.own_id)),
+                                single, deadline)
 
     async def _announce_self(self) -> None:
         deadline = asyncio.get_running_loop().time() + self.config.lookup_timeout

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import pytest
@@ -196,6 +196,12 @@ async def test_port_accepts_dial_back_tokens_as_public_requests(node: Node) -> N
 
 # -- the prober --------------------------------------------------------------------------
 
+def fixed(servers: list[tuple[str, int]]) -> Callable[[], Awaitable[list[tuple[str, int]]]]:
+    async def candidates() -> list[tuple[str, int]]:
+        return servers
+    return candidates
+
+
 def closed_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -214,7 +220,7 @@ async def test_closed_ports_decide_private(nursery: trio.Nursery) -> None:
                ("127.0.0.1", (await start_service(nursery))[0])]
     board = ReachabilityBoard()
     prober = Prober(board, ports={Kind.TCP: closed_port(), Kind.UDP: closed_port()},
-                    candidates=lambda: servers, local="127.0.0.1", config=FAST)
+                    candidates=fixed(servers), local="127.0.0.1", config=FAST)
     await prober.round()  # two servers, two failures per port: decided in one round
     assert (board.state.tcp, board.state.udp) == (Reach.PRIVATE, Reach.PRIVATE)
     assert board.state.observed is None  # both observers are one host: one vote, not two
@@ -224,7 +230,7 @@ async def test_closed_ports_decide_private(nursery: trio.Nursery) -> None:
 async def test_open_port_decides_public(node: Node, nursery: trio.Nursery) -> None:
     servers = [("127.0.0.1", (await start_service(nursery, host=h))[0]) for h in ("127.0.0.1",) * 2]
     board = ReachabilityBoard()
-    prober = Prober(board, ports={Kind.TCP: node.port}, candidates=lambda: servers,
+    prober = Prober(board, ports={Kind.TCP: node.port}, candidates=fixed(servers),
                     local="127.0.0.1", config=FAST)
     node.server.dial_back_sink = prober.sink(Kind.TCP)
     await run_prober(prober, lambda: board.state.tcp is not Reach.UNKNOWN)
@@ -248,7 +254,7 @@ async def test_lying_servers_can_only_make_us_private(node: Node, nursery: trio.
         listeners = await nursery.start(partial(trio.serve_tcp, liar, 0, host="127.0.0.1"))
         lies.append(("127.0.0.1", listeners[0].socket.getsockname()[1]))
     board = ReachabilityBoard()
-    prober = Prober(board, ports={Kind.TCP: node.port}, candidates=lambda: lies,
+    prober = Prober(board, ports={Kind.TCP: node.port}, candidates=fixed(lies),
                     local="127.0.0.1", config=FAST)
     node.server.dial_back_sink = prober.sink(Kind.TCP)
     await run_prober(prober, lambda: board.state.tcp is not Reach.UNKNOWN)
