@@ -42,7 +42,7 @@ import trio
 
 from installer import TestbedError, labnet
 from installer.lab import plan_lab
-from installer.labbed import wait_lab_discoverable
+from installer.labbed import lab_reports, wait_lab_discoverable
 from installer.testbed import wait_discoverable
 from seattlecore import PublicKey
 
@@ -147,10 +147,49 @@ def nat_baseline(nodes: int, fraction: float, sandbox: bool) -> None:
             "--dir", str(directory), *extra)
         try:
             data = json.loads((directory / "testbed.json").read_text())
+            print_reachability(data, decide_times(data))
             print(f"\nall adverts found after {discoverable(data):.1f} s", flush=True)
             print_baseline(directory, data)
         finally:
             cli("down", "--dir", str(directory))
+
+
+def decide_times(data: dict[str, Any], timeout: float = 120.0) -> list[float]:
+    """Seconds after ``up`` returned until each node's reachability was decided (nan: not)."""
+    start = time.monotonic()
+    times = [float("nan")] * len(data["nodes"])
+    while time.monotonic() - start < timeout and any(t != t for t in times):
+        for i, report in enumerate(lab_reports(data)):
+            reach = report.reachability or {}
+            if times[i] != times[i] and "unknown" not in (reach.get("tcp"), reach.get("udp")):
+                times[i] = time.monotonic() - start
+        time.sleep(0.5)
+    return times
+
+
+def print_reachability(data: dict[str, Any], times: list[float]) -> None:
+    """Reachability per kind of host: decided right, how fast, DHT mode, NATed ids in tables."""
+    reports = lab_reports(data)
+    time.sleep(11)  # the DHT status files are rewritten every 10 s
+    docs = [json.loads((Path(n["state"]) / "dht-status.json").read_text()) for n in data["nodes"]]
+    nated = {d["stats"]["node_id"] for d, n in zip(docs, data["nodes"], strict=True) if n["nat"] != "none"}
+    print(f"\nreachability ({len(data['nodes'])} hosts; seconds after 'up' returned)")
+    print(f"{'donors':<10} {'hosts':>5} {'decided right':>13} {'median s':>8} {'max s':>6} "
+          f"{'observed right':>14} {'DHT client':>10} {'NATed ids in tables':>19}")
+    for kind in ("none", "cone", "symmetric"):
+        rows = [(n, r, t, d) for n, r, t, d in zip(data["nodes"], reports, times, docs, strict=True)
+                if n["nat"] == kind]
+        if not rows:
+            continue
+        want = "public" if kind == "none" else "private"
+        right = sum((r.reachability or {}).get("tcp") == want == (r.reachability or {}).get("udp")
+                    for _, r, _, _ in rows)
+        observed = sum((r.reachability or {}).get("observed") == n["public_address"] for n, r, _, _ in rows)
+        spans = sorted(t for _, _, t, _ in rows)
+        held = sum(len(nated & {p["id"] for p in d["peers"]}) for _, _, _, d in rows)
+        print(f"{'public' if kind == 'none' else kind:<10} {len(rows):>5} {right:>6} of {len(rows):<4} "
+              f"{spans[len(spans) // 2]:>8.1f} {spans[-1]:>6.1f} {observed:>7} of {len(rows):<4} "
+              f"{sum(d['mode'] == 'client' for _, _, _, d in rows):>10} {held:>19}", flush=True)
 
 
 def print_baseline(directory: Path, data: dict[str, Any]) -> None:
@@ -182,7 +221,8 @@ def print_baseline(directory: Path, data: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--nodes", type=int, nargs="+", default=[10, 20, 50])
+    parser.add_argument("--nodes", type=int, nargs="*", default=[10, 20, 50],
+                        help="lab sizes to compare with loopback (none: only --nat)")
     parser.add_argument("--nat", type=float, default=None, help="also run the NAT baseline")
     parser.add_argument("--nat-nodes", type=int, default=20)
     parser.add_argument("--no-sandbox", action="store_true")
