@@ -32,7 +32,8 @@ KEY = ALICE.public
 
 EXAMPLES: list[m.Request] = [
     m.GetVessels(), m.GetVesselResources(vessel="v1"), m.GetOffcutResources(),
-    m.GetNodeStatus(), m.StartVessel(vessel="v1", program="a.py", args=("x", "y")),
+    m.GetNodeStatus(), m.DialBack(token=bytes(range(16))),
+    m.StartVessel(vessel="v1", program="a.py", args=("x", "y")),
     m.StopVessel(vessel="v1"), m.ResetVessel(vessel="v1"),
     m.AddFileToVessel(vessel="v1", filename="a.py", data=b"\x00\xff"),
     m.RetrieveFileFromVessel(vessel="v1", filename="a.py"), m.ListFilesInVessel(vessel="v1"),

@@ -61,8 +61,13 @@ async def test_hostile_peer_never_crashes_node_managers(tmp_path: Path) -> None:
         processes = [first] + [n[2] for n in nodes]
         nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(peer.serve)
-        for target in dht:
-            assert await peer.join(target)
+        for target in dht:  # nodes serve the DHT once their probes found them reachable
+            with trio.fail_after(30):
+                while not await peer.join(target):
+                    await trio.sleep(0.2)
+        with trio.fail_after(30):  # and every advert is where lookups find it
+            while len((await lookup_once(OWNER.public, [dht[0]], timeout=10)).candidates) < 6:
+                await trio.sleep(0.2)
         nursery.start_soon(attack, peer, dht, 5)
         lookups = found_all = 0
         with trio.move_on_after(SECONDS):
