@@ -11,6 +11,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 
+import msgpack
 import pytest
 import trio
 
@@ -263,3 +264,29 @@ async def test_lying_servers_can_only_make_us_private(node: Node, nursery: trio.
     prober.token_seen(Kind.TCP, os.urandom(16))
     prober.token_seen(Kind.UDP, os.urandom(16))
     assert board.state.tcp is Reach.PRIVATE
+
+
+async def test_periodic_probes_follow_a_port_that_opens(nursery: trio.Nursery) -> None:
+    """Re-probing: private while nothing listens; public once a port forward appears."""
+    servers = [("127.0.0.1", (await start_service(nursery))[0]) for _ in range(2)]
+    port = closed_port()
+    board = ReachabilityBoard()
+    prober = Prober(board, ports={Kind.TCP: port}, candidates=fixed(servers), local="127.0.0.1",
+                    config=FAST)
+    nursery.start_soon(prober.run)
+    with trio.fail_after(20):
+        while board.state.tcp is not Reach.PRIVATE:
+            await board.wait_changed(board.generation)
+
+    async def forwarded(stream: trio.SocketStream) -> None:
+        """The test's stand-in for the port: hands the DialBack token to the prober."""
+        async with stream:
+            data = await attacker.read_frame(stream)
+            request = msgpack.unpackb(msgpack.unpackb(data, raw=False)[0], raw=False)
+            prober.sink(Kind.TCP)(request["args"]["token"])
+
+    await nursery.start(partial(trio.serve_tcp, forwarded, port, host="127.0.0.1"))
+    with trio.fail_after(20):
+        while board.state.tcp is not Reach.PUBLIC:
+            await board.wait_changed(board.generation)
+    assert prober.rounds >= 3
