@@ -274,7 +274,8 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
         start_as_client=dht_client_mode(board.state.udp, can_probe),
     )
     services = [follow_board, *([run_updates] if service is not None else [])]
-    node = await nursery.start(partial(serve_discovery, server, keys, config, services=services))
+    node = await nursery.start(partial(serve_discovery, server, keys, config, services=services,
+                                       board=board))
     write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
     dial_backs = DialBackServer(DialBudget(), host=host)
     await nursery.start(serve_observer, host, node.port, dial_backs.handle)

@@ -63,9 +63,11 @@ async def serve_discovery(
     config: DiscoveryConfig,
     *,
     services: Sequence[DhtService] = (),
+    board: ReachabilityBoard | None = None,
     task_status: trio.TaskStatus[DhtNode] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the DHT node, the announcer and ``services`` until cancelled; ``started(dht_node)``."""
+    """Run the DHT node, the announcer and ``services`` until cancelled; ``started(dht_node)``.
+    With ``board``, re-announce whenever the node's reachability changes."""
     dht_config = DhtConfig(host=config.host, port=config.port, bootstrap=config.bootstrap,
                            state_dir=config.state_dir, start_as_client=config.start_as_client)
     # The trio_asyncio loop is task-scoped: the announcer must run inside ``dht_loop``.
@@ -80,6 +82,8 @@ async def serve_discovery(
         log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
         for service in services:
             nursery.start_soon(service, node)
+        if board is not None:
+            nursery.start_soon(reannounce_on_change, board, announcer)
         try:
             await follow_changes(server, announcer)
         finally:
@@ -115,6 +119,24 @@ async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe
         except Exception:  # nothing from the network may end this task
             log.exception("switching the DHT mode failed")
         await board.wait_changed(seen)
+
+
+async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer) -> None:
+    """Publish again whenever the reachability board changes: adverts published while this
+    node was a DHT client, or while few peers were servers yet (all start as clients until
+    proven reachable), went to the few servers there were; now there are more."""
+    seen = board.generation
+    decided = _decision(board)
+    while True:
+        seen = await board.wait_changed(seen)
+        if _decision(board) != decided:  # not for a new reason line alone
+            decided = _decision(board)
+            announcer.wake()
+
+
+def _decision(board: ReachabilityBoard) -> tuple[object, ...]:
+    state = board.state
+    return state.tcp, state.udp, state.observed
 
 
 async def stop_on_signals(scope: trio.CancelScope) -> None:
