@@ -484,7 +484,7 @@ class NodeServer:
     async def _read_log(self, effect: model.ReadLog) -> Mapping[str, object]:
         piece = self.runner.log_since(effect.vessel, effect.since,
                                       self.store.log_path(effect.vessel))
-        return {"log": piece.data, "total": piece.total, "start": piece.start}
+        return {"log": piece.data, "total": piece.total, "start": piece.start, "run": piece.run}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
         self.advert_generation += 1
