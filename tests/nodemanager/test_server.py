@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 
 import msgpack
 import pytest
