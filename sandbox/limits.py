@@ -10,7 +10,7 @@ gives the same long-run share without letting an idle program bank unbounded cre
 
 from __future__ import annotations
 
-import secrets
+import os
 from dataclasses import dataclass, field
 
 from sandbox.resources import ResourceTable
@@ -91,7 +91,7 @@ class LogRing:
     keep: int = LOG_KEEP
     data: bytearray = field(default_factory=bytearray)
     total: int = 0
-    run: str = field(default_factory=lambda: secrets.token_hex(8))
+    run: str = field(default_factory=lambda: os.urandom(8).hex())
     """A fresh random name per program run, so readers notice a restart whatever its length."""
 
     def add(self, chunk: bytes | bytearray) -> None:
