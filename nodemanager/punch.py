@@ -1,0 +1,391 @@
+"""Hole punching over a relayed connection: the trio shell of ``punchcore`` (docs/nat.md).
+
+``initiate`` (the side that opened the relayed connection) and ``respond`` (the node) run
+the handshake of ``punchcore`` on any trio ``Stream`` joining them. Each binds a fresh
+socket to a local port (``SO_REUSEADDR``/``SO_REUSEPORT``, so the observation connections
+and the punch can all use that port), asks two observers (the one-line service at a peer's
+DHT port, ``observe.py``) what that port looks like from outside, and then opens a TCP
+connection from that port at the same moment as the peer does (a simultaneous open). The
+result is an ``Outcome``: a direct ``SocketStream`` to serve or use exactly like an
+accepted or dialled connection, or None and the reason, in which case the relayed
+connection is still good and carries the ordinary protocol.
+
+``serve_relayed`` is the node's entry point for a relayed connection: a punch preamble
+starts with ``punchcore.MAGIC``, anything else is handed on untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from nodemanager import punchcore as pc
+from nodemanager.errors import BadResponse, ConnectionFailed
+from nodemanager.observe import MAX_LINE, parse_observation
+from nodemanager.punchcore import Addr, Message
+
+log = logging.getLogger(__name__)
+
+REFUSED_PAUSE = 0.02
+
+
+class PunchBroken(ConnectionFailed):
+    """The handshake broke off mid-way: the relayed connection is unusable, close it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PunchConfig:
+    """Where to observe ourselves from, and the handshake's time bounds."""
+
+    observers: Sequence[Addr] = ()
+    """Public peers' observation services (host, DHT port); two detect a symmetric NAT."""
+    local_host: str = "0.0.0.0"
+    observe_timeout: float = 1.0
+    attempt_timeout: float = 1.5
+    """How long one simultaneous open may take (SYN retransmits come after 1 s)."""
+    message_timeout: float = 5.0
+    """How long the peer may take to answer a handshake message over the relay."""
+    forbidden: tuple[range, ...] = ()
+    """Ports never dialled besides those below ``punchcore.MIN_PORT``."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Outcome:
+    """How a punch ended: ``direct`` is the new connection (the caller owns it), or None."""
+
+    direct: trio.SocketStream | None
+    reason: str = ""
+    attempts: int = 0
+    rtt: float | None = None
+    elapsed: float = 0.0
+    mapping: Addr | None = None
+    """Our own external address for the punch socket, when observers agreed on one."""
+
+    @property
+    def path(self) -> str:
+        return "punched" if self.direct is not None else "relayed"
+
+
+# ---- messages over the relayed stream ----
+
+async def read_exact(stream: trio.abc.ReceiveStream, size: int) -> bytes:
+    """Exactly ``size`` bytes (never more: what follows belongs to the next protocol)."""
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = await stream.receive_some(size - len(data))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PunchBroken(f"punch: connection lost ({exc})") from exc
+        if not chunk:
+            raise PunchBroken("punch: connection closed during the handshake")
+        data += chunk
+    return data
+
+
+async def receive(stream: trio.abc.ReceiveStream, timeout: float,
+                  *kinds: pc.Kind) -> Message:
+    """The next handshake message, which must be of one of ``kinds``."""
+    with trio.move_on_after(timeout):
+        (length,) = pc.LENGTH.unpack(await read_exact(stream, pc.LENGTH.size))
+        if length > pc.MAX_MESSAGE:
+            raise PunchBroken(f"punch: message of {length} bytes")
+        try:
+            message = pc.decode(await read_exact(stream, length))
+        except BadResponse as exc:
+            raise PunchBroken(str(exc)) from exc
+        if message.kind not in kinds:
+            raise PunchBroken(f"punch: got {message.kind}, expected {' or '.join(kinds)}")
+        return message
+    raise PunchBroken(f"punch: no {' or '.join(kinds)} within {timeout:g} s")
+
+
+async def send(stream: trio.abc.SendStream, message: Message) -> None:
+    try:
+        await stream.send_all(pc.encode(message))
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise PunchBroken(f"punch: connection lost ({exc})") from exc
+
+
+# ---- the punch socket ----
+
+async def punch_socket(host: str, port: int) -> trio.socket.SocketType:
+    """A TCP socket bound to ``host:port`` that shares the port with its siblings."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def connect_from(host: str, port: int, target: Addr,
+                       timeout: float) -> trio.SocketStream | None:
+    """Connect from ``host:port`` to ``target`` within ``timeout``; None if it fails.
+
+    A refusal (the peer's SYN is not out yet, so its kernel answered ours with a reset) is
+    retried every ``REFUSED_PAUSE`` until the deadline: the peer's connect is coming.
+    """
+    with trio.move_on_after(timeout):
+        while True:
+            sock = await punch_socket(host, port)
+            try:
+                await sock.connect(target)
+                return trio.SocketStream(sock)
+            except (ConnectionRefusedError, ConnectionResetError):
+                sock.close()
+                await trio.sleep(REFUSED_PAUSE)
+            except OSError as exc:
+                log.debug("punch connect to %s:%d: %s", *target, exc)
+                sock.close()
+                return None
+            except BaseException:
+                sock.close()
+                raise
+    return None
+
+
+async def observe_from(sock: trio.socket.SocketType, observer: Addr, timeout: float) -> Addr:
+    """Our address as ``observer`` sees a connection from ``sock`` (bound, not connected)."""
+    data = b""
+    with trio.move_on_after(timeout) as scope:
+        try:
+            await sock.connect(observer)
+            while len(data) <= MAX_LINE and not data.endswith(b"\n"):
+                chunk = await sock.recv(MAX_LINE + 1)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:
+            raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: {exc}") from exc
+        finally:
+            sock.close()
+    if scope.cancelled_caught:
+        raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: no answer")
+    ip = parse_observation(data)  # checks the whole line, the port word included
+    return ip, int(data.split(b" ")[3])
+
+
+async def observe_mapping(config: PunchConfig) -> tuple[int, pc.Mapping]:
+    """Bind a fresh local port, ask up to two observers (at once) how it looks outside."""
+    first = await punch_socket(config.local_host, 0)
+    port = first.getsockname()[1]
+    socks = [first] + [await punch_socket(config.local_host, port) for _ in config.observers[1:2]]
+    seen: list[Addr] = []
+
+    async def ask(sock: trio.socket.SocketType, observer: Addr) -> None:
+        try:
+            seen.append(await observe_from(sock, observer, config.observe_timeout))
+        except (ConnectionFailed, BadResponse) as exc:
+            log.info("punch: %s", exc)
+
+    if not config.observers:
+        first.close()
+    async with trio.open_nursery() as nursery:
+        for sock, observer in zip(socks, config.observers[:2], strict=False):
+            nursery.start_soon(ask, sock, observer)
+    return port, pc.classify(port, seen)
+
+
+async def confirm(direct: trio.SocketStream, nonce: bytes, timeout: float) -> bool:
+    """Both ends write ``MAGIC || nonce`` and check the other's: the right peer, and alive."""
+    expected = pc.MAGIC + nonce
+    with trio.move_on_after(timeout):
+        try:
+            await direct.send_all(expected)
+            return await read_exact(direct, len(expected)) == expected
+        except (PunchBroken, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+    return False
+
+
+async def try_direct(config: PunchConfig, port: int, target: Addr, nonce: bytes,
+                     delay: float = 0.0) -> trio.SocketStream | None:
+    """One simultaneous open (after ``delay``) and its confirmation; the stream or None."""
+    await trio.sleep(delay)
+    direct = await connect_from(config.local_host, port, target, config.attempt_timeout)
+    if direct is None:
+        return None
+    if await confirm(direct, nonce, config.attempt_timeout):
+        return direct
+    await direct.aclose()
+    return None
+
+
+async def settle(relayed: trio.abc.Stream, direct: trio.SocketStream | None,
+                 timeout: float) -> trio.SocketStream | None:
+    """Exchange ``result`` over the relay: the direct stream if both ends got it, else None."""
+    await send(relayed, Message(kind="result", ok=direct is not None))
+    theirs = await receive(relayed, timeout, "result")
+    if direct is not None and theirs.ok:
+        return direct
+    if direct is not None:
+        await direct.aclose()
+    return None
+
+
+# ---- the two roles ----
+
+async def initiate(relayed: trio.abc.Stream, config: PunchConfig,
+                   expect_ip: str | None) -> Outcome:
+    """Try to replace ``relayed`` by a direct connection to the peer at ``expect_ip``.
+
+    Raises ``PunchBroken`` if the peer breaks the handshake (then ``relayed`` is unusable);
+    otherwise the outcome's ``direct`` is the new connection, or None and ``relayed`` is
+    ready for the ordinary protocol.
+    """
+    start = trio.current_time()
+    try:
+        await relayed.send_all(pc.MAGIC)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise PunchBroken(f"punch: connection lost ({exc})") from exc
+    port, mapping = await observe_mapping(config)
+    outcome = Outcome(direct=None, mapping=mapping.addr)
+    nonce = os.urandom(pc.NONCE_BYTES)
+    offer = (mapping.addr,) if mapping.addr else ()
+    while outcome.attempts < pc.MAX_ATTEMPTS and outcome.direct is None:
+        outcome.attempts += 1
+        sent = trio.current_time()
+        await send(relayed, Message(kind="connect", addrs=offer, nonce=nonce, why=mapping.why))
+        reply = await receive(relayed, config.message_timeout, "connect")
+        outcome.rtt = trio.current_time() - sent
+        target, why = pc.dial_target(reply.addrs, expect_ip, config.forbidden)
+        if mapping.addr is None or target is None:
+            outcome.reason = (f"we cannot punch: {mapping.why}" if mapping.addr is None
+                              else f"peer cannot punch: {reply.why or why}")
+            break
+        await send(relayed, Message(kind="sync"))
+        direct = await try_direct(config, port, target, nonce, pc.sync_delay(outcome.rtt))
+        outcome.direct = await settle(relayed, direct, config.message_timeout)
+        outcome.reason = "" if outcome.direct else f"no direct connection after {outcome.attempts} attempt(s)"
+    if outcome.direct is None:
+        await send(relayed, Message(kind="stop"))
+    outcome.elapsed = trio.current_time() - start
+    return outcome
+
+
+@dataclass(slots=True, kw_only=True)
+class Responder:
+    """The node's side: one per node manager, shared by every relayed connection."""
+
+    config: PunchConfig
+    limiter: pc.PunchLimiter = field(default_factory=pc.PunchLimiter)
+    punched: int = 0
+    failed: int = 0
+    refused: int = 0
+
+    async def respond(self, relayed: trio.abc.Stream, peer_ip: str | None) -> Outcome:
+        """Answer a punch preamble (``MAGIC`` already read) from the peer at ``peer_ip``."""
+        start = trio.current_time()
+        peer = peer_ip or "unknown"
+        refusal = self.limiter.acquire(peer, start)
+        try:
+            outcome = await self._answer(relayed, peer_ip, refusal)
+        finally:
+            if refusal is None:
+                self.limiter.release()
+        self.refused += refusal is not None
+        self.punched += outcome.direct is not None
+        self.failed += outcome.direct is None and refusal is None
+        outcome.elapsed = trio.current_time() - start
+        return outcome
+
+    async def _answer(self, relayed: trio.abc.Stream, peer_ip: str | None,
+                      refusal: str | None) -> Outcome:
+        outcome = Outcome(direct=None, reason=refusal or "")
+        port, mapping = 0, pc.Mapping(None, "not observed")
+        while True:
+            message = await receive(relayed, self.config.message_timeout, "connect", "stop")
+            if message.kind == "stop" or outcome.direct is not None:
+                return outcome
+            outcome.attempts += 1
+            if outcome.attempts > pc.MAX_ATTEMPTS:
+                raise PunchBroken(f"punch: more than {pc.MAX_ATTEMPTS} attempts")
+            target, why = pc.dial_target(message.addrs, peer_ip, self.config.forbidden)
+            if refusal is None and target is not None and outcome.attempts > 1:
+                refusal = None if self.limiter.charge(peer_ip or "unknown", trio.current_time()) \
+                    else "peer is over its punch rate"
+            if refusal is None and target is not None and len(message.nonce) and not port:
+                port, mapping = await observe_mapping(self.config)
+                outcome.mapping = mapping.addr
+            ready = bool(refusal is None and target is not None and mapping.addr and message.nonce)
+            reason = refusal or (why if target is None else mapping.why)
+            offer = (mapping.addr,) if ready and mapping.addr else ()
+            await send(relayed, Message(kind="connect", addrs=offer, why="" if ready else reason))
+            if not ready or target is None:
+                outcome.reason = reason or "no punch"
+                continue
+            await receive(relayed, self.config.message_timeout, "sync")
+            direct = await try_direct(self.config, port, target, message.nonce)
+            outcome.direct = await settle(relayed, direct, self.config.message_timeout)
+            outcome.reason = "" if outcome.direct else "simultaneous open failed"
+            if outcome.direct is not None:
+                return outcome
+
+
+# ---- the node's entry point for relayed connections ----
+
+class Prefixed(trio.abc.Stream):
+    """A stream with bytes already read from it put back in front."""
+
+    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+        self.inner, self.prefix = inner, prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self.prefix:
+            size = len(self.prefix) if max_bytes is None else max_bytes
+            data, self.prefix = self.prefix[:size], self.prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+
+async def serve_relayed(relayed: trio.abc.Stream, handler: Handler, responder: Responder,
+                        peer_ip: str | None, first_timeout: float = 30.0) -> str:
+    """Serve one relayed connection: punch first if asked, then ``handler`` on the result.
+
+    Returns the path the session took: ``punched`` or ``relayed``.
+    """
+    head = b""
+    with trio.move_on_after(first_timeout):
+        while len(head) < len(pc.MAGIC):
+            chunk = await relayed.receive_some(len(pc.MAGIC) - len(head))
+            if not chunk:
+                break
+            head += chunk
+    if head != pc.MAGIC:
+        await handler(Prefixed(relayed, head))
+        return "relayed"
+    try:
+        outcome = await responder.respond(relayed, peer_ip)
+    except PunchBroken as exc:
+        log.info("punch with %s broke off: %s", peer_ip, exc)
+        await relayed.aclose()
+        return "relayed"
+    if outcome.direct is None:
+        log.info("punch with %s failed (%s); staying relayed", peer_ip, outcome.reason)
+        await handler(relayed)
+        return "relayed"
+    log.info("punched a direct connection with %s in %.2f s", peer_ip, outcome.elapsed)
+    await relayed.aclose()
+    await handler(outcome.direct)
+    return "punched"
