@@ -70,6 +70,11 @@ class Outcome:
     def path(self) -> str:
         return "punched" if self.direct is not None else "relayed"
 
+    def mapping_of(self, mapping: pc.Mapping) -> pc.Mapping:
+        """Record our observed mapping; return it."""
+        self.mapping = mapping.addr
+        return mapping
+
 
 # ---- messages over the relayed stream ----
 
@@ -282,28 +287,41 @@ class Responder:
     refused: int = 0
 
     async def respond(self, relayed: trio.abc.Stream, peer_ip: str | None) -> Outcome:
-        """Answer a punch preamble (``MAGIC`` already read) from the peer at ``peer_ip``."""
+        """Answer a punch preamble (``MAGIC`` already read) from the peer at ``peer_ip``.
+
+        The observation of our own punch socket starts at once, while the initiator makes
+        its own, so that our ``connect`` answer is immediate and its RTT measure honest.
+        """
         start = trio.current_time()
-        peer = peer_ip or "unknown"
-        refusal = self.limiter.acquire(peer, start)
+        refusal = self.limiter.acquire(peer_ip or "unknown", start)
+        self.refused += refusal is not None
+        observed = _Observation()
+        broken: PunchBroken | None = None
         try:
-            outcome = await self._answer(relayed, peer_ip, refusal)
+            async with trio.open_nursery() as nursery:
+                if refusal is None:
+                    nursery.start_soon(observed.run, self.config)
+                try:
+                    outcome = await self._answer(relayed, peer_ip, refusal, observed)
+                except PunchBroken as exc:
+                    broken = exc
+                nursery.cancel_scope.cancel()
         finally:
             if refusal is None:
                 self.limiter.release()
-        self.refused += refusal is not None
+        if broken is not None:
+            raise broken
         self.punched += outcome.direct is not None
         self.failed += outcome.direct is None and refusal is None
         outcome.elapsed = trio.current_time() - start
         return outcome
 
     async def _answer(self, relayed: trio.abc.Stream, peer_ip: str | None,
-                      refusal: str | None) -> Outcome:
+                      refusal: str | None, observed: _Observation) -> Outcome:
         outcome = Outcome(direct=None, reason=refusal or "")
-        port, mapping = 0, pc.Mapping(None, "not observed")
         while True:
             message = await receive(relayed, self.config.message_timeout, "connect", "stop")
-            if message.kind == "stop" or outcome.direct is not None:
+            if message.kind == "stop":
                 return outcome
             outcome.attempts += 1
             if outcome.attempts > pc.MAX_ATTEMPTS:
@@ -312,10 +330,11 @@ class Responder:
             if refusal is None and target is not None and outcome.attempts > 1:
                 refusal = None if self.limiter.charge(peer_ip or "unknown", trio.current_time()) \
                     else "peer is over its punch rate"
-            if refusal is None and target is not None and len(message.nonce) and not port:
-                port, mapping = await observe_mapping(self.config)
-                outcome.mapping = mapping.addr
-            ready = bool(refusal is None and target is not None and mapping.addr and message.nonce)
+            mapping = pc.Mapping(None, "")
+            if refusal is None and target is not None and message.nonce:
+                await observed.done.wait()
+                mapping = outcome.mapping_of(observed.mapping)
+            ready = bool(refusal is None and target is not None and mapping.addr)
             reason = refusal or (why if target is None else mapping.why)
             offer = (mapping.addr,) if ready and mapping.addr else ()
             await send(relayed, Message(kind="connect", addrs=offer, why="" if ready else reason))
@@ -323,11 +342,26 @@ class Responder:
                 outcome.reason = reason or "no punch"
                 continue
             await receive(relayed, self.config.message_timeout, "sync")
-            direct = await try_direct(self.config, port, target, message.nonce)
+            direct = await try_direct(self.config, observed.port, target, message.nonce)
             outcome.direct = await settle(relayed, direct, self.config.message_timeout)
             outcome.reason = "" if outcome.direct else "simultaneous open failed"
             if outcome.direct is not None:
                 return outcome
+
+
+@dataclass(slots=True)
+class _Observation:
+    """Our punch port and its mapping, found in the background."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    port: int = 0
+    mapping: pc.Mapping = field(default_factory=lambda: pc.Mapping(None, "not observed"))
+
+    async def run(self, config: PunchConfig) -> None:
+        try:
+            self.port, self.mapping = await observe_mapping(config)
+        finally:
+            self.done.set()
 
 
 # ---- the node's entry point for relayed connections ----
