@@ -40,7 +40,8 @@ async def splice(a: trio.SocketStream, b: trio.SocketStream) -> None:
         nursery.start_soon(pump, b, a)
 
 
-async def serve_rendezvous(host: str, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_rendezvous(host: str, *,
+                           task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Pair connections two by two (in arrival order) and splice each pair."""
     listeners = await trio.open_tcp_listeners(0, host=host)
     waiting: list[trio.SocketStream] = []
@@ -191,8 +192,8 @@ def trial(plan: LabPlan, services: Services, initiator: str, responder: str,
     """One punch between two lab hosts (names like ``researcher`` or ``n001``)."""
     a, b = plan.host(initiator), plan.host(responder)
     config = PunchConfig(observers=services.observers)
-    with in_thread(b.namespace, run_responder, services.relay, config, responder_state) as theirs:
-        with in_thread(a.namespace, run_initiator, services.relay, config) as ours:
-            pass
+    with (in_thread(b.namespace, run_responder, services.relay, config, responder_state) as theirs,
+          in_thread(a.namespace, run_initiator, services.relay, config) as ours):
+        pass
     assert ours and theirs, "a punch side did not finish"
     return ours[0], theirs[0]

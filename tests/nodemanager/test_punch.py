@@ -19,7 +19,7 @@ from nodemanager import punch
 from nodemanager import punchcore as pc
 from nodemanager.observe import serve_observer
 from nodemanager.punch import Outcome, PunchBroken, PunchConfig, Responder
-from nodemanager.punchcore import Message
+from nodemanager.wire import pack, unpack
 
 PEER = "198.18.1.1"
 NODE = "198.18.11.1"
@@ -130,7 +130,7 @@ async def test_symmetric_nat_is_said_and_not_punched(monkeypatch: pytest.MonkeyP
     why = "symmetric NAT: local port 40000 seen as ports 5, 6 by different observers"
     fake_network(monkeypatch, {"initiator": [], "responder": []},
                  mappings={side: pc.Mapping(None, why)})
-    ours, theirs = await pair(lambda s: punch.initiate(s, CONFIG, NODE), respond_after_magic)
+    ours, _ = await pair(lambda s: punch.initiate(s, CONFIG, NODE), respond_after_magic)
     assert ours.direct is None and ours.attempts == 1 and "symmetric NAT" in ours.reason
     assert ours.reason.startswith("we cannot" if side == "initiator" else "peer cannot")
 
@@ -156,15 +156,15 @@ class Attacker:
         await self.stream.send_all(data)
 
     async def connect(self, addrs: list[tuple[str, int]]) -> dict[str, Any]:
-        body = pc.pack({"t": "connect", "v": 1, "addrs": [list(a) for a in addrs],
+        body = pack({"t": "connect", "v": 1, "addrs": [list(a) for a in addrs],
                         "nonce": b"\x01" * 16, "why": ""})
         await self.raw(pc.LENGTH.pack(len(body)) + body)
         (length,) = pc.LENGTH.unpack(await punch.read_exact(self.stream, 2))
-        answer: dict[str, Any] = pc.unpack(await punch.read_exact(self.stream, length))
+        answer: dict[str, Any] = unpack(await punch.read_exact(self.stream, length))
         return answer
 
     async def send(self, body: dict[str, Any]) -> None:
-        data = pc.pack(body)
+        data = pack(body)
         await self.raw(pc.LENGTH.pack(len(data)) + data)
 
 
@@ -229,7 +229,7 @@ async def test_rate_and_concurrency_bound_what_a_peer_makes_the_node_dial() -> N
                 await trio.sleep(0.01)
         await trio.sleep(0.3)
 
-        held = []  # concurrency: preambles that never go on hold a slot until they time out
+        held: list[Attacker] = []  # concurrency: preambles that never go on hold a slot until they time out
         busy = Responder(config=config, limiter=pc.PunchLimiter(concurrent=2))
         for _ in range(3):
             a, b = trio.testing.memory_stream_pair()
@@ -257,7 +257,7 @@ async def _never_called(stream: trio.abc.Stream) -> None:
 @pytest.mark.parametrize("junk", [
     b"\xff\xff" + b"x" * 10,  # length above the maximum
     b"\x00\x03\xc1\xc1\xc1",  # not msgpack
-    b"\x00\x05" + pc.pack({"t": "sync"})[:5],  # a sync before any connect
+    b"\x00\x05" + pack({"t": "sync"})[:5],  # a sync before any connect
 ])
 async def test_junk_preamble_closes_the_relayed_connection_only(junk: bytes) -> None:
     a, b = trio.testing.memory_stream_pair()
