@@ -14,9 +14,17 @@ With ``--nat F`` it also runs one lab of ``--nat-nodes`` hosts with that share b
 (mixed kinds) and prints what works today from the researcher's host: adverts found, DHT
 crawl, vessels usable from seash, public vs NATed.
 
+With ``--punch T`` it runs T hole punches per pair of hosts in a lab network with no node
+managers (observers and a splicing rendezvous standing in for a relay, as in
+tests/nodemanager/test_punch_lab.py) and prints, per NAT pairing, the share of
+researcher->donor connections that end direct within 2 s, the median time to direct
+(from the first handshake byte on the relayed stream to a confirmed direct stream), how
+many attempts it took and what the researcher's side did (simultaneous open, or listen /
+connect when one side is public: connection reversal).
+
 Needs root (the lab). Nodes run with the real sandbox unless ``--no-sandbox``.
 
-    .venv/bin/python benchmarks/lab.py [--nodes 10 20 50] [--nat 0.5 --nat-nodes 20]
+    .venv/bin/python benchmarks/lab.py [--nodes 10 20 50] [--nat 0.5 --nat-nodes 20] [--punch 50]
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pathlib import Path
 # benchmarks/ holds files named like the packages they measure: keep it off the import path.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.nodemanager.punchlab
 
 import argparse
 import json
@@ -180,14 +189,70 @@ def print_baseline(directory: Path, data: dict[str, Any]) -> None:
               f"{usable:>6} of {2 * len(group):<5}")
 
 
+PUNCH_PAIRS = (
+    ("cone <-> public", "n004", "n001"),
+    ("cone <-> cone", "researcher", "n001"),
+    ("cone <-> cone", "researcher", "n003"),
+    ("symmetric", "researcher", "n002"),
+    ("symmetric<->pub", "n004", "n002"),
+    ("bare masq", "researcher", "n003"),
+    ("bare masq", "n004", "n003"),
+)
+"""(label, researcher's host, donor's host) in ``punchlab.bare_lab``: n004 is public, n001 and
+n003 sit behind cone NATs, n002 behind a symmetric one, the researcher behind a cone NAT.
+For the "bare masq" rows n003's router loses its firewall (masquerade alone)."""
+
+
+def punch_row(label: str, researcher: str, donor: str, outcomes: list[Any]) -> str:
+    trials = len(outcomes)
+    direct = sorted(o.elapsed for o in outcomes if o.direct is not None)
+    quick = sum(t <= 2.0 for t in direct)
+    tries = [sum(o.direct is not None and o.attempts == n for o in outcomes) for n in (1, 2, 3)]
+    reasons = sorted({re.sub(r"\d+", "N", o.reason) for o in outcomes if o.direct is None})
+    median = direct[len(direct) // 2] if direct else float("nan")
+    p90 = direct[int(len(direct) * 0.9)] if direct else float("nan")
+    roles = sorted({o.role for o in outcomes if o.direct is not None})
+    return (f"{label:<16} {researcher + '->' + donor:<16} {quick:>5}/{trials:<3} "
+            f"{100 * quick / trials:>3.0f}% {median:>8.3f} {p90:>6.3f} "
+            f"{'/'.join(map(str, tries)):>14} {','.join(roles):<12} {'; '.join(reasons)[:80]}")
+
+
+def punch_table(trials: int) -> None:
+    from tests.nodemanager.punchlab import bare_lab, start_services, trial
+
+    print(f"\nhole punching, {trials} researcher->donor connections per pair (no node managers)")
+    print(f"{'NAT pairing':<16} {'pair':<16} {'direct <=2 s':>12} {'median s':>8} {'p90 s':>6} "
+          f"{'attempts 1/2/3':>14} {'researcher':<12} relayed: reason")
+    with bare_lab() as plan:
+        services, stop = start_services(plan)
+        done: set[str] = set()
+        try:
+            for label, researcher, donor in PUNCH_PAIRS:
+                if label == "bare masq" and "bare" not in done:
+                    done.add("bare")
+                    router = plan.host(donor).router
+                    assert router is not None
+                    subprocess.run(labnet.exec_argv(router.namespace, ["nft", "delete", "table", "inet",
+                                                                       "filter"]), check=True)
+                outcomes = [trial(plan, services, researcher, donor)[0] for _ in range(trials)]
+                print(punch_row(label, researcher, donor, outcomes), flush=True)
+        finally:
+            stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--nat", type=float, default=None, help="also run the NAT baseline")
     parser.add_argument("--nat-nodes", type=int, default=20)
     parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument("--punch", type=int, default=None, metavar="T",
+                        help="only the hole-punching table, T trials per pair")
     args = parser.parse_args()
     labnet.require_root()
+    if args.punch is not None:
+        punch_table(args.punch)
+        return
     sandbox = not args.no_sandbox
     print(f"seattle-testbed up, wait until discoverable, then seash browse+list on the researcher's host; "
           f"{os.cpu_count()} cores, 2 vessels per node, sandbox {'on' if sandbox else 'off'}")

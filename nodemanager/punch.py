@@ -65,15 +65,13 @@ class Outcome:
     elapsed: float = 0.0
     mapping: Addr | None = None
     """Our own external address for the punch socket, when observers agreed on one."""
+    role: pc.Role | None = None
+    """What this side did in the last attempt (listen: the peer connected to us)."""
 
     @property
     def path(self) -> str:
         return "punched" if self.direct is not None else "relayed"
 
-    def mapping_of(self, mapping: pc.Mapping) -> pc.Mapping:
-        """Record our observed mapping; return it."""
-        self.mapping = mapping.addr
-        return mapping
 
 
 # ---- messages over the relayed stream ----
@@ -140,7 +138,11 @@ async def connect_from(host: str, port: int, target: Addr,
     """
     with trio.move_on_after(timeout):
         while True:
-            sock = await punch_socket(host, port)
+            try:
+                sock = await punch_socket(host, port)
+            except OSError as exc:
+                log.info("punch: cannot bind port %d again: %s", port, exc)
+                return None
             try:
                 await sock.connect(target)
                 return trio.SocketStream(sock)
@@ -157,12 +159,39 @@ async def connect_from(host: str, port: int, target: Addr,
     return None
 
 
-async def observe_from(sock: trio.socket.SocketType, observer: Addr, timeout: float) -> Addr:
-    """Our address as ``observer`` sees a connection from ``sock`` (bound, not connected)."""
+async def open_listener(host: str, port: int) -> trio.socket.SocketType | None:
+    """A socket listening on our punch port (for a public side), or None if it cannot."""
+    try:
+        sock = await punch_socket(host, port)
+    except OSError as exc:
+        log.info("punch: cannot listen on port %d: %s", port, exc)
+        return None
+    sock.listen(4)
+    return sock
+
+
+async def accept_from(listener: trio.socket.SocketType, expect_ip: str | None,
+                      timeout: float) -> trio.SocketStream | None:
+    """The first connection from ``expect_ip`` within ``timeout`` (others are closed)."""
+    with listener, trio.move_on_after(timeout):
+        while True:
+            sock, address = await listener.accept()
+            if expect_ip is None or address[0] == expect_ip:
+                return trio.SocketStream(sock)
+            log.info("punch: closed a connection from %s (expected %s)", address[0], expect_ip)
+            sock.close()
+    return None
+
+
+async def observe_from(sock: trio.socket.SocketType, observer: Addr,
+                       timeout: float) -> tuple[Addr, Addr]:
+    """(our address as ``observer`` sees ``sock``, our own end) for a bound ``sock``."""
     data = b""
+    local: Addr = ("", 0)
     with trio.move_on_after(timeout) as scope:
         try:
             await sock.connect(observer)
+            local = sock.getsockname()[:2]
             while len(data) <= MAX_LINE and not data.endswith(b"\n"):
                 chunk = await sock.recv(MAX_LINE + 1)
                 if not chunk:
@@ -175,7 +204,7 @@ async def observe_from(sock: trio.socket.SocketType, observer: Addr, timeout: fl
     if scope.cancelled_caught:
         raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: no answer")
     ip = parse_observation(data)  # checks the whole line, the port word included
-    return ip, int(data.split(b" ")[3])
+    return (ip, int(data.split(b" ")[3])), local
 
 
 async def observe_mapping(config: PunchConfig) -> tuple[int, pc.Mapping]:
@@ -183,11 +212,11 @@ async def observe_mapping(config: PunchConfig) -> tuple[int, pc.Mapping]:
     first = await punch_socket(config.local_host, 0)
     port = first.getsockname()[1]
     socks = [first] + [await punch_socket(config.local_host, port) for _ in config.observers[1:2]]
-    seen: list[Addr] = []
+    answers: list[tuple[Addr, Addr]] = []
 
     async def ask(sock: trio.socket.SocketType, observer: Addr) -> None:
         try:
-            seen.append(await observe_from(sock, observer, config.observe_timeout))
+            answers.append(await observe_from(sock, observer, config.observe_timeout))
         except (ConnectionFailed, BadResponse) as exc:
             log.info("punch: %s", exc)
 
@@ -196,7 +225,7 @@ async def observe_mapping(config: PunchConfig) -> tuple[int, pc.Mapping]:
     async with trio.open_nursery() as nursery:
         for sock, observer in zip(socks, config.observers[:2], strict=False):
             nursery.start_soon(ask, sock, observer)
-    return port, pc.classify(port, seen)
+    return port, pc.classify(port, [seen for seen, _ in answers], [local for _, local in answers])
 
 
 async def confirm(direct: trio.SocketStream, nonce: bytes, timeout: float) -> bool:
@@ -211,14 +240,40 @@ async def confirm(direct: trio.SocketStream, nonce: bytes, timeout: float) -> bo
     return False
 
 
-async def try_direct(config: PunchConfig, port: int, target: Addr, nonce: bytes,
-                     delay: float = 0.0) -> trio.SocketStream | None:
-    """One simultaneous open (after ``delay``) and its confirmation; the stream or None."""
-    await trio.sleep(delay)
-    direct = await connect_from(config.local_host, port, target, config.attempt_timeout)
+@dataclass(slots=True, kw_only=True)
+class Attempt:
+    """One try at a direct connection, as both sides agreed on it."""
+
+    role: pc.Role
+    port: int
+    target: Addr | None
+    """Where to connect (connect, simultaneous) or whom to accept (listen: its IP)."""
+    nonce: bytes
+    delay: float = 0.0
+    listener: trio.socket.SocketType | None = None
+
+    def close(self) -> None:
+        """Give up the attempt before it ran (its listening socket, if any, is closed)."""
+        if self.listener is not None:
+            self.listener.close()
+
+
+async def try_direct(config: PunchConfig, attempt: Attempt,
+                     expect_ip: str | None) -> trio.SocketStream | None:
+    """Carry out ``attempt`` (after its delay) and confirm it; the stream or None."""
+    await trio.sleep(attempt.delay)
+    if attempt.role == "listen":
+        if attempt.listener is None:
+            return None
+        direct = await accept_from(attempt.listener, expect_ip, config.attempt_timeout)
+    elif attempt.target is not None:
+        direct = await connect_from(config.local_host, attempt.port, attempt.target,
+                                    config.attempt_timeout)
+    else:
+        return None
     if direct is None:
         return None
-    if await confirm(direct, nonce, config.attempt_timeout):
+    if await confirm(direct, attempt.nonce, config.attempt_timeout):
         return direct
     await direct.aclose()
     return None
@@ -234,6 +289,17 @@ async def settle(relayed: trio.abc.Stream, direct: trio.SocketStream | None,
     if direct is not None:
         await direct.aclose()
     return None
+
+
+def offer_of(mapping: pc.Mapping) -> pc.Offer:
+    return pc.Offer(mapping.addr, mapping.public and mapping.addr is not None)
+
+
+def connect_message(mapping: pc.Mapping, nonce: bytes = b"", ready: bool = False,
+                    why: str | None = None) -> Message:
+    return Message(kind="connect", addrs=(mapping.addr,) if mapping.addr else (), nonce=nonce,
+                   public=offer_of(mapping).public, ready=ready,
+                   why=mapping.why if why is None else why)
 
 
 # ---- the two roles ----
@@ -254,20 +320,30 @@ async def initiate(relayed: trio.abc.Stream, config: PunchConfig,
     port, mapping = await observe_mapping(config)
     outcome = Outcome(direct=None, mapping=mapping.addr)
     nonce = os.urandom(pc.NONCE_BYTES)
-    offer = (mapping.addr,) if mapping.addr else ()
     while outcome.attempts < pc.MAX_ATTEMPTS and outcome.direct is None:
         outcome.attempts += 1
         sent = trio.current_time()
-        await send(relayed, Message(kind="connect", addrs=offer, nonce=nonce, why=mapping.why))
+        await send(relayed, connect_message(mapping, nonce))
         reply = await receive(relayed, config.message_timeout, "connect")
         outcome.rtt = trio.current_time() - sent
         target, why = pc.dial_target(reply.addrs, expect_ip, config.forbidden)
-        if mapping.addr is None or target is None:
+        theirs = pc.Offer(target, reply.public and target is not None)
+        role = pc.choose_role(offer_of(mapping), theirs, as_initiator=True) if reply.ready else None
+        if role is None:
             outcome.reason = (f"we cannot punch: {mapping.why}" if mapping.addr is None
                               else f"peer cannot punch: {reply.why or why}")
             break
-        await send(relayed, Message(kind="sync"))
-        direct = await try_direct(config, port, target, nonce, pc.sync_delay(outcome.rtt))
+        attempt = Attempt(role=role, port=port, target=target, nonce=nonce,
+                          delay=pc.sync_delay(outcome.rtt) if role == "simultaneous" else 0.0,
+                          listener=await open_listener(config.local_host, port)
+                          if role == "listen" else None)
+        try:
+            await send(relayed, Message(kind="sync"))
+        except BaseException:
+            attempt.close()
+            raise
+        outcome.role = role
+        direct = await try_direct(config, attempt, expect_ip)
         outcome.direct = await settle(relayed, direct, config.message_timeout)
         outcome.reason = "" if outcome.direct else f"no direct connection after {outcome.attempts} attempt(s)"
     if outcome.direct is None:
@@ -326,27 +402,44 @@ class Responder:
             outcome.attempts += 1
             if outcome.attempts > pc.MAX_ATTEMPTS:
                 raise PunchBroken(f"punch: more than {pc.MAX_ATTEMPTS} attempts")
-            target, why = pc.dial_target(message.addrs, peer_ip, self.config.forbidden)
-            if refusal is None and target is not None and outcome.attempts > 1:
-                refusal = None if self.limiter.charge(peer_ip or "unknown", trio.current_time()) \
-                    else "peer is over its punch rate"
-            mapping = pc.Mapping(None, "")
-            if refusal is None and target is not None and message.nonce:
-                await observed.done.wait()
-                mapping = outcome.mapping_of(observed.mapping)
-            ready = bool(refusal is None and target is not None and mapping.addr)
-            reason = refusal or (why if target is None else mapping.why)
-            offer = (mapping.addr,) if ready and mapping.addr else ()
-            await send(relayed, Message(kind="connect", addrs=offer, why="" if ready else reason))
-            if not ready or target is None:
-                outcome.reason = reason or "no punch"
+            attempt, why = await self._plan(message, peer_ip, refusal, observed, outcome)
+            if attempt is None:
+                await send(relayed, Message(kind="connect", why=why))
+                outcome.reason = why
                 continue
-            await receive(relayed, self.config.message_timeout, "sync")
-            direct = await try_direct(self.config, observed.port, target, message.nonce)
+            try:
+                await send(relayed, connect_message(observed.mapping, ready=True))
+                await receive(relayed, self.config.message_timeout, "sync")
+            except BaseException:
+                attempt.close()
+                raise
+            outcome.role = attempt.role
+            direct = await try_direct(self.config, attempt, peer_ip)
             outcome.direct = await settle(relayed, direct, self.config.message_timeout)
-            outcome.reason = "" if outcome.direct else "simultaneous open failed"
+            outcome.reason = "" if outcome.direct else "no direct connection"
             if outcome.direct is not None:
                 return outcome
+
+    async def _plan(self, message: Message, peer_ip: str | None, refusal: str | None,
+                    observed: _Observation, outcome: Outcome) -> tuple[Attempt | None, str]:
+        """This side's part in the attempt ``message`` proposes, or None and why not."""
+        if refusal is None and outcome.attempts > 1 and not self.limiter.charge(
+                peer_ip or "unknown", trio.current_time()):
+            refusal = "peer is over its punch rate"
+        if refusal is not None:
+            return None, refusal
+        if not message.nonce:
+            return None, "no nonce offered"
+        target, why = pc.dial_target(message.addrs, peer_ip, self.config.forbidden)
+        await observed.done.wait()
+        outcome.mapping = observed.mapping.addr
+        theirs = pc.Offer(target, message.public and target is not None)
+        role = pc.choose_role(theirs, offer_of(observed.mapping), as_initiator=False)
+        if role is None:
+            return None, observed.mapping.why or why
+        listener = await open_listener(self.config.local_host, observed.port) if role == "listen" else None
+        return Attempt(role=role, port=observed.port, target=target, nonce=message.nonce,
+                       listener=listener), ""
 
 
 @dataclass(slots=True)

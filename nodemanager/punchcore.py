@@ -51,6 +51,7 @@ LENGTH = struct.Struct(">H")
 
 Addr = tuple[str, int]
 Kind = Literal["connect", "sync", "result", "stop"]
+Role = Literal["simultaneous", "listen", "connect"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +62,10 @@ class Message:
     addrs: tuple[Addr, ...] = ()
     nonce: bytes = b""
     why: str = ""
+    public: bool = False
+    """connect: the sender's offered address is its own (no NAT): it can accept there."""
+    ready: bool = False
+    """connect (responder): the responder takes part in this attempt."""
     ok: bool = False
 
 
@@ -68,7 +73,8 @@ def encode(message: Message) -> bytes:
     """``u16be(len(body)) || body``, body a msgpack map (pure)."""
     body: dict[str, Any] = {"t": message.kind}
     if message.kind == "connect":
-        body.update(v=VERSION, addrs=[[h, p] for h, p in message.addrs], why=message.why)
+        body.update(v=VERSION, addrs=[[h, p] for h, p in message.addrs], why=message.why,
+                    public=message.public, ready=message.ready)
         if message.nonce:
             body["nonce"] = message.nonce
     elif message.kind == "result":
@@ -101,7 +107,11 @@ def decode(data: bytes) -> Message:
         raise BadResponse("punch: bad reason text")
     if not isinstance(nonce, bytes) or len(nonce) not in (0, NONCE_BYTES):
         raise BadResponse("punch: bad nonce")
-    return Message(kind=kind, addrs=parse_addrs(body.get("addrs")), nonce=nonce, why=why)
+    public, ready = body.get("public", False), body.get("ready", False)
+    if not isinstance(public, bool) or not isinstance(ready, bool):
+        raise BadResponse("punch: public and ready must be booleans")
+    return Message(kind=kind, addrs=parse_addrs(body.get("addrs")), nonce=nonce, why=why,
+                   public=public, ready=ready)
 
 
 def parse_addrs(raw: object) -> tuple[Addr, ...]:
@@ -152,14 +162,17 @@ class Mapping:
 
     addr: Addr | None
     why: str
+    public: bool = False
+    """Observers saw our own local address and port: no NAT, we can accept there."""
 
 
-def classify(local_port: int, seen: Sequence[Addr]) -> Mapping:
+def classify(local_port: int, seen: Sequence[Addr], local: Sequence[Addr] = ()) -> Mapping:
     """Decide from the observations of one local port whether punching can work (pure).
 
-    Two observers that agree: that address (a cone NAT, or no NAT). Different ports: a
-    symmetric NAT (each destination gets its own mapping, so the peer's SYN would hit a
-    port that is not ours). One observer: its answer, unconfirmed. None: nothing to offer.
+    ``local``: our own end of each observation connection, in the same order. Two observers
+    that agree: that address (a cone NAT, or no NAT: public when it is our own address).
+    Different ports: a symmetric NAT (each destination gets its own mapping, so the peer's
+    SYN would hit a port that is not ours). One observer: its answer, unconfirmed.
     """
     if not seen:
         return Mapping(None, "no observer answered, so our external address is unknown")
@@ -170,7 +183,32 @@ def classify(local_port: int, seen: Sequence[Addr]) -> Mapping:
         listed = ", ".join(str(p) for p in sorted(ports))
         return Mapping(None, f"symmetric NAT: local port {local_port} seen as ports {listed} "
                              "by different observers")
-    return Mapping(seen[0], "")
+    public = len(local) == len(seen) and all(a == b for a, b in zip(seen, local, strict=True))
+    return Mapping(seen[0], "", public)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One side's part in an attempt: the address it can be reached at, if any."""
+
+    addr: Addr | None
+    public: bool = False
+
+
+def choose_role(initiator: Offer, responder: Offer, *, as_initiator: bool) -> Role | None:
+    """What this side does in an attempt; both sides compute it from the same two offers.
+
+    A public side (its address is its own) listens and the other connects to it, which
+    works whatever the other's NAT does (connection reversal). Otherwise both connect at
+    once (simultaneous open), which needs an address from each. None: no direct path.
+    """
+    if responder.public and responder.addr:
+        return "connect" if as_initiator else "listen"
+    if initiator.public and initiator.addr:
+        return "listen" if as_initiator else "connect"
+    if initiator.addr and responder.addr:
+        return "simultaneous"
+    return None
 
 
 def sync_delay(rtt: float) -> float:

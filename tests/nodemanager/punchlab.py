@@ -53,9 +53,14 @@ async def serve_rendezvous(host: str, *,
             if len(waiting) == 2:
                 a, b = waiting
                 waiting = []
-                for one, other in ((a, b), (b, a)):
-                    ip = other.socket.getpeername()[0]
-                    await one.send_all(f"peer {ip}\n".encode())
+                try:
+                    for one, other in ((a, b), (b, a)):
+                        ip = other.socket.getpeername()[0]
+                        await one.send_all(f"peer {ip}\n".encode())
+                except (OSError, trio.BrokenResourceError):
+                    await a.aclose()
+                    await b.aclose()
+                    continue
                 nursery.start_soon(splice, a, b)
 
 

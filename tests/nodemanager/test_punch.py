@@ -17,7 +17,7 @@ import trio.testing
 
 from nodemanager import punch
 from nodemanager import punchcore as pc
-from nodemanager.observe import serve_observer
+from nodemanager.observe import format_observation, serve_observer
 from nodemanager.punch import Outcome, PunchBroken, PunchConfig, Responder
 from nodemanager.wire import pack, unpack
 
@@ -39,12 +39,12 @@ def fake_network(monkeypatch: pytest.MonkeyPatch, results: dict[str, list[bool]]
         addr = (PEER if side == "initiator" else NODE, 40000)
         return calls["n"], (mappings or {}).get(side, pc.Mapping(addr, ""))
 
-    async def try_direct(config: PunchConfig, port: int, target: Any, nonce: bytes,
-                         delay: float = 0.0) -> Any:
-        if port == 1 and delays is not None:
-            delays.append(delay)
-        await trio.sleep(delay + 0.01)
-        ok = results[sides[port]].pop(0)
+    async def try_direct(config: PunchConfig, attempt: punch.Attempt, expect_ip: Any) -> Any:
+        assert attempt.role == "simultaneous"
+        if attempt.port == 1 and delays is not None:
+            delays.append(attempt.delay)
+        await trio.sleep(attempt.delay + 0.01)
+        ok = results[sides[attempt.port]].pop(0)
         return trio.testing.memory_stream_pair()[0] if ok else None
 
     monkeypatch.setattr(punch, "observe_mapping", observe)
@@ -181,12 +181,26 @@ async def count_connections(host: str, counter: list[int], *,
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
+async def nat_observer(*, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """An observer for a node "behind a NAT" on loopback: it reports the port shifted by one
+    (a cone NAT that does not keep ports), so the node is not public and must dial."""
+    async def answer(stream: trio.SocketStream) -> None:
+        host, port = stream.socket.getpeername()[:2]
+        async with stream:
+            await stream.send_all(format_observation(host, port + 1))
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, answer, listeners)
+        task_status.started(listeners[0].socket.getsockname()[1])
+
+
 async def test_node_never_dials_third_parties_or_low_ports() -> None:
     """A peer at 127.0.0.5 points the node at a victim at 127.0.0.9 and at port 80."""
     victim: list[int] = []
     async with trio.open_nursery() as nursery:
         victim_port = await nursery.start(count_connections, "127.0.0.9", victim)
-        observer = await nursery.start(serve_observer, "127.0.0.1", 0)
+        observer = await nursery.start(nat_observer)
         config = PunchConfig(observers=(("127.0.0.1", observer),), local_host="127.0.0.1")
         responder = Responder(config=config)
         for addrs, why in (([("127.0.0.9", victim_port)], "not the peer's address 127.0.0.5"),
@@ -197,6 +211,20 @@ async def test_node_never_dials_third_parties_or_low_ports() -> None:
             assert answer["addrs"] == [] and why in answer["why"]
             await Attacker(a).send({"t": "sync"})  # out of turn: the node breaks off
             await trio.sleep(0.2)
+
+        public = Responder(config=PunchConfig(observers=(("127.0.0.1", await nursery.start(
+            serve_observer, "127.0.0.1", 0)),), local_host="127.0.0.1", attempt_timeout=0.3))
+        a, b = trio.testing.memory_stream_pair()  # a public node listens, it dials nobody
+        nursery.start_soon(_swallow, public.respond(b, "127.0.0.5"))
+        attacker = Attacker(a)
+        answer = await attacker.connect([("127.0.0.9", victim_port)])
+        assert answer["ready"] and answer["public"]
+        await attacker.send({"t": "sync"})
+        await attacker.send({"t": "result", "ok": False})
+        await attacker.send({"t": "stop"})
+        with trio.fail_after(2):
+            while public.failed == 0:
+                await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert victim == []
 
@@ -206,7 +234,7 @@ async def test_rate_and_concurrency_bound_what_a_peer_makes_the_node_dial() -> N
     dialled: list[int] = []
     async with trio.open_nursery() as nursery:
         port = await nursery.start(count_connections, "127.0.0.5", dialled)
-        observer = await nursery.start(serve_observer, "127.0.0.1", 0)
+        observer = await nursery.start(nat_observer)
         config = PunchConfig(observers=(("127.0.0.1", observer),), local_host="127.0.0.1",
                              attempt_timeout=0.3)
         responder = Responder(config=config, limiter=pc.PunchLimiter(concurrent=4, per_minute=0.01,

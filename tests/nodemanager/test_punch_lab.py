@@ -57,12 +57,22 @@ def test_cone_nats_punch_direct_mostly_first_try(lab: tuple[LabPlan, Services],
 
 def test_symmetric_nat_stays_relayed_and_says_why(lab: tuple[LabPlan, Services]) -> None:
     plan, services = lab
-    for initiator, responder in (("researcher", "n002"), ("n002", "n004")):
+    for initiator, responder in (("researcher", "n002"), ("n002", "n001")):
         ours, theirs = trial(plan, services, initiator, responder)
         assert ours.direct is None and theirs.direct is None
         assert ours.attempts == 1 and "symmetric NAT" in ours.reason
         assert ours.elapsed < 3.0  # no simultaneous open tried: symmetric is known at once
         # and the relayed connection still carried bytes both ways (run_initiator/responder)
+
+
+def test_public_side_listens_so_even_symmetric_nats_go_direct(lab: tuple[LabPlan, Services]) -> None:
+    """Connection reversal: a public researcher accepts; the symmetric NAT's host connects."""
+    plan, services = lab
+    for initiator, responder, role in (("n004", "n002", "listen"), ("n002", "n004", "connect")):
+        for _ in range(3):
+            ours, theirs = trial(plan, services, initiator, responder)
+            assert ours.path == theirs.path == "punched", (ours.reason, theirs.reason)
+            assert ours.role == role and ours.attempts == 1
 
 
 def test_bare_masquerade_ends_cleanly_either_way() -> None:
@@ -76,8 +86,8 @@ def test_bare_masquerade_ends_cleanly_either_way() -> None:
                        check=True, capture_output=True)
         services, stop = start_services(plan)
         try:
-            for initiator in ("researcher", "n004"):
-                ours, theirs = trial(plan, services, initiator, "n003")
+            for initiator in ("researcher", "n004", "n003"):
+                ours, theirs = trial(plan, services, initiator, "n001" if initiator == "n003" else "n003")
                 assert ours.path == theirs.path
                 assert ours.direct is not None or "after 3 attempt(s)" in ours.reason
                 assert ours.elapsed < 3 * 1.5 + 2.0

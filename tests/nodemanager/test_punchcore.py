@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 
@@ -110,3 +112,26 @@ def test_limiter_bounds_concurrent_punches_and_memory() -> None:
         limiter.release()
         limiter.acquire(f"10.0.0.{peer}", float(peer))
     assert len(limiter._buckets) <= 10
+
+
+def test_classify_knows_a_public_address() -> None:
+    seen = [("198.18.14.1", 40000), ("198.18.14.1", 40000)]
+    assert pc.classify(40000, seen, seen).public
+    assert not pc.classify(40000, seen, [("198.19.0.2", 40000)] * 2).public  # behind a NAT
+    assert not pc.classify(40000, seen).public  # our own end unknown: assume not
+
+
+@pytest.mark.parametrize("initiator, responder, roles", [
+    # (initiator offer, responder offer) -> (initiator's role, responder's role)
+    ((("1.1.1.1", 5000), False), (("2.2.2.2", 5000), False), ("simultaneous", "simultaneous")),
+    ((("1.1.1.1", 5000), True), (None, False), ("listen", "connect")),  # reversal: symmetric donor
+    ((None, False), (("2.2.2.2", 5000), True), ("connect", "listen")),
+    ((("1.1.1.1", 5000), True), (("2.2.2.2", 5000), True), ("connect", "listen")),
+    ((None, False), (("2.2.2.2", 5000), False), (None, None)),  # symmetric <-> cone
+    ((None, True), (None, False), (None, None)),  # "public" without an address means nothing
+])
+def test_both_sides_choose_matching_roles(initiator: tuple[Any, bool], responder: tuple[Any, bool],
+                                          roles: tuple[str | None, str | None]) -> None:
+    i, r = pc.Offer(*initiator), pc.Offer(*responder)
+    assert pc.choose_role(i, r, as_initiator=True) == roles[0]
+    assert pc.choose_role(i, r, as_initiator=False) == roles[1]
