@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 from nodemanager import messages as m
+from nodemanager.dial import Route, dial
 from nodemanager.errors import BadResponse, ClientError, ConnectionFailed, error_for_code
 from nodemanager.wire import (
     HEADER,
@@ -163,6 +164,8 @@ class NodeClient:
         self._broken = False
         self._trusted = False
         """A signed call succeeded here, so the node may trust this connection (§10)."""
+        self.path = "direct"
+        """How the stream reaches the node: ``direct`` or ``relay HOST:PORT`` (dial.py)."""
 
     @property
     def broken(self) -> bool:
@@ -327,6 +330,21 @@ class NodeClient:
     async def join_vessels(self, vessel1: str, vessel2: str) -> str:
         raw = await self.call(m.JoinVessels(vessel1=vessel1, vessel2=vessel2))
         return str(raw["vessel"])
+
+
+@asynccontextmanager
+async def open_route_client(
+    route: Route, *, identity: KeyPair | None = None, timeout: float = DEFAULT_TIMEOUT,
+) -> AsyncIterator[NodeClient]:
+    """Reach the node of ``route`` (direct or via its relays, dial.py) and talk to it."""
+    dialed = await dial(route, timeout=timeout)
+    client = NodeClient(dialed.stream, identity=identity, node_key=route.node_key,
+                        timeout=timeout)
+    client.path = dialed.path
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @asynccontextmanager

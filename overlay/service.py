@@ -53,6 +53,7 @@ def plan_adverts(
     seq: int,
     now: float,
     ttl: float,
+    relays: tuple[str, ...] = (),
 ) -> list[Advert]:
     """The adverts of one announce round: live ones, then tombstones (pure)."""
     out = []
@@ -67,6 +68,7 @@ def plan_adverts(
                     seq=seq,
                     expires_at=now + ttl,
                     withdrawn=withdrawn,
+                    relays=() if withdrawn else relays,
                 )
             )
     return out
@@ -101,9 +103,13 @@ class Announcer:
         self._last_at: float | None = None
         self._last_result: PublishResult | None = None
         self._live_until = 0.0
+        self._relays: tuple[str, ...] = ()
 
-    def update(self, entries: Iterable[Pair], *, address: str | None = None) -> None:
-        """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync."""
+    def update(self, entries: Iterable[Pair], *, address: str | None = None,
+               relays: tuple[str, ...] | None = None) -> None:
+        """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync.
+
+        ``relays`` (if given) replaces the relay addresses put into live adverts."""
         new = frozenset(entries)
         until = self._clock() + self.ttl
         for pair in self._desired - new:
@@ -113,6 +119,8 @@ class Announcer:
         self._desired = new
         if address is not None:
             self._address = address
+        if relays is not None:
+            self._relays = relays
         self.wake()
 
     def wake(self) -> None:
@@ -135,6 +143,7 @@ class Announcer:
             seq=self._next_seq(now),
             now=now,
             ttl=self.ttl,
+            relays=self._relays,
         )
         self._rounds += 1
         self._last_at = now
