@@ -29,7 +29,6 @@ from nodemanager.relaywire import (
     FramedStream,
     RelayProtocolError,
     RelayRefusal,
-    encode,
     field_bytes,
     field_number,
     field_text,
@@ -275,11 +274,15 @@ class RelayClient:
         try:
             host, port = check_address(held.address)
             with trio.fail_after(self.config.connect_timeout):
-                stream = await trio.open_tcp_stream(host, port)
-                await stream.send_all(encode({"t": "accept", "token": token}))
-            held.served += 1
-            await self.serve(stream, source.rpartition(":")[0] or source)
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError, OverlayUsageError) as exc:
+                framed = FramedStream(await trio.open_tcp_stream(host, port))
+            async with framed.stream:
+                with trio.fail_after(self.config.connect_timeout):
+                    want(await framed.receive(), "hello")
+                    await framed.send({"t": "accept", "token": token})
+                held.served += 1
+                await self.serve(framed.raw(), source.rpartition(":")[0] or source)
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, OverlayUsageError,
+                RelayProtocolError, RelayRefusal) as exc:
             log.info("relayed connection via %s failed: %r", held.address, exc)
         finally:
             held.spliced -= 1

@@ -51,6 +51,8 @@ class NodeResult:
     value: Any = None
     error: str | None = None
     elapsed: float = 0.0
+    path: str = ""
+    """How the node was reached: ``direct`` or ``relay HOST:PORT`` (empty: not connected)."""
 
     @property
     def ok(self) -> bool:
@@ -234,7 +236,7 @@ async def _run_one(pool: NodePool, job: Job, op: VesselOp, identity: KeyPair | N
             return NodeResult(job.target, job.address, "failed", error=describe_error(exc),
                               elapsed=trio.current_time() - start)
         return NodeResult(job.target, job.address, "ok", value=value,
-                          elapsed=trio.current_time() - start)
+                          elapsed=trio.current_time() - start, path=client.path)
     assert scope.cancelled_caught
     await pool.discard(job.node, identity)
     return NodeResult(job.target, job.address, "timeout", error=f"no answer within {deadline:g} s",

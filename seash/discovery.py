@@ -99,24 +99,17 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
     s = ex.session
     me = s.identity().public
 
-    def render(listed: tuple[VesselInfo, str]) -> str:
-        v, path = listed
+    def render(v: VesselInfo) -> str:
         mark = "*" if v.owner == me else " "
         reason = f" ({v.exit_reason})" if v.exit_reason and v.status != "Started" else ""
         program = " ".join([v.program, *v.args]) if v.program else ""
-        via = f"[{path}]" if path != "direct" else ""
         return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
-                                            v.owner_info, via) if part)
+                                            v.owner_info) if part)
 
-    info_of = node_info_op({})
-
-    async def op(client: NodeClient, job: Job) -> tuple[VesselInfo, str]:
-        return await info_of(client, job), client.path
-
-    results = await ex.fan("list", op, render, quiet=quiet)
+    results = await ex.fan("list", node_info_op({}), render, quiet=quiet, paths=True)
     for result in results:
         if result.ok:
-            s.info[int(result.target[1:])] = result.value[0]
+            s.info[int(result.target[1:])] = result.value
 
 
 async def update(ex: Executor, args: Args) -> None:
