@@ -86,6 +86,7 @@ class RelayServer:
         self._ids = itertools.count(1)
         self._controls: dict[bytes, _Control] = {}
         self._pending: dict[bytes, _Pending] = {}
+        self._handshaking: dict[int, trio.CancelScope] = {}
 
     @property
     def limits(self) -> RelayLimits:
@@ -115,23 +116,9 @@ class RelayServer:
                 log.exception("relay connection failed")
 
     async def _dispatch(self, framed: FramedStream) -> None:
-        table = self.table
-        if table.handshakes >= self.limits.max_handshakes:
-            table.counters.refused_handshakes += 1
+        msg, challenge = await self._handshake(framed)
+        if msg is None:
             return
-        table.handshakes += 1
-        challenge = new_challenge()
-        try:
-            with trio.fail_after(self.limits.handshake_timeout):
-                await framed.send({"t": "hello", "v": 1, "relay": self.keys.public.raw,
-                                   "challenge": challenge})
-                msg = await framed.receive()
-        except RelayProtocolError as exc:
-            table.counters.bad_frames += 1
-            await self._refuse(framed, "BadFrame", str(exc))
-            return
-        finally:
-            table.handshakes -= 1
         kind = msg["t"]
         try:
             if kind == "reserve":
@@ -143,10 +130,39 @@ class RelayServer:
             else:
                 raise RelayProtocolError(f"unknown relay message {kind[:32]!r}")
         except RelayProtocolError as exc:
-            table.counters.bad_frames += 1
+            self.table.counters.bad_frames += 1
             await self._refuse(framed, "BadFrame", str(exc))
         except RelayRefused as exc:
             await self._refuse(framed, exc.code, str(exc))
+
+    async def _handshake(self, framed: FramedStream) -> tuple[dict[str, Any] | None, bytes]:
+        """Greet, then read the first message within ``handshake_timeout``.
+
+        At ``max_handshakes`` the oldest silent newcomer is dropped (not the new one), so a
+        flood of silent connections cannot keep a real client from greeting the relay.
+        """
+        table, limits = self.table, self.limits
+        if len(self._handshaking) >= limits.max_handshakes:
+            oldest = next(iter(self._handshaking))
+            self._handshaking.pop(oldest).cancel()
+            table.counters.evicted_handshakes += 1
+        challenge = new_challenge()
+        ticket = next(self._ids)
+        with trio.CancelScope() as scope:
+            self._handshaking[ticket] = scope
+            table.handshakes = len(self._handshaking)
+            try:
+                with trio.fail_after(limits.handshake_timeout):
+                    await framed.send({"t": "hello", "v": 1, "relay": self.keys.public.raw,
+                                       "challenge": challenge})
+                    return await framed.receive(), challenge
+            except RelayProtocolError as exc:
+                table.counters.bad_frames += 1
+                await self._refuse(framed, "BadFrame", str(exc))
+            finally:
+                self._handshaking.pop(ticket, None)
+                table.handshakes = len(self._handshaking)
+        return None, challenge
 
     async def _refuse(self, framed: FramedStream, code: str, message: str) -> None:
         with trio.move_on_after(1.0):

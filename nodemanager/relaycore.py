@@ -48,7 +48,8 @@ class RelayLimits:
     handshake_timeout: float = 10.0
     """Seconds a new connection has to send its first message."""
     max_handshakes: int = 256
-    """Connections that have not yet reserved or connected, at once."""
+    """Connections that have not yet sent their first message, at once (the oldest of them
+    is dropped for a newcomer)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -101,7 +102,7 @@ class RelayCounters:
     circuits_closed_idle: int = 0
     bytes_relayed: int = 0
     bad_frames: int = 0
-    refused_handshakes: int = 0
+    evicted_handshakes: int = 0
 
 
 @dataclass(slots=True)
