@@ -105,6 +105,10 @@ class LogChunk:
     total: int
     since: int
     """The offset asked for."""
+    run: str = ""
+    """The program run this stream belongs to ("" from nodes before revision 5)."""
+    previous_run: str | None = None
+    """The run the reader had been following, if it said."""
 
     @property
     def dropped(self) -> int:
@@ -113,7 +117,10 @@ class LogChunk:
 
     @property
     def restarted(self) -> bool:
-        """The stream is shorter than ``since``: a new program run started; read from 0."""
+        """A new program run started since the last read (read again from 0): the run name
+        changed, or (older nodes) the stream is shorter than ``since``."""
+        if self.previous_run is not None and self.run and self.run != self.previous_run:
+            return True
         return self.total < self.since
 
 
@@ -299,15 +306,20 @@ class NodeClient:
         """The kept tail (16 KiB) of the vessel's log."""
         return bytes((await self.call(m.ReadVesselLog(vessel=vessel)))["log"])
 
-    async def read_log_since(self, vessel: str, since: int) -> LogChunk:
-        """The kept log bytes from stream offset ``since`` on (pass back ``chunk.total``)."""
+    async def read_log_since(self, vessel: str, since: int, run: str | None = None) -> LogChunk:
+        """The kept log bytes from stream offset ``since`` on (pass back ``chunk.total`` and
+        ``chunk.run``; ``chunk.restarted`` says the program was started again meanwhile)."""
         raw = await self.call(m.ReadVesselLog(vessel=vessel, since=since))
         data, start, total = raw.get("log"), raw.get("start"), raw.get("total")
+        name = raw.get("run", "")
         if type(data) is not bytes or type(start) is not int or type(total) is not int:
             raise BadResponse("ReadVesselLog answer lacks log/start/total (node too old?)")
         if not 0 <= start <= total or start + len(data) != total:
             raise BadResponse("ReadVesselLog answer has inconsistent offsets")
-        return LogChunk(data=data, start=start, total=total, since=since)
+        if type(name) is not str or len(name) > 64:
+            raise BadResponse("ReadVesselLog answer has a bad run name")
+        return LogChunk(data=data, start=start, total=total, since=since, run=name,
+                        previous_run=run)
 
     async def change_owner(self, vessel: str, owner: PublicKey) -> None:
         await self.call(m.ChangeOwner(vessel=vessel, owner=owner))

@@ -20,6 +20,7 @@ import os
 import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -153,6 +154,12 @@ class FrameReader:
         return None
 
 
+def vessel_names(request: object) -> list[str]:
+    """The vessels a request names, sorted (the order their locks are taken in)."""
+    names = {getattr(request, field, None) for field in ("vessel", "vessel1", "vessel2")}
+    return sorted(name for name in names if isinstance(name, str))
+
+
 class NodeServer:
     """State, vessels and request handling of one node."""
 
@@ -170,6 +177,9 @@ class NodeServer:
         self.clock = clock
         self.started_at = clock()
         self._lock = trio.Lock()
+        """Held while a mutating request is decided and committed."""
+        self._vessel_locks: dict[str, trio.Lock] = {}
+        """Held (sorted by name) while a mutating request naming the vessel is carried out."""
         self.admission = Admission(self.config.limits)
         self._scopes: dict[int, trio.CancelScope] = {}
         self._public_lane = trio.Lock()
@@ -383,21 +393,41 @@ class NodeServer:
     # ---- decide, commit, act ----
 
     async def _execute(self, verified: Verified) -> dict[str, object]:
-        if verified.request.mutates:
+        """Decide and commit under the node's lock; act under the named vessels' locks only,
+        so a slow effect (a program starting) holds up requests on its vessels, not others."""
+        if not verified.request.mutates:
+            return await self._decide_and_act(verified)
+        async with AsyncExitStack() as stack:
+            for name in vessel_names(verified.request):
+                await stack.enter_async_context(self._vessel_lock(name))
             async with self._lock:
-                return await self._decide_and_act(verified)
-        return await self._decide_and_act(verified)
+                outcome = self._decide_and_commit(verified)
+            return await self._act(outcome)
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
     async def _decide_and_act(self, verified: Verified) -> dict[str, object]:
+        return await self._act(self._decide_and_commit(verified))
+
+    def _decide_and_commit(self, verified: Verified) -> model.Outcome:
         now = self.clock()
         outcome = api.handle(verified, self.view(now), now)
         self.state.commit(
             outcome.change, nonce=verified.nonce if verified.signed else None,
             ts=verified.timestamp, now=now, window=self.config.time_window)
+        return outcome
+
+    async def _act(self, outcome: model.Outcome) -> dict[str, object]:
         result = dict(outcome.result)
         for effect in outcome.effects:
             result.update(await self._effects[type(effect)](effect))
         return result
+
+    def _vessel_lock(self, name: str) -> trio.Lock:
+        """The lock of vessel ``name`` (locks of vessels gone and idle are dropped)."""
+        if len(self._vessel_locks) > 2 * len(self.state.vessels) + 16:
+            self._vessel_locks = {n: lock for n, lock in self._vessel_locks.items()
+                                  if lock.locked() or n in self.state.vessels}
+        return self._vessel_locks.setdefault(name, trio.Lock())
 
     def view(self, now: float) -> model.NodeView:
         """A snapshot of state plus live supervisor reports, for ``api.handle``."""
@@ -504,7 +534,7 @@ class NodeServer:
     async def _read_log(self, effect: model.ReadLog) -> Mapping[str, object]:
         piece = self.runner.log_since(effect.vessel, effect.since,
                                       self.store.log_path(effect.vessel))
-        return {"log": piece.data, "total": piece.total, "start": piece.start}
+        return {"log": piece.data, "total": piece.total, "start": piece.start, "run": piece.run}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
         self._bump_adverts()

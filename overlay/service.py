@@ -29,6 +29,8 @@ from seattlecore import KeyPair, PublicKey
 log = logging.getLogger(__name__)
 
 REPUBLISH_INTERVAL = 300.0
+RETRY_FIRST = 2.0
+"""Seconds before the first retry of an announce round that reached no peer."""
 ADVERT_TTL = 750.0
 
 Pair = tuple[str, PublicKey]
@@ -184,12 +186,21 @@ class Announcer:
         return result
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Announce now, then every ``republish_interval`` or when woken; until cancelled."""
+        """Announce now, then every ``republish_interval`` or when woken; until cancelled.
+
+        A round that reached no peer (the DHT node alone, or the round failed) is retried
+        sooner: after ``RETRY_FIRST`` s, doubling up to ``republish_interval``."""
         task_status.started()
+        retry = RETRY_FIRST
         while True:
             self._wake = trio.Event()
-            await self.announce_now()
-            with trio.move_on_after(self.republish_interval):
+            result = await self.announce_now()
+            wait = self.republish_interval
+            if self._desired and (result is None or result.peers == 0):
+                wait, retry = min(retry, wait), min(retry * 2, wait)
+            else:
+                retry = RETRY_FIRST
+            with trio.move_on_after(wait):
                 await self._wake.wait()
 
     def statistics(self) -> AnnouncerStats:
