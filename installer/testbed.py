@@ -73,6 +73,8 @@ class NodeSite:
     host: str = HOST
     prefix: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    """More ``seattle-nodemanager`` options (e.g. ``--reachability private``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,7 +156,7 @@ def _start(state: Path, bootstrap: str | None, sandbox: bool, site: NodeSite) ->
     for name in ("nodemanager.port", "dht.port"):
         (state / name).unlink(missing_ok=True)
     argv = [*site.prefix, sys.executable, "-m", "nodemanager", "--state", str(state),
-            "--listen", f"{site.host}:0"]
+            "--listen", f"{site.host}:0", *site.args]
     if bootstrap:
         argv += ["--bootstrap", bootstrap]
     if not sandbox:
