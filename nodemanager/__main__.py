@@ -37,7 +37,7 @@ from nodemanager.observe import observe_host, serve_observer
 from nodemanager.reachability import Reach, ReachabilityBoard, pinned
 from nodemanager.relay import RelayServer
 from nodemanager.relayclient import RelayClient
-from nodemanager.relaycore import RelayLimits
+from nodemanager.relaycore import RelayLimits, parse_limit
 from nodemanager.relaydir import announce_relay, find_relays, relayed_serve
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
@@ -82,15 +82,10 @@ def limit_option(text: str) -> tuple[str, int | float]:
 
 def relay_limit_option(text: str) -> tuple[str, int | float]:
     """``NAME=VALUE`` for one field of ``RelayLimits`` (e.g. ``max_reservations=32``)."""
-    name, sep, value = text.partition("=")
-    default = getattr(RelayLimits(), name, None) if sep else None
-    if default is None:
-        names = ", ".join(f.name for f in dataclasses.fields(RelayLimits))
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of: {names}")
     try:
-        return name, type(default)(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} needs a number, got {value!r}") from None
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def port_limits(pairs: Sequence[tuple[str, int | float]]) -> PortLimits:

@@ -60,6 +60,19 @@ class RelayLimits:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def parse_limit(text: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for one field of ``RelayLimits``; ValueError saying what is wrong."""
+    name, sep, value = text.partition("=")
+    default = getattr(RelayLimits(), name, None) if sep else None
+    if default is None:
+        names = ", ".join(f.name for f in dataclasses.fields(RelayLimits))
+        raise ValueError(f"expected NAME=VALUE with NAME one of: {names}")
+    try:
+        return name, type(default)(value)
+    except ValueError:
+        raise ValueError(f"{name} needs a number, got {value!r}") from None
+
+
 class RelayRefused(Exception):
     """A reservation or circuit the limits do not allow; ``code`` goes on the wire."""
 
