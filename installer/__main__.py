@@ -44,7 +44,14 @@ from installer.release import COMMANDS as RELEASE_COMMANDS
 from installer.release import add_release_parsers
 from installer.service import BootEntry, BootManager, ServiceChoice
 from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
-from installer.status import NodeReport, bootstrap_warning, query_node, query_node_settled, render_updates
+from installer.status import (
+    NodeReport,
+    bootstrap_warning,
+    query_node,
+    query_node_settled,
+    render_relays,
+    render_updates,
+)
 from nodemanager.relaycore import parse_limit
 from seattlecore import (
     CliParser,
@@ -257,6 +264,7 @@ def render_report(report: NodeReport) -> str:
     if report.port_limits and report.port_counters:
         lines.append(render_port(report.port_limits, report.port_counters))
     lines += render_updates(report)
+    lines += render_relays(report)
     if report.error:
         lines.append(f"warning: {report.error}")
     return "\n".join(lines)

@@ -94,6 +94,10 @@ class NodeStatus:
     """Connection counters: current, trusted, evicted, refused, delayed..."""
     updates: Mapping[str, Any] | None = None
     """Managed installs: running version, latest verified, last check (docs/updates.md)."""
+    relay: Mapping[str, Any] = field(default_factory=dict)
+    """The relay service: reservations, circuits, limits, counters (protocol §14.5)."""
+    relayed: Mapping[str, Any] = field(default_factory=dict)
+    """The relay client: reservations this node holds while private (protocol §14.5)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +142,11 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         exit_code=raw["exit_code"], advertise=raw["advertise"], owner=PublicKey(raw["owner"]),
         owner_info=raw["owner_info"], users=tuple(PublicKey(k) for k in raw["users"]),
         usage=dict(raw["usage"]), **_program_of(raw))
+
+
+def _map(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = raw.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _program_of(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,7 +286,8 @@ class NodeClient:
                           load=tuple(raw["load"]), revision=int(raw.get("revision", 1)),
                           limits=dict(raw.get("limits", {})),
                           connections=dict(raw.get("connections", {})),
-                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None)
+                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None,
+                          relay=_map(raw, "relay"), relayed=_map(raw, "relayed"))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))
