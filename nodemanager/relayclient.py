@@ -60,6 +60,8 @@ class RelayClientConfig:
     """Seconds between looks for a replacement while fewer than ``want`` are held."""
     max_spliced: int = 64
     """Relayed connections served at once through one relay."""
+    directory_refresh: float = 120.0
+    """Seconds a relay directory lookup is reused."""
 
 
 @dataclass(slots=True)
@@ -125,6 +127,8 @@ class RelayClient:
         self.failed: dict[str, float] = {}
         self.replacements = 0
         self._wake = _Wake()
+        self._directory_cache: list[str] = []
+        self._fetched_at = float("-inf")
 
     def addresses(self) -> tuple[str, ...]:
         return tuple(sorted(self.held))
@@ -167,12 +171,23 @@ class RelayClient:
             self.failed = {a: t for a, t in self.failed.items() if t > now}
             missing = self.config.want - len(self.held) - len(trying)
             if missing > 0:
-                candidates = [*self.static, *await self._directory()]
-                for address in choose_relays(candidates, [*self.held, *trying],
-                                             list(self.failed), missing):
+                for address in await self._choose([*self.held, *trying], missing):
                     trying.add(address)
                     nursery.start_soon(self._hold, address, trying)
             await self._wake.wait(self.config.check_interval)
+
+    async def _choose(self, busy: list[str], count: int) -> list[str]:
+        """New relays to try: static ones and the cached directory, refreshed when stale
+        (``directory_refresh``) or when it offers nothing and was read a while ago."""
+        age = trio.current_time() - self._fetched_at
+        choice = choose_relays([*self.static, *self._directory_cache], busy, list(self.failed),
+                               count)
+        if age > self.config.directory_refresh or (not choice and age > self.config.check_interval):
+            self._directory_cache = list(await self._directory())
+            self._fetched_at = trio.current_time()
+            choice = choose_relays([*self.static, *self._directory_cache], busy,
+                                   list(self.failed), count)
+        return choice
 
     async def _directory(self) -> Sequence[str]:
         if self.find is None:

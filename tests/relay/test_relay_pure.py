@@ -131,3 +131,27 @@ def test_advert_relays_are_signed_bounded_and_absent_when_empty() -> None:
 def sign_advert_body(node: KeyPair, fields: dict[str, object]) -> bytes:
     body = msgpack.packb(fields)
     return msgpack.packb([1, body, node.sign(b"seattle-advert-v1", body)])  # type: ignore[no-any-return]
+
+
+async def test_the_relay_directory_lists_other_relays_only() -> None:
+    import time
+
+    from nodemanager.relaydir import RELAY_DIRECTORY_KEY, RELAY_VESSEL, find_relays
+    from overlay import FakeDirectory
+
+    directory = FakeDirectory()
+    me, relay, nated, stranger = key(), key(), key(), key()
+    later = time.time() + 600
+
+    def advert(keys: KeyPair, address: str, **more: object) -> bytes:
+        fields: dict[str, object] = {"address": address, "vessel": RELAY_VESSEL,
+                                     "user_key": RELAY_DIRECTORY_KEY, "seq": 1,
+                                     "expires_at": later, **more}
+        return make_advert(keys, **fields)  # type: ignore[arg-type]
+
+    await directory.publish([
+        advert(me, "198.18.0.1:1300"), advert(relay, "198.18.1.1:1300"),
+        advert(nated, "198.19.0.1:1300", relays=("198.18.1.1:1300",)),
+        make_advert(stranger, address="198.18.2.1:1", vessel="v1", user_key=RELAY_DIRECTORY_KEY,
+                    seq=1, expires_at=later)])
+    assert await find_relays(directory, me.public) == ["198.18.1.1:1300"]
