@@ -11,8 +11,12 @@ node found) and ``list``; then ``down``. "net s" is the lab's network alone
 (namespaces, links, NAT rules: built and removed without nodes).
 
 With ``--nat F`` it also runs one lab of ``--nat-nodes`` hosts with that share behind NAT
-(mixed kinds) and prints what works today from the researcher's host: adverts found, DHT
-crawl, vessels usable from seash, public vs NATed.
+(mixed kinds) and prints what works from the researcher's host: adverts found, DHT crawl,
+vessels usable from seash, public vs NATed. NATed nodes reach the researcher through relays
+(``--pin-reachability``: each node is told whether it is behind NAT, so the figures measure
+relaying, not probing); the relay section then measures browse+list against an all-public
+lab of the same size, relayed vs direct request latency, relay CPU per relayed request, and
+the time from kill -9 of a relay until every advert names live relays again.
 
 With ``--punch T`` it runs T hole punches per pair of hosts in a lab network with no node
 managers (observers and a splicing rendezvous standing in for a relay, as in
@@ -148,18 +152,100 @@ def measure(nodes: int, lab: bool, sandbox: bool) -> dict[str, float]:
 
 
 def nat_baseline(nodes: int, fraction: float, sandbox: bool) -> None:
+    public = public_browse(nodes, sandbox)
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         Path(tmp).chmod(0o755)
         directory = Path(tmp) / "tb"
         extra = [] if sandbox else ["--no-sandbox"]
         cli("up", "--lab", "--nodes", str(nodes), "--nat", str(fraction), "--nat-kind", "mixed",
-            "--dir", str(directory), *extra)
+            "--pin-reachability", "--dir", str(directory), *extra)
         try:
             data = json.loads((directory / "testbed.json").read_text())
-            print(f"\nall adverts found after {discoverable(data):.1f} s", flush=True)
+            print(f"\nall adverts found after {discoverable(data):.1f} s; every NATed advert "
+                  f"names a relay after {relayed_adverts(directory, data):.1f} s", flush=True)
             print_baseline(directory, data)
+            relay_costs(directory, data, public)
         finally:
             cli("down", "--dir", str(directory))
+
+
+def lookup_adverts(directory: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
+    _, found = on_researcher(directory, data, str(BIN / "seattle-dht"), "lookup", "--json",
+                             "--bootstrap", data["bootstrap"], data["demo"]["publickey"])
+    adverts: list[dict[str, Any]] = json.loads(found)["candidates"]
+    return adverts
+
+
+def relayed_adverts(directory: Path, data: dict[str, Any], avoid: str = "-") -> float:
+    """Seconds until every NATed node's adverts name relays (none of them ``avoid``)."""
+    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
+    start = time.monotonic()
+    while time.monotonic() - start < WAIT_TIMEOUT:
+        adverts = [a for a in lookup_adverts(directory, data) if a["address"] in nated]
+        if ({a["address"] for a in adverts if a["relays"]} >= nated
+                and all(avoid not in a["relays"] for a in adverts)):
+            return time.monotonic() - start
+        time.sleep(0.5)
+    return float("nan")
+
+
+def public_browse(nodes: int, sandbox: bool) -> tuple[float, float, float]:
+    """seash browse+list (wall, browse, list) in an all-public lab of ``nodes`` hosts."""
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        Path(tmp).chmod(0o755)
+        directory = Path(tmp) / "tb"
+        cli("up", "--lab", "--nodes", str(nodes), "--wait", "--dir", str(directory),
+            *([] if sandbox else ["--no-sandbox"]))
+        try:
+            data = json.loads((directory / "testbed.json").read_text())
+            wall, out = seash(directory, data, "loadkeys demo; browse; list")
+            return wall, reported(out, "browse"), reported(out, "list")
+        finally:
+            cli("down", "--dir", str(directory))
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def relay_costs(directory: Path, data: dict[str, Any], public: tuple[float, float, float]) -> None:
+    """Browse+list vs all-public, relayed vs direct latency, relay CPU, relay-kill recovery."""
+    wall, out = seash(directory, data, "loadkeys demo; browse; list")
+    print(f"\nrelays: seash browse+list {wall:.1f} s (browse {reported(out, 'browse'):.2f} s, "
+          f"list {reported(out, 'list'):.2f} s) vs all-public lab {public[0]:.1f} s "
+          f"(browse {public[1]:.2f} s, list {public[2]:.2f} s)")
+    adverts = lookup_adverts(directory, data)
+    relay_host = next(a["relays"][0] for a in adverts if a["relays"]).rpartition(":")[0]
+    relay_node = next(n for n in data["nodes"] if n["address"] == relay_host)
+    count = 200
+    before = cpu_seconds(relay_node["pid"])
+    _, probe = on_researcher(directory, data, sys.executable,
+                             str(Path(__file__).with_name("relay_probe.py")), data["bootstrap"],
+                             str(directory / "keys"), str(count))
+    result = json.loads(probe.strip().splitlines()[-1])
+    cpu = (cpu_seconds(relay_node["pid"]) - before) / (count + 1)
+    print(f"GetVessels median latency: direct {result['direct']['median_ms']:.2f} ms, "
+          f"relayed {result['relayed']['median_ms']:.2f} ms ({result['relayed']['path']}); "
+          f"relay CPU {cpu * 1e6:.0f} us per relayed request (its whole process, {count} requests)")
+    relay_kill(directory, data, adverts)
+
+
+def relay_kill(directory: Path, data: dict[str, Any], adverts: list[dict[str, Any]]) -> None:
+    """kill -9 a relay (not the bootstrap); time until adverts name live relays; seash list."""
+    boot = data["nodes"][0]["address"]
+    used = sorted({r for a in adverts for r in a["relays"] if not r.startswith(boot + ":")})
+    victim = used[0]
+    node = next(n for n in data["nodes"] if n["address"] == victim.rpartition(":")[0])
+    moved = sum(1 for a in adverts if victim in a["relays"]) // 2
+    os.kill(node["pid"], 9)
+    recovery = relayed_adverts(directory, data, avoid=victim)
+    _, out = seash(directory, data, "loadkeys demo; browse; list")
+    nated = [n for n in data["nodes"] if n["nat"] != "none"]
+    usable = sum(2 for n in nated
+                 if re.search(rf"^{re.escape(n['public_address'])}:{n['port']} +ok ", out, re.M))
+    print(f"relay kill: {moved} NATed nodes used {victim}; every advert names live relays "
+          f"{recovery:.1f} s after kill -9; then {usable} of {2 * len(nated)} NATed vessels usable")
 
 
 def print_baseline(directory: Path, data: dict[str, Any]) -> None:
@@ -246,6 +332,7 @@ def main() -> None:
     parser.add_argument("--nat", type=float, default=None, help="also run the NAT baseline")
     parser.add_argument("--nat-nodes", type=int, default=20)
     parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument("--nat-only", action="store_true", help="only the NAT section")
     parser.add_argument("--punch", type=int, default=None, metavar="T",
                         help="only the hole-punching table, T trials per pair")
     args = parser.parse_args()
@@ -254,6 +341,9 @@ def main() -> None:
         punch_table(args.punch)
         return
     sandbox = not args.no_sandbox
+    if args.nat_only:
+        nat_baseline(args.nat_nodes, args.nat if args.nat is not None else 0.5, sandbox)
+        return
     print(f"seattle-testbed up, wait until discoverable, then seash browse+list on the researcher's host; "
           f"{os.cpu_count()} cores, 2 vessels per node, sandbox {'on' if sandbox else 'off'}")
     print(f"{'nodes':>5} {'mode':<8} {'net s':>5} {'up s':>6} {'+found s':>8} {'RSS MB':>7} {'mem MB':>7} "

@@ -337,8 +337,9 @@ def main() -> None:
     logging.basicConfig(level=logging.CRITICAL)
     print(
         f"# users={args.users} x publishers/user={args.publishers} = "
-        f"{args.users * args.publishers} adverts; {args.lookups} lookups/row; k=20 alpha=3 "
-        "rpc-timeout=1s; all nodes of one N in one process, loopback"
+        f"{args.users * args.publishers} adverts; {args.lookups} lookups/row; k=20, 3 disjoint "
+        "paths x 1 query in flight, 3 replica keys, 1 s hard RPC timeout; "
+        "all nodes of one N in one process, loopback"
     )
     print("# " + SUCCESS_TEXT.replace("\n", "\n# "))
     print(

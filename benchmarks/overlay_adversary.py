@@ -240,6 +240,8 @@ ROWS: list[tuple[str, Attack, bool, dict[str, Any]]] = [
     ("Sybils 20 %", sybil_share(0.2), False, {}),
     ("Sybils 30 %", sybil_share(0.3), False, {}),
     ("300 Sybils, 4 addresses", sybils_four_addresses, False, {}),
+    ("7 Sybils near the key, no defence", near_key, True, NO_DEFENCE),
+    ("Sybils 20 %, no defence", sybil_share(0.2), False, NO_DEFENCE),
 ]
 
 

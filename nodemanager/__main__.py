@@ -1,7 +1,9 @@
 """``seattle-nodemanager``: run the daemon, or ``init`` a node's first state.
 
     seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
-                        [--limit NAME=VALUE ...]
+                        [--limit NAME=VALUE ...] [--reachability auto|public|private]
+                        [--no-relay] [--relay-port P] [--relay-limit NAME=VALUE ...]
+                        [--relay HOST:PORT ...]
                         [--updates PREFIX/updates [--update-interval S] ...]
     seattle-nodemanager init --state DIR --spec SPEC.json
 
@@ -19,9 +21,9 @@ import dataclasses
 import ipaddress
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +34,11 @@ from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discov
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
 from nodemanager.observe import observe_host, serve_observer
+from nodemanager.reachability import Reach, ReachabilityBoard, pinned
+from nodemanager.relay import RelayServer
+from nodemanager.relayclient import RelayClient
+from nodemanager.relaycore import RelayLimits, parse_limit
+from nodemanager.relaydir import announce_relay, find_relays, relayed_serve
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
@@ -73,12 +80,28 @@ def limit_option(text: str) -> tuple[str, int | float]:
         raise argparse.ArgumentTypeError(f"{name} needs a number, got {value!r}") from None
 
 
+def relay_limit_option(text: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for one field of ``RelayLimits`` (e.g. ``max_reservations=32``)."""
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def port_limits(pairs: Sequence[tuple[str, int | float]]) -> PortLimits:
     """The defaults overridden by ``--limit`` options; ArgumentTypeError if inconsistent."""
     try:
         return PortLimits(**dict(pairs))  # type: ignore[arg-type]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--limit: {exc}") from exc
+
+
+def relay_limits(pairs: Sequence[tuple[str, int | float]]) -> RelayLimits:
+    """The relay defaults overridden by ``--relay-limit`` options."""
+    try:
+        return RelayLimits(**dict(pairs))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--relay-limit: {exc}") from exc
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -106,6 +129,21 @@ def _run_parser() -> argparse.ArgumentParser:
                         metavar="NAME=VALUE",
                         help="connection/request limit of the port, e.g. max_connections=2000 "
                              "(repeatable; docs/protocol.md section 10)")
+    parser.add_argument("--reachability", choices=("auto", "public", "private"), default="auto",
+                        help="whether peers can dial this node (default auto: probe; "
+                             "private: keep reservations with relays)")
+    relay = parser.add_argument_group("relaying (docs/nat.md)")
+    relay.add_argument("--no-relay", action="store_true",
+                       help="do not relay for nodes behind NAT (on by default)")
+    relay.add_argument("--relay-port", type=int, default=0,
+                       help="TCP port of this node's relay service (default: any free port)")
+    relay.add_argument("--relay-limit", type=relay_limit_option, action="append", default=[],
+                       metavar="NAME=VALUE",
+                       help="relay limit, e.g. max_reservations=32 (repeatable; "
+                            "docs/protocol.md section 14)")
+    relay.add_argument("--relay", type=host_port, action="append", default=[],
+                       dest="relays", metavar="HOST:PORT",
+                       help="a relay to use when private, before those in the DHT (repeatable)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     updates = parser.add_argument_group("software updates (managed installs; docs/updates.md)")
     updates.add_argument("--updates", type=Path, default=None,
@@ -162,6 +200,22 @@ async def open_runner(sandbox: bool = True, run_dir: Path | None = None) -> Asyn
 
 
 @dataclass(frozen=True, slots=True)
+class RelayOptions:
+    """Relaying settings from the command line."""
+
+    enabled: bool = True
+    port: int = 0
+    limits: RelayLimits = field(default_factory=RelayLimits)
+    static: tuple[str, ...] = ()
+    reachability: str = "auto"
+
+    def board(self) -> ReachabilityBoard:
+        if self.reachability == "auto":
+            return ReachabilityBoard()
+        return ReachabilityBoard(pinned(Reach(self.reachability)))
+
+
+@dataclass(frozen=True, slots=True)
 class DhtOptions:
     """Discovery settings from the command line."""
 
@@ -182,7 +236,8 @@ async def _observed_address(peers: Sequence[tuple[str, int]], host: str, port: i
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
                      sandbox: bool = True, dht: DhtOptions = DhtOptions(),
                      server_config: ServerConfig | None = None,
-                     updates: UpdateConfig | None = None) -> bool:
+                     updates: UpdateConfig | None = None,
+                     relay: RelayOptions = RelayOptions()) -> bool:
     """Serve until cancelled; True if the updater asked for a restart (a new version)."""
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
     restart: list[bool] = []
@@ -210,14 +265,66 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
                 service = UpdateService(updates, server, keys, request_restart, node_port=bound,
                                         runner=recording)
                 server.update_status = service.status_dict
+            relaying = await _start_relaying(nursery, server, keys, host, relay, dht.enabled)
             await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
-                                   service)
+                                   service, relaying)
     return bool(restart)
+
+
+@dataclass(slots=True)
+class Relaying:
+    """The relay service (None with --no-relay) and the relay client of one daemon."""
+
+    board: ReachabilityBoard
+    client: RelayClient
+    server: RelayServer | None = None
+    port: int = 0
+
+
+async def _start_relaying(nursery: trio.Nursery, server: NodeServer, keys: KeyPair, host: str,
+                          options: RelayOptions, with_dht: bool) -> Relaying:
+    """The relay service (unless --no-relay) and the relay client (runs while private)."""
+    board = options.board()
+    client = RelayClient(keys, relayed_serve(server), board, static=options.static,
+                         on_change=server.set_relays)
+    server.status_sources["relayed"] = client.status
+    relaying = Relaying(board, client)
+    if options.enabled:
+        relaying.server = RelayServer(keys, options.limits)
+        relaying.port = await nursery.start(relaying.server.serve, host, options.port)
+        server.status_sources["relay"] = relaying.server.status
+        print(f"relay listening on {host}:{relaying.port}", file=sys.stderr, flush=True)
+    else:
+        server.status_sources["relay"] = lambda: {"enabled": False}
+    if not with_dht:
+        nursery.start_soon(client.run)
+    return relaying
+
+
+def _relay_services(relaying: Relaying, keys: KeyPair, peers: Sequence[tuple[str, int]],
+                    host: str, advertise_host: str | None) -> list[Callable[[DhtNode], Awaitable[None]]]:
+    """DHT services: the relay client (finds relays in the directory) and the relay's advert."""
+    async def run_client(node: DhtNode) -> None:
+        relaying.client.find = partial(find_relays, node, keys.public)
+        await relaying.client.run()
+
+    async def advertise(node: DhtNode) -> None:
+        async def address() -> str:
+            if advertise_host:
+                return f"{advertise_host}:{relaying.port}"
+            return await _observed_address(peers, host, relaying.port)
+        await announce_relay(node, keys, relaying.board, address)
+
+    services: list[Callable[[DhtNode], Awaitable[None]]] = [run_client]
+    if relaying.server is not None:
+        services.append(advertise)
+    return services
 
 
 async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyPair,
                            state_dir: Path, host: str, bound: int, bootstrap: Sequence[str],
-                           dht: DhtOptions, service: UpdateService | None) -> None:
+                           dht: DhtOptions, service: UpdateService | None,
+                           relaying: Relaying) -> None:
     """The DHT node (and the updater inside its loop), or the updater alone without DHT."""
     if not dht.enabled:
         if service is not None:
@@ -230,14 +337,16 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
         await service.run()
 
     peers = bootstrap_pairs(bootstrap)
+    services = _relay_services(relaying, keys, peers, host, dht.advertise_host)
+    if service is not None:
+        services.append(run_updates)
     config = DiscoveryConfig(
         host=host, port=dht.port, bootstrap=peers,
         advertised_address=f"{dht.advertise_host or host}:{bound}", state_dir=state_dir,
         resolve_address=None if dht.advertise_host else
         partial(_observed_address, peers, host, bound),
     )
-    node = await nursery.start(partial(serve_discovery, server, keys, config,
-                                       services=[run_updates] if service is not None else []))
+    node = await nursery.start(partial(serve_discovery, server, keys, config, services=services))
     write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
     await nursery.start(serve_observer, host, node.port)
     print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
@@ -251,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(args)
     try:
         config = ServerConfig(limits=port_limits(options.limit))
+        relay = RelayOptions(enabled=not options.no_relay, port=options.relay_port,
+                             limits=relay_limits(options.relay_limit),
+                             static=tuple(f"{h}:{p}" for h, p in options.relays),
+                             reachability=options.reachability)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     state_dir: Path = options.state
@@ -265,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
                          advertise_host=options.advertise_host)
         restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                           not options.no_sandbox, dht, config, _update_config(options))
+                           not options.no_sandbox, dht, config, _update_config(options), relay)
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:

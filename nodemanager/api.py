@@ -132,6 +132,8 @@ def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
     }
     if view.updates is not None:
         result["updates"] = dict(view.updates)
+    for name, value in view.extras.items():
+        result.setdefault(name, value)
     return Outcome(result=result)
 
 

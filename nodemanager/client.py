@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 from nodemanager import messages as m
+from nodemanager.dial import Route, dial
 from nodemanager.errors import BadResponse, ClientError, ConnectionFailed, error_for_code
 from nodemanager.wire import (
     HEADER,
@@ -93,6 +94,10 @@ class NodeStatus:
     """Connection counters: current, trusted, evicted, refused, delayed..."""
     updates: Mapping[str, Any] | None = None
     """Managed installs: running version, latest verified, last check (docs/updates.md)."""
+    relay: Mapping[str, Any] = field(default_factory=dict)
+    """The relay service: reservations, circuits, limits, counters (protocol §14.5)."""
+    relayed: Mapping[str, Any] = field(default_factory=dict)
+    """The relay client: reservations this node holds while private (protocol §14.5)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +109,10 @@ class LogChunk:
     total: int
     since: int
     """The offset asked for."""
+    run: str = ""
+    """The program run this stream belongs to ("" from nodes before revision 5)."""
+    previous_run: str | None = None
+    """The run the reader had been following, if it said."""
 
     @property
     def dropped(self) -> int:
@@ -112,7 +121,10 @@ class LogChunk:
 
     @property
     def restarted(self) -> bool:
-        """The stream is shorter than ``since``: a new program run started; read from 0."""
+        """A new program run started since the last read (read again from 0): the run name
+        changed, or (older nodes) the stream is shorter than ``since``."""
+        if self.previous_run is not None and self.run and self.run != self.previous_run:
+            return True
         return self.total < self.since
 
 
@@ -130,6 +142,11 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         exit_code=raw["exit_code"], advertise=raw["advertise"], owner=PublicKey(raw["owner"]),
         owner_info=raw["owner_info"], users=tuple(PublicKey(k) for k in raw["users"]),
         usage=dict(raw["usage"]), **_program_of(raw))
+
+
+def _map(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = raw.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _program_of(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,6 +180,8 @@ class NodeClient:
         self._broken = False
         self._trusted = False
         """A signed call succeeded here, so the node may trust this connection (§10)."""
+        self.path = "direct"
+        """How the stream reaches the node: ``direct`` or ``relay HOST:PORT`` (dial.py)."""
 
     @property
     def broken(self) -> bool:
@@ -267,7 +286,8 @@ class NodeClient:
                           load=tuple(raw["load"]), revision=int(raw.get("revision", 1)),
                           limits=dict(raw.get("limits", {})),
                           connections=dict(raw.get("connections", {})),
-                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None)
+                          updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None,
+                          relay=_map(raw, "relay"), relayed=_map(raw, "relayed"))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))
@@ -296,15 +316,20 @@ class NodeClient:
         """The kept tail (16 KiB) of the vessel's log."""
         return bytes((await self.call(m.ReadVesselLog(vessel=vessel)))["log"])
 
-    async def read_log_since(self, vessel: str, since: int) -> LogChunk:
-        """The kept log bytes from stream offset ``since`` on (pass back ``chunk.total``)."""
+    async def read_log_since(self, vessel: str, since: int, run: str | None = None) -> LogChunk:
+        """The kept log bytes from stream offset ``since`` on (pass back ``chunk.total`` and
+        ``chunk.run``; ``chunk.restarted`` says the program was started again meanwhile)."""
         raw = await self.call(m.ReadVesselLog(vessel=vessel, since=since))
         data, start, total = raw.get("log"), raw.get("start"), raw.get("total")
+        name = raw.get("run", "")
         if type(data) is not bytes or type(start) is not int or type(total) is not int:
             raise BadResponse("ReadVesselLog answer lacks log/start/total (node too old?)")
         if not 0 <= start <= total or start + len(data) != total:
             raise BadResponse("ReadVesselLog answer has inconsistent offsets")
-        return LogChunk(data=data, start=start, total=total, since=since)
+        if type(name) is not str or len(name) > 64:
+            raise BadResponse("ReadVesselLog answer has a bad run name")
+        return LogChunk(data=data, start=start, total=total, since=since, run=name,
+                        previous_run=run)
 
     async def change_owner(self, vessel: str, owner: PublicKey) -> None:
         await self.call(m.ChangeOwner(vessel=vessel, owner=owner))
@@ -327,6 +352,21 @@ class NodeClient:
     async def join_vessels(self, vessel1: str, vessel2: str) -> str:
         raw = await self.call(m.JoinVessels(vessel1=vessel1, vessel2=vessel2))
         return str(raw["vessel"])
+
+
+@asynccontextmanager
+async def open_route_client(
+    route: Route, *, identity: KeyPair | None = None, timeout: float = DEFAULT_TIMEOUT,
+) -> AsyncIterator[NodeClient]:
+    """Reach the node of ``route`` (direct or via its relays, dial.py) and talk to it."""
+    dialed = await dial(route, timeout=timeout)
+    client = NodeClient(dialed.stream, identity=identity, node_key=route.node_key,
+                        timeout=timeout)
+    client.path = dialed.path
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @asynccontextmanager

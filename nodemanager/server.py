@@ -20,6 +20,7 @@ import os
 import resource
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -153,6 +154,12 @@ class FrameReader:
         return None
 
 
+def vessel_names(request: object) -> list[str]:
+    """The vessels a request names, sorted (the order their locks are taken in)."""
+    names = {getattr(request, field, None) for field in ("vessel", "vessel1", "vessel2")}
+    return sorted(name for name in names if isinstance(name, str))
+
+
 class NodeServer:
     """State, vessels and request handling of one node."""
 
@@ -170,6 +177,9 @@ class NodeServer:
         self.clock = clock
         self.started_at = clock()
         self._lock = trio.Lock()
+        """Held while a mutating request is decided and committed."""
+        self._vessel_locks: dict[str, trio.Lock] = {}
+        """Held (sorted by name) while a mutating request naming the vessel is carried out."""
         self.admission = Admission(self.config.limits)
         self._scopes: dict[int, trio.CancelScope] = {}
         self._public_lane = trio.Lock()
@@ -182,6 +192,10 @@ class NodeServer:
         self._nursery: trio.Nursery | None = None
         self.update_status: Callable[[], Mapping[str, object]] | None = None
         """Set by the updater (updater.py): the ``updates`` map of GetNodeStatus."""
+        self.status_sources: dict[str, Callable[[], object]] = {}
+        """More GetNodeStatus entries by name (``relay``, ``relayed``: relays, docs/nat.md)."""
+        self.relays: tuple[str, ...] = ()
+        """Relays holding a reservation for this node: put into its adverts (set_relays)."""
         self._effects: dict[type[Any], Callable[[Any], Awaitable[Mapping[str, object]]]] = {
             model.StartProgram: self._start_program, model.StopProgram: self._stop_program,
             model.WipeVessel: self._wipe_vessel, model.DestroyVessel: self._destroy_vessel,
@@ -227,6 +241,17 @@ class NodeServer:
                 entries.extend((name, key) for key in keys)
         return entries
 
+    def set_relays(self, relays: tuple[str, ...]) -> None:
+        """The relays through which this node is reachable changed: re-announce."""
+        if relays != self.relays:
+            self.relays = relays
+            self._bump_adverts()
+
+    def _bump_adverts(self) -> None:
+        self.advert_generation += 1
+        self._advert_event.set()
+        self._advert_event = trio.Event()
+
     async def wait_advert_changed(self, seen_generation: int) -> int:
         """Wait until ``advert_generation`` differs from ``seen_generation``; return it."""
         while self.advert_generation == seen_generation:
@@ -235,9 +260,13 @@ class NodeServer:
 
     # ---- connections ----
 
-    async def handle_connection(self, stream: trio.abc.Stream) -> None:
-        """Serve requests on one connection until EOF, timeout, eviction or a fatal error."""
-        opened = self.admission.open(peer_host(stream), trio.current_time())
+    async def handle_connection(self, stream: trio.abc.Stream, source: str | None = None) -> None:
+        """Serve requests on one connection until EOF, timeout, eviction or a fatal error.
+
+        ``source`` replaces the peer address for admission: a relayed connection's client
+        address as the relay claims it (relayclient.py).
+        """
+        opened = self.admission.open(source or peer_host(stream), trio.current_time())
         for victim in opened.evicted:
             self._scopes[victim.id].cancel()
         if opened.shed:
@@ -364,21 +393,41 @@ class NodeServer:
     # ---- decide, commit, act ----
 
     async def _execute(self, verified: Verified) -> dict[str, object]:
-        if verified.request.mutates:
+        """Decide and commit under the node's lock; act under the named vessels' locks only,
+        so a slow effect (a program starting) holds up requests on its vessels, not others."""
+        if not verified.request.mutates:
+            return await self._decide_and_act(verified)
+        async with AsyncExitStack() as stack:
+            for name in vessel_names(verified.request):
+                await stack.enter_async_context(self._vessel_lock(name))
             async with self._lock:
-                return await self._decide_and_act(verified)
-        return await self._decide_and_act(verified)
+                outcome = self._decide_and_commit(verified)
+            return await self._act(outcome)
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
     async def _decide_and_act(self, verified: Verified) -> dict[str, object]:
+        return await self._act(self._decide_and_commit(verified))
+
+    def _decide_and_commit(self, verified: Verified) -> model.Outcome:
         now = self.clock()
         outcome = api.handle(verified, self.view(now), now)
         self.state.commit(
             outcome.change, nonce=verified.nonce if verified.signed else None,
             ts=verified.timestamp, now=now, window=self.config.time_window)
+        return outcome
+
+    async def _act(self, outcome: model.Outcome) -> dict[str, object]:
         result = dict(outcome.result)
         for effect in outcome.effects:
             result.update(await self._effects[type(effect)](effect))
         return result
+
+    def _vessel_lock(self, name: str) -> trio.Lock:
+        """The lock of vessel ``name`` (locks of vessels gone and idle are dropped)."""
+        if len(self._vessel_locks) > 2 * len(self.state.vessels) + 16:
+            self._vessel_locks = {n: lock for n, lock in self._vessel_locks.items()
+                                  if lock.locked() or n in self.state.vessels}
+        return self._vessel_locks.setdefault(name, trio.Lock())
 
     def view(self, now: float) -> model.NodeView:
         """A snapshot of state plus live supervisor reports, for ``api.handle``."""
@@ -393,7 +442,8 @@ class NodeServer:
             next_index=self.state.next_index, started_at=self.started_at,
             load=os.getloadavg(), programs=dict(self._programs),
             port_limits=self.admission.limits, port_stats=self.admission.statistics(),
-            updates=None if self.update_status is None else self.update_status())
+            updates=None if self.update_status is None else self.update_status(),
+            extras={name: source() for name, source in self.status_sources.items()})
 
     # ---- effects ----
 
@@ -484,10 +534,8 @@ class NodeServer:
     async def _read_log(self, effect: model.ReadLog) -> Mapping[str, object]:
         piece = self.runner.log_since(effect.vessel, effect.since,
                                       self.store.log_path(effect.vessel))
-        return {"log": piece.data, "total": piece.total, "start": piece.start}
+        return {"log": piece.data, "total": piece.total, "start": piece.start, "run": piece.run}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
-        self.advert_generation += 1
-        self._advert_event.set()
-        self._advert_event = trio.Event()
+        self._bump_adverts()
         return {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -71,6 +72,10 @@ class DhtConfig:
     refresh_interval: float = 600.0
     """Refresh lonely buckets and re-store held records this often (kademlia used 3600 s)."""
     status_interval: float = 10.0
+    rejoin_delays: tuple[float, float] = (1.0, 60.0)
+    """While the routing table is empty, bootstrap again after the first delay, doubling up
+    to the second (jittered): a peer that was busy or not yet up must not leave a node
+    alone until the next refresh."""
     client_mode: bool = False
     remote_status: bool = False
     """Answer the status RPC from non-loopback addresses too."""
@@ -321,6 +326,26 @@ class DhtNode:
         except OSError as exc:
             log.warning("cannot write the DHT status file: %s", exc)
 
+    async def _rejoin(self) -> None:
+        """Bootstrap again (with backoff) whenever the routing table is empty."""
+        first, most = self.config.rejoin_delays
+        delay = first
+        while True:
+            await trio.sleep(delay * random.uniform(0.8, 1.2))
+            if len(self.protocol.router):
+                delay = first
+                continue
+            try:
+                answered = await self.bootstrap(self.config.bootstrap)
+            except Exception:  # nothing from the network may end the node's upkeep
+                log.exception("DHT re-bootstrap failed")
+                answered = 0
+            if answered:
+                log.info("joined the DHT through %d bootstrap peers", answered)
+                delay = first
+            else:
+                delay = min(delay * 2, most)
+
     async def _maintain(self) -> None:
         next_refresh = trio.current_time() + self.config.refresh_interval
         while True:
@@ -362,6 +387,8 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
         async with trio.open_nursery() as nursery:
             if not config.client_mode:
                 nursery.start_soon(node._maintain)
+                if config.bootstrap:
+                    nursery.start_soon(node._rejoin)
             yield node
             nursery.cancel_scope.cancel()
         if not config.client_mode:

@@ -29,6 +29,8 @@ from seattlecore import KeyPair, PublicKey
 log = logging.getLogger(__name__)
 
 REPUBLISH_INTERVAL = 300.0
+RETRY_FIRST = 2.0
+"""Seconds before the first retry of an announce round that reached no peer."""
 ADVERT_TTL = 750.0
 
 Pair = tuple[str, PublicKey]
@@ -53,6 +55,7 @@ def plan_adverts(
     seq: int,
     now: float,
     ttl: float,
+    relays: tuple[str, ...] = (),
 ) -> list[Advert]:
     """The adverts of one announce round: live ones, then tombstones (pure)."""
     out = []
@@ -67,6 +70,7 @@ def plan_adverts(
                     seq=seq,
                     expires_at=now + ttl,
                     withdrawn=withdrawn,
+                    relays=() if withdrawn else relays,
                 )
             )
     return out
@@ -101,9 +105,13 @@ class Announcer:
         self._last_at: float | None = None
         self._last_result: PublishResult | None = None
         self._live_until = 0.0
+        self._relays: tuple[str, ...] = ()
 
-    def update(self, entries: Iterable[Pair], *, address: str | None = None) -> None:
-        """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync."""
+    def update(self, entries: Iterable[Pair], *, address: str | None = None,
+               relays: tuple[str, ...] | None = None) -> None:
+        """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync.
+
+        ``relays`` (if given) replaces the relay addresses put into live adverts."""
         new = frozenset(entries)
         until = self._clock() + self.ttl
         for pair in self._desired - new:
@@ -113,6 +121,8 @@ class Announcer:
         self._desired = new
         if address is not None:
             self._address = address
+        if relays is not None:
+            self._relays = relays
         self.wake()
 
     def wake(self) -> None:
@@ -135,6 +145,7 @@ class Announcer:
             seq=self._next_seq(now),
             now=now,
             ttl=self.ttl,
+            relays=self._relays,
         )
         self._rounds += 1
         self._last_at = now
@@ -175,12 +186,21 @@ class Announcer:
         return result
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Announce now, then every ``republish_interval`` or when woken; until cancelled."""
+        """Announce now, then every ``republish_interval`` or when woken; until cancelled.
+
+        A round that reached no peer (the DHT node alone, or the round failed) is retried
+        sooner: after ``RETRY_FIRST`` s, doubling up to ``republish_interval``."""
         task_status.started()
+        retry = RETRY_FIRST
         while True:
             self._wake = trio.Event()
-            await self.announce_now()
-            with trio.move_on_after(self.republish_interval):
+            result = await self.announce_now()
+            wait = self.republish_interval
+            if self._desired and (result is None or result.peers == 0):
+                wait, retry = min(retry, wait), min(retry * 2, wait)
+            else:
+                retry = RETRY_FIRST
+            with trio.move_on_after(wait):
                 await self._wake.wait()
 
     def statistics(self) -> AnnouncerStats:

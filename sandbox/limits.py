@@ -10,6 +10,7 @@ gives the same long-run share without letting an idle program bank unbounded cre
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from sandbox.resources import ResourceTable
@@ -72,6 +73,8 @@ class LogSlice:
     data: bytes
     start: int
     total: int
+    run: str = ""
+    """Names the program run the stream belongs to (a new start gets a new one)."""
 
     def dropped_since(self, since: int) -> int:
         return max(0, self.start - since)
@@ -88,6 +91,8 @@ class LogRing:
     keep: int = LOG_KEEP
     data: bytearray = field(default_factory=bytearray)
     total: int = 0
+    run: str = field(default_factory=lambda: os.urandom(8).hex())
+    """A fresh random name per program run, so readers notice a restart whatever its length."""
 
     def add(self, chunk: bytes | bytearray) -> None:
         self.total += len(chunk)
@@ -102,26 +107,27 @@ class LogRing:
         """The kept bytes from ``offset`` on (all kept bytes for None; none past the end)."""
         first = self.total - len(self.data)
         start = first if offset is None else min(max(offset, first), self.total)
-        return LogSlice(bytes(self.data[start - first:]), start, self.total)
+        return LogSlice(bytes(self.data[start - first:]), start, self.total, self.run)
 
 
 PERSISTED_MAGIC = b"seattle-log-v1 "
 
 
 def encode_log(ring: LogRing) -> bytes:
-    """The on-disk form of a ring: ``seattle-log-v1 <total>\n`` then the kept bytes."""
-    return PERSISTED_MAGIC + str(ring.total).encode() + b"\n" + ring.snapshot()
+    """The on-disk form: ``seattle-log-v1 <total> <run>\n`` then the kept bytes."""
+    return PERSISTED_MAGIC + f"{ring.total} {ring.run}".encode() + b"\n" + ring.snapshot()
 
 
 def decode_log(raw: bytes, keep: int = LOG_KEEP) -> LogRing:
     """Read ``encode_log`` output; anything else is taken as bare log bytes."""
     total: int | None = None
+    run = ""
     if raw.startswith(PERSISTED_MAGIC):
         header, _, body = raw.partition(b"\n")
-        digits = header[len(PERSISTED_MAGIC):]
-        if digits.isdigit():
-            total, raw = int(digits), body
+        digits, _, name = header[len(PERSISTED_MAGIC):].partition(b" ")
+        if digits.isdigit() and (not name or name.isalnum()):
+            total, raw, run = int(digits), body, name.decode("ascii")
     kept = raw[-keep:]
     if total is None or total < len(kept):
         total = len(kept)
-    return LogRing(keep=keep, data=bytearray(kept), total=total)
+    return LogRing(keep=keep, data=bytearray(kept), total=total, run=run)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from nodemanager import NodeClient, NodeInfo, VesselInfo
+from nodemanager.dial import Route
 from nodemanager.errors import NoSuchVessel
 from seash.client import Found, Job, Node, contact_nodes, lookup
 from seash.commands import Args
@@ -62,7 +63,12 @@ async def browse(ex: Executor, args: Args) -> None:
     found = await lookup(identity.public, s.settings.bootstrap, s.settings.timeout)
     nodes: dict[Node, PublicKey | None] = {}
     for advert in found.candidates:
-        nodes.setdefault(parse_hostport(advert.address), advert.node_key)
+        node = parse_hostport(advert.address)
+        nodes.setdefault(node, advert.node_key)
+        if advert.relays:
+            ex.pool.routes[node] = Route.from_advert(advert)
+        else:
+            ex.pool.routes.pop(node, None)
     if not nodes:
         raise NoVesselsFound(f"the DHT knows no vessels for {identity.name} "
                              f"({identity.public.short()}); {len(found.peers_answered)} peers asked")
@@ -100,7 +106,7 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
         return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
                                             v.owner_info) if part)
 
-    results = await ex.fan("list", node_info_op({}), render, quiet=quiet)
+    results = await ex.fan("list", node_info_op({}), render, quiet=quiet, paths=True)
     for result in results:
         if result.ok:
             s.info[int(result.target[1:])] = result.value
@@ -115,5 +121,6 @@ async def show_targets(ex: Executor, args: Args) -> None:
     rows = []
     for n, ref in sorted(s.vessels.items()):
         info = s.info.get(n)
-        rows.append([f"%{n}", ref.address, info.status if info else "?"])
-    ex.reporter.table("targets", ["id", "vessel", "status"], rows)
+        rows.append([f"%{n}", ref.address, info.status if info else "?",
+                     ex.pool.path_of(ref.node)])
+    ex.reporter.table("targets", ["id", "vessel", "status", "path"], rows)

@@ -126,8 +126,11 @@ class Executor:
 
     async def fan(self, command: str, op: VesselOp, render: Render | None = None, *,
                   jobs: Sequence[Job] | None = None, identity: KeyPair | None = None,
-                  groups: bool = True, quiet: bool = False) -> list[NodeResult]:
-        """Run ``op`` on every job (default: the current target), reporting as results arrive."""
+                  groups: bool = True, quiet: bool = False,
+                  paths: bool = False) -> list[NodeResult]:
+        """Run ``op`` on every job (default: the current target), reporting as results arrive.
+
+        With ``paths``, a line of a node reached through a relay ends with ``[relay H:P]``."""
         todo = list(self.jobs() if jobs is None else jobs)
         start = trio.current_time()
         self.reporter.start(command, len(todo))
@@ -137,6 +140,8 @@ class Executor:
                 self.reporter.result(result, None)
                 return
             text = render(result.value) if render is not None and result.ok else None
+            if paths and text is not None and result.path.startswith("relay"):
+                text = f"{text}  [{result.path}]"
             self.reporter.result(result, text)
 
         results = await self.gather(op, todo, on_result=sink, identity=identity)

@@ -45,6 +45,8 @@ class LogStream:
     """What has been read of one vessel's log (pure: fed ``LogChunk``s, returns text)."""
 
     offset: int = 0
+    run: str | None = None
+    """The program run being followed (None before the first read)."""
     decoder: codecs.IncrementalDecoder = field(default_factory=_utf8)
     partial: str = ""
 
@@ -57,6 +59,7 @@ class LogStream:
             text += ("\n" if text and not text.endswith("\n") else "") + gap_line(chunk.dropped) + "\n"
         text += self.decoder.decode(chunk.data)
         self.offset = chunk.total
+        self.run = chunk.run
         self.partial = ""
         if whole_lines and not text.endswith("\n"):
             text, _, self.partial = text.rpartition("\n")
@@ -79,9 +82,9 @@ class LogReader:
     async def read(self, client: NodeClient, job: Job) -> str:
         """A VesselOp: the new text of ``job``'s log since the last read."""
         stream = self.streams.setdefault(job.target, LogStream())
-        chunk = await client.read_log_since(job.vessel, stream.offset)
+        chunk = await client.read_log_since(job.vessel, stream.offset, stream.run)
         prefix = ""
-        if chunk.total < stream.offset:  # a new run: its stream starts at 0 again
+        if chunk.restarted:  # a new run: its stream starts at 0 again
             prefix = stream.flush() + RESTARTED + "\n"
             stream = self.streams[job.target] = LogStream()
             chunk = await client.read_log_since(job.vessel, 0)

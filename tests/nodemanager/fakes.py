@@ -33,12 +33,19 @@ class FakeRunner:
         self.logs: dict[str, bytes] = {}
         self.ended: dict[str, trio.Event] = {}
         self.started: list[tuple[str, str, list[str], ResourceTable]] = []
+        self.gates: dict[str, trio.Event] = {}
+        """A start in a vessel listed here waits for its event (a slow program start)."""
+        self.waiting: set[str] = set()
 
     async def start(self, *, vessel: str, directory: Path, resources: ResourceTable,
                     program: str, args: list[str], log_path: Path) -> None:
         if self.report(vessel).status == "Started":
             raise VesselBusyError(f"{vessel} is running")
         assert (directory / program).is_file()
+        if vessel in self.gates:
+            self.waiting.add(vessel)
+            await self.gates[vessel].wait()
+            self.waiting.discard(vessel)
         self.started.append((vessel, program, args, resources))
         self.reports[vessel] = FakeReport(status="Started", usage=FakeUsage({"cpu": 0.0}))
         self.logs[vessel] = f"running {program} {' '.join(args)}\n".encode()

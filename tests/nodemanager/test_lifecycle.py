@@ -204,14 +204,22 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
             assert slow_dropped > 0 and slow_numbers[-1] == lines - 1
             total = results["v2"][1]
             assert total >= lines * 7
+            run = (await nm.read_log_since("v2", total)).run
+            assert run and run != (await nm.read_log_since("v1", 0)).run
         process.send_signal(signal.SIGKILL)
         await process.wait()
     async with daemon(state, sandbox=True), client(state) as nm:  # the log survives a restart
-        chunk = await nm.read_log_since("v2", total)
-        assert (chunk.data, chunk.total) == (b"", total)
+        chunk = await nm.read_log_since("v2", total, run)
+        assert (chunk.data, chunk.total, chunk.run, chunk.restarted) == (b"", total, run, False)
         chunk = await nm.read_log_since("v2", 0)
         assert chunk.dropped == total - 16 * 1024 and chunk.data.rstrip().endswith(b"DONE")
         assert await nm.read_log("v2") == chunk.data  # old clients: the kept tail
+        # Run the same program again: the new stream ends at the same offset, so only the
+        # run name tells a follower that what it reads now is another run.
+        await nm.start_vessel("v2", "chatty.py")
+        await wait_for_log(nm, "v2", b"DONE")
+        chunk = await nm.read_log_since("v2", total, run)
+        assert chunk.total == total and chunk.run != run and chunk.restarted
 
 
 async def test_start_answers_only_once_the_program_compiled(tmp_path: Path) -> None:

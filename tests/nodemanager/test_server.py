@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -302,3 +303,40 @@ async def test_response_from_an_impostor_is_rejected(node: Node) -> None:
     async with node.client(node.user, node_key=KeyPair.generate().public) as nm:
         with pytest.raises(errors.BadResponse):
             await nm.list_files("v1")  # the node answers WrongNode, signed by the real key
+
+
+async def test_a_slow_start_holds_up_its_own_vessel_only(node: Node) -> None:
+    """A program that takes long to get ready blocks requests on its vessel, not the node."""
+    node.runner.gates["v1"] = trio.Event()
+    async with (node.client(node.user) as a, node.client(node.user) as b,
+                node.client(node.owner) as c, node.client(node.owner) as d):
+        for vessel in ("v1", "v2"):
+            await a.add_file(vessel, "p.py", b"pass\n")
+        order: list[str] = []
+        async with trio.open_nursery() as nursery:
+
+            async def start_v1() -> None:
+                await a.start_vessel("v1", "p.py")
+                order.append("v1 started")
+
+            async def stop_v1() -> None:
+                await d.stop_vessel("v1")
+                order.append("v1 stopped")
+
+            nursery.start_soon(start_v1)
+            await wait_for(lambda: "v1" in node.runner.waiting)
+            nursery.start_soon(stop_v1)
+            with trio.fail_after(5):  # under one node-wide lock these would wait for v1
+                assert await b.start_vessel("v2", "p.py") == "Started"
+                await c.change_owner_info("v2", "busy elsewhere")
+                await b.add_file("v2", "q.py", b"pass\n")
+            assert order == [] and [v for v, *_ in node.runner.started] == ["v2"]
+            node.runner.gates["v1"].set()
+        assert order == ["v1 started", "v1 stopped"]  # the stop waited for the start it follows
+        assert node.runner.report("v1").status == "Stopped"
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    with trio.fail_after(5):
+        while not condition():
+            await trio.sleep(0.01)

@@ -208,7 +208,10 @@ async def test_pings_from_new_ids_do_not_grow_memory() -> None:
                 sock.close()
         for node, size in zip(nodes, before, strict=True):
             proto = node.protocol
-            assert len(proto.router) == size  # nobody proved an id: nothing was added
+            # Nobody proved an id: no pinger was added (an honest contact may come and go
+            # with the machine's load, so the count alone is not the test).
+            assert not [c for c in proto.router.contacts() if c.host.startswith("127.70.")]
+            assert len(proto.router) <= size
             assert len(proto._pending) <= MAX_PENDING_HELLO and len(proto._checked) <= MAX_SILENT
             assert proto.counters.requests["ping"] + proto.counters.rate_limited > 1000
         assert found(await nodes[3].lookup(user), keys) == 2

@@ -186,3 +186,25 @@ async def test_lookup_once_unreachable_bootstrap() -> None:
         port = sock.getsockname()[1]
         with pytest.raises(DhtUnavailable):
             await lookup_once(KeyPair.generate().public, [("127.0.0.1", port)], timeout=5)
+
+
+async def test_a_node_whose_bootstrap_peer_was_down_joins_when_it_comes_up() -> None:
+    """A node started before its bootstrap peer answered stayed alone until its next refresh
+    (600 s), so 50 lab hosts starting at once left some unfound; it now bootstraps again
+    with backoff while its table is empty."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node_keys, user = KeyPair.generate(), KeyPair.generate().public
+    async with dht_loop():
+        config = DhtConfig(bootstrap=(("127.0.0.1", port),), rejoin_delays=(0.2, 1.0))
+        async with open_dht_node(config) as late:
+            assert len(late.protocol.router) == 0  # nobody answered
+            async with open_dht_node(DhtConfig(port=port)) as seed:
+                with trio.fail_after(20):
+                    while not len(late.protocol.router):
+                        await trio.sleep(0.05)
+                result = await late.publish([blob_for(node_keys, user)])
+                assert result.peers >= 1
+                found = await seed.lookup(user)
+                assert [a.node_key for a in found.candidates] == [node_keys.public]

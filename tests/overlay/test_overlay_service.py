@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 import pytest
 import trio
 import trio.testing
 
 import overlay
-from overlay import Announcer, FakeDirectory
+from overlay import Announcer, FakeDirectory, PublishResult
+from overlay.service import RETRY_FIRST
 from seattlecore import KeyPair
 
 EXPECTED_ALL = {
@@ -114,3 +118,36 @@ async def test_stopped_announcer_ages_out(autojump_clock: trio.testing.MockClock
 async def test_announcer_rejects_bad_intervals() -> None:
     with pytest.raises(ValueError):
         Announcer(FakeDirectory(), KeyPair.generate(), "h:1", republish_interval=800, ttl=750)
+
+
+class LonelyDirectory(FakeDirectory):
+    """Reaches no peer for its first ``alone`` rounds (then the fake's one peer)."""
+
+    def __init__(self, alone: int, clock: WallClock) -> None:
+        super().__init__(clock=clock)
+        self.alone = alone
+        self.times: list[float] = []
+
+    async def publish(self, adverts: Sequence[bytes]) -> PublishResult:
+        self.times.append(trio.current_time())
+        result = await super().publish(adverts)
+        if len(self.times) <= self.alone:
+            return replace(result, peers=0)
+        return result
+
+
+async def test_a_round_that_reached_no_peer_is_retried_soon(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A node alone at start (its bootstrap peer busy) must not wait a whole republish
+    interval (300 s) before its adverts reach the DHT; retries back off to the interval."""
+    clock = WallClock()
+    directory = LonelyDirectory(alone=3, clock=clock)
+    ann = Announcer(directory, KeyPair.generate(), "h:1", republish_interval=300, ttl=750, clock=clock)
+    ann.update([("v1", KeyPair.generate().public)])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ann.run)
+        await trio.sleep(700)
+        nursery.cancel_scope.cancel()
+    gaps = [round(b - a) for a, b in zip(directory.times, directory.times[1:], strict=False)]
+    assert gaps[:5] == [RETRY_FIRST, 2 * RETRY_FIRST, 4 * RETRY_FIRST, 300, 300]

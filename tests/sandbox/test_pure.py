@@ -19,7 +19,7 @@ from sandbox import (
     parse_resources,
     split_resources,
 )
-from sandbox.limits import CpuThrottle, LogRing, check_quantities
+from sandbox.limits import CpuThrottle, LogRing, check_quantities, decode_log, encode_log
 from sandbox.nanny import Nanny, RateBucket
 from sandbox.repy import ResourceExhaustedError, ResourceForbiddenError
 from sandbox.resources import NUMERIC, RENEWABLE
@@ -229,3 +229,15 @@ def test_resource_parser_only_raises_parse_errors(text: str) -> None:
     except ResourceParseError:
         return
     assert parse_resources(table_.to_text()) == table_
+
+
+def test_a_persisted_log_keeps_its_total_and_run_name() -> None:
+    ring = LogRing(keep=4)
+    ring.add(b"hello world")
+    back = decode_log(encode_log(ring), keep=4)
+    assert (back.snapshot(), back.total, back.run) == (b"orld", 11, ring.run)
+    assert LogRing().run != LogRing().run  # every run gets its own name
+    old = decode_log(b"seattle-log-v1 11\norld", keep=4)  # written before run names
+    assert (old.snapshot(), old.total, old.run) == (b"orld", 11, "")
+    odd = decode_log(b"seattle-log-v1 11 r\x1b[2J\nx", keep=4)  # a header that is not ours
+    assert odd.run == "" and odd.total == len(odd.snapshot())

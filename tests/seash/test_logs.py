@@ -36,3 +36,16 @@ def test_a_character_split_between_chunks() -> None:
     data = "héllo\n".encode()
     assert stream.take(chunk(data[:2], 0, 0), whole_lines=False) == "h"
     assert stream.take(chunk(data[2:], 2, 2), whole_lines=False) == "éllo\n"
+
+
+def test_a_restart_is_noticed_by_its_run_name_even_when_longer() -> None:
+    stream = LogStream()
+    first = LogChunk(data=b"abc\n", start=0, total=4, since=0, run="r1")
+    assert stream.take(first, whole_lines=False) == "abc\n"
+    assert stream.run == "r1"
+    again = LogChunk(data=b"", start=4, total=9, since=4, run="r2", previous_run=stream.run)
+    assert again.restarted  # the new run already wrote more than was read of the old one
+    same = LogChunk(data=b"x", start=4, total=5, since=4, run="r1", previous_run="r1")
+    assert not same.restarted
+    legacy = LogChunk(data=b"", start=0, total=2, since=4)  # a node before revision 5
+    assert legacy.restarted
