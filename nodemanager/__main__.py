@@ -34,11 +34,13 @@ from nodemanager.discovery import DiscoveryConfig, bootstrap_pairs, serve_discov
 from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
 from nodemanager.observe import observe_host, serve_observer
+from nodemanager.punch import PunchConfig, Responder
+from nodemanager.punchdial import PunchingServe
 from nodemanager.reachability import Reach, ReachabilityBoard, pinned
 from nodemanager.relay import RelayServer
 from nodemanager.relayclient import RelayClient
 from nodemanager.relaycore import RelayLimits, parse_limit
-from nodemanager.relaydir import announce_relay, find_relays, relayed_serve
+from nodemanager.relaydir import announce_relay, find_relays
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
@@ -54,6 +56,8 @@ PORT_FILE = "nodemanager.port"
 DHT_PORT_FILE = "dht.port"
 LOG_FILE = "nodemanager.log"
 RUN_DIR = "run"
+OBSERVER_REFRESH = 60.0
+"""Seconds between refreshes of the hole-punch observers from the DHT routing table."""
 """Pid records of running vessel programs (killed at start-up if a crash left them)."""
 
 
@@ -277,18 +281,31 @@ class Relaying:
 
     board: ReachabilityBoard
     client: RelayClient
+    punching: PunchingServe
+    """Relayed connections: hole punching first (docs/nat.md, Direct connections)."""
     server: RelayServer | None = None
     port: int = 0
+
+
+def _punch_host(host: str) -> str:
+    """The address punch sockets bind to: the listen address when it is an IPv4 one."""
+    try:
+        return host if ipaddress.ip_address(host).version == 4 else "0.0.0.0"
+    except ValueError:
+        return "0.0.0.0"
 
 
 async def _start_relaying(nursery: trio.Nursery, server: NodeServer, keys: KeyPair, host: str,
                           options: RelayOptions, with_dht: bool) -> Relaying:
     """The relay service (unless --no-relay) and the relay client (runs while private)."""
     board = options.board()
-    client = RelayClient(keys, relayed_serve(server), board, static=options.static,
+    punching = PunchingServe(server.handle_connection,
+                             Responder(config=PunchConfig(local_host=_punch_host(host))))
+    client = RelayClient(keys, punching, board, static=options.static,
                          on_change=server.set_relays)
     server.status_sources["relayed"] = client.status
-    relaying = Relaying(board, client)
+    server.status_sources["punch"] = punching.status
+    relaying = Relaying(board, client, punching)
     if options.enabled:
         relaying.server = RelayServer(keys, options.limits)
         relaying.port = await nursery.start(relaying.server.serve, host, options.port)
@@ -308,6 +325,14 @@ def _relay_services(relaying: Relaying, keys: KeyPair, peers: Sequence[tuple[str
         relaying.client.find = partial(find_relays, node, keys.public)
         await relaying.client.run()
 
+    async def punch_observers(node: DhtNode) -> None:
+        """Observers for hole punching: bootstrap peers, then DHT contacts (their TCP
+        observation service shares the DHT port number), refreshed every minute."""
+        while True:
+            contacts = [(c.host, c.port) for c in node.protocol.router.sample(8)]
+            relaying.punching.set_observers([*peers, *contacts])
+            await trio.sleep(OBSERVER_REFRESH)
+
     async def advertise(node: DhtNode) -> None:
         async def address() -> str:
             if advertise_host:
@@ -315,7 +340,7 @@ def _relay_services(relaying: Relaying, keys: KeyPair, peers: Sequence[tuple[str
             return await _observed_address(peers, host, relaying.port)
         await announce_relay(node, keys, relaying.board, address)
 
-    services: list[Callable[[DhtNode], Awaitable[None]]] = [run_client]
+    services: list[Callable[[DhtNode], Awaitable[None]]] = [run_client, punch_observers]
     if relaying.server is not None:
         services.append(advertise)
     return services

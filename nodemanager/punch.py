@@ -483,7 +483,8 @@ class Prefixed(trio.abc.Stream):
         await self.inner.aclose()
 
 
-Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+Handler = Callable[[trio.abc.Stream, bool], Awaitable[None]]
+"""Serves one session: ``(stream, punched)``; punched: a direct stream, its peer is real."""
 
 
 async def serve_relayed(relayed: trio.abc.Stream, handler: Handler, responder: Responder,
@@ -500,7 +501,7 @@ async def serve_relayed(relayed: trio.abc.Stream, handler: Handler, responder: R
                 break
             head += chunk
     if head != pc.MAGIC:
-        await handler(Prefixed(relayed, head))
+        await handler(Prefixed(relayed, head), False)
         return "relayed"
     try:
         outcome = await responder.respond(relayed, peer_ip)
@@ -510,9 +511,9 @@ async def serve_relayed(relayed: trio.abc.Stream, handler: Handler, responder: R
         return "relayed"
     if outcome.direct is None:
         log.info("punch with %s failed (%s); staying relayed", peer_ip, outcome.reason)
-        await handler(relayed)
+        await handler(relayed, False)
         return "relayed"
     log.info("punched a direct connection with %s in %.2f s", peer_ip, outcome.elapsed)
     await relayed.aclose()
-    await handler(outcome.direct)
+    await handler(outcome.direct, True)
     return "punched"

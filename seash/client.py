@@ -29,6 +29,7 @@ from nodemanager.errors import (
     VesselBusy,
     VesselNotRunning,
 )
+from nodemanager.punchdial import punch_upgrade
 from overlay import DhtUnavailable, LookupResult, OverlayError, lookup_once
 from seash.errors import DiscoveryError
 from seattlecore import KeyPair, PublicKey
@@ -126,7 +127,12 @@ class NodePool:
         self.routes: dict[Node, Route] = {}
         """Relays of nodes behind NAT, from their adverts (``browse``); others: direct."""
         self.paths: dict[Node, str] = {}
-        """The path of the last connection to each node: ``direct`` or ``relay HOST:PORT``."""
+        """The path of the last connection to each node: ``direct``, ``punched`` (a direct
+        connection opened through NATs after a relayed one) or ``relay HOST:PORT``."""
+        self.observers: list[Node] = []
+        """Public DHT peers (their observation service, docs/protocol.md §13) for punching."""
+        self.punch = True
+        """Try a direct connection once a relayed one is up (docs/nat.md)."""
         self._clients: dict[tuple[str, int, bytes], NodeClient] = {}
         self._locks: dict[tuple[str, int, bytes], trio.Lock] = {}
         self._opened = 0
@@ -135,7 +141,7 @@ class NodePool:
         return PoolStats(open=len(self._clients), opened=self._opened)
 
     def path_of(self, node: Node) -> str:
-        """``direct``, ``relay HOST:PORT``, or ``-`` if not contacted yet."""
+        """``direct``, ``punched``, ``relay HOST:PORT``, or ``-`` if not contacted yet."""
         return self.paths.get(node, "-")
 
     async def client(self, node: Node, identity: KeyPair | None, node_key: PublicKey | None,
@@ -150,7 +156,8 @@ class NodePool:
             if cached is not None:
                 await self._close(key)
             route = self.routes.get(node) or Route(node[0], node[1], node_key)
-            dialed = await dial(route, timeout=timeout)
+            upgrade = punch_upgrade(lambda: self.observers) if self.punch else None
+            dialed = await dial(route, timeout=timeout, upgrade=upgrade)
             client = NodeClient(dialed.stream, identity=identity,
                                 node_key=node_key or route.node_key, timeout=timeout)
             client.path = self.paths[node] = dialed.path

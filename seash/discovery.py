@@ -6,7 +6,7 @@ its vessels the current identity may use. Every usable vessel gets a ``%N`` id.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -15,7 +15,7 @@ from nodemanager.dial import Route
 from nodemanager.errors import NoSuchVessel
 from seash.client import Found, Job, Node, contact_nodes, lookup
 from seash.commands import Args
-from seash.errors import NoVesselsFound
+from seash.errors import NoVesselsFound, SeashError
 from seash.executor import Executor
 from seash.parse import parse_contact, parse_hostport
 from seash.session import VesselRef
@@ -56,11 +56,23 @@ async def _contact(ex: Executor, command: str, nodes: list[tuple[Node, PublicKey
     return ids
 
 
+def observers_of(peers: Sequence[str]) -> list[Node]:
+    """DHT peers that answered a lookup, as hole-punch observers (bad entries skipped)."""
+    out = []
+    for text in peers:
+        try:
+            out.append(parse_hostport(text))
+        except SeashError:
+            continue
+    return out
+
+
 async def browse(ex: Executor, args: Args) -> None:
     s = ex.session
     identity = s.identity()
     s.signing_key()
     found = await lookup(identity.public, s.settings.bootstrap, s.settings.timeout)
+    ex.pool.observers = [*s.settings.bootstrap, *observers_of(found.peers_answered)]
     nodes: dict[Node, PublicKey | None] = {}
     for advert in found.candidates:
         node = parse_hostport(advert.address)
