@@ -130,7 +130,8 @@ class Executor:
                   paths: bool = False) -> list[NodeResult]:
         """Run ``op`` on every job (default: the current target), reporting as results arrive.
 
-        With ``paths``, a line of a node reached through a relay ends with ``[relay H:P]``."""
+        With ``paths``, a line of a node not reached directly ends with its path:
+        ``[relay H:P]``, or ``[punched]`` (direct through NATs after a relayed start)."""
         todo = list(self.jobs() if jobs is None else jobs)
         start = trio.current_time()
         self.reporter.start(command, len(todo))
@@ -140,7 +141,7 @@ class Executor:
                 self.reporter.result(result, None)
                 return
             text = render(result.value) if render is not None and result.ok else None
-            if paths and text is not None and result.path.startswith("relay"):
+            if paths and text is not None and result.path.startswith(("relay", "punched")):
                 text = f"{text}  [{result.path}]"
             self.reporter.result(result, text)
 
