@@ -32,6 +32,8 @@ from nodemanager.punchcore import Addr, Message
 log = logging.getLogger(__name__)
 
 REFUSED_PAUSE = 0.02
+MAX_OBSERVERS = 4
+"""Observers asked at once; the first two answers decide."""
 
 
 class PunchBroken(ConnectionFailed):
@@ -134,10 +136,10 @@ async def connect_from(host: str, port: int, target: Addr,
     """Connect from ``host:port`` to ``target`` within ``timeout``; None if it fails.
 
     A refusal (the peer's SYN is not out yet, so its kernel answered ours with a reset) is
-    retried every ``REFUSED_PAUSE`` until the deadline: the peer's connect is coming.
+    retried every ``REFUSED_PAUSE``, at most ``punchcore.REFUSED_RETRIES`` times.
     """
     with trio.move_on_after(timeout):
-        while True:
+        for _ in range(pc.REFUSED_RETRIES):
             try:
                 sock = await punch_socket(host, port)
             except OSError as exc:
@@ -208,23 +210,33 @@ async def observe_from(sock: trio.socket.SocketType, observer: Addr,
 
 
 async def observe_mapping(config: PunchConfig) -> tuple[int, pc.Mapping]:
-    """Bind a fresh local port, ask up to two observers (at once) how it looks outside."""
+    """Bind a fresh local port and ask the observers (at once) how it looks outside.
+
+    Done as soon as two have answered: an observer that is itself behind a NAT (or gone)
+    costs nothing unless fewer than two others answer within ``observe_timeout``.
+    """
     first = await punch_socket(config.local_host, 0)
     port = first.getsockname()[1]
-    socks = [first] + [await punch_socket(config.local_host, port) for _ in config.observers[1:2]]
+    observers = list(config.observers[:MAX_OBSERVERS])
+    socks = [first] + [await punch_socket(config.local_host, port) for _ in observers[1:]]
     answers: list[tuple[Addr, Addr]] = []
 
-    async def ask(sock: trio.socket.SocketType, observer: Addr) -> None:
+    async def ask(sock: trio.socket.SocketType, observer: Addr, scope: trio.CancelScope) -> None:
         try:
             answers.append(await observe_from(sock, observer, config.observe_timeout))
         except (ConnectionFailed, BadResponse) as exc:
             log.info("punch: %s", exc)
+        if len(answers) >= 2:
+            scope.cancel()
 
-    if not config.observers:
+    if not observers:
         first.close()
+        return port, pc.classify(port, [])
     async with trio.open_nursery() as nursery:
-        for sock, observer in zip(socks, config.observers[:2], strict=False):
-            nursery.start_soon(ask, sock, observer)
+        for sock, observer in zip(socks, observers, strict=True):
+            nursery.start_soon(ask, sock, observer, nursery.cancel_scope)
+    for sock in socks:
+        sock.close()
     return port, pc.classify(port, [seen for seen, _ in answers], [local for _, local in answers])
 
 

@@ -45,6 +45,8 @@ MAX_ADDRS = 4
 MAX_ATTEMPTS = 3
 MIN_PORT = 1024
 """Ports below this are never dialled (services, not punch sockets)."""
+REFUSED_RETRIES = 10
+"""Connects per attempt answered by a reset before the attempt gives up (bounds the SYNs)."""
 MAX_WAIT = 0.5
 """Longest RTT/2 the initiator waits after ``sync`` (a slow relay makes RTT meaningless)."""
 LENGTH = struct.Struct(">H")
@@ -227,13 +229,15 @@ class PunchLimiter:
     """Bounds on the punches a node makes for peers (pure; callers pass ``now``).
 
     At most ``concurrent`` punches at once, and per peer IP a token bucket of ``burst``
-    attempts refilled at ``per_minute``; every dial of a third-party-chosen address costs a
-    token, so a peer gets at most a handful of SYNs sent per minute wherever it points.
+    attempts refilled at ``per_minute``; every attempt costs a token. With at most
+    ``REFUSED_RETRIES`` connects per attempt, one IP can draw at most a few hundred SYNs a
+    minute from a node, all to that IP (a researcher opening a session per seash command
+    stays far below the bucket).
     """
 
     concurrent: int = 8
-    per_minute: float = 6.0
-    burst: float = 3.0
+    per_minute: float = 30.0
+    burst: float = 10.0
     max_peers: int = 4096
     active: int = 0
     _buckets: dict[str, _Bucket] = field(default_factory=dict)

@@ -22,13 +22,21 @@ from dataclasses import dataclass, field, replace
 import trio
 
 from nodemanager.dial import Dialed, Route, Upgrade, via_relay
-from nodemanager.punch import PunchBroken, PunchConfig, Responder, initiate, serve_relayed
+from nodemanager.punch import (
+    MAX_OBSERVERS,
+    Outcome,
+    PunchBroken,
+    PunchConfig,
+    Responder,
+    initiate,
+    serve_relayed,
+)
 from nodemanager.punchcore import Addr
 
 log = logging.getLogger(__name__)
 
 PUNCHED = "punched"
-MAX_OBSERVERS = 4
+
 
 
 def pick_observers(candidates: Iterable[Addr], limit: int = MAX_OBSERVERS) -> tuple[Addr, ...]:
@@ -44,9 +52,12 @@ def pick_observers(candidates: Iterable[Addr], limit: int = MAX_OBSERVERS) -> tu
     return tuple((first + rest)[:limit])
 
 
-def punch_upgrade(observers: Callable[[], Sequence[Addr]],
-                  config: PunchConfig | None = None) -> Upgrade:
-    """The ``dial`` hook: try a direct connection once a relayed one is up."""
+def punch_upgrade(observers: Callable[[], Sequence[Addr]], config: PunchConfig | None = None,
+                  on_outcome: Callable[[Outcome], None] | None = None) -> Upgrade:
+    """The ``dial`` hook: try a direct connection once a relayed one is up.
+
+    ``on_outcome`` sees every completed handshake (benchmarks count attempts with it).
+    """
     async def upgrade(dialed: Dialed, route: Route) -> Dialed:
         found = pick_observers(observers())
         if not found:
@@ -62,6 +73,8 @@ def punch_upgrade(observers: Callable[[], Sequence[Addr]],
                 await dialed.stream.aclose()
             assert dialed.relay is not None and route.node_key is not None
             return Dialed(await via_relay(dialed.relay, route.node_key), dialed.path)
+        if on_outcome is not None:
+            on_outcome(outcome)
         if outcome.direct is None:
             log.info("%s stays relayed: %s", route.address, outcome.reason)
             return dialed

@@ -278,7 +278,7 @@ async def _swallow(coro: Awaitable[Outcome]) -> None:
         pass
 
 
-async def _never_called(stream: trio.abc.Stream) -> None:
+async def _never_called(stream: trio.abc.Stream, punched: bool) -> None:
     raise AssertionError("a broken punch must not reach the protocol handler")
 
 
@@ -324,7 +324,8 @@ async def test_ordinary_requests_pass_through_untouched() -> None:
     a, b = trio.testing.memory_stream_pair()
     got: list[bytes] = []
 
-    async def handler(stream: trio.abc.Stream) -> None:
+    async def handler(stream: trio.abc.Stream, punched: bool) -> None:
+        assert not punched
         data = b""
         while len(data) < 9:
             data += await stream.receive_some(3)
@@ -333,3 +334,21 @@ async def test_ordinary_requests_pass_through_untouched() -> None:
     await a.send_all(b"\x00\x00\x00\x05frame")
     path = await punch.serve_relayed(b, handler, Responder(config=PunchConfig()), "127.0.0.5")
     assert path == "relayed" and got == [b"\x00\x00\x00\x05frame"]
+
+
+async def test_a_refusing_target_gets_a_bounded_number_of_connects(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that answers every SYN with a reset: at most REFUSED_RETRIES connects."""
+    with trio.socket.socket() as closed:  # a port bound by nobody once this closes
+        await closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    made: list[int] = []
+    real = punch.punch_socket
+
+    async def counting(host: str, port_: int) -> Any:
+        made.append(port_)
+        return await real(host, port_)
+
+    monkeypatch.setattr(punch, "punch_socket", counting)
+    assert await punch.connect_from("127.0.0.1", 0, ("127.0.0.1", port), timeout=10) is None
+    assert len(made) == pc.REFUSED_RETRIES
