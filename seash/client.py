@@ -18,7 +18,7 @@ from typing import Any, Literal
 import trio
 
 from nodemanager import ConnectionFailed, NodeClient, NodeInfo, NodeManagerError, RequestError, VesselInfo
-from nodemanager.dial import Route, dial
+from nodemanager.dial import Route, Upgrade, dial
 from nodemanager.errors import (
     CompileFailed,
     DiskQuotaExceeded,
@@ -127,6 +127,8 @@ class NodePool:
         """Relays of nodes behind NAT, from their adverts (``browse``); others: direct."""
         self.paths: dict[Node, str] = {}
         """The path of the last connection to each node: ``direct`` or ``relay HOST:PORT``."""
+        self.upgrade: Upgrade | None = None
+        """Tried on each relayed connection to move it to a direct one (dial.py's seam)."""
         self._clients: dict[tuple[str, int, bytes], NodeClient] = {}
         self._locks: dict[tuple[str, int, bytes], trio.Lock] = {}
         self._opened = 0
@@ -150,7 +152,7 @@ class NodePool:
             if cached is not None:
                 await self._close(key)
             route = self.routes.get(node) or Route(node[0], node[1], node_key)
-            dialed = await dial(route, timeout=timeout)
+            dialed = await dial(route, timeout=timeout, upgrade=self.upgrade)
             client = NodeClient(dialed.stream, identity=identity,
                                 node_key=node_key or route.node_key, timeout=timeout)
             client.path = self.paths[node] = dialed.path
