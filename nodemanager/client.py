@@ -27,7 +27,7 @@ from typing import Any
 import trio
 
 from nodemanager import messages as m
-from nodemanager.dial import Route, dial
+from nodemanager.dial import Route, Upgrade, dial
 from nodemanager.errors import BadResponse, ClientError, ConnectionFailed, error_for_code
 from nodemanager.wire import (
     HEADER,
@@ -357,9 +357,10 @@ class NodeClient:
 @asynccontextmanager
 async def open_route_client(
     route: Route, *, identity: KeyPair | None = None, timeout: float = DEFAULT_TIMEOUT,
+    upgrade: Upgrade | None = None,
 ) -> AsyncIterator[NodeClient]:
     """Reach the node of ``route`` (direct or via its relays, dial.py) and talk to it."""
-    dialed = await dial(route, timeout=timeout)
+    dialed = await dial(route, timeout=timeout, upgrade=upgrade)
     client = NodeClient(dialed.stream, identity=identity, node_key=route.node_key,
                         timeout=timeout)
     client.path = dialed.path

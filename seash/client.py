@@ -18,7 +18,7 @@ from typing import Any, Literal
 import trio
 
 from nodemanager import ConnectionFailed, NodeClient, NodeInfo, NodeManagerError, RequestError, VesselInfo
-from nodemanager.dial import Route, dial
+from nodemanager.dial import Route, Upgrade, dial
 from nodemanager.errors import (
     CompileFailed,
     DiskQuotaExceeded,
@@ -131,8 +131,9 @@ class NodePool:
         connection opened through NATs after a relayed one) or ``relay HOST:PORT``."""
         self.observers: list[Node] = []
         """Public DHT peers (their observation service, docs/protocol.md §13) for punching."""
-        self.punch = True
-        """Try a direct connection once a relayed one is up (docs/nat.md)."""
+        self.upgrade: Upgrade | None = punch_upgrade(lambda: self.observers)
+        """Tried on each relayed connection to move it to a direct one (dial.py's seam):
+        hole punching (docs/nat.md); None keeps relayed connections relayed."""
         self._clients: dict[tuple[str, int, bytes], NodeClient] = {}
         self._locks: dict[tuple[str, int, bytes], trio.Lock] = {}
         self._opened = 0
@@ -156,8 +157,7 @@ class NodePool:
             if cached is not None:
                 await self._close(key)
             route = self.routes.get(node) or Route(node[0], node[1], node_key)
-            upgrade = punch_upgrade(lambda: self.observers) if self.punch else None
-            dialed = await dial(route, timeout=timeout, upgrade=upgrade)
+            dialed = await dial(route, timeout=timeout, upgrade=self.upgrade)
             client = NodeClient(dialed.stream, identity=identity,
                                 node_key=node_key or route.node_key, timeout=timeout)
             client.path = self.paths[node] = dialed.path

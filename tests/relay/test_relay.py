@@ -116,3 +116,21 @@ async def test_a_node_replaces_a_relay_that_goes_away() -> None:
             async with dialed.stream:
                 assert dialed.path == f"relay {kept}"
                 assert await echo_once(dialed.stream, b"moved") == b"moved"
+
+
+async def test_the_upgrade_hook_sees_the_relayed_stream_and_may_replace_it() -> None:
+    from nodemanager.dial import Dialed
+
+    seen: list[str] = []
+
+    async def upgrade(dialed: Dialed, route: Route) -> Dialed:
+        seen.append(dialed.path)
+        assert await echo_once(dialed.stream, b"over the relay") == b"over the relay"
+        return dialed  # a failed upgrade keeps the relayed stream
+
+    async with running_relay() as (_, address), private_node([address]) as (node, _):
+        await wait_held(node, 1)
+        dialed = await dial(route_to(node.keys, address), timeout=5, upgrade=upgrade)
+        async with dialed.stream:
+            assert seen == [f"relay {address}"] and dialed.path == f"relay {address}"
+            assert await echo_once(dialed.stream, b"after") == b"after"
