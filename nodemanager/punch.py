@@ -316,6 +316,20 @@ def connect_message(mapping: pc.Mapping, nonce: bytes = b"", ready: bool = False
 
 # ---- the two roles ----
 
+async def _run_attempt(relayed: trio.abc.Stream, config: PunchConfig, attempt: Attempt,
+                       expect_ip: str | None) -> trio.SocketStream | None:
+    """The initiator's part once the role is agreed: listen if ours, ``sync``, act, settle."""
+    if attempt.role == "listen":
+        attempt.listener = await open_listener(config.local_host, attempt.port)
+    try:
+        await send(relayed, Message(kind="sync"))
+    except BaseException:
+        attempt.close()
+        raise
+    direct = await try_direct(config, attempt, expect_ip)
+    return await settle(relayed, direct, config.message_timeout)
+
+
 async def initiate(relayed: trio.abc.Stream, config: PunchConfig,
                    expect_ip: str | None) -> Outcome:
     """Try to replace ``relayed`` by a direct connection to the peer at ``expect_ip``.
@@ -345,18 +359,10 @@ async def initiate(relayed: trio.abc.Stream, config: PunchConfig,
             outcome.reason = (f"we cannot punch: {mapping.why}" if mapping.addr is None
                               else f"peer cannot punch: {reply.why or why}")
             break
-        attempt = Attempt(role=role, port=port, target=target, nonce=nonce,
-                          delay=pc.sync_delay(outcome.rtt) if role == "simultaneous" else 0.0,
-                          listener=await open_listener(config.local_host, port)
-                          if role == "listen" else None)
-        try:
-            await send(relayed, Message(kind="sync"))
-        except BaseException:
-            attempt.close()
-            raise
         outcome.role = role
-        direct = await try_direct(config, attempt, expect_ip)
-        outcome.direct = await settle(relayed, direct, config.message_timeout)
+        attempt = Attempt(role=role, port=port, target=target, nonce=nonce,
+                          delay=pc.sync_delay(outcome.rtt) if role == "simultaneous" else 0.0)
+        outcome.direct = await _run_attempt(relayed, config, attempt, expect_ip)
         outcome.reason = "" if outcome.direct else f"no direct connection after {outcome.attempts} attempt(s)"
     if outcome.direct is None:
         await send(relayed, Message(kind="stop"))
