@@ -326,6 +326,64 @@ def punch_table(trials: int) -> None:
             stop()
 
 
+def nat_direct_table(nodes: int, trials: int, researcher_nat: bool) -> None:
+    """The whole stack: a testbed with cone-NATed donors; the researcher dials each NATed
+    donor ``trials`` times (relay, then hole punch) and asks it for its status."""
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        Path(tmp).chmod(0o755)
+        directory = Path(tmp) / "tb"
+        cli("up", "--lab", "--nodes", str(nodes), "--nat", "0.5", "--nat-kind", "cone",
+            "--pin-reachability", "--no-sandbox", "--wait", "--dir", str(directory),
+            *(["--researcher-nat"] if researcher_nat else []))
+        try:
+            data = json.loads((directory / "testbed.json").read_text())
+            with labnet.inside(data["lab"]["researcher"]["namespace"]):
+                rows = trio.run(_dial_nated, data, trials)
+        finally:
+            cli("down", "--dir", str(directory))
+    direct = sorted(t for path, t, _ in rows if path == "punched")
+    quick = sum(t <= 2.0 for t in direct)
+    tries = [sum(path == "punched" and n == a for path, _, a in rows) for n in (1, 2, 3)]
+    median = direct[len(direct) // 2] if direct else float("nan")
+    print(f"{'cone donors, researcher ' + ('cone' if researcher_nat else 'public'):<34} "
+          f"{quick:>4}/{len(rows):<4} {100 * quick / max(1, len(rows)):>3.0f}% {median:>8.3f} "
+          f"{'/'.join(map(str, tries)):>14}  other paths: "
+          f"{sorted({p for p, _, _ in rows if p != 'punched'}) or '-'}", flush=True)
+
+
+async def _dial_nated(data: dict[str, Any], trials: int) -> list[tuple[str, float, int]]:
+    """(path, seconds to a usable session, punch attempts) per dial of a NATed donor."""
+    from nodemanager import NodeClient
+    from nodemanager.dial import Route, dial
+    from nodemanager.punchdial import punch_upgrade
+    from overlay import lookup_once
+
+    key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
+    host, port = data["bootstrap"].rsplit(":", 1)
+    deadline = trio.current_time() + WAIT_TIMEOUT
+    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
+    while True:  # until every NATed donor's adverts name a relay
+        found = await lookup_once(key, [(host, int(port))])
+        routes = {a.address: Route.from_advert(a) for a in found.candidates if a.relays}
+        if set(routes) >= nated or trio.current_time() > deadline:
+            break
+        await trio.sleep(1)
+    observers = [(host, int(port)), *((h, int(p)) for h, _, p in
+                                      (a.rpartition(":") for a in found.peers_answered))]
+    rows: list[tuple[str, float, int]] = []
+    for _ in range(trials):
+        for route in routes.values():
+            seen: list[int] = []
+            start = trio.current_time()
+            hook = punch_upgrade(lambda: observers, on_outcome=lambda o, s=seen: s.append(o.attempts))
+            dialed = await dial(route, upgrade=hook)
+            client = NodeClient(dialed.stream, node_key=route.node_key, timeout=10)
+            await client.get_node_status()
+            rows.append((dialed.path, trio.current_time() - start, seen[0] if seen else 0))
+            await client.aclose()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 20, 50])
@@ -339,6 +397,11 @@ def main() -> None:
     labnet.require_root()
     if args.punch is not None:
         punch_table(args.punch)
+        print(f"\nwhole stack ({args.nat_nodes} hosts, half behind cone NATs, testbed on the lab): "
+              f"dial each NATed donor via its relay, punch, GetNodeStatus; {args.punch // 10 or 1} rounds")
+        print(f"{'':<34} {'direct <=2 s':>12} {'median s':>8} {'attempts 1/2/3':>14}")
+        for researcher_nat in (False, True):
+            nat_direct_table(args.nat_nodes, args.punch // 10 or 1, researcher_nat)
         return
     sandbox = not args.no_sandbox
     if args.nat_only:
