@@ -67,12 +67,21 @@ def lab_state() -> tuple[set[str], set[Net], set[str]]:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left() -> Iterator[None]:
-    """Fail a test that leaves anything of a lab on the machine (and remove it)."""
+def nothing_left(tmp_path: Path) -> Iterator[None]:
+    """Fail a test that leaves anything of a lab on the machine (and remove it).
+
+    Labs that other processes run meanwhile (their records name a directory outside this
+    test's ``tmp_path``) are neither counted nor touched."""
     before = lab_state()
     yield
     after = lab_state()
+    foreign = [r for r in labnet.read_records() if not Path(r["dir"]).is_relative_to(tmp_path)]
+    foreign_ids = {r["id"] for r in foreign}
+    foreign_nets = {Net(n) for r in foreign for n in r["ranges"]}
     left = [sorted(map(str, a - b)) for a, b in zip(after, before, strict=True)]
+    left[0] = [n for n in left[0] if n.split("-")[1] not in foreign_ids]
+    left[1] = [n for n in left[1] if Net(n) not in foreign_nets]
+    left[2] = [n for n in left[2] if n.removesuffix(".json") not in foreign_ids]
     for name in left[0]:
         lab_id = name.split("-")[1]
         labnet.teardown(lab_id)
