@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 RELAY_DIRECTORY_KEY = PublicKey(hashlib.blake2b(b"seattle relay directory v1",
                                                 digest_size=32).digest())
 RELAY_VESSEL = "relay"
+FIRST_ADVERT_DELAY = (3.0, 8.0)
+"""Seconds (uniform) before a relay first advertises: the node's own adverts go first."""
 
 
 async def find_relays(directory: Directory, own: PublicKey) -> list[str]:
@@ -40,20 +42,21 @@ async def find_relays(directory: Directory, own: PublicKey) -> list[str]:
 
 async def announce_relay(node: DhtNode, keys: KeyPair, board: ReachabilityBoard,
                          address: Callable[[], Awaitable[str]]) -> None:
-    """Keep this relay in the directory while its port is not known to be private."""
+    """Keep this relay in the directory while its port is not known to be private.
+
+    The first advert waits ``FIRST_ADVERT_DELAY``. No withdrawal at shutdown: the node's own
+    adverts are withdrawn then, within a short grace, and a dead relay costs a NATed node one
+    refused connection (it then tries others).
+    """
+    await trio.sleep(random.uniform(*FIRST_ADVERT_DELAY))
     announcer = Announcer(node, keys, await address())
     async with trio.open_nursery() as nursery:
         await nursery.start(announcer.run)
-        try:
-            while True:
-                seen = board.generation
-                private = board.state.tcp is Reach.PRIVATE
-                announcer.update([] if private else [(RELAY_VESSEL, RELAY_DIRECTORY_KEY)])
-                await board.wait_changed(seen)
-        finally:
-            nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True), trio.move_on_after(3.0):
-                await announcer.withdraw_all()
+        while True:
+            seen = board.generation
+            private = board.state.tcp is Reach.PRIVATE
+            announcer.update([] if private else [(RELAY_VESSEL, RELAY_DIRECTORY_KEY)])
+            await board.wait_changed(seen)
 
 
 def relayed_serve(server: NodeServer) -> Callable[[trio.abc.Stream, str], Awaitable[None]]:

@@ -149,10 +149,9 @@ class Announcer:
         )
         self._rounds += 1
         self._last_at = now
-        result = await self._publish(adverts)
-        if result is not None and self._desired:
+        if self._desired:  # records may be stored (and found) before the round returns
             self._live_until = now + self.ttl
-        return result
+        return await self._publish(adverts)
 
     async def withdraw_all(self) -> PublishResult | None:
         """Withdraw every advert at once (clean shutdown, uninstall) and stop advertising.

@@ -79,7 +79,9 @@ async def test_a_relayed_connection_is_cut_at_its_byte_cap() -> None:
                         pass
         assert received <= 100_000
         assert relay.table.counters.circuits_closed_bytes == 1
-        assert relay.table.circuits == 0
+        with trio.fail_after(5):  # the relay's side of the close may finish a moment later
+            while relay.table.circuits:
+                await trio.sleep(0.01)
 
 
 async def test_an_idle_relayed_connection_is_closed() -> None:
