@@ -11,12 +11,24 @@ node found) and ``list``; then ``down``. "net s" is the lab's network alone
 (namespaces, links, NAT rules: built and removed without nodes).
 
 With ``--nat F`` it also runs one lab of ``--nat-nodes`` hosts with that share behind NAT
-(mixed kinds) and prints what works today from the researcher's host: adverts found, DHT
-crawl, vessels usable from seash, public vs NATed.
+(mixed kinds) and prints what works from the researcher's host: adverts found, DHT crawl,
+vessels usable from seash, public vs NATed. NATed nodes reach the researcher through relays
+(``--pin-reachability``: each node is told whether it is behind NAT, so the figures measure
+relaying, not probing); the relay section then measures browse+list against an all-public
+lab of the same size, relayed vs direct request latency, relay CPU per relayed request, and
+the time from kill -9 of a relay until every advert names live relays again.
+
+With ``--punch T`` it runs T hole punches per pair of hosts in a lab network with no node
+managers (observers and a splicing rendezvous standing in for a relay, as in
+tests/nodemanager/test_punch_lab.py) and prints, per NAT pairing, the share of
+researcher->donor connections that end direct within 2 s, the median time to direct
+(from the first handshake byte on the relayed stream to a confirmed direct stream), how
+many attempts it took and what the researcher's side did (simultaneous open, or listen /
+connect when one side is public: connection reversal).
 
 Needs root (the lab). Nodes run with the real sandbox unless ``--no-sandbox``.
 
-    .venv/bin/python benchmarks/lab.py [--nodes 10 20 50] [--nat 0.5 --nat-nodes 20]
+    .venv/bin/python benchmarks/lab.py [--nodes 10 20 50] [--nat 0.5 --nat-nodes 20] [--punch 50]
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from pathlib import Path
 # benchmarks/ holds files named like the packages they measure: keep it off the import path.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.nodemanager.punchlab
 
 import argparse
 import json
@@ -139,17 +152,20 @@ def measure(nodes: int, lab: bool, sandbox: bool) -> dict[str, float]:
 
 
 def nat_baseline(nodes: int, fraction: float, sandbox: bool) -> None:
+    public = public_browse(nodes, sandbox)
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         Path(tmp).chmod(0o755)
         directory = Path(tmp) / "tb"
         extra = [] if sandbox else ["--no-sandbox"]
         cli("up", "--lab", "--nodes", str(nodes), "--nat", str(fraction), "--nat-kind", "mixed",
-            "--dir", str(directory), *extra)
+            *(["--pin-reachability"] if PIN else []), "--dir", str(directory), *extra)
         try:
             data = json.loads((directory / "testbed.json").read_text())
             print_reachability(data, decide_times(data))
-            print(f"\nall adverts found after {discoverable(data):.1f} s", flush=True)
+            print(f"\nall adverts found after {discoverable(data):.1f} s; every NATed advert "
+                  f"names a relay after {relayed_adverts(directory, data):.1f} s", flush=True)
             print_baseline(directory, data)
+            relay_costs(directory, data, public)
         finally:
             cli("down", "--dir", str(directory))
 
@@ -190,6 +206,83 @@ def print_reachability(data: dict[str, Any], times: list[float]) -> None:
         print(f"{'public' if kind == 'none' else kind:<10} {len(rows):>5} {right:>6} of {len(rows):<4} "
               f"{spans[len(spans) // 2]:>8.1f} {spans[-1]:>6.1f} {observed:>7} of {len(rows):<4} "
               f"{sum(d['mode'] == 'client' for _, _, _, d in rows):>10} {held:>19}", flush=True)
+def lookup_adverts(directory: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
+    _, found = on_researcher(directory, data, str(BIN / "seattle-dht"), "lookup", "--json",
+                             "--bootstrap", data["bootstrap"], data["demo"]["publickey"])
+    adverts: list[dict[str, Any]] = json.loads(found)["candidates"]
+    return adverts
+
+
+def relayed_adverts(directory: Path, data: dict[str, Any], avoid: str = "-") -> float:
+    """Seconds until every NATed node's adverts name relays (none of them ``avoid``)."""
+    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
+    start = time.monotonic()
+    while time.monotonic() - start < WAIT_TIMEOUT:
+        adverts = [a for a in lookup_adverts(directory, data) if a["address"] in nated]
+        if ({a["address"] for a in adverts if a["relays"]} >= nated
+                and all(avoid not in a["relays"] for a in adverts)):
+            return time.monotonic() - start
+        time.sleep(0.5)
+    return float("nan")
+
+
+def public_browse(nodes: int, sandbox: bool) -> tuple[float, float, float]:
+    """seash browse+list (wall, browse, list) in an all-public lab of ``nodes`` hosts."""
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        Path(tmp).chmod(0o755)
+        directory = Path(tmp) / "tb"
+        cli("up", "--lab", "--nodes", str(nodes), "--wait", "--dir", str(directory),
+            *([] if sandbox else ["--no-sandbox"]))
+        try:
+            data = json.loads((directory / "testbed.json").read_text())
+            wall, out = seash(directory, data, "loadkeys demo; browse; list")
+            return wall, reported(out, "browse"), reported(out, "list")
+        finally:
+            cli("down", "--dir", str(directory))
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def relay_costs(directory: Path, data: dict[str, Any], public: tuple[float, float, float]) -> None:
+    """Browse+list vs all-public, relayed vs direct latency, relay CPU, relay-kill recovery."""
+    wall, out = seash(directory, data, "loadkeys demo; browse; list")
+    print(f"\nrelays: seash browse+list {wall:.1f} s (browse {reported(out, 'browse'):.2f} s, "
+          f"list {reported(out, 'list'):.2f} s) vs all-public lab {public[0]:.1f} s "
+          f"(browse {public[1]:.2f} s, list {public[2]:.2f} s)")
+    adverts = lookup_adverts(directory, data)
+    relay_host = next(a["relays"][0] for a in adverts if a["relays"]).rpartition(":")[0]
+    relay_node = next(n for n in data["nodes"] if n["address"] == relay_host)
+    count = 200
+    before = cpu_seconds(relay_node["pid"])
+    _, probe = on_researcher(directory, data, sys.executable,
+                             str(Path(__file__).with_name("relay_probe.py")), data["bootstrap"],
+                             str(directory / "keys"), str(count))
+    result = json.loads(probe.strip().splitlines()[-1])
+    cpu = (cpu_seconds(relay_node["pid"]) - before) / (count + 1)
+    print(f"GetVessels median latency: direct {result['direct']['median_ms']:.2f} ms, "
+          f"relayed {result['relayed']['median_ms']:.2f} ms ({result['relayed']['path']}); "
+          f"relay CPU {cpu * 1e6:.0f} us per relayed request (its whole process, {count} requests)")
+    relay_kill(directory, data, adverts)
+
+
+def relay_kill(directory: Path, data: dict[str, Any], adverts: list[dict[str, Any]]) -> None:
+    """kill -9 a relay (not the bootstrap); time until adverts name live relays; seash list."""
+    boot = data["nodes"][0]["address"]
+    used = sorted({r for a in adverts for r in a["relays"] if not r.startswith(boot + ":")})
+    victim = used[0]
+    node = next(n for n in data["nodes"] if n["address"] == victim.rpartition(":")[0])
+    moved = sum(1 for a in adverts if victim in a["relays"]) // 2
+    os.kill(node["pid"], 9)
+    recovery = relayed_adverts(directory, data, avoid=victim)
+    _, out = seash(directory, data, "loadkeys demo; browse; list")
+    nated = [n for n in data["nodes"] if n["nat"] != "none"]
+    usable = sum(2 for n in nated
+                 if re.search(rf"^{re.escape(n['public_address'])}:{n['port']} +ok ", out, re.M))
+    print(f"relay kill: {moved} NATed nodes used {victim}; every advert names live relays "
+          f"{recovery:.1f} s after kill -9; then {usable} of {2 * len(nated)} NATed vessels usable")
 
 
 def print_baseline(directory: Path, data: dict[str, Any]) -> None:
@@ -219,6 +312,119 @@ def print_baseline(directory: Path, data: dict[str, Any]) -> None:
               f"{usable:>6} of {2 * len(group):<5}")
 
 
+PUNCH_PAIRS = (
+    ("cone <-> public", "n004", "n001"),
+    ("cone <-> cone", "researcher", "n001"),
+    ("cone <-> cone", "researcher", "n003"),
+    ("symmetric", "researcher", "n002"),
+    ("symmetric<->pub", "n004", "n002"),
+    ("bare masq", "researcher", "n003"),
+    ("bare masq", "n004", "n003"),
+)
+"""(label, researcher's host, donor's host) in ``punchlab.bare_lab``: n004 is public, n001 and
+n003 sit behind cone NATs, n002 behind a symmetric one, the researcher behind a cone NAT.
+For the "bare masq" rows n003's router loses its firewall (masquerade alone)."""
+
+
+def punch_row(label: str, researcher: str, donor: str, outcomes: list[Any]) -> str:
+    trials = len(outcomes)
+    direct = sorted(o.elapsed for o in outcomes if o.direct is not None)
+    quick = sum(t <= 2.0 for t in direct)
+    tries = [sum(o.direct is not None and o.attempts == n for o in outcomes) for n in (1, 2, 3)]
+    reasons = sorted({re.sub(r"\d+", "N", o.reason) for o in outcomes if o.direct is None})
+    median = direct[len(direct) // 2] if direct else float("nan")
+    p90 = direct[int(len(direct) * 0.9)] if direct else float("nan")
+    roles = sorted({o.role for o in outcomes if o.direct is not None})
+    return (f"{label:<16} {researcher + '->' + donor:<16} {quick:>5}/{trials:<3} "
+            f"{100 * quick / trials:>3.0f}% {median:>8.3f} {p90:>6.3f} "
+            f"{'/'.join(map(str, tries)):>14} {','.join(roles):<12} {'; '.join(reasons)[:80]}")
+
+
+def punch_table(trials: int) -> None:
+    from tests.nodemanager.punchlab import bare_lab, start_services, trial
+
+    print(f"\nhole punching, {trials} researcher->donor connections per pair (no node managers)")
+    print(f"{'NAT pairing':<16} {'pair':<16} {'direct <=2 s':>12} {'median s':>8} {'p90 s':>6} "
+          f"{'attempts 1/2/3':>14} {'researcher':<12} relayed: reason")
+    with bare_lab() as plan:
+        services, stop = start_services(plan)
+        done: set[str] = set()
+        try:
+            for label, researcher, donor in PUNCH_PAIRS:
+                if label == "bare masq" and "bare" not in done:
+                    done.add("bare")
+                    router = plan.host(donor).router
+                    assert router is not None
+                    subprocess.run(labnet.exec_argv(router.namespace, ["nft", "delete", "table", "inet",
+                                                                       "filter"]), check=True)
+                outcomes = [trial(plan, services, researcher, donor)[0] for _ in range(trials)]
+                print(punch_row(label, researcher, donor, outcomes), flush=True)
+        finally:
+            stop()
+
+
+def nat_direct_table(nodes: int, trials: int, researcher_nat: bool) -> None:
+    """The whole stack: a testbed with cone-NATed donors; the researcher dials each NATed
+    donor ``trials`` times (relay, then hole punch) and asks it for its status."""
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        Path(tmp).chmod(0o755)
+        directory = Path(tmp) / "tb"
+        cli("up", "--lab", "--nodes", str(nodes), "--nat", "0.5", "--nat-kind", "cone",
+            "--pin-reachability", "--no-sandbox", "--wait", "--dir", str(directory),
+            *(["--researcher-nat"] if researcher_nat else []))
+        try:
+            data = json.loads((directory / "testbed.json").read_text())
+            with labnet.inside(data["lab"]["researcher"]["namespace"]):
+                rows = trio.run(_dial_nated, data, trials)
+        finally:
+            cli("down", "--dir", str(directory))
+    direct = sorted(t for path, t, _ in rows if path == "punched")
+    quick = sum(t <= 2.0 for t in direct)
+    tries = [sum(path == "punched" and n == a for path, _, a in rows) for n in (1, 2, 3)]
+    median = direct[len(direct) // 2] if direct else float("nan")
+    print(f"{'cone donors, researcher ' + ('cone' if researcher_nat else 'public'):<34} "
+          f"{quick:>4}/{len(rows):<4} {100 * quick / max(1, len(rows)):>3.0f}% {median:>8.3f} "
+          f"{'/'.join(map(str, tries)):>14}  other paths: "
+          f"{sorted({p for p, _, _ in rows if p != 'punched'}) or '-'}", flush=True)
+
+
+async def _dial_nated(data: dict[str, Any], trials: int) -> list[tuple[str, float, int]]:
+    """(path, seconds to a usable session, punch attempts) per dial of a NATed donor."""
+    from nodemanager import NodeClient
+    from nodemanager.dial import Route, dial
+    from nodemanager.punchdial import punch_upgrade
+    from overlay import lookup_once
+
+    key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
+    host, port = data["bootstrap"].rsplit(":", 1)
+    deadline = trio.current_time() + WAIT_TIMEOUT
+    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
+    while True:  # until every NATed donor's adverts name a relay
+        found = await lookup_once(key, [(host, int(port))])
+        routes = {a.address: Route.from_advert(a) for a in found.candidates if a.relays}
+        if set(routes) >= nated or trio.current_time() > deadline:
+            break
+        await trio.sleep(1)
+    observers = [(host, int(port)), *((h, int(p)) for h, _, p in
+                                      (a.rpartition(":") for a in found.peers_answered))]
+    rows: list[tuple[str, float, int]] = []
+    for _ in range(trials):
+        for route in routes.values():
+            seen: list[int] = []
+            start = trio.current_time()
+            hook = punch_upgrade(lambda: observers, on_outcome=lambda o, s=seen: s.append(o.attempts))
+            dialed = await dial(route, upgrade=hook)
+            client = NodeClient(dialed.stream, node_key=route.node_key, timeout=10)
+            await client.get_node_status()
+            rows.append((dialed.path, trio.current_time() - start, seen[0] if seen else 0))
+            await client.aclose()
+    return rows
+
+
+PIN = False
+"""``--pin-reachability``: the NAT section's nodes are told, not probing (set by main)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, nargs="*", default=[10, 20, 50],
@@ -226,9 +432,27 @@ def main() -> None:
     parser.add_argument("--nat", type=float, default=None, help="also run the NAT baseline")
     parser.add_argument("--nat-nodes", type=int, default=20)
     parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument("--nat-only", action="store_true", help="only the NAT section")
+    parser.add_argument("--pin-reachability", action="store_true",
+                        help="tell NAT-lab nodes whether they are NATed instead of probing")
+    parser.add_argument("--punch", type=int, default=None, metavar="T",
+                        help="only the hole-punching table, T trials per pair")
     args = parser.parse_args()
+    global PIN
+    PIN = args.pin_reachability
     labnet.require_root()
+    if args.punch is not None:
+        punch_table(args.punch)
+        print(f"\nwhole stack ({args.nat_nodes} hosts, half behind cone NATs, testbed on the lab): "
+              f"dial each NATed donor via its relay, punch, GetNodeStatus; {args.punch // 10 or 1} rounds")
+        print(f"{'':<34} {'direct <=2 s':>12} {'median s':>8} {'attempts 1/2/3':>14}")
+        for researcher_nat in (False, True):
+            nat_direct_table(args.nat_nodes, args.punch // 10 or 1, researcher_nat)
+        return
     sandbox = not args.no_sandbox
+    if args.nat_only:
+        nat_baseline(args.nat_nodes, args.nat if args.nat is not None else 0.5, sandbox)
+        return
     print(f"seattle-testbed up, wait until discoverable, then seash browse+list on the researcher's host; "
           f"{os.cpu_count()} cores, 2 vessels per node, sandbox {'on' if sandbox else 'off'}")
     print(f"{'nodes':>5} {'mode':<8} {'net s':>5} {'up s':>6} {'+found s':>8} {'RSS MB':>7} {'mem MB':>7} "

@@ -50,8 +50,10 @@ from installer.status import (
     query_node,
     query_node_settled,
     render_reachability,
+    render_relays,
     render_updates,
 )
+from nodemanager.relaycore import parse_limit
 from seattlecore import (
     CliParser,
     CoreError,
@@ -160,7 +162,8 @@ def cmd_install(args: argparse.Namespace) -> int:
         advertise = _guess_address(bundle.manifest.bootstrap)
     options = InstallOptions(prefix=prefix, percent=args.percent, host=args.host, port=args.port,
                              dht_port=args.dht_port, advertise_host=advertise,
-                             sandbox=not args.no_sandbox, python=sys.executable)
+                             sandbox=not args.no_sandbox, python=sys.executable,
+                             relay=not args.no_relay, relay_limits=tuple(args.relay_limit))
     software: list[Step] = []
     if pyz is not None:
         options, software = managed_parts(pyz, options, args.update_interval)
@@ -263,6 +266,7 @@ def render_report(report: NodeReport) -> str:
         lines.append(render_port(report.port_limits, report.port_counters))
     lines += render_reachability(report)
     lines += render_updates(report)
+    lines += render_relays(report)
     if report.error:
         lines.append(f"warning: {report.error}")
     return "\n".join(lines)
@@ -292,6 +296,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # ---- argument parsing ----------------------------------------------------------------------
+
+def _relay_limit(text: str) -> str:
+    try:
+        parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
 
 def _percent(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) <= 100:
@@ -361,6 +373,10 @@ def _install_options(install: argparse.ArgumentParser) -> None:
     install.add_argument("--dht-port", type=int, default=0, help="DHT UDP port (0: any)")
     install.add_argument("--advertise-host", default=None, metavar="HOST",
                          help="address put in adverts (default: the one routing to the bootstrap)")
+    install.add_argument("--no-relay", action="store_true",
+                         help="do not relay for donors behind NAT (docs/nat.md)")
+    install.add_argument("--relay-limit", action="append", default=[], metavar="NAME=VALUE",
+                         type=_relay_limit, help="a relay limit, e.g. max_reservations=32")
     install.add_argument("--trust", default=None, metavar="PLANNER.publickey",
                          help="accept only bundles signed by this planner")
     install.add_argument("--service", choices=["auto", "systemd", "cron", "none"], default="auto",

@@ -45,6 +45,8 @@ class LabOptions:
     nat: float = 0.0
     nat_kind: NatChoice = "cone"
     researcher_nat: bool = False
+    pin_reachability: bool = False
+    """Start NATed hosts' node managers with ``--reachability private``, others ``public``."""
     public_net: Net | None = None
     home_net: Net | None = None
 
@@ -89,13 +91,20 @@ def start_lab(directory: Path, nodes: int, vessels: int = 2, sandbox: bool = Tru
                         nat_kind=options.nat_kind, researcher_nat=options.researcher_nat)
         labnet.apply_plan(plan)
         sites = [NodeSite(host=h.address, prefix=tuple(labnet.exec_argv(h.namespace, [])),
-                          extra={k: v for k, v in host_info(h).items() if k != "name"})
+                          extra={k: v for k, v in host_info(h).items() if k != "name"},
+                          args=_reachability_args(options, h.nat != "none"))
                  for h in plan.nodes]
         return trio.run(start_testbed, directory, nodes, vessels, sandbox, sites,
                         {"lab": describe(plan)})
     except BaseException:
         labnet.teardown(lab_id, ranges)
         raise
+
+
+def _reachability_args(options: LabOptions, nated: bool) -> tuple[str, ...]:
+    if not options.pin_reachability:
+        return ()
+    return ("--reachability", "private" if nated else "public")
 
 
 def stop_lab(data: dict[str, Any]) -> tuple[int, int]:

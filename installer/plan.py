@@ -119,6 +119,10 @@ class InstallOptions:
     dht_port: int = 0
     advertise_host: str | None = None
     sandbox: bool = True
+    relay: bool = True
+    """Relay for donors behind NAT (``--no-relay`` turns it off; docs/nat.md)."""
+    relay_limits: tuple[str, ...] = ()
+    """``NAME=VALUE`` relay limits passed on as ``--relay-limit``."""
     python: str = "python3"
     launcher_python: str | None = None
     """Managed installs (self-contained bundles): the base interpreter that runs the launcher;
@@ -293,6 +297,10 @@ def start_script(layout: Layout, options: InstallOptions, bootstrap: Sequence[st
         argv += ["--advertise-host", options.advertise_host]
     if not options.sandbox:
         argv.append("--no-sandbox")
+    if not options.relay:
+        argv.append("--no-relay")
+    for limit in options.relay_limits:
+        argv += ["--relay-limit", limit]
     if options.launcher_python is not None:
         argv = launcher_argv(layout.prefix, options.launcher_python, argv[1:])
         if options.update_interval is not None:

@@ -53,6 +53,8 @@ class NodeReport:
     """tcp/udp reachability, observed address and reason (GetNodeStatus; docs/nat.md)."""
     dht_mode: str | None = None
     """``server`` or ``client`` (client: the DHT port is not reachable)."""
+    relay: Mapping[str, Any] = field(default_factory=dict)
+    relayed: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def advertised_keys(self) -> tuple[str, ...]:
@@ -94,7 +96,8 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
     return NodeReport(node_key=info.node.to_text(), port=port, dht_port=dht_port,
                       vessels=vessels, dht_peers=peers, port_limits=status.limits,
                       port_counters=status.connections, error=error, version=status.version,
-                      updates=status.updates, reachability=status.reachability, dht_mode=mode)
+                      updates=status.updates, reachability=status.reachability, dht_mode=mode,
+                      relay=status.relay, relayed=status.relayed)
 
 
 def _mode_from_file(state: Path) -> str | None:
@@ -115,6 +118,24 @@ def render_reachability(report: NodeReport) -> list[str]:
     mode = f"; DHT in {report.dht_mode} mode" if report.dht_mode else ""
     return [f"reachability: tcp {reach.get('tcp')}, udp {reach.get('udp')}{where}{pinned}{mode}",
             f"  because: {reach.get('reason')}"]
+
+
+def render_relays(report: NodeReport) -> list[str]:
+    """Status lines about relaying: the relay service, and the relays this node uses."""
+    lines = []
+    relay = report.relay
+    if relay.get("enabled"):
+        counters = relay.get("counters", {})
+        lines.append(f"relay: port {relay.get('port')}, {relay.get('reservations', 0)} "
+                     f"reservations, {relay.get('circuits', 0)} relayed connections "
+                     f"({counters.get('circuits_opened', 0)} so far, "
+                     f"{counters.get('refused_reservations', 0)} reservations refused)")
+    elif relay:
+        lines.append("relay: off")
+    held = [r.get("relay") for r in report.relayed.get("relays", [])]
+    if report.relayed.get("active"):
+        lines.append(f"reachable via relays: {', '.join(map(str, held)) or 'none yet'}")
+    return lines
 
 
 def render_updates(report: NodeReport) -> list[str]:

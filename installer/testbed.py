@@ -26,8 +26,9 @@ import trio
 
 from installer.errors import TestbedError
 from installer.procs import find_process, read_int_file, spawn_detached, stop_process, wait_gone
-from nodemanager import open_node_client
-from overlay import OverlayError, lookup_once
+from nodemanager.client import open_route_client
+from nodemanager.dial import Route
+from overlay import Advert, OverlayError, lookup_once
 from sandbox import ResourceTable
 from seattlecore import KeyPair, PublicKey, load_private, save_keypair, write_atomic
 
@@ -73,6 +74,8 @@ class NodeSite:
     host: str = HOST
     prefix: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    """More ``seattle-nodemanager`` options (e.g. ``--reachability private``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,7 +157,7 @@ def _start(state: Path, bootstrap: str | None, sandbox: bool, site: NodeSite) ->
     for name in ("nodemanager.port", "dht.port"):
         (state / name).unlink(missing_ok=True)
     argv = [*site.prefix, sys.executable, "-m", "nodemanager", "--state", str(state),
-            "--listen", f"{site.host}:0"]
+            "--listen", f"{site.host}:0", *site.args]
     if bootstrap:
         argv += ["--bootstrap", bootstrap]
     if not sandbox:
@@ -281,9 +284,9 @@ async def run_everywhere(data: dict[str, Any], program: Path, args: Sequence[str
     code = program.read_bytes()
     results: list[DemoResult] = []
 
-    async def one(address: str, vessel: str) -> None:
-        node_host, _, node_port = address.rpartition(":")
-        async with open_node_client(node_host, int(node_port), identity=demo) as nm:
+    async def one(advert: Advert) -> None:
+        address, vessel = advert.address, advert.vessel
+        async with open_route_client(Route.from_advert(advert), identity=demo) as nm:
             await nm.add_file(vessel, program.name, code)
             await nm.start_vessel(vessel, program.name, list(args))
             status = "Started"
@@ -297,5 +300,5 @@ async def run_everywhere(data: dict[str, Any], program: Path, args: Sequence[str
 
     async with trio.open_nursery() as nursery:
         for advert in found.candidates:
-            nursery.start_soon(one, advert.address, advert.vessel)
+            nursery.start_soon(one, advert)
     return sorted(results, key=lambda r: (r.address, r.vessel))

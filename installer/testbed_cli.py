@@ -57,6 +57,7 @@ def _lab_options(args: argparse.Namespace) -> LabOptions | None:
     lab_only = [flag for flag, given in (("--nat", args.nat is not None),
                                          ("--nat-kind", args.nat_kind is not None),
                                          ("--researcher-nat", args.researcher_nat),
+                                         ("--pin-reachability", args.pin_reachability),
                                          ("--lab-net", args.lab_net is not None)) if given]
     if not args.lab:
         if lab_only:
@@ -67,6 +68,7 @@ def _lab_options(args: argparse.Namespace) -> LabOptions | None:
         raise TestbedError("--lab-net takes PUBLIC[,HOME]")
     return LabOptions(nat=args.nat or 0.0, nat_kind=args.nat_kind or "cone",
                       researcher_nat=args.researcher_nat,
+                      pin_reachability=args.pin_reachability,
                       public_net=nets[0] if nets else None,
                       home_net=nets[1] if len(nets) > 1 else None)
 
@@ -227,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default cone)")
     up.add_argument("--researcher-nat", action="store_true",
                     help="put the researcher's host behind a cone NAT too")
+    up.add_argument("--pin-reachability", action="store_true",
+                    help="tell each lab node whether it is behind NAT (--reachability "
+                         "public|private) instead of letting it probe")
     up.add_argument("--lab-net", default=None, metavar="PUBLIC[,HOME]",
                     help="lab ranges (default: the first free of 198.18.0.0/16, "
                          "198.51.100.0/24, 203.0.113.0/24; homes 198.19.N.0/24)")

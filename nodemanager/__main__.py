@@ -2,6 +2,8 @@
 
     seattle-nodemanager --state DIR [--listen HOST:PORT] [--bootstrap HOST:PORT ...]
                         [--limit NAME=VALUE ...] [--reachability auto|public|private]
+                        [--no-relay] [--relay-port P] [--relay-limit NAME=VALUE ...]
+                        [--relay HOST:PORT ...]
                         [--updates PREFIX/updates [--update-interval S] ...]
     seattle-nodemanager init --state DIR --spec SPEC.json
 
@@ -19,7 +21,7 @@ import dataclasses
 import ipaddress
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -41,7 +43,13 @@ from nodemanager.errors import NodeManagerError
 from nodemanager.files import VesselStore
 from nodemanager.observe import observe_host, serve_observer
 from nodemanager.prober import PROBE_INTERVAL, ProbeConfig, Prober
+from nodemanager.punch import PunchConfig, Responder
+from nodemanager.punchdial import PunchingServe
 from nodemanager.reachability import Reach, ReachabilityBoard, pinned
+from nodemanager.relay import RelayServer
+from nodemanager.relayclient import RelayClient
+from nodemanager.relaycore import RelayLimits, parse_limit
+from nodemanager.relaydir import announce_relay, find_relays
 from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.state import NodeState, StateError
@@ -57,6 +65,8 @@ PORT_FILE = "nodemanager.port"
 DHT_PORT_FILE = "dht.port"
 LOG_FILE = "nodemanager.log"
 RUN_DIR = "run"
+OBSERVER_REFRESH = 60.0
+"""Seconds between refreshes of the hole-punch observers from the DHT routing table."""
 """Pid records of running vessel programs (killed at start-up if a crash left them)."""
 
 
@@ -83,12 +93,28 @@ def limit_option(text: str) -> tuple[str, int | float]:
         raise argparse.ArgumentTypeError(f"{name} needs a number, got {value!r}") from None
 
 
+def relay_limit_option(text: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for one field of ``RelayLimits`` (e.g. ``max_reservations=32``)."""
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def port_limits(pairs: Sequence[tuple[str, int | float]]) -> PortLimits:
     """The defaults overridden by ``--limit`` options; ArgumentTypeError if inconsistent."""
     try:
         return PortLimits(**dict(pairs))  # type: ignore[arg-type]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--limit: {exc}") from exc
+
+
+def relay_limits(pairs: Sequence[tuple[str, int | float]]) -> RelayLimits:
+    """The relay defaults overridden by ``--relay-limit`` options."""
+    try:
+        return RelayLimits(**dict(pairs))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--relay-limit: {exc}") from exc
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -118,10 +144,23 @@ def _run_parser() -> argparse.ArgumentParser:
                              "(repeatable; docs/protocol.md section 10)")
     parser.add_argument("--reachability", choices=("auto", "public", "private"), default="auto",
                         help="auto (default): ask peers to dial us back (docs/nat.md); "
-                             "public/private: take this as given for both ports, no probes")
+                             "public/private: take this as given for both ports, no probes "
+                             "(private: keep reservations with relays)")
     parser.add_argument("--reachability-interval", type=float, default=PROBE_INTERVAL,
                         metavar="S", help="seconds between reachability probes once decided "
                                           f"(default {PROBE_INTERVAL:.0f})")
+    relay = parser.add_argument_group("relaying (docs/nat.md)")
+    relay.add_argument("--no-relay", action="store_true",
+                       help="do not relay for nodes behind NAT (on by default)")
+    relay.add_argument("--relay-port", type=int, default=0,
+                       help="TCP port of this node's relay service (default: any free port)")
+    relay.add_argument("--relay-limit", type=relay_limit_option, action="append", default=[],
+                       metavar="NAME=VALUE",
+                       help="relay limit, e.g. max_reservations=32 (repeatable; "
+                            "docs/protocol.md section 14)")
+    relay.add_argument("--relay", type=host_port, action="append", default=[],
+                       dest="relays", metavar="HOST:PORT",
+                       help="a relay to use when private, before those in the DHT (repeatable)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     updates = parser.add_argument_group("software updates (managed installs; docs/updates.md)")
     updates.add_argument("--updates", type=Path, default=None,
@@ -178,6 +217,16 @@ async def open_runner(sandbox: bool = True, run_dir: Path | None = None) -> Asyn
 
 
 @dataclass(frozen=True, slots=True)
+class RelayOptions:
+    """Relaying settings from the command line."""
+
+    enabled: bool = True
+    port: int = 0
+    limits: RelayLimits = field(default_factory=RelayLimits)
+    static: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DhtOptions:
     """Discovery settings from the command line."""
 
@@ -206,7 +255,8 @@ async def _observed_address(peers: Sequence[tuple[str, int]], host: str, port: i
 async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[str],
                      sandbox: bool = True, dht: DhtOptions = DhtOptions(),
                      server_config: ServerConfig | None = None,
-                     updates: UpdateConfig | None = None) -> bool:
+                     updates: UpdateConfig | None = None,
+                     relay: RelayOptions = RelayOptions()) -> bool:
     """Serve until cancelled; True if the updater asked for a restart (a new version)."""
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
     restart: list[bool] = []
@@ -235,14 +285,88 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
                 service = UpdateService(updates, server, keys, request_restart, node_port=bound,
                                         runner=recording)
                 server.update_status = service.status_dict
+            relaying = await _start_relaying(nursery, server, keys, host, relay, dht.enabled)
             await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
-                                   service)
+                                   service, relaying)
     return bool(restart)
+
+
+@dataclass(slots=True)
+class Relaying:
+    """The relay service (None with --no-relay) and the relay client of one daemon."""
+
+    board: ReachabilityBoard
+    client: RelayClient
+    punching: PunchingServe
+    """Relayed connections: hole punching first (docs/nat.md, Direct connections)."""
+    server: RelayServer | None = None
+    port: int = 0
+
+
+def _punch_host(host: str) -> str:
+    """The address punch sockets bind to: the listen address when it is an IPv4 one."""
+    try:
+        return host if ipaddress.ip_address(host).version == 4 else "0.0.0.0"
+    except ValueError:
+        return "0.0.0.0"
+
+
+async def _start_relaying(nursery: trio.Nursery, server: NodeServer, keys: KeyPair, host: str,
+                          options: RelayOptions, with_dht: bool) -> Relaying:
+    """The relay service (unless --no-relay) and the relay client (runs while private)."""
+    board = server.reachability
+    assert board is not None, "run_daemon sets the board first"
+    punching = PunchingServe(server.handle_connection,
+                             Responder(config=PunchConfig(local_host=_punch_host(host))))
+    client = RelayClient(keys, punching, board, static=options.static,
+                         on_change=server.set_relays)
+    server.status_sources["relayed"] = client.status
+    server.status_sources["punch"] = punching.status
+    relaying = Relaying(board, client, punching)
+    if options.enabled:
+        relaying.server = RelayServer(keys, options.limits)
+        relaying.port = await nursery.start(relaying.server.serve, host, options.port)
+        server.status_sources["relay"] = relaying.server.status
+        print(f"relay listening on {host}:{relaying.port}", file=sys.stderr, flush=True)
+    else:
+        server.status_sources["relay"] = lambda: {"enabled": False}
+    if not with_dht:
+        nursery.start_soon(client.run)
+    return relaying
+
+
+def _relay_services(relaying: Relaying, keys: KeyPair, peers: Sequence[tuple[str, int]],
+                    host: str, advertise_host: str | None) -> list[Callable[[DhtNode], Awaitable[None]]]:
+    """DHT services: the relay client (finds relays in the directory) and the relay's advert."""
+    async def run_client(node: DhtNode) -> None:
+        relaying.client.find = partial(find_relays, node, keys.public)
+        await relaying.client.run()
+
+    async def punch_observers(node: DhtNode) -> None:
+        """Observers for hole punching: bootstrap peers, then DHT contacts (their TCP
+        observation service shares the DHT port number), refreshed every minute."""
+        while True:
+            contacts = [(c.host, c.port) for c in node.protocol.router.sample(8)]
+            relaying.punching.set_observers([*peers, *contacts])
+            await trio.sleep(OBSERVER_REFRESH)
+
+    async def advertise(node: DhtNode) -> None:
+        async def address() -> str:
+            if advertise_host:
+                return f"{advertise_host}:{relaying.port}"
+            return await _observed_address(peers, host, relaying.port)
+        await announce_relay(node, keys, relaying.board, address)
+
+    services: list[Callable[[DhtNode], Awaitable[None]]] = [run_client, punch_observers]
+    if relaying.server is not None:
+        services.append(advertise)
+    return services
 
 
 async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyPair,
                            state_dir: Path, host: str, bound: int, bootstrap: Sequence[str],
-                           dht: DhtOptions, service: UpdateService | None) -> None:
+                           dht: DhtOptions, service: UpdateService | None,
+                           relaying: Relaying) -> None:
     """The DHT node (and the updater inside its loop), or the updater alone without DHT."""
     if not dht.enabled:
         if service is not None:
@@ -273,7 +397,8 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
         partial(_observed_address, peers, host, bound),
         start_as_client=dht_client_mode(board.state.udp, can_probe),
     )
-    services = [follow_board, *([run_updates] if service is not None else [])]
+    services = [follow_board, *_relay_services(relaying, keys, peers, host, dht.advertise_host),
+                *([run_updates] if service is not None else [])]
     node = await nursery.start(partial(serve_discovery, server, keys, config, services=services,
                                        board=board))
     write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
@@ -314,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(args)
     try:
         config = ServerConfig(limits=port_limits(options.limit))
+        relay = RelayOptions(enabled=not options.no_relay, port=options.relay_port,
+                             limits=relay_limits(options.relay_limit),
+                             static=tuple(f"{h}:{p}" for h, p in options.relays))
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     state_dir: Path = options.state
@@ -329,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          advertise_host=options.advertise_host, reachability=options.reachability,
                          probe=ProbeConfig(interval=options.reachability_interval))
         restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                           not options.no_sandbox, dht, config, _update_config(options))
+                           not options.no_sandbox, dht, config, _update_config(options), relay)
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:

@@ -135,6 +135,8 @@ def get_node_status(request: m.GetNodeStatus, ctx: Context) -> Outcome:
         result["updates"] = dict(view.updates)
     if view.reachability is not None:
         result["reachability"] = dict(view.reachability)
+    for name, value in view.extras.items():
+        result.setdefault(name, value)
     return Outcome(result=result)
 
 

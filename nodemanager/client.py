@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 from nodemanager import messages as m
+from nodemanager.dial import Route, Upgrade, dial
 from nodemanager.errors import BadResponse, ClientError, ConnectionFailed, error_for_code
 from nodemanager.wire import (
     HEADER,
@@ -95,6 +96,10 @@ class NodeStatus:
     """Managed installs: running version, latest verified, last check (docs/updates.md)."""
     reachability: Mapping[str, Any] | None = None
     """tcp/udp reachability, observed address and the reason (docs/nat.md)."""
+    relay: Mapping[str, Any] = field(default_factory=dict)
+    """The relay service: reservations, circuits, limits, counters (protocol §14.5)."""
+    relayed: Mapping[str, Any] = field(default_factory=dict)
+    """The relay client: reservations this node holds while private (protocol §14.5)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +146,11 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         usage=dict(raw["usage"]), **_program_of(raw))
 
 
+def _map(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = raw.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def _program_of(raw: Mapping[str, Any]) -> dict[str, Any]:
     """``program``/``args`` of a GetVessels entry (absent from older nodes: none)."""
     program, args = raw.get("program"), raw.get("args", [])
@@ -176,6 +186,8 @@ class NodeClient:
         self._broken = False
         self._trusted = False
         """A signed call succeeded here, so the node may trust this connection (§10)."""
+        self.path = "direct"
+        """How the stream reaches the node: ``direct`` or ``relay HOST:PORT`` (dial.py)."""
 
     @property
     def broken(self) -> bool:
@@ -281,7 +293,8 @@ class NodeClient:
                           limits=dict(raw.get("limits", {})),
                           connections=dict(raw.get("connections", {})),
                           updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None,
-                          reachability=_mapping(raw.get("reachability")))
+                          reachability=_mapping(raw.get("reachability")),
+                          relay=_map(raw, "relay"), relayed=_map(raw, "relayed"))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))
@@ -346,6 +359,22 @@ class NodeClient:
     async def join_vessels(self, vessel1: str, vessel2: str) -> str:
         raw = await self.call(m.JoinVessels(vessel1=vessel1, vessel2=vessel2))
         return str(raw["vessel"])
+
+
+@asynccontextmanager
+async def open_route_client(
+    route: Route, *, identity: KeyPair | None = None, timeout: float = DEFAULT_TIMEOUT,
+    upgrade: Upgrade | None = None,
+) -> AsyncIterator[NodeClient]:
+    """Reach the node of ``route`` (direct or via its relays, dial.py) and talk to it."""
+    dialed = await dial(route, timeout=timeout, upgrade=upgrade)
+    client = NodeClient(dialed.stream, identity=identity, node_key=route.node_key,
+                        timeout=timeout)
+    client.path = dialed.path
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @asynccontextmanager

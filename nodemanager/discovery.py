@@ -77,7 +77,7 @@ async def serve_discovery(
         if config.resolve_address is not None:
             address = await config.resolve_address()
         announcer = Announcer(node, keys, address)
-        announcer.update(server.advert_entries())
+        announcer.update(server.advert_entries(), relays=server.relays)
         await nursery.start(announcer.run)
         log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
         for service in services:
@@ -107,7 +107,7 @@ async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
     seen = server.advert_generation
     while True:
         seen = await server.wait_advert_changed(seen)
-        announcer.update(server.advert_entries())
+        announcer.update(server.advert_entries(), relays=server.relays)
 
 
 async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe: bool) -> None:

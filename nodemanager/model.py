@@ -65,6 +65,8 @@ class NodeView:
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     updates: Mapping[str, object] | None = None
     """The updater's status (running/latest verified version, last check), if it runs."""
+    extras: Mapping[str, object] = field(default_factory=dict)
+    """More GetNodeStatus entries (``relay``, ``relayed``), added as they are."""
     programs: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     """The program and arguments last started in each vessel since the daemon started."""
     port_limits: PortLimits | None = None

@@ -193,6 +193,10 @@ class NodeServer:
         self._nursery: trio.Nursery | None = None
         self.update_status: Callable[[], Mapping[str, object]] | None = None
         """Set by the updater (updater.py): the ``updates`` map of GetNodeStatus."""
+        self.status_sources: dict[str, Callable[[], object]] = {}
+        """More GetNodeStatus entries by name (``relay``, ``relayed``: relays, docs/nat.md)."""
+        self.relays: tuple[str, ...] = ()
+        """Relays holding a reservation for this node: put into its adverts (set_relays)."""
         self._effects: dict[type[Any], Callable[[Any], Awaitable[Mapping[str, object]]]] = {
             model.StartProgram: self._start_program, model.StopProgram: self._stop_program,
             model.WipeVessel: self._wipe_vessel, model.DestroyVessel: self._destroy_vessel,
@@ -242,6 +246,17 @@ class NodeServer:
                 entries.extend((name, key) for key in keys)
         return entries
 
+    def set_relays(self, relays: tuple[str, ...]) -> None:
+        """The relays through which this node is reachable changed: re-announce."""
+        if relays != self.relays:
+            self.relays = relays
+            self._bump_adverts()
+
+    def _bump_adverts(self) -> None:
+        self.advert_generation += 1
+        self._advert_event.set()
+        self._advert_event = trio.Event()
+
     async def wait_advert_changed(self, seen_generation: int) -> int:
         """Wait until ``advert_generation`` differs from ``seen_generation``; return it."""
         while self.advert_generation == seen_generation:
@@ -250,9 +265,13 @@ class NodeServer:
 
     # ---- connections ----
 
-    async def handle_connection(self, stream: trio.abc.Stream) -> None:
-        """Serve requests on one connection until EOF, timeout, eviction or a fatal error."""
-        opened = self.admission.open(peer_host(stream), trio.current_time())
+    async def handle_connection(self, stream: trio.abc.Stream, source: str | None = None) -> None:
+        """Serve requests on one connection until EOF, timeout, eviction or a fatal error.
+
+        ``source`` replaces the peer address for admission: a relayed connection's client
+        address as the relay claims it (relayclient.py).
+        """
+        opened = self.admission.open(source or peer_host(stream), trio.current_time())
         for victim in opened.evicted:
             self._scopes[victim.id].cancel()
         if opened.shed:
@@ -429,7 +448,8 @@ class NodeServer:
             load=os.getloadavg(), programs=dict(self._programs),
             port_limits=self.admission.limits, port_stats=self.admission.statistics(),
             updates=None if self.update_status is None else self.update_status(),
-            reachability=None if self.reachability is None else reach_dict(self.reachability.state))
+            reachability=None if self.reachability is None else reach_dict(self.reachability.state),
+            extras={name: source() for name, source in self.status_sources.items()})
 
     # ---- effects ----
 
@@ -528,7 +548,5 @@ class NodeServer:
         return {}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
-        self.advert_generation += 1
-        self._advert_event.set()
-        self._advert_event = trio.Event()
+        self._bump_adverts()
         return {}

@@ -72,6 +72,7 @@ def lookup_document(result: LookupResult) -> Output:
                 "vessel": a.vessel,
                 "seq": a.seq,
                 "expires_in": round(a.expires_at - time.time(), 1),
+                "relays": list(a.relays),
             }
             for a in result.candidates
         ],

@@ -4,7 +4,12 @@ Wire form of one record (a "blob", at most ``MAX_RECORD_BYTES``)::
 
     msgpack [FORMAT_VERSION, body: bin, sig: bin(64)]
     body = msgpack {"v": 1, "n": node_pk(32), "a": "host:port", "m": vessel,
-                    "u": user_pk(32), "s": seq, "e": expires_at, "w": withdrawn}
+                    "u": user_pk(32), "s": seq, "e": expires_at, "w": withdrawn
+                    [, "r": ["relayhost:port", ...]]}
+
+``r`` (optional, at most ``MAX_RELAYS`` entries) lists relays that hold a reservation for a
+node behind NAT (docs/nat.md); it is written only when non-empty, so a public node's
+records are byte-for-byte what readers without relay support expect.
     sig  = Ed25519(node_sk, ADVERT_DOMAIN || len(body) || body)      (seattlecore.keys)
 
 The signature covers the exact body bytes, which are verified *before* the body is decoded.
@@ -40,7 +45,9 @@ MAX_TTL = 2 * 3600.0
 """Records may not claim to live longer than this (plus ``CLOCK_SKEW``) from ``now``."""
 CLOCK_SKEW = 120.0
 MAX_SEQ = 2**63 - 1
+MAX_RELAYS = 3
 _BODY_KEYS = frozenset("vnamusew")
+_BODY_KEYS_RELAYED = _BODY_KEYS | {"r"}
 
 
 def dht_key_for(user_key: PublicKey, replica: int = 0) -> bytes:
@@ -90,9 +97,15 @@ class Advert:
     """Absolute wall-clock expiry (seconds since the epoch)."""
     withdrawn: bool = False
     """A tombstone: the vessel no longer serves this user."""
+    relays: tuple[str, ...] = ()
+    """``host:port`` of relays through which the node can be reached (empty: dial directly)."""
 
     def __post_init__(self) -> None:
         check_address(self.address)
+        if type(self.relays) is not tuple or len(self.relays) > MAX_RELAYS:
+            raise OverlayUsageError(f"relays must be a tuple of at most {MAX_RELAYS} addresses")
+        for relay in self.relays:
+            check_address(relay)
         if not isinstance(self.vessel, str) or not 0 < len(self.vessel) <= MAX_VESSEL_CHARS:
             raise OverlayUsageError("vessel name must be 1-64 characters")
         if not self.vessel.isprintable():
@@ -122,6 +135,8 @@ def encode_body(advert: Advert) -> bytes:
         "e": float(advert.expires_at),
         "w": bool(advert.withdrawn),
     }
+    if advert.relays:
+        body["r"] = list(advert.relays)
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -155,6 +170,7 @@ def make_advert(
     seq: int,
     expires_at: float,
     withdrawn: bool = False,
+    relays: tuple[str, ...] = (),
 ) -> bytes:
     """Build and sign an advert for ``keys.public`` in one call; returns the blob."""
     advert = Advert(
@@ -165,6 +181,7 @@ def make_advert(
         seq=seq,
         expires_at=expires_at,
         withdrawn=withdrawn,
+        relays=relays,
     )
     return sign_advert(keys, advert)
 
@@ -193,8 +210,10 @@ def _unpack_body(body: bytes) -> dict[str, Any]:
         fields = msgpack.unpackb(body, raw=False)
     except (ValueError, TypeError, msgpack.ExtraData) as exc:
         raise InvalidAdvert("malformed", "body is not msgpack") from exc
-    if not isinstance(fields, dict) or set(fields) != _BODY_KEYS:
+    if not isinstance(fields, dict) or set(fields) not in (_BODY_KEYS, _BODY_KEYS_RELAYED):
         raise InvalidAdvert("malformed", "body fields")
+    if "r" in fields and (type(fields["r"]) is not list or not fields["r"]):
+        raise InvalidAdvert("malformed", "relays must be a non-empty list")
     if fields["v"] != BODY_VERSION:
         raise InvalidAdvert("bad_version", f"body version {fields['v']!r}")
     return fields
@@ -210,6 +229,7 @@ def _advert_from_fields(fields: dict[str, Any]) -> Advert:
             seq=fields["s"],
             expires_at=float(fields["e"]),
             withdrawn=fields["w"] is True,
+            relays=tuple(fields.get("r", ())),
         )
     except (OverlayUsageError, CoreError, ValueError, TypeError) as exc:
         raise InvalidAdvert("malformed", str(exc)) from exc

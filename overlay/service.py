@@ -55,6 +55,7 @@ def plan_adverts(
     seq: int,
     now: float,
     ttl: float,
+    relays: tuple[str, ...] = (),
 ) -> list[Advert]:
     """The adverts of one announce round: live ones, then tombstones (pure)."""
     out = []
@@ -69,6 +70,7 @@ def plan_adverts(
                     seq=seq,
                     expires_at=now + ttl,
                     withdrawn=withdrawn,
+                    relays=() if withdrawn else relays,
                 )
             )
     return out
@@ -103,9 +105,13 @@ class Announcer:
         self._last_at: float | None = None
         self._last_result: PublishResult | None = None
         self._live_until = 0.0
+        self._relays: tuple[str, ...] = ()
 
-    def update(self, entries: Iterable[Pair], *, address: str | None = None) -> None:
-        """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync."""
+    def update(self, entries: Iterable[Pair], *, address: str | None = None,
+               relays: tuple[str, ...] | None = None) -> None:
+        """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync.
+
+        ``relays`` (if given) replaces the relay addresses put into live adverts."""
         new = frozenset(entries)
         until = self._clock() + self.ttl
         for pair in self._desired - new:
@@ -115,6 +121,8 @@ class Announcer:
         self._desired = new
         if address is not None:
             self._address = address
+        if relays is not None:
+            self._relays = relays
         self.wake()
 
     def wake(self) -> None:
@@ -137,13 +145,13 @@ class Announcer:
             seq=self._next_seq(now),
             now=now,
             ttl=self.ttl,
+            relays=self._relays,
         )
         self._rounds += 1
         self._last_at = now
-        result = await self._publish(adverts)
-        if result is not None and self._desired:
+        if self._desired:  # records may be stored (and found) before the round returns
             self._live_until = now + self.ttl
-        return result
+        return await self._publish(adverts)
 
     async def withdraw_all(self) -> PublishResult | None:
         """Withdraw every advert at once (clean shutdown, uninstall) and stop advertising.

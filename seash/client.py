@@ -18,6 +18,7 @@ from typing import Any, Literal
 import trio
 
 from nodemanager import ConnectionFailed, NodeClient, NodeInfo, NodeManagerError, RequestError, VesselInfo
+from nodemanager.dial import Route, Upgrade, dial
 from nodemanager.errors import (
     CompileFailed,
     DiskQuotaExceeded,
@@ -28,6 +29,7 @@ from nodemanager.errors import (
     VesselBusy,
     VesselNotRunning,
 )
+from nodemanager.punchdial import punch_upgrade
 from overlay import DhtUnavailable, LookupResult, OverlayError, lookup_once
 from seash.errors import DiscoveryError
 from seattlecore import KeyPair, PublicKey
@@ -50,6 +52,8 @@ class NodeResult:
     value: Any = None
     error: str | None = None
     elapsed: float = 0.0
+    path: str = ""
+    """How the node was reached: ``direct`` or ``relay HOST:PORT`` (empty: not connected)."""
 
     @property
     def ok(self) -> bool:
@@ -120,12 +124,26 @@ class NodePool:
     """One cached connection per (node, identity) for a session; call ``aclose`` at the end."""
 
     def __init__(self) -> None:
+        self.routes: dict[Node, Route] = {}
+        """Relays of nodes behind NAT, from their adverts (``browse``); others: direct."""
+        self.paths: dict[Node, str] = {}
+        """The path of the last connection to each node: ``direct``, ``punched`` (a direct
+        connection opened through NATs after a relayed one) or ``relay HOST:PORT``."""
+        self.observers: list[Node] = []
+        """Public DHT peers (their observation service, docs/protocol.md §13) for punching."""
+        self.upgrade: Upgrade | None = punch_upgrade(lambda: self.observers)
+        """Tried on each relayed connection to move it to a direct one (dial.py's seam):
+        hole punching (docs/nat.md); None keeps relayed connections relayed."""
         self._clients: dict[tuple[str, int, bytes], NodeClient] = {}
         self._locks: dict[tuple[str, int, bytes], trio.Lock] = {}
         self._opened = 0
 
     def statistics(self) -> PoolStats:
         return PoolStats(open=len(self._clients), opened=self._opened)
+
+    def path_of(self, node: Node) -> str:
+        """``direct``, ``punched``, ``relay HOST:PORT``, or ``-`` if not contacted yet."""
+        return self.paths.get(node, "-")
 
     async def client(self, node: Node, identity: KeyPair | None, node_key: PublicKey | None,
                      timeout: float) -> NodeClient:
@@ -138,13 +156,11 @@ class NodePool:
                 return cached
             if cached is not None:
                 await self._close(key)
-            try:
-                with trio.fail_after(timeout):
-                    stream = await trio.open_tcp_stream(*node)
-            except (OSError, trio.TooSlowError) as exc:
-                reason = "timed out" if isinstance(exc, trio.TooSlowError) else (exc.strerror or exc)
-                raise ConnectionFailed(f"cannot connect to {node[0]}:{node[1]}: {reason}") from exc
-            client = NodeClient(stream, identity=identity, node_key=node_key, timeout=timeout)
+            route = self.routes.get(node) or Route(node[0], node[1], node_key)
+            dialed = await dial(route, timeout=timeout, upgrade=self.upgrade)
+            client = NodeClient(dialed.stream, identity=identity,
+                                node_key=node_key or route.node_key, timeout=timeout)
+            client.path = self.paths[node] = dialed.path
             self._clients[key] = client
             self._opened += 1
             return client
@@ -227,7 +243,7 @@ async def _run_one(pool: NodePool, job: Job, op: VesselOp, identity: KeyPair | N
             return NodeResult(job.target, job.address, "failed", error=describe_error(exc),
                               elapsed=trio.current_time() - start)
         return NodeResult(job.target, job.address, "ok", value=value,
-                          elapsed=trio.current_time() - start)
+                          elapsed=trio.current_time() - start, path=client.path)
     assert scope.cancelled_caught
     await pool.discard(job.node, identity)
     return NodeResult(job.target, job.address, "timeout", error=f"no answer within {deadline:g} s",

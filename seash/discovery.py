@@ -6,15 +6,16 @@ its vessels the current identity may use. Every usable vessel gets a ``%N`` id.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
 from nodemanager import NodeClient, NodeInfo, VesselInfo
+from nodemanager.dial import Route
 from nodemanager.errors import NoSuchVessel
 from seash.client import Found, Job, Node, contact_nodes, lookup
 from seash.commands import Args
-from seash.errors import NoVesselsFound
+from seash.errors import NoVesselsFound, SeashError
 from seash.executor import Executor
 from seash.parse import parse_contact, parse_hostport
 from seash.session import VesselRef
@@ -55,14 +56,31 @@ async def _contact(ex: Executor, command: str, nodes: list[tuple[Node, PublicKey
     return ids
 
 
+def observers_of(peers: Sequence[str]) -> list[Node]:
+    """DHT peers that answered a lookup, as hole-punch observers (bad entries skipped)."""
+    out = []
+    for text in peers:
+        try:
+            out.append(parse_hostport(text))
+        except SeashError:
+            continue
+    return out
+
+
 async def browse(ex: Executor, args: Args) -> None:
     s = ex.session
     identity = s.identity()
     s.signing_key()
     found = await lookup(identity.public, s.settings.bootstrap, s.settings.timeout)
+    ex.pool.observers = [*s.settings.bootstrap, *observers_of(found.peers_answered)]
     nodes: dict[Node, PublicKey | None] = {}
     for advert in found.candidates:
-        nodes.setdefault(parse_hostport(advert.address), advert.node_key)
+        node = parse_hostport(advert.address)
+        nodes.setdefault(node, advert.node_key)
+        if advert.relays:
+            ex.pool.routes[node] = Route.from_advert(advert)
+        else:
+            ex.pool.routes.pop(node, None)
     if not nodes:
         raise NoVesselsFound(f"the DHT knows no vessels for {identity.name} "
                              f"({identity.public.short()}); {len(found.peers_answered)} peers asked")
@@ -100,7 +118,7 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
         return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
                                             v.owner_info) if part)
 
-    results = await ex.fan("list", node_info_op({}), render, quiet=quiet)
+    results = await ex.fan("list", node_info_op({}), render, quiet=quiet, paths=True)
     for result in results:
         if result.ok:
             s.info[int(result.target[1:])] = result.value
@@ -115,5 +133,6 @@ async def show_targets(ex: Executor, args: Args) -> None:
     rows = []
     for n, ref in sorted(s.vessels.items()):
         info = s.info.get(n)
-        rows.append([f"%{n}", ref.address, info.status if info else "?"])
-    ex.reporter.table("targets", ["id", "vessel", "status"], rows)
+        rows.append([f"%{n}", ref.address, info.status if info else "?",
+                     ex.pool.path_of(ref.node)])
+    ex.reporter.table("targets", ["id", "vessel", "status", "path"], rows)

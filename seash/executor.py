@@ -126,8 +126,12 @@ class Executor:
 
     async def fan(self, command: str, op: VesselOp, render: Render | None = None, *,
                   jobs: Sequence[Job] | None = None, identity: KeyPair | None = None,
-                  groups: bool = True, quiet: bool = False) -> list[NodeResult]:
-        """Run ``op`` on every job (default: the current target), reporting as results arrive."""
+                  groups: bool = True, quiet: bool = False,
+                  paths: bool = False) -> list[NodeResult]:
+        """Run ``op`` on every job (default: the current target), reporting as results arrive.
+
+        With ``paths``, a line of a node not reached directly ends with its path:
+        ``[relay H:P]``, or ``[punched]`` (direct through NATs after a relayed start)."""
         todo = list(self.jobs() if jobs is None else jobs)
         start = trio.current_time()
         self.reporter.start(command, len(todo))
@@ -137,6 +141,8 @@ class Executor:
                 self.reporter.result(result, None)
                 return
             text = render(result.value) if render is not None and result.ok else None
+            if paths and text is not None and result.path.startswith(("relay", "punched")):
+                text = f"{text}  [{result.path}]"
             self.reporter.result(result, text)
 
         results = await self.gather(op, todo, on_result=sink, identity=identity)

@@ -185,7 +185,8 @@ class JsonReporter:
     def result(self, result: NodeResult, text: str | None) -> None:
         self._doc["results"].append({"target": result.target, "address": result.address,
                                      "status": result.status, "value": jsonable(result.value),
-                                     "error": result.error, "elapsed": round(result.elapsed, 4)})
+                                     "error": result.error, "elapsed": round(result.elapsed, 4),
+                                     "path": result.path})
 
     def finish(self, summary: Summary) -> None:
         self._doc["summaries"].append({"command": summary.command, "ok": summary.ok,

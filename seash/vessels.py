@@ -92,10 +92,11 @@ def _on_off(flag: bool) -> str:
 
 
 async def show_info(ex: Executor, args: Args) -> None:
-    _cached(ex, "info", ["vessel", "status", "program", "owner", "users", "advertise", "ownerinfo"],
+    _cached(ex, "info", ["vessel", "status", "program", "owner", "users", "advertise", "ownerinfo",
+                         "path"],
             lambda ref, v: [ref.address, v.status, " ".join([v.program, *v.args]) if v.program else "-",
                             key_names(ex, [v.owner]), key_names(ex, v.users), _on_off(v.advertise),
-                            v.owner_info])
+                            v.owner_info, ex.pool.path_of(ref.node)])
 
 
 async def show_users(ex: Executor, args: Args) -> None:

@@ -1,0 +1,59 @@
+"""Direct connections to donors behind NAT in the network lab (root), end to end.
+
+``seattle-testbed up --lab --nodes 6 --nat 0.5 --nat-kind mixed --researcher-nat``: node 1
+and 4 sit behind cone NATs, node 2 behind a symmetric one, the researcher behind a cone NAT.
+seash reaches the NATed nodes through relays, then the hole punch moves each session with a
+cone donor to a direct connection (simultaneous open: both sides are behind NAT), while the
+symmetric donor stays relayed. Under CI=true these tests must run, never skip.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.installer.test_lab import ROOT_LAB, lab, lookup, seash
+from tests.requires import requires
+
+pytestmark = [pytest.mark.slow,
+              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
+NODES = 6
+
+
+def wait_relayed(directory: Path, data: dict[str, Any], timeout: float = 120) -> None:
+    """Until every NATed node's adverts name a relay."""
+    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
+    deadline = time.monotonic() + timeout
+    while True:
+        adverts = lookup(directory, data)
+        if {a["address"] for a in adverts if a["relays"]} >= nated and len(adverts) == 2 * NODES:
+            return
+        assert time.monotonic() < deadline, f"not all relayed: {adverts}"
+        time.sleep(1)
+
+
+def test_cone_donors_go_direct_symmetric_stays_relayed(tmp_path: Path) -> None:
+    directory = tmp_path / "tb"
+    with lab(directory, "--nodes", str(NODES), "--nat", "0.5", "--nat-kind", "mixed",
+             "--researcher-nat", "--pin-reachability", "--no-sandbox", "--wait") as (data, _):
+        kinds = {f"{n['public_address']}:{n['port']}": n["nat"] for n in data["nodes"]}
+        assert sorted(kinds.values()) == ["cone", "cone", "none", "none", "none", "symmetric"]
+        wait_relayed(directory, data)
+        done = seash(directory, data, "loadkeys demo; browse; list; show info")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"list: {2 * NODES} ok" in done.stdout
+        paths = {}
+        for address, kind in kinds.items():
+            lines = re.findall(rf"^ *%\d+ +{re.escape(address)}:v\d+ +ok .*$", done.stdout, re.MULTILINE)
+            assert lines, (address, done.stdout)
+            paths[kind] = paths.get(kind, set()) | {
+                "punched" if "[punched]" in line else "relay" if "[relay " in line else "direct"
+                for line in lines}
+        assert paths == {"none": {"direct"}, "cone": {"punched"}, "symmetric": {"relay"}}, \
+            done.stdout
+        rows = re.findall(r"^%\d+ +\S+ .* (direct|punched|relay \S+)$", done.stdout, re.MULTILINE)
+        assert sorted(r.split()[0] for r in rows) == ["direct"] * 6 + ["punched"] * 4 + ["relay"] * 2

@@ -1,0 +1,58 @@
+"""Donors behind NAT in the network lab (root): every vessel usable from seash via relays.
+
+``seattle-testbed up --lab --nodes 20 --nat 0.5 --nat-kind mixed``: half the hosts sit behind
+cone or symmetric NAT routers that drop unsolicited inbound connections. The NATed node
+managers hold reservations with public ones and advertise them; seash on the researcher's
+host browses, runs and lists every vessel. Under CI=true these tests must run, never skip.
+(test_lab.py's autouse ``nothing_left`` fixture is not used here: it removes *every* lab that
+appeared meanwhile, including those of concurrent runs; ``lab()`` checks that ours is gone.)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.installer.test_lab import ROOT_LAB, cli, lab, lookup, seash
+from tests.requires import requires
+
+pytestmark = [pytest.mark.slow,
+              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
+NODES = 20
+
+
+def wait_relayed(directory: Path, data: dict[str, Any], timeout: float = 180) -> list[dict[str, Any]]:
+    """The demo key's adverts once every NATed node's adverts name a relay."""
+    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
+    deadline = time.monotonic() + timeout
+    while True:
+        adverts = lookup(directory, data)
+        relayed = {a["address"] for a in adverts if a["relays"]}
+        if len(adverts) == 2 * NODES and relayed >= nated:
+            return adverts
+        assert time.monotonic() < deadline, f"relayed {len(relayed)} of {len(nated)}: {adverts}"
+        time.sleep(1)
+
+
+def test_every_vessel_behind_nat_is_usable_through_relays(tmp_path: Path) -> None:
+    directory = tmp_path / "tb"
+    with lab(directory, "--nodes", str(NODES), "--nat", "0.5", "--nat-kind", "mixed",
+             "--pin-reachability", "--wait") as (data, _):
+        nated = [n for n in data["nodes"] if n["nat"] != "none"]
+        assert len(nated) == NODES // 2
+        adverts = wait_relayed(directory, data)
+        public = {f"{n['address']}:{n['port']}" for n in data["nodes"] if n["nat"] == "none"}
+        assert all(not a["relays"] for a in adverts if a["address"] in public)
+        done = seash(directory, data, "loadkeys demo; browse; run hello.py lab; wait; list")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"browse: {NODES} ok" in done.stdout
+        assert f"list: {2 * NODES} ok" in done.stdout
+        assert done.stdout.count("Terminated") >= 2 * NODES
+        # the NATed vessels' list lines: the researcher is public, so the hole punch's
+        # connection reversal takes every one of them direct after the relayed start
+        assert done.stdout.count("[relay ") + done.stdout.count("[punched]") == NODES
+        status = cli("status", "--dir", str(directory))
+        assert status.returncode == 0, status.stderr

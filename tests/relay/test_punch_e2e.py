@@ -1,0 +1,80 @@
+"""End to end: seash reaches a node pinned private through a relay, then goes direct.
+
+On loopback the private node's observed address is its own (127.1.1.1), so the hole punch
+takes the connection-reversal path (the node listens on a fresh port, seash connects to
+it); the simultaneous open itself is exercised in the lab (tests/nodemanager/
+test_punch_lab.py, tests/installer/test_lab_punch.py). What this proves is the wiring:
+the dial hook in seash, the relayed-connection entry of the node manager, the session
+moving to the direct stream, the path in ``list``/``show info`` and the node's status.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+import trio
+
+from nodemanager import open_node_client
+from nodemanager.messages import GetNodeStatus
+from seattlecore import load_public
+from tests.daemons import node_manager
+from tests.relay.test_relay_e2e import EXAMPLES, PASS, wait_relayed
+from tests.seash.conftest import init_node, seash, wait_advertised
+
+pytestmark = pytest.mark.slow
+
+
+async def node_status(host: str, port: int) -> dict[str, object]:
+    async with open_node_client(host, port) as client:
+        return await client.call(GetNodeStatus(), sign=False)
+
+
+async def test_seash_session_moves_from_the_relay_to_a_direct_connection(tmp_path: Path) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    assert (await seash(home, "genkeys alice", cwd=work, json_output=False)).returncode == 0
+    alice = load_public(home / "alice.publickey")
+    (work / "hello.py").write_text((EXAMPLES / "hello.py").read_text())
+    public, hidden = tmp_path / "public", tmp_path / "hidden"
+    init_node(public, alice.to_text(), vessels=1)
+    init_node(hidden, alice.to_text(), vessels=2)
+    async with AsyncExitStack() as stack:
+        relay = await stack.enter_async_context(node_manager(
+            public, sandbox=True, extra=["--listen", "127.1.0.1:0"]))
+        boot = f"127.1.0.1:{relay.dht_port}"
+        nat = await stack.enter_async_context(node_manager(
+            hidden, bootstrap=[boot], sandbox=True,
+            extra=["--listen", "127.1.1.1:0", "--reachability", "private"]))
+        await wait_relayed("127.1.1.1", nat.port)
+        await wait_advertised(alice, ("127.1.0.1", relay.dht_port), want=3)
+        with trio.fail_after(20):  # the node learns its punch observers from the DHT
+            while not (await node_status("127.1.1.1", nat.port))["punch"]["observers"]:  # type: ignore[index]
+                await trio.sleep(0.2)
+
+        run = await seash(home, """
+            loadkeys alice
+            browse
+            list
+            run hello.py world
+            show log --for 2.5
+            show info
+        """, cwd=work, bootstrap=boot, env=PASS)
+        assert run.returncode == 0, run.stdout + run.stderr
+        listing = run.doc("list")["results"]
+        assert len(listing) == 3 and all(r["status"] == "ok" for r in listing)
+        hidden_rows = [r for r in listing if r["address"].startswith("127.1.1.1:")]
+        assert len(hidden_rows) == 2 and all(r["path"] == "punched" for r in hidden_rows), listing
+        logs: dict[str, str] = {}
+        for result in run.doc("show log --for 2.5")["results"]:
+            logs[result["target"]] = logs.get(result["target"], "") + (result["value"] or "")
+        assert len(logs) == 3 and all("world" in text for text in logs.values()), logs
+        paths = [row["path"] for row in run.doc("show info")["tables"][0]["rows"]]
+        assert sorted(paths) == ["direct", "punched", "punched"], paths
+
+        status = await node_status("127.1.1.1", nat.port)
+        punch = status["punch"]
+        assert punch["punched"] >= 1 and punch["failed"] == 0, punch  # type: ignore[index]
+        relay_status = await node_status("127.1.0.1", relay.port)
+        assert relay_status["relay"]["counters"]["circuits_opened"] >= 1  # type: ignore[index]

@@ -1,0 +1,92 @@
+"""End to end through a relay: a node pinned private on loopback, reached by seash via a relay.
+
+The private node advertises an address nothing listens on (127.99.x), so every request
+that succeeds went through the relay: the relay's splice, the node's reservation, the
+``relays`` field of its signed adverts and seash's dial path.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+import trio
+
+from nodemanager import open_node_client
+from nodemanager.messages import GetNodeStatus
+from seattlecore import load_public
+from tests.daemons import node_manager
+from tests.seash.conftest import init_node, seash, wait_advertised
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PASS = {"SEASH_PASSPHRASE": "test passphrase"}
+UNREACHABLE = "127.99.0.1"
+
+
+def private(host: str) -> list[str]:
+    return ["--listen", f"{host}:0", "--reachability", "private",
+            "--advertise-host", UNREACHABLE]
+
+
+async def wait_relayed(host: str, port: int, want: int = 1) -> dict[str, object]:
+    """The node's status once it holds ``want`` reservations."""
+    with trio.fail_after(40):
+        while True:
+            async with open_node_client(host, port) as client:
+                raw = await client.call(GetNodeStatus(), sign=False)
+            relayed = raw["relayed"]
+            if len(relayed["relays"]) >= want:
+                return raw
+            await trio.sleep(0.2)
+
+
+async def test_seash_session_through_a_relay(tmp_path: Path) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    keys = await seash(home, "genkeys alice", cwd=work, json_output=False)
+    assert keys.returncode == 0, keys.stderr
+    alice = load_public(home / "alice.publickey")
+    (work / "hello.py").write_text((EXAMPLES / "hello.py").read_text())
+    public, hidden = tmp_path / "public", tmp_path / "hidden"
+    init_node(public, alice.to_text(), vessels=1)
+    init_node(hidden, alice.to_text(), vessels=2)
+    async with AsyncExitStack() as stack:
+        relay = await stack.enter_async_context(node_manager(
+            public, sandbox=True, extra=["--listen", "127.1.0.1:0"]))
+        boot = f"127.1.0.1:{relay.dht_port}"
+        nat = await stack.enter_async_context(node_manager(
+            hidden, bootstrap=[boot], sandbox=True, extra=private("127.1.1.1")))
+        status = await wait_relayed("127.1.1.1", nat.port)
+        relay_address = status["relayed"]["relays"][0]["relay"]  # type: ignore[index]
+        assert relay_address.startswith("127.1.0.1:")
+        await wait_advertised(alice, ("127.1.0.1", relay.dht_port), want=3)
+
+        run = await seash(home, """
+            loadkeys alice
+            browse
+            list
+            run hello.py world
+            show log --for 2.5
+            show info
+        """, cwd=work, bootstrap=boot, env=PASS)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert run.doc("browse")["summaries"][0]["ok"] == 2
+        listing = run.doc("list")["results"]
+        assert len(listing) == 3 and all(r["status"] == "ok" for r in listing)
+        relayed = [r for r in listing if r["address"].startswith(UNREACHABLE)]
+        assert len(relayed) == 2 and all(r["path"] == f"relay {relay_address}"
+                                         for r in relayed), listing
+        logs: dict[str, str] = {}
+        for result in run.doc("show log --for 2.5")["results"]:
+            logs[result["target"]] = logs.get(result["target"], "") + (result["value"] or "")
+        assert len(logs) == 3 and all("world" in text for text in logs.values()), logs
+        info = run.doc("show info")
+        paths = [row["path"] for row in info["tables"][0]["rows"]]
+        assert sorted(paths) == sorted(["direct", f"relay {relay_address}",
+                                        f"relay {relay_address}"]), info
+        async with open_node_client("127.1.0.1", relay.port) as client:
+            raw = await client.call(GetNodeStatus(), sign=False)
+        assert raw["relay"]["reservations"] == 1 and raw["relay"]["counters"]["circuits_opened"] >= 1
