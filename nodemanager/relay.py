@@ -254,7 +254,7 @@ class RelayServer:
                 raise RelayRefused("NodeTimeout", f"node {node.short()} did not answer in "
                                    f"{self.limits.accept_timeout:g} s")
             await framed.send({"t": "connected", "node": node.raw})
-            await self._splice(framed.raw(), pending.stream)
+            await self._splice(framed.raw(), pending.stream, held)
         finally:
             self._pending.pop(token, None)
             pending.done.set()
@@ -269,7 +269,7 @@ class RelayServer:
         pending.arrived.set()
         await pending.done.wait()
 
-    async def _splice(self, client: RawStream, node: trio.abc.Stream) -> None:
+    async def _splice(self, client: RawStream, node: trio.abc.Stream, held: Reservation) -> None:
         """Copy bytes both ways until either side closes, a cap or the idle timeout."""
         limits, counters = self.limits, self.table.counters
         carried = [0]
@@ -283,7 +283,13 @@ class RelayServer:
                     if not data:
                         return
                     carried[0] += len(data)
+                    held.carried += len(data)
                     counters.bytes_relayed += len(data)
+                    if held.carried > limits.reservation_bytes:
+                        counters.circuits_closed_budget += 1
+                        log.info("closing a relayed connection: its reservation carried %d bytes",
+                                 limits.reservation_bytes)
+                        return
                     if carried[0] > limits.circuit_bytes:
                         counters.circuits_closed_bytes += 1
                         log.info("closing a relayed connection at its %d-byte cap",

@@ -41,6 +41,9 @@ class RelayLimits:
     """Bytes (both directions) one relayed connection may carry before it is closed."""
     circuit_rate: int = 4 * MiB
     """Bytes per second one relayed connection may carry (each direction)."""
+    reservation_bytes: int = 1024 * MiB
+    """Bytes all relayed connections of one reservation may carry in all, renewals
+    included; then its circuits are closed and new ones refused (``DataLimit``)."""
     circuit_idle: float = 120.0
     """Seconds a relayed connection may carry nothing before it is closed."""
     accept_timeout: float = 10.0
@@ -102,6 +105,8 @@ class Reservation:
     """Id of the control connection that holds it (the newest wins)."""
     circuits: int = 0
     created: float = 0.0
+    carried: int = 0
+    """Bytes its relayed connections carried (``reservation_bytes`` caps it)."""
 
 
 @dataclass(slots=True)
@@ -112,6 +117,7 @@ class RelayCounters:
     circuits_opened: int = 0
     refused_circuits: int = 0
     circuits_closed_bytes: int = 0
+    circuits_closed_budget: int = 0
     circuits_closed_idle: int = 0
     bytes_relayed: int = 0
     bad_frames: int = 0
@@ -180,6 +186,9 @@ class RelayTable:
         refusal = None
         if held is None:
             refusal = RelayRefused("NoReservation", f"node {node.short()} holds no reservation here")
+        elif held.carried >= self.limits.reservation_bytes:
+            refusal = RelayRefused("DataLimit", f"node {node.short()} used its reservation's "
+                                   f"{self.limits.reservation_bytes} bytes")
         elif held.circuits >= self.limits.circuits_per_reservation:
             refusal = RelayRefused("CircuitLimit", f"node {node.short()} has its maximum of "
                                    f"{self.limits.circuits_per_reservation} relayed connections")

@@ -136,3 +136,24 @@ async def test_the_upgrade_hook_sees_the_relayed_stream_and_may_replace_it() -> 
         async with dialed.stream:
             assert seen == [f"relay {address}"] and dialed.path == f"relay {address}"
             assert await echo_once(dialed.stream, b"after") == b"after"
+
+
+async def test_a_reservation_is_cut_at_its_byte_budget_across_connections() -> None:
+    """``reservation_bytes`` caps what all relayed connections of one node carry together."""
+    limits = RelayLimits(reservation_bytes=150_000)
+    async with running_relay(limits) as (relay, address), private_node([address]) as (node, _):
+        await wait_held(node, 1)
+        first = await dial(route_to(node.keys, address), timeout=5)
+        async with first.stream:  # 60 KB each way: 120 KB of the budget
+            assert await echo_once(first.stream, b"a" * 60_000) == b"a" * 60_000
+        second = await dial(route_to(node.keys, address), timeout=5)
+        async with second.stream:
+            try:
+                got = await echo_once(second.stream, b"b" * 60_000)
+            except trio.BrokenResourceError:  # cut with bytes unread: a reset
+                got = b""
+        assert len(got) < 60_000
+        assert relay.table.counters.circuits_closed_budget == 1
+        with pytest.raises(ConnectionFailed, match="DataLimit"):
+            await dial(route_to(node.keys, address), timeout=5)
+        assert relay.status()["counters"]["refused_circuits"] >= 1  # type: ignore[index]
