@@ -17,13 +17,16 @@ DECIDE_TIMEOUT = 90.0
 
 
 def decided(data: dict[str, Any]) -> list[Any]:
-    """Every node's report once all have decided both ports (fails after DECIDE_TIMEOUT)."""
+    """Every node's report once all have decided both ports and their DHT nodes follow the
+    decision (the mode switches a moment after the board changes; fails after
+    DECIDE_TIMEOUT)."""
     deadline = time.monotonic() + DECIDE_TIMEOUT
     while True:
         reports = lab_reports(data)
         reach = [r.reachability or {} for r in reports]
         if all(r.get("tcp") != "unknown" and r.get("udp") != "unknown" and r.get("observed")
-               for r in reach):
+               and report.dht_mode == ("server" if r.get("udp") == "public" else "client")
+               for r, report in zip(reach, reports, strict=True)):
             return reports
         assert time.monotonic() < deadline, [r.get("reason") for r in reach]
         time.sleep(1)
