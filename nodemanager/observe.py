@@ -45,6 +45,11 @@ def format_observation(host: str, port: int) -> bytes:
 
 def parse_observation(data: bytes) -> str:
     """The IP in an observation line; ``BadResponse`` if it is anything else (pure)."""
+    return parse_observed_address(data)[0]
+
+
+def parse_observed_address(data: bytes) -> tuple[str, int]:
+    """The IP and port in an observation line; ``BadResponse`` otherwise (pure)."""
     if len(data) > MAX_LINE or not data.endswith(b"\n"):
         raise BadResponse("observation: not one short line")
     words = data[:-1].split(b" ")
@@ -56,7 +61,7 @@ def parse_observation(data: bytes) -> str:
         raise BadResponse(f"observation: bad address {words[2][:40]!r}") from exc
     if not words[3].isdigit() or not 0 < int(words[3]) < 65536:
         raise BadResponse(f"observation: bad port {words[3][:10]!r}")
-    return str(address)
+    return str(address), int(words[3])
 
 
 def majority(addresses: Sequence[str]) -> str | None:
@@ -96,6 +101,18 @@ async def serve_observer(host: str, port: int,
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
+async def receive_observation(receive: Callable[[int], Awaitable[bytes]]) -> bytes:
+    """What an observer sent: until a line ends, the peer closes, or more than ``MAX_LINE``
+    bytes came (``parse_observation`` judges the result)."""
+    data = b""
+    while len(data) <= MAX_LINE and not data.endswith(b"\n"):
+        chunk = await receive(MAX_LINE + 1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT,
                        local: str | None = None) -> str:
     """Ask one peer which IP it sees us at; ``ConnectionFailed``/``BadResponse`` otherwise.
@@ -112,11 +129,7 @@ async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT,
             raise ConnectionFailed(f"observation from {host}:{port}: {exc}") from exc
         async with stream:
             try:
-                while len(data) <= MAX_LINE and not data.endswith(b"\n"):
-                    chunk = await stream.receive_some(MAX_LINE + 1)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = await receive_observation(stream.receive_some)
             except trio.BrokenResourceError as exc:
                 raise ConnectionFailed(f"observation from {host}:{port}: {exc}") from exc
     if scope.cancelled_caught:

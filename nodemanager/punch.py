@@ -26,7 +26,7 @@ import trio
 
 from nodemanager import punchcore as pc
 from nodemanager.errors import BadResponse, ConnectionFailed
-from nodemanager.observe import MAX_LINE, parse_observation
+from nodemanager.observe import parse_observed_address, receive_observation
 from nodemanager.punchcore import Addr, Message
 
 log = logging.getLogger(__name__)
@@ -194,19 +194,14 @@ async def observe_from(sock: trio.socket.SocketType, observer: Addr,
         try:
             await sock.connect(observer)
             local = sock.getsockname()[:2]
-            while len(data) <= MAX_LINE and not data.endswith(b"\n"):
-                chunk = await sock.recv(MAX_LINE + 1)
-                if not chunk:
-                    break
-                data += chunk
+            data = await receive_observation(sock.recv)
         except OSError as exc:
             raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: {exc}") from exc
         finally:
             sock.close()
     if scope.cancelled_caught:
         raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: no answer")
-    ip = parse_observation(data)  # checks the whole line, the port word included
-    return (ip, int(data.split(b" ")[3])), local
+    return parse_observed_address(data), local
 
 
 async def observe_mapping(config: PunchConfig) -> tuple[int, pc.Mapping]:
