@@ -10,47 +10,26 @@ moving to the direct stream, the path in ``list``/``show info`` and the node's s
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 import trio
 
-from nodemanager import open_node_client
-from nodemanager.messages import GetNodeStatus
-from seattlecore import load_public
-from tests.daemons import node_manager
-from tests.relay.test_relay_e2e import EXAMPLES, PASS, wait_relayed
-from tests.seash.conftest import init_node, seash, wait_advertised
+from tests.relay.test_relay_e2e import PASS, node_status, relayed_world, wait_relayed
+from tests.seash.conftest import seash, wait_advertised
 
 pytestmark = pytest.mark.slow
 
 
-async def node_status(host: str, port: int) -> dict[str, object]:
-    async with open_node_client(host, port) as client:
-        return await client.call(GetNodeStatus(), sign=False)
-
-
 async def test_seash_session_moves_from_the_relay_to_a_direct_connection(tmp_path: Path) -> None:
-    home, work = tmp_path / "home", tmp_path / "work"
-    work.mkdir()
-    assert (await seash(home, "genkeys alice", cwd=work, json_output=False)).returncode == 0
-    alice = load_public(home / "alice.publickey")
-    (work / "hello.py").write_text((EXAMPLES / "hello.py").read_text())
-    public, hidden = tmp_path / "public", tmp_path / "hidden"
-    init_node(public, alice.to_text(), vessels=1)
-    init_node(hidden, alice.to_text(), vessels=2)
-    async with AsyncExitStack() as stack:
-        relay = await stack.enter_async_context(node_manager(
-            public, sandbox=True, extra=["--listen", "127.1.0.1:0"]))
-        boot = f"127.1.0.1:{relay.dht_port}"
-        nat = await stack.enter_async_context(node_manager(
-            hidden, bootstrap=[boot], sandbox=True,
-            extra=["--listen", "127.1.1.1:0", "--reachability", "private"]))
+    private = ["--listen", "127.1.1.1:0", "--reachability", "private"]  # advertises itself
+    async with relayed_world(tmp_path, private) as world:
+        home, work, alice, boot = world.home, world.work, world.alice, world.boot
+        relay, nat = world.relay, world.nat
         await wait_relayed("127.1.1.1", nat.port)
         await wait_advertised(alice, ("127.1.0.1", relay.dht_port), want=3)
         with trio.fail_after(20):  # the node learns its punch observers from the DHT
-            while not (await node_status("127.1.1.1", nat.port))["punch"]["observers"]:  # type: ignore[index]
+            while not (await node_status("127.1.1.1", nat.port))["punch"]["observers"]:
                 await trio.sleep(0.2)
 
         run = await seash(home, """
@@ -75,6 +54,6 @@ async def test_seash_session_moves_from_the_relay_to_a_direct_connection(tmp_pat
 
         status = await node_status("127.1.1.1", nat.port)
         punch = status["punch"]
-        assert punch["punched"] >= 1 and punch["failed"] == 0, punch  # type: ignore[index]
+        assert punch["punched"] >= 1 and punch["failed"] == 0, punch
         relay_status = await node_status("127.1.0.1", relay.port)
-        assert relay_status["relay"]["counters"]["circuits_opened"] >= 1  # type: ignore[index]
+        assert relay_status["relay"]["counters"]["circuits_opened"] >= 1
