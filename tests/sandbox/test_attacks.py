@@ -1,4 +1,4 @@
-"""Every hostile program (../shared/attacks and our own) run through the vessel path.
+"""Every hostile program (the corpus in attacks/corpus and our own) run through the vessel path.
 
 ``# expect: blocked``: no ``ESCAPED:`` line, nothing written outside the vessel.
 ``# expect: limited``: no ``SURVIVED:`` line: a limit throttled it until the deadline, or
@@ -16,7 +16,7 @@ from tests.requires import skip_or_fail
 from tests.sandbox.conftest import RunProgram
 
 HERE = Path(__file__).parent
-SHARED = HERE.parents[2] / "shared" / "attacks"
+SHARED = HERE / "attacks" / "corpus"
 OURS = HERE / "attacks"
 MARKER = Path("/tmp/vessel_escape_marker.txt")
 
@@ -24,13 +24,13 @@ MARKER = Path("/tmp/vessel_escape_marker.txt")
 def _programs() -> list[Path]:
     shared = sorted(SHARED.glob("*.py")) if SHARED.is_dir() else []
     if not shared and os.environ.get("CI"):
-        raise RuntimeError(f"the shared attack corpus is missing at {SHARED}")
+        raise RuntimeError(f"the attack corpus is missing at {SHARED}")
     return shared + sorted(OURS.glob("*.py"))
 
 
 def test_corpus_present() -> None:
     if not SHARED.is_dir():
-        skip_or_fail(f"no shared corpus at {SHARED}")
+        skip_or_fail(f"no attack corpus at {SHARED}")
     assert len(list(SHARED.glob("*.py"))) >= 40
 
 
