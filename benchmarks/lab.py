@@ -39,7 +39,7 @@ from pathlib import Path
 # benchmarks/ holds files named like the packages they measure: keep it off the import path.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.nodemanager.punchlab
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testbed.lab.punch
 
 import argparse
 import json
@@ -53,11 +53,12 @@ from typing import Any
 import psutil
 import trio
 
-from installer import TestbedError, labnet
-from installer.lab import plan_lab
-from installer.labbed import lab_reports, wait_lab_discoverable
-from installer.testbed import wait_discoverable
+from installer import TestbedError
 from seattlecore import PublicKey
+from testbed.lab import net as labnet
+from testbed.lab.nodes import lab_reports, wait_lab_discoverable
+from testbed.lab.plan import plan_lab
+from testbed.local import wait_discoverable
 
 BIN = Path(sys.executable).parent
 WAIT_TIMEOUT = 180.0
@@ -65,7 +66,7 @@ WAIT_TIMEOUT = 180.0
 
 def cli(*args: str, cwd: Path | None = None) -> tuple[float, str]:
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "installer.testbed_cli", *args], cwd=cwd,
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", *args], cwd=cwd,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0 and args[0] != "shell":
         raise SystemExit(f"seattle-testbed {' '.join(args)} failed:\n{done.stderr}")
@@ -341,7 +342,7 @@ def punch_row(label: str, researcher: str, donor: str, outcomes: list[Any]) -> s
 
 
 def punch_table(trials: int) -> None:
-    from tests.nodemanager.punchlab import bare_lab, start_services, trial
+    from testbed.lab.punch import bare_lab, start_services, trial
 
     print(f"\nhole punching, {trials} researcher->donor connections per pair (no node managers)")
     print(f"{'NAT pairing':<16} {'pair':<16} {'direct <=2 s':>12} {'median s':>8} {'p90 s':>6} "
@@ -391,8 +392,8 @@ def nat_direct_table(nodes: int, trials: int, researcher_nat: bool) -> None:
 async def _dial_nated(data: dict[str, Any], trials: int) -> list[tuple[str, float, int]]:
     """(path, seconds to a usable session, punch attempts) per dial of a NATed donor."""
     from nodemanager import NodeClient
-    from nodemanager.dial import Route, dial
-    from nodemanager.punchdial import punch_upgrade
+    from nodemanager.nat.dial import Route, dial
+    from nodemanager.nat.punchdial import punch_upgrade
     from overlay import lookup_once
 
     key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())

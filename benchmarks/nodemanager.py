@@ -38,14 +38,14 @@ import msgpack
 import trio
 
 from nodemanager import NodeClient, NodeManagerError, NodeServer, open_node_client
-from nodemanager import messages as m
-from nodemanager.files import VesselStore
-from nodemanager.model import Vessel
-from nodemanager.server import raise_fd_limit
-from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
-from nodemanager.state import NodeState
-from nodemanager.vessels import UnavailableRunner
-from nodemanager.wire import (
+from nodemanager.node.files import VesselStore
+from nodemanager.node.model import Vessel
+from nodemanager.node.server import raise_fd_limit
+from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
+from nodemanager.node.state import NodeState
+from nodemanager.node.vessels import UnavailableRunner
+from nodemanager.proto import messages as m
+from nodemanager.proto.wire import (
     REQUEST_DOMAIN,
     RESPONSE_DOMAIN,
     Response,

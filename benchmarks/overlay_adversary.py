@@ -2,7 +2,7 @@
 
 Run through ``python benchmarks/overlay.py --adversary`` (or ``--only-adversary``). Each row
 builds a fresh network of N honest DHT nodes in this process (own 127.x address each),
-starts the attack with ``tests/overlay/hostile.py`` peers (written from the wire docs), then
+starts the attack with ``testbed/attackers/dht.py`` peers (written from the wire docs), then
 publishes the honest adverts (after the attackers joined, so they can eat the stores) and
 looks users up from random honest nodes, one lookup at a time. Targeted attacks aim at a few
 *victim* users; their rows look up only the victims.
@@ -29,7 +29,7 @@ import trio
 from overlay import DiversityLimits, dht_keys_for, dht_loop, make_advert
 from overlay.dht import pack_records
 from seattlecore import KeyPair, PublicKey
-from tests.overlay.hostile import (
+from testbed.attackers.dht import (
     HostilePeer,
     Request,
     answering_contacts,

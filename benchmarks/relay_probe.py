@@ -20,8 +20,8 @@ import statistics
 
 import trio
 
-from nodemanager.client import open_route_client
-from nodemanager.dial import Route
+from nodemanager.nat.dial import Route
+from nodemanager.proto.client import open_route_client
 from overlay import lookup_once, parse_hostport
 from seattlecore import load_private
 

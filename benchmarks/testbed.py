@@ -1,6 +1,6 @@
 """Local testbed start-up: ``seattle-testbed up --nodes N`` until every node is discoverable.
 
-For each N it runs the real command line (``python -m installer.testbed_cli up``) in a fresh
+For each N it runs the real command line (``python -m testbed.cli up``) in a fresh
 directory, measures the wall time until it returns (all N node managers initialised, started
 and listening, each a DHT node bootstrapped from node 0), then the time until a lookup of the
 demo identity returns adverts from all N nodes, then ``down``. Nodes run with the real sandbox.
@@ -27,13 +27,13 @@ import time
 import psutil
 import trio
 
-from installer.testbed import wait_discoverable
 from seattlecore import PublicKey
+from testbed.local import wait_discoverable
 
 
 def run(*args: str) -> float:
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "installer.testbed_cli", *args], check=True,
+    subprocess.run([sys.executable, "-m", "testbed.cli", *args], check=True,
                    stdout=subprocess.DEVNULL)
     return time.monotonic() - start
 

@@ -29,11 +29,11 @@ import time
 
 import trio
 
-from installer.release import publish_repo
-from installer.testbed import start_testbed, stop_all
-from installer.updatebed import build_installer, create_repo, install_nodes, read_node, release, stop_node
-from installer.wheels import Wheelhouse, build_wheelhouse, open_wheelhouse, project_source
+from installer.packing.wheels import Wheelhouse, build_wheelhouse, open_wheelhouse, project_source
+from installer.release.commands import publish_repo
 from seattlecore import KeyPair, save_keypair
+from testbed.local import start_testbed, stop_all
+from testbed.updates import build_installer, create_repo, install_nodes, read_node, release, stop_node
 
 VERSION = "2"
 

@@ -4,31 +4,54 @@
 packs and verifies signed bundles; ``apply`` performs a plan; ``testbed`` runs N nodes locally.
 """
 
-from installer.bundle import Manifest, OpenedBundle, build_bundle, new_manifest, open_bundle
-from installer.errors import (
-    AlreadyInstalled,
-    BootEntryError,
-    BundleError,
-    InstallError,
-    InsufficientResources,
-    NodeStartError,
-    NotInstalled,
-    SpecError,
-    TestbedError,
-    UntrustedPlanner,
-)
-from installer.plan import (
-    Current,
-    InstallOptions,
-    InstallPlan,
-    MachineProfile,
-    donated_resources,
-    max_resources,
-    plan_install,
-    plan_uninstall,
-    vessel_tables,
-)
-from installer.spec import VesselShare, check_bootstrap, complete_shares, parse_vessel_arg
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from seattlecore.lazy import lazy_exports as _lazy_exports
+
+if _TYPE_CHECKING:
+    from installer.donor.plan import (
+        Current,
+        InstallOptions,
+        InstallPlan,
+        MachineProfile,
+        donated_resources,
+        max_resources,
+        plan_install,
+        plan_uninstall,
+        vessel_tables,
+    )
+    from installer.errors import (
+        AlreadyInstalled,
+        BootEntryError,
+        BundleError,
+        InstallError,
+        InsufficientResources,
+        NodeStartError,
+        NotInstalled,
+        SpecError,
+        TestbedError,
+        UntrustedPlanner,
+    )
+    from installer.planner.bundle import Manifest, OpenedBundle, build_bundle, new_manifest, open_bundle
+    from installer.planner.spec import VesselShare, check_bootstrap, complete_shares, parse_vessel_arg
+
+__getattr__ = _lazy_exports(__name__, {
+    "installer.planner.bundle": (
+        "Manifest", "OpenedBundle", "build_bundle", "new_manifest", "open_bundle",
+    ),
+    "installer.errors": (
+        "AlreadyInstalled", "BootEntryError", "BundleError", "InstallError",
+        "InsufficientResources", "NodeStartError", "NotInstalled", "SpecError", "TestbedError",
+        "UntrustedPlanner",
+    ),
+    "installer.donor.plan": (
+        "Current", "InstallOptions", "InstallPlan", "MachineProfile", "donated_resources",
+        "max_resources", "plan_install", "plan_uninstall", "vessel_tables",
+    ),
+    "installer.planner.spec": (
+        "VesselShare", "check_bootstrap", "complete_shares", "parse_vessel_arg",
+    ),
+})
 
 __all__ = [
     "AlreadyInstalled",

@@ -8,7 +8,7 @@
     seattle-installer status [--prefix DIR]
     seattle-installer uninstall [--prefix DIR] [--purge] [--dry-run]
     seattle-installer release-init | release --version V | release-timestamp | publish
-                              (signed updates: installer/release.py, docs/updates.md)
+                              (signed updates: installer/release/commands.py, docs/updates.md)
 """
 
 from __future__ import annotations
@@ -26,10 +26,8 @@ from pathlib import Path
 
 import trio
 
-from installer.apply import apply_plan, observe, read_record
-from installer.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
-from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
-from installer.managed import (
+from installer.donor.apply import apply_plan, observe, read_record
+from installer.donor.managed import (
     add_build_options,
     add_install_options,
     add_stage_parser,
@@ -38,13 +36,10 @@ from installer.managed import (
     open_pyz_source,
     write_self_contained,
 )
-from installer.measure import measure_machine
-from installer.plan import InstallOptions, Layout, Step, plan_install, plan_uninstall, render_donation
-from installer.release import COMMANDS as RELEASE_COMMANDS
-from installer.release import add_release_parsers
-from installer.service import BootEntry, BootManager, ServiceChoice
-from installer.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
-from installer.status import (
+from installer.donor.measure import measure_machine
+from installer.donor.plan import InstallOptions, Layout, Step, plan_install, plan_uninstall, render_donation
+from installer.donor.service import BootEntry, BootManager, ServiceChoice
+from installer.donor.status import (
     NodeReport,
     bootstrap_warning,
     query_node,
@@ -53,7 +48,12 @@ from installer.status import (
     render_relays,
     render_updates,
 )
-from nodemanager.relaycore import parse_limit
+from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
+from installer.planner.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
+from installer.planner.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
+from installer.release.commands import COMMANDS as RELEASE_COMMANDS
+from installer.release.commands import add_release_parsers
+from nodemanager.nat.relaycore import parse_limit
 from seattlecore import (
     CliParser,
     CoreError,

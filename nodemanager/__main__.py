@@ -29,32 +29,38 @@ from pathlib import Path
 
 import trio
 
-from nodemanager.admission import PortLimits
-from nodemanager.autonat import DialBudget, Kind, dht_client_mode
-from nodemanager.dialback import DialBackServer
-from nodemanager.discovery import (
+from nodemanager.errors import NodeManagerError
+from nodemanager.nat.autonat import DialBudget, Kind, dht_client_mode
+from nodemanager.nat.dialback import DialBackServer
+from nodemanager.nat.observe import observe_host, serve_observer
+from nodemanager.nat.prober import PROBE_INTERVAL, ProbeConfig, Prober
+from nodemanager.nat.punch import PunchConfig, Responder
+from nodemanager.nat.punchdial import PunchingServe
+from nodemanager.nat.reachability import Reach, ReachabilityBoard, pinned
+from nodemanager.nat.relay import RelayServer
+from nodemanager.nat.relayclient import RelayClient
+from nodemanager.nat.relaycore import RelayLimits, parse_limit
+from nodemanager.nat.relaydir import announce_relay, find_relays
+from nodemanager.node.admission import PortLimits
+from nodemanager.node.discovery import (
     DiscoveryConfig,
     bootstrap_pairs,
     follow_reachability,
     serve_discovery,
     stop_on_signals,
 )
-from nodemanager.errors import NodeManagerError
-from nodemanager.files import VesselStore
-from nodemanager.observe import observe_host, serve_observer
-from nodemanager.prober import PROBE_INTERVAL, ProbeConfig, Prober
-from nodemanager.punch import PunchConfig, Responder
-from nodemanager.punchdial import PunchingServe
-from nodemanager.reachability import Reach, ReachabilityBoard, pinned
-from nodemanager.relay import RelayServer
-from nodemanager.relayclient import RelayClient
-from nodemanager.relaycore import RelayLimits, parse_limit
-from nodemanager.relaydir import announce_relay, find_relays
-from nodemanager.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
-from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
-from nodemanager.state import NodeState, StateError
-from nodemanager.updater import RESTART_CODE, RecordingRunner, UpdateConfig, UpdateService, running_version
-from nodemanager.vessels import ProgramRunner, UnavailableRunner
+from nodemanager.node.files import VesselStore
+from nodemanager.node.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
+from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
+from nodemanager.node.state import NodeState, StateError
+from nodemanager.node.vessels import ProgramRunner, UnavailableRunner
+from nodemanager.updates.updater import (
+    RESTART_CODE,
+    RecordingRunner,
+    UpdateConfig,
+    UpdateService,
+    running_version,
+)
 from overlay import DhtNode
 from sandbox import Supervisor
 from seattlecore import CliParser, CoreError, KeyPair, load_private, run_main, write_atomic

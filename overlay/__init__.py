@@ -8,27 +8,72 @@ ids), ``netgroup`` (address groups), ``routing`` (k-buckets with diversity limit
 (short-lived lookups and status queries), ``service`` (the node manager's ``Announcer``).
 """
 
-from overlay.advert import (
-    REPLICA_KEYS,
-    Advert,
-    dht_key_for,
-    dht_keys_for,
-    make_advert,
-    open_advert,
-    sign_advert,
-    verify_advert,
-)
-from overlay.client import lookup_once, open_client, parse_hostport, query_status
-from overlay.errors import BadAnswer, DhtUnavailable, InvalidAdvert, OverlayError, OverlayUsageError
-from overlay.fake import FakeDirectory
-from overlay.netgroup import DiversityLimits
-from overlay.node import DhtConfig, DhtNode, dht_loop, open_dht_node, serve_dht
-from overlay.nodeid import NodeIdentity
-from overlay.results import Directory, LookupResult, NodeStats, PublishResult
-from overlay.select import Rejection, Selection, select_adverts
-from overlay.service import ADVERT_TTL, REPUBLISH_INTERVAL, Announcer, AnnouncerStats
-from overlay.status import read_status_file
-from overlay.store import AdvertStore, StoreLimits, StoreStats
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from seattlecore.lazy import lazy_exports as _lazy_exports
+
+if _TYPE_CHECKING:
+    from overlay.advert import (
+        REPLICA_KEYS,
+        Advert,
+        dht_key_for,
+        dht_keys_for,
+        make_advert,
+        open_advert,
+        sign_advert,
+        verify_advert,
+    )
+    from overlay.client import lookup_once, open_client, parse_hostport, query_status
+    from overlay.errors import BadAnswer, DhtUnavailable, InvalidAdvert, OverlayError, OverlayUsageError
+    from overlay.fake import FakeDirectory
+    from overlay.netgroup import DiversityLimits
+    from overlay.node import DhtConfig, DhtNode, dht_loop, open_dht_node, serve_dht
+    from overlay.nodeid import NodeIdentity
+    from overlay.results import Directory, LookupResult, NodeStats, PublishResult
+    from overlay.select import Rejection, Selection, select_adverts
+    from overlay.service import ADVERT_TTL, REPUBLISH_INTERVAL, Announcer, AnnouncerStats
+    from overlay.status import read_status_file
+    from overlay.store import AdvertStore, StoreLimits, StoreStats
+
+__getattr__ = _lazy_exports(__name__, {
+    "overlay.advert": (
+        "REPLICA_KEYS", "Advert", "dht_key_for", "dht_keys_for", "make_advert", "open_advert",
+        "sign_advert", "verify_advert",
+    ),
+    "overlay.client": (
+        "lookup_once", "open_client", "parse_hostport", "query_status",
+    ),
+    "overlay.errors": (
+        "BadAnswer", "DhtUnavailable", "InvalidAdvert", "OverlayError", "OverlayUsageError",
+    ),
+    "overlay.fake": (
+        "FakeDirectory",
+    ),
+    "overlay.netgroup": (
+        "DiversityLimits",
+    ),
+    "overlay.node": (
+        "DhtConfig", "DhtNode", "dht_loop", "open_dht_node", "serve_dht",
+    ),
+    "overlay.nodeid": (
+        "NodeIdentity",
+    ),
+    "overlay.results": (
+        "Directory", "LookupResult", "NodeStats", "PublishResult",
+    ),
+    "overlay.select": (
+        "Rejection", "Selection", "select_adverts",
+    ),
+    "overlay.service": (
+        "ADVERT_TTL", "REPUBLISH_INTERVAL", "Announcer", "AnnouncerStats",
+    ),
+    "overlay.status": (
+        "read_status_file",
+    ),
+    "overlay.store": (
+        "AdvertStore", "StoreLimits", "StoreStats",
+    ),
+})
 
 __all__ = [
     "ADVERT_TTL",

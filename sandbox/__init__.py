@@ -5,44 +5,53 @@ reports ``VesselReport``s; ``ResourceTable``/``parse_resources`` read Seattle re
 files; ``compile_program`` checks a program against the policy without running it.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from sandbox.compiler import Compiled, CompileFailed, compile_program
-from sandbox.errors import (
-    ProgramCompileError,
-    ProgramStartError,
-    ResourceMathError,
-    ResourceParseError,
-    SandboxError,
-    UidExhausted,
-    VesselBusyError,
-    VesselNotRunning,
-)
-from sandbox.limits import LogSlice
-from sandbox.resources import (
-    DEFAULT_OFFCUT,
-    KINDS,
-    ResourceTable,
-    join_resources,
-    parse_resources,
-    split_resources,
-    total,
-)
+from seattlecore.lazy import lazy_exports as _lazy_exports
 
-if TYPE_CHECKING:
-    from sandbox.supervisor import Supervisor, Usage, VesselReport, VesselStatus
+if _TYPE_CHECKING:
+    from sandbox.errors import (
+        ProgramCompileError,
+        ProgramStartError,
+        ResourceMathError,
+        ResourceParseError,
+        SandboxError,
+        UidExhausted,
+        VesselBusyError,
+        VesselNotRunning,
+    )
+    from sandbox.lang.compiler import Compiled, CompileFailed, compile_program
+    from sandbox.process.limits import LogSlice
+    from sandbox.process.supervisor import Supervisor, Usage, VesselReport, VesselStatus
+    from sandbox.resources import (
+        DEFAULT_OFFCUT,
+        KINDS,
+        ResourceTable,
+        join_resources,
+        parse_resources,
+        split_resources,
+        total,
+    )
 
-_LAZY = {"Supervisor", "Usage", "VesselReport", "VesselStatus"}
-
-
-def __getattr__(name: str) -> Any:
-    """Load the trio supervisor on first use, so vessel children never import trio."""
-    if name in _LAZY:
-        from sandbox import supervisor
-
-        return getattr(supervisor, name)
-    raise AttributeError(name)
-
+__getattr__ = _lazy_exports(__name__, {
+    "sandbox.lang.compiler": (
+        "Compiled", "CompileFailed", "compile_program",
+    ),
+    "sandbox.errors": (
+        "ProgramCompileError", "ProgramStartError", "ResourceMathError", "ResourceParseError",
+        "SandboxError", "UidExhausted", "VesselBusyError", "VesselNotRunning",
+    ),
+    "sandbox.process.limits": (
+        "LogSlice",
+    ),
+    "sandbox.resources": (
+        "DEFAULT_OFFCUT", "KINDS", "ResourceTable", "join_resources", "parse_resources",
+        "split_resources", "total",
+    ),
+    "sandbox.process.supervisor": (
+        "Supervisor", "Usage", "VesselReport", "VesselStatus",
+    ),
+})
 
 __all__ = [
     "DEFAULT_OFFCUT",

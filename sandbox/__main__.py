@@ -13,12 +13,12 @@ from pathlib import Path
 
 import trio
 
-from sandbox.api import EXIT
 from sandbox.errors import ProgramStartError, SandboxError
+from sandbox.process.supervisor import Supervisor, VesselReport
 from sandbox.repy import RepyArgumentError
 from sandbox.resources import ResourceTable, parse_resources
-from sandbox.supervisor import Supervisor, VesselReport
-from sandbox.vesselfiles import check_filename
+from sandbox.vessel.api import EXIT
+from sandbox.vessel.vesselfiles import check_filename
 from seattlecore import CliParser, run_main
 
 USAGE_ERRORS = (SandboxError, RepyArgumentError)
@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(program: Path) -> int:
-    from sandbox.compiler import CompileFailed, compile_program
+    from sandbox.lang.compiler import CompileFailed, compile_program
 
     result = compile_program(program.read_bytes())
     if isinstance(result, CompileFailed):
@@ -163,7 +163,7 @@ def _check(program: Path) -> int:
 
 def _port(program: Path, output: Path | None) -> int:
     """Convert; the program goes to ``output`` or stdout, the report to stderr."""
-    from sandbox.port import port_source
+    from sandbox.lang.port import port_source
 
     try:
         source = program.read_text("utf-8")

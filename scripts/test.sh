@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/mypy seattlecore sandbox nodemanager overlay seash installer
+.venv/bin/mypy seattlecore sandbox nodemanager overlay seash installer testbed
 .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import trio
 
 from nodemanager import ConnectionFailed, NodeClient, NodeInfo, NodeManagerError, RequestError, VesselInfo
-from nodemanager.dial import Route, Upgrade, dial
 from nodemanager.errors import (
     CompileFailed,
     DiskQuotaExceeded,
@@ -29,7 +28,8 @@ from nodemanager.errors import (
     VesselBusy,
     VesselNotRunning,
 )
-from nodemanager.punchdial import punch_upgrade
+from nodemanager.nat.dial import Route, Upgrade, dial
+from nodemanager.nat.punchdial import punch_upgrade
 from overlay import DhtUnavailable, LookupResult, OverlayError, lookup_once
 from seash.errors import DiscoveryError
 from seattlecore import KeyPair, PublicKey

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import trio
 
 from nodemanager import NodeClient, NodeInfo, VesselInfo
-from nodemanager.dial import Route
 from nodemanager.errors import NoSuchVessel
+from nodemanager.nat.dial import Route
 from seash.client import Found, Job, Node, contact_nodes, lookup
 from seash.commands import Args
 from seash.errors import NoVesselsFound, SeashError

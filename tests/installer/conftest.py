@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from installer import build_bundle, complete_shares, new_manifest
-from installer.spec import VesselShare
+from installer.planner.spec import VesselShare
 from seattlecore import KeyPair
 
 FAKE_CRONTAB = """#!/bin/sh

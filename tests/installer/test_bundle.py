@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from installer import BundleError, SpecError, UntrustedPlanner, build_bundle, new_manifest, open_bundle
-from installer.bundle import MANIFEST, PLANNER, SIGNATURE, Manifest
-from installer.spec import VesselShare
+from installer.planner.bundle import MANIFEST, PLANNER, SIGNATURE, Manifest
+from installer.planner.spec import VesselShare
 from seattlecore import KeyPair
 
 from .conftest import make_bundle

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from installer.procs import find_process, read_int_file, stop_process
-from installer.testbed import start_testbed, stop_all
+from installer.donor.procs import find_process, read_int_file, stop_process
 from nodemanager import open_node_client
 from overlay import LookupResult, lookup_once
 from seattlecore import KeyPair, PublicKey, load_private, save_keypair
+from testbed.local import start_testbed, stop_all
 
 pytestmark = pytest.mark.slow
 DONORS = 3

@@ -25,9 +25,10 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from installer import TestbedError, labnet
-from installer.lab import Net
-from installer.procs import find_process
+from installer import TestbedError
+from installer.donor.procs import find_process
+from testbed.lab import net as labnet
+from testbed.lab.plan import Net
 from tests.installer.test_testbed import traversable
 from tests.requires import requires
 
@@ -40,7 +41,7 @@ PUBLIC_NODES = 20
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "installer.testbed_cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -260,7 +261,7 @@ def test_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     bare = cli("up", "--nat", "0.5", "--dir", str(tmp_path / "b"))
     assert bare.returncode == 1 and "need(s) --lab" in bare.stderr
 
-    from installer.testbed_cli import main
+    from testbed.cli import main
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert main(["up", "--lab", "--nodes", "1", "--dir", str(tmp_path / "c")]) == 1
     assert "--lab needs root" in capsys.readouterr().err

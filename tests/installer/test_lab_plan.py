@@ -1,4 +1,4 @@
-"""The lab plan (installer/lab.py): pure, no root needed."""
+"""The lab plan (testbed/lab/plan.py): pure, no root needed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from installer.errors import TestbedError
-from installer.lab import (
+from testbed.lab.plan import (
     Net,
     first_free,
     home_candidates,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from installer.labbed import lab_reports
+from testbed.lab.nodes import lab_reports
 from tests.installer.test_lab import cli, lab, lookup, pytestmark  # noqa: F401 (root/CI marks)
 
 DECIDE_TIMEOUT = 90.0

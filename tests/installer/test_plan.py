@@ -24,7 +24,7 @@ from installer import (
     plan_uninstall,
     vessel_tables,
 )
-from installer.plan import (
+from installer.donor.plan import (
     AddBootEntry,
     InitNode,
     RemoveBootEntry,
@@ -33,7 +33,7 @@ from installer.plan import (
     StopNode,
     WriteFile,
 )
-from installer.service import BootEntry
+from installer.donor.service import BootEntry
 from sandbox import DEFAULT_OFFCUT, total
 from sandbox.resources import NUMERIC
 from seattlecore import KeyPair

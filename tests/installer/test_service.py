@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from installer import BootEntryError
-from installer.service import BootEntry, BootManager, add_cron_line, remove_cron_line
+from installer.donor.service import BootEntry, BootManager, add_cron_line, remove_cron_line
 
 
 def test_cron_text_edits() -> None:

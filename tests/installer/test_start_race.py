@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from installer.apply import start_node
+from installer.donor.apply import start_node
+from installer.donor.plan import Layout, StartNode
+from installer.donor.procs import stop_process
 from installer.errors import NodeStartError
-from installer.plan import Layout, StartNode
-from installer.procs import stop_process
 from seattlecore import KeyPair, save_keypair
 
 from .conftest import make_bundle

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from installer.procs import find_process
-from installer.testbed import stop_all, vessel_table, wait_discoverable
+from installer.donor.procs import find_process
 from nodemanager import open_node_client
 from overlay import lookup_once
 from seattlecore import load_private
+from testbed.local import stop_all, vessel_table, wait_discoverable
 from tests.sandbox.test_lifecycle import processes_in, wait_until_gone
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def traversable(path: Path) -> None:
 
 
 async def run_testbed(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process([sys.executable, "-m", "installer.testbed_cli", *args],
+    return await trio.run_process([sys.executable, "-m", "testbed.cli", *args],
                                   capture_stdout=True, capture_stderr=True, check=False)
 
 

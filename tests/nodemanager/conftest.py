@@ -12,10 +12,10 @@ import pytest
 import trio
 
 from nodemanager import NodeClient, NodeServer, ServerConfig, open_node_client
-from nodemanager.files import VesselStore
-from nodemanager.model import Vessel
-from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
-from nodemanager.state import NodeState
+from nodemanager.node.files import VesselStore
+from nodemanager.node.model import Vessel
+from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
+from nodemanager.node.state import NodeState
 from sandbox import DEFAULT_OFFCUT, parse_resources
 from seattlecore import KeyPair, load_private
 

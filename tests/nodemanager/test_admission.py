@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodemanager.admission import Admission, Conn, PortLimits, TokenBucket, prefix_of
+from nodemanager.node.admission import Admission, Conn, PortLimits, TokenBucket, prefix_of
 
 LIMITS = PortLimits(max_connections=10, reserved_connections=2, per_address=3, per_prefix=5,
                     address_rate=2.0, address_burst=2.0, prefix_rate=100.0,

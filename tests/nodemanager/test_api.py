@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodemanager import api, errors
-from nodemanager import messages as m
-from nodemanager.auth import Verified
-from nodemanager.model import Live, NodeView, Reannounce, Vessel
-from nodemanager.state import NodeState
+from nodemanager import errors
+from nodemanager.node import api
+from nodemanager.node.model import Live, NodeView, Reannounce, Vessel
+from nodemanager.node.state import NodeState
+from nodemanager.proto import messages as m
+from nodemanager.proto.auth import Verified
 from sandbox import DEFAULT_OFFCUT, ResourceTable, total
 from seattlecore import KeyPair
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nodemanager import BadResponse
-from nodemanager.autonat import (
+from nodemanager.nat.autonat import (
     Answer,
     Confidence,
     DialBudget,
@@ -19,7 +19,7 @@ from nodemanager.autonat import (
     parse_answer,
     parse_request,
 )
-from nodemanager.reachability import Reach
+from nodemanager.nat.reachability import Reach
 
 
 def decide(outcomes: list[bool]) -> list[Reach]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from nodemanager import ConnectionFailed, NodeClient, RequestError, messages, open_node_client
+from nodemanager import ConnectionFailed, NodeClient, RequestError, open_node_client
+from nodemanager.proto import messages
 from sandbox import total
 from seattlecore import KeyPair
 from tests.daemons import init_node, node_manager, read_port

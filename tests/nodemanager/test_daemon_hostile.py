@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from nodemanager import open_node_client
-from nodemanager.server import raise_fd_limit
+from nodemanager.node.server import raise_fd_limit
 from tests.daemons import node_manager
 
 from . import attacker as a

@@ -15,11 +15,11 @@ import msgpack
 import pytest
 import trio
 
-from nodemanager.autonat import DialBudget, DialRequest, Kind, ServerLimits
-from nodemanager.dialback import DialBackServer
-from nodemanager.observe import serve_observer
-from nodemanager.prober import ProbeConfig, Prober
-from nodemanager.reachability import Reach, ReachabilityBoard
+from nodemanager.nat.autonat import DialBudget, DialRequest, Kind, ServerLimits
+from nodemanager.nat.dialback import DialBackServer
+from nodemanager.nat.observe import serve_observer
+from nodemanager.nat.prober import ProbeConfig, Prober
+from nodemanager.nat.reachability import Reach, ReachabilityBoard
 
 from . import attacker
 from .conftest import Node

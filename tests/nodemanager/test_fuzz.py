@@ -10,8 +10,8 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodemanager import messages as m
-from nodemanager.wire import RESPONSE_DOMAIN, Envelope, frame, open_envelope, seal_request
+from nodemanager.proto import messages as m
+from nodemanager.proto.wire import RESPONSE_DOMAIN, Envelope, frame, open_envelope, seal_request
 
 from .conftest import Node
 

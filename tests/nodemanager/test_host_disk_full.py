@@ -11,9 +11,9 @@ import trio
 
 from nodemanager import NodeServer, ServerConfig, open_node_client
 from nodemanager.errors import HostStorageFull
-from nodemanager.files import VesselStore
-from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node
-from nodemanager.state import NodeState
+from nodemanager.node.files import VesselStore
+from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
+from nodemanager.node.state import NodeState
 from seattlecore import KeyPair, load_private
 from tests.tmpfs import small_tmpfs
 

@@ -15,8 +15,8 @@ import trio
 
 from nodemanager import NodeClient, open_node_client
 from nodemanager.errors import CompileFailed
-from nodemanager.model import Vessel
-from nodemanager.spec import NodeSpec, init_node
+from nodemanager.node.model import Vessel
+from nodemanager.node.spec import NodeSpec, init_node
 from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
 from tests.daemons import read_port

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import trio
 
-from nodemanager.admission import PortLimits
-from nodemanager.listener import serve_tcp
-from nodemanager.server import SPARE_FDS, fit_to_fd_limit, raise_fd_limit
+from nodemanager.node.admission import PortLimits
+from nodemanager.node.server import SPARE_FDS, fit_to_fd_limit, raise_fd_limit
+from nodemanager.proto.listener import serve_tcp
 
 from . import attacker as a
 
@@ -78,7 +78,7 @@ async def test_a_burst_of_connects_is_accepted_at_once(nursery: trio.Nursery) ->
 
 OUT_OF_FILES = """
 import logging, os, resource, sys, trio
-from nodemanager.listener import serve_tcp
+from nodemanager.proto.listener import serve_tcp
 
 class Seen(logging.Handler):
     text = ""
@@ -91,7 +91,7 @@ async def handler(stream):
         await trio.sleep_forever()
 
 async def main():
-    logging.getLogger("nodemanager.listener").addHandler(Seen())
+    logging.getLogger("nodemanager.proto.listener").addHandler(Seen())
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_tcp, handler, "127.0.0.1", 0)
         before = resource.getrlimit(resource.RLIMIT_NOFILE)

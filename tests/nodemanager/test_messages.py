@@ -8,9 +8,9 @@ import msgpack
 import pytest
 
 from nodemanager import errors
-from nodemanager import messages as m
-from nodemanager.auth import authenticate
-from nodemanager.wire import (
+from nodemanager.proto import messages as m
+from nodemanager.proto.auth import authenticate
+from nodemanager.proto.wire import (
     MAX_FRAME_BYTES,
     REQUEST_DOMAIN,
     Envelope,
@@ -192,6 +192,6 @@ def test_response_binding() -> None:
 
 
 def test_cached_signer_matches_keypair_sign() -> None:
-    from nodemanager.wire import Signer
+    from nodemanager.proto.wire import Signer
     body = b"some body bytes"
     assert Signer(ALICE, REQUEST_DOMAIN).sign(body) == ALICE.sign(REQUEST_DOMAIN, body)

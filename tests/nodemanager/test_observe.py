@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from nodemanager import BadResponse, ConnectionFailed
-from nodemanager.observe import (
+from nodemanager.nat.observe import (
     ask_observed,
     format_observation,
     majority,

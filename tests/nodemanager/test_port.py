@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from nodemanager import ServerConfig
-from nodemanager.admission import Admission, PortLimits
-from nodemanager.server import raise_fd_limit
+from nodemanager.node.admission import Admission, PortLimits
+from nodemanager.node.server import raise_fd_limit
 
 from . import attacker as a
 from .conftest import Node

@@ -15,11 +15,11 @@ import pytest
 import trio
 import trio.testing
 
-from nodemanager import punch
-from nodemanager import punchcore as pc
-from nodemanager.observe import format_observation, serve_observer
-from nodemanager.punch import Outcome, PunchBroken, PunchConfig, Responder
-from nodemanager.wire import pack, unpack
+from nodemanager.nat import punch
+from nodemanager.nat import punchcore as pc
+from nodemanager.nat.observe import format_observation, serve_observer
+from nodemanager.nat.punch import Outcome, PunchBroken, PunchConfig, Responder
+from nodemanager.proto.wire import pack, unpack
 
 PEER = "198.18.1.1"
 NODE = "198.18.11.1"

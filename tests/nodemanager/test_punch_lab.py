@@ -1,6 +1,6 @@
 """Hole punching for real: simultaneous opens between hosts of the network lab (root).
 
-Each test builds a lab network with no node managers (tests/nodemanager/punchlab.py):
+Each test builds a lab network with no node managers (testbed/lab/punch.py):
 node 0 and 4 public, 1 and 3 behind cone NATs, 2 behind a symmetric NAT, the researcher
 behind a cone NAT; observers on the two public hosts and a rendezvous (standing in for a
 relay) on the first. Under CI=true these tests must run, never skip. (test_lab.py's
@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from installer import labnet
-from installer.lab import LabPlan
+from testbed.lab import net as labnet
+from testbed.lab.plan import LabPlan
+from testbed.lab.punch import Services, bare_lab, start_services, trial
 from tests.installer.test_lab import ROOT_LAB
-from tests.nodemanager.punchlab import Services, bare_lab, start_services, trial
 from tests.requires import requires
 
 pytestmark = [pytest.mark.slow,

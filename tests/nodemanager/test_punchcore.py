@@ -7,9 +7,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from nodemanager import punchcore as pc
 from nodemanager.errors import BadResponse
-from nodemanager.punchcore import Message
+from nodemanager.nat import punchcore as pc
+from nodemanager.nat.punchcore import Message
 
 
 def body(message: Message) -> bytes:
@@ -30,7 +30,7 @@ def test_messages_round_trip(message: Message) -> None:
 
 
 def test_magic_is_never_a_request_frame() -> None:
-    from nodemanager.wire import MAX_FRAME_BYTES
+    from nodemanager.proto.wire import MAX_FRAME_BYTES
     assert int.from_bytes(pc.MAGIC, "big") > MAX_FRAME_BYTES
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from nodemanager import messages as m
-from nodemanager.wire import open_response, seal_request
+from nodemanager.proto import messages as m
+from nodemanager.proto.wire import open_response, seal_request
 from seattlecore import KeyPair
 
 from .conftest import Node

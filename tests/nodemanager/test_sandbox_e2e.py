@@ -8,9 +8,9 @@ import pytest
 import trio
 
 from nodemanager import NodeServer, ServerConfig, open_node_client
-from nodemanager.files import VesselStore
-from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node
-from nodemanager.state import NodeState
+from nodemanager.node.files import VesselStore
+from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
+from nodemanager.node.state import NodeState
 from sandbox import Supervisor
 from seattlecore import KeyPair, load_private
 

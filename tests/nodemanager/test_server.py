@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from nodemanager import errors
-from nodemanager import messages as m
-from nodemanager.client import NodeClient, open_node_client
-from nodemanager.wire import (
+from nodemanager.proto import messages as m
+from nodemanager.proto.client import NodeClient, open_node_client
+from nodemanager.proto.wire import (
     MAX_FRAME_BYTES,
     REQUEST_DOMAIN,
     Envelope,
@@ -226,7 +226,7 @@ async def test_replay_refused_after_restart_of_state(node: Node) -> None:
         assert open_response(await nm.exchange(payload), node=nm.node_key, nonce=nonce).ok
     state = node.server.state
     state.close()
-    from nodemanager.state import NodeState
+    from nodemanager.node.state import NodeState
     node.server.state = NodeState(state.path)
     async with node.client(node.owner) as nm:
         await _expect(nm, payload, nonce, "ReplayedNonce")

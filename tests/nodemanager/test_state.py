@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from nodemanager.errors import ReplayedNonce
-from nodemanager.model import Change, Vessel
-from nodemanager.state import NodeState, StateError
+from nodemanager.node.model import Change, Vessel
+from nodemanager.node.state import NodeState, StateError
 from sandbox import DEFAULT_OFFCUT
 from seattlecore import KeyPair
 

@@ -28,7 +28,7 @@ from overlay import (
 )
 from overlay.dht import MAX_PENDING_HELLO, MAX_SILENT, pack_records
 from seattlecore import KeyPair, PublicKey
-from tests.overlay.hostile import (
+from testbed.attackers.dht import (
     HostilePeer,
     Request,
     answering_contacts,

@@ -13,7 +13,7 @@ from overlay import DhtConfig, DhtNode, open_dht_node
 from overlay.dht import CLIENT_ID, NoAnswer, dialback_datagram
 from overlay.nodeid import NodeIdentity
 from seattlecore import KeyPair
-from tests.overlay.hostile import NO_REPLY, HostilePeer, make_ident
+from testbed.attackers.dht import NO_REPLY, HostilePeer, make_ident
 from tests.overlay.overlay_helpers import TEST_BITS, adverts_for, node_host, spread_network
 
 

@@ -21,8 +21,8 @@ import trio
 
 from nodemanager import open_node_client
 from overlay import lookup_once
+from testbed.attackers.dht import HostilePeer, fuzzing, make_ident, random_value
 from tests.nodemanager.test_discovery import FRIEND, OWNER, daemon, init
-from tests.overlay.hostile import HostilePeer, fuzzing, make_ident, random_value
 
 pytestmark = pytest.mark.slow
 

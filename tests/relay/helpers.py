@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import trio
 
-from nodemanager.reachability import Reach, ReachabilityBoard, pinned
-from nodemanager.relay import RelayServer
-from nodemanager.relayclient import RelayClient, RelayClientConfig
-from nodemanager.relaycore import RelayLimits
+from nodemanager.nat.reachability import Reach, ReachabilityBoard, pinned
+from nodemanager.nat.relay import RelayServer
+from nodemanager.nat.relayclient import RelayClient, RelayClientConfig
+from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from nodemanager.dial import Route, dial
 from nodemanager.errors import ConnectionFailed
-from nodemanager.relay import RelayServer
-from nodemanager.relaycore import RelayLimits
+from nodemanager.nat.dial import Route, dial
+from nodemanager.nat.relay import RelayServer
+from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
 
 from .helpers import echo_once, private_node, running_relay, wait_held
@@ -121,7 +121,7 @@ async def test_a_node_replaces_a_relay_that_goes_away() -> None:
 
 
 async def test_the_upgrade_hook_sees_the_relayed_stream_and_may_replace_it() -> None:
-    from nodemanager.dial import Dialed
+    from nodemanager.nat.dial import Dialed
 
     seen: list[str] = []
 

@@ -15,11 +15,11 @@ import pytest
 import trio
 
 from nodemanager import open_node_client
-from nodemanager.client import NodeClient
-from nodemanager.dial import Route, dial
 from nodemanager.errors import BadResponse, BadSignature
-from nodemanager.messages import GetNodeStatus
-from nodemanager.relaycore import prefix_of
+from nodemanager.nat.dial import Route, dial
+from nodemanager.nat.relaycore import prefix_of
+from nodemanager.proto.client import NodeClient
+from nodemanager.proto.messages import GetNodeStatus
 from overlay import lookup_once
 from seattlecore import PublicKey, load_private, load_public
 from tests.daemons import Daemon, node_manager

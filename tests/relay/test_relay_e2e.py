@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from nodemanager import open_node_client
-from nodemanager.messages import GetNodeStatus
+from nodemanager.proto.messages import GetNodeStatus
 from seattlecore import PublicKey, load_public
 from tests.daemons import Daemon, node_manager
 from tests.seash.conftest import init_node, seash, wait_advertised

@@ -14,8 +14,8 @@ from typing import Any
 import msgpack
 import trio
 
-from nodemanager.dial import Route, dial
-from nodemanager.relaycore import RelayLimits
+from nodemanager.nat.dial import Route, dial
+from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
 
 from .helpers import echo_once, private_node, running_relay, wait_held

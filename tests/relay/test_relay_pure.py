@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from nodemanager.relayclient import choose_relays
-from nodemanager.relaycore import RelayLimits, RelayRefused, RelayTable, parse_limit
-from nodemanager.relaywire import RelayProtocolError, check_reserve, sign_reserve
+from nodemanager.nat.relayclient import choose_relays
+from nodemanager.nat.relaycore import RelayLimits, RelayRefused, RelayTable, parse_limit
+from nodemanager.nat.relaywire import RelayProtocolError, check_reserve, sign_reserve
 from overlay.advert import MAX_RELAYS, Advert, dht_key_for, make_advert, verify_advert
 from overlay.errors import InvalidAdvert, OverlayUsageError
 from seattlecore import KeyPair
@@ -136,7 +136,7 @@ def sign_advert_body(node: KeyPair, fields: dict[str, object]) -> bytes:
 async def test_the_relay_directory_lists_other_relays_only() -> None:
     import time
 
-    from nodemanager.relaydir import RELAY_DIRECTORY_KEY, RELAY_VESSEL, find_relays
+    from nodemanager.nat.relaydir import RELAY_DIRECTORY_KEY, RELAY_VESSEL, find_relays
     from overlay import FakeDirectory
 
     directory = FakeDirectory()

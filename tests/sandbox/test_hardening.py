@@ -1,4 +1,4 @@
-"""Each OS layer of ``sandbox.hardening`` on its own, in a real ``python -I -S`` child.
+"""Each OS layer of ``sandbox.process.hardening`` on its own, in a real ``python -I -S`` child.
 
 No language sandbox is involved: the child runs plain Python after hardening, so every
 refusal below comes from the kernel (rlimits, uid, Landlock, seccomp).
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from sandbox import hardening
-from sandbox.hardening import HardeningError, HardeningPlan, ProtectionReport
+from sandbox.process import hardening
+from sandbox.process.hardening import HardeningError, HardeningPlan, ProtectionReport
 from tests.requires import requires
 
 SANDBOX_DIR = Path(hardening.__file__).resolve().parent
@@ -46,7 +46,7 @@ import sys, json
 sys.path[:] = json.loads(sys.argv[1])
 import ctypes, dataclasses, errno, os, resource, signal, socket, subprocess, threading, types
 stub = types.ModuleType("sandbox"); stub.__path__ = [sys.argv[3]]; sys.modules["sandbox"] = stub
-from sandbox import hardening as h
+from sandbox.process import hardening as h
 assert "trio" not in sys.modules
 cfg = json.loads(sys.argv[2])
 raw_plan = cfg["plan"]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.errors import UidExhausted
-from sandbox.spawn import ChildRecords, start_time
-from sandbox.uidlease import acquire_uid, processes_of_uid
+from sandbox.process.spawn import ChildRecords, start_time
+from sandbox.process.uidlease import acquire_uid, processes_of_uid
 from tests.sandbox.conftest import require_root
 
 ROOT = Path(__file__).parents[2]
@@ -120,7 +120,7 @@ def test_uid_leases_are_exclusive_and_free_themselves(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; sys.path.insert(0, sys.argv[1]);"
-         "from pathlib import Path; from sandbox.uidlease import acquire_uid;"
+         "from pathlib import Path; from sandbox.process.uidlease import acquire_uid;"
          f"lease = acquire_uid(lease_dir=Path(sys.argv[2]), base={base}, count=3);"
          "print(lease.uid, flush=True); time.sleep(60)", str(ROOT), str(tmp_path)],
         stdout=subprocess.PIPE, text=True)

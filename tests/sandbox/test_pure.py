@@ -19,10 +19,10 @@ from sandbox import (
     parse_resources,
     split_resources,
 )
-from sandbox.limits import CpuThrottle, LogRing, check_quantities, decode_log, encode_log
-from sandbox.nanny import Nanny, RateBucket
+from sandbox.process.limits import CpuThrottle, LogRing, check_quantities, decode_log, encode_log
 from sandbox.repy import ResourceExhaustedError, ResourceForbiddenError
 from sandbox.resources import NUMERIC, RENEWABLE
+from sandbox.vessel.nanny import Nanny, RateBucket
 from tests.sandbox.conftest import table
 
 
@@ -206,7 +206,7 @@ def test_check_quantities_and_log_ring() -> None:
 
 
 def test_network_charges_go_to_net_or_loop_by_peer() -> None:
-    from sandbox.vesselnet import VesselNet
+    from sandbox.vessel.vesselnet import VesselNet
 
     nanny = Nanny(table(netsend=1e9, netrecv=1e9))
     net = VesselNet(nanny, "127.0.0.1")

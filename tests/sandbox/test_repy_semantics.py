@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.limits import CpuThrottle
-from sandbox.nanny import Nanny
-from sandbox.port import port_source
-from sandbox.safedict import SafeDict, namespace_of, view_of
-from sandbox.vesselfiles import blocks_touched
-from sandbox.vesselnet import valid_ip
+from sandbox.lang.port import port_source
+from sandbox.lang.safedict import SafeDict, namespace_of, view_of
+from sandbox.process.limits import CpuThrottle
+from sandbox.vessel.nanny import Nanny
+from sandbox.vessel.vesselfiles import blocks_touched
+from sandbox.vessel.vesselnet import valid_ip
 from tests.sandbox.conftest import table
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from sandbox.dylink import SHIPPED, module_name
+from sandbox.vessel.dylink import SHIPPED, module_name
 from tests.sandbox.repyv2_suite import Outcome, run_suite, runnable_tests
 
 LIBRARY_TESTS = runnable_tests(Path(__file__).parent / "repylib")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.status import (
+from sandbox.process.status import (
     MAX_LINE,
     CompileError,
     Exit,

@@ -6,6 +6,8 @@ import seash
 
 
 def test_all_is_exact() -> None:
+    for name in seash.__all__:  # lazy names (seattlecore.lazy) resolve on first use
+        getattr(seash, name)
     public = {name for name in vars(seash) if not name.startswith("_")}
     modules = {"client", "commands", "errors", "session", "parse", "executor", "tree",
                "identities", "discovery", "groups", "files", "programs", "logs", "vessels", "owner",

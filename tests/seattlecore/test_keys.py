@@ -23,7 +23,7 @@ def test_exports() -> None:
         "CliParser", "GlobalOption", "add_global_options", "run_main", "subparser", "verbose_option",
     }
     public = {name for name in vars(seattlecore) if not name.startswith("_")}
-    assert public - {"cli", "errors", "keys"} == set(seattlecore.__all__)
+    assert public - {"cli", "errors", "keys", "lazy"} == set(seattlecore.__all__)
 
 
 def test_sign_verify_and_domain_separation() -> None:

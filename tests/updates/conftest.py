@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from installer.wheels import Wheelhouse, build_wheelhouse, project_source
+from installer.packing.wheels import Wheelhouse, build_wheelhouse, project_source
 
 FAKE_CRONTAB = """#!/bin/sh
 F="${FAKE_CRONTAB_FILE:?}"

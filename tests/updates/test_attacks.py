@@ -22,10 +22,10 @@ import pytest
 import trio
 from tuf.api.metadata import Metadata, Root
 
-from installer.tufrepo import NaclSigner, Release, Repository, add_release, init_repository
+from installer.release.tufrepo import NaclSigner, Release, Repository, add_release, init_repository
 from nodemanager.errors import UpdateError
-from nodemanager.mirror import Download, MirrorServer, MirrorStore
-from nodemanager.tufclient import CheckContext, CheckResult, PeerSource, Source, check_with_retries
+from nodemanager.updates.mirror import Download, MirrorServer, MirrorStore
+from nodemanager.updates.tufclient import CheckContext, CheckResult, PeerSource, Source, check_with_retries
 from seattlecore import KeyPair
 
 ENDLESS = object()

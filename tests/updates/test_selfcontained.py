@@ -1,4 +1,4 @@
-"""Self-contained installers: ``python3 lab-installer.pyz install`` on a machine with no
+"""Self-contained installers: ``python3 lab-installer.packing.pyz install`` on a machine with no
 checkout, no project venv on PATH and no reachable package index; tampered payloads refused.
 """
 
@@ -16,17 +16,17 @@ import trio
 
 from installer import BundleError, UntrustedPlanner
 from installer.__main__ import main as installer_main
-from installer.launcher import decide_exit, decide_start
-from installer.procs import read_int_file
-from installer.pyz import open_pyz
-from installer.pyzmain import BUNDLE_MEMBER, PAYLOAD_DIR, PyzError, read_manifest, software_of
-from installer.software import base_python
-from installer.wheels import Wheelhouse
+from installer.donor.launcher import decide_exit, decide_start
+from installer.donor.procs import read_int_file
+from installer.donor.software import base_python
+from installer.packing.pyz import open_pyz
+from installer.packing.pyzmain import BUNDLE_MEMBER, PAYLOAD_DIR, PyzError, read_manifest, software_of
+from installer.packing.wheels import Wheelhouse
 from nodemanager import open_node_client
 from seattlecore import KeyPair, load_private, save_keypair
 
 
-def build_installer(tmp: Path, house: Wheelhouse, *extra: str, name: str = "lab-installer.pyz",
+def build_installer(tmp: Path, house: Wheelhouse, *extra: str, name: str = "lab-installer.packing.pyz",
                     planner: str = "planner") -> Path:
     """A .pyz signed by ``tmp/planner``, carrying ``house``'s wheels."""
     if not (tmp / f"{planner}.privatekey").exists():

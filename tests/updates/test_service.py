@@ -14,15 +14,22 @@ import msgpack
 import pytest
 import trio
 
-from installer.tufrepo import Release, add_release, init_repository
+from installer.release.tufrepo import Release, add_release, init_repository
 from nodemanager import NodeServer, open_node_client
 from nodemanager.errors import MirrorError
-from nodemanager.files import VesselStore
-from nodemanager.mirror import Download, MirrorServer, check_path
-from nodemanager.spec import NODE_KEY_NAME, STATE_FILE, init_node
-from nodemanager.state import NodeState
-from nodemanager.updatecore import advert_name, channel_key, decide, decode_release, is_newer, next_delay
-from nodemanager.updater import RecordingRunner, UpdateConfig, UpdateService, running_version
+from nodemanager.node.files import VesselStore
+from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
+from nodemanager.node.state import NodeState
+from nodemanager.updates.mirror import Download, MirrorServer, check_path
+from nodemanager.updates.updatecore import (
+    advert_name,
+    channel_key,
+    decide,
+    decode_release,
+    is_newer,
+    next_delay,
+)
+from nodemanager.updates.updater import RecordingRunner, UpdateConfig, UpdateService, running_version
 from overlay import AdvertStore, FakeDirectory, make_advert
 from seattlecore import KeyPair, load_private
 

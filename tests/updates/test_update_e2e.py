@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 import trio
 
-from installer.procs import read_int_file
-from installer.release import publish_repo
-from installer.testbed import start_testbed, stop_all
-from installer.updatebed import (
+from installer.donor.procs import read_int_file
+from installer.packing.wheels import Wheelhouse, project_source
+from installer.release.commands import publish_repo
+from nodemanager import open_node_client
+from seattlecore import KeyPair, save_keypair
+from testbed.local import start_testbed, stop_all
+from testbed.updates import (
     Repo,
     build_installer,
     create_repo,
@@ -29,9 +32,6 @@ from installer.updatebed import (
     release,
     stop_node,
 )
-from installer.wheels import Wheelhouse, project_source
-from nodemanager import open_node_client
-from seattlecore import KeyPair, save_keypair
 
 pytestmark = pytest.mark.slow
 INTERVAL = 2.0

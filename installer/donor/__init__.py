@@ -1,0 +1,3 @@
+"""The donor's install: the plan (pure) and its application, boot entries, managed versions and
+the launcher, machine measurement, node manager processes and ``status``.
+"""

@@ -1,0 +1,2 @@
+"""Self-contained installers: the ``.pyz`` zipapp, its first stage and the wheels it carries.
+"""

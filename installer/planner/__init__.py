@@ -1,0 +1,2 @@
+"""What a planner builds: the vessel spec (pure) and signed installer bundles.
+"""

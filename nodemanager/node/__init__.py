@@ -1,0 +1,3 @@
+"""The donor daemon: the server, its API handlers, the vessel model and SQLite state, connection
+admission, vessel files and programs, the initial spec and DHT discovery.
+"""

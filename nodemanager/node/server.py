@@ -1,0 +1,553 @@
+"""The node manager daemon's I/O shell (trio): TCP framing, timeouts, effects.
+
+One ``NodeServer`` per node. ``serve`` binds the listener and owns a nursery for the
+connections and for one watcher task per running program. Every new connection passes
+admission control first (``admission.py``: limits per address and prefix, eviction of idle
+public connections, a reserve for owners and users); a request that is not signed by a key
+with rights on a vessel waits for its tokens and then for the one-at-a-time public lane.
+For each frame:
+authenticate (pure) -> decide (``api.handle``, pure) -> commit the change and the nonce
+(one SQLite transaction) -> perform the effects -> send a signed response. Requests that
+change vessels are serialised by one lock; read-only ones run concurrently.
+Every RequestError becomes an error response here, in ``respond``; anything else is logged
+and answered with ``InternalError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import trio
+
+from nodemanager import errors
+from nodemanager.nat.reachability import ReachabilityBoard, reach_dict
+from nodemanager.node import api, model
+from nodemanager.node.admission import Admission, Conn, PortLimits
+from nodemanager.node.files import VesselStore
+from nodemanager.node.state import NodeState
+from nodemanager.node.vessels import ProgramRunner, live_of, map_runner_errors
+from nodemanager.proto.auth import TIME_WINDOW, Verified, authenticate, read_nonce
+from nodemanager.proto.listener import serve_tcp
+from nodemanager.proto.wire import (
+    HEADER,
+    MAX_FRAME_BYTES,
+    RESPONSE_DOMAIN,
+    Envelope,
+    RequestBody,
+    Response,
+    Signer,
+    frame,
+    frame_length,
+    open_envelope,
+    read_request_body,
+    seal_response,
+)
+from seattlecore import KeyPair, PublicKey
+
+log = logging.getLogger(__name__)
+
+VERSION = "seattle-p2p-nodemanager 0.1.0"
+REFUSAL_TIMEOUT = 1.0
+"""Seconds spent telling a refused newcomer ``Overloaded`` before hanging up."""
+SPARE_FDS = 128
+"""File descriptors kept free of connections (state database, logs, vessel processes)."""
+
+
+def peer_host(stream: trio.abc.Stream) -> str:
+    """The remote IP address of a socket stream (other streams count as one source)."""
+    socket = getattr(stream, "socket", None)
+    try:
+        return str(socket.getpeername()[0]) if socket is not None else "local"
+    except OSError:
+        return "unknown"
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Raise this process's RLIMIT_NOFILE soft limit towards ``wanted`` (up to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def fit_to_fd_limit(limits: PortLimits) -> PortLimits:
+    """Lower ``max_connections`` (and the reserve) to what RLIMIT_NOFILE allows.
+
+    Accepting past the limit would make ``accept`` fail with EMFILE for everyone,
+    owners included, which is the lock-out the limits exist to prevent.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - SPARE_FDS
+    if soft == resource.RLIM_INFINITY or limits.max_connections <= room:
+        return limits
+    fitted = max(2, room)
+    log.warning("RLIMIT_NOFILE is %d: serving at most %d connections instead of %d",
+                soft, fitted, limits.max_connections)
+    reserve = min(limits.reserved_connections, fitted // 2)
+    return replace(limits, max_connections=fitted, reserved_connections=reserve)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Limits and timeouts of the daemon."""
+
+    max_frame: int = MAX_FRAME_BYTES
+    idle_timeout: float = 60.0
+    """Seconds a connection may sit between requests before it is closed."""
+    frame_timeout: float = 30.0
+    """Seconds a frame may take to arrive once its first byte came (slow clients)."""
+    send_timeout: float = 30.0
+    limits: PortLimits = field(default_factory=PortLimits)
+    """Connection and request limits of the port (nodemanager/node/admission.py)."""
+    time_window: float = TIME_WINDOW
+    version: str = VERSION
+
+
+class FrameReader:
+    """Reads length-prefixed frames from a stream, bounding size and time."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, config: ServerConfig) -> None:
+        self._stream = stream
+        self._config = config
+        self._buffer = bytearray()
+
+    async def _fill(self, size: int) -> bool:
+        while len(self._buffer) < size:
+            wanted = min(max(65536, size - len(self._buffer)), 1 << 20)
+            chunk = await self._stream.receive_some(wanted)
+            if not chunk:
+                return False
+            self._buffer += chunk
+        return True
+
+    async def next_frame(self, public: bool = False) -> bytes | None:
+        """The next payload, or None on EOF, idle timeout or a too-slow frame.
+
+        Raises FrameTooLarge before reading the body of an oversized frame; frames of a
+        ``public`` connection (admission.py) are held to ``limits.public_max_frame``.
+        """
+        with trio.move_on_after(self._config.idle_timeout):
+            if not await self._fill(1):
+                return None
+        if not self._buffer:
+            return None
+        with trio.move_on_after(self._config.frame_timeout):
+            if not await self._fill(HEADER.size):
+                return None
+            header = bytes(self._buffer[: HEADER.size])
+            length = frame_length(header, self._config.max_frame)
+            if public and length > self._config.limits.public_max_frame:
+                raise errors.FrameTooLarge(
+                    f"frame of {length} bytes on an unauthenticated connection: send a small "
+                    f"signed request first (limit {self._config.limits.public_max_frame} bytes)")
+            if not await self._fill(HEADER.size + length):
+                return None
+            payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
+            del self._buffer[: HEADER.size + length]
+            return payload
+        log.info("closing a connection whose frame did not arrive in time")
+        return None
+
+
+def vessel_names(request: object) -> list[str]:
+    """The vessels a request names, sorted (the order their locks are taken in)."""
+    names = {getattr(request, field, None) for field in ("vessel", "vessel1", "vessel2")}
+    return sorted(name for name in names if isinstance(name, str))
+
+
+class NodeServer:
+    """State, vessels and request handling of one node."""
+
+    def __init__(
+        self, *, keys: KeyPair, state: NodeState, store: VesselStore, runner: ProgramRunner,
+        config: ServerConfig | None = None, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.node = keys.public
+        self._signer = Signer(keys, RESPONSE_DOMAIN)
+        self.state = state
+        self.store = store
+        self.runner = runner
+        self.config = config or ServerConfig()
+        self.clock = clock
+        self.started_at = clock()
+        self._lock = trio.Lock()
+        """Held while a mutating request is decided and committed."""
+        self._vessel_locks: dict[str, trio.Lock] = {}
+        """Held (sorted by name) while a mutating request naming the vessel is carried out."""
+        self.admission = Admission(self.config.limits)
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._public_lane = trio.Lock()
+        """Public requests are carried out one at a time (FIFO), so a crowd of them never
+        fills one trip through trio's scheduler ahead of an owner's request."""
+        self._generation: dict[str, int] = {}
+        self._programs: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._advert_event = trio.Event()
+        self.advert_generation = 0
+        self._nursery: trio.Nursery | None = None
+        self.update_status: Callable[[], Mapping[str, object]] | None = None
+        """Set by the updater (updater.py): the ``updates`` map of GetNodeStatus."""
+        self.status_sources: dict[str, Callable[[], object]] = {}
+        """More GetNodeStatus entries by name (``relay``, ``relayed``: relays, docs/nat.md)."""
+        self.relays: tuple[str, ...] = ()
+        """Relays holding a reservation for this node: put into its adverts (set_relays)."""
+        self._effects: dict[type[Any], Callable[[Any], Awaitable[Mapping[str, object]]]] = {
+            model.StartProgram: self._start_program, model.StopProgram: self._stop_program,
+            model.WipeVessel: self._wipe_vessel, model.DestroyVessel: self._destroy_vessel,
+            model.CreateVessel: self._create_vessel, model.WriteFile: self._write_file,
+            model.ReadFile: self._read_file, model.ListFiles: self._list_files,
+            model.DeleteFile: self._delete_file, model.ReadLog: self._read_log,
+            model.Reannounce: self._reannounce, model.NoteDialBack: self._note_dial_back,
+        }
+        self.reachability: ReachabilityBoard | None = None
+        """The node's reachability (shown by GetNodeStatus), if something keeps it."""
+        self.dial_back_sink: Callable[[bytes], None] | None = None
+        """Set by the reachability prober: called with each DialBack token received."""
+
+    # ---- lifecycle ----
+
+    def reconcile(self) -> None:
+        """Start-up repair: directories match the vessels; 'Started' ones did not survive."""
+        self.store.reconcile(set(self.state.vessels))
+        for vessel in list(self.state.vessels.values()):
+            if vessel.status == "Started":
+                log.info("vessel %s was running when the node manager stopped", vessel.name)
+                self.state.record_status(vessel.name, "Terminated",
+                                         exit_reason="node manager restarted")
+
+    async def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` until cancelled; ``task_status.started(bound_port)``."""
+        self.reconcile()
+        self.admission = Admission(fit_to_fd_limit(self.config.limits), trio.current_time())
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            bound = await nursery.start(serve_tcp, self.handle_connection, host, port)
+            log.info("node manager %s listening on %s:%d", self.node.short(), host, bound)
+            task_status.started(bound)
+
+    # ---- advertisement seam ----
+
+    def advert_entries(self) -> list[tuple[str, PublicKey]]:
+        """(vessel, key) pairs to advertise: owner and users of vessels with advertise on."""
+        entries: list[tuple[str, PublicKey]] = []
+        for name in sorted(self.state.vessels):
+            vessel = self.state.vessels[name]
+            if vessel.advertise:
+                keys = dict.fromkeys((vessel.owner, *vessel.users))
+                entries.extend((name, key) for key in keys)
+        return entries
+
+    def set_relays(self, relays: tuple[str, ...]) -> None:
+        """The relays through which this node is reachable changed: re-announce."""
+        if relays != self.relays:
+            self.relays = relays
+            self._bump_adverts()
+
+    def _bump_adverts(self) -> None:
+        self.advert_generation += 1
+        self._advert_event.set()
+        self._advert_event = trio.Event()
+
+    async def wait_advert_changed(self, seen_generation: int) -> int:
+        """Wait until ``advert_generation`` differs from ``seen_generation``; return it."""
+        while self.advert_generation == seen_generation:
+            await self._advert_event.wait()
+        return self.advert_generation
+
+    # ---- connections ----
+
+    async def handle_connection(self, stream: trio.abc.Stream, source: str | None = None) -> None:
+        """Serve requests on one connection until EOF, timeout, eviction or a fatal error.
+
+        ``source`` replaces the peer address for admission: a relayed connection's client
+        address as the relay claims it (relayclient.py).
+        """
+        opened = self.admission.open(source or peer_host(stream), trio.current_time())
+        for victim in opened.evicted:
+            self._scopes[victim.id].cancel()
+        if opened.shed:
+            log.debug("shed a newcomer from %s", peer_host(stream))
+            await stream.aclose()
+            return
+        if opened.conn is None:
+            with trio.move_on_after(REFUSAL_TIMEOUT):
+                await self._send(stream, self.error_payload(
+                    errors.Overloaded("every connection slot is taken")))
+            await stream.aclose()
+            return
+        conn = opened.conn
+        with trio.CancelScope() as scope:
+            self._scopes[conn.id] = scope
+            try:
+                async with stream:
+                    await self._serve_frames(stream, conn)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.debug("connection dropped by the peer")
+            finally:
+                del self._scopes[conn.id]
+                self.admission.close(conn)
+        if scope.cancelled_caught:
+            log.debug("evicted a public connection from %s", conn.address)
+
+    async def _serve_frames(self, stream: trio.abc.Stream, conn: Conn) -> None:
+        reader = FrameReader(stream, self.config)
+        while True:
+            try:
+                payload = await reader.next_frame(public=not conn.trusted)
+            except errors.FrameTooLarge as exc:
+                await self._send(stream, self.error_payload(exc))
+                return
+            if payload is None:
+                return
+            response = await self._admit_and_answer(conn, payload)
+            if response is None or not await self._send(stream, response):
+                return
+            self.admission.end(conn, trio.current_time())
+
+    async def _admit_and_answer(self, conn: Conn, payload: bytes) -> bytes | None:
+        """Pace a public request (admission rule 4), answer it, trust the connection if due.
+
+        Privileged requests run at once; the others wait for their tokens, then for the
+        public lane (one at a time, FIFO). Returns None if the connection was evicted
+        meanwhile: it stays evictable until its request begins.
+        """
+        parsed = self._parse(payload)
+        claim = parsed is not None and self._claims_rights(*parsed)
+        if claim and not conn.must_pay:
+            return await self._answer_on(conn, payload, parsed, claim)
+        wait = self.admission.charge(conn, trio.current_time())
+        if wait > 0:
+            await trio.sleep(wait)
+        self.admission.paid(conn)
+        async with self._public_lane:
+            return await self._answer_on(conn, payload, parsed, claim)
+
+    async def _answer_on(self, conn: Conn, payload: bytes,
+                         parsed: tuple[Envelope, RequestBody] | None, claim: bool) -> bytes | None:
+        self.admission.begin(conn)
+        if conn.evicted:
+            return None
+        response, ok = await self._answer(payload, parsed)
+        if claim and ok:
+            self.admission.trust(conn)
+            conn.must_pay = False
+        elif claim and not conn.trusted:  # a forgery or replay: no free request next time
+            conn.must_pay = True
+        return response
+
+    @staticmethod
+    def _parse(payload: bytes) -> tuple[Envelope, RequestBody] | None:
+        try:
+            envelope = open_envelope(payload)
+            return envelope, read_request_body(envelope.body)
+        except errors.RequestError:
+            return None
+
+    def _claims_rights(self, envelope: Envelope, body: RequestBody) -> bool:
+        """Signed, and by a key with a right on some vessel (not yet verified)."""
+        key = body.requester
+        return envelope.signature is not None and key is not None and any(
+            vessel.may_use(key) for vessel in self.state.vessels.values())
+
+    async def _send(self, stream: trio.abc.SendStream, payload: bytes) -> bool:
+        with trio.move_on_after(self.config.send_timeout):
+            await stream.send_all(frame(payload))
+            return True
+        return False
+
+    def error_payload(self, exc: errors.RequestError, nonce: bytes | None = None) -> bytes:
+        response = Response(node=self.node, nonce=nonce, ok=False, code=exc.code,
+                            message=str(exc))
+        return seal_response(self._signer, response)
+
+    async def respond(self, payload: bytes) -> bytes:
+        """Answer one request payload with a signed response payload (never raises)."""
+        response, _ = await self._answer(payload)
+        return response
+
+    async def _answer(
+        self, payload: bytes, parsed: tuple[Envelope, RequestBody] | None = None,
+    ) -> tuple[bytes, bool]:
+        """The signed response payload, and whether the request succeeded."""
+        envelope: Envelope | None = None
+        try:
+            envelope, body = parsed or (open_envelope(payload), None)
+            verified = authenticate(envelope, node=self.node, now=self.clock(),
+                                    window=self.config.time_window, body=body)
+            result = await self._execute(verified)
+        except errors.RequestError as exc:
+            log.debug("refused request: %s: %s", exc.code, exc)
+            nonce = None if envelope is None else read_nonce(envelope)
+            return self.error_payload(exc, nonce), False
+        except Exception:
+            log.exception("internal error while handling a request")
+            nonce = None if envelope is None else read_nonce(envelope)
+            return self.error_payload(errors.InternalError("internal error"), nonce), False
+        response = Response(node=self.node, nonce=verified.nonce, ok=True, result=result)
+        return seal_response(self._signer, response), True
+
+    # ---- decide, commit, act ----
+
+    async def _execute(self, verified: Verified) -> dict[str, object]:
+        """Decide and commit under the node's lock; act under the named vessels' locks only,
+        so a slow effect (a program starting) holds up requests on its vessels, not others."""
+        if not verified.request.mutates:
+            return await self._decide_and_act(verified)
+        async with AsyncExitStack() as stack:
+            for name in vessel_names(verified.request):
+                await stack.enter_async_context(self._vessel_lock(name))
+            async with self._lock:
+                outcome = self._decide_and_commit(verified)
+            return await self._act(outcome)
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
+
+    async def _decide_and_act(self, verified: Verified) -> dict[str, object]:
+        return await self._act(self._decide_and_commit(verified))
+
+    def _decide_and_commit(self, verified: Verified) -> model.Outcome:
+        now = self.clock()
+        outcome = api.handle(verified, self.view(now), now)
+        self.state.commit(
+            outcome.change, nonce=verified.nonce if verified.signed else None,
+            ts=verified.timestamp, now=now, window=self.config.time_window)
+        return outcome
+
+    async def _act(self, outcome: model.Outcome) -> dict[str, object]:
+        result = dict(outcome.result)
+        for effect in outcome.effects:
+            result.update(await self._effects[type(effect)](effect))
+        return result
+
+    def _vessel_lock(self, name: str) -> trio.Lock:
+        """The lock of vessel ``name`` (locks of vessels gone and idle are dropped)."""
+        if len(self._vessel_locks) > 2 * len(self.state.vessels) + 16:
+            self._vessel_locks = {n: lock for n, lock in self._vessel_locks.items()
+                                  if lock.locked() or n in self.state.vessels}
+        return self._vessel_locks.setdefault(name, trio.Lock())
+
+    def view(self, now: float) -> model.NodeView:
+        """A snapshot of state plus live supervisor reports, for ``api.handle``."""
+        live = {}
+        for name in self.state.vessels:
+            report = self.runner.report(name)
+            if report.status != "Fresh":
+                live[name] = live_of(report)
+        return model.NodeView(
+            node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
+            offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
+            next_index=self.state.next_index, started_at=self.started_at,
+            load=os.getloadavg(), programs=dict(self._programs),
+            port_limits=self.admission.limits, port_stats=self.admission.statistics(),
+            updates=None if self.update_status is None else self.update_status(),
+            reachability=None if self.reachability is None else reach_dict(self.reachability.state),
+            extras={name: source() for name, source in self.status_sources.items()})
+
+    # ---- effects ----
+
+    async def _start_program(self, effect: model.StartProgram) -> Mapping[str, object]:
+        directory = self.store.directory(effect.vessel)
+        if not (directory / effect.program).is_file():
+            raise errors.FileNotFound(f"program {effect.program!r} is not in {effect.vessel}")
+        self._programs[effect.vessel] = (effect.program, tuple(effect.args))
+        try:
+            with map_runner_errors("StartVessel"):
+                await self.runner.start(
+                    vessel=effect.vessel, directory=directory, resources=effect.resources,
+                    program=effect.program, args=list(effect.args),
+                    log_path=self.store.log_path(effect.vessel))
+        except errors.StartFailed:
+            self._record_end(effect.vessel)  # e.g. Terminated with the compile error
+            raise
+        self.state.record_status(effect.vessel, "Started")
+        generation = self._generation.get(effect.vessel, 0) + 1
+        self._generation[effect.vessel] = generation
+        assert self._nursery is not None, "serve() owns the watcher nursery"
+        self._nursery.start_soon(self._watch, effect.vessel, generation)
+        return {"status": "Started"}
+
+    async def _watch(self, vessel: str, generation: int) -> None:
+        """Persist the final status when the vessel's program ends (unless reset since)."""
+        report = await self.runner.wait(vessel)
+        if self._generation.get(vessel) == generation and report.status != "Started":
+            live = live_of(report)
+            self.state.record_status(vessel, live.status, exit_reason=live.exit_reason,
+                                     exit_code=live.exit_code)
+
+    def _record_end(self, vessel: str) -> None:
+        live = live_of(self.runner.report(vessel))
+        if live.status not in ("Fresh", "Started"):
+            self.state.record_status(vessel, live.status, exit_reason=live.exit_reason,
+                                     exit_code=live.exit_code)
+
+    async def _stop_program(self, effect: model.StopProgram) -> Mapping[str, object]:
+        with map_runner_errors("StopVessel"):
+            await self.runner.stop(effect.vessel)
+        live = live_of(self.runner.report(effect.vessel))
+        self.state.record_status(effect.vessel, live.status, exit_reason=live.exit_reason,
+                                 exit_code=live.exit_code)
+        return {"status": live.status}
+
+    async def _halt(self, vessel: str) -> None:
+        self._generation[vessel] = self._generation.get(vessel, 0) + 1
+        if self.runner.report(vessel).status == "Started":
+            try:
+                with map_runner_errors("stop"):
+                    await self.runner.stop(vessel)
+            except errors.VesselNotRunning:
+                pass
+        self.runner.forget(vessel)
+        self._programs.pop(vessel, None)
+
+    async def _wipe_vessel(self, effect: model.WipeVessel) -> Mapping[str, object]:
+        await self._halt(effect.vessel)
+        await trio.to_thread.run_sync(self.store.wipe, effect.vessel)
+        return {}
+
+    async def _destroy_vessel(self, effect: model.DestroyVessel) -> Mapping[str, object]:
+        await self._halt(effect.vessel)
+        await trio.to_thread.run_sync(self.store.destroy, effect.vessel)
+        return {}
+
+    async def _create_vessel(self, effect: model.CreateVessel) -> Mapping[str, object]:
+        self.store.ensure(effect.vessel)
+        return {}
+
+    async def _write_file(self, effect: model.WriteFile) -> Mapping[str, object]:
+        await trio.to_thread.run_sync(
+            self.store.write, effect.vessel, effect.filename, effect.data, effect.quota)
+        return {}
+
+    async def _read_file(self, effect: model.ReadFile) -> Mapping[str, object]:
+        data = await trio.to_thread.run_sync(self.store.read, effect.vessel, effect.filename)
+        return {"data": data}
+
+    async def _list_files(self, effect: model.ListFiles) -> Mapping[str, object]:
+        return {"files": self.store.list(effect.vessel)}
+
+    async def _delete_file(self, effect: model.DeleteFile) -> Mapping[str, object]:
+        self.store.delete(effect.vessel, effect.filename)
+        return {}
+
+    async def _read_log(self, effect: model.ReadLog) -> Mapping[str, object]:
+        piece = self.runner.log_since(effect.vessel, effect.since,
+                                      self.store.log_path(effect.vessel))
+        return {"log": piece.data, "total": piece.total, "start": piece.start, "run": piece.run}
+
+    async def _note_dial_back(self, effect: model.NoteDialBack) -> Mapping[str, object]:
+        if self.dial_back_sink is not None:
+            self.dial_back_sink(effect.token)
+        return {}
+
+    async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:
+        self._bump_adverts()
+        return {}

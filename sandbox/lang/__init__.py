@@ -1,0 +1,2 @@
+"""The vessel language: the RestrictedPython policy and compiler, ``SafeDict`` and the porting tool.
+"""
