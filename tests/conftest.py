@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.requires import skip_or_fail
+from tests.support.requires import skip_or_fail
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

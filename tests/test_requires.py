@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = '''
-from tests.requires import requires
+from tests.support.requires import requires
 
 @requires(False, "host has no frobnicator layer")
 def test_needs_a_missing_layer():
@@ -25,7 +25,7 @@ CONFTEST = '''
 from tests.conftest import pytest_runtest_setup  # noqa: F401
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "requires(ok, reason): see tests/requires.py")
+    config.addinivalue_line("markers", "requires(ok, reason): see tests/support/requires.py")
 '''
 
 

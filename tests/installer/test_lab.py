@@ -30,7 +30,7 @@ from installer.donor.procs import find_process
 from testbed.lab import net as labnet
 from testbed.lab.plan import Net
 from tests.installer.test_testbed import traversable
-from tests.requires import requires
+from tests.support.requires import requires
 
 ROOT_LAB = os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nft") is not None
 pytestmark = [pytest.mark.slow,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.installer.test_lab import ROOT_LAB, cli, lab, lookup, seash
-from tests.requires import requires
+from tests.support.requires import requires
 
 pytestmark = [pytest.mark.slow,
               requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]

@@ -15,7 +15,7 @@ from nodemanager import ConnectionFailed, NodeClient, RequestError, open_node_cl
 from nodemanager.proto import messages
 from sandbox import total
 from seattlecore import KeyPair
-from tests.daemons import init_node, node_manager, read_port
+from tests.support.daemons import init_node, node_manager, read_port
 
 from .conftest import SMALL
 

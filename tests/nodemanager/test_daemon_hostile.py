@@ -19,7 +19,7 @@ import trio
 
 from nodemanager import open_node_client
 from nodemanager.node.server import raise_fd_limit
-from tests.daemons import node_manager
+from tests.support.daemons import node_manager
 
 from . import attacker as a
 from .test_daemon import OWNER, init

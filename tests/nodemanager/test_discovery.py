@@ -13,7 +13,7 @@ import trio
 from nodemanager import open_node_client
 from overlay import LookupResult, lookup_once
 from seattlecore import KeyPair, PublicKey
-from tests.daemons import init_node, node_manager
+from tests.support.daemons import init_node, node_manager
 
 from .conftest import SMALL
 

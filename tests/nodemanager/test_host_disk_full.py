@@ -15,7 +15,7 @@ from nodemanager.node.files import VesselStore
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
 from seattlecore import KeyPair, load_private
-from tests.tmpfs import small_tmpfs
+from tests.support.tmpfs import small_tmpfs
 
 from .conftest import make_spec
 from .fakes import FakeRunner

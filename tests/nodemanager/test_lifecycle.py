@@ -19,7 +19,7 @@ from nodemanager.node.model import Vessel
 from nodemanager.node.spec import NodeSpec, init_node
 from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
-from tests.daemons import read_port
+from tests.support.daemons import read_port
 from tests.sandbox.test_lifecycle import processes_in, wait_until_gone
 
 from .conftest import SMALL

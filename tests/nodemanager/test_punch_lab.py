@@ -19,7 +19,7 @@ from testbed.lab import net as labnet
 from testbed.lab.plan import LabPlan
 from testbed.lab.punch import Services, bare_lab, start_services, trial
 from tests.installer.test_lab import ROOT_LAB
-from tests.requires import requires
+from tests.support.requires import requires
 
 pytestmark = [pytest.mark.slow,
               requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]

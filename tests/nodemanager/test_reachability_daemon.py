@@ -14,7 +14,7 @@ import trio
 from nodemanager import open_node_client
 from overlay import lookup_once, query_status
 from seattlecore import KeyPair
-from tests.daemons import Daemon, init_node, node_manager
+from tests.support.daemons import Daemon, init_node, node_manager
 
 from .conftest import SMALL
 

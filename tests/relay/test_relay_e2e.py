@@ -19,7 +19,7 @@ import trio
 from nodemanager import open_node_client
 from nodemanager.proto.messages import GetNodeStatus
 from seattlecore import PublicKey, load_public
-from tests.daemons import Daemon, node_manager
+from tests.support.daemons import Daemon, node_manager
 from tests.seash.conftest import init_node, seash, wait_advertised
 
 pytestmark = pytest.mark.slow

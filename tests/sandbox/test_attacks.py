@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.requires import skip_or_fail
+from tests.support.requires import skip_or_fail
 from tests.sandbox.conftest import RunProgram
 
 HERE = Path(__file__).parent

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox import Supervisor
 from tests.sandbox.conftest import table
-from tests.tmpfs import small_tmpfs
+from tests.support.tmpfs import small_tmpfs
 
 WRITER = """
 f = openfile('big.bin', True)

@@ -23,7 +23,7 @@ import pytest
 
 from sandbox.process import hardening
 from sandbox.process.hardening import HardeningError, HardeningPlan, ProtectionReport
-from tests.requires import requires
+from tests.support.requires import requires
 
 SANDBOX_DIR = Path(hardening.__file__).resolve().parent
 SUPPORT = hardening.detect_support()

@@ -14,8 +14,8 @@ import trio
 
 from overlay import lookup_once
 from seattlecore import PublicKey
-from tests.daemons import Daemon, node_manager
-from tests.daemons import init_node as init_spec
+from tests.support.daemons import Daemon, node_manager
+from tests.support.daemons import init_node as init_spec
 
 RESOURCES = (
     "resource cpu 0.2\nresource memory 100000000\nresource diskused 2000000\n"

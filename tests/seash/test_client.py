@@ -10,7 +10,7 @@ import trio
 from nodemanager import NodeClient
 from seash.client import Job, NodePool, PoolStats, fan_out
 from seattlecore import KeyPair
-from tests.daemons import node_manager
+from tests.support.daemons import node_manager
 
 pytestmark = pytest.mark.slow
 

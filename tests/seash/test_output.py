@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from seattlecore import KeyPair, save_keypair
-from tests.daemons import node_manager
+from tests.support.daemons import node_manager
 
 from .conftest import RESOURCES, init_node, seash, wait_advertised
 

@@ -14,7 +14,7 @@ import trio
 
 from nodemanager import NodeInfo, open_node_client
 from seattlecore import KeyPair, save_keypair
-from tests.daemons import node_manager
+from tests.support.daemons import node_manager
 
 from .conftest import init_node, seash
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.requires import skip_or_fail
+from tests.support.requires import skip_or_fail
 
 
 @contextmanager
