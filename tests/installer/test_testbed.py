@@ -15,7 +15,7 @@ from nodemanager import open_node_client
 from overlay import lookup_once
 from seattlecore import load_private
 from testbed.local import stop_all, vessel_table, wait_discoverable
-from tests.sandbox.test_lifecycle import processes_in, wait_until_gone
+from tests.support.processes import processes_in, wait_until_gone
 
 pytestmark = pytest.mark.slow
 NODES = 3

@@ -16,19 +16,13 @@ from nodemanager.node.files import VesselStore
 from nodemanager.node.model import Vessel
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
 from nodemanager.node.state import NodeState
-from sandbox import DEFAULT_OFFCUT, parse_resources
+from sandbox import DEFAULT_OFFCUT
 from seattlecore import KeyPair, load_private
+from tests.support.worlds import SMALL
 
 from .fakes import FakeRunner
 
-SMALL = parse_resources(
-    "resource cpu 0.2\nresource memory 100000000\nresource diskused 2000000\n"
-    "resource events 20\nresource filewrite 100000\nresource fileread 100000\n"
-    "resource filesopened 10\nresource lograte 30000\nresource insockets 5\n"
-    "resource outsockets 5\nresource messport 63100\nresource messport 63101\n"
-    "resource connport 63100\nresource connport 63101\n"
-)
-
+__all__ = ["SMALL"]
 
 @dataclass
 class Node:

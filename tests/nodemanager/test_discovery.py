@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -12,30 +11,10 @@ import trio
 
 from nodemanager import open_node_client
 from overlay import LookupResult, lookup_once
-from seattlecore import KeyPair, PublicKey
-from tests.support.daemons import init_node, node_manager
-
-from .conftest import SMALL
+from seattlecore import PublicKey
+from tests.support.worlds import FRIEND, OWNER, daemon, init
 
 pytestmark = pytest.mark.slow
-
-OWNER = KeyPair.generate()
-FRIEND = KeyPair.generate()
-
-
-def init(state: Path) -> None:
-    init_node(state, {"vessels": [{"owner": OWNER.public.to_text(), "resources": SMALL.to_text()}
-                                  for _ in range(2)]})
-
-
-@asynccontextmanager
-async def daemon(state: Path, bootstrap: list[str],
-                 host: str = "127.0.0.1") -> AsyncIterator[tuple[int, int, trio.Process]]:
-    """Start a node manager with DHT on ``host``; yield (tcp port, dht port, process)."""
-    async with node_manager(state, bootstrap=bootstrap, extra=["--listen", f"{host}:0"]) as nm:
-        assert nm.dht_port is not None
-        yield nm.port, nm.dht_port, nm.process
-
 
 async def find(key: PublicKey, bootstrap: tuple[str, int], want: int) -> LookupResult:
     """Look up until ``want`` candidates appear (announcements are asynchronous)."""

@@ -20,7 +20,7 @@ from nodemanager.node.spec import NodeSpec, init_node
 from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
 from tests.support.daemons import read_port
-from tests.sandbox.test_lifecycle import processes_in, wait_until_gone
+from tests.support.processes import processes_in, wait_until_gone
 
 from .conftest import SMALL
 from .test_daemon import daemon

@@ -22,7 +22,7 @@ import trio
 from nodemanager import open_node_client
 from overlay import lookup_once
 from testbed.attackers.dht import HostilePeer, fuzzing, make_ident, random_value
-from tests.nodemanager.test_discovery import FRIEND, OWNER, daemon, init
+from tests.support.worlds import FRIEND, OWNER, daemon, init
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from nodemanager.proto.client import NodeClient
 from nodemanager.proto.messages import GetNodeStatus
 from overlay import lookup_once
 from seattlecore import PublicKey, load_private, load_public
-from tests.support.daemons import Daemon, node_manager
 from tests.seash.conftest import init_node, seash
+from tests.support.daemons import Daemon, node_manager
 
 from .flipper import FlippingRelay
 

@@ -19,8 +19,8 @@ import trio
 from nodemanager import open_node_client
 from nodemanager.proto.messages import GetNodeStatus
 from seattlecore import PublicKey, load_public
-from tests.support.daemons import Daemon, node_manager
 from tests.seash.conftest import init_node, seash, wait_advertised
+from tests.support.daemons import Daemon, node_manager
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.requires import skip_or_fail
 from tests.sandbox.conftest import RunProgram
+from tests.support.requires import skip_or_fail
 
 HERE = Path(__file__).parent
 SHARED = HERE / "attacks" / "corpus"

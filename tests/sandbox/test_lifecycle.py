@@ -21,45 +21,12 @@ from sandbox.errors import UidExhausted
 from sandbox.process.spawn import ChildRecords, start_time
 from sandbox.process.uidlease import acquire_uid, processes_of_uid
 from tests.sandbox.conftest import require_root
+from tests.support.processes import processes_in, state_of, wait_until_gone
 
 ROOT = Path(__file__).parents[2]
 SPIN = "x = 0\nwhile True:\n    x += 1\n"
 BLOCKED = "lock = createlock()\nlock.acquire(True)\nlock.acquire(True)\n"
 """Blocked in the kernel (a futex wait) forever."""
-
-
-def processes_in(directory: Path) -> list[int]:
-    """Live (non-zombie) pids whose cwd is ``directory``."""
-    found = []
-    target = str(directory.resolve())
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry.name}/cwd") != target:
-                continue
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != b"Z":
-            found.append(int(entry.name))
-    return found
-
-
-def wait_until_gone(directory: Path, seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (left := processes_in(directory)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return left
-
-
-def state_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
-    except OSError:
-        return "gone"
 
 
 def wait_for_vessel(directory: Path, state: str | None, seconds: float = 30.0) -> bool:

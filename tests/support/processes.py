@@ -1,0 +1,41 @@
+"""Processes seen from /proc: which run in a directory, in what state; wait until they are gone."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Live (non-zombie) pids whose cwd is ``directory``."""
+    found = []
+    target = str(directory.resolve())
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry.name}/cwd") != target:
+                continue
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(directory: Path, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := processes_in(directory)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def state_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return "gone"
