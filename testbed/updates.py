@@ -60,7 +60,7 @@ def build_installer(directory: Path, house: Wheelhouse, planner: KeyPair, *, roo
     manifest = new_manifest(planner.public, shares, tuple(bootstrap), now=time.time(),
                             payload=describe_files(files),
                             software=Software(project=PROJECT, version=house.version))
-    out = directory / "lab-installer.packing.pyz"
+    out = directory / "lab-installer.pyz"
     build_pyz(build_bundle(manifest, planner), files, out)
     return out
 
@@ -68,7 +68,7 @@ def build_installer(directory: Path, house: Wheelhouse, planner: KeyPair, *, roo
 async def install_node(pyz: Path, planner_public: Path, prefix: Path, *, interval: float,
                        sandbox: bool = True, env: dict[str, str] | None = None,
                        cwd: Path | None = None) -> None:
-    """``python3 lab-installer.packing.pyz install ...`` into ``prefix`` (raises on failure)."""
+    """``python3 lab-installer.pyz install ...`` into ``prefix`` (raises on failure)."""
     argv = [base_python(), str(pyz), "install", "--trust", str(planner_public), "--prefix",
             str(prefix), "--no-service", "--host", "127.0.0.1", "--update-interval", str(interval)]
     if not sandbox:

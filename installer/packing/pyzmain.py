@@ -1,6 +1,6 @@
 """The self-contained installer's first stage: standard library only.
 
-This file is the ``__main__.py`` of ``lab-installer.packing.pyz`` (a zipapp), so it runs on a donor
+This file is the ``__main__.py`` of ``lab-installer.pyz`` (a zipapp), so it runs on a donor
 machine that has nothing but Python >= 3.11. It also serves ``seattle-installer install``,
 which imports ``ensure_version`` from here, so both paths build a version the same way.
 
@@ -11,7 +11,7 @@ A pyz holds::
     payload/NAME               wheels and the TUF root, each listed with size and sha256
                                in the signed manifest
 
-``python3 lab-installer.packing.pyz install --trust P.publickey [--prefix DIR] ...``:
+``python3 lab-installer.pyz install --trust P.publickey [--prefix DIR] ...``:
 
 1. reads the manifest and checks every payload file's size and sha256 against it (refusing
    unlisted or missing files);
@@ -202,7 +202,7 @@ def ensure_version(pyz: Path, prefix: Path) -> tuple[str, Path]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python3 lab-installer.packing.pyz",
+        prog="python3 lab-installer.pyz",
         description="Install this Seattle node (everything it needs is inside this file).")
     parser.add_argument("command", choices=["install", "status", "uninstall"])
     parser.add_argument("--prefix", type=Path, default=None,

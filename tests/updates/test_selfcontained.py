@@ -1,4 +1,4 @@
-"""Self-contained installers: ``python3 lab-installer.packing.pyz install`` on a machine with no
+"""Self-contained installers: ``python3 lab-installer.pyz install`` on a machine with no
 checkout, no project venv on PATH and no reachable package index; tampered payloads refused.
 """
 
@@ -26,7 +26,7 @@ from nodemanager import open_node_client
 from seattlecore import KeyPair, load_private, save_keypair
 
 
-def build_installer(tmp: Path, house: Wheelhouse, *extra: str, name: str = "lab-installer.packing.pyz",
+def build_installer(tmp: Path, house: Wheelhouse, *extra: str, name: str = "lab-installer.pyz",
                     planner: str = "planner") -> Path:
     """A .pyz signed by ``tmp/planner``, carrying ``house``'s wheels."""
     if not (tmp / f"{planner}.privatekey").exists():
