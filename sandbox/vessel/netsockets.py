@@ -13,7 +13,7 @@ import ipaddress
 import select
 import socket
 import threading
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from sandbox.repy import (
     RepyArgumentError,
@@ -27,24 +27,20 @@ Identity = tuple[str, int, str, int]
 ListenKey = tuple[str, str, int]
 """A listener's (protocol, local IP, local port)."""
 
-
-class Charge(NamedTuple):
-    """Bytes charged to a vessel's send and receive rates for one network event."""
-
-    sent: int
-    received: int
-
+Charge = tuple[int, int]
+"""Bytes charged for one network event: (sent, received). A plain tuple, not a NamedTuple:
+the class would cost the vessel's start-up import time."""
 
 PACKET_OVERHEAD = 64
-"""Header bytes Seattle counts per packet (IP and TCP/UDP headers, rounded up): every send,
-receive and datagram costs this on top of its payload, and each TCP segment's
+"""What Seattle charges for one packet's headers (64 bytes, a minimum Ethernet frame): every
+send, receive and datagram costs this on top of its payload, and each TCP segment's
 acknowledgement costs it in the other direction."""
-CONNECT = Charge(sent=2 * PACKET_OVERHEAD, received=PACKET_OVERHEAD)
+CONNECT: Charge = (2 * PACKET_OVERHEAD, PACKET_OVERHEAD)
 """``openconnection``'s handshake: the SYN and the final ACK go out, the SYN/ACK comes in."""
-ACCEPT = Charge(sent=PACKET_OVERHEAD, received=2 * PACKET_OVERHEAD)
+ACCEPT: Charge = (PACKET_OVERHEAD, 2 * PACKET_OVERHEAD)
 """``getconnection``'s side of the handshake: the SYN and the ACK come in, the SYN/ACK goes
 out."""
-CLOSE = Charge(sent=2 * PACKET_OVERHEAD, received=PACKET_OVERHEAD)
+CLOSE: Charge = (2 * PACKET_OVERHEAD, PACKET_OVERHEAD)
 """A TCP close as Seattle charged it: our FIN and the ACK of the peer's FIN go out, the
 peer's ACK of our FIN comes in."""
 MAX_RECV = 1 << 20

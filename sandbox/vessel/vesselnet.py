@@ -48,7 +48,7 @@ so a 1 MiB send would never block as Seattle's tests expect; fixed ones also bou
 kernel memory one vessel's sockets can pin. Vessel rates are far below what they carry."""
 MAX_DATAGRAM = 9216
 """Seattle capped datagrams at macOS's limit on every platform (``udp_test_datagram_sizes``)."""
-DNS_LOOKUP = Charge(sent=1024, received=4096)
+DNS_LOOKUP: Charge = (1024, 4096)
 """A name lookup, whose real traffic the vessel cannot see: Seattle's flat guess, charged to
 the network (not loopback) rates."""
 NO_PEER = "0.0.0.0"
