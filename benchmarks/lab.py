@@ -58,7 +58,7 @@ from seattlecore import PublicKey
 from testbed.lab import net as labnet
 from testbed.lab.nodes import lab_reports, wait_lab_discoverable
 from testbed.lab.plan import plan_lab
-from testbed.local import wait_discoverable
+from testbed.local import nodes_rss_mb, wait_discoverable
 
 BIN = Path(sys.executable).parent
 WAIT_TIMEOUT = 180.0
@@ -75,16 +75,6 @@ def cli(*args: str, cwd: Path | None = None) -> tuple[float, str]:
 
 def available_mb() -> float:
     return float(psutil.virtual_memory().available) / 1e6
-
-
-def nodes_rss_mb(data: dict[str, Any]) -> float:
-    total = 0
-    for node in data["nodes"]:
-        try:
-            total += psutil.Process(node["pid"]).memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 1e6
 
 
 def on_researcher(directory: Path, data: dict[str, Any], *argv: str) -> tuple[float, str]:

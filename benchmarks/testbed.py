@@ -24,11 +24,10 @@ import subprocess
 import tempfile
 import time
 
-import psutil
 import trio
 
 from seattlecore import PublicKey
-from testbed.local import wait_discoverable
+from testbed.local import nodes_rss_mb, wait_discoverable
 
 
 def run(*args: str) -> float:
@@ -36,17 +35,6 @@ def run(*args: str) -> float:
     subprocess.run([sys.executable, "-m", "testbed.cli", *args], check=True,
                    stdout=subprocess.DEVNULL)
     return time.monotonic() - start
-
-
-def rss_mb(directory: Path) -> float:
-    data = json.loads((directory / "testbed.json").read_text())
-    total = 0
-    for node in data["nodes"]:
-        try:
-            total += psutil.Process(node["pid"]).memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 1e6
 
 
 def measure(nodes: int, sandbox: bool) -> tuple[float, float, float, float]:
@@ -58,7 +46,7 @@ def measure(nodes: int, sandbox: bool) -> tuple[float, float, float, float]:
             data = json.loads((directory / "testbed.json").read_text())
             key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
             found = trio.run(wait_discoverable, data["bootstrap"], key, nodes, 60.0)
-            memory = rss_mb(directory)
+            memory = nodes_rss_mb(data)
         finally:
             down = run("down", "--dir", str(directory))
     return up, found, down, memory

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import trio
 
 from installer.donor.procs import find_process, read_int_file, spawn_detached, stop_process, wait_gone
@@ -109,6 +110,17 @@ def load_manifest(directory: Path) -> dict[str, Any]:
 
 def running_nodes(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [n for n in data["nodes"] if find_process(n.get("pid"), n["state"]) is not None]
+
+
+def nodes_rss_mb(data: dict[str, Any]) -> float:
+    """Resident memory of a testbed's node manager processes in MB (a node gone counts 0)."""
+    total = 0
+    for node in data["nodes"]:
+        try:
+            total += psutil.Process(node["pid"]).memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 1e6
 
 
 def demo_identity(directory: Path) -> KeyPair:

@@ -29,6 +29,8 @@ __all__ = ["EXIT", "ExitCodes", "Host", "VesselRuntime", "format_user_traceback"
 MAX_SLEEP = 10 * 365 * 86400.0
 MAX_LOG_LINE = 1 << 20
 DISK_CACHE = 0.5
+RANDOM_BYTES = 1024
+"""What ``randombytes()`` returns, as in Seattle; the ``random`` rate is charged per byte."""
 
 
 class Host(Protocol):
@@ -157,8 +159,8 @@ class VesselRuntime:
         return time.monotonic() - self.started
 
     def randombytes(self) -> bytes:
-        self.nanny.charge("random", 1024)
-        return os.urandom(1024)
+        self.nanny.charge("random", RANDOM_BYTES)
+        return os.urandom(RANDOM_BYTES)
 
     def exitall(self) -> None:
         self.host.hard_exit(EXIT.exitall, "exitall() called")

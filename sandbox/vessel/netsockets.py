@@ -13,7 +13,7 @@ import ipaddress
 import select
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sandbox.repy import (
     RepyArgumentError,
@@ -22,12 +22,49 @@ from sandbox.repy import (
     SocketWouldBlockError,
 )
 
-if TYPE_CHECKING:
-    from sandbox.vessel.vesselnet import VesselNet
+Identity = tuple[str, int, str, int]
+"""A TCP connection's (local IP, local port, remote IP, remote port)."""
+ListenKey = tuple[str, str, int]
+"""A listener's (protocol, local IP, local port)."""
 
-OVERHEAD = 64
+Charge = tuple[int, int]
+"""Bytes charged for one network event: (sent, received). A plain tuple, not a NamedTuple:
+the class would cost the vessel's start-up import time."""
+
+PACKET_OVERHEAD = 64
+"""What Seattle charges for one packet's headers (64 bytes, a minimum Ethernet frame): every
+send, receive and datagram costs this on top of its payload, and each TCP segment's
+acknowledgement costs it in the other direction."""
+CONNECT: Charge = (2 * PACKET_OVERHEAD, PACKET_OVERHEAD)
+"""``openconnection``'s handshake: the SYN and the final ACK go out, the SYN/ACK comes in."""
+ACCEPT: Charge = (PACKET_OVERHEAD, 2 * PACKET_OVERHEAD)
+"""``getconnection``'s side of the handshake: the SYN and the ACK come in, the SYN/ACK goes
+out."""
+CLOSE: Charge = (2 * PACKET_OVERHEAD, PACKET_OVERHEAD)
+"""A TCP close as Seattle charged it: our FIN and the ACK of the peer's FIN go out, the
+peer's ACK of our FIN comes in."""
 MAX_RECV = 1 << 20
 CLOSED_BY_PEER = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED)
+
+
+class SocketAccounting(Protocol):
+    """What a socket needs from its vessel's network: rate waits and charges, and the
+    release of the resource items (``outsockets``, ``insockets``) it holds."""
+
+    def wait(self, peer: str, *directions: str) -> None:
+        """Block while the rates for ``peer`` (``send``/``recv``) are over budget."""
+
+    def charge(self, peer: str, sent: int, received: int) -> None:
+        """Count bytes sent to and received from ``peer``."""
+
+    def take_outsocket(self) -> None:
+        """Hold one ``outsockets`` item for an accepted connection (raises when exhausted)."""
+
+    def connection_closed(self, identity: Identity) -> None:
+        """Forget a closed connection and free its ``outsockets`` item."""
+
+    def stopped_listening(self, key: ListenKey) -> None:
+        """Forget a closed listener and free its ``insockets`` item."""
 
 
 def is_loopback(ip: str) -> bool:
@@ -64,7 +101,7 @@ class RepySocket:
     __slots__ = ("_identity", "_lock", "_net", "_peer", "_sock")
 
     def __init__(
-        self, net: VesselNet, sock: socket.socket, peer: str, identity: tuple[str, int, str, int]
+        self, net: SocketAccounting, sock: socket.socket, peer: str, identity: Identity
     ) -> None:
         self._net = net
         self._sock: socket.socket | None = sock
@@ -91,7 +128,7 @@ class RepySocket:
                 raise SocketWouldBlockError("send() would block") from None
             except OSError as exc:
                 raise self._broken(exc) from None
-        self._net.charge(self._peer, sent + OVERHEAD, OVERHEAD)
+        self._net.charge(self._peer, sent + PACKET_OVERHEAD, PACKET_OVERHEAD)
         return sent
 
     def recv(self, size: object) -> bytes:
@@ -109,7 +146,7 @@ class RepySocket:
                 raise self._broken(exc) from None
             if not data:
                 raise SocketClosedRemote("the socket was closed by the remote end")
-        self._net.charge(self._peer, OVERHEAD, len(data) + OVERHEAD)
+        self._net.charge(self._peer, PACKET_OVERHEAD, len(data) + PACKET_OVERHEAD)
         return data
 
     def _broken(self, exc: OSError) -> Exception:
@@ -128,7 +165,7 @@ class RepySocket:
         except OSError:
             pass
         sock.close()
-        self._net.forget_connection(self._identity)
+        self._net.connection_closed(self._identity)
         return True
 
     def close(self) -> bool:
@@ -136,7 +173,7 @@ class RepySocket:
         with self._lock:
             first = self._release()
         if first:
-            self._net.charge(self._peer, 128, 64)
+            self._net.charge(self._peer, *CLOSE)
         return first
 
     def __del__(self) -> None:
@@ -156,7 +193,7 @@ class Listener:
     __slots__ = ("_local", "_lock", "_net", "_sock")
     proto = ""
 
-    def __init__(self, net: VesselNet, sock: socket.socket, local: tuple[str, int]) -> None:
+    def __init__(self, net: SocketAccounting, sock: socket.socket, local: tuple[str, int]) -> None:
         self._net = net
         self._sock: socket.socket | None = sock
         self._local = local
@@ -198,9 +235,9 @@ class TCPServerSocket(Listener):
                 conn, (ip, port) = self._live().accept()
             except BlockingIOError:
                 raise SocketWouldBlockError("no connection is waiting") from None
-        self._net.charge(self._local[0], 64, 128)
+        self._net.charge(self._local[0], *ACCEPT)
         try:
-            self._net.nanny.add_item("outsockets")
+            self._net.take_outsocket()
         except BaseException:
             conn.close()
             raise
@@ -222,5 +259,5 @@ class UDPServerSocket(Listener):
                 data, (ip, port) = self._live().recvfrom(65535)
             except BlockingIOError:
                 raise SocketWouldBlockError("no message is waiting") from None
-        self._net.charge(self._local[0], 0, len(data) + OVERHEAD)
+        self._net.charge(self._local[0], 0, len(data) + PACKET_OVERHEAD)
         return ip, port, data

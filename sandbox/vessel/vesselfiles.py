@@ -28,7 +28,11 @@ from sandbox.vessel.nanny import Nanny
 
 FILENAME_RE = re.compile(r"[a-z0-9._-]{1,120}")
 BLOCK = 4096
+"""Seattle charges file I/O per 4 KiB block touched; a metadata operation (open, create,
+list, remove, existence check) costs one block of ``fileread`` or ``filewrite``."""
 PER_FILE_OVERHEAD = 4096
+"""Disk space counted per file on top of its size (its inode and directory entry, as one
+block), so ``diskused`` also bounds how many empty files a vessel can create."""
 
 
 def check_filename(name: object) -> str:

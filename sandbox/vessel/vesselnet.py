@@ -7,7 +7,8 @@ ports 1-65535; a local address equal to the destination is refused), then the po
 ``AddressBindingError``), then clashes with the vessel's own sockets
 (``AlreadyListeningError``, ``DuplicateTupleError``). Sockets are non-blocking: a call that
 would block raises ``SocketWouldBlockError``. Charges: ``loopsend``/``looprecv`` for
-loopback peers, ``netsend``/``netrecv`` otherwise; 64 bytes of overhead per packet.
+loopback peers, ``netsend``/``netrecv`` otherwise, with Seattle's per-packet overhead
+(``netsockets.PACKET_OVERHEAD``). ``VesselNet`` is the ``SocketAccounting`` its sockets use.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ from sandbox.repy import (
     RepyTimeoutError,
 )
 from sandbox.vessel.nanny import Nanny
-from sandbox.vessel.netsockets import OVERHEAD, RepySocket, TCPServerSocket, UDPServerSocket, is_loopback
+from sandbox.vessel.netsockets import (
+    CONNECT,
+    PACKET_OVERHEAD,
+    Charge,
+    Identity,
+    ListenKey,
+    RepySocket,
+    TCPServerSocket,
+    UDPServerSocket,
+    is_loopback,
+)
 
 SOCKET_BUFFER = 128 * 1024
 """Fixed TCP buffers (the kernel doubles them). Autotuned loopback buffers grow to megabytes,
@@ -37,6 +48,11 @@ so a 1 MiB send would never block as Seattle's tests expect; fixed ones also bou
 kernel memory one vessel's sockets can pin. Vessel rates are far below what they carry."""
 MAX_DATAGRAM = 9216
 """Seattle capped datagrams at macOS's limit on every platform (``udp_test_datagram_sizes``)."""
+DNS_LOOKUP: Charge = (1024, 4096)
+"""A name lookup, whose real traffic the vessel cannot see: Seattle's flat guess, charged to
+the network (not loopback) rates."""
+NO_PEER = "0.0.0.0"
+"""The peer a DNS lookup is charged to: not loopback, so it counts as ``netsend``/``netrecv``."""
 
 Local = tuple[str, int]
 
@@ -85,14 +101,17 @@ def check_port(value: int, what: str) -> None:
 
 
 class VesselNet:
-    """Socket factory of one vessel: its nanny, its allowed local IPs, its live sockets."""
+    """Socket factory of one vessel: its nanny, its allowed local IPs, its live sockets.
+
+    It is the ``SocketAccounting`` of the sockets it makes; they reach the nanny only
+    through it."""
 
     def __init__(self, nanny: Nanny, my_ip: str) -> None:
         self.nanny = nanny
         self.my_ip = my_ip
         self._lock = threading.RLock()
         self.listening: dict[tuple[str, str, int], socket.socket] = {}
-        self.connections: set[tuple[str, int, str, int]] = set()
+        self.connections: set[Identity] = set()
 
     def charge(self, peer: str, sent: int, received: int) -> None:
         prefix = "loop" if is_loopback(peer) else "net"
@@ -128,23 +147,23 @@ class VesselNet:
         self.wait(destip, "send", "recv")
         sock = self._connect(identity, float(timeout))  # type: ignore[arg-type]
         try:
-            self.nanny.add_item("outsockets")
+            self.take_outsocket()
         except BaseException:
             sock.close()
             raise
         with self._lock:
             self.connections.add(identity)
-        self.charge(destip, 128, 64)
+        self.charge(destip, *CONNECT)
         return RepySocket(self, sock, destip, identity)
 
-    def _check_clash(self, proto: str, identity: tuple[str, int, str, int]) -> None:
+    def _check_clash(self, proto: str, identity: Identity) -> None:
         with self._lock:
             if (proto, identity[0], identity[1]) in self.listening:
                 raise AlreadyListeningError(f"already listening on {identity[0]}:{identity[1]}")
             if proto == "tcp" and identity in self.connections:
                 raise DuplicateTupleError("a connection with this local and remote address exists")
 
-    def _connect(self, identity: tuple[str, int, str, int], timeout: float) -> socket.socket:
+    def _connect(self, identity: Identity, timeout: float) -> socket.socket:
         localip, localport, destip, destport = identity
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -158,7 +177,10 @@ class VesselNet:
         sock.setblocking(False)
         return sock
 
-    def forget_connection(self, identity: tuple[str, int, str, int]) -> None:
+    def take_outsocket(self) -> None:
+        self.nanny.add_item("outsockets")
+
+    def connection_closed(self, identity: Identity) -> None:
         with self._lock:
             self.connections.discard(identity)
         self.nanny.remove_item("outsockets")
@@ -203,7 +225,7 @@ class VesselNet:
             self.listening[key] = sock
         return sock
 
-    def stopped_listening(self, key: tuple[str, str, int]) -> None:
+    def stopped_listening(self, key: ListenKey) -> None:
         with self._lock:
             self.listening.pop(key, None)
         self.nanny.remove_item("insockets")
@@ -221,7 +243,7 @@ class VesselNet:
         self._permit("messport", localip, localport)
         self.wait(destip, "send")
         sent = self._send_datagram(data, (localip, localport), (destip, destport))
-        self.charge(destip, sent + OVERHEAD, 0)
+        self.charge(destip, sent + PACKET_OVERHEAD, 0)
         return sent
 
     def _send_datagram(self, data: bytes, local: Local, dest: Local) -> int:
@@ -244,7 +266,7 @@ class VesselNet:
     def gethostbyname(self, name: object) -> str:
         if type(name) is not str or not 0 < len(name) <= 253:
             raise RepyArgumentError("name must be a non-empty str of at most 253 characters")
-        self.charge("0.0.0.0", 1024, 4096)
+        self.charge(NO_PEER, *DNS_LOOKUP)
         try:
             return socket.gethostbyname(name)
         except (OSError, UnicodeError):
