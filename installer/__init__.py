@@ -1,7 +1,9 @@
-"""Custom installer builder, donor installer and the local testbed launcher.
+"""Installers: what a planner builds, what a donor runs, how it is packed and released.
 
-``spec`` and ``plan`` are pure (vessel shares, resource cuts, the ``InstallPlan``); ``bundle``
-packs and verifies signed bundles; ``apply`` performs a plan; ``testbed`` runs N nodes locally.
+``planner`` (the vessel spec, pure; signed bundles), ``donor`` (the ``InstallPlan``, pure, and
+its application; boot entries, managed versions, the launcher, ``status``), ``packing`` (the
+self-contained ``.pyz`` and its wheels) and ``release`` (the TUF repository). The testbeds that
+run many nodes on one machine are the ``testbed`` package.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING

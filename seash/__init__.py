@@ -2,8 +2,9 @@
 
 Pure parts: ``parse`` (lines -> words), ``commands`` (the tree driving dispatch, help and
 completion), ``session`` (identities, targets, groups), ``statefile`` (encrypted state).
-I/O: ``client`` (fan-out over node managers), ``executor``/``actions`` (running commands),
-``shell`` (terminal, scripts, ``--json``).
+I/O: ``client`` (fan-out over node managers), ``executor`` (running commands),
+the command modules (``discovery``, ``programs``, ``files``, ``logs``, ...), ``shell``
+(terminal, scripts, ``--json``).
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
