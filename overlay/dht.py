@@ -46,6 +46,7 @@ from overlay.nodeid import CHALLENGE_BYTES, PUZZLE_BITS, NodeIdentity
 from overlay.ratelimit import RateLimiter, RecentSet
 from overlay.routing import RoutingTable
 from overlay.store import AdvertStore
+from overlay.wire import DIALBACK_NONCE_BYTES, MSG_ID_BYTES, REQUEST, RESPONSE, pack_wire, unpack_wire
 
 log = logging.getLogger(__name__)
 
@@ -68,27 +69,14 @@ CLIENT_ID = b""
 it to a routing table. Peers only ever *skip* admission for it; it never adds anyone."""
 CLIENT_MODE_ANSWERS = frozenset({"status", "dialback"})
 """The only requests a node in client mode answers (peers must find it useless as a contact)."""
-DIALBACK_NONCE_BYTES = 16
 SENT_TTL = 300.0
 """Seconds an address we sent to is remembered: a NAT lets datagrams from it back in, so a
 dial-back datagram from such an address proves nothing about reachability."""
 MAX_SENT = 4096
-_REQUEST, _RESPONSE = b"\x00", b"\x01"
 
 
 class NoAnswer(DhtUnavailable):
     """Raised when a peer did not answer one RPC in time (or the node is stopping)."""
-
-
-def pack_wire(value: Any) -> bytes:
-    """msgpack as rpcudp writes it (str as str, bytes as bin), with the C codec."""
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
-    return packed
-
-
-def unpack_wire(data: bytes) -> Any:
-    """Decode a datagram payload; raises (ValueError, msgpack errors) on garbage."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def pack_records(blobs: Sequence[bytes]) -> bytes:
@@ -124,11 +112,6 @@ def chunk_records(blobs: Sequence[bytes], budget: int = PAGE_BYTES) -> list[list
 
 def _is_id(value: object) -> bool:
     return type(value) is bytes and len(value) == DHT_KEY_BYTES
-
-
-def dialback_datagram(nonce: bytes) -> bytes:
-    """The UDP dial-back a reachability server sends: a ``dialback`` request (protocol §13)."""
-    return _REQUEST + os.urandom(20) + pack_wire(["dialback", [nonce]])
 
 
 def source_key(addr: tuple[str, int]) -> str:
@@ -267,9 +250,9 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if not 22 <= len(data) <= MAX_DATAGRAM:
             raise ValueError(f"datagram of {len(data)} bytes")
         kind, msg_id, payload = data[:1], data[1:21], unpack_wire(data[21:])
-        if kind == _RESPONSE:
+        if kind == RESPONSE:
             self._accept_response(msg_id, payload, addr)
-        elif kind == _REQUEST:
+        elif kind == REQUEST:
             self._answer(msg_id, payload, addr)
         else:
             raise ValueError("unknown datagram kind")
@@ -286,7 +269,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             return
         self.counters.requests[name] += 1
         response = handler(addr, *args)
-        reply = _RESPONSE + msg_id + pack_wire(response)
+        reply = RESPONSE + msg_id + pack_wire(response)
         if len(reply) > MAX_REPLY:
             raise ValueError("reply too large")
         if self.transport is not None:
@@ -325,7 +308,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if self.transport is None:
             raise NoAnswer("node stopped")
         loop = asyncio.get_running_loop()
-        msg_id = os.urandom(20)
+        msg_id = os.urandom(MSG_ID_BYTES)
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
         handle = loop.call_later(self._wait_timeout, self._timeout, msg_id)
         self._outstanding[msg_id] = (future, handle, addr)
@@ -334,7 +317,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         start = loop.time()
         try:
             self._note_sent(addr)
-            self.transport.sendto(_REQUEST + msg_id + data, addr)
+            self.transport.sendto(REQUEST + msg_id + data, addr)
             ok, answer = await future
         finally:
             if self._outstanding.pop(msg_id, None) is not None:

@@ -41,7 +41,7 @@ from nodemanager.nat.autonat import (
 from nodemanager.nat.observe import SEND_TIMEOUT, format_observation, parse_observation
 from nodemanager.proto import messages as m
 from nodemanager.proto.wire import HEADER, PUBLIC_FRAME_BYTES, frame, seal_request
-from overlay.dht import dialback_datagram
+from overlay.wire import dialback_datagram
 
 log = logging.getLogger(__name__)
 

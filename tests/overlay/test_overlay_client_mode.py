@@ -10,8 +10,9 @@ import trio
 import trio_asyncio
 
 from overlay import DhtConfig, DhtNode, open_dht_node
-from overlay.dht import CLIENT_ID, NoAnswer, dialback_datagram
+from overlay.dht import CLIENT_ID, NoAnswer
 from overlay.nodeid import NodeIdentity
+from overlay.wire import dialback_datagram
 from seattlecore import KeyPair
 from testbed.attackers.dht import NO_REPLY, HostilePeer, make_ident
 from tests.overlay.overlay_helpers import TEST_BITS, adverts_for, node_host, spread_network
