@@ -174,6 +174,20 @@ class AdStorage(IStorage):  # type: ignore[misc]
         return [(k, pack_records(c)) for k, blobs in by_key.items() for c in chunk_records(blobs)]
 
 
+@dataclass(frozen=True, slots=True)
+class ProtocolHooks:
+    """What the node owning the protocol plugs in when it is built."""
+
+    status: Callable[[], dict[str, Any]] | None = None
+    """The status document the ``status`` RPC returns (None: no answer)."""
+    remote_status: bool = False
+    """Answer ``status`` from non-loopback addresses too."""
+    dialback_sink: Callable[[bytes], None] | None = None
+    """Called with the nonce of each dial-back datagram that may count (``rpc_dialback``)."""
+    client_mode: bool = False
+    """Start in client mode although the node has an identity."""
+
+
 @dataclass(slots=True)
 class ProtocolCounters:
     requests: Counter[str]
@@ -194,20 +208,17 @@ class ProtocolCounters:
 class AdProtocol(KademliaProtocol):  # type: ignore[misc]
     """Our DHT wire protocol (docs/overlay.md "Wire protocol") on kademlia's transport."""
 
-    status_provider: Callable[[], dict[str, Any]] | None = None
-    remote_status: bool = False
-
     def __init__(self, identity: NodeIdentity | None, storage: AdStorage, ksize: int,
-                 limits: DiversityLimits, bits: int = PUZZLE_BITS) -> None:
+                 limits: DiversityLimits, bits: int = PUZZLE_BITS,
+                 hooks: ProtocolHooks | None = None) -> None:
         own = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
         super().__init__(Node(own), storage, ksize)
         self.identity = identity
         self.bits = bits
-        self.client_mode = identity is None
+        self.hooks = hooks or ProtocolHooks()
+        self.client_mode = identity is None or self.hooks.client_mode
         """True: send the empty id and answer only ``CLIENT_MODE_ANSWERS`` (switchable at
-        run time for a node with an identity: ``DhtNode.set_client_mode``)."""
-        self.dialback_sink: Callable[[bytes], None] | None = None
-        """Called with the nonce of each dial-back datagram that may count (``rpc_dialback``)."""
+        run time for a node with an identity: ``set_client_mode``)."""
         self.sent_to = RecentSet(SENT_TTL, MAX_SENT)
         """Addresses we sent to lately (a NAT lets them answer: their dial-backs prove nothing)."""
         self._wait_timeout = RPC_TIMEOUT
@@ -229,6 +240,10 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             "status": self.rpc_status,
             "dialback": self.rpc_dialback,
         }
+
+    def set_client_mode(self, client: bool) -> None:
+        """Switch client mode (only a node with an identity can leave it)."""
+        self.client_mode = client or self.identity is None
 
     @property
     def own_id(self) -> bytes:
@@ -521,17 +536,18 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         those in) -- the prober checks it is one of its own."""
         if type(nonce) is not bytes or len(nonce) != DIALBACK_NONCE_BYTES:
             raise ValueError("bad dial-back nonce")
-        if self.dialback_sink is None or self.sent_to.recent(f"{sender[0]}:{sender[1]}", time.monotonic()):
+        sink = self.hooks.dialback_sink
+        if sink is None or self.sent_to.recent(f"{sender[0]}:{sender[1]}", time.monotonic()):
             self.counters.dialbacks_ignored += 1
             return False
         self.counters.dialbacks += 1
-        self.dialback_sink(nonce)
+        sink(nonce)
         return True
 
     def rpc_status(self, sender: tuple[str, int]) -> Any:
-        if not (self.remote_status or sender[0].startswith("127.") or sender[0] == "::1"):
+        if not (self.hooks.remote_status or sender[0].startswith("127.") or sender[0] == "::1"):
             return None
-        return self.status_provider() if self.status_provider is not None else None
+        return self.hooks.status() if self.hooks.status is not None else None
 
 
 async def _quietly(coro: Any) -> None:
@@ -549,15 +565,17 @@ class AdServer(Server):  # type: ignore[misc]
 
     def __init__(self, store: AdvertStore, *, identity: NodeIdentity | None, ksize: int = 20,
                  alpha: int = 3, limits: DiversityLimits | None = None,
-                 bits: int = PUZZLE_BITS) -> None:
+                 bits: int = PUZZLE_BITS, hooks: ProtocolHooks | None = None) -> None:
         node_id = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
         super().__init__(ksize=ksize, alpha=alpha, node_id=node_id, storage=AdStorage(store))
         self.identity = identity
         self.limits = limits or DiversityLimits()
         self.bits = bits
+        self.hooks = hooks
 
     def _create_protocol(self) -> AdProtocol:
-        return AdProtocol(self.identity, self.storage, self.ksize, self.limits, self.bits)
+        return AdProtocol(self.identity, self.storage, self.ksize, self.limits, self.bits,
+                          self.hooks)
 
     def refresh_table(self, interval: float = 0) -> None:
         """Disabled: the trio shell calls ``crawl.refresh`` on its own timer."""

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -374,6 +374,10 @@ class Responder:
     punched: int = 0
     failed: int = 0
     refused: int = 0
+
+    def set_observers(self, observers: tuple[Addr, ...]) -> None:
+        """The observers our punch sockets ask from now on."""
+        self.config = replace(self.config, observers=observers)
 
     async def respond(self, relayed: trio.abc.Stream, peer_ip: str | None) -> Outcome:
         """Answer a punch preamble (``MAGIC`` already read) from the peer at ``peer_ip``.

@@ -96,10 +96,9 @@ async def test_lying_about_client_mode_gains_nothing(nursery: trio.Nursery) -> N
 
 
 async def test_dial_back_datagrams_count_only_from_fresh_addresses(nursery: trio.Nursery) -> None:
-    async with spread_network(2, net=33) as nodes:
+    seen: list[bytes] = []
+    async with spread_network(2, net=33, dialback_sink=seen.append) as nodes:
         node = nodes[1]
-        seen: list[bytes] = []
-        node.protocol.dialback_sink = seen.append
         addr = (node.config.host, node.port)
         talker = HostilePeer(node_host(21, 33), make_ident(TEST_BITS), lambda p, r: NO_REPLY)
         await nursery.start(talker.serve)

@@ -18,6 +18,7 @@ from installer.release.tufrepo import Release, add_release, init_repository
 from nodemanager import NodeServer, open_node_client
 from nodemanager.errors import MirrorError
 from nodemanager.node.files import VesselStore
+from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
 from nodemanager.updates.mirror import Download, MirrorServer, check_path
@@ -57,8 +58,9 @@ async def start_node(tmp_path: Path, nursery: trio.Nursery, anchor: bytes,
     init_node(tmp_path / "state", make_spec(owner, user))
     keys = load_private(tmp_path / "state" / f"{NODE_KEY_NAME}.privatekey")
     runner = RecordingRunner(FakeRunner())
+    sources = StatusSources()
     server = NodeServer(keys=keys, state=NodeState(tmp_path / "state" / STATE_FILE),
-                        store=VesselStore(tmp_path / "state"), runner=runner)
+                        store=VesselStore(tmp_path / "state"), runner=runner, status=sources)
     port = await nursery.start(server.serve, "127.0.0.1", 0)
     updates = tmp_path / "prefix" / "updates"
     updates.mkdir(parents=True)
@@ -67,7 +69,7 @@ async def start_node(tmp_path: Path, nursery: trio.Nursery, anchor: bytes,
     service = UpdateService(UpdateConfig(updates=updates, interval=3600, need_dht=False), server,
                             keys, lambda: restarts.append(True), node_port=port, runner=runner,
                             directory=directory)
-    server.update_status = service.status_dict
+    sources.provide(UPDATES, service.status_dict)
     await nursery.start(service.run)
     return server, service, restarts, port
 
