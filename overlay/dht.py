@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +43,7 @@ from overlay.errors import BadAnswer, DhtUnavailable, OverlayUsageError
 from overlay.netgroup import EXEMPT_HOSTS, DiversityLimits
 from overlay.nodeid import CHALLENGE_BYTES, PUZZLE_BITS, NodeIdentity
 from overlay.ratelimit import RateLimiter, RecentSet
+from overlay.results import ProtocolCounters
 from overlay.routing import RoutingTable
 from overlay.store import AdvertStore
 from overlay.wire import DIALBACK_NONCE_BYTES, MSG_ID_BYTES, REQUEST, RESPONSE, pack_wire, unpack_wire
@@ -188,23 +188,6 @@ class ProtocolHooks:
     """Start in client mode although the node has an identity."""
 
 
-@dataclass(slots=True)
-class ProtocolCounters:
-    requests: Counter[str]
-    garbage: int = 0
-    rate_limited: int = 0
-    timeouts: int = 0
-    late_replies: int = 0
-    bad_answers: int = 0
-    hellos_ok: int = 0
-    hellos_failed: int = 0
-    sent_requests: int = 0
-    sent_bytes: int = 0
-    client_ignored: int = 0
-    dialbacks: int = 0
-    dialbacks_ignored: int = 0
-
-
 class AdProtocol(KademliaProtocol):  # type: ignore[misc]
     """Our DHT wire protocol (docs/overlay.md "Wire protocol") on kademlia's transport."""
 
@@ -223,7 +206,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         """Addresses we sent to lately (a NAT lets them answer: their dial-backs prove nothing)."""
         self._wait_timeout = RPC_TIMEOUT
         self.router = RoutingTable(own, k=ksize, limits=limits)
-        self.counters = ProtocolCounters(requests=Counter())
+        self.counters = ProtocolCounters()
         self.limiter = RateLimiter(rate=300.0, burst=600.0)
         self.silent: dict[tuple[str, int], float] = {}
         self._pending: set[str] = set()
@@ -258,7 +241,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         try:
             self._handle_datagram(data, addr)
         except Exception as exc:  # the network boundary: nothing a peer sends may escape
-            self.counters.garbage += 1
+            self.counters.garbage_datagrams += 1
             log.debug("dropped bad datagram from %s: %r", addr, exc)
 
     def _handle_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -282,7 +265,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if self.client_mode and self.identity is not None and name not in CLIENT_MODE_ANSWERS:
             self.counters.client_ignored += 1
             return
-        self.counters.requests[name] += 1
+        self.counters.requests[name] = self.counters.requests.get(name, 0) + 1
         response = handler(addr, *args)
         reply = RESPONSE + msg_id + pack_wire(response)
         if len(reply) > MAX_REPLY:
@@ -310,7 +293,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _timeout(self, msg_id: bytes) -> None:
         entry = self._outstanding.pop(msg_id, None)
-        self.counters.timeouts += 1
+        self.counters.rpc_timeouts += 1
         if entry is not None and not entry[0].done():
             entry[0].set_result((False, None))
 

@@ -338,6 +338,7 @@ class DhtNode:
         proto = self.protocol
         st = self._store.stats(time.time())
         return NodeStats(
+            **proto.counters.snapshot(),
             node_id=self.node_id.hex(),
             port=self.port,
             peers=len(proto.router),
@@ -345,20 +346,9 @@ class DhtNode:
             records=st.records,
             accepted=st.accepted,
             rejected=dict(st.rejected),
-            garbage_datagrams=proto.counters.garbage,
-            rate_limited=proto.counters.rate_limited,
-            rpc_timeouts=proto.counters.timeouts,
-            requests=dict(proto.counters.requests),
             lookups=self._lookups,
             publishes=self._publishes,
             uptime=time.time() - self.started_at,
-            late_replies=proto.counters.late_replies,
-            bad_answers=proto.counters.bad_answers,
-            hellos_ok=proto.counters.hellos_ok,
-            hellos_failed=proto.counters.hellos_failed,
-            sent_requests=proto.counters.sent_requests,
-            sent_bytes=proto.counters.sent_bytes,
-            client_ignored=proto.counters.client_ignored,
             store_bytes=st.bytes,
             evicted=st.evicted,
         )

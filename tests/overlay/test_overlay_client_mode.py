@@ -109,10 +109,10 @@ async def test_dial_back_datagrams_count_only_from_fresh_addresses(nursery: trio
         await nursery.start(fresh.serve)
         good = os.urandom(16)
         await fresh.send_raw(addr, dialback_datagram(good))
-        garbage = node.protocol.counters.garbage
+        garbage = node.protocol.counters.garbage_datagrams
         await fresh.send_raw(addr, dialback_datagram(b"short"))
         with trio.fail_after(5):
-            while not seen or node.protocol.counters.garbage == garbage:
+            while not seen or node.protocol.counters.garbage_datagrams == garbage:
                 await trio.sleep(0.02)
         assert seen == [good]
         assert node.protocol.counters.dialbacks_ignored == 1
