@@ -20,8 +20,7 @@ import statistics
 
 import trio
 
-from nodemanager.nat.dial import Route
-from nodemanager.proto.client import open_route_client
+from nodemanager.nat.dial import Route, open_route_client
 from overlay import lookup_once, parse_hostport
 from seattlecore import load_private
 

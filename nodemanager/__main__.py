@@ -33,7 +33,7 @@ from nodemanager.errors import NodeManagerError
 from nodemanager.nat.autonat import DialBudget, Kind, dht_client_mode
 from nodemanager.nat.dialback import DialBackServer
 from nodemanager.nat.observe import observe_host, serve_observer
-from nodemanager.nat.prober import PROBE_INTERVAL, ProbeConfig, Prober
+from nodemanager.nat.prober import PROBE_INTERVAL, DialBackInbox, ProbeConfig, Prober
 from nodemanager.nat.punch import PunchConfig, Responder
 from nodemanager.nat.punchdial import PunchingServe
 from nodemanager.nat.reachability import Reach, ReachabilityBoard, pinned
@@ -51,6 +51,7 @@ from nodemanager.node.discovery import (
 )
 from nodemanager.node.files import VesselStore
 from nodemanager.node.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
+from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
 from nodemanager.node.state import NodeState, StateError
 from nodemanager.node.vessels import ProgramRunner, UnavailableRunner
@@ -268,6 +269,10 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
     restart: list[bool] = []
     config = replace(server_config or ServerConfig(),
                      version=f"seattle-p2p-nodemanager {running_version()}")
+    board = reachability_board(dht.reachability)
+    sources = StatusSources(board)
+    # Probed reachability: the prober (made once the DHT runs) waits here for both ports' tokens.
+    dial_backs = DialBackInbox() if dht.enabled and not board.state.pinned else None
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
@@ -275,8 +280,8 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
             recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
-                                runner=recording or runner, config=config)
-            server.reachability = reachability_board(dht.reachability)
+                                runner=recording or runner, config=config, status=sources,
+                                dial_back_sink=_sink(dial_backs, Kind.TCP))
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
@@ -290,14 +295,15 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             if updates is not None:
                 service = UpdateService(updates, server, keys, request_restart, node_port=bound,
                                         runner=recording)
-                server.update_status = service.status_dict
-            relaying = await _start_relaying(nursery, server, keys, host, relay, dht.enabled)
+                sources.provide(UPDATES, service.status_dict)
+            relaying = await _start_relaying(nursery, server, sources, board, keys, host, relay,
+                                             dht.enabled)
             await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
-                                   service, relaying)
+                                   service, relaying, dial_backs)
     return bool(restart)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Relaying:
     """The relay service (None with --no-relay) and the relay client of one daemon."""
 
@@ -317,43 +323,40 @@ def _punch_host(host: str) -> str:
         return "0.0.0.0"
 
 
-async def _start_relaying(nursery: trio.Nursery, server: NodeServer, keys: KeyPair, host: str,
+async def _start_relaying(nursery: trio.Nursery, server: NodeServer, sources: StatusSources,
+                          board: ReachabilityBoard, keys: KeyPair, host: str,
                           options: RelayOptions, with_dht: bool) -> Relaying:
     """The relay service (unless --no-relay) and the relay client (runs while private)."""
-    board = server.reachability
-    assert board is not None, "run_daemon sets the board first"
     punching = PunchingServe(server.handle_connection,
                              Responder(config=PunchConfig(local_host=_punch_host(host))))
     client = RelayClient(keys, punching, board, static=options.static,
                          on_change=server.set_relays)
-    server.status_sources["relayed"] = client.status
-    server.status_sources["punch"] = punching.status
-    relaying = Relaying(board, client, punching)
+    sources.provide("relayed", client.status)
+    sources.provide("punch", punching.status)
+    relay_server, port = None, 0
     if options.enabled:
-        relaying.server = RelayServer(keys, options.limits)
-        relaying.port = await nursery.start(relaying.server.serve, host, options.port)
-        server.status_sources["relay"] = relaying.server.status
-        print(f"relay listening on {host}:{relaying.port}", file=sys.stderr, flush=True)
+        relay_server = RelayServer(keys, options.limits)
+        port = await nursery.start(relay_server.serve, host, options.port)
+        sources.provide("relay", relay_server.status)
+        print(f"relay listening on {host}:{port}", file=sys.stderr, flush=True)
     else:
-        server.status_sources["relay"] = lambda: {"enabled": False}
+        sources.provide("relay", lambda: {"enabled": False})
     if not with_dht:
         nursery.start_soon(client.run)
-    return relaying
+    return Relaying(board, client, punching, relay_server, port)
 
 
 def _relay_services(relaying: Relaying, keys: KeyPair, peers: Sequence[tuple[str, int]],
                     host: str, advertise_host: str | None) -> list[Callable[[DhtNode], Awaitable[None]]]:
     """DHT services: the relay client (finds relays in the directory) and the relay's advert."""
     async def run_client(node: DhtNode) -> None:
-        relaying.client.find = partial(find_relays, node, keys.public)
-        await relaying.client.run()
+        await relaying.client.run(find=partial(find_relays, node, keys.public))
 
     async def punch_observers(node: DhtNode) -> None:
         """Observers for hole punching: bootstrap peers, then DHT contacts (their TCP
         observation service shares the DHT port number), refreshed every minute."""
         while True:
-            contacts = [(c.host, c.port) for c in node.protocol.router.sample(8)]
-            relaying.punching.set_observers([*peers, *contacts])
+            relaying.punching.set_observers([*peers, *node.sample_contacts(8)])
             await trio.sleep(OBSERVER_REFRESH)
 
     async def advertise(node: DhtNode) -> None:
@@ -372,7 +375,7 @@ def _relay_services(relaying: Relaying, keys: KeyPair, peers: Sequence[tuple[str
 async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyPair,
                            state_dir: Path, host: str, bound: int, bootstrap: Sequence[str],
                            dht: DhtOptions, service: UpdateService | None,
-                           relaying: Relaying) -> None:
+                           relaying: Relaying, dial_backs: DialBackInbox | None) -> None:
     """The DHT node (and the updater inside its loop), or the updater alone without DHT."""
     if not dht.enabled:
         if service is not None:
@@ -381,19 +384,18 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
 
     async def run_updates(node: DhtNode) -> None:
         assert service is not None
-        service.directory = node
-        await service.run()
+        await service.run(directory=node)
 
     peers = bootstrap_pairs(bootstrap)
-    board = server.reachability
-    assert board is not None
+    board = relaying.board
     can_probe = bool(peers) and not board.state.pinned
 
     async def follow_board(node: DhtNode) -> None:
         """Probe (inside the DHT's loop: probes look for contacts) and follow the board."""
         async with trio.open_nursery() as inner:
-            if not board.state.pinned:  # also without bootstrap peers: DHT contacts will come
-                inner.start_soon(_prober(board, server, node, host, bound, peers, dht.probe).run)
+            if dial_backs is not None:  # also without bootstrap peers: DHT contacts will come
+                prober = _prober(board, dial_backs, node, host, bound, peers, dht.probe)
+                inner.start_soon(prober.run)
             await follow_reachability(board, node, can_probe)
 
     config = DiscoveryConfig(
@@ -402,15 +404,20 @@ async def _start_discovery(nursery: trio.Nursery, server: NodeServer, keys: KeyP
         resolve_address=None if dht.advertise_host else
         partial(_observed_address, peers, host, bound),
         start_as_client=dht_client_mode(board.state.udp, can_probe),
+        dialback_sink=_sink(dial_backs, Kind.UDP),
     )
     services = [follow_board, *_relay_services(relaying, keys, peers, host, dht.advertise_host),
                 *([run_updates] if service is not None else [])]
     node = await nursery.start(partial(serve_discovery, server, keys, config, services=services,
                                        board=board))
     write_atomic(state_dir / DHT_PORT_FILE, f"{node.port}\n".encode())
-    dial_backs = DialBackServer(DialBudget(), host=host)
-    await nursery.start(serve_observer, host, node.port, dial_backs.handle)
+    dial_back_server = DialBackServer(DialBudget(), host=host)
+    await nursery.start(serve_observer, host, node.port, dial_back_server.handle)
     print(f"dht node on {host}:{node.port}", file=sys.stderr, flush=True)
+
+
+def _sink(dial_backs: DialBackInbox | None, kind: Kind) -> Callable[[bytes], None] | None:
+    return None if dial_backs is None else dial_backs.sink(kind)
 
 
 def reachability_board(mode: str) -> ReachabilityBoard:
@@ -420,21 +427,19 @@ def reachability_board(mode: str) -> ReachabilityBoard:
     return ReachabilityBoard(pinned(Reach(mode), f"--reachability {mode}"))
 
 
-def _prober(board: ReachabilityBoard, server: NodeServer, node: DhtNode, host: str, bound: int,
-            peers: Sequence[tuple[str, int]], config: ProbeConfig) -> Prober:
+def _prober(board: ReachabilityBoard, dial_backs: DialBackInbox, node: DhtNode, host: str,
+            bound: int, peers: Sequence[tuple[str, int]], config: ProbeConfig) -> Prober:
     """A prober asking the bootstrap peers and the DHT node's contacts (at their DHT ports)."""
 
     async def candidates() -> list[tuple[str, int]]:
-        contacts = [entry.contact.addr for _, entry in node.protocol.router.entries()]
+        contacts = node.contact_addresses()
         if len(contacts) < 2 * config.per_round:  # few known: look for more (distinct /24s)
             contacts += await node.find_contacts()
         return [*peers, *contacts]
 
-    prober = Prober(board, ports={Kind.TCP: bound, Kind.UDP: node.port}, candidates=candidates,
-                    exclude=[(host, node.port)], local=_local_address(host), config=config)
-    server.dial_back_sink = prober.sink(Kind.TCP)
-    node.protocol.dialback_sink = prober.sink(Kind.UDP)
-    return prober
+    return Prober(board, ports={Kind.TCP: bound, Kind.UDP: node.port}, candidates=candidates,
+                  exclude=[(host, node.port)], local=_local_address(host), config=config,
+                  inbox=dial_backs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,9 +3,10 @@
 See docs/overlay.md. Pure parts: ``advert`` (record format), ``store`` (validating merge),
 ``select`` (reader choice), ``answers`` (one decoder per RPC answer), ``nodeid`` (key-derived
 ids), ``netgroup`` (address groups), ``routing`` (k-buckets with diversity limits),
-``lookup`` (disjoint-path lookup state). I/O: ``dht`` (the wire protocol), ``crawl`` and
-``publishing`` (asyncio drivers), ``node`` (DHT node under trio_asyncio), ``client``
-(short-lived lookups and status queries), ``service`` (the node manager's ``Announcer``).
+``lookup`` (disjoint-path lookup state), ``wire`` (the datagram format), ``results``. I/O:
+``dht`` (the wire protocol), ``crawl`` and ``publishing`` (asyncio drivers), ``node`` (DHT node
+under trio_asyncio), ``client`` (short-lived lookups and status queries), ``service`` (the node
+manager's ``Announcer``).
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING

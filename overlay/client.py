@@ -14,6 +14,7 @@ import trio
 from overlay.errors import DhtUnavailable, OverlayUsageError
 from overlay.node import DhtConfig, DhtNode, dht_loop, open_dht_node
 from overlay.results import LookupResult
+from overlay.wire import MSG_ID_BYTES, RESPONSE, request_datagram, unpack_wire
 from seattlecore import PublicKey
 
 STATUS_REPLY_MAX = 65_535
@@ -88,8 +89,8 @@ async def query_status(
 
     Nodes answer only loopback callers unless started with ``remote_status``.
     """
-    msg_id = os.urandom(20)
-    request = b"\x00" + msg_id + msgpack.packb(["status", []], use_bin_type=True)
+    msg_id = os.urandom(MSG_ID_BYTES)
+    request = request_datagram("status", [], msg_id)
     family = trio.socket.AF_INET6 if ":" in address[0] else trio.socket.AF_INET
     with trio.socket.socket(family, trio.socket.SOCK_DGRAM) as sock:
         await sock.bind(("::" if family == trio.socket.AF_INET6 else host or bind_host([address]), 0))
@@ -97,14 +98,14 @@ async def query_status(
         with trio.move_on_after(timeout):
             while True:
                 data, _ = await sock.recvfrom(STATUS_REPLY_MAX)
-                if data[:21] == b"\x01" + msg_id:
-                    return _decode_status(data[21:])
+                if data[: 1 + MSG_ID_BYTES] == RESPONSE + msg_id:
+                    return _decode_status(data[1 + MSG_ID_BYTES :])
     raise DhtUnavailable(f"no status reply from {address[0]}:{address[1]} within {timeout} s")
 
 
 def _decode_status(payload: bytes) -> dict[str, Any]:
     try:
-        status = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        status = unpack_wire(payload)
     except (ValueError, TypeError, msgpack.ExtraData) as exc:
         raise DhtUnavailable("undecodable status reply") from exc
     if not isinstance(status, dict):

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +43,10 @@ from overlay.errors import BadAnswer, DhtUnavailable, OverlayUsageError
 from overlay.netgroup import EXEMPT_HOSTS, DiversityLimits
 from overlay.nodeid import CHALLENGE_BYTES, PUZZLE_BITS, NodeIdentity
 from overlay.ratelimit import RateLimiter, RecentSet
+from overlay.results import ProtocolCounters
 from overlay.routing import RoutingTable
 from overlay.store import AdvertStore
+from overlay.wire import DIALBACK_NONCE_BYTES, MSG_ID_BYTES, REQUEST, RESPONSE, pack_wire, unpack_wire
 
 log = logging.getLogger(__name__)
 
@@ -68,27 +69,14 @@ CLIENT_ID = b""
 it to a routing table. Peers only ever *skip* admission for it; it never adds anyone."""
 CLIENT_MODE_ANSWERS = frozenset({"status", "dialback"})
 """The only requests a node in client mode answers (peers must find it useless as a contact)."""
-DIALBACK_NONCE_BYTES = 16
 SENT_TTL = 300.0
 """Seconds an address we sent to is remembered: a NAT lets datagrams from it back in, so a
 dial-back datagram from such an address proves nothing about reachability."""
 MAX_SENT = 4096
-_REQUEST, _RESPONSE = b"\x00", b"\x01"
 
 
 class NoAnswer(DhtUnavailable):
     """Raised when a peer did not answer one RPC in time (or the node is stopping)."""
-
-
-def pack_wire(value: Any) -> bytes:
-    """msgpack as rpcudp writes it (str as str, bytes as bin), with the C codec."""
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
-    return packed
-
-
-def unpack_wire(data: bytes) -> Any:
-    """Decode a datagram payload; raises (ValueError, msgpack errors) on garbage."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def pack_records(blobs: Sequence[bytes]) -> bytes:
@@ -124,11 +112,6 @@ def chunk_records(blobs: Sequence[bytes], budget: int = PAGE_BYTES) -> list[list
 
 def _is_id(value: object) -> bool:
     return type(value) is bytes and len(value) == DHT_KEY_BYTES
-
-
-def dialback_datagram(nonce: bytes) -> bytes:
-    """The UDP dial-back a reachability server sends: a ``dialback`` request (protocol §13)."""
-    return _REQUEST + os.urandom(20) + pack_wire(["dialback", [nonce]])
 
 
 def source_key(addr: tuple[str, int]) -> str:
@@ -191,45 +174,39 @@ class AdStorage(IStorage):  # type: ignore[misc]
         return [(k, pack_records(c)) for k, blobs in by_key.items() for c in chunk_records(blobs)]
 
 
-@dataclass(slots=True)
-class ProtocolCounters:
-    requests: Counter[str]
-    garbage: int = 0
-    rate_limited: int = 0
-    timeouts: int = 0
-    late_replies: int = 0
-    bad_answers: int = 0
-    hellos_ok: int = 0
-    hellos_failed: int = 0
-    sent_requests: int = 0
-    sent_bytes: int = 0
-    client_ignored: int = 0
-    dialbacks: int = 0
-    dialbacks_ignored: int = 0
+@dataclass(frozen=True, slots=True)
+class ProtocolHooks:
+    """What the node owning the protocol plugs in when it is built."""
+
+    status: Callable[[], dict[str, Any]] | None = None
+    """The status document the ``status`` RPC returns (None: no answer)."""
+    remote_status: bool = False
+    """Answer ``status`` from non-loopback addresses too."""
+    dialback_sink: Callable[[bytes], None] | None = None
+    """Called with the nonce of each dial-back datagram that may count (``rpc_dialback``)."""
+    client_mode: bool = False
+    """Start in client mode although the node has an identity."""
 
 
 class AdProtocol(KademliaProtocol):  # type: ignore[misc]
     """Our DHT wire protocol (docs/overlay.md "Wire protocol") on kademlia's transport."""
 
-    status_provider: Callable[[], dict[str, Any]] | None = None
-    remote_status: bool = False
-
     def __init__(self, identity: NodeIdentity | None, storage: AdStorage, ksize: int,
-                 limits: DiversityLimits, bits: int = PUZZLE_BITS) -> None:
+                 limits: DiversityLimits, bits: int = PUZZLE_BITS,
+                 hooks: ProtocolHooks | None = None) -> None:
         own = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
         super().__init__(Node(own), storage, ksize)
         self.identity = identity
         self.bits = bits
-        self.client_mode = identity is None
+        self.hooks = hooks or ProtocolHooks()
+        self.client_mode = identity is None or self.hooks.client_mode
         """True: send the empty id and answer only ``CLIENT_MODE_ANSWERS`` (switchable at
-        run time for a node with an identity: ``DhtNode.set_client_mode``)."""
-        self.dialback_sink: Callable[[bytes], None] | None = None
-        """Called with the nonce of each dial-back datagram that may count (``rpc_dialback``)."""
+        run time for a node with an identity: ``set_client_mode``)."""
         self.sent_to = RecentSet(SENT_TTL, MAX_SENT)
         """Addresses we sent to lately (a NAT lets them answer: their dial-backs prove nothing)."""
         self._wait_timeout = RPC_TIMEOUT
         self.router = RoutingTable(own, k=ksize, limits=limits)
-        self.counters = ProtocolCounters(requests=Counter())
+        self.counters = ProtocolCounters()
         self.limiter = RateLimiter(rate=300.0, burst=600.0)
         self.silent: dict[tuple[str, int], float] = {}
         self._pending: set[str] = set()
@@ -247,6 +224,10 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             "dialback": self.rpc_dialback,
         }
 
+    def set_client_mode(self, client: bool) -> None:
+        """Switch client mode (only a node with an identity can leave it)."""
+        self.client_mode = client or self.identity is None
+
     @property
     def own_id(self) -> bytes:
         """The id we send: ours, or ``CLIENT_ID`` in client mode."""
@@ -260,16 +241,16 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         try:
             self._handle_datagram(data, addr)
         except Exception as exc:  # the network boundary: nothing a peer sends may escape
-            self.counters.garbage += 1
+            self.counters.garbage_datagrams += 1
             log.debug("dropped bad datagram from %s: %r", addr, exc)
 
     def _handle_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if not 22 <= len(data) <= MAX_DATAGRAM:
             raise ValueError(f"datagram of {len(data)} bytes")
         kind, msg_id, payload = data[:1], data[1:21], unpack_wire(data[21:])
-        if kind == _RESPONSE:
+        if kind == RESPONSE:
             self._accept_response(msg_id, payload, addr)
-        elif kind == _REQUEST:
+        elif kind == REQUEST:
             self._answer(msg_id, payload, addr)
         else:
             raise ValueError("unknown datagram kind")
@@ -284,9 +265,9 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if self.client_mode and self.identity is not None and name not in CLIENT_MODE_ANSWERS:
             self.counters.client_ignored += 1
             return
-        self.counters.requests[name] += 1
+        self.counters.requests[name] = self.counters.requests.get(name, 0) + 1
         response = handler(addr, *args)
-        reply = _RESPONSE + msg_id + pack_wire(response)
+        reply = RESPONSE + msg_id + pack_wire(response)
         if len(reply) > MAX_REPLY:
             raise ValueError("reply too large")
         if self.transport is not None:
@@ -312,7 +293,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _timeout(self, msg_id: bytes) -> None:
         entry = self._outstanding.pop(msg_id, None)
-        self.counters.timeouts += 1
+        self.counters.rpc_timeouts += 1
         if entry is not None and not entry[0].done():
             entry[0].set_result((False, None))
 
@@ -325,7 +306,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if self.transport is None:
             raise NoAnswer("node stopped")
         loop = asyncio.get_running_loop()
-        msg_id = os.urandom(20)
+        msg_id = os.urandom(MSG_ID_BYTES)
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
         handle = loop.call_later(self._wait_timeout, self._timeout, msg_id)
         self._outstanding[msg_id] = (future, handle, addr)
@@ -334,7 +315,7 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         start = loop.time()
         try:
             self._note_sent(addr)
-            self.transport.sendto(_REQUEST + msg_id + data, addr)
+            self.transport.sendto(REQUEST + msg_id + data, addr)
             ok, answer = await future
         finally:
             if self._outstanding.pop(msg_id, None) is not None:
@@ -538,17 +519,18 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         those in) -- the prober checks it is one of its own."""
         if type(nonce) is not bytes or len(nonce) != DIALBACK_NONCE_BYTES:
             raise ValueError("bad dial-back nonce")
-        if self.dialback_sink is None or self.sent_to.recent(f"{sender[0]}:{sender[1]}", time.monotonic()):
+        sink = self.hooks.dialback_sink
+        if sink is None or self.sent_to.recent(f"{sender[0]}:{sender[1]}", time.monotonic()):
             self.counters.dialbacks_ignored += 1
             return False
         self.counters.dialbacks += 1
-        self.dialback_sink(nonce)
+        sink(nonce)
         return True
 
     def rpc_status(self, sender: tuple[str, int]) -> Any:
-        if not (self.remote_status or sender[0].startswith("127.") or sender[0] == "::1"):
+        if not (self.hooks.remote_status or sender[0].startswith("127.") or sender[0] == "::1"):
             return None
-        return self.status_provider() if self.status_provider is not None else None
+        return self.hooks.status() if self.hooks.status is not None else None
 
 
 async def _quietly(coro: Any) -> None:
@@ -566,15 +548,17 @@ class AdServer(Server):  # type: ignore[misc]
 
     def __init__(self, store: AdvertStore, *, identity: NodeIdentity | None, ksize: int = 20,
                  alpha: int = 3, limits: DiversityLimits | None = None,
-                 bits: int = PUZZLE_BITS) -> None:
+                 bits: int = PUZZLE_BITS, hooks: ProtocolHooks | None = None) -> None:
         node_id = identity.node_id if identity is not None else bytes(DHT_KEY_BYTES)
         super().__init__(ksize=ksize, alpha=alpha, node_id=node_id, storage=AdStorage(store))
         self.identity = identity
         self.limits = limits or DiversityLimits()
         self.bits = bits
+        self.hooks = hooks
 
     def _create_protocol(self) -> AdProtocol:
-        return AdProtocol(self.identity, self.storage, self.ksize, self.limits, self.bits)
+        return AdProtocol(self.identity, self.storage, self.ksize, self.limits, self.bits,
+                          self.hooks)
 
     def refresh_table(self, interval: float = 0) -> None:
         """Disabled: the trio shell calls ``crawl.refresh`` on its own timer."""

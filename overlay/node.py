@@ -27,7 +27,7 @@ import trio_asyncio
 
 from overlay.advert import REPLICA_KEYS, dht_keys_for, open_advert, verify_advert
 from overlay.crawl import Search, find_nodes, find_records, walk
-from overlay.dht import AdProtocol, AdServer
+from overlay.dht import AdProtocol, AdServer, ProtocolHooks
 from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
 from overlay.lookup import LookupParams
 from overlay.netgroup import DiversityLimits
@@ -90,6 +90,9 @@ class DhtConfig:
     """The node's key, nonce and id; default: loaded from (or created in) ``state_dir``."""
     id_bits: int = PUZZLE_BITS
     """The id puzzle's difficulty; every node of one network must agree (tests lower it)."""
+    dialback_sink: Callable[[bytes], None] | None = None
+    """Called with the nonce of each ``dialback`` datagram that may count (a reachability
+    prober's: docs/nat.md); without one, dial-backs are ignored."""
 
     @property
     def params(self) -> LookupParams:
@@ -153,15 +156,28 @@ def load_identity(state_dir: Path | None, bits: int = PUZZLE_BITS) -> NodeIdenti
 class DhtNode:
     """A running DHT node; use it only inside its ``open_dht_node`` context."""
 
-    def __init__(self, server: AdServer, store: AdvertStore, config: DhtConfig) -> None:
-        self._server = server
+    def __init__(self, store: AdvertStore, config: DhtConfig, identity: NodeIdentity | None) -> None:
+        """Not bound yet: ``open_dht_node`` calls ``_listen`` next."""
+        hooks = ProtocolHooks(status=self.status, remote_status=config.remote_status,
+                              dialback_sink=config.dialback_sink,
+                              client_mode=config.client_mode or config.start_as_client)
+        self._server = AdServer(store, identity=identity, ksize=config.ksize,
+                                limits=config.diversity, bits=config.id_bits, hooks=hooks)
         self._store = store
         self.config = config
         self.started_at = time.time()
         self._lookups = 0
         self._publishes = 0
-        self.protocol.status_provider = self.status
-        self.protocol.remote_status = config.remote_status
+
+    async def _listen(self) -> None:
+        try:
+            await trio_asyncio.aio_as_trio(self._server.listen)(self.config.port, self.config.host)
+        except OSError as exc:
+            raise OverlayUsageError(
+                f"cannot bind {self.config.host}:{self.config.port}: {exc}") from exc
+
+    def _stop(self) -> None:
+        self._server.stop()
 
     @property
     def protocol(self) -> AdProtocol:
@@ -278,10 +294,18 @@ class DhtNode:
         proto = self.protocol
         if proto.identity is None or proto.client_mode == client:
             return
-        proto.client_mode = client
+        proto.set_client_mode(client)
         log.info("DHT node now in %s mode", "client" if client else "server")
         if not client:
             await trio_asyncio.aio_as_trio(self._announce_self)()
+
+    def sample_contacts(self, count: int) -> list[tuple[str, int]]:
+        """Addresses of up to ``count`` random routing-table contacts."""
+        return [c.addr for c in self.protocol.router.sample(count)]
+
+    def contact_addresses(self) -> list[tuple[str, int]]:
+        """Addresses of every routing-table contact."""
+        return [c.addr for c in self.protocol.router.contacts()]
 
     async def find_contacts(self) -> list[tuple[str, int]]:
         """Addresses of live DHT nodes near a random id (one lookup path): peers to ask for
@@ -314,6 +338,7 @@ class DhtNode:
         proto = self.protocol
         st = self._store.stats(time.time())
         return NodeStats(
+            **proto.counters.snapshot(),
             node_id=self.node_id.hex(),
             port=self.port,
             peers=len(proto.router),
@@ -321,20 +346,9 @@ class DhtNode:
             records=st.records,
             accepted=st.accepted,
             rejected=dict(st.rejected),
-            garbage_datagrams=proto.counters.garbage,
-            rate_limited=proto.counters.rate_limited,
-            rpc_timeouts=proto.counters.timeouts,
-            requests=dict(proto.counters.requests),
             lookups=self._lookups,
             publishes=self._publishes,
             uptime=time.time() - self.started_at,
-            late_replies=proto.counters.late_replies,
-            bad_answers=proto.counters.bad_answers,
-            hellos_ok=proto.counters.hellos_ok,
-            hellos_failed=proto.counters.hellos_failed,
-            sent_requests=proto.counters.sent_requests,
-            sent_bytes=proto.counters.sent_bytes,
-            client_ignored=proto.counters.client_ignored,
             store_bytes=st.bytes,
             evicted=st.evicted,
         )
@@ -409,15 +423,9 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
     identity = None
     if not config.client_mode:
         identity = config.identity or load_identity(config.state_dir, config.id_bits)
-    server = AdServer(store, identity=identity, ksize=config.ksize, limits=config.diversity,
-                      bits=config.id_bits)
+    node = DhtNode(store, config, identity)
+    await node._listen()
     try:
-        await trio_asyncio.aio_as_trio(server.listen)(config.port, config.host)
-    except OSError as exc:
-        raise OverlayUsageError(f"cannot bind {config.host}:{config.port}: {exc}") from exc
-    try:
-        node = DhtNode(server, store, config)
-        node.protocol.client_mode = config.client_mode or config.start_as_client
         if config.bootstrap:
             answered = await node.bootstrap(config.bootstrap)
             if not answered and config.client_mode:
@@ -434,7 +442,7 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
         if not config.client_mode:
             node.save_status()
     finally:
-        server.stop()
+        node._stop()
 
 
 async def serve_dht(

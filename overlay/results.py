@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
 
 from overlay.advert import Advert
 from overlay.select import Rejection
@@ -50,22 +50,15 @@ class PublishResult:
     """Every lookup involved converged before its deadline."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeStats:
-    node_id: str
-    port: int
-    peers: int
-    keys: int
-    records: int
-    accepted: int
-    rejected: dict[str, int] = field(default_factory=dict)
+@dataclass(slots=True, kw_only=True)
+class ProtocolCounters:
+    """What the DHT wire protocol counts (``AdProtocol.counters``, updated in place)."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    """Requests answered, by name."""
     garbage_datagrams: int = 0
     rate_limited: int = 0
     rpc_timeouts: int = 0
-    requests: dict[str, int] = field(default_factory=dict)
-    lookups: int = 0
-    publishes: int = 0
-    uptime: float = 0.0
     late_replies: int = 0
     bad_answers: int = 0
     hellos_ok: int = 0
@@ -74,6 +67,30 @@ class NodeStats:
     sent_bytes: int = 0
     client_ignored: int = 0
     """Requests left unanswered because this node is in client mode."""
+    dialbacks: int = 0
+    dialbacks_ignored: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as keyword arguments of ``ProtocolCounters`` (or ``NodeStats``), copied."""
+        values = {f.name: getattr(self, f.name) for f in fields(ProtocolCounters)}
+        values["requests"] = dict(self.requests)
+        return values
+
+
+@dataclass(slots=True, kw_only=True)
+class NodeStats(ProtocolCounters):
+    """A snapshot of one node: its protocol's counters, its table and store, its work."""
+
+    node_id: str
+    port: int
+    peers: int
+    keys: int
+    records: int
+    accepted: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    lookups: int = 0
+    publishes: int = 0
+    uptime: float = 0.0
     store_bytes: int = 0
     evicted: int = 0
 

@@ -159,8 +159,9 @@ class NodePool:
             route = self.routes.get(node) or Route(node[0], node[1], node_key)
             dialed = await dial(route, timeout=timeout, upgrade=self.upgrade)
             client = NodeClient(dialed.stream, identity=identity,
-                                node_key=node_key or route.node_key, timeout=timeout)
-            client.path = self.paths[node] = dialed.path
+                                node_key=node_key or route.node_key, timeout=timeout,
+                                path=dialed.path)
+            self.paths[node] = dialed.path
             self._clients[key] = client
             self._opened += 1
             return client

@@ -27,8 +27,7 @@ import trio
 
 from installer.donor.procs import find_process, read_int_file, spawn_detached, stop_process, wait_gone
 from installer.errors import TestbedError
-from nodemanager.nat.dial import Route
-from nodemanager.proto.client import open_route_client
+from nodemanager.nat.dial import Route, open_route_client
 from overlay import Advert, OverlayError, lookup_once
 from sandbox import ResourceTable
 from seattlecore import KeyPair, PublicKey, load_private, save_keypair, write_atomic

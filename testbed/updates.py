@@ -26,7 +26,8 @@ from installer.packing.pyz import ROOT_NAME, build_pyz
 from installer.packing.wheels import PROJECT, Wheelhouse, build_project_wheel, describe_files, stage_source
 from installer.planner.bundle import Software, build_bundle, new_manifest
 from installer.planner.spec import VesselShare, complete_shares
-from installer.release.tufrepo import Release, add_release, init_repository
+from installer.release.tufrepo import add_release, init_repository
+from nodemanager.updates.updatecore import Release
 from seattlecore import KeyPair
 
 Patch = Callable[[Path], None]

@@ -34,8 +34,9 @@ from installer.packing.wheels import (
     project_source,
     wheel_version,
 )
-from installer.release.tufrepo import EXPIRY_DAYS, Release, add_release, init_repository, resign_timestamp
+from installer.release.tufrepo import EXPIRY_DAYS, add_release, init_repository, resign_timestamp
 from installer.release.tufrepo import Repository as TufRepository
+from nodemanager.updates.updatecore import Release
 from seattlecore import subparser
 
 

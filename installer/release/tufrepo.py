@@ -19,9 +19,7 @@ pynacl (``NaclSigner``); clients verify with securesystemslib's own Ed25519 code
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,10 +38,9 @@ from tuf.api.metadata import (
 )
 
 from installer.errors import InstallError
+from nodemanager.updates.updatecore import RELEASE_TARGET, WHEEL_DIR, Release, decode_release
 from seattlecore import KeyPair, load_private, save_keypair
 
-RELEASE_TARGET = "seattle-p2p/latest.json"
-WHEEL_DIR = "wheels"
 EXPIRY_DAYS = {"root": 365.0, "targets": 90.0, "snapshot": 7.0, "timestamp": 1.0}
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 
@@ -78,24 +75,6 @@ class NaclSigner(Signer):
 
     def sign(self, payload: bytes) -> Signature:
         return Signature(self._public.keyid, self._signing.sign(payload).signature.hex())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Release:
-    """The release record (target ``seattle-p2p/latest.json``): which wheels make version V."""
-
-    version: str
-    wheels: tuple[str, ...]
-    python: str
-    """``major.minor`` of the interpreter the dependency wheels were downloaded for."""
-    machine: str
-    published: float
-
-    def to_bytes(self) -> bytes:
-        body = {"format": "seattle-release-v1", "version": self.version,
-                "wheels": list(self.wheels), "python": self.python, "machine": self.machine,
-                "published": self.published}
-        return json.dumps(body, sort_keys=True, indent=1).encode()
 
 
 def expiry(role: str, now: datetime, days: dict[str, float] | None = None) -> datetime:
@@ -225,10 +204,9 @@ def previous_release(store: Repository) -> Release | None:
         return None
     if info is None:
         return None
-    data = (store.targets_dir / "seattle-p2p" / f"{info.hashes['sha256']}.latest.json").read_bytes()
-    raw = json.loads(data)
-    return Release(version=raw["version"], wheels=tuple(raw["wheels"]), python=raw["python"],
-                   machine=raw["machine"], published=raw["published"])
+    folder, _, name = RELEASE_TARGET.rpartition("/")
+    data = (store.targets_dir / folder / f"{info.hashes['sha256']}.{name}").read_bytes()
+    return decode_release(data)
 
 
 def add_release(repo: Path, keys_dir: Path, release: Release, wheels: Sequence[Path], *,

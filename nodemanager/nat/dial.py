@@ -3,7 +3,8 @@
 A ``Route`` is what an advert says about a node: its address, its key and (behind NAT) the
 relays that hold a reservation for it. ``dial`` connects directly when the route has no
 relays; otherwise it asks each relay in turn (``connect`` by node key, docs/protocol.md §14)
-and only then tries the advertised address. It returns the stream and the path it took.
+and only then tries the advertised address. It returns the stream and the path it took;
+``open_route_client`` wraps it in a ``NodeClient``.
 
 The relay only splices bytes: the caller speaks the node manager protocol over the stream
 unchanged, and every response is still verified against the node key.
@@ -16,16 +17,18 @@ to use instead, or the relayed one (it must not raise for a failed upgrade).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 
 from nodemanager.errors import ConnectionFailed
 from nodemanager.nat.relaywire import FramedStream, RelayProtocolError, RelayRefusal, want
+from nodemanager.proto.client import DEFAULT_TIMEOUT, NodeClient
 from overlay.advert import Advert, check_address
 from overlay.errors import OverlayUsageError
-from seattlecore import PublicKey
+from seattlecore import KeyPair, PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +133,18 @@ async def via_relay(relay: str, node_key: PublicKey) -> trio.abc.Stream:
             raise ConnectionFailed(f"relay failed: {exc}") from exc
         raise
     return framed.raw()
+
+
+@asynccontextmanager
+async def open_route_client(
+    route: Route, *, identity: KeyPair | None = None, timeout: float = DEFAULT_TIMEOUT,
+    upgrade: Upgrade | None = None,
+) -> AsyncIterator[NodeClient]:
+    """Reach the node of ``route`` (direct or via its relays) and talk to it."""
+    dialed = await dial(route, timeout=timeout, upgrade=upgrade)
+    client = NodeClient(dialed.stream, identity=identity, node_key=route.node_key,
+                        timeout=timeout, path=dialed.path)
+    try:
+        yield client
+    finally:
+        await client.aclose()

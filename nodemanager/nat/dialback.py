@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import trio
 
-from nodemanager.errors import ConnectionFailed
 from nodemanager.nat.autonat import (
     MAX_LINE,
     Answer,
@@ -38,10 +37,16 @@ from nodemanager.nat.autonat import (
     parse_answer,
     parse_request,
 )
-from nodemanager.nat.observe import SEND_TIMEOUT, format_observation, parse_observation
+from nodemanager.nat.observe import (
+    SEND_TIMEOUT,
+    connect_line_service,
+    format_observation,
+    read_line,
+    read_observation,
+)
 from nodemanager.proto import messages as m
 from nodemanager.proto.wire import HEADER, PUBLIC_FRAME_BYTES, frame, seal_request
-from overlay.dht import dialback_datagram
+from overlay.wire import dialback_datagram
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +56,6 @@ DIAL_TIMEOUT = 3.0
 """Seconds the server gives a TCP dial-back (connect, send, first answer)."""
 UDP_REPEAT = 0.25
 """Seconds between the two copies of a UDP dial-back datagram."""
-
-
-async def read_line(stream: trio.abc.ReceiveStream, limit: int = MAX_LINE) -> bytes:
-    """Bytes up to and including the first newline (at most ``limit + 1`` bytes read);
-    whatever arrived if the peer closed first."""
-    data = b""
-    while len(data) <= limit and b"\n" not in data:
-        chunk = await stream.receive_some(limit + 1 - len(data))
-        if not chunk:
-            break
-        data += chunk
-    end = data.find(b"\n")
-    return data if end < 0 else data[:end + 1]
 
 
 @dataclass(slots=True)
@@ -94,9 +86,7 @@ class DialBackServer:
                 log.debug("observation connection ended: %s", exc)
 
     async def _serve_request(self, stream: trio.SocketStream, source: str) -> None:
-        line = b""
-        with trio.move_on_after(self.read_timeout):
-            line = await read_line(stream)
+        line, _ = await read_line(stream.receive_some, MAX_LINE, self.read_timeout)
         if not line:
             return  # an observation-only client
         try:
@@ -198,22 +188,12 @@ async def request_dial_back(server: tuple[str, int], request: DialRequest, *, ti
                             on_observed: Callable[[str], None] | None = None) -> DialBackReply:
     """Ask the dial-back service at ``server`` to dial us back; ``ConnectionFailed`` or
     ``BadResponse`` when it cannot be asked or answers nonsense."""
-    host, port = server
-    with trio.move_on_after(timeout) as scope:
-        try:
-            stream = await trio.open_tcp_stream(host, port, local_address=local)
-        except OSError as exc:
-            raise ConnectionFailed(f"dial-back from {host}:{port}: {exc}") from exc
-        async with stream:
-            try:
-                observed = parse_observation(await read_line(stream))
-                if on_observed is not None:
-                    on_observed(observed)
-                await stream.send_all(request.line())
-                answer = parse_answer(await read_line(stream))
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise ConnectionFailed(f"dial-back from {host}:{port}: {exc}") from exc
-    if scope.cancelled_caught:
-        raise ConnectionFailed(f"dial-back from {host}:{port}: no answer in {timeout:.0f} s")
-    return DialBackReply(observed, answer)
+    async with connect_line_service(*server, timeout=timeout, local=local,
+                                    what="dial-back") as stream:
+        observed = (await read_observation(stream.receive_some))[0]
+        if on_observed is not None:
+            on_observed(observed)
+        await stream.send_all(request.line())
+        line, _ = await read_line(stream.receive_some, MAX_LINE)
+    return DialBackReply(observed, parse_answer(line))
 

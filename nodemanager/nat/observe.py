@@ -23,7 +23,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -101,40 +102,69 @@ async def serve_observer(host: str, port: int,
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
-async def receive_observation(receive: Callable[[int], Awaitable[bytes]]) -> bytes:
-    """What an observer sent: until a line ends, the peer closes, or more than ``MAX_LINE``
-    bytes came (``parse_observation`` judges the result)."""
+Receive = Callable[[int], Awaitable[bytes]]
+"""``receive_some`` of a stream, or ``recv`` of a socket."""
+
+
+async def read_line(receive: Receive, limit: int = MAX_LINE,
+                    timeout: float = float("inf")) -> tuple[bytes, bytes]:
+    """``(line, rest)``: the bytes up to and including the first newline, and what arrived
+    after it in the same reads. At most ``limit + 1`` bytes are read; if the peer closes,
+    the limit passes or ``timeout`` ends first, ``line`` is whatever came (no newline).
+    A line protocol that carries more after the first line keeps ``rest``; one that does
+    not rejects a non-empty ``rest`` (``read_observation``)."""
     data = b""
-    while len(data) <= MAX_LINE and not data.endswith(b"\n"):
-        chunk = await receive(MAX_LINE + 1)
-        if not chunk:
-            break
-        data += chunk
-    return data
+    with trio.move_on_after(timeout):
+        while len(data) <= limit and b"\n" not in data:
+            chunk = await receive(limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    end = data.find(b"\n")
+    return (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
 
 
-async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT,
-                       local: str | None = None) -> str:
-    """Ask one peer which IP it sees us at; ``ConnectionFailed``/``BadResponse`` otherwise.
+async def read_observation(receive: Receive) -> tuple[str, int]:
+    """The observer's one line, parsed (``BadResponse`` if it is more, or anything else)."""
+    line, rest = await read_line(receive)
+    if rest:
+        raise BadResponse("observation: bytes after the line")
+    return parse_observed_address(line)
+
+
+@asynccontextmanager
+async def connect_line_service(host: str, port: int, *, timeout: float, local: str | None,
+                               what: str) -> AsyncIterator[trio.SocketStream]:
+    """A connection to the line service (observation, dial-back) at ``host:port`` for one
+    exchange within ``timeout``; every failure, the deadline included, is ``ConnectionFailed``
+    (named ``what``).
 
     ``local``: the address we listen on, when it is a specific one; connecting from it makes
-    the answer the address peers can reach us at (on a host with several addresses the
-    kernel would otherwise pick its own source address).
+    the observed address the one peers can reach us at (on a host with several addresses
+    the kernel would otherwise pick its own source address).
     """
-    data = b""
     with trio.move_on_after(timeout) as scope:
         try:
             stream = await trio.open_tcp_stream(host, port, local_address=local)
         except OSError as exc:
-            raise ConnectionFailed(f"observation from {host}:{port}: {exc}") from exc
+            raise ConnectionFailed(f"{what} from {host}:{port}: {exc}") from exc
         async with stream:
             try:
-                data = await receive_observation(stream.receive_some)
-            except trio.BrokenResourceError as exc:
-                raise ConnectionFailed(f"observation from {host}:{port}: {exc}") from exc
+                yield stream
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ConnectionFailed(f"{what} from {host}:{port}: {exc}") from exc
     if scope.cancelled_caught:
-        raise ConnectionFailed(f"observation from {host}:{port}: no answer in {timeout:.0f} s")
-    return parse_observation(data)
+        raise ConnectionFailed(f"{what} from {host}:{port}: no answer in {timeout:.0f} s")
+
+
+async def ask_observed(host: str, port: int, timeout: float = ASK_TIMEOUT,
+                       local: str | None = None) -> str:
+    """Ask one peer which IP it sees us at; ``ConnectionFailed``/``BadResponse`` otherwise
+    (``local``: see ``connect_line_service``)."""
+    async with connect_line_service(host, port, timeout=timeout, local=local,
+                                    what="observation") as stream:
+        host_seen, _ = await read_observation(stream.receive_some)
+    return host_seen
 
 
 async def observe_host(peers: Sequence[tuple[str, int]], fallback: str,

@@ -58,25 +58,24 @@ class ProbeConfig:
     """Seconds to wait for the nonce after the server said it dialled."""
 
 
-class Prober:
-    """Probe rounds that write ``board`` (see the module docstring)."""
+class DialBackInbox:
+    """Nonces the prober waits for, and the sinks through which they arrive.
 
-    def __init__(self, board: ReachabilityBoard, *, ports: dict[Kind, int],
-                 candidates: Callable[[], Awaitable[Sequence[tuple[str, int]]]],
-                 exclude: Sequence[tuple[str, int]] = (), local: str | None = None,
-                 config: ProbeConfig = ProbeConfig()) -> None:
-        self.board = board
-        self.ports = ports
-        self.candidates = candidates
-        self.exclude = tuple(exclude)
-        self.local = local
-        self.config = config
-        self.confidence = {kind: Confidence() for kind in ports}
+    Made before the ports it watches: the node manager's server and the DHT node take a
+    ``sink`` when they are built; the prober, built once the DHT runs, waits on the inbox.
+    """
+
+    def __init__(self) -> None:
         self._pending: dict[bytes, tuple[Kind, trio.Event]] = {}
-        self._observed: OrderedDict[str, str] = OrderedDict()
-        self._recent: list[tuple[str, int]] = []
-        self.rounds = 0
-        self.asked = 0
+
+    def expect(self, kind: Kind, nonce: bytes) -> trio.Event:
+        """An event set once ``nonce`` reaches the port of ``kind`` (until ``forget``)."""
+        arrived = trio.Event()
+        self._pending[nonce] = (kind, arrived)
+        return arrived
+
+    def forget(self, nonce: bytes) -> None:
+        self._pending.pop(nonce, None)
 
     def token_seen(self, kind: Kind, nonce: bytes) -> None:
         """A nonce reached one of our ports (called by the node manager and the DHT node)."""
@@ -87,6 +86,28 @@ class Prober:
     def sink(self, kind: Kind) -> Callable[[bytes], None]:
         return lambda nonce: self.token_seen(kind, nonce)
 
+
+class Prober:
+    """Probe rounds that write ``board`` (see the module docstring); nonces arrive through
+    ``inbox`` (its sinks are given to the ports under test)."""
+
+    def __init__(self, board: ReachabilityBoard, *, ports: dict[Kind, int],
+                 candidates: Callable[[], Awaitable[Sequence[tuple[str, int]]]],
+                 exclude: Sequence[tuple[str, int]] = (), local: str | None = None,
+                 config: ProbeConfig = ProbeConfig(), inbox: DialBackInbox | None = None) -> None:
+        self.board = board
+        self.ports = ports
+        self.candidates = candidates
+        self.exclude = tuple(exclude)
+        self.local = local
+        self.config = config
+        self.confidence = {kind: Confidence() for kind in ports}
+        self.inbox = inbox or DialBackInbox()
+        self._observed: OrderedDict[str, str] = OrderedDict()
+        self._recent: list[tuple[str, int]] = []
+        self.rounds = 0
+        self.asked = 0
+
     def _note_observed(self, observer: str, address: str) -> None:
         self._observed.pop(observer, None)
         self._observed[observer] = address
@@ -96,8 +117,7 @@ class Prober:
     async def probe(self, server: tuple[str, int], kind: Kind) -> bool | None:
         """One dial-back of ``kind`` by ``server``: True/False, or None (no verdict)."""
         nonce = os.urandom(16)
-        arrived = trio.Event()
-        self._pending[nonce] = (kind, arrived)
+        arrived = self.inbox.expect(kind, nonce)
         try:
             try:
                 reply = await request_dial_back(
@@ -113,7 +133,7 @@ class Prober:
                 await arrived.wait()
             return arrived.is_set()
         finally:
-            del self._pending[nonce]
+            self.inbox.forget(nonce)
 
     async def round(self) -> None:
         """Ask up to ``per_round`` peers about every port at once, then update the board."""

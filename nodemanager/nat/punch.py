@@ -20,13 +20,13 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
 from nodemanager.errors import BadResponse, ConnectionFailed
 from nodemanager.nat import punchcore as pc
-from nodemanager.nat.observe import parse_observed_address, receive_observation
+from nodemanager.nat.observe import read_observation
 from nodemanager.nat.punchcore import Addr, Message
 
 log = logging.getLogger(__name__)
@@ -188,20 +188,16 @@ async def accept_from(listener: trio.socket.SocketType, expect_ip: str | None,
 async def observe_from(sock: trio.socket.SocketType, observer: Addr,
                        timeout: float) -> tuple[Addr, Addr]:
     """(our address as ``observer`` sees ``sock``, our own end) for a bound ``sock``."""
-    data = b""
-    local: Addr = ("", 0)
-    with trio.move_on_after(timeout) as scope:
+    with trio.move_on_after(timeout):
         try:
             await sock.connect(observer)
-            local = sock.getsockname()[:2]
-            data = await receive_observation(sock.recv)
+            local: Addr = sock.getsockname()[:2]
+            return await read_observation(sock.recv), local
         except OSError as exc:
             raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: {exc}") from exc
         finally:
             sock.close()
-    if scope.cancelled_caught:
-        raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: no answer")
-    return parse_observed_address(data), local
+    raise ConnectionFailed(f"observer {observer[0]}:{observer[1]}: no answer")
 
 
 async def observe_mapping(config: PunchConfig) -> tuple[int, pc.Mapping]:
@@ -374,6 +370,10 @@ class Responder:
     punched: int = 0
     failed: int = 0
     refused: int = 0
+
+    def set_observers(self, observers: tuple[Addr, ...]) -> None:
+        """The observers our punch sockets ask from now on."""
+        self.config = replace(self.config, observers=observers)
 
     async def respond(self, relayed: trio.abc.Stream, peer_ip: str | None) -> Outcome:
         """Answer a punch preamble (``MAGIC`` already read) from the peer at ``peer_ip``.

@@ -109,8 +109,7 @@ class PunchingServe:
         await serve_relayed(stream, handle, self.responder, source or None)
 
     def set_observers(self, observers: Iterable[Addr]) -> None:
-        self.responder.config = replace(self.responder.config,
-                                         observers=pick_observers(observers))
+        self.responder.set_observers(pick_observers(observers))
 
     def status(self) -> dict[str, object]:
         """``GetNodeStatus`` ``punch``: sessions open per path and the punch counters."""

@@ -146,8 +146,11 @@ class RelayClient:
         self.on_change(self.addresses())
         self._wake.set()
 
-    async def run(self) -> None:
-        """Hold reservations whenever the board says private; until cancelled."""
+    async def run(self, find: Finder | None = None) -> None:
+        """Hold reservations whenever the board says private; until cancelled. ``find``: the
+        relay directory, for a client made before the directory exists (the DHT's)."""
+        if find is not None:
+            self.find = find
         while True:
             seen = self.board.generation
             if self.board.state.tcp is Reach.PRIVATE:

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from nodemanager.nat.reachability import Reach, ReachabilityBoard
-from nodemanager.node.server import NodeServer
 from overlay import Announcer, DhtNode
 from overlay.results import Directory
 from seattlecore import KeyPair, PublicKey
@@ -58,9 +57,3 @@ async def announce_relay(node: DhtNode, keys: KeyPair, board: ReachabilityBoard,
             announcer.update([] if private else [(RELAY_VESSEL, RELAY_DIRECTORY_KEY)])
             await board.wait_changed(seen)
 
-
-def relayed_serve(server: NodeServer) -> Callable[[trio.abc.Stream, str], Awaitable[None]]:
-    """Serve a spliced connection as an accepted one, admitted under the claimed source."""
-    async def serve(stream: trio.abc.Stream, source: str) -> None:
-        await server.handle_connection(stream, source)
-    return serve

@@ -51,6 +51,8 @@ class DiscoveryConfig:
     (the node manager asks peers which address they see it at: nodemanager/nat/observe.py)."""
     start_as_client: bool = False
     """Start the DHT node in client mode (reachability not known yet: docs/nat.md)."""
+    dialback_sink: Callable[[bytes], None] | None = None
+    """Where the DHT node's ``dialback`` nonces go (the reachability prober's inbox)."""
 
 
 DhtService = Callable[[DhtNode], Awaitable[None]]
@@ -69,7 +71,8 @@ async def serve_discovery(
     """Run the DHT node, the announcer and ``services`` until cancelled; ``started(dht_node)``.
     With ``board``, re-announce whenever the node's reachability changes."""
     dht_config = DhtConfig(host=config.host, port=config.port, bootstrap=config.bootstrap,
-                           state_dir=config.state_dir, start_as_client=config.start_as_client)
+                           state_dir=config.state_dir, start_as_client=config.start_as_client,
+                           dialback_sink=config.dialback_sink)
     # The trio_asyncio loop is task-scoped: the announcer must run inside ``dht_loop``.
     async with dht_loop(), open_dht_node(dht_config) as node, trio.open_nursery() as nursery:
         task_status.started(node)

@@ -27,10 +27,10 @@ from typing import Any
 import trio
 
 from nodemanager import errors
-from nodemanager.nat.reachability import ReachabilityBoard, reach_dict
 from nodemanager.node import api, model
 from nodemanager.node.admission import Admission, Conn, PortLimits
 from nodemanager.node.files import VesselStore
+from nodemanager.node.sources import StatusSources
 from nodemanager.node.state import NodeState
 from nodemanager.node.vessels import ProgramRunner, live_of, map_runner_errors
 from nodemanager.proto.auth import TIME_WINDOW, Verified, authenticate, read_nonce
@@ -168,7 +168,11 @@ class NodeServer:
     def __init__(
         self, *, keys: KeyPair, state: NodeState, store: VesselStore, runner: ProgramRunner,
         config: ServerConfig | None = None, clock: Callable[[], float] = time.time,
+        status: StatusSources | None = None, dial_back_sink: Callable[[bytes], None] | None = None,
     ) -> None:
+        """``status``: what GetNodeStatus shows besides our own state (reachability, relays,
+        updates); ``dial_back_sink``: called with each DialBack token received (the
+        reachability prober's, nodemanager/nat/prober.py)."""
         self.keys = keys
         self.node = keys.public
         self._signer = Signer(keys, RESPONSE_DOMAIN)
@@ -192,10 +196,8 @@ class NodeServer:
         self._advert_event = trio.Event()
         self.advert_generation = 0
         self._nursery: trio.Nursery | None = None
-        self.update_status: Callable[[], Mapping[str, object]] | None = None
-        """Set by the updater (updater.py): the ``updates`` map of GetNodeStatus."""
-        self.status_sources: dict[str, Callable[[], object]] = {}
-        """More GetNodeStatus entries by name (``relay``, ``relayed``: relays, docs/nat.md)."""
+        self.status = status or StatusSources()
+        self._dial_back_sink = dial_back_sink
         self.relays: tuple[str, ...] = ()
         """Relays holding a reservation for this node: put into its adverts (set_relays)."""
         self._effects: dict[type[Any], Callable[[Any], Awaitable[Mapping[str, object]]]] = {
@@ -206,10 +208,6 @@ class NodeServer:
             model.DeleteFile: self._delete_file, model.ReadLog: self._read_log,
             model.Reannounce: self._reannounce, model.NoteDialBack: self._note_dial_back,
         }
-        self.reachability: ReachabilityBoard | None = None
-        """The node's reachability (shown by GetNodeStatus), if something keeps it."""
-        self.dial_back_sink: Callable[[bytes], None] | None = None
-        """Set by the reachability prober: called with each DialBack token received."""
 
     # ---- lifecycle ----
 
@@ -448,9 +446,8 @@ class NodeServer:
             next_index=self.state.next_index, started_at=self.started_at,
             load=os.getloadavg(), programs=dict(self._programs),
             port_limits=self.admission.limits, port_stats=self.admission.statistics(),
-            updates=None if self.update_status is None else self.update_status(),
-            reachability=None if self.reachability is None else reach_dict(self.reachability.state),
-            extras={name: source() for name, source in self.status_sources.items()})
+            updates=self.status.updates(), reachability=self.status.reach(),
+            extras=self.status.extras())
 
     # ---- effects ----
 
@@ -544,8 +541,8 @@ class NodeServer:
         return {"log": piece.data, "total": piece.total, "start": piece.start, "run": piece.run}
 
     async def _note_dial_back(self, effect: model.NoteDialBack) -> Mapping[str, object]:
-        if self.dial_back_sink is not None:
-            self.dial_back_sink(effect.token)
+        if self._dial_back_sink is not None:
+            self._dial_back_sink(effect.token)
         return {}
 
     async def _reannounce(self, effect: model.Reannounce) -> Mapping[str, object]:

@@ -27,7 +27,6 @@ from typing import Any
 import trio
 
 from nodemanager.errors import BadResponse, ClientError, ConnectionFailed, error_for_code
-from nodemanager.nat.dial import Route, Upgrade, dial
 from nodemanager.proto import messages as m
 from nodemanager.proto.wire import (
     HEADER,
@@ -171,7 +170,7 @@ class NodeClient:
     def __init__(
         self, stream: trio.abc.Stream, *, identity: KeyPair | None = None,
         node_key: PublicKey | None = None, timeout: float = DEFAULT_TIMEOUT,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, path: str = "direct",
     ) -> None:
         self._stream = stream
         self.identity = identity
@@ -186,8 +185,9 @@ class NodeClient:
         self._broken = False
         self._trusted = False
         """A signed call succeeded here, so the node may trust this connection (§10)."""
-        self.path = "direct"
-        """How the stream reaches the node: ``direct`` or ``relay HOST:PORT`` (dial.py)."""
+        self.path = path
+        """How the stream reaches the node: ``direct``, ``relay HOST:PORT`` or ``punched``
+        (nodemanager/nat/dial.py)."""
 
     @property
     def broken(self) -> bool:
@@ -359,22 +359,6 @@ class NodeClient:
     async def join_vessels(self, vessel1: str, vessel2: str) -> str:
         raw = await self.call(m.JoinVessels(vessel1=vessel1, vessel2=vessel2))
         return str(raw["vessel"])
-
-
-@asynccontextmanager
-async def open_route_client(
-    route: Route, *, identity: KeyPair | None = None, timeout: float = DEFAULT_TIMEOUT,
-    upgrade: Upgrade | None = None,
-) -> AsyncIterator[NodeClient]:
-    """Reach the node of ``route`` (direct or via its relays, dial.py) and talk to it."""
-    dialed = await dial(route, timeout=timeout, upgrade=upgrade)
-    client = NodeClient(dialed.stream, identity=identity, node_key=route.node_key,
-                        timeout=timeout)
-    client.path = dialed.path
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @asynccontextmanager

@@ -18,7 +18,10 @@ from nodemanager.errors import UpdateError
 from seattlecore import PublicKey
 
 RELEASE_TARGET = "seattle-p2p/latest.json"
+"""The TUF target name of the release record."""
 WHEEL_DIR = "wheels"
+"""The TUF target directory of the wheels."""
+RELEASE_FORMAT = "seattle-release-v1"
 CHANNEL_DOMAIN = b"seattle/update/v1\x00"
 ADVERT_PREFIX = "sw-"
 MAX_WHEELS = 200
@@ -47,12 +50,23 @@ def is_newer(candidate: str, running: str) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Release:
-    """A verified release record: version V is exactly these wheels."""
+    """The release record (target ``RELEASE_TARGET``): version V is exactly these wheels.
+
+    Written by the release tooling (installer/release/tufrepo.py, ``to_bytes``), read by
+    the updater (``decode_release``)."""
 
     version: str
     wheels: tuple[str, ...]
     python: str
+    """``major.minor`` of the interpreter the dependency wheels were downloaded for."""
     machine: str
+    published: float | None = None
+    """Wall-clock time of publication (informational: TUF decides freshness)."""
+
+    def to_bytes(self) -> bytes:
+        body = {"format": RELEASE_FORMAT, "version": self.version, "wheels": list(self.wheels),
+                "python": self.python, "machine": self.machine, "published": self.published}
+        return json.dumps(body, sort_keys=True, indent=1).encode()
 
 
 def _check_wheel_name(name: object) -> str:
@@ -70,7 +84,7 @@ def decode_release(data: bytes) -> Release:
         raw: Any = json.loads(data)
     except ValueError as exc:
         raise UpdateError("release record is not JSON") from exc
-    if not isinstance(raw, dict) or raw.get("format") != "seattle-release-v1":
+    if not isinstance(raw, dict) or raw.get("format") != RELEASE_FORMAT:
         raise UpdateError("not a seattle release record")
     wheels = raw.get("wheels")
     if not isinstance(wheels, list) or not 0 < len(wheels) <= MAX_WHEELS:
@@ -79,8 +93,10 @@ def decode_release(data: bytes) -> Release:
     if type(version) is not str or type(python) is not str or type(machine) is not str:
         raise UpdateError("release record lacks version/python/machine")
     parse_version(version)
+    published = raw.get("published")
     return Release(version=version, wheels=tuple(_check_wheel_name(w) for w in wheels),
-                   python=python, machine=machine)
+                   python=python, machine=machine,
+                   published=float(published) if isinstance(published, int | float) else None)
 
 
 def decide(release: Release, *, running: str, bad: frozenset[str], python: str,

@@ -189,8 +189,13 @@ class UpdateService:
 
     # ---- the service ----
 
-    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Mirror, advert, trial and the check loop, until cancelled; ``started(mirror_port)``."""
+    async def run(self, *, directory: Directory | None = None,
+                  task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Mirror, advert, trial and the check loop, until cancelled; ``started(mirror_port)``.
+        ``directory``: where to advertise the mirror and find peers, for a service made
+        before the directory exists (the DHT's)."""
+        if directory is not None:
+            self.directory = directory
         self.store.root.mkdir(parents=True, exist_ok=True)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(self.mirror.serve, self.config.listen_host,

@@ -12,6 +12,8 @@ import pytest
 import trio
 
 from nodemanager import NodeClient, NodeServer, ServerConfig, open_node_client
+from nodemanager.nat.autonat import Kind
+from nodemanager.nat.prober import DialBackInbox
 from nodemanager.node.files import VesselStore
 from nodemanager.node.model import Vessel
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
@@ -33,6 +35,8 @@ class Node:
     owner: KeyPair
     user: KeyPair
     stranger: KeyPair
+    dial_backs: DialBackInbox
+    """Where the server's DialBack tokens go (give it to a ``Prober``)."""
 
     def client(self, identity: KeyPair | None = None,
                **kwargs: object) -> AbstractAsyncContextManager[NodeClient]:
@@ -69,9 +73,10 @@ async def node(
     init_node(tmp_path, make_spec(owner, user))
     runner = FakeRunner()
     state = NodeState(tmp_path / STATE_FILE)
+    dial_backs = DialBackInbox()
     server = NodeServer(keys=load_private(tmp_path / f"{NODE_KEY_NAME}.privatekey"),
                         state=state, store=VesselStore(tmp_path), runner=runner,
-                        config=server_config)
+                        config=server_config, dial_back_sink=dial_backs.sink(Kind.TCP))
     port = await nursery.start(server.serve, "127.0.0.1", 0)
     yield Node(server=server, port=port, directory=tmp_path, runner=runner,
-               owner=owner, user=user, stranger=stranger)
+               owner=owner, user=user, stranger=stranger, dial_backs=dial_backs)

@@ -181,17 +181,17 @@ def dial_back_frame(args: dict[str, object]) -> bytes:
 
 
 async def test_port_accepts_dial_back_tokens_as_public_requests(node: Node) -> None:
-    seen: list[bytes] = []
-    node.server.dial_back_sink = seen.append
     stream = await attacker.connect(node.port)
     async with stream:
         token = os.urandom(16)
+        arrived = node.dial_backs.expect(Kind.TCP, token)
         ok = await attacker.ask(stream, dial_back_frame({"token": token}))
-        assert ok["ok"] and seen == [token]
+        assert ok["ok"] and arrived.is_set()
+        again = node.dial_backs.expect(Kind.TCP, token)
         for bad in ({"token": b"x" * 15}, {"token": "0" * 32}, {}, {"token": token, "extra": 1}):
             answer = await attacker.ask(stream, dial_back_frame(bad))
             assert attacker.error_code(answer) == "BadArguments"
-    assert seen == [token]
+    assert not again.is_set()
     assert node.server.admission.statistics().trusted == 0  # earns no trust
 
 
@@ -232,8 +232,7 @@ async def test_open_port_decides_public(node: Node, nursery: trio.Nursery) -> No
     servers = [("127.0.0.1", (await start_service(nursery, host=h))[0]) for h in ("127.0.0.1",) * 2]
     board = ReachabilityBoard()
     prober = Prober(board, ports={Kind.TCP: node.port}, candidates=fixed(servers),
-                    local="127.0.0.1", config=FAST)
-    node.server.dial_back_sink = prober.sink(Kind.TCP)
+                    local="127.0.0.1", config=FAST, inbox=node.dial_backs)
     await run_prober(prober, lambda: board.state.tcp is not Reach.UNKNOWN)
     assert board.state.tcp is Reach.PUBLIC
     assert prober.rounds <= 2
@@ -256,13 +255,12 @@ async def test_lying_servers_can_only_make_us_private(node: Node, nursery: trio.
         lies.append(("127.0.0.1", listeners[0].socket.getsockname()[1]))
     board = ReachabilityBoard()
     prober = Prober(board, ports={Kind.TCP: node.port}, candidates=fixed(lies),
-                    local="127.0.0.1", config=FAST)
-    node.server.dial_back_sink = prober.sink(Kind.TCP)
+                    local="127.0.0.1", config=FAST, inbox=node.dial_backs)
     await run_prober(prober, lambda: board.state.tcp is not Reach.UNKNOWN)
     assert board.state.tcp is Reach.PRIVATE
     # a forged token on the port (not one of ours, or one of another kind) counts for nothing
-    prober.token_seen(Kind.TCP, os.urandom(16))
-    prober.token_seen(Kind.UDP, os.urandom(16))
+    prober.inbox.token_seen(Kind.TCP, os.urandom(16))
+    prober.inbox.token_seen(Kind.UDP, os.urandom(16))
     assert board.state.tcp is Reach.PRIVATE
 
 
@@ -283,7 +281,7 @@ async def test_periodic_probes_follow_a_port_that_opens(nursery: trio.Nursery) -
         async with stream:
             data = await attacker.read_frame(stream)
             request = msgpack.unpackb(msgpack.unpackb(data, raw=False)[0], raw=False)
-            prober.sink(Kind.TCP)(request["args"]["token"])
+            prober.inbox.sink(Kind.TCP)(request["args"]["token"])
 
     await nursery.start(partial(trio.serve_tcp, forwarded, port, host="127.0.0.1"))
     with trio.fail_after(20):

@@ -14,6 +14,7 @@ from nodemanager.nat.observe import (
     majority,
     observe_host,
     parse_observation,
+    read_line,
     serve_observer,
 )
 
@@ -80,12 +81,30 @@ async def _lying_peer(nursery: trio.Nursery, answer: bytes | None, endless: bool
 @pytest.mark.parametrize(("answer", "endless"), [
     (b"seattle-observed 1 6.6.6.6\n", False), (b"A" * 5000, True),
     (b"seattle-observed 1 999.1.1.1 5\n", False), (b"\n", False),
+    (format_observation("127.0.0.1", 5) + b"more", False),  # one line, then bytes after it
 ])
 async def test_lying_peer_is_ignored(nursery: trio.Nursery, answer: bytes, endless: bool) -> None:
     port = await _lying_peer(nursery, answer, endless)
     with pytest.raises(BadResponse):
         await ask_observed("127.0.0.1", port, timeout=5)
     assert await observe_host([("127.0.0.1", port)], fallback="10.0.0.1", timeout=5) == "10.0.0.1"
+
+
+async def test_read_line_stops_at_the_newline_and_keeps_the_rest() -> None:
+    chunks = [b"one ", b"line\nrest", b"never read"]
+
+    async def receive(most: int) -> bytes:
+        chunk = chunks.pop(0)
+        assert len(chunk) <= most
+        return chunk
+
+    assert await read_line(receive) == (b"one line\n", b"rest")
+    assert chunks == [b"never read"]
+
+    async def endless(most: int) -> bytes:
+        return b"A" * most
+
+    assert await read_line(endless, limit=10) == (b"A" * 11, b"")  # no line: at most limit + 1
 
 
 async def test_silent_peer_times_out(nursery: trio.Nursery) -> None:

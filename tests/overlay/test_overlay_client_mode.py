@@ -10,8 +10,9 @@ import trio
 import trio_asyncio
 
 from overlay import DhtConfig, DhtNode, open_dht_node
-from overlay.dht import CLIENT_ID, NoAnswer, dialback_datagram
+from overlay.dht import CLIENT_ID, NoAnswer
 from overlay.nodeid import NodeIdentity
+from overlay.wire import dialback_datagram
 from seattlecore import KeyPair
 from testbed.attackers.dht import NO_REPLY, HostilePeer, make_ident
 from tests.overlay.overlay_helpers import TEST_BITS, adverts_for, node_host, spread_network
@@ -95,10 +96,9 @@ async def test_lying_about_client_mode_gains_nothing(nursery: trio.Nursery) -> N
 
 
 async def test_dial_back_datagrams_count_only_from_fresh_addresses(nursery: trio.Nursery) -> None:
-    async with spread_network(2, net=33) as nodes:
+    seen: list[bytes] = []
+    async with spread_network(2, net=33, dialback_sink=seen.append) as nodes:
         node = nodes[1]
-        seen: list[bytes] = []
-        node.protocol.dialback_sink = seen.append
         addr = (node.config.host, node.port)
         talker = HostilePeer(node_host(21, 33), make_ident(TEST_BITS), lambda p, r: NO_REPLY)
         await nursery.start(talker.serve)
@@ -109,10 +109,10 @@ async def test_dial_back_datagrams_count_only_from_fresh_addresses(nursery: trio
         await nursery.start(fresh.serve)
         good = os.urandom(16)
         await fresh.send_raw(addr, dialback_datagram(good))
-        garbage = node.protocol.counters.garbage
+        garbage = node.protocol.counters.garbage_datagrams
         await fresh.send_raw(addr, dialback_datagram(b"short"))
         with trio.fail_after(5):
-            while not seen or node.protocol.counters.garbage == garbage:
+            while not seen or node.protocol.counters.garbage_datagrams == garbage:
                 await trio.sleep(0.02)
         assert seen == [good]
         assert node.protocol.counters.dialbacks_ignored == 1

@@ -22,10 +22,11 @@ import pytest
 import trio
 from tuf.api.metadata import Metadata, Root
 
-from installer.release.tufrepo import NaclSigner, Release, Repository, add_release, init_repository
+from installer.release.tufrepo import NaclSigner, Repository, add_release, init_repository
 from nodemanager.errors import UpdateError
 from nodemanager.updates.mirror import Download, MirrorServer, MirrorStore
 from nodemanager.updates.tufclient import CheckContext, CheckResult, PeerSource, Source, check_with_retries
+from nodemanager.updates.updatecore import Release
 from seattlecore import KeyPair
 
 ENDLESS = object()

@@ -14,14 +14,16 @@ import msgpack
 import pytest
 import trio
 
-from installer.release.tufrepo import Release, add_release, init_repository
+from installer.release.tufrepo import add_release, init_repository
 from nodemanager import NodeServer, open_node_client
-from nodemanager.errors import MirrorError
+from nodemanager.errors import MirrorError, UpdateError
 from nodemanager.node.files import VesselStore
+from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
 from nodemanager.updates.mirror import Download, MirrorServer, check_path
 from nodemanager.updates.updatecore import (
+    Release,
     advert_name,
     channel_key,
     decide,
@@ -57,8 +59,9 @@ async def start_node(tmp_path: Path, nursery: trio.Nursery, anchor: bytes,
     init_node(tmp_path / "state", make_spec(owner, user))
     keys = load_private(tmp_path / "state" / f"{NODE_KEY_NAME}.privatekey")
     runner = RecordingRunner(FakeRunner())
+    sources = StatusSources()
     server = NodeServer(keys=keys, state=NodeState(tmp_path / "state" / STATE_FILE),
-                        store=VesselStore(tmp_path / "state"), runner=runner)
+                        store=VesselStore(tmp_path / "state"), runner=runner, status=sources)
     port = await nursery.start(server.serve, "127.0.0.1", 0)
     updates = tmp_path / "prefix" / "updates"
     updates.mkdir(parents=True)
@@ -67,7 +70,7 @@ async def start_node(tmp_path: Path, nursery: trio.Nursery, anchor: bytes,
     service = UpdateService(UpdateConfig(updates=updates, interval=3600, need_dht=False), server,
                             keys, lambda: restarts.append(True), node_port=port, runner=runner,
                             directory=directory)
-    server.update_status = service.status_dict
+    sources.provide(UPDATES, service.status_dict)
     await nursery.start(service.run)
     return server, service, restarts, port
 
@@ -135,6 +138,16 @@ async def test_programs_are_restarted_with_their_arguments(
         assert state.vessels["v1"].status == "Started"
         assert not (updates / "resume.json").exists()
         nursery.cancel_scope.cancel()
+
+
+def test_release_record_round_trips() -> None:
+    """The release tooling writes what the updater reads (one definition of the record)."""
+    release = Release(version="2.1", wheels=("a-1-py3-none-any.whl",), python="3.11",
+                      machine="x86_64", published=1.5)
+    assert decode_release(release.to_bytes()) == release
+    with pytest.raises(UpdateError):
+        decode_release(Release(version="2.x", wheels=release.wheels, python="3.11",
+                               machine="x86_64").to_bytes())
 
 
 def test_policy_rules() -> None:
