@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.requires import skip_or_fail
+from tests.support.requires import check_requires
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    for mark in item.iter_markers("requires"):
-        ok, reason = mark.args
-        if not ok:
-            skip_or_fail(reason)
+    check_requires(item)

@@ -14,8 +14,7 @@ from installer import BundleError, SpecError, UntrustedPlanner, build_bundle, ne
 from installer.planner.bundle import MANIFEST, PLANNER, SIGNATURE, Manifest
 from installer.planner.spec import VesselShare
 from seattlecore import KeyPair
-
-from .conftest import make_bundle
+from tests.support.bundles import make_bundle
 
 PLANNER_KEYS = KeyPair.generate()
 OWNER = KeyPair.generate()

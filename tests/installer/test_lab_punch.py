@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.installer.test_lab import ROOT_LAB, lab, lookup, seash
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, lab, lab_seash, lookup
 from tests.support.requires import requires
 
-pytestmark = [pytest.mark.slow,
-              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 NODES = 6
 
 
@@ -43,7 +42,7 @@ def test_cone_donors_go_direct_symmetric_stays_relayed(tmp_path: Path) -> None:
         kinds = {f"{n['public_address']}:{n['port']}": n["nat"] for n in data["nodes"]}
         assert sorted(kinds.values()) == ["cone", "cone", "none", "none", "none", "symmetric"]
         wait_relayed(directory, data)
-        done = seash(directory, data, "loadkeys demo; browse; list; show info")
+        done = lab_seash(directory, data, "loadkeys demo; browse; list; show info")
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"list: {2 * NODES} ok" in done.stdout
         paths = {}

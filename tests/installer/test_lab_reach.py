@@ -10,8 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from testbed.lab.nodes import lab_reports
-from tests.installer.test_lab import cli, lab, lookup, pytestmark  # noqa: F401 (root/CI marks)
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lookup
+from tests.support.requires import requires
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 
 DECIDE_TIMEOUT = 90.0
 

@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.installer.test_lab import ROOT_LAB, cli, lab, lookup, seash
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lab_seash, lookup
 from tests.support.requires import requires
 
-pytestmark = [pytest.mark.slow,
-              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 NODES = 20
 
 
@@ -47,7 +46,7 @@ def test_every_vessel_behind_nat_is_usable_through_relays(tmp_path: Path) -> Non
         adverts = wait_relayed(directory, data)
         public = {f"{n['address']}:{n['port']}" for n in data["nodes"] if n["nat"] == "none"}
         assert all(not a["relays"] for a in adverts if a["address"] in public)
-        done = seash(directory, data, "loadkeys demo; browse; run hello.py lab; wait; list")
+        done = lab_seash(directory, data, "loadkeys demo; browse; run hello.py lab; wait; list")
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"browse: {NODES} ok" in done.stdout
         assert f"list: {2 * NODES} ok" in done.stdout

@@ -15,20 +15,13 @@ from nodemanager import open_node_client
 from overlay import lookup_once
 from seattlecore import load_private
 from testbed.local import stop_all, vessel_table, wait_discoverable
+from tests.support.files import traversable
 from tests.support.processes import processes_in, wait_until_gone
 
 pytestmark = pytest.mark.slow
 NODES = 3
 EXAMPLE = Path(__file__).parents[2] / "examples" / "hello.py"
 SPIN = b"x = 0\nwhile True:\n    x += 1\n"
-
-
-def traversable(path: Path) -> None:
-    """Vessels may run as an unprivileged uid (when tests run as root): let it reach tmp_path."""
-    for parent in [path, *path.parents]:
-        if parent in (Path("/tmp"), Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
 
 
 async def run_testbed(*args: str) -> subprocess.CompletedProcess[bytes]:

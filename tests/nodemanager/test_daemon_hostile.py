@@ -19,11 +19,11 @@ import trio
 
 from nodemanager import open_node_client
 from nodemanager.node.server import raise_fd_limit
+from tests.support import attacker as a
+from tests.support.attacker import close_all, flood
 from tests.support.daemons import node_manager
-
-from . import attacker as a
-from .test_daemon import OWNER, init
-from .test_port import close_all, flood
+from tests.support.nodes import init_owned
+from tests.support.worlds import OWNER
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ async def broken_frame(port: int, source: str, rng: random.Random) -> None:
 async def test_daemon_survives_fuzzed_frames_then_a_flood(tmp_path: Path) -> None:
     raise_fd_limit(4096)
     state = tmp_path / "node"
-    node_key = bytes.fromhex(init(state))
+    node_key = bytes.fromhex(init_owned(state))
     rng = random.Random(11)
     codes: dict[str | None, int] = {}
     async with node_manager(state, bootstrap=["127.0.0.1:9999"], wait_dht=False,

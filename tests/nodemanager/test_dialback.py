@@ -20,9 +20,9 @@ from nodemanager.nat.dialback import DialBackServer
 from nodemanager.nat.observe import serve_observer
 from nodemanager.nat.prober import ProbeConfig, Prober
 from nodemanager.nat.reachability import Reach, ReachabilityBoard
-
-from . import attacker
-from .conftest import Node
+from tests.support import attacker
+from tests.support.net import closed_port
+from tests.support.nodes import Node
 
 FAST = ProbeConfig(interval=0.5, retry=0.1, timeout=3.0, tcp_grace=0.3, udp_grace=0.3)
 
@@ -201,12 +201,6 @@ def fixed(servers: list[tuple[str, int]]) -> Callable[[], Awaitable[list[tuple[s
     async def candidates() -> list[tuple[str, int]]:
         return servers
     return candidates
-
-
-def closed_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_prober(prober: Prober, done: Callable[[], bool], rounds: int = 6) -> None:

@@ -20,10 +20,9 @@ from nodemanager.node.spec import NodeSpec, init_node
 from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
 from tests.support.daemons import read_port
+from tests.support.nodes import lone_daemon
 from tests.support.processes import processes_in, wait_until_gone
-
-from .conftest import SMALL
-from .test_daemon import daemon
+from tests.support.worlds import SMALL
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +83,7 @@ async def test_kill_9_and_restart_leaves_no_orphans_and_right_states(tmp_path: P
     make_node(state, 4)
     names = ["v1", "v2", "v3", "v4"]
     dirs = [vessel_dir(state, name) for name in names]
-    async with daemon(state, sandbox=True) as process:
+    async with lone_daemon(state, sandbox=True) as process:
         async with client(state) as nm:
             for name in names:
                 await nm.add_file(name, "spin.py", SPIN)
@@ -93,7 +92,7 @@ async def test_kill_9_and_restart_leaves_no_orphans_and_right_states(tmp_path: P
         process.send_signal(signal.SIGKILL)
         await process.wait()
         assert [wait_until_gone(d, 2.0) for d in dirs] == [[]] * 4
-    async with daemon(state, sandbox=True), client(state) as nm:
+    async with lone_daemon(state, sandbox=True), client(state) as nm:
         info = await nm.get_vessels()
         assert [(v.status, v.exit_reason) for v in info.vessels] == \
             [("Terminated", "node manager restarted")] * 4
@@ -114,7 +113,7 @@ async def test_two_node_managers_and_a_local_run_get_distinct_uids(tmp_path: Pat
     local_dir = tmp_path / "local"
     local_dir.mkdir()
     (local_dir / "threads.py").write_bytes(THREADS)
-    async with daemon(states[0], sandbox=True), daemon(states[1], sandbox=True):
+    async with lone_daemon(states[0], sandbox=True), lone_daemon(states[1], sandbox=True):
         for state in states:
             async with client(state) as nm:
                 for name in ("v1", "v2"):
@@ -184,7 +183,7 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
     make_node(state, 2, FAST_LOG)
     lines = 200 * 1024 // 8
     program = f"for i in range({lines}):\n    log('%06d ' % i)\nlog('DONE')\n".encode()
-    async with daemon(state, sandbox=True) as process:
+    async with lone_daemon(state, sandbox=True) as process:
         async with client(state) as nm:
             for name in ("v1", "v2"):
                 await nm.add_file(name, "chatty.py", program)
@@ -208,7 +207,7 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
             assert run and run != (await nm.read_log_since("v1", 0)).run
         process.send_signal(signal.SIGKILL)
         await process.wait()
-    async with daemon(state, sandbox=True), client(state) as nm:  # the log survives a restart
+    async with lone_daemon(state, sandbox=True), client(state) as nm:  # the log survives a restart
         chunk = await nm.read_log_since("v2", total, run)
         assert (chunk.data, chunk.total, chunk.run, chunk.restarted) == (b"", total, run, False)
         chunk = await nm.read_log_since("v2", 0)
@@ -225,7 +224,7 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
 async def test_start_answers_only_once_the_program_compiled(tmp_path: Path) -> None:
     state = tmp_path / "node"
     make_node(state, 1)
-    async with daemon(state, sandbox=True), client(state) as nm:
+    async with lone_daemon(state, sandbox=True), client(state) as nm:
         await nm.add_file("v1", "hello.py", b"log('old program')\n")
         await nm.start_vessel("v1", "hello.py")
         await wait_for_log(nm, "v1", b"old program")

@@ -13,8 +13,7 @@ import trio
 from nodemanager.node.admission import PortLimits
 from nodemanager.node.server import SPARE_FDS, fit_to_fd_limit, raise_fd_limit
 from nodemanager.proto.listener import serve_tcp
-
-from . import attacker as a
+from tests.support import attacker as a
 
 
 @contextmanager

@@ -15,8 +15,7 @@ from nodemanager import open_node_client
 from overlay import lookup_once, query_status
 from seattlecore import KeyPair
 from tests.support.daemons import Daemon, init_node, node_manager
-
-from .conftest import SMALL
+from tests.support.worlds import SMALL
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
 from sandbox import Supervisor
 from seattlecore import KeyPair, load_private
-
-from .conftest import make_spec
+from tests.support.files import traversable
+from tests.support.nodes import make_spec
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +23,6 @@ log('hello from', callargs[0])
 while True:
     sleep(0.05)
 """
-
-
-def traversable(path: Path) -> None:
-    for parent in [path, *path.parents]:
-        if parent in (Path("/tmp"), Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
 
 
 async def wait_for_log(nm: object, vessel: str, needle: bytes) -> bytes:

@@ -24,8 +24,8 @@ from nodemanager.proto.wire import (
 )
 from sandbox import DEFAULT_OFFCUT, total
 from seattlecore import KeyPair
-
-from .conftest import SMALL, Node
+from tests.support.nodes import Node
+from tests.support.worlds import SMALL
 
 
 async def test_public_calls_unsigned(node: Node) -> None:

@@ -10,8 +10,7 @@ from nodemanager.nat.dial import Route, dial
 from nodemanager.nat.relay import RelayServer
 from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
-
-from .helpers import echo_once, private_node, running_relay, wait_held
+from tests.support.relay_servers import echo_once, private_node, running_relay, wait_held
 
 
 def route_to(client_keys: KeyPair, *relays: str) -> Route:

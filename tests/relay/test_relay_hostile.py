@@ -17,8 +17,7 @@ import trio
 from nodemanager.nat.dial import Route, dial
 from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
-
-from .helpers import echo_once, private_node, running_relay, wait_held
+from tests.support.relay_servers import echo_once, private_node, running_relay, wait_held
 
 DOMAIN = b"seattle-relay-reserve-v1"
 

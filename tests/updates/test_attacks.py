@@ -27,6 +27,7 @@ from nodemanager.errors import UpdateError
 from nodemanager.updates.mirror import Download, MirrorServer, MirrorStore
 from nodemanager.updates.tufclient import CheckContext, CheckResult, PeerSource, Source, check_with_retries
 from seattlecore import KeyPair
+from tests.support.net import closed_port
 
 ENDLESS = object()
 HANG = object()
@@ -293,8 +294,6 @@ async def test_no_holder_is_a_clear_failure(world: World, tmp_path: Path) -> Non
 
 async def test_a_dead_peer_does_not_hide_the_others(world: World) -> None:
     """An unreachable holder must not turn the root probe's honest 404 into a failure."""
-    from .conftest import closed_port
-
     publish(world, "2")
     async with trio.open_nursery() as nursery:
         honest = PeerSource(await serve(nursery, MirrorServer(world.repo).handle))

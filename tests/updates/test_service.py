@@ -32,9 +32,8 @@ from nodemanager.updates.updatecore import (
 from nodemanager.updates.updater import RecordingRunner, UpdateConfig, UpdateService, running_version
 from overlay import AdvertStore, FakeDirectory, make_advert
 from seattlecore import KeyPair, load_private
-
-from ..nodemanager.conftest import make_spec
-from ..nodemanager.fakes import FakeRunner
+from tests.support.fakes import FakeRunner
+from tests.support.nodes import make_spec
 
 
 @pytest.fixture
