@@ -16,6 +16,7 @@ from overlay import lookup_once
 from seattlecore import load_private
 from testbed.local import stop_all, vessel_table, wait_discoverable
 from tests.support.files import traversable
+from tests.support.net import ip, testbed_env
 from tests.support.processes import processes_in, wait_until_gone
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ SPIN = b"x = 0\nwhile True:\n    x += 1\n"
 
 
 async def run_testbed(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process([sys.executable, "-m", "testbed.cli", *args],
+    return await trio.run_process([sys.executable, "-m", "testbed.cli", *args], env=testbed_env(),
                                   capture_stdout=True, capture_stderr=True, check=False)
 
 
@@ -52,6 +53,7 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
     try:
         assert b"seash --home" in up.stdout and b"all nodes discoverable" in up.stdout
         assert len(data["nodes"]) == NODES and data["sandbox"] is True
+        assert data["bootstrap"].startswith(ip("127.1.0.1") + ":")  # this worker's addresses
         again = await run_testbed("up", "--nodes", "1", "--dir", str(directory))
         assert again.returncode == 1 and b"already up" in again.stderr
         assert f"seattle-testbed down --dir {directory}".encode() in again.stderr

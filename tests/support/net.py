@@ -37,3 +37,8 @@ def closed_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def testbed_env() -> dict[str, str]:
+    """Environment for ``seattle-testbed`` runs: this worker's node addresses (``ip("127.1.0.1")`` on)."""
+    return {**os.environ, "SEATTLE_TESTBED_NET": str(1 + WORKER_STRIDE * worker_index())}
