@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from testbed.lab import net as labnet
 from testbed.lab.plan import Net
 from tests.support.files import traversable
 from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lab_seash, lookup
+from tests.support.polling import eventually_sync
 from tests.support.requires import requires
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
@@ -247,9 +247,7 @@ def test_up_cleans_a_crashed_lab(tmp_path: Path) -> None:
     try:
         for pid in labnet.lab_pids(crashed["id"]):  # the crash: every node killed at once
             os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while labnet.lab_pids(crashed["id"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually_sync(lambda: not labnet.lab_pids(crashed["id"]), timeout=10, interval=0.05)
         assert labnet.lab_namespaces(crashed["id"])  # what the crash left
         with lab(second, "--nodes", "1", "--no-sandbox") as (data, _):
             assert not labnet.lab_namespaces(crashed["id"])

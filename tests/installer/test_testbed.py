@@ -16,7 +16,8 @@ from overlay import lookup_once
 from seattlecore import load_private
 from testbed.local import stop_all, vessel_table, wait_discoverable
 from tests.support.files import traversable
-from tests.support.net import ip, testbed_env
+from tests.support.net import ip
+from tests.support.nodes import wait_log
 from tests.support.processes import processes_in, wait_until_gone
 
 pytestmark = pytest.mark.slow
@@ -26,17 +27,8 @@ SPIN = b"x = 0\nwhile True:\n    x += 1\n"
 
 
 async def run_testbed(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process([sys.executable, "-m", "testbed.cli", *args], env=testbed_env(),
+    return await trio.run_process([sys.executable, "-m", "testbed.cli", *args],
                                   capture_stdout=True, capture_stderr=True, check=False)
-
-
-async def wait_log(nm: object, vessel: str, needle: bytes) -> bytes:
-    with trio.fail_after(30):
-        while True:
-            log: bytes = await nm.read_log(vessel)  # type: ignore[attr-defined]
-            if needle in log:
-                return log
-            await trio.sleep(0.1)
 
 
 def test_vessel_ports_are_disjoint() -> None:

@@ -13,7 +13,9 @@ from nodemanager import ConnectionFailed, NodeClient, RequestError, open_node_cl
 from nodemanager.proto import messages
 from sandbox import total
 from tests.support.daemons import read_port
+from tests.support.files import traversable
 from tests.support.nodes import init_owned, lone_daemon
+from tests.support.polling import eventually
 from tests.support.worlds import OWNER
 
 pytestmark = pytest.mark.slow
@@ -43,6 +45,7 @@ async def test_init_and_restart(tmp_path: Path) -> None:
 
 
 async def test_kill_during_uploads(tmp_path: Path) -> None:
+    rng = random.Random(7)
     state = tmp_path / "node"
     init_owned(state)
     acknowledged = 0
@@ -64,10 +67,9 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
             async with trio.open_nursery() as nursery:
                 before = acknowledged
                 nursery.start_soon(uploads)
-                with trio.fail_after(60):  # a loaded machine may be slow to take the first one
-                    while acknowledged == before:
-                        await trio.sleep(0.01)
-                await trio.sleep(random.random() * 0.3)
+                # a loaded machine may be slow to take the first one
+                await eventually(lambda b=before: acknowledged != b, timeout=60, interval=0.01)
+                await trio.sleep(rng.random() * 0.3)  # kill at a moment of the upload stream
                 process.kill()
         async with lone_daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             data = await nm.retrieve_file("v1", "data")
@@ -78,6 +80,7 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
 
 
 async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
+    rng = random.Random(8)
     state = tmp_path / "node"
     init_owned(state)
     async with lone_daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
@@ -102,7 +105,7 @@ async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
                     pass
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(churn)
-                await trio.sleep(0.2 + random.random() * 0.3)
+                await trio.sleep(0.2 + rng.random() * 0.3)  # kill mid-churn
                 process.kill()
         async with lone_daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             after, names = await node_total(nm)
@@ -111,10 +114,7 @@ async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
 
 
 async def test_daemon_runs_programs_in_the_sandbox(tmp_path: Path) -> None:
-    for parent in [tmp_path, *tmp_path.parents]:
-        if parent in (Path("/tmp"), Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
+    traversable(tmp_path)
     state = tmp_path / "node"
     init_owned(state)
     async with lone_daemon(state, sandbox=True), open_node_client(
@@ -122,7 +122,8 @@ async def test_daemon_runs_programs_in_the_sandbox(tmp_path: Path) -> None:
     ) as nm:
         await nm.add_file("v2", "tick.py", b"log('tick', callargs[0])\nsleep(30)\n")
         assert await nm.start_vessel("v2", "tick.py", ["7"]) == "Started"
-        with trio.fail_after(20):
-            while b"tick 7" not in await nm.read_log("v2"):
-                await trio.sleep(0.05)
+        async def ticked() -> bool:
+            return b"tick 7" in await nm.read_log("v2")
+
+        await eventually(ticked, timeout=20, interval=0.05)
         assert await nm.stop_vessel("v2") == "Stopped"

@@ -23,6 +23,7 @@ from tests.support import attacker as a
 from tests.support.attacker import close_all, flood
 from tests.support.daemons import node_manager
 from tests.support.nodes import init_owned
+from tests.support.polling import eventually
 from tests.support.worlds import OWNER
 
 pytestmark = pytest.mark.slow
@@ -148,9 +149,10 @@ async def test_daemon_survives_fuzzed_frames_then_a_flood(tmp_path: Path) -> Non
         async with open_node_client("127.0.0.1", port, identity=OWNER) as nm:
             await nm.add_file("v1", "after.txt", b"fine")
             assert await nm.list_files("v1") == ["after.txt"]
-            with trio.fail_after(10):
-                while (await nm.get_node_status()).connections["connections"] > 1:
-                    await trio.sleep(0.05)
+            async def settled() -> bool:
+                return (await nm.get_node_status()).connections["connections"] <= 1
+
+            await eventually(settled, timeout=10, interval=0.05)
         assert process.returncode is None
     log = (state / "nodemanager.log").read_text()
     assert "internal error" not in log and "Traceback" not in log

@@ -23,6 +23,7 @@ from nodemanager.nat.reachability import Reach, ReachabilityBoard
 from tests.support import attacker
 from tests.support.net import closed_port
 from tests.support.nodes import Node
+from tests.support.polling import eventually
 
 FAST = ProbeConfig(interval=0.5, retry=0.1, timeout=3.0, tcp_grace=0.3, udp_grace=0.3)
 
@@ -161,13 +162,9 @@ async def test_silent_clients_cannot_hold_the_service(nursery: trio.Nursery) -> 
     limits = ServerLimits(connections=8)
     service_port, service = await start_service(nursery, limits=limits, read_timeout=0.5)
     silent = [await trio.open_tcp_stream("127.0.0.1", service_port) for _ in range(50)]
-    with trio.fail_after(5):
-        while service.connections < 8:
-            await trio.sleep(0.01)
+    await eventually(lambda: service.connections >= 8, timeout=5, interval=0.01)
     assert service.connections == 8  # the rest got the observation and were closed
-    with trio.fail_after(5):  # the readers time out
-        while service.connections:
-            await trio.sleep(0.05)
+    await eventually(lambda: not service.connections, timeout=5, interval=0.05)  # the readers time out
     for stream in silent:
         await stream.aclose()
     port, (_own, _) = await listen_pair(nursery, ("127.4.4.7", "127.4.4.8"))

@@ -17,6 +17,7 @@ from nodemanager.node.server import raise_fd_limit
 from tests.support import attacker as a
 from tests.support.attacker import close_all, flood
 from tests.support.nodes import Node
+from tests.support.polling import eventually
 
 LIMITS = PortLimits(max_connections=48, reserved_connections=8, per_address=4, per_prefix=16,
                     address_rate=50.0, address_burst=20.0, prefix_rate=400.0,
@@ -137,9 +138,7 @@ async def test_after_a_flood_the_node_serves_normally(node: Node) -> None:
     for first_octet in (50, 51):
         held = await flood(node.port, list(a.sources(100, first_octet=first_octet)))
         await close_all(held)
-    with trio.fail_after(10):
-        while node.server.admission.statistics().connections:
-            await trio.sleep(0.01)
+    await eventually(lambda: not node.server.admission.statistics().connections, timeout=10, interval=0.01)
     fresh = await a.connect(node.port, "127.52.0.1")
     async with fresh:
         assert (await a.ask(fresh, a.frame(a.pack(a.body("GetVessels")))))["ok"]

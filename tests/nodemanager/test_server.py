@@ -25,6 +25,7 @@ from nodemanager.proto.wire import (
 from sandbox import DEFAULT_OFFCUT, total
 from seattlecore import KeyPair
 from tests.support.nodes import Node
+from tests.support.polling import eventually
 from tests.support.worlds import SMALL
 
 
@@ -337,6 +338,4 @@ async def test_a_slow_start_holds_up_its_own_vessel_only(node: Node) -> None:
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
-    with trio.fail_after(5):
-        while not condition():
-            await trio.sleep(0.01)
+    await eventually(condition, timeout=5, interval=0.01)

@@ -21,6 +21,7 @@ from typing import Any
 from installer.donor.procs import find_process
 from testbed.lab import net as labnet
 from tests.support.files import traversable
+from tests.support.polling import eventually_sync
 
 ROOT_LAB = os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nft") is not None
 NEEDS_LAB = "the network lab needs root, ip (iproute2) and nft (nftables)"
@@ -68,3 +69,17 @@ def lab(directory: Path, *args: str) -> Iterator[tuple[dict[str, Any], str]]:
             assert not [n for n in data["nodes"] if find_process(n["pid"], n["state"])]
 
 
+
+
+def wait_lab_relayed(directory: Path, data: dict[str, Any], vessels: int,
+                     timeout: float = 180) -> list[dict[str, Any]]:
+    """The demo key's adverts once there are ``vessels`` and every NATed node's name a relay."""
+    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
+
+    def relayed() -> list[dict[str, Any]]:
+        adverts = lookup(directory, data)
+        held = {a["address"] for a in adverts if a["relays"]}
+        assert len(adverts) == vessels and held >= nated, f"relayed {len(held)} of {len(nated)}: {adverts}"
+        return adverts
+
+    return eventually_sync(relayed, timeout=timeout, interval=1, what="every NATed node relayed")

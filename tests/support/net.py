@@ -39,6 +39,6 @@ def closed_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-def testbed_env() -> dict[str, str]:
-    """Environment for ``seattle-testbed`` runs: this worker's node addresses (``ip("127.1.0.1")`` on)."""
-    return {**os.environ, "SEATTLE_TESTBED_NET": str(1 + WORKER_STRIDE * worker_index())}
+def testbed_net() -> int:
+    """``$SEATTLE_TESTBED_NET`` for this worker: its testbeds' nodes at ``ip("127.1.0.1")``, ..."""
+    return 1 + WORKER_STRIDE * worker_index()

@@ -21,6 +21,7 @@ from sandbox import DEFAULT_OFFCUT
 from seattlecore import KeyPair
 from tests.support.daemons import init_node, node_manager
 from tests.support.fakes import FakeRunner
+from tests.support.polling import eventually
 from tests.support.worlds import OWNER, SMALL
 
 
@@ -62,3 +63,12 @@ async def lone_daemon(state: Path, sandbox: bool = False) -> AsyncIterator[trio.
     async with node_manager(state, bootstrap=["127.0.0.1:9999"], sandbox=sandbox,
                             wait_dht=False) as nm:
         yield nm.process
+
+
+async def wait_log(nm: NodeClient, vessel: str, needle: bytes, timeout: float = 30) -> bytes:
+    """The vessel's log once it holds ``needle``."""
+    async def logged() -> bytes | None:
+        log = await nm.read_log(vessel)
+        return log if needle in log else None
+
+    return await eventually(logged, timeout=timeout, interval=0.05, what=f"{needle!r} in {vessel}'s log")

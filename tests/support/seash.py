@@ -13,11 +13,10 @@ from typing import Any
 
 import trio
 
-from overlay import lookup_once
 from seattlecore import PublicKey
 from tests.support.daemons import Daemon, node_manager
 from tests.support.daemons import init_node as init_spec
-from tests.support.polling import eventually
+from tests.support.dht import lookup_until
 
 RESOURCES = (
     "resource cpu 0.2\nresource memory 100000000\nresource diskused 2000000\n"
@@ -42,11 +41,8 @@ def daemon(state: Path, bootstrap: list[str], *,
 
 async def wait_advertised(key: PublicKey, bootstrap: tuple[str, int], want: int) -> None:
     """Wait until the DHT returns ``want`` adverts for ``key`` (announcing is asynchronous)."""
-    async def enough() -> bool:
-        result = await lookup_once(key, [bootstrap], timeout=5)
-        return len(result.candidates) >= want
-
-    await eventually(enough, timeout=30, interval=0.2, what=f"{want} adverts of {key.short()}")
+    await lookup_until(key, bootstrap, lambda found: len(found.candidates) >= want,
+                       what=f"{want} adverts of {key.short()}")
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 Building the project's wheel and downloading its dependencies takes ~10 s, so it happens
 once per session (``wheelhouse``); every installer and release in these tests reuses it.
+Under pytest-xdist the modules that use it run in one worker (group "wheelhouse" in
+tests/support/groups.py), so it is built once per run, not once per worker; tests that use it
+are ``slow``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,12 @@ import pytest
 from installer.packing.wheels import Wheelhouse, build_wheelhouse, project_source
 from tests.support.crontab import install_fake_crontab
 from tests.support.net import closed_port
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "wheelhouse" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)  # builds wheels: not in the quick tier
 
 
 @pytest.fixture(scope="session")
