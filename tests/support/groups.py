@@ -1,8 +1,13 @@
 """Tests that run one after another in one pytest-xdist worker, and the scheduler that keeps them so.
 
-A group holds tests that must not overlap each other: the network-lab tests (each builds
-namespaces and starts many processes; one of them expects to find a crashed lab that the next
-``up`` would clean) and the tests that share the session's wheelhouse (built once per worker).
+A group holds tests that must not overlap each other, or that share one expensive fixture:
+
+- "lab": the network-lab tests (each builds namespaces and starts many processes; one expects
+  to find a crashed lab that any other ``up`` would clean away first);
+- "vessel-ports": sandbox programs that bind the vessels' ports on 127.0.0.1 (63100-63105),
+  which two workers would fight over; the repyv2 and repylib suites also run every program
+  once in a module fixture, which each worker would otherwise run again;
+- "wheelhouse": the tests that share the session's wheelhouse (built once per worker).
 
 pytest-xdist 3.8's ``--dist loadgroup`` reads ``xdist_group`` marks by renaming each test
 ``ID@GROUP`` through ``item._nodeid``, which pytest 9.2 no longer reads (node ids moved to
@@ -22,6 +27,12 @@ GROUPS = {
     "tests/installer/test_lab_reach.py": "lab",
     "tests/installer/test_lab_relay.py": "lab",
     "tests/nodemanager/test_punch_lab.py": "lab",
+    "tests/sandbox/test_api.py": "vessel-ports",
+    "tests/sandbox/test_attacks.py": "vessel-ports",
+    "tests/sandbox/test_limits_enforced.py": "vessel-ports",
+    "tests/sandbox/test_repy_handles.py": "vessel-ports",
+    "tests/sandbox/test_repylib.py": "vessel-ports",
+    "tests/sandbox/test_repyv2_suite.py": "vessel-ports",
     "tests/updates/test_selfcontained.py": "wheelhouse",
     "tests/updates/test_update_e2e.py": "wheelhouse",
 }
