@@ -211,15 +211,18 @@ def test_nat_lab_baseline(tmp_path: Path) -> None:
 
 CONNECT = """
 import json, socket, sys
-out = {}
-for target in sys.argv[1:]:
+from concurrent.futures import ThreadPoolExecutor
+
+def accepts(target):
     host, port = target.rsplit(":", 1)
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
-        out[target] = True
+        return True
     except OSError:
-        out[target] = False
-print(json.dumps(out))
+        return False
+
+with ThreadPoolExecutor(len(sys.argv) - 1) as pool:
+    print(json.dumps(dict(zip(sys.argv[1:], pool.map(accepts, sys.argv[1:])))))
 """
 
 
