@@ -38,6 +38,7 @@ MANIFEST = "testbed.json"
 DEMO = "demo"
 HOST = "127.0.0.1"
 PORT_BASE = 20000
+NET_ENV = "SEATTLE_TESTBED_NET"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 LIVENESS_EVERY = 1.0
@@ -160,8 +161,17 @@ async def _init_all(states: list[Path], specs: list[dict[str, Any]]) -> None:
 def node_host(index: int) -> str:
     """Node ``index``'s own loopback address, each in its own /24 (127.1.0.1, 127.1.1.1, ...),
     so the DHT's per-address and per-prefix limits apply on a one-machine testbed as they
-    would between machines."""
-    return f"127.{1 + index // 256}.{index % 256}.1"
+    would between machines. ``$SEATTLE_TESTBED_NET`` moves the first /16 (default 1: 127.1.x.1),
+    so testbeds started side by side (parallel test workers) never share an address."""
+    return f"127.{loopback_net() + index // 256}.{index % 256}.1"
+
+
+def loopback_net() -> int:
+    """The second octet of node 0's address: ``$SEATTLE_TESTBED_NET`` (1-254), default 1."""
+    value = os.environ.get(NET_ENV, "1")
+    if not value.isdigit() or not 1 <= int(value) <= 254:
+        raise TestbedError(f"{NET_ENV}={value!r}: want a number from 1 to 254")
+    return int(value)
 
 
 def _start(state: Path, bootstrap: str | None, sandbox: bool, site: NodeSite) -> int:

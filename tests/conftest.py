@@ -1,14 +1,40 @@
-"""Hooks for every test package."""
+"""Hooks for every test package: requirement marks, per-worker testbed addresses, xdist groups."""
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytest
 
-from tests.support.requires import skip_or_fail
+from tests.support.net import testbed_net
+from tests.support.requires import check_requires
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # loopback testbeds (in this process or in the seattle-testbed it runs) use this worker's range
+    os.environ["SEATTLE_TESTBED_NET"] = str(testbed_net())
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: keep each group of tests/support/groups.py in one worker."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.support.groups import GroupScheduling
+
+    return GroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from tests.support.groups import group_of
+
+    for item in items:
+        for mark in item.iter_markers("xdist_group"):
+            if group_of(item.nodeid.split("@")[0]) != mark.args[0]:
+                raise pytest.UsageError(f"{item.nodeid}: xdist_group({mark.args[0]!r}) is not in "
+                                        "tests/support/groups.py (the marks alone group nothing)")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    for mark in item.iter_markers("requires"):
-        ok, reason = mark.args
-        if not ok:
-            skip_or_fail(reason)
+    check_requires(item)

@@ -22,7 +22,13 @@ def test_needs_a_present_layer():
     pass
 '''
 CONFTEST = '''
-from tests.conftest import pytest_runtest_setup  # noqa: F401
+import pytest
+
+from tests.support.requires import check_requires
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    check_requires(item)
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "requires(ok, reason): see tests/support/requires.py")

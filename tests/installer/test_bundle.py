@@ -14,8 +14,7 @@ from installer import BundleError, SpecError, UntrustedPlanner, build_bundle, ne
 from installer.planner.bundle import MANIFEST, PLANNER, SIGNATURE, Manifest
 from installer.planner.spec import VesselShare
 from seattlecore import KeyPair
-
-from .conftest import make_bundle
+from tests.support.bundles import make_bundle
 
 PLANNER_KEYS = KeyPair.generate()
 OWNER = KeyPair.generate()
@@ -92,7 +91,8 @@ def test_untrusted_planner_refused() -> None:
         open_bundle(GOOD, trust=OWNER.public)
 
 
-@pytest.mark.parametrize("cut", [0, 1, 10, 100, len(GOOD) // 2, len(GOOD) - 9, len(GOOD) - 1])
+@pytest.mark.parametrize("cut", [0, 1, 10, 100, len(GOOD) // 2, len(GOOD) - 9, len(GOOD) - 1],
+                         ids=["0", "1", "10", "100", "half", "end-9", "end-1"])  # same ids on every worker
 def test_truncated_refused(cut: int) -> None:
     with pytest.raises(BundleError):
         open_bundle(GOOD[:cut])

@@ -8,8 +8,7 @@ import pytest
 
 from installer.__main__ import main
 from seattlecore import KeyPair, save_keypair
-
-from .conftest import make_bundle
+from tests.support.bundles import make_bundle
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ import trio
 
 from installer.donor.procs import find_process, read_int_file, stop_process
 from nodemanager import open_node_client
-from overlay import LookupResult, lookup_once
+from overlay import LookupResult
 from seattlecore import KeyPair, PublicKey, load_private, save_keypair
 from testbed.local import start_testbed, stop_all
+from tests.support.dht import lookup_until
 
 pytestmark = pytest.mark.slow
 DONORS = 3
@@ -32,12 +33,8 @@ async def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[by
 
 async def find(key: PublicKey, bootstrap: str, nodes: int) -> LookupResult:
     host, _, port = bootstrap.rpartition(":")
-    with trio.fail_after(30):
-        while True:
-            result = await lookup_once(key, [(host, int(port))], timeout=5)
-            if len({advert.address for advert in result.candidates}) >= nodes:
-                return result
-            await trio.sleep(0.2)
+    return await lookup_until(key, (host, int(port)),
+                              lambda found: len({a.address for a in found.candidates}) >= nodes)
 
 
 async def researcher_uses_vessels(keys: Path, bootstrap: str, work: Path) -> None:

@@ -12,12 +12,9 @@ import errno
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,40 +23,16 @@ import pytest
 from pyroute2 import IPRoute
 
 from installer import TestbedError
-from installer.donor.procs import find_process
 from testbed.lab import net as labnet
 from testbed.lab.plan import Net
-from tests.installer.test_testbed import traversable
+from tests.support.files import traversable
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lab_seash, lookup
+from tests.support.polling import eventually_sync
 from tests.support.requires import requires
 
-ROOT_LAB = os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nft") is not None
-pytestmark = [pytest.mark.slow,
-              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
-EXAMPLES = Path(__file__).parents[2] / "examples"
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 PUBLIC_NODES = 20
 """The issue asks for 20 hosts: on the 2-core VM that is ~25 s of start-up under load."""
-
-
-def cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def seash(directory: Path, data: dict[str, Any], commands: str) -> subprocess.CompletedProcess[str]:
-    """seash on the researcher's host, in examples/ (so ``run hello.py`` finds the file)."""
-    seash_bin = str(Path(sys.executable).with_name("seash"))
-    return cli("shell", "--dir", str(directory), "--", seash_bin, "--home", str(directory / "keys"),
-               "--bootstrap", data["bootstrap"], "-c", commands, cwd=EXAMPLES)
-
-
-def lookup(directory: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The demo key's adverts, looked up from the researcher's host."""
-    dht = str(Path(sys.executable).with_name("seattle-dht"))
-    done = cli("shell", "--dir", str(directory), "--", dht, "lookup", "--json", "--bootstrap",
-               data["bootstrap"], data["demo"]["publickey"])
-    assert done.returncode == 0, done.stderr
-    candidates: list[dict[str, Any]] = json.loads(done.stdout)["candidates"]
-    return candidates
 
 
 def lab_state() -> tuple[set[str], set[Net], set[str]]:
@@ -88,24 +61,6 @@ def nothing_left(tmp_path: Path) -> Iterator[None]:
         labnet.teardown(lab_id)
     labnet.release_ranges([Net(n) for n in left[1]])
     assert left == [[], [], []], f"left behind: {left}"
-
-
-@contextlib.contextmanager
-def lab(directory: Path, *args: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """``up --lab ARGS``; always ``down`` afterwards, and check that down left nothing."""
-    traversable(directory.parent)
-    try:
-        up = cli("up", "--lab", "--dir", str(directory), *args)
-        assert up.returncode == 0, up.stdout + up.stderr
-        data = json.loads((directory / "testbed.json").read_text())
-        yield data, up.stdout
-    finally:
-        if (directory / "testbed.json").exists():
-            down = cli("down", "--dir", str(directory))
-            assert down.returncode == 0, down.stderr
-            data = json.loads((directory / "testbed.json").read_text())
-            assert not labnet.lab_namespaces(data["lab"]["id"])
-            assert not [n for n in data["nodes"] if find_process(n["pid"], n["state"])]
 
 
 def routes_of(namespace: str) -> list[tuple[str | None, str | None]]:
@@ -174,7 +129,7 @@ def test_public_lab_browse_run_adverts(tmp_path: Path) -> None:
         for node in data["nodes"]:
             assert node["nat"] == "none" and Net(node["address"] + "/32").subnet_of(public)
 
-        done = seash(directory, data, "loadkeys demo; browse; run hello.py lab; wait; list")
+        done = lab_seash(directory, data, "loadkeys demo; browse; run hello.py lab; wait; list")
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"browse: {PUBLIC_NODES} ok" in done.stdout
         assert done.stdout.count("Terminated") >= 2 * PUBLIC_NODES
@@ -241,14 +196,42 @@ def test_nat_lab_baseline(tmp_path: Path) -> None:
         adverts = {a["address"] for a in lookup(directory, data)}
         assert adverts == {f"{n['public_address']}:{n['port']}" for n in data["nodes"]}
 
-        done = seash(directory, data, "loadkeys demo; set timeout 3; browse; list")
-        assert "browse: 3 ok, 3 timed out" in done.stdout, done.stdout + done.stderr
-        for node in nated:  # the lab's NAT: inbound connections fail, as on the internet
-            address = re.escape(f"{node['public_address']}:{node['port']}")
-            assert re.search(rf"^{address} +timeout ", done.stdout, re.MULTILINE), done.stdout
+        # the lab's NAT: inbound connections fail, as on the internet. Tried by a plain TCP
+        # connect from the researcher's host: seash itself may already reach the NATed nodes
+        # (they take relays and punch holes within seconds, sooner or later with the load)
+        targets = {f"{n['public_address']}:{n['port']}": n["nat"] == "none" for n in data["nodes"]}
+        assert researcher_connects(directory, list(targets)) == targets
+
+        done = lab_seash(directory, data, "loadkeys demo; set timeout 3; browse; list")
         for node in data["nodes"]:
             if node["nat"] == "none":
-                assert f"{node['address']}:{node['port']}" in done.stdout
+                address = re.escape(f"{node['address']}:{node['port']}")
+                assert re.search(rf"^{address} +ok ", done.stdout, re.MULTILINE), done.stdout
+
+
+CONNECT = """
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+
+def accepts(target):
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+with ThreadPoolExecutor(len(sys.argv) - 1) as pool:
+    print(json.dumps(dict(zip(sys.argv[1:], pool.map(accepts, sys.argv[1:])))))
+"""
+
+
+def researcher_connects(directory: Path, targets: list[str]) -> dict[str, bool]:
+    """Which ``host:port`` accept a TCP connection from the researcher's host."""
+    done = cli("shell", "--dir", str(directory), "--", sys.executable, "-c", CONNECT, *targets)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def test_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -293,9 +276,7 @@ def test_up_cleans_a_crashed_lab(tmp_path: Path) -> None:
     try:
         for pid in labnet.lab_pids(crashed["id"]):  # the crash: every node killed at once
             os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while labnet.lab_pids(crashed["id"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually_sync(lambda: not labnet.lab_pids(crashed["id"]), timeout=10, interval=0.05)
         assert labnet.lab_namespaces(crashed["id"])  # what the crash left
         with lab(second, "--nodes", "1", "--no-sandbox") as (data, _):
             assert not labnet.lab_namespaces(crashed["id"])

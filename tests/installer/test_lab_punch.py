@@ -10,30 +10,15 @@ symmetric donor stays relayed. Under CI=true these tests must run, never skip.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.installer.test_lab import ROOT_LAB, lab, lookup, seash
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, lab, lab_seash, wait_lab_relayed
 from tests.support.requires import requires
 
-pytestmark = [pytest.mark.slow,
-              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 NODES = 6
-
-
-def wait_relayed(directory: Path, data: dict[str, Any], timeout: float = 120) -> None:
-    """Until every NATed node's adverts name a relay."""
-    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
-    deadline = time.monotonic() + timeout
-    while True:
-        adverts = lookup(directory, data)
-        if {a["address"] for a in adverts if a["relays"]} >= nated and len(adverts) == 2 * NODES:
-            return
-        assert time.monotonic() < deadline, f"not all relayed: {adverts}"
-        time.sleep(1)
 
 
 def test_cone_donors_go_direct_symmetric_stays_relayed(tmp_path: Path) -> None:
@@ -42,8 +27,8 @@ def test_cone_donors_go_direct_symmetric_stays_relayed(tmp_path: Path) -> None:
              "--researcher-nat", "--pin-reachability", "--no-sandbox", "--wait") as (data, _):
         kinds = {f"{n['public_address']}:{n['port']}": n["nat"] for n in data["nodes"]}
         assert sorted(kinds.values()) == ["cone", "cone", "none", "none", "none", "symmetric"]
-        wait_relayed(directory, data)
-        done = seash(directory, data, "loadkeys demo; browse; list; show info")
+        wait_lab_relayed(directory, data, 2 * NODES, timeout=120)
+        done = lab_seash(directory, data, "loadkeys demo; browse; list; show info")
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"list: {2 * NODES} ok" in done.stdout
         paths = {}

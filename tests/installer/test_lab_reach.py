@@ -10,8 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from testbed.lab.nodes import lab_reports
-from tests.installer.test_lab import cli, lab, lookup, pytestmark  # noqa: F401 (root/CI marks)
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lookup
+from tests.support.polling import eventually_sync
+from tests.support.requires import requires
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 
 DECIDE_TIMEOUT = 90.0
 
@@ -20,16 +26,16 @@ def decided(data: dict[str, Any]) -> list[Any]:
     """Every node's report once all have decided both ports and their DHT nodes follow the
     decision (the mode switches a moment after the board changes; fails after
     DECIDE_TIMEOUT)."""
-    deadline = time.monotonic() + DECIDE_TIMEOUT
-    while True:
+    def all_decided() -> list[Any] | None:
         reports = lab_reports(data)
         reach = [r.reachability or {} for r in reports]
         if all(r.get("tcp") != "unknown" and r.get("udp") != "unknown" and r.get("observed")
                and report.dht_mode == ("server" if r.get("udp") == "public" else "client")
                for r, report in zip(reach, reports, strict=True)):
             return reports
-        assert time.monotonic() < deadline, [r.get("reason") for r in reach]
-        time.sleep(1)
+        raise AssertionError([r.get("reason") for r in reach])
+
+    return eventually_sync(all_decided, timeout=DECIDE_TIMEOUT, interval=1, what="every node decided")
 
 
 def dht_doc(node: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +60,10 @@ def test_nat_lab_reachability_and_client_mode(tmp_path: Path) -> None:
             # decided within a bounded number of dial-backs: the window holds at most 5
             assert "of 5" not in reach["reason"] or want == "public", reach["reason"]
             assert report.dht_mode == ("server" if want == "public" else "client"), report
-        # the status files are rewritten every 10 s: read them after a full period
-        time.sleep(11)
+        # the status files are rewritten every 10 s: read them once all were written after the decision
+        decided_at = time.time()
+        eventually_sync(lambda: all((Path(n["state"]) / "dht-status.json").stat().st_mtime > decided_at
+                                    for n in nodes), timeout=30, interval=0.5, what="fresh status files")
         nated_ids = {dht_doc(n)["stats"]["node_id"] for n in nodes if n["nat"] != "none"}
         for node in nodes:
             doc = dht_doc(node)

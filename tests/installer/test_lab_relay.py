@@ -10,31 +10,15 @@ appeared meanwhile, including those of concurrent runs; ``lab()`` checks that ou
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.installer.test_lab import ROOT_LAB, cli, lab, lookup, seash
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lab_seash, wait_lab_relayed
 from tests.support.requires import requires
 
-pytestmark = [pytest.mark.slow,
-              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 NODES = 20
-
-
-def wait_relayed(directory: Path, data: dict[str, Any], timeout: float = 180) -> list[dict[str, Any]]:
-    """The demo key's adverts once every NATed node's adverts name a relay."""
-    nated = {f"{n['public_address']}:{n['port']}" for n in data["nodes"] if n["nat"] != "none"}
-    deadline = time.monotonic() + timeout
-    while True:
-        adverts = lookup(directory, data)
-        relayed = {a["address"] for a in adverts if a["relays"]}
-        if len(adverts) == 2 * NODES and relayed >= nated:
-            return adverts
-        assert time.monotonic() < deadline, f"relayed {len(relayed)} of {len(nated)}: {adverts}"
-        time.sleep(1)
 
 
 def test_every_vessel_behind_nat_is_usable_through_relays(tmp_path: Path) -> None:
@@ -44,10 +28,10 @@ def test_every_vessel_behind_nat_is_usable_through_relays(tmp_path: Path) -> Non
              "--wait") as (data, _):
         nated = [n for n in data["nodes"] if n["nat"] != "none"]
         assert len(nated) == NODES // 2
-        adverts = wait_relayed(directory, data)
+        adverts = wait_lab_relayed(directory, data, 2 * NODES, timeout=180)
         public = {f"{n['address']}:{n['port']}" for n in data["nodes"] if n["nat"] == "none"}
         assert all(not a["relays"] for a in adverts if a["address"] in public)
-        done = seash(directory, data, "loadkeys demo; browse; run hello.py lab; wait; list")
+        done = lab_seash(directory, data, "loadkeys demo; browse; run hello.py lab; wait; list")
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"browse: {NODES} ok" in done.stdout
         assert f"list: {2 * NODES} ok" in done.stdout

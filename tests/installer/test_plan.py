@@ -37,8 +37,7 @@ from installer.donor.service import BootEntry
 from sandbox import DEFAULT_OFFCUT, total
 from sandbox.resources import NUMERIC
 from seattlecore import KeyPair
-
-from .conftest import make_bundle
+from tests.support.bundles import make_bundle
 
 MACHINE = MachineProfile(cores=2, memory=8_000_000_000, disk_free=50_000_000_000, fd_limit=3000,
                          cpu_score=500.0, random_rate=5_000_000)

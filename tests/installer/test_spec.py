@@ -23,7 +23,7 @@ def test_parse_vessel_arg() -> None:
     (f"30:{A}:zz", "bad public key"),
     (f"30:{A}:{B},{B}", "twice"),
     ("30", "PERCENT:OWNERKEY"),
-])
+], ids=["35", "0", "110", "x", "nothex", "bad-user", "twice", "no-owner"])  # no random key in ids
 def test_bad_vessel_args(text: str, reason: str) -> None:
     with pytest.raises(SpecError, match=reason):
         parse_vessel_arg(text)

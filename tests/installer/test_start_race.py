@@ -19,8 +19,7 @@ from installer.donor.plan import Layout, StartNode
 from installer.donor.procs import stop_process
 from installer.errors import NodeStartError
 from seattlecore import KeyPair, save_keypair
-
-from .conftest import make_bundle
+from tests.support.bundles import make_bundle
 
 pytestmark = pytest.mark.slow
 INSTALLS = int(os.environ.get("SEATTLE_INSTALL_SOAK", "10"))

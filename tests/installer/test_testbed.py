@@ -15,6 +15,9 @@ from nodemanager import open_node_client
 from overlay import lookup_once
 from seattlecore import load_private
 from testbed.local import stop_all, vessel_table, wait_discoverable
+from tests.support.files import traversable
+from tests.support.net import ip
+from tests.support.nodes import wait_log
 from tests.support.processes import processes_in, wait_until_gone
 
 pytestmark = pytest.mark.slow
@@ -23,26 +26,9 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "hello.py"
 SPIN = b"x = 0\nwhile True:\n    x += 1\n"
 
 
-def traversable(path: Path) -> None:
-    """Vessels may run as an unprivileged uid (when tests run as root): let it reach tmp_path."""
-    for parent in [path, *path.parents]:
-        if parent in (Path("/tmp"), Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
-
-
 async def run_testbed(*args: str) -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process([sys.executable, "-m", "testbed.cli", *args],
                                   capture_stdout=True, capture_stderr=True, check=False)
-
-
-async def wait_log(nm: object, vessel: str, needle: bytes) -> bytes:
-    with trio.fail_after(30):
-        while True:
-            log: bytes = await nm.read_log(vessel)  # type: ignore[attr-defined]
-            if needle in log:
-                return log
-            await trio.sleep(0.1)
 
 
 def test_vessel_ports_are_disjoint() -> None:
@@ -59,6 +45,7 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
     try:
         assert b"seash --home" in up.stdout and b"all nodes discoverable" in up.stdout
         assert len(data["nodes"]) == NODES and data["sandbox"] is True
+        assert data["bootstrap"].startswith(ip("127.1.0.1") + ":")  # this worker's addresses
         again = await run_testbed("up", "--nodes", "1", "--dir", str(directory))
         assert again.returncode == 1 and b"already up" in again.stderr
         assert f"seattle-testbed down --dir {directory}".encode() in again.stderr

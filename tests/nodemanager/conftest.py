@@ -1,56 +1,23 @@
-"""Fixtures: a node manager on a loopback port with an in-memory program runner."""
+"""Fixtures: a node manager on a loopback port with an in-memory program runner (tests/support/nodes.py)."""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trio
 
-from nodemanager import NodeClient, NodeServer, ServerConfig, open_node_client
+from nodemanager import NodeServer, ServerConfig
 from nodemanager.nat.autonat import Kind
 from nodemanager.nat.prober import DialBackInbox
 from nodemanager.node.files import VesselStore
-from nodemanager.node.model import Vessel
-from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
+from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
-from sandbox import DEFAULT_OFFCUT
 from seattlecore import KeyPair, load_private
-from tests.support.worlds import SMALL
-
-from .fakes import FakeRunner
-
-__all__ = ["SMALL"]
-
-@dataclass
-class Node:
-    server: NodeServer
-    port: int
-    directory: Path
-    runner: FakeRunner
-    owner: KeyPair
-    user: KeyPair
-    stranger: KeyPair
-    dial_backs: DialBackInbox
-    """Where the server's DialBack tokens go (give it to a ``Prober``)."""
-
-    def client(self, identity: KeyPair | None = None,
-               **kwargs: object) -> AbstractAsyncContextManager[NodeClient]:
-        return open_node_client("127.0.0.1", self.port, identity=identity,
-                                node_key=kwargs.pop("node_key", self.server.node),  # type: ignore[arg-type]
-                                **kwargs)  # type: ignore[arg-type]
-
-
-def make_spec(owner: KeyPair, user: KeyPair, count: int = 2) -> NodeSpec:
-    vessels = tuple(
-        Vessel(name=f"v{i}", owner=owner.public, users=(user.public,), resources=SMALL)
-        for i in range(1, count + 1)
-    )
-    return NodeSpec(vessels=vessels, offcut=DEFAULT_OFFCUT)
+from tests.support.fakes import FakeRunner
+from tests.support.nodes import Node, make_spec
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from nodemanager.proto import messages as m
 from nodemanager.proto.auth import Verified
 from sandbox import DEFAULT_OFFCUT, ResourceTable, total
 from seattlecore import KeyPair
-
-from .conftest import SMALL
+from tests.support.worlds import SMALL
 
 OWNER, USER, STRANGER, NODE = (KeyPair.generate() for _ in range(4))
 NOW = 1000.0

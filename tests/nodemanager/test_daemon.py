@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -14,28 +12,13 @@ import trio
 from nodemanager import ConnectionFailed, NodeClient, RequestError, open_node_client
 from nodemanager.proto import messages
 from sandbox import total
-from seattlecore import KeyPair
-from tests.support.daemons import init_node, node_manager, read_port
-
-from .conftest import SMALL
+from tests.support.daemons import read_port
+from tests.support.files import traversable
+from tests.support.nodes import init_owned, lone_daemon
+from tests.support.polling import eventually
+from tests.support.worlds import OWNER
 
 pytestmark = pytest.mark.slow
-
-OWNER = KeyPair.generate()
-
-
-def init(state: Path) -> str:
-    return init_node(state, {"vessels": [
-        {"owner": OWNER.public.to_text(), "resources": SMALL.to_text()},
-        {"owner": OWNER.public.to_text(), "resources": SMALL.as_dict(), "owner_info": "second"}]})
-
-
-@asynccontextmanager
-async def daemon(state: Path, sandbox: bool = False) -> AsyncIterator[trio.Process]:
-    async with node_manager(state, bootstrap=["127.0.0.1:9999"], sandbox=sandbox,
-                            wait_dht=False) as nm:
-        yield nm.process
-
 
 async def node_total(nm: NodeClient) -> object:
     info = await nm.get_vessels()
@@ -47,27 +30,28 @@ async def node_total(nm: NodeClient) -> object:
 
 async def test_init_and_restart(tmp_path: Path) -> None:
     state = tmp_path / "node"
-    node_key = init(state)
-    async with daemon(state) as process:
+    node_key = init_owned(state)
+    async with lone_daemon(state) as process:
         async with open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             info = await nm.get_vessels()
             assert info.node.to_text() == node_key
             assert [v.owner_info for v in info.vessels] == ["", "second"]
             await nm.add_file("v1", "keep.txt", b"kept")
         process.send_signal(signal.SIGTERM)
-    async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
+    async with lone_daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
         assert await nm.retrieve_file("v1", "keep.txt") == b"kept"
         assert (await nm.get_node_status()).vessels == 2
     assert (state / "nodemanager.log").read_text().count("listening") >= 2
 
 
 async def test_kill_during_uploads(tmp_path: Path) -> None:
+    rng = random.Random(7)
     state = tmp_path / "node"
-    init(state)
+    init_owned(state)
     acknowledged = 0
     size = 400_000
     for round_ in range(3):
-        async with daemon(state) as process:
+        async with lone_daemon(state) as process:
             async def uploads() -> None:
                 nonlocal acknowledged
                 try:
@@ -83,12 +67,11 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
             async with trio.open_nursery() as nursery:
                 before = acknowledged
                 nursery.start_soon(uploads)
-                with trio.fail_after(60):  # a loaded machine may be slow to take the first one
-                    while acknowledged == before:
-                        await trio.sleep(0.01)
-                await trio.sleep(random.random() * 0.3)
+                # a loaded machine may be slow to take the first one
+                await eventually(lambda b=before: acknowledged != b, timeout=60, interval=0.01)
+                await trio.sleep(rng.random() * 0.3)  # kill at a moment of the upload stream
                 process.kill()
-        async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
+        async with lone_daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             data = await nm.retrieve_file("v1", "data")
             assert len(data) == size and len(set(data)) == 1, "no torn upload"
             assert data[0] in {acknowledged % 256, (acknowledged + 1) % 256}, "nothing lost"
@@ -97,13 +80,14 @@ async def test_kill_during_uploads(tmp_path: Path) -> None:
 
 
 async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
+    rng = random.Random(8)
     state = tmp_path / "node"
-    init(state)
-    async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
+    init_owned(state)
+    async with lone_daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
         before, _ = await node_total(nm)
     piece = "resource cpu 0.01\nresource memory 1000000\nresource diskused 100000\n"
     for _ in range(3):
-        async with daemon(state) as process:
+        async with lone_daemon(state) as process:
             async def churn() -> None:
                 try:
                     async with open_node_client("127.0.0.1", read_port(state), identity=OWNER,
@@ -121,27 +105,25 @@ async def test_kill_during_splits_and_joins(tmp_path: Path) -> None:
                     pass
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(churn)
-                await trio.sleep(0.2 + random.random() * 0.3)
+                await trio.sleep(0.2 + rng.random() * 0.3)  # kill mid-churn
                 process.kill()
-        async with daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
+        async with lone_daemon(state), open_node_client("127.0.0.1", read_port(state), identity=OWNER) as nm:
             after, names = await node_total(nm)
             assert after == before, "resources conserved across kill -9"
         assert sorted(p.name for p in (state / "vessels").iterdir()) == names
 
 
 async def test_daemon_runs_programs_in_the_sandbox(tmp_path: Path) -> None:
-    for parent in [tmp_path, *tmp_path.parents]:
-        if parent in (Path("/tmp"), Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
+    traversable(tmp_path)
     state = tmp_path / "node"
-    init(state)
-    async with daemon(state, sandbox=True), open_node_client(
+    init_owned(state)
+    async with lone_daemon(state, sandbox=True), open_node_client(
         "127.0.0.1", read_port(state), identity=OWNER
     ) as nm:
         await nm.add_file("v2", "tick.py", b"log('tick', callargs[0])\nsleep(30)\n")
         assert await nm.start_vessel("v2", "tick.py", ["7"]) == "Started"
-        with trio.fail_after(20):
-            while b"tick 7" not in await nm.read_log("v2"):
-                await trio.sleep(0.05)
+        async def ticked() -> bool:
+            return b"tick 7" in await nm.read_log("v2")
+
+        await eventually(ticked, timeout=20, interval=0.05)
         assert await nm.stop_vessel("v2") == "Stopped"

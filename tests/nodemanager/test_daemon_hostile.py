@@ -19,11 +19,12 @@ import trio
 
 from nodemanager import open_node_client
 from nodemanager.node.server import raise_fd_limit
+from tests.support import attacker as a
+from tests.support.attacker import close_all, flood
 from tests.support.daemons import node_manager
-
-from . import attacker as a
-from .test_daemon import OWNER, init
-from .test_port import close_all, flood
+from tests.support.nodes import init_owned
+from tests.support.polling import eventually
+from tests.support.worlds import OWNER
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +115,7 @@ async def broken_frame(port: int, source: str, rng: random.Random) -> None:
 async def test_daemon_survives_fuzzed_frames_then_a_flood(tmp_path: Path) -> None:
     raise_fd_limit(4096)
     state = tmp_path / "node"
-    node_key = bytes.fromhex(init(state))
+    node_key = bytes.fromhex(init_owned(state))
     rng = random.Random(11)
     codes: dict[str | None, int] = {}
     async with node_manager(state, bootstrap=["127.0.0.1:9999"], wait_dht=False,
@@ -148,9 +149,10 @@ async def test_daemon_survives_fuzzed_frames_then_a_flood(tmp_path: Path) -> Non
         async with open_node_client("127.0.0.1", port, identity=OWNER) as nm:
             await nm.add_file("v1", "after.txt", b"fine")
             assert await nm.list_files("v1") == ["after.txt"]
-            with trio.fail_after(10):
-                while (await nm.get_node_status()).connections["connections"] > 1:
-                    await trio.sleep(0.05)
+            async def settled() -> bool:
+                return (await nm.get_node_status()).connections["connections"] <= 1
+
+            await eventually(settled, timeout=10, interval=0.05)
         assert process.returncode is None
     log = (state / "nodemanager.log").read_text()
     assert "internal error" not in log and "Traceback" not in log

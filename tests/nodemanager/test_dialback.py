@@ -20,9 +20,10 @@ from nodemanager.nat.dialback import DialBackServer
 from nodemanager.nat.observe import serve_observer
 from nodemanager.nat.prober import ProbeConfig, Prober
 from nodemanager.nat.reachability import Reach, ReachabilityBoard
-
-from . import attacker
-from .conftest import Node
+from tests.support import attacker
+from tests.support.net import closed_port
+from tests.support.nodes import Node
+from tests.support.polling import eventually
 
 FAST = ProbeConfig(interval=0.5, retry=0.1, timeout=3.0, tcp_grace=0.3, udp_grace=0.3)
 
@@ -161,13 +162,9 @@ async def test_silent_clients_cannot_hold_the_service(nursery: trio.Nursery) -> 
     limits = ServerLimits(connections=8)
     service_port, service = await start_service(nursery, limits=limits, read_timeout=0.5)
     silent = [await trio.open_tcp_stream("127.0.0.1", service_port) for _ in range(50)]
-    with trio.fail_after(5):
-        while service.connections < 8:
-            await trio.sleep(0.01)
+    await eventually(lambda: service.connections >= 8, timeout=5, interval=0.01)
     assert service.connections == 8  # the rest got the observation and were closed
-    with trio.fail_after(5):  # the readers time out
-        while service.connections:
-            await trio.sleep(0.05)
+    await eventually(lambda: not service.connections, timeout=5, interval=0.05)  # the readers time out
     for stream in silent:
         await stream.aclose()
     port, (_own, _) = await listen_pair(nursery, ("127.4.4.7", "127.4.4.8"))
@@ -201,12 +198,6 @@ def fixed(servers: list[tuple[str, int]]) -> Callable[[], Awaitable[list[tuple[s
     async def candidates() -> list[tuple[str, int]]:
         return servers
     return candidates
-
-
-def closed_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_prober(prober: Prober, done: Callable[[], bool], rounds: int = 6) -> None:

@@ -10,20 +10,16 @@ import pytest
 import trio
 
 from nodemanager import open_node_client
-from overlay import LookupResult, lookup_once
+from overlay import LookupResult
 from seattlecore import PublicKey
+from tests.support.dht import lookup_until
 from tests.support.worlds import FRIEND, OWNER, daemon, init
 
 pytestmark = pytest.mark.slow
 
 async def find(key: PublicKey, bootstrap: tuple[str, int], want: int) -> LookupResult:
     """Look up until ``want`` candidates appear (announcements are asynchronous)."""
-    with trio.fail_after(20):
-        while True:
-            result = await lookup_once(key, [bootstrap], timeout=5)
-            if len(result.candidates) == want:
-                return result
-            await trio.sleep(0.2)
+    return await lookup_until(key, bootstrap, lambda found: len(found.candidates) == want, timeout=20)
 
 
 async def test_vessels_are_found_and_changes_reannounced(tmp_path: Path) -> None:

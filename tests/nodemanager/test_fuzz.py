@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from nodemanager.proto import messages as m
 from nodemanager.proto.wire import RESPONSE_DOMAIN, Envelope, frame, open_envelope, seal_request
-
-from .conftest import Node
+from tests.support.nodes import Node
 
 msgpack_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()

@@ -15,10 +15,9 @@ from nodemanager.node.files import VesselStore
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
 from seattlecore import KeyPair, load_private
+from tests.support.fakes import FakeRunner
+from tests.support.nodes import make_spec
 from tests.support.tmpfs import small_tmpfs
-
-from .conftest import make_spec
-from .fakes import FakeRunner
 
 OWNER, USER = KeyPair.generate(), KeyPair.generate()
 

@@ -6,9 +6,9 @@ import nacl.signing
 import pytest
 
 from sandbox import parse_resources
-
-from . import attacker as a
-from .conftest import SMALL, Node
+from tests.support import attacker as a
+from tests.support.nodes import Node
+from tests.support.worlds import SMALL
 
 
 def owner_signed(node: Node, doc_pairs: list[tuple[str, bytes]]) -> bytes:

@@ -20,10 +20,11 @@ from nodemanager.node.spec import NodeSpec, init_node
 from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
 from tests.support.daemons import read_port
+from tests.support.files import traversable
+from tests.support.nodes import lone_daemon, wait_log
+from tests.support.polling import eventually
 from tests.support.processes import processes_in, wait_until_gone
-
-from .conftest import SMALL
-from .test_daemon import daemon
+from tests.support.worlds import SMALL
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +43,7 @@ sleep(30)
 
 
 def make_node(state: Path, count: int, resources: ResourceTable = SMALL) -> None:
-    for parent in [state.parent, *state.parent.parents]:  # vessel uids traverse to their dirs
-        if parent in (Path("/tmp"), Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
+    traversable(state.parent)
     vessels = tuple(Vessel(name=f"v{i}", owner=OWNER.public, resources=resources)
                     for i in range(1, count + 1))
     init_node(state, NodeSpec(vessels=vessels, offcut=DEFAULT_OFFCUT))
@@ -65,18 +63,11 @@ def uid_of(pid: int) -> int:
 
 
 async def wait_for_processes(dirs: Iterable[Path]) -> dict[Path, list[int]]:
-    with trio.fail_after(30):
-        while True:
-            found = {d: processes_in(d) for d in dirs}
-            if all(found.values()):
-                return found
-            await trio.sleep(0.05)
+    def running() -> dict[Path, list[int]] | None:
+        found = {d: processes_in(d) for d in dirs}
+        return found if all(found.values()) else None
 
-
-async def wait_for_log(nm: NodeClient, vessel: str, needle: bytes) -> None:
-    with trio.fail_after(30):
-        while needle not in await nm.read_log(vessel):
-            await trio.sleep(0.05)
+    return await eventually(running, timeout=30, interval=0.05, what="a process in every vessel dir")
 
 
 async def test_kill_9_and_restart_leaves_no_orphans_and_right_states(tmp_path: Path) -> None:
@@ -84,7 +75,7 @@ async def test_kill_9_and_restart_leaves_no_orphans_and_right_states(tmp_path: P
     make_node(state, 4)
     names = ["v1", "v2", "v3", "v4"]
     dirs = [vessel_dir(state, name) for name in names]
-    async with daemon(state, sandbox=True) as process:
+    async with lone_daemon(state, sandbox=True) as process:
         async with client(state) as nm:
             for name in names:
                 await nm.add_file(name, "spin.py", SPIN)
@@ -93,7 +84,7 @@ async def test_kill_9_and_restart_leaves_no_orphans_and_right_states(tmp_path: P
         process.send_signal(signal.SIGKILL)
         await process.wait()
         assert [wait_until_gone(d, 2.0) for d in dirs] == [[]] * 4
-    async with daemon(state, sandbox=True), client(state) as nm:
+    async with lone_daemon(state, sandbox=True), client(state) as nm:
         info = await nm.get_vessels()
         assert [(v.status, v.exit_reason) for v in info.vessels] == \
             [("Terminated", "node manager restarted")] * 4
@@ -114,7 +105,7 @@ async def test_two_node_managers_and_a_local_run_get_distinct_uids(tmp_path: Pat
     local_dir = tmp_path / "local"
     local_dir.mkdir()
     (local_dir / "threads.py").write_bytes(THREADS)
-    async with daemon(states[0], sandbox=True), daemon(states[1], sandbox=True):
+    async with lone_daemon(states[0], sandbox=True), lone_daemon(states[1], sandbox=True):
         for state in states:
             async with client(state) as nm:
                 for name in ("v1", "v2"):
@@ -127,14 +118,13 @@ async def test_two_node_managers_and_a_local_run_get_distinct_uids(tmp_path: Pat
             for state in states:
                 async with client(state) as nm:
                     for name in ("v1", "v2"):
-                        await wait_for_log(nm, name, b"threads ok")
+                        await wait_log(nm, name, b"threads ok")
             dirs = [vessel_dir(s, n) for s in states for n in ("v1", "v2")] + [local_dir]
-            with trio.fail_after(30):  # the local run may still be starting (uid not dropped)
-                while True:
-                    uids = await vessel_uids(dirs)
-                    if all(u >= 61000 for u in uids):
-                        break
-                    await trio.sleep(0.05)
+            async def dropped() -> list[int] | None:  # the local run may still be starting
+                uids = await vessel_uids(dirs)
+                return uids if all(u >= 61000 for u in uids) else None
+
+            uids = await eventually(dropped, timeout=30, interval=0.05, what="every uid dropped")
             assert len(set(uids)) == 5, uids
         finally:
             local.kill()
@@ -184,7 +174,7 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
     make_node(state, 2, FAST_LOG)
     lines = 200 * 1024 // 8
     program = f"for i in range({lines}):\n    log('%06d ' % i)\nlog('DONE')\n".encode()
-    async with daemon(state, sandbox=True) as process:
+    async with lone_daemon(state, sandbox=True) as process:
         async with client(state) as nm:
             for name in ("v1", "v2"):
                 await nm.add_file(name, "chatty.py", program)
@@ -208,7 +198,7 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
             assert run and run != (await nm.read_log_since("v1", 0)).run
         process.send_signal(signal.SIGKILL)
         await process.wait()
-    async with daemon(state, sandbox=True), client(state) as nm:  # the log survives a restart
+    async with lone_daemon(state, sandbox=True), client(state) as nm:  # the log survives a restart
         chunk = await nm.read_log_since("v2", total, run)
         assert (chunk.data, chunk.total, chunk.run, chunk.restarted) == (b"", total, run, False)
         chunk = await nm.read_log_since("v2", 0)
@@ -217,7 +207,7 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
         # Run the same program again: the new stream ends at the same offset, so only the
         # run name tells a follower that what it reads now is another run.
         await nm.start_vessel("v2", "chatty.py")
-        await wait_for_log(nm, "v2", b"DONE")
+        await wait_log(nm, "v2", b"DONE")
         chunk = await nm.read_log_since("v2", total, run)
         assert chunk.total == total and chunk.run != run and chunk.restarted
 
@@ -225,10 +215,10 @@ async def test_followers_get_every_byte_once_and_the_dropped_count(tmp_path: Pat
 async def test_start_answers_only_once_the_program_compiled(tmp_path: Path) -> None:
     state = tmp_path / "node"
     make_node(state, 1)
-    async with daemon(state, sandbox=True), client(state) as nm:
+    async with lone_daemon(state, sandbox=True), client(state) as nm:
         await nm.add_file("v1", "hello.py", b"log('old program')\n")
         await nm.start_vessel("v1", "hello.py")
-        await wait_for_log(nm, "v1", b"old program")
+        await wait_log(nm, "v1", b"old program")
         await nm.add_file("v1", "bad.py", b"x = 1\nimport os\n")
         with pytest.raises(CompileFailed) as caught:
             await nm.start_vessel("v1", "bad.py")

@@ -13,8 +13,7 @@ import trio
 from nodemanager.node.admission import PortLimits
 from nodemanager.node.server import SPARE_FDS, fit_to_fd_limit, raise_fd_limit
 from nodemanager.proto.listener import serve_tcp
-
-from . import attacker as a
+from tests.support import attacker as a
 
 
 @contextmanager
@@ -79,6 +78,7 @@ async def test_a_burst_of_connects_is_accepted_at_once(nursery: trio.Nursery) ->
 OUT_OF_FILES = """
 import logging, os, resource, sys, trio
 from nodemanager.proto.listener import serve_tcp
+from tests.support.polling import eventually
 
 class Seen(logging.Handler):
     text = ""
@@ -99,9 +99,7 @@ async def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (room, before[1]))
         # 3 client ends + 2 accepted ends fill the room: the third accept has no file
         clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
-        with trio.fail_after(5):
-            while "EMFILE" not in Seen.text:
-                await trio.sleep(0.01)
+        await eventually(lambda: "EMFILE" in Seen.text, timeout=5, interval=0.01)
         resource.setrlimit(resource.RLIMIT_NOFILE, before)
         with trio.fail_after(5):  # files again: the waiting connection is served
             for client in clients:

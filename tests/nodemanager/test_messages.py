@@ -24,26 +24,13 @@ from nodemanager.proto.wire import (
     seal_response,
 )
 from seattlecore import KeyPair
+from tests.support.requests import EXAMPLES
 
 NOW = 1_700_000_000.0
 ALICE = KeyPair.generate()
 NODE = KeyPair.generate()
 KEY = ALICE.public
 
-EXAMPLES: list[m.Request] = [
-    m.GetVessels(), m.GetVesselResources(vessel="v1"), m.GetOffcutResources(),
-    m.GetNodeStatus(), m.DialBack(token=bytes(range(16))),
-    m.StartVessel(vessel="v1", program="a.py", args=("x", "y")),
-    m.StopVessel(vessel="v1"), m.ResetVessel(vessel="v1"),
-    m.AddFileToVessel(vessel="v1", filename="a.py", data=b"\x00\xff"),
-    m.RetrieveFileFromVessel(vessel="v1", filename="a.py"), m.ListFilesInVessel(vessel="v1"),
-    m.DeleteFileInVessel(vessel="v1", filename="a.py"), m.ReadVesselLog(vessel="v1"),
-    m.ChangeOwner(vessel="v1", owner=KEY), m.ChangeUsers(vessel="v1", users=(KEY,)),
-    m.ChangeOwnerInformation(vessel="v1", info="hello"),
-    m.ChangeAdvertise(vessel="v1", advertise=False),
-    m.SplitVessel(vessel="v1", resources="resource cpu 0.1\n"),
-    m.JoinVessels(vessel1="v1", vessel2="v2"),
-]
 
 
 def test_every_operation_has_an_example() -> None:

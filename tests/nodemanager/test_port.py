@@ -14,9 +14,10 @@ import trio
 from nodemanager import ServerConfig
 from nodemanager.node.admission import Admission, PortLimits
 from nodemanager.node.server import raise_fd_limit
-
-from . import attacker as a
-from .conftest import Node
+from tests.support import attacker as a
+from tests.support.attacker import close_all, flood
+from tests.support.nodes import Node
+from tests.support.polling import eventually
 
 LIMITS = PortLimits(max_connections=48, reserved_connections=8, per_address=4, per_prefix=16,
                     address_rate=50.0, address_burst=20.0, prefix_rate=400.0,
@@ -26,26 +27,6 @@ LIMITS = PortLimits(max_connections=48, reserved_connections=8, per_address=4, p
 @pytest.fixture
 def server_config() -> ServerConfig:
     return ServerConfig(idle_timeout=30.0, frame_timeout=5.0, send_timeout=5.0, limits=LIMITS)
-
-
-async def hold(port: int, source: str, held: list[trio.SocketStream]) -> None:
-    """The lock-out attack: connect, send one unsigned GetNodeStatus, keep the connection."""
-    stream = await a.connect(port, source)
-    try:
-        response = await a.ask(stream, a.frame(a.pack(a.body("GetNodeStatus"))))
-    except a.Closed:
-        await stream.aclose()  # evicted before it was answered
-        return
-    assert response["ok"], response
-    held.append(stream)
-
-
-async def flood(port: int, addresses: list[str]) -> list[trio.SocketStream]:
-    held: list[trio.SocketStream] = []
-    async with trio.open_nursery() as nursery:
-        for source in addresses:
-            nursery.start_soon(hold, port, source, held)
-    return held
 
 
 async def still_open(streams: list[trio.SocketStream]) -> list[trio.SocketStream]:
@@ -59,11 +40,6 @@ async def still_open(streams: list[trio.SocketStream]) -> list[trio.SocketStream
         except a.Closed:
             pass
     return alive
-
-
-async def close_all(streams: list[trio.SocketStream]) -> None:
-    for stream in streams:
-        await stream.aclose()
 
 
 async def test_owner_is_served_during_a_flood_that_used_to_lock_it_out(node: Node) -> None:
@@ -162,9 +138,7 @@ async def test_after_a_flood_the_node_serves_normally(node: Node) -> None:
     for first_octet in (50, 51):
         held = await flood(node.port, list(a.sources(100, first_octet=first_octet)))
         await close_all(held)
-    with trio.fail_after(10):
-        while node.server.admission.statistics().connections:
-            await trio.sleep(0.01)
+    await eventually(lambda: not node.server.admission.statistics().connections, timeout=10, interval=0.01)
     fresh = await a.connect(node.port, "127.52.0.1")
     async with fresh:
         assert (await a.ask(fresh, a.frame(a.pack(a.body("GetVessels")))))["ok"]

@@ -20,6 +20,7 @@ from nodemanager.nat import punchcore as pc
 from nodemanager.nat.observe import format_observation, serve_observer
 from nodemanager.nat.punch import Outcome, PunchBroken, PunchConfig, Responder
 from nodemanager.proto.wire import pack, unpack
+from tests.support.polling import eventually
 
 PEER = "198.18.1.1"
 NODE = "198.18.11.1"
@@ -222,9 +223,7 @@ async def test_node_never_dials_third_parties_or_low_ports() -> None:
         await attacker.send({"t": "sync"})
         await attacker.send({"t": "result", "ok": False})
         await attacker.send({"t": "stop"})
-        with trio.fail_after(2):
-            while public.failed == 0:
-                await trio.sleep(0.01)
+        await eventually(lambda: public.failed != 0, timeout=2, interval=0.01)
         nursery.cancel_scope.cancel()
     assert victim == []
 
@@ -252,9 +251,7 @@ async def test_rate_and_concurrency_bound_what_a_peer_makes_the_node_dial() -> N
                 await attacker.send({"t": "result", "ok": False})
         assert answers[:3] == ["", "", ""]
         assert all("over its punch rate" in why for why in answers[3:])
-        with trio.fail_after(5):
-            while len(dialled) < 3:
-                await trio.sleep(0.01)
+        await eventually(lambda: len(dialled) >= 3, timeout=5, interval=0.01)
         await trio.sleep(0.3)
 
         held: list[Attacker] = []  # concurrency: preambles that never go on hold a slot until they time out

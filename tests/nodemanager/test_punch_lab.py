@@ -18,11 +18,10 @@ import pytest
 from testbed.lab import net as labnet
 from testbed.lab.plan import LabPlan
 from testbed.lab.punch import Services, bare_lab, start_services, trial
-from tests.installer.test_lab import ROOT_LAB
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB
 from tests.support.requires import requires
 
-pytestmark = [pytest.mark.slow,
-              requires(ROOT_LAB, "the network lab needs root, ip (iproute2) and nft (nftables)")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 TRIALS = 6
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from nodemanager import open_node_client
-from overlay import lookup_once, query_status
+from overlay import query_status
 from seattlecore import KeyPair
 from tests.support.daemons import Daemon, init_node, node_manager
-
-from .conftest import SMALL
+from tests.support.dht import lookup_until
+from tests.support.net import ip
+from tests.support.polling import eventually
+from tests.support.worlds import SMALL
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +37,11 @@ async def daemon(state: Path, host: str, bootstrap: list[str], *extra: str) -> A
 
 
 async def wait_reach(host: str, port: int, tcp: str, udp: str, timeout: float = 30) -> dict[str, Any]:
-    with trio.fail_after(timeout):
-        while True:
-            reach = await reach_of(host, port)
-            if (reach["tcp"], reach["udp"]) == (tcp, udp):
-                return reach
-            await trio.sleep(0.2)
+    async def decided() -> dict[str, Any] | None:
+        reach = await reach_of(host, port)
+        return reach if (reach["tcp"], reach["udp"]) == (tcp, udp) else None
+
+    return await eventually(decided, timeout=timeout, interval=0.2, what=f"{host} {tcp}/{udp}")
 
 
 async def reach_of(host: str, port: int) -> dict[str, Any]:
@@ -56,7 +56,7 @@ async def dht_status(host: str, port: int) -> dict[str, Any]:
 
 
 async def test_probes_decide_public_and_pinned_private_is_a_dht_client(tmp_path: Path) -> None:
-    hosts = [f"127.3.{i}.1" for i in range(4)]
+    hosts = [ip(f"127.3.{i}.1") for i in range(4)]
     async with AsyncExitStack() as stack:
         first = await stack.enter_async_context(daemon(tmp_path / "nm0", hosts[0], []))
         boot = f"{hosts[0]}:{first.dht_port}"
@@ -78,19 +78,14 @@ async def test_probes_decide_public_and_pinned_private_is_a_dht_client(tmp_path:
         servers = [(hosts[0], first.dht_port or 0),
                    *((h, nm.dht_port or 0) for h, nm in zip(hosts[1:3], public, strict=True))]
         client_id = (await dht_status(hosts[3], private.dht_port or 0))["stats"]["node_id"]
-        with trio.fail_after(30):
-            while True:
-                docs = [await dht_status(h, p) for h, p in servers]
-                if all(d["mode"] == "server" and d["stats"]["peers"] >= 2 for d in docs):
-                    break
-                await trio.sleep(0.2)
+        async def servers_meet() -> bool:
+            docs = [await dht_status(h, p) for h, p in servers]
+            return all(d["mode"] == "server" and d["stats"]["peers"] >= 2 for d in docs)
+
+        await eventually(servers_meet, timeout=30, interval=0.2)
         # the private node publishes and looks up through the others
-        with trio.fail_after(30):
-            while True:
-                found = await lookup_once(OWNER.public, [(hosts[0], first.dht_port or 0)], timeout=5)
-                if len(found.candidates) == 4:
-                    break
-                await trio.sleep(0.2)
+        found = await lookup_until(OWNER.public, (hosts[0], first.dht_port or 0),
+                                   lambda result: len(result.candidates) == 4)
         assert f"{hosts[3]}:{private.port}" in {ad.address for ad in found.candidates}
         for doc in [await dht_status(h, p) for h, p in servers]:
             assert client_id not in {peer["id"] for peer in doc["peers"]}

@@ -10,9 +10,8 @@ import pytest
 from nodemanager.proto import messages as m
 from nodemanager.proto.wire import open_response, seal_request
 from seattlecore import KeyPair
-
-from .conftest import Node
-from .test_messages import EXAMPLES
+from tests.support.nodes import Node
+from tests.support.requests import EXAMPLES
 
 
 @pytest.mark.parametrize("request_", EXAMPLES, ids=lambda r: r.op)

@@ -13,8 +13,9 @@ from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
 from sandbox import Supervisor
 from seattlecore import KeyPair, load_private
-
-from .conftest import make_spec
+from tests.support.files import traversable
+from tests.support.nodes import make_spec, wait_log
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +24,6 @@ log('hello from', callargs[0])
 while True:
     sleep(0.05)
 """
-
-
-def traversable(path: Path) -> None:
-    for parent in [path, *path.parents]:
-        if parent in (Path("/tmp"), Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
-
-
-async def wait_for_log(nm: object, vessel: str, needle: bytes) -> bytes:
-    with trio.fail_after(20):
-        while True:
-            log = await nm.read_log(vessel)  # type: ignore[attr-defined]
-            if needle in log:
-                return log
-            await trio.sleep(0.05)
 
 
 async def test_program_runs_in_the_sandbox(tmp_path: Path) -> None:
@@ -54,7 +39,7 @@ async def test_program_runs_in_the_sandbox(tmp_path: Path) -> None:
             async with open_node_client("127.0.0.1", port, identity=user) as nm:
                 await nm.add_file("v1", "hello.py", PROGRAM)
                 assert await nm.start_vessel("v1", "hello.py", ["world"]) == "Started"
-                log = await wait_for_log(nm, "v1", b"hello from world")
+                log = await wait_log(nm, "v1", b"hello from world")
                 assert log.startswith(b"hello from world")
                 assert (await nm.get_vessels()).vessels[0].status == "Started"
                 assert await nm.stop_vessel("v1") == "Stopped"
@@ -63,9 +48,10 @@ async def test_program_runs_in_the_sandbox(tmp_path: Path) -> None:
                 # a program that ends by itself is recorded as Terminated
                 await nm.add_file("v1", "short.py", b"log('bye')\n")
                 await nm.start_vessel("v1", "short.py")
-                with trio.fail_after(20):
-                    while (await nm.get_vessels()).vessels[0].status == "Started":
-                        await trio.sleep(0.05)
+                async def ended() -> bool:
+                    return (await nm.get_vessels()).vessels[0].status != "Started"
+
+                await eventually(ended, timeout=20, interval=0.05)
                 info = (await nm.get_vessels()).vessels[0]
                 assert info.status == "Terminated", info
                 assert b"bye" in await nm.read_log("v1")

@@ -14,8 +14,7 @@ from nodemanager.node.model import Change, Vessel
 from nodemanager.node.state import NodeState, StateError
 from sandbox import DEFAULT_OFFCUT
 from seattlecore import KeyPair
-
-from .conftest import SMALL
+from tests.support.worlds import SMALL
 
 OWNER, USER = KeyPair.generate(), KeyPair.generate()
 

@@ -10,8 +10,8 @@ from nodemanager.nat.dial import Route, dial
 from nodemanager.nat.relay import RelayServer
 from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
-
-from .helpers import echo_once, private_node, running_relay, wait_held
+from tests.support.polling import eventually
+from tests.support.relay_servers import echo_once, private_node, running_relay, wait_held
 
 
 def route_to(client_keys: KeyPair, *relays: str) -> Route:
@@ -45,9 +45,8 @@ async def test_at_capacity_new_reservations_are_refused_and_old_ones_keep_workin
         await wait_held(first, 1)
         await wait_held(second, 1)
         async with private_node([address]) as (third, _):
-            with trio.fail_after(5):
-                while relay.table.counters.refused_reservations < 2:  # it retries; still refused
-                    await trio.sleep(0.05)
+            # it retries; still refused
+            await eventually(lambda: relay.table.counters.refused_reservations >= 2, timeout=5, interval=0.05)
             assert not third.held
         for node in (first, second):
             dialed = await dial(route_to(node.keys, address), timeout=5)
@@ -79,9 +78,8 @@ async def test_a_relayed_connection_is_cut_at_its_byte_cap() -> None:
                         pass
         assert received <= 100_000
         assert relay.table.counters.circuits_closed_bytes == 1
-        with trio.fail_after(5):  # the relay's side of the close may finish a moment later
-            while relay.table.circuits:
-                await trio.sleep(0.01)
+        # the relay's side of the close may finish a moment later
+        await eventually(lambda: not relay.table.circuits, timeout=5, interval=0.01)
 
 
 async def test_an_idle_relayed_connection_is_closed() -> None:
@@ -110,9 +108,7 @@ async def test_a_node_replaces_a_relay_that_goes_away() -> None:
             await wait_held(node, 1)
             assert list(node.held) == [doomed]
             scope.cancel()  # the relay's sockets close, as when its process is killed
-            with trio.fail_after(10):
-                while list(node.held) != [kept]:
-                    await trio.sleep(0.02)
+            await eventually(lambda: list(node.held) == [kept], timeout=10, interval=0.02)
             assert node.replacements == 1
             dialed = await dial(route_to(node.keys, doomed, kept), timeout=5)
             async with dialed.stream:

@@ -7,91 +7,25 @@ that succeeds went through the relay: the relay's splice, the node's reservation
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
 
-from nodemanager import open_node_client
-from nodemanager.proto.messages import GetNodeStatus
-from seattlecore import PublicKey, load_public
-from tests.seash.conftest import init_node, seash, wait_advertised
-from tests.support.daemons import Daemon, node_manager
+from tests.support.net import ip
+from tests.support.relays import PASS, UNREACHABLE, node_status, private, relayed_world, wait_relayed
+from tests.support.seash import seash, wait_advertised
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PASS = {"SEASH_PASSPHRASE": "test passphrase"}
-UNREACHABLE = "127.99.0.1"
-
-
-def private(host: str) -> list[str]:
-    return ["--listen", f"{host}:0", "--reachability", "private",
-            "--advertise-host", UNREACHABLE]
-
-
-async def node_status(host: str, port: int) -> dict[str, Any]:
-    """An unsigned GetNodeStatus answer."""
-    async with open_node_client(host, port) as client:
-        return await client.call(GetNodeStatus(), sign=False)
-
-
-async def wait_relayed(host: str, port: int, want: int = 1) -> dict[str, object]:
-    """The node's status once it holds ``want`` reservations."""
-    with trio.fail_after(40):
-        while True:
-            raw = await node_status(host, port)
-            if len(raw["relayed"]["relays"]) >= want:
-                return raw
-            await trio.sleep(0.2)
-
-
-@dataclass(frozen=True)
-class RelayedWorld:
-    """seash's home and work dirs, alice's key, a public node (the relay) with one vessel
-    at 127.1.0.1, and a node pinned private with two vessels at 127.1.1.1."""
-
-    home: Path
-    work: Path
-    alice: PublicKey
-    boot: str
-    relay: Daemon
-    nat: Daemon
-
-
-@asynccontextmanager
-async def relayed_world(tmp_path: Path, private_extra: Sequence[str]) -> AsyncIterator[RelayedWorld]:
-    """Start both node managers (the private one with ``private_extra``); stop them after."""
-    home, work = tmp_path / "home", tmp_path / "work"
-    work.mkdir()
-    keys = await seash(home, "genkeys alice", cwd=work, json_output=False)
-    assert keys.returncode == 0, keys.stderr
-    alice = load_public(home / "alice.publickey")
-    (work / "hello.py").write_text((EXAMPLES / "hello.py").read_text())
-    public, hidden = tmp_path / "public", tmp_path / "hidden"
-    init_node(public, alice.to_text(), vessels=1)
-    init_node(hidden, alice.to_text(), vessels=2)
-    async with AsyncExitStack() as stack:
-        relay = await stack.enter_async_context(node_manager(
-            public, sandbox=True, extra=["--listen", "127.1.0.1:0"]))
-        boot = f"127.1.0.1:{relay.dht_port}"
-        nat = await stack.enter_async_context(node_manager(
-            hidden, bootstrap=[boot], sandbox=True, extra=private_extra))
-        yield RelayedWorld(home, work, alice, boot, relay, nat)
-
-
 async def test_seash_session_through_a_relay(tmp_path: Path) -> None:
-    async with relayed_world(tmp_path, private("127.1.1.1")) as world:
+    nat_host = ip("127.1.1.1")
+    async with relayed_world(tmp_path, private(nat_host)) as world:
         home, work, alice, boot = world.home, world.work, world.alice, world.boot
         relay, nat = world.relay, world.nat
-        status = await wait_relayed("127.1.1.1", nat.port)
+        status = await wait_relayed(nat_host, nat.port)
         relay_address = status["relayed"]["relays"][0]["relay"]  # type: ignore[index]
-        assert relay_address.startswith("127.1.0.1:")
-        await wait_advertised(alice, ("127.1.0.1", relay.dht_port), want=3)
+        assert relay_address.startswith(world.relay_host + ":")
+        await wait_advertised(alice, (world.relay_host, relay.dht_port), want=3)
 
         run = await seash(home, """
             loadkeys alice
@@ -116,5 +50,5 @@ async def test_seash_session_through_a_relay(tmp_path: Path) -> None:
         paths = [row["path"] for row in info["tables"][0]["rows"]]
         assert sorted(paths) == sorted(["direct", f"relay {relay_address}",
                                         f"relay {relay_address}"]), info
-        raw = await node_status("127.1.0.1", relay.port)
+        raw = await node_status(world.relay_host, relay.port)
         assert raw["relay"]["reservations"] == 1 and raw["relay"]["counters"]["circuits_opened"] >= 1

@@ -17,8 +17,8 @@ import trio
 from nodemanager.nat.dial import Route, dial
 from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
-
-from .helpers import echo_once, private_node, running_relay, wait_held
+from tests.support.polling import eventually
+from tests.support.relay_servers import echo_once, private_node, running_relay, wait_held
 
 DOMAIN = b"seattle-relay-reserve-v1"
 
@@ -146,9 +146,7 @@ async def test_a_flood_of_silent_connections_does_not_take_the_relay_down() -> N
         host, port = address.rsplit(":", 1)
         for _ in range(200):
             streams.append(await trio.open_tcp_stream(host, int(port)))
-        with trio.fail_after(5):
-            while relay.table.counters.evicted_handshakes < 100:
-                await trio.sleep(0.02)
+        await eventually(lambda: relay.table.counters.evicted_handshakes >= 100, timeout=5, interval=0.02)
         assert relay.table.handshakes == 64
         await still_serving(node.keys, address)  # while the silent ones are still there
         for stream in streams:
@@ -168,7 +166,5 @@ async def test_connect_floods_for_one_node_hit_the_circuit_limit() -> None:
         assert answer is not None and answer["code"] == "CircuitLimit"
         for stream in held:
             await stream.aclose()
-        with trio.fail_after(5):
-            while relay.table.circuits:
-                await trio.sleep(0.02)
+        await eventually(lambda: not relay.table.circuits, timeout=5, interval=0.02)
         await still_serving(node.keys, address)

@@ -18,7 +18,7 @@ OWNER = KeyPair.generate()
 
 
 async def test_one_connection_per_node_and_dead_nodes_do_not_hold_others(tmp_path: Path) -> None:
-    from .conftest import init_node
+    from tests.support.seash import init_node
 
     state = tmp_path / "nm"
     init_node(state, OWNER.public.to_text(), vessels=4)

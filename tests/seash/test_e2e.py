@@ -10,8 +10,7 @@ import pytest
 import trio
 
 from seattlecore import load_public
-
-from .conftest import Daemon, daemon, init_node, seash, wait_advertised
+from tests.support.seash import Daemon, daemon, init_node, seash, wait_advertised
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,7 @@ import pytest
 
 from seattlecore import KeyPair, save_keypair
 from tests.support.daemons import node_manager
-
-from .conftest import RESOURCES, init_node, seash, wait_advertised
+from tests.support.seash import RESOURCES, init_node, seash, wait_advertised
 
 pytestmark = pytest.mark.slow
 

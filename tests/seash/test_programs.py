@@ -10,8 +10,7 @@ import pytest
 
 from seattlecore import KeyPair, save_keypair
 from tests.support.daemons import node_manager
-
-from .conftest import RESOURCES, SeashRun, init_node, seash
+from tests.support.seash import RESOURCES, SeashRun, init_node, seash
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,7 @@ import trio
 from nodemanager import NodeInfo, open_node_client
 from seattlecore import KeyPair, save_keypair
 from tests.support.daemons import node_manager
-
-from .conftest import init_node, seash
+from tests.support.seash import init_node, seash
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,7 @@ import trio
 from nodemanager import open_node_client
 from seattlecore import KeyPair, load_public, save_keypair
 from tests.support.daemons import node_manager
-
-from .conftest import init_node, wait_advertised
+from tests.support.seash import init_node, wait_advertised
 
 pytestmark = pytest.mark.slow
 

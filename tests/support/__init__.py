@@ -1,4 +1,5 @@
-"""Shared test support: real daemons, polling with a deadline, requirement marks, tmpfs.
+"""Shared test support: daemons and worlds, polling with a deadline (``eventually``), requirement
+marks, per-worker loopback addresses (``net``), the network lab, relays, seash runs, attackers.
 
-Test modules import helpers from here, never from each other.
+Test modules import helpers from here, never from each other (fixtures live in conftest.py).
 """

@@ -23,6 +23,8 @@ from typing import Any
 
 import trio
 
+from tests.support.polling import eventually
+
 PORT_FILE = "nodemanager.port"
 DHT_PORT_FILE = "dht.port"
 START_TIMEOUT = 30.0
@@ -58,13 +60,18 @@ class Daemon:
         self.process.send_signal(signal.SIGCONT)
 
 
+class DaemonExited(Exception):
+    """The daemon exited before it was ready (not retried: the test fails at once)."""
+
+
 async def _wait_ready(process: trio.Process, ready: Path, errors: Path) -> None:
-    with trio.fail_after(START_TIMEOUT):
-        while not ready.exists():
-            if process.poll() is not None:
-                tail = errors.read_text(errors="replace")[-2000:]
-                raise AssertionError(f"node manager exited ({process.returncode}) at start:\n{tail}")
-            await trio.sleep(0.02)
+    def started() -> bool:
+        if process.poll() is not None:
+            tail = errors.read_text(errors="replace")[-2000:]
+            raise DaemonExited(f"node manager exited ({process.returncode}) at start:\n{tail}")
+        return ready.exists()
+
+    await eventually(started, timeout=START_TIMEOUT, what=f"{ready.name} written")
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ Tests must choose second octets below ``WORKER_STRIDE``.
 from __future__ import annotations
 
 import os
+import socket
 
 WORKER_STRIDE = 64
 MAX_WORKERS = 3  # 127.0.0.0/8 second octets: 0-63, 64-127, 128-191 (192-255 left for the lab)
@@ -29,3 +30,15 @@ def ip(address: str) -> str:
     if first != "127" or int(second) >= WORKER_STRIDE:
         raise ValueError(f"{address}: not a per-worker loopback address (127.A.B.C, A < {WORKER_STRIDE})")
     return f"127.{int(second) + WORKER_STRIDE * worker_index()}.{rest}"
+
+
+def closed_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` nobody listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def testbed_net() -> int:
+    """``$SEATTLE_TESTBED_NET`` for this worker: its testbeds' nodes at ``ip("127.1.0.1")``, ..."""
+    return 1 + WORKER_STRIDE * worker_index()

@@ -30,3 +30,11 @@ def skip_or_fail(reason: str) -> NoReturn:
 def requires(ok: bool, reason: str) -> pytest.MarkDecorator:
     """A mark: the test runs when ``ok``; otherwise it is skipped, or failed under CI=true."""
     return pytest.mark.requires(ok, reason)
+
+
+def check_requires(item: pytest.Item) -> None:
+    """Before ``item`` runs: skip it (or fail it under CI) for its first unmet ``requires``."""
+    for mark in item.iter_markers("requires"):
+        ok, reason = mark.args
+        if not ok:
+            skip_or_fail(reason)

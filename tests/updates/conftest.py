@@ -2,26 +2,26 @@
 
 Building the project's wheel and downloading its dependencies takes ~10 s, so it happens
 once per session (``wheelhouse``); every installer and release in these tests reuses it.
+Under pytest-xdist the modules that use it run in one worker (group "wheelhouse" in
+tests/support/groups.py), so it is built once per run, not once per worker; tests that use it
+are ``slow``.
 """
 
 from __future__ import annotations
 
-import socket
-import stat
 from pathlib import Path
 
 import pytest
 
 from installer.packing.wheels import Wheelhouse, build_wheelhouse, project_source
+from tests.support.crontab import install_fake_crontab
+from tests.support.net import closed_port
 
-FAKE_CRONTAB = """#!/bin/sh
-F="${FAKE_CRONTAB_FILE:?}"
-case "$1" in
-  -l) if [ -f "$F" ]; then cat "$F"; else echo "no crontab for tester" >&2; exit 1; fi ;;
-  -) cat > "$F" ;;
-  *) exit 2 ;;
-esac
-"""
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "wheelhouse" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)  # builds wheels: not in the quick tier
 
 
 @pytest.fixture(scope="session")
@@ -32,20 +32,10 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
     return build_wheelhouse(source, tmp_path_factory.mktemp("wheelhouse"))
 
 
-def closed_port() -> int:
-    """A loopback TCP port nobody listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def donor_env(tmp_path: Path) -> dict[str, str]:
     """A donor machine: no project venv on PATH, no package index, HOME and crontab in tmp."""
-    crontab = tmp_path / "fakebin" / "crontab"
-    crontab.parent.mkdir()
-    crontab.write_text(FAKE_CRONTAB)
-    crontab.chmod(crontab.stat().st_mode | stat.S_IXUSR)
+    crontab = install_fake_crontab(tmp_path / "fakebin" / "crontab")
     return {
         "HOME": str(tmp_path / "home"), "PATH": "/usr/local/bin:/usr/bin:/bin",
         "PIP_INDEX_URL": f"http://127.0.0.1:{closed_port()}/simple", "PIP_NO_INDEX": "1",

@@ -24,6 +24,7 @@ from installer.packing.pyzmain import BUNDLE_MEMBER, PAYLOAD_DIR, PyzError, read
 from installer.packing.wheels import Wheelhouse
 from nodemanager import open_node_client
 from seattlecore import KeyPair, load_private, save_keypair
+from tests.support.nodes import wait_log
 
 
 def build_installer(tmp: Path, house: Wheelhouse, *extra: str, name: str = "lab-installer.pyz",
@@ -172,9 +173,7 @@ async def test_donor_installs_from_the_pyz_alone(tmp_path: Path, wheelhouse: Whe
         async with open_node_client("127.0.0.1", port, identity=planner) as client:
             await client.add_file("v1", "hello.py", b"log('hello from the private venv')\n")
             await client.start_vessel("v1", "hello.py")
-            with trio.fail_after(30):
-                while b"private venv" not in await client.read_log("v1"):
-                    await trio.sleep(0.1)
+            await wait_log(client, "v1", b"private venv")
         status = subprocess.run([str(prefix / "bin" / "seattle-installer"), "status"],
                                 env=donor_env, capture_output=True, text=True, check=False)
         assert status.returncode == 0 and "node manager: running" in status.stdout, status

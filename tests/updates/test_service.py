@@ -34,9 +34,9 @@ from nodemanager.updates.updatecore import (
 from nodemanager.updates.updater import RecordingRunner, UpdateConfig, UpdateService, running_version
 from overlay import AdvertStore, FakeDirectory, make_advert
 from seattlecore import KeyPair, load_private
-
-from ..nodemanager.conftest import make_spec
-from ..nodemanager.fakes import FakeRunner
+from tests.support.fakes import FakeRunner
+from tests.support.nodes import make_spec
+from tests.support.polling import eventually
 
 
 @pytest.fixture
@@ -205,8 +205,6 @@ async def test_mirror_survives_hostile_clients(tmp_path: Path) -> None:
         download = Download(("127.0.0.1", port), "metadata/timestamp.json")
         assert await download.open() == 2 and await download.chunk() == b"{}"
         await download.aclose()
-        with trio.fail_after(5):
-            while server.stats.files != 1:
-                await trio.sleep(0.01)
+        await eventually(lambda: server.stats.files == 1, timeout=5, interval=0.01)
         assert server.stats.refused == 3  # oversize frame, garbage, silence
         nursery.cancel_scope.cancel()

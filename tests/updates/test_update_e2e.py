@@ -32,6 +32,7 @@ from testbed.updates import (
     release,
     stop_node,
 )
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 INTERVAL = 2.0
@@ -44,13 +45,6 @@ CRASH = ('\nimport sys as _sys\n'
 def crash_at_start(source: Path) -> None:
     main = source / "nodemanager" / "__main__.py"
     main.write_text(main.read_text().replace("\ndef main(", CRASH + "\ndef main(", 1))
-
-
-async def wait_for(what: str, check: object, timeout: float) -> None:
-    assert callable(check)
-    with trio.fail_after(timeout):
-        while not check():
-            await trio.sleep(0.25)
 
 
 async def node_answers(prefix: Path, keys: KeyPair) -> tuple[str, dict[str, object] | None, bytes]:
@@ -100,8 +94,8 @@ async def scenario(tmp_path: Path, wheelhouse: Wheelhouse, donor_env: dict[str, 
 
     await trio.to_thread.run_sync(lambda: release(repo, "2", wheelhouse, source))
     publish_repo(repo.repo, prefixes[0])
-    await wait_for("both on 2", lambda: all(read_node(p).healthy_on == "2" for p in prefixes),
-                   240)
+    await eventually(lambda: all(read_node(p).healthy_on == "2" for p in prefixes),
+                     timeout=240, interval=0.25, what="both on 2")
     for prefix in prefixes:
         version, updates, log = await node_answers(prefix, planner)
         assert version.endswith(" 2") and updates is not None
@@ -124,21 +118,18 @@ async def scenario(tmp_path: Path, wheelhouse: Wheelhouse, donor_env: dict[str, 
     await trio.to_thread.run_sync(
         lambda: release(repo, "3", wheelhouse, source, patch=crash_at_start))
     publish_repo(repo.repo, prefixes[0])
-    await wait_for("3 marked bad", lambda: "3" in read_node(prefixes[0]).bad
-                   and read_node(prefixes[0]).healthy_on == "2", 240)
+    await eventually(lambda: "3" in read_node(prefixes[0]).bad and read_node(prefixes[0]).healthy_on == "2",
+                     timeout=240, interval=0.25, what="3 marked bad")
     for prefix in prefixes[:1]:
         rollbacks = [e for e in events(prefix) if e["event"] == "rollback"]
         assert rollbacks and rollbacks[-1]["from"] == "3" and rollbacks[-1]["to"] == "2"
         assert os.readlink(prefix / "current") == "versions/2"
 
         async def answers(prefix: Path = prefix) -> bool:
-            version, _, _ = await node_answers(prefix, planner)
+            try:
+                version, _, _ = await node_answers(prefix, planner)
+            except Exception:  # restarting: not answering yet
+                return False
             return version.endswith(" 2")
-        with trio.fail_after(60):
-            while True:
-                try:
-                    if await answers():
-                        break
-                except Exception:
-                    pass
-                await trio.sleep(0.5)
+
+        await eventually(answers, timeout=60, interval=0.5, what="the node answers on 2")

@@ -108,3 +108,30 @@ async def ask(stream: trio.SocketStream, data: bytes) -> dict[str, Any]:
 
 def error_code(response: dict[str, Any]) -> str | None:
     return None if response["ok"] else str(response["error"]["code"])
+
+
+# ---- the lock-out flood (connections that each hold a slot) ----
+
+async def hold(port: int, source: str, held: list[trio.SocketStream]) -> None:
+    """The lock-out attack: connect, send one unsigned GetNodeStatus, keep the connection."""
+    stream = await connect(port, source)
+    try:
+        response = await ask(stream, frame(pack(body("GetNodeStatus"))))
+    except Closed:
+        await stream.aclose()  # evicted before it was answered
+        return
+    assert response["ok"], response
+    held.append(stream)
+
+
+async def flood(port: int, addresses: list[str]) -> list[trio.SocketStream]:
+    held: list[trio.SocketStream] = []
+    async with trio.open_nursery() as nursery:
+        for source in addresses:
+            nursery.start_soon(hold, port, source, held)
+    return held
+
+
+async def close_all(streams: list[trio.SocketStream]) -> None:
+    for stream in streams:
+        await stream.aclose()

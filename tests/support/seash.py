@@ -1,4 +1,5 @@
-"""Helpers for seash tests: real node manager daemons on loopback and a seash runner."""
+"""seash against real node managers: a node of vessels, its daemon, waiting for its adverts,
+and running ``seash -c SCRIPT`` as a subprocess."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from typing import Any
 
 import trio
 
-from overlay import lookup_once
 from seattlecore import PublicKey
 from tests.support.daemons import Daemon, node_manager
 from tests.support.daemons import init_node as init_spec
+from tests.support.dht import lookup_until
 
 RESOURCES = (
     "resource cpu 0.2\nresource memory 100000000\nresource diskused 2000000\n"
@@ -40,12 +41,8 @@ def daemon(state: Path, bootstrap: list[str], *,
 
 async def wait_advertised(key: PublicKey, bootstrap: tuple[str, int], want: int) -> None:
     """Wait until the DHT returns ``want`` adverts for ``key`` (announcing is asynchronous)."""
-    with trio.fail_after(30):
-        while True:
-            result = await lookup_once(key, [bootstrap], timeout=5)
-            if len(result.candidates) >= want:
-                return
-            await trio.sleep(0.2)
+    await lookup_until(key, bootstrap, lambda found: len(found.candidates) >= want,
+                       what=f"{want} adverts of {key.short()}")
 
 
 @dataclass

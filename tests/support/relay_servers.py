@@ -13,6 +13,7 @@ from nodemanager.nat.relay import RelayServer
 from nodemanager.nat.relayclient import RelayClient, RelayClientConfig
 from nodemanager.nat.relaycore import RelayLimits
 from seattlecore import KeyPair
+from tests.support.polling import eventually
 
 
 @dataclass
@@ -55,9 +56,7 @@ async def private_node(relays: Sequence[str], *, want: int = 1,
 
 
 async def wait_held(client: RelayClient, count: int, timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while len(client.held) < count:
-            await trio.sleep(0.02)
+    await eventually(lambda: len(client.held) >= count, timeout=timeout, interval=0.02)
 
 
 async def echo_once(stream: trio.abc.Stream, data: bytes) -> bytes:
