@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from overlay import Advert, InvalidAdvert, OverlayUsageError, sign_advert, verify_advert
 from overlay.advert import MAX_RECORD_BYTES, MAX_TTL
 from seattlecore import KeyPair
-from tests.overlay.overlay_helpers import NOW, advert_blob, forged_blob, key_of
+from tests.support.dht import NOW, advert_blob, forged_blob, key_of
 
 NODE = KeyPair.generate()
 USER = KeyPair.generate().public

@@ -25,7 +25,7 @@ from overlay.answers import (
 )
 from overlay.netgroup import group_of, host_scope, may_introduce, source_group
 from overlay.nodeid import check_id, id_digest
-from tests.overlay.overlay_helpers import TEST_BITS
+from tests.support.dht import TEST_BITS
 
 IDENT = NodeIdentity.generate(TEST_BITS)
 OTHER = NodeIdentity.generate(TEST_BITS)

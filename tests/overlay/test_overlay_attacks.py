@@ -38,7 +38,7 @@ from testbed.attackers.dht import (
     slow_pages,
     store_and_drop,
 )
-from tests.overlay.overlay_helpers import TEST_BITS, adverts_for, node_host, spread_network
+from tests.support.dht import TEST_BITS, adverts_for, node_host, spread_network
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from overlay import DhtConfig, LookupResult, dht_loop, open_dht_node
 from overlay.__main__ import lookup_document, main, render_lookup
 from seattlecore import KeyPair
-from tests.overlay.test_overlay_loopback import ROOT, read_nodes, spawn
+from tests.support.dht import ROOT, read_nodes, reap, spawn
 
 
 async def run_cli(*argv: str) -> tuple[int, str]:
@@ -58,11 +58,7 @@ async def test_cli_against_live_nodes() -> None:
         code, out = await run_cli("crawl", "--bootstrap", node)
         assert code == 0 and "live nodes: 3" in out
     finally:
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        reap(proc)
 
 
 def test_cli_status_from_state_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

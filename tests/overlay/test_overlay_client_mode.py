@@ -14,7 +14,7 @@ from overlay.dht import CLIENT_ID, NoAnswer, dialback_datagram
 from overlay.nodeid import NodeIdentity
 from seattlecore import KeyPair
 from testbed.attackers.dht import NO_REPLY, HostilePeer, make_ident
-from tests.overlay.overlay_helpers import TEST_BITS, adverts_for, node_host, spread_network
+from tests.support.dht import TEST_BITS, adverts_for, node_host, spread_network
 
 
 def holders_of(nodes: list[DhtNode], node_id: bytes) -> int:

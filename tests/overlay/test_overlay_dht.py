@@ -27,7 +27,7 @@ from overlay import (
 )
 from overlay.dht import pack_records
 from seattlecore import KeyPair, PublicKey
-from tests.overlay.overlay_helpers import forged_blob, key_of
+from tests.support.dht import forged_blob, key_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

@@ -2,55 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import trio
 
 from overlay import DhtUnavailable, lookup_once
 from seattlecore import KeyPair
+from tests.support import dht
+from tests.support.dht import read_nodes, reap
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-CHILD = Path(__file__).with_name("dht_child.py")
 PER_PROCESS = 3
 PROCESSES = 10
 REPUBLISH = 4.0  # each round stores under 3 replica keys: keep the load of 30 nodes modest
 
 
 def spawn(user: str, bootstrap: list[tuple[str, int]]) -> subprocess.Popen[str]:
-    cfg = {
-        "count": PER_PROCESS,
-        "bootstrap": bootstrap,
-        "user": user,
-        "republish": REPUBLISH,
-        "ttl": 60.0,
-        "refresh": 6.0,
-    }
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), json.dumps(cfg)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=str(ROOT),
-    )
-
-
-def read_nodes(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
-    assert proc.stdout is not None
-    nodes = []
-    while (line := proc.stdout.readline().strip()) != "ready":
-        if not line:
-            raise RuntimeError("child exited early")
-        nodes.append(json.loads(line))
-    return nodes
+    return dht.spawn(user, bootstrap, count=PER_PROCESS, republish=REPUBLISH, ttl=60.0, refresh=6.0)
 
 
 async def found_fraction(user_pk: object, boot: list[tuple[str, int]], expect: set[str]) -> float:
@@ -96,9 +66,4 @@ async def test_thirty_nodes_found_and_survive_churn() -> None:
         assert sum(fractions[-5:]) / 5 >= 0.99, fractions
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
+            reap(proc)

@@ -5,7 +5,7 @@ import pytest
 from overlay import AdvertStore, InvalidAdvert, StoreLimits, open_advert, select_adverts, verify_advert
 from overlay.dht import chunk_records
 from seattlecore import KeyPair, PublicKey
-from tests.overlay.overlay_helpers import NOW, advert_blob, forged_blob, key_of
+from tests.support.dht import NOW, advert_blob, forged_blob, key_of
 
 USER = KeyPair.generate().public
 DKEY = key_of(USER)

@@ -1,19 +1,43 @@
-"""Shared helpers for overlay tests: keys and signed adverts."""
+"""DHT test helpers: seeded keys and identities, signed adverts, in-process networks and
+child processes that run DHT nodes."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from overlay import DhtConfig, DhtNode, NodeIdentity, dht_key_for, dht_loop, make_advert, open_dht_node
 from overlay.advert import ADVERT_DOMAIN, FORMAT_VERSION, encode_body
+from overlay.nodeid import solve_puzzle
 from seattlecore import KeyPair, PublicKey
+from tests.support.net import ip
 
 NOW = 1_700_000_000.0
+TEST_BITS = 8
+"""A cheap id puzzle for in-process networks (all their nodes agree; real nodes use 16)."""
+ROOT = Path(__file__).resolve().parents[2]
+CHILD = Path(__file__).with_name("dht_child.py")
+
+
+def seeded_keys(label: str, index: int = 0) -> KeyPair:
+    """The same key pair for the same ``label`` and ``index`` in every run."""
+    return KeyPair(hashlib.sha256(f"{label}/{index}".encode()).digest())
+
+
+def seeded_identity(label: str, index: int = 0, bits: int = TEST_BITS) -> NodeIdentity:
+    """A node identity (key, puzzle nonce, id) that is the same in every run."""
+    keys = seeded_keys(label, index)
+    return NodeIdentity(keys, solve_puzzle(keys.public.raw, bits), bits)
 
 
 def advert_blob(
@@ -58,13 +82,10 @@ def key_of(user: PublicKey) -> bytes:
     return dht_key_for(user)
 
 
-TEST_BITS = 8
-"""A cheap id puzzle for in-process networks (all their nodes agree; real nodes use 16)."""
-
-
 def node_host(index: int, net: int = 3) -> str:
-    """Loopback address ``index`` of test network ``net``: each node in its own /24."""
-    return f"127.{net}.{index}.1"
+    """Loopback address ``index`` of test network ``net`` (< 64): each node in its own /24,
+    in this xdist worker's range."""
+    return ip(f"127.{net}.{index}.1")
 
 
 @asynccontextmanager
@@ -88,3 +109,35 @@ def adverts_for(user: PublicKey, count: int, *, host: str = "127.0.0.1",
     blobs = [make_advert(k, address=f"{host}:{1000 + i}", vessel="v1", user_key=user, seq=1,
                          expires_at=time.time() + ttl) for i, k in enumerate(keys)]
     return keys, blobs
+
+
+def spawn(user: str, bootstrap: list[tuple[str, int]], *, count: int = 3, republish: float = 4.0,
+          ttl: float = 60.0, refresh: float = 6.0) -> subprocess.Popen[str]:
+    """A child process running ``count`` DHT nodes, each announcing a vessel for ``user``."""
+    cfg = {"count": count, "bootstrap": bootstrap, "user": user, "republish": republish,
+           "ttl": ttl, "refresh": refresh}
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), json.dumps(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT),
+    )
+
+
+def read_nodes(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
+    """The nodes a ``spawn``ed child printed, once it says ready."""
+    assert proc.stdout is not None
+    nodes = []
+    while (line := proc.stdout.readline().strip()) != "ready":
+        if not line:
+            raise RuntimeError("child exited early")
+        nodes.append(json.loads(line))
+    return nodes
+
+
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Kill a ``spawn``ed child (if still running), wait for it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
