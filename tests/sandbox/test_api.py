@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.conftest import RunProgram, table
+from tests.support.vessels import RunProgram, table
 
 
 async def test_log_args_runtime_and_normal_exit(run_program: RunProgram) -> None:

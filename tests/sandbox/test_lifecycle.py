@@ -20,8 +20,8 @@ import pytest
 from sandbox.errors import UidExhausted
 from sandbox.process.spawn import ChildRecords, start_time
 from sandbox.process.uidlease import acquire_uid, processes_of_uid
-from tests.sandbox.conftest import require_root
 from tests.support.processes import processes_in, state_of, wait_until_gone
+from tests.support.vessels import require_root
 
 ROOT = Path(__file__).parents[2]
 SPIN = "x = 0\nwhile True:\n    x += 1\n"

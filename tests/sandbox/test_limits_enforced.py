@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 
 from sandbox import Supervisor
-from tests.sandbox.conftest import RunProgram, table
+from tests.support.vessels import RunProgram, table
 
 BUSY = "spins = 0\nwhile True:\n    spins = spins + 1\n"
 

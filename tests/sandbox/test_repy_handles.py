@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.sandbox.conftest import RunProgram
+from tests.support.vessels import RunProgram
 
 
 async def test_dropped_handles_are_closed_and_their_items_return(run_program: RunProgram) -> None:

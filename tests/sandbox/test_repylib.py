@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from sandbox.vessel.dylink import SHIPPED, module_name
-from tests.sandbox.repyv2_suite import Outcome, run_suite, runnable_tests
+from tests.support.repyv2 import Outcome, run_suite, runnable_tests
 
 LIBRARY_TESTS = runnable_tests(Path(__file__).parent / "repylib")
 

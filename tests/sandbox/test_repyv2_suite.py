@@ -1,7 +1,7 @@
 """Seattle's Repy V2 API tests (``ut_repyv2api_*``), ported, as the executable spec.
 
 All 78 that stay on loopback run in real sandboxed vessels, three at a time, once per
-session (see ``repyv2_suite``); each is then judged by Seattle's pass rule. The 80th,
+session (see ``tests.support.repyv2``); each is then judged by Seattle's pass rule. The 80th,
 ``openconnectiontimeout``, resolves and connects to a host on the internet and is never
 run. Seattle's ``commandlineargs`` checked ``repy.py`` itself; its port checks
 ``seattle-sandbox run`` below.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.sandbox.repyv2_suite import (
+from tests.support.repyv2 import (
     NEEDS_INTERNET,
     SUITE,
     Outcome,
