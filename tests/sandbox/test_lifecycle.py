@@ -20,6 +20,7 @@ import pytest
 from sandbox.errors import UidExhausted
 from sandbox.process.spawn import ChildRecords, start_time
 from sandbox.process.uidlease import acquire_uid, processes_of_uid
+from tests.support.polling import NotYet, eventually_sync
 from tests.support.processes import processes_in, state_of, wait_until_gone
 from tests.support.vessels import require_root
 
@@ -31,13 +32,15 @@ BLOCKED = "lock = createlock()\nlock.acquire(True)\nlock.acquire(True)\n"
 
 def wait_for_vessel(directory: Path, state: str | None, seconds: float = 30.0) -> bool:
     """Wait until a process runs in ``directory`` (in /proc state ``state``, if given)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def seen() -> bool:
         pids = processes_in(directory)
-        if pids and (state is None or any(state_of(pid) == state for pid in pids)):
-            return True
-        time.sleep(0.002)
-    return False
+        return bool(pids) and (state is None or any(state_of(pid) == state for pid in pids))
+
+    try:
+        return eventually_sync(seen, timeout=seconds, interval=0.002)
+    except NotYet:
+        return False
 
 
 # (state to catch the vessel in, program, extra random delay before the kill)
@@ -108,10 +111,7 @@ def test_a_leftover_running_as_a_free_uid_is_killed_before_reuse(tmp_path: Path)
     uid = 64950
     stray = subprocess.Popen(
         [sys.executable, "-c", f"import os, time; os.setgid({uid}); os.setuid({uid}); time.sleep(60)"])
-    deadline = time.monotonic() + 10
-    while stray.pid not in processes_of_uid(uid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert stray.pid in processes_of_uid(uid)
+    eventually_sync(lambda: stray.pid in processes_of_uid(uid), timeout=10, what="the stray runs as uid")
     reaper = threading.Thread(target=stray.wait)  # as init reaps a real orphan
     reaper.start()
     lease = acquire_uid(lease_dir=tmp_path, base=uid, count=1)
