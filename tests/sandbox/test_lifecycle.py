@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,11 @@ MOMENTS = [("start-up", SPIN, None), ("stopped", SPIN, "T"), ("running", SPIN, "
            ("blocked", BLOCKED, "S")]
 
 
+KILLS = 24
+PARALLEL = 4
+"""Kills run this many at a time: each attempt has its own vessel and ``seattle-sandbox run``."""
+
+
 def test_vessel_dies_with_its_killed_supervisor(tmp_path: Path) -> None:
     """24 kills (SIGKILL, SIGTERM) of ``seattle-sandbox run`` while its vessel is starting up,
     spinning at cpu 0.3, SIGSTOPped by the duty cycle, or blocked in a futex wait: the
@@ -55,29 +61,32 @@ def test_vessel_dies_with_its_killed_supervisor(tmp_path: Path) -> None:
     resources = tmp_path / "cpu.resources"
     text = (ROOT / "sandbox" / "default.resources").read_text().replace("resource cpu ", "#")
     resources.write_text(text + "\nresource cpu 0.3\n")
-    leftovers = []
-    for attempt in range(24):
-        moment, program, state = MOMENTS[attempt % 4]
-        vessel = tmp_path / f"v{attempt}"
-        vessel.mkdir()
-        (vessel / "program.py").write_text(program)
-        cli = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "run", "--dir", str(vessel),
-             "--resources", str(resources), str(vessel / "program.py")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if state == "S":
-            assert wait_for_vessel(vessel, None)
-            time.sleep(0.5)  # compiled, started, now waiting on the lock forever
-        caught = wait_for_vessel(vessel, state)
-        cli.send_signal(signal.SIGKILL if attempt % 8 < 4 else signal.SIGTERM)
-        cli.wait(timeout=30)
-        assert caught, f"attempt {attempt}: never saw the vessel {moment}"
-        left = wait_until_gone(vessel, 2.0)
-        if left:
-            leftovers.append((attempt, moment, left))
-            for pid in left:
-                os.kill(pid, signal.SIGKILL)
-    assert leftovers == []
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        outcomes = list(pool.map(lambda attempt: kill_once(tmp_path, resources, attempt), range(KILLS)))
+    assert [o for o in outcomes if o is not None] == []
+
+
+def kill_once(tmp_path: Path, resources: Path, attempt: int) -> tuple[int, str, list[int]] | None:
+    """One attempt: kill the supervisor at its moment; what was left behind (killed now), if any."""
+    moment, program, state = MOMENTS[attempt % 4]
+    vessel = tmp_path / f"v{attempt}"
+    vessel.mkdir()
+    (vessel / "program.py").write_text(program)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "run", "--dir", str(vessel),
+         "--resources", str(resources), str(vessel / "program.py")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if state == "S":
+        assert wait_for_vessel(vessel, None)
+        time.sleep(0.5)  # compiled, started, now waiting on the lock forever
+    caught = wait_for_vessel(vessel, state)
+    cli.send_signal(signal.SIGKILL if attempt % 8 < 4 else signal.SIGTERM)
+    cli.wait(timeout=30)
+    assert caught, f"attempt {attempt}: never saw the vessel {moment}"
+    left = wait_until_gone(vessel, 2.0)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return (attempt, moment, left) if left else None
 
 
 def test_uid_leases_are_exclusive_and_free_themselves(tmp_path: Path) -> None:
