@@ -4,12 +4,13 @@ child processes that run DHT nodes."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import msgpack
 
 from overlay import DhtConfig, DhtNode, NodeIdentity, dht_key_for, dht_loop, make_advert, open_dht_node
 from overlay.advert import ADVERT_DOMAIN, FORMAT_VERSION, encode_body
-from overlay.nodeid import solve_puzzle
+from overlay.nodeid import ID_BYTES, NONCE_BYTES, check_id, id_digest
 from seattlecore import KeyPair, PublicKey
 from tests.support.net import ip
 
@@ -37,7 +38,11 @@ def seeded_keys(label: str, index: int = 0) -> KeyPair:
 def seeded_identity(label: str, index: int = 0, bits: int = TEST_BITS) -> NodeIdentity:
     """A node identity (key, puzzle nonce, id) that is the same in every run."""
     keys = seeded_keys(label, index)
-    return NodeIdentity(keys, solve_puzzle(keys.public.raw, bits), bits)
+    for count in itertools.count():  # the puzzle solved from nonce 0 up: the same nonce each run
+        nonce = count.to_bytes(NONCE_BYTES, "big")
+        if check_id(id_digest(keys.public.raw, nonce)[:ID_BYTES], keys.public.raw, nonce, bits):
+            return NodeIdentity(keys, nonce, bits)
+    raise AssertionError("unreachable")
 
 
 def advert_blob(
@@ -97,7 +102,7 @@ async def spread_network(n: int, net: int = 3, **kw: Any) -> AsyncIterator[list[
         for i in range(n):
             boot = tuple({(x.config.host, x.port) for x in (nodes[:1] + nodes[-1:])})
             config = DhtConfig(host=node_host(i, net), bootstrap=boot, id_bits=TEST_BITS,
-                               identity=NodeIdentity.generate(TEST_BITS), **kw)
+                               identity=seeded_identity(f"net{net}", i), **kw)
             nodes.append(await stack.enter_async_context(open_dht_node(config)))
         yield nodes
 
@@ -141,3 +146,9 @@ def reap(proc: subprocess.Popen[str]) -> None:
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
             stream.close()
+
+
+def key_stream(label: str) -> Callable[[], KeyPair]:
+    """A source of fresh key pairs for one test: call it for the next; the same ones each run."""
+    counter = itertools.count()
+    return lambda: seeded_keys(label, next(counter))
