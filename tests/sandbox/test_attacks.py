@@ -21,6 +21,8 @@ from tests.support.net import ip
 from tests.support.requires import skip_or_fail
 from tests.support.vessels import Job, Outcome, on_host, run_batch
 
+pytestmark = pytest.mark.xdist_group("attacks")  # one worker runs the module's batch once
+
 HERE = Path(__file__).parent
 SHARED = HERE / "attacks" / "corpus"
 OURS = HERE / "attacks"
@@ -57,7 +59,7 @@ def prepared(program: Path, index: int, root: Path) -> Job:
     return Job(program.stem, vessel.resolve(), source, timeout=TIMEOUT)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # survives other modules interleaved on an xdist worker
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root = tmp_path_factory.mktemp("attacks")
     jobs = [prepared(program, index, root) for index, program in enumerate(PROGRAMS)]

@@ -16,10 +16,12 @@ import trio
 from sandbox.vessel.dylink import SHIPPED, module_name
 from tests.support.repyv2 import Outcome, run_suite, runnable_tests
 
+pytestmark = pytest.mark.xdist_group("repylib")  # one worker runs the module's batch once
+
 LIBRARY_TESTS = runnable_tests(Path(__file__).parent / "repylib")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # survives other modules interleaved on an xdist worker
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     return trio.run(run_suite, LIBRARY_TESTS, tmp_path_factory.mktemp("repylib"))
 

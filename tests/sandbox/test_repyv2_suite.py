@@ -26,10 +26,12 @@ from tests.support.repyv2 import (
     runnable_tests,
 )
 
+pytestmark = pytest.mark.xdist_group("repyv2")  # one worker runs the module's batch once
+
 TESTS = runnable_tests()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # survives other modules interleaved on an xdist worker
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     workdir = tmp_path_factory.mktemp("repyv2")
     return trio.run(run_suite, TESTS, workdir)
