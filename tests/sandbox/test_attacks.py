@@ -12,16 +12,16 @@ each test then judges its own program.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trio
 
 from tests.support.net import ip
+from tests.support.once import once_per_run
 from tests.support.requires import skip_or_fail
 from tests.support.vessels import Job, Outcome, on_host, run_batch
-
-pytestmark = pytest.mark.xdist_group("attacks")  # one worker runs the module's batch once
 
 HERE = Path(__file__).parent
 SHARED = HERE / "attacks" / "corpus"
@@ -59,11 +59,25 @@ def prepared(program: Path, index: int, root: Path) -> Job:
     return Job(program.stem, vessel.resolve(), source, timeout=TIMEOUT)
 
 
-@pytest.fixture(scope="session")  # survives other modules interleaved on an xdist worker
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    root = tmp_path_factory.mktemp("attacks")
+@pytest.fixture(scope="session")  # once per run: xdist workers share it (tests.support.once)
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Attacked]:
+    return once_per_run(tmp_path_factory, "attacks", lambda: attack_all(tmp_path_factory.mktemp("attacks")))
+
+
+@dataclass(frozen=True)
+class Attacked:
+    outcome: Outcome
+    wrote_marker: bool
+
+
+def attack_all(root: Path) -> dict[str, Attacked]:
     jobs = [prepared(program, index, root) for index, program in enumerate(PROGRAMS)]
-    return trio.run(run_batch, jobs, PARALLEL)
+    ran = trio.run(run_batch, jobs, PARALLEL)
+    results = {}
+    for program in PROGRAMS:
+        results[program.stem] = Attacked(ran[program.stem], marker(program).exists())
+        marker(program).unlink(missing_ok=True)
+    return results
 
 
 def test_corpus_present() -> None:
@@ -73,17 +87,15 @@ def test_corpus_present() -> None:
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.stem)
-def test_attack(program: Path, outcomes: dict[str, Outcome]) -> None:
+def test_attack(program: Path, outcomes: dict[str, Attacked]) -> None:
     text = program.read_text()
     expect = text.splitlines()[0].removeprefix("# expect:").strip()
     assert expect in ("blocked", "limited")
-    out = outcomes[program.stem]
+    out = outcomes[program.stem].outcome
     report = out.report
     assert "ESCAPED:" not in out.log, out.log[-2000:]
     assert "SURVIVED:" not in out.log, out.log[-2000:]
-    escaped = marker(program).exists()
-    marker(program).unlink(missing_ok=True)
-    assert not escaped, f"{program.name} wrote {marker(program)}"
+    assert not outcomes[program.stem].wrote_marker, f"{program.name} wrote {marker(program)}"
     assert report.exit_reason, "every end has a recorded reason"
     if expect == "limited":
         stopped = report.status == "Stopped" or report.exit_code != 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.support.once import once_per_run
 from tests.support.repyv2 import (
     NEEDS_INTERNET,
     SUITE,
@@ -26,15 +27,13 @@ from tests.support.repyv2 import (
     runnable_tests,
 )
 
-pytestmark = pytest.mark.xdist_group("repyv2")  # one worker runs the module's batch once
-
 TESTS = runnable_tests()
 
 
-@pytest.fixture(scope="session")  # survives other modules interleaved on an xdist worker
+@pytest.fixture(scope="session")  # once per run: xdist workers share it (tests.support.once)
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    workdir = tmp_path_factory.mktemp("repyv2")
-    return trio.run(run_suite, TESTS, workdir)
+    return once_per_run(tmp_path_factory, "repyv2",
+                        lambda: trio.run(run_suite, TESTS, tmp_path_factory.mktemp("repyv2")))
 
 
 def test_the_whole_suite_is_here() -> None:
