@@ -80,7 +80,8 @@ def forged_blob(node: KeyPair, user: PublicKey, *, signer: KeyPair, now: float =
         expires_at=now + 100,
     )
     body = encode_body(ad)
-    return msgpack.packb([FORMAT_VERSION, body, signer.sign(ADVERT_DOMAIN, body)])
+    blob: bytes = msgpack.packb([FORMAT_VERSION, body, signer.sign(ADVERT_DOMAIN, body)])
+    return blob
 
 
 def key_of(user: PublicKey) -> bytes:
