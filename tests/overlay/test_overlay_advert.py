@@ -7,11 +7,10 @@ from hypothesis import strategies as st
 
 from overlay import Advert, InvalidAdvert, OverlayUsageError, sign_advert, verify_advert
 from overlay.advert import MAX_RECORD_BYTES, MAX_TTL
-from seattlecore import KeyPair
-from tests.overlay.overlay_helpers import NOW, advert_blob, forged_blob, key_of
+from tests.support.dht import NOW, advert_blob, forged_blob, key_of, key_stream, seeded_keys
 
-NODE = KeyPair.generate()
-USER = KeyPair.generate().public
+NODE = seeded_keys("advert-node")
+USER = seeded_keys("advert-user").public
 
 
 def test_roundtrip_and_size() -> None:
@@ -23,7 +22,8 @@ def test_roundtrip_and_size() -> None:
 
 
 def test_forged_signature_rejected() -> None:
-    blob = forged_blob(NODE, USER, signer=KeyPair.generate())
+    new = key_stream("advert/test_forged_signature_rejected")
+    blob = forged_blob(NODE, USER, signer=new())
     with pytest.raises(InvalidAdvert) as info:
         verify_advert(blob, dht_key=key_of(USER), now=NOW)
     assert info.value.reason == "bad_signature"
@@ -38,7 +38,8 @@ def test_tampered_body_rejected() -> None:
 
 
 def test_wrong_key_binding() -> None:
-    other = KeyPair.generate().public
+    new = key_stream("advert/test_wrong_key_binding")
+    other = new().public
     with pytest.raises(InvalidAdvert) as info:
         verify_advert(advert_blob(NODE, USER), dht_key=key_of(other), now=NOW)
     assert info.value.reason == "wrong_key"
@@ -68,8 +69,9 @@ def test_bad_version() -> None:
 
 def test_sign_requires_node_key() -> None:
     ad = Advert(node_key=NODE.public, address="h:1", vessel="v", user_key=USER, seq=1, expires_at=NOW)
+    new = key_stream("advert/test_sign_requires_node_key")
     with pytest.raises(OverlayUsageError):
-        sign_advert(KeyPair.generate(), ad)
+        sign_advert(new(), ad)
 
 
 @pytest.mark.parametrize(

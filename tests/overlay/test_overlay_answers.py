@@ -25,10 +25,10 @@ from overlay.answers import (
 )
 from overlay.netgroup import group_of, host_scope, may_introduce, source_group
 from overlay.nodeid import check_id, id_digest
-from tests.overlay.overlay_helpers import TEST_BITS
+from tests.support.dht import TEST_BITS, seeded_identity
 
-IDENT = NodeIdentity.generate(TEST_BITS)
-OTHER = NodeIdentity.generate(TEST_BITS)
+IDENT = seeded_identity("answers-ident")
+OTHER = seeded_identity("answers-other")
 
 
 def wire(ident: NodeIdentity = IDENT, host: str = "127.5.0.1", port: int = 4000) -> list[object]:

@@ -12,10 +12,11 @@ import pytest
 import trio
 from rich.console import Console
 
-from overlay import DhtConfig, LookupResult, dht_loop, open_dht_node
+from overlay import DhtConfig, LookupResult, dht_loop, open_dht_node, query_status
 from overlay.__main__ import lookup_document, main, render_lookup
 from seattlecore import KeyPair
-from tests.overlay.test_overlay_loopback import ROOT, read_nodes, spawn
+from tests.support.dht import ROOT, read_nodes, reap, spawn
+from tests.support.polling import eventually
 
 
 async def run_cli(*argv: str) -> tuple[int, str]:
@@ -37,7 +38,11 @@ async def test_cli_against_live_nodes() -> None:
     try:
         nodes = await trio.to_thread.run_sync(read_nodes, proc)
         node = f"127.0.0.1:{nodes[0]['port']}"
-        await trio.sleep(0.5)
+
+        async def knows_the_others() -> bool:
+            return (await query_status(("127.0.0.1", int(nodes[0]["port"]))))["stats"]["peers"] == 2  # type: ignore[call-overload]
+
+        await eventually(knows_the_others, timeout=10)
         code, out = await run_cli("--json", "lookup", user.to_text(), "--bootstrap", node)
         assert code == 0, out
         doc = json.loads(out)
@@ -58,11 +63,7 @@ async def test_cli_against_live_nodes() -> None:
         code, out = await run_cli("crawl", "--bootstrap", node)
         assert code == 0 and "live nodes: 3" in out
     finally:
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        reap(proc)
 
 
 def test_cli_status_from_state_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

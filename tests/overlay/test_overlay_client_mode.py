@@ -15,7 +15,8 @@ from overlay.nodeid import NodeIdentity
 from overlay.wire import dialback_datagram
 from seattlecore import KeyPair
 from testbed.attackers.dht import NO_REPLY, HostilePeer, make_ident
-from tests.overlay.overlay_helpers import TEST_BITS, adverts_for, node_host, spread_network
+from tests.support.dht import TEST_BITS, adverts_for, node_host, spread_network
+from tests.support.polling import eventually
 
 
 def holders_of(nodes: list[DhtNode], node_id: bytes) -> int:
@@ -23,9 +24,10 @@ def holders_of(nodes: list[DhtNode], node_id: bytes) -> int:
 
 
 async def wait_found(node: DhtNode, user: KeyPair, want: int) -> None:
-    with trio.fail_after(20):
-        while len((await node.lookup(user.public)).candidates) < want:
-            await trio.sleep(0.1)
+    async def enough() -> bool:
+        return len((await node.lookup(user.public)).candidates) >= want
+
+    await eventually(enough, timeout=20, interval=0.1)
 
 
 async def test_a_client_mode_node_is_no_contact_but_publishes_and_looks_up() -> None:
@@ -54,9 +56,7 @@ async def test_a_client_mode_node_is_no_contact_but_publishes_and_looks_up() -> 
 
             await private.set_client_mode(False)  # e.g. a port forward appeared
             assert private.status()["mode"] == "server"
-            with trio.fail_after(10):
-                while holders_of(nodes, own_id) == 0:
-                    await trio.sleep(0.05)
+            await eventually(lambda: holders_of(nodes, own_id) > 0, timeout=10, interval=0.05)
             await private.set_client_mode(True)
             assert private.protocol.own_id == CLIENT_ID
 
@@ -90,9 +90,7 @@ async def test_lying_about_client_mode_gains_nothing(nursery: trio.Nursery) -> N
         limited = target.protocol.counters.rate_limited
         for _ in range(1500):  # the flag buys no exemption from the per-source limit
             await liar.send_raw(addr, b"\x00" + os.urandom(20) + b"\x92\xa4ping\x91\xc4\x00")
-        with trio.fail_after(5):
-            while target.protocol.counters.rate_limited == limited:
-                await trio.sleep(0.05)
+        await eventually(lambda: target.protocol.counters.rate_limited > limited, timeout=5)
 
 
 async def test_dial_back_datagrams_count_only_from_fresh_addresses(nursery: trio.Nursery) -> None:
@@ -111,9 +109,7 @@ async def test_dial_back_datagrams_count_only_from_fresh_addresses(nursery: trio
         await fresh.send_raw(addr, dialback_datagram(good))
         garbage = node.protocol.counters.garbage_datagrams
         await fresh.send_raw(addr, dialback_datagram(b"short"))
-        with trio.fail_after(5):
-            while not seen or node.protocol.counters.garbage_datagrams == garbage:
-                await trio.sleep(0.02)
+        await eventually(lambda: seen and node.protocol.counters.garbage_datagrams > garbage, timeout=5)
         assert seen == [good]
         assert node.protocol.counters.dialbacks_ignored == 1
 

@@ -27,7 +27,8 @@ from overlay import (
 )
 from overlay.dht import pack_records
 from seattlecore import KeyPair, PublicKey
-from tests.overlay.overlay_helpers import forged_blob, key_of
+from tests.support.dht import forged_blob, key_of
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -83,14 +84,18 @@ async def test_publish_lookup_and_rejections() -> None:
         flood = [blob_for(flooder, user, vessel=f"f{i}") for i in range(40)]
         for start in range(0, 40, 10):
             raw_store(port, key, pack_records(flood[start : start + 10]))
-        await trio.sleep(0.3)
-        counts = nodes[3].statistics().rejected
-        assert counts.get("bad_signature") == 1
-        assert counts.get("expired") == 1
-        assert counts.get("stale_seq") == 1
-        assert counts.get("oversize") == 1
-        assert counts.get("malformed") == 1
-        assert counts.get("publisher_full") == 40 - StoreLimits().max_per_publisher_per_key
+
+        def all_rejected() -> bool:
+            counts = nodes[3].statistics().rejected
+            assert counts.get("bad_signature") == 1
+            assert counts.get("expired") == 1
+            assert counts.get("stale_seq") == 1
+            assert counts.get("oversize") == 1
+            assert counts.get("malformed") == 1
+            assert counts.get("publisher_full") == 40 - StoreLimits().max_per_publisher_per_key
+            return True
+
+        await eventually(all_rejected, timeout=10)
 
         result = await nodes[7].lookup(user)
         found = {a.node_key for a in result.candidates}
@@ -201,9 +206,7 @@ async def test_a_node_whose_bootstrap_peer_was_down_joins_when_it_comes_up() -> 
         async with open_dht_node(config) as late:
             assert len(late.protocol.router) == 0  # nobody answered
             async with open_dht_node(DhtConfig(port=port)) as seed:
-                with trio.fail_after(20):
-                    while not len(late.protocol.router):
-                        await trio.sleep(0.05)
+                await eventually(lambda: len(late.protocol.router) > 0, timeout=20, interval=0.05)
                 result = await late.publish([blob_for(node_keys, user)])
                 assert result.peers >= 1
                 found = await seed.lookup(user)

@@ -22,12 +22,14 @@ import trio
 from nodemanager import open_node_client
 from overlay import lookup_once
 from testbed.attackers.dht import HostilePeer, fuzzing, make_ident, random_value
+from tests.support.net import ip
+from tests.support.polling import eventually
 from tests.support.worlds import FRIEND, OWNER, daemon, init
 
 pytestmark = pytest.mark.slow
 
 SECONDS = float(os.environ.get("DHT_FUZZ_SECONDS", "12"))
-HOSTS = ["127.2.0.1", "127.2.1.1", "127.2.2.1"]
+HOSTS = [ip("127.2.0.1"), ip("127.2.1.1"), ip("127.2.2.1")]
 REQUESTS = ["ping", "hello", "store", "find_node", "find_value", "find_ads_page", "status", "nope"]
 
 
@@ -41,9 +43,9 @@ async def attack(peer: HostilePeer, targets: list[tuple[str, int]], seed: int) -
             if rng.random() < 0.5:
                 args[:1] = [peer.ident.node_id]
             data = msgpack.packb([rng.choice(REQUESTS), args], use_bin_type=True)
-            await peer.send_raw(target, b"\x00" + os.urandom(20) + data)
+            await peer.send_raw(target, b"\x00" + rng.randbytes(20) + data)
         else:
-            await peer.send_raw(target, rng.choice([b"\x00", b"\x01"]) + os.urandom(rng.randrange(0, 600)))
+            await peer.send_raw(target, rng.choice([b"\x00", b"\x01"]) + rng.randbytes(rng.randrange(0, 600)))
         await trio.sleep(0.005)
 
 
@@ -51,7 +53,7 @@ async def test_hostile_peer_never_crashes_node_managers(tmp_path: Path) -> None:
     states = [tmp_path / f"nm{i}" for i in range(3)]
     for state in states:
         init(state)
-    peer = HostilePeer("127.66.0.1", make_ident(16), fuzzing(seed=11))
+    peer = HostilePeer(ip("127.6.0.1"), make_ident(16), fuzzing(seed=11))
     async with AsyncExitStack() as stack:
         _, first_dht, first = await stack.enter_async_context(daemon(states[0], [], HOSTS[0]))
         nodes = [await stack.enter_async_context(daemon(s, [f"{HOSTS[0]}:{first_dht}"], h))
@@ -62,12 +64,12 @@ async def test_hostile_peer_never_crashes_node_managers(tmp_path: Path) -> None:
         nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(peer.serve)
         for target in dht:  # nodes serve the DHT once their probes found them reachable
-            with trio.fail_after(30):
-                while not await peer.join(target):
-                    await trio.sleep(0.2)
-        with trio.fail_after(30):  # and every advert is where lookups find it
-            while len((await lookup_once(OWNER.public, [dht[0]], timeout=10)).candidates) < 6:
-                await trio.sleep(0.2)
+            await eventually(lambda target=target: peer.join(target), timeout=30, interval=0.2)
+
+        async def all_found() -> bool:  # and every advert is where lookups find it
+            return len((await lookup_once(OWNER.public, [dht[0]], timeout=10)).candidates) >= 6
+
+        await eventually(all_found, timeout=30, interval=0.2)
         nursery.start_soon(attack, peer, dht, 5)
         lookups = found_all = 0
         with trio.move_on_after(SECONDS):
@@ -83,8 +85,9 @@ async def test_hostile_peer_never_crashes_node_managers(tmp_path: Path) -> None:
         final = await lookup_once(OWNER.public, [dht[1]], timeout=10)
         assert len(final.candidates) == 6
     # Seeded half by the hostile peer, a rare lookup ends partial; a long run (300 s: 4,463
-    # lookups) saw 2.4 % so. No crash and the final lookup are the hard requirements.
-    assert lookups >= 3 and found_all >= lookups - max(1, lookups // 20), (found_all, lookups)
+    # lookups) saw 2.4 % so, a 12 s run beside another test worker on 2 loaded cores 5.6 %.
+    # No crash and the final lookup are the hard requirements.
+    assert lookups >= 3 and found_all >= lookups - max(1, lookups // 10), (found_all, lookups)
     assert peer.received > 20  # the nodes did query the hostile peer
     for state in states:
         log = (state / "nodemanager.log").read_text()

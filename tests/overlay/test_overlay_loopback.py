@@ -2,55 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import trio
 
 from overlay import DhtUnavailable, lookup_once
 from seattlecore import KeyPair
+from tests.support import dht
+from tests.support.dht import read_nodes, reap
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-CHILD = Path(__file__).with_name("dht_child.py")
 PER_PROCESS = 3
 PROCESSES = 10
 REPUBLISH = 4.0  # each round stores under 3 replica keys: keep the load of 30 nodes modest
 
 
 def spawn(user: str, bootstrap: list[tuple[str, int]]) -> subprocess.Popen[str]:
-    cfg = {
-        "count": PER_PROCESS,
-        "bootstrap": bootstrap,
-        "user": user,
-        "republish": REPUBLISH,
-        "ttl": 60.0,
-        "refresh": 6.0,
-    }
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), json.dumps(cfg)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=str(ROOT),
-    )
-
-
-def read_nodes(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
-    assert proc.stdout is not None
-    nodes = []
-    while (line := proc.stdout.readline().strip()) != "ready":
-        if not line:
-            raise RuntimeError("child exited early")
-        nodes.append(json.loads(line))
-    return nodes
+    return dht.spawn(user, bootstrap, count=PER_PROCESS, republish=REPUBLISH, ttl=60.0, refresh=6.0)
 
 
 async def found_fraction(user_pk: object, boot: list[tuple[str, int]], expect: set[str]) -> float:
@@ -75,30 +46,23 @@ async def test_thirty_nodes_found_and_survive_churn() -> None:
         everyone = {str(n["node_key"]) for nodes in by_proc for n in nodes}
         assert len(everyone) == PER_PROCESS * PROCESSES
 
-        fraction = 0.0
-        with trio.move_on_after(30):
-            while fraction < 1.0:
-                fraction = await found_fraction(user, boot, everyone)
-                await trio.sleep(0.5)
-        assert fraction == 1.0
+        async def all_found() -> bool:
+            return await found_fraction(user, boot, everyone) == 1.0
+
+        await eventually(all_found, timeout=30, interval=0.5)
 
         for proc in procs[-3:]:  # kill 30 % of the nodes without warning
             proc.kill()
         killed = {str(n["node_key"]) for nodes in by_proc[-3:] for n in nodes}
         live = everyone - killed
-        await trio.sleep(2 * REPUBLISH + 1.5)  # republish rounds + 1 s RPC timeouts
-        # Five lookups in a row must find (on average) every live advert; a burst of load on
-        # the shared machine may delay that, but it must come within the window.
+        # Five lookups in a row must find (on average) every live advert; republish rounds
+        # (2 x 4 s), 1 s RPC timeouts to the dead and a burst of load on the shared machine
+        # may delay that, but it must come within the window.
         fractions: list[float] = []
-        with trio.move_on_after(30):
+        with trio.move_on_after(30 + 2 * REPUBLISH + 1.5):
             while len(fractions) < 5 or sum(fractions[-5:]) / 5 < 0.99:
                 fractions.append(await found_fraction(user, boot, live))
         assert sum(fractions[-5:]) / 5 >= 0.99, fractions
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
+            reap(proc)

@@ -1,20 +1,27 @@
-"""Pure tests: the routing table's diversity limits and bounds, and disjoint-path lookups."""
+"""Pure tests: the routing table's diversity limits and bounds, and disjoint-path lookups.
+
+Every id, target and sample is seeded: a run draws the same network as the last one.
+"""
 
 from __future__ import annotations
 
-import os
 import random
+from collections import Counter
 from collections.abc import Callable
 
-from overlay import NodeIdentity
 from overlay.answers import Contact
 from overlay.lookup import Lookup, LookupParams
 from overlay.netgroup import DiversityLimits
 from overlay.routing import MAX_FAILURES, RoutingTable
-from tests.overlay.overlay_helpers import TEST_BITS
+from tests.support.dht import seeded_identity
 
-OWN = NodeIdentity.generate(TEST_BITS).node_id
-POOL = [NodeIdentity.generate(TEST_BITS) for _ in range(400)]
+OWN = seeded_identity("routing-own").node_id
+POOL = [seeded_identity("routing-pool", i) for i in range(400)]
+
+
+def seeded_target(seed: int) -> bytes:
+    """A lookup target, the same in every run."""
+    return random.Random(seed).randbytes(20)
 
 
 def contact(i: int, host: str, port: int = 4000) -> Contact:
@@ -47,8 +54,9 @@ def test_thirty_thousand_new_ids_do_not_grow_the_table() -> None:
 
 def test_live_contacts_stay_and_failed_ones_make_room() -> None:
     table = RoutingTable(OWN, k=2, replacements=2)
-    index = table.bucket_of(POOL[0].node_id)
-    same = [i for i in range(400) if table.bucket_of(POOL[i].node_id) == index][:4]
+    buckets = [table.bucket_of(ident.node_id) for ident in POOL]
+    index, _ = Counter(buckets).most_common(1)[0]  # half of any 400 ids share the first bucket
+    same = [i for i, bucket in enumerate(buckets) if bucket == index][:4]
     first, second, third, fourth = (contact(i, f"127.52.{n}.1") for n, i in enumerate(same))
     assert table.add(first, 1.0) == "added" and table.add(second, 1.0) == "added"
     for _ in range(MAX_FAILURES - 1):  # no one waits: a contact may miss a few answers
@@ -76,7 +84,7 @@ def test_closest_is_exact_and_prefers_healthy_contacts() -> None:
     everyone = [contact(i, f"127.54.{i}.1") for i in range(60)]
     for c in everyone:
         table.add(c, 1.0)
-    target = os.urandom(20)
+    target = seeded_target(1)
     goal = int.from_bytes(target, "big")
     held = table.contacts()
     expect = sorted(held, key=lambda c: c.distance(goal))[:5]
@@ -120,7 +128,7 @@ def closest_to(people: list[Contact], target: bytes, k: int) -> list[Contact]:
 
 def test_disjoint_paths_never_ask_an_endpoint_twice_and_find_the_closest() -> None:
     people = honest_network(200)
-    target = os.urandom(20)
+    target = seeded_target(2)
     lookup = Lookup(target, people[:12], LookupParams(k=10, alpha=2, paths=3))
     asked = simulate(lookup, lambda c: closest_to(people, target, 20))
     assert len(asked) == len({c.addr for c in asked})
@@ -130,16 +138,17 @@ def test_disjoint_paths_never_ask_an_endpoint_twice_and_find_the_closest() -> No
 def test_a_peer_handing_out_unreachable_contacts_costs_a_round() -> None:
     """Issue 11 item 3: 400 unreachable contacts from one peer must not stall the lookup."""
     people = honest_network(100)
-    target = os.urandom(20)
+    target = seeded_target(3)
     liar = people[0]
     ghosts = [contact(100 + i, f"127.56.{i}.1") for i in range(300)]
     ghost_ids = {g.node_id for g in ghosts}
+    rng = random.Random(3)
 
     def answer(c: Contact) -> list[Contact] | None:
         if c.node_id in ghost_ids:
             return None
         if c == liar:
-            return random.sample(ghosts, 20)
+            return rng.sample(ghosts, 20)
         return closest_to(people, target, 20)
 
     lookup = Lookup(target, [liar, *people[1:6]], LookupParams(k=10, alpha=2, paths=3))
@@ -151,13 +160,14 @@ def test_a_peer_handing_out_unreachable_contacts_costs_a_round() -> None:
 def test_many_ids_at_one_address_get_one_answer() -> None:
     """Issue 11 item 4: a peer answering with 20 fresh ids at its own address."""
     people = honest_network(50)
-    target = os.urandom(20)
+    target = seeded_target(4)
     sybil_host = "127.57.0.1"
     fakes = [contact(200 + i, sybil_host, 6000) for i in range(100)]
+    rng = random.Random(4)
 
     def answer(c: Contact) -> list[Contact] | None:
         if c.host == sybil_host:
-            return random.sample(fakes, 20)
+            return rng.sample(fakes, 20)
         return closest_to(people, target, 20)
 
     lookup = Lookup(target, [fakes[0], *people[:5]], LookupParams(k=10, alpha=2, paths=3))
@@ -169,9 +179,10 @@ def test_many_ids_at_one_address_get_one_answer() -> None:
 
 def test_budget_and_quorum_bound_the_work() -> None:
     people = honest_network(300)
-    target = os.urandom(20)
+    target = seeded_target(5)
+    rng = random.Random(5)
     capped = Lookup(target, people[:9], LookupParams(k=10, alpha=3, paths=3, max_queries=7))
-    assert len(simulate(capped, lambda c: random.sample(people, 20))) == 7 and capped.finished
+    assert len(simulate(capped, lambda c: rng.sample(people, 20))) == 7 and capped.finished
     quick = Lookup(target, people[:9], LookupParams(k=10, alpha=1, paths=3, quorum=1))
     asked = 0
     for cand in quick.next_queries(0.0):

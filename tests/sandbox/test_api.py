@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.conftest import RunProgram, table
+from tests.support.vessels import HOST, RunProgram, on_host, table
 
 
 async def test_log_args_runtime_and_normal_exit(run_program: RunProgram) -> None:
@@ -204,8 +204,8 @@ except AlreadyListeningError:
     log('already listening')
 log('resolve', gethostbyname('localhost'))
 """
-    out = await run_program(source)
-    assert "tcp b'ping' 127.0.0.1 63105" in out.log
+    out = await run_program(on_host(source))
+    assert f"tcp b'ping' {HOST} 63105" in out.log
     assert "close True False" in out.log
     assert "udp 5 b'dgram' 63101" in out.log
     for word in ("port 1 forbidden", "messport forbidden", "datagram too big", "already listening"):
@@ -223,7 +223,7 @@ try:
 except ResourceExhaustedError:
     log('stopped at', len(held), 'ResourceExhaustedError')
 """
-    out = await run_program(source, resources=table(insockets=3))
+    out = await run_program(on_host(source), resources=table(insockets=3))
     assert "stopped at 3 ResourceExhaustedError" in out.log
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sandbox import Supervisor
-from tests.sandbox.conftest import table
 from tests.support.tmpfs import small_tmpfs
+from tests.support.vessels import table
 
 WRITER = """
 f = openfile('big.bin', True)

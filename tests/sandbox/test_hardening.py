@@ -25,7 +25,8 @@ from sandbox.process import hardening
 from sandbox.process.hardening import HardeningError, HardeningPlan, ProtectionReport
 from tests.support.requires import requires
 
-SANDBOX_DIR = Path(hardening.__file__).resolve().parent
+SANDBOX_DIR = Path(hardening.__file__).resolve().parents[1]
+"""The ``sandbox`` package directory (the child stubs the package and imports from here)."""
 SUPPORT = hardening.detect_support()
 ROOT = bool(SUPPORT["root"])
 LANDLOCK_ABI = int(SUPPORT["landlock_abi"])

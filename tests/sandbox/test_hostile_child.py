@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox import Compiled, CompileFailed, compile_program
-from tests.sandbox.conftest import RunProgram
+from tests.support.vessels import RunProgram
 
 FORGE = """
 import os

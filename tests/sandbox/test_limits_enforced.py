@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from sandbox import Supervisor
-from tests.sandbox.conftest import RunProgram, table
+from tests.support.vessels import RunProgram, on_host, table
+
+pytestmark = pytest.mark.xdist_group("serial")  # CPU shares and rates: measured beside no other test
 
 BUSY = "spins = 0\nwhile True:\n    spins = spins + 1\n"
 
@@ -66,7 +69,7 @@ while getruntime() - start < 3.0:
     sent = sent + sendmessage('127.0.0.1', 9, 'u' * 936, '127.0.0.1', 63100) + 64
 log('rate', sent / (getruntime() - start))
 """
-    out = await run_program(source, resources=table(loopsend=50_000))
+    out = await run_program(on_host(source), resources=table(loopsend=50_000))
     rate = float(out.log.split("rate", 1)[1].split()[0])
     assert 45_000 <= rate <= 55_000, rate
 
@@ -159,7 +162,7 @@ try:
 except ResourceExhaustedError:
     log('outsockets stopped at', len(conns))
 """
-    out = await run_program(source, resources=table(filesopened=3, outsockets=2))
+    out = await run_program(on_host(source), resources=table(filesopened=3, outsockets=2))
     assert "files stopped at 3" in out.log
     assert "reopened after close" in out.log
     assert "outsockets stopped at 2" in out.log

@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+
+from tests.support.polling import eventually_sync
 
 SCRIPT = """
 import sys, trio
@@ -42,10 +43,14 @@ def test_program_dies_with_its_supervisor(vessel_dir: Path) -> None:
         vessel = children[0]
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 10
-        while vessel.is_running() and vessel.status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline, "vessel program outlived its supervisor"
-            time.sleep(0.05)
+        eventually_sync(lambda: gone(vessel), timeout=10, what="vessel program outlived its supervisor")
     finally:
         parent.kill()
         parent.wait()
+
+
+def gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -23,7 +23,7 @@ from sandbox.process.limits import CpuThrottle, LogRing, check_quantities, decod
 from sandbox.repy import ResourceExhaustedError, ResourceForbiddenError
 from sandbox.resources import NUMERIC, RENEWABLE
 from sandbox.vessel.nanny import Nanny, RateBucket
-from tests.sandbox.conftest import table
+from tests.support.vessels import table
 
 
 def test_exports() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.sandbox.conftest import RunProgram
+from tests.support.vessels import RunProgram, on_host
 
 
 async def test_dropped_handles_are_closed_and_their_items_return(run_program: RunProgram) -> None:
@@ -27,7 +27,7 @@ for i in range(6):                                    # more than filesopened (4
     openfile('b' + str(i), True)
 log('reused fine')
 """
-    out = await run_program(source)
+    out = await run_program(on_host(source))
     assert "open (1, 1, 2)" in out.log, out.log
     assert "dropped (0, 0, 0)" in out.log, out.log
     assert "reused fine" in out.log and out.report.exit_code == 0, out.log

@@ -10,7 +10,7 @@ from sandbox.process.limits import CpuThrottle
 from sandbox.vessel.nanny import Nanny
 from sandbox.vessel.vesselfiles import blocks_touched
 from sandbox.vessel.vesselnet import valid_ip
-from tests.sandbox.conftest import table
+from tests.support.vessels import table
 
 
 def test_safedict_refuses_keys_that_reach_the_hooks() -> None:

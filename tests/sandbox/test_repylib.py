@@ -14,14 +14,16 @@ import pytest
 import trio
 
 from sandbox.vessel.dylink import SHIPPED, module_name
-from tests.sandbox.repyv2_suite import Outcome, run_suite, runnable_tests
+from tests.support.once import once_per_run
+from tests.support.repyv2 import Outcome, run_suite, runnable_tests
 
 LIBRARY_TESTS = runnable_tests(Path(__file__).parent / "repylib")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per run: xdist workers share it (tests.support.once)
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return trio.run(run_suite, LIBRARY_TESTS, tmp_path_factory.mktemp("repylib"))
+    return once_per_run(tmp_path_factory, "repylib",
+                        lambda: trio.run(run_suite, LIBRARY_TESTS, tmp_path_factory.mktemp("repylib")))
 
 
 @pytest.mark.parametrize("test", LIBRARY_TESTS, ids=lambda p: p.stem.removeprefix("ut_lib_"))

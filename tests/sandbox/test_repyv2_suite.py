@@ -1,7 +1,7 @@
 """Seattle's Repy V2 API tests (``ut_repyv2api_*``), ported, as the executable spec.
 
 All 78 that stay on loopback run in real sandboxed vessels, three at a time, once per
-session (see ``repyv2_suite``); each is then judged by Seattle's pass rule. The 80th,
+session (see ``tests.support.repyv2``); each is then judged by Seattle's pass rule. The 80th,
 ``openconnectiontimeout``, resolves and connects to a host on the internet and is never
 run. Seattle's ``commandlineargs`` checked ``repy.py`` itself; its port checks
 ``seattle-sandbox run`` below.
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.sandbox.repyv2_suite import (
+from tests.support.once import once_per_run
+from tests.support.repyv2 import (
     NEEDS_INTERNET,
     SUITE,
     Outcome,
@@ -29,10 +30,10 @@ from tests.sandbox.repyv2_suite import (
 TESTS = runnable_tests()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per run: xdist workers share it (tests.support.once)
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    workdir = tmp_path_factory.mktemp("repyv2")
-    return trio.run(run_suite, TESTS, workdir)
+    return once_per_run(tmp_path_factory, "repyv2",
+                        lambda: trio.run(run_suite, TESTS, tmp_path_factory.mktemp("repyv2")))
 
 
 def test_the_whole_suite_is_here() -> None:
