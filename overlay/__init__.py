@@ -3,7 +3,8 @@
 See docs/overlay.md. Pure parts: ``advert`` (record format), ``store`` (validating merge),
 ``select`` (reader choice), ``answers`` (one decoder per RPC answer), ``nodeid`` (key-derived
 ids), ``netgroup`` (address groups), ``routing`` (k-buckets with diversity limits),
-``lookup`` (disjoint-path lookup state), ``wire`` (the datagram format), ``results``. I/O:
+``lookup`` (disjoint-path lookup state), ``wire`` (the datagram format), ``results`` (result
+types, the ``Directory`` seam and its in-memory ``FakeDirectory``). I/O:
 ``dht`` (the wire protocol), ``crawl`` and ``publishing`` (asyncio drivers), ``node`` (DHT node
 under trio_asyncio), ``client`` (short-lived lookups and status queries), ``service`` (the node
 manager's ``Announcer``).
@@ -26,11 +27,10 @@ if _TYPE_CHECKING:
     )
     from overlay.client import lookup_once, open_client, parse_hostport, query_status
     from overlay.errors import BadAnswer, DhtUnavailable, InvalidAdvert, OverlayError, OverlayUsageError
-    from overlay.fake import FakeDirectory
     from overlay.netgroup import DiversityLimits
     from overlay.node import DhtConfig, DhtNode, dht_loop, open_dht_node, serve_dht
     from overlay.nodeid import NodeIdentity
-    from overlay.results import Directory, LookupResult, NodeStats, PublishResult
+    from overlay.results import Directory, FakeDirectory, LookupResult, NodeStats, PublishResult
     from overlay.select import Rejection, Selection, select_adverts
     from overlay.service import ADVERT_TTL, REPUBLISH_INTERVAL, Announcer, AnnouncerStats
     from overlay.status import read_status_file
@@ -47,9 +47,6 @@ __getattr__ = _lazy_exports(__name__, {
     "overlay.errors": (
         "BadAnswer", "DhtUnavailable", "InvalidAdvert", "OverlayError", "OverlayUsageError",
     ),
-    "overlay.fake": (
-        "FakeDirectory",
-    ),
     "overlay.netgroup": (
         "DiversityLimits",
     ),
@@ -60,7 +57,7 @@ __getattr__ = _lazy_exports(__name__, {
         "NodeIdentity",
     ),
     "overlay.results": (
-        "Directory", "LookupResult", "NodeStats", "PublishResult",
+        "Directory", "FakeDirectory", "LookupResult", "NodeStats", "PublishResult",
     ),
     "overlay.select": (
         "Rejection", "Selection", "select_adverts",

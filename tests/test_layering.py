@@ -191,6 +191,28 @@ def test_no_import_cycles() -> None:
     assert not found, "import cycles: " + "; ".join(" <-> ".join(group) for group in found)
 
 
+MAX_MODULES_PER_FOLDER = 20
+
+
+def crowded_folders(root: Path = ROOT) -> dict[str, int]:
+    """Package folders holding more than ``MAX_MODULES_PER_FOLDER`` modules (``__init__`` not counted)."""
+    counts = {}
+    for package in PACKAGES:
+        for init in (root / package).rglob("__init__.py"):
+            modules = [f for f in init.parent.glob("*.py") if f.name != "__init__.py"]
+            counts[str(init.parent.relative_to(root))] = len(modules)
+    return {folder: n for folder, n in counts.items() if n > MAX_MODULES_PER_FOLDER}
+
+
+def test_no_package_folder_is_crowded(tmp_path: Path) -> None:
+    assert crowded_folders() == {}
+    crowded = tmp_path / "seash"
+    crowded.mkdir()
+    for name in ["__init__", *(f"m{i}" for i in range(MAX_MODULES_PER_FOLDER + 1))]:
+        (crowded / f"{name}.py").write_text("")
+    assert crowded_folders(tmp_path) == {"seash": MAX_MODULES_PER_FOLDER + 1}
+
+
 def test_seash_loads_no_daemon_modules() -> None:
     code = "import sys, seash.shell; print('\\n'.join(sorted(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,

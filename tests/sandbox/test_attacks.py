@@ -23,6 +23,8 @@ from tests.support.once import once_per_run
 from tests.support.requires import skip_or_fail
 from tests.support.vessels import Job, Outcome, on_host, run_batch
 
+pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
+
 HERE = Path(__file__).parent
 SHARED = HERE / "attacks" / "corpus"
 OURS = HERE / "attacks"

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
+
 ROOT = Path(__file__).parents[2]
 
 

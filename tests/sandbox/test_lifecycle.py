@@ -25,6 +25,8 @@ from tests.support.polling import NotYet, eventually_sync
 from tests.support.processes import processes_in, state_of, wait_until_gone
 from tests.support.vessels import require_root
 
+pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
+
 ROOT = Path(__file__).parents[2]
 SPIN = "x = 0\nwhile True:\n    x += 1\n"
 BLOCKED = "lock = createlock()\nlock.acquire(True)\nlock.acquire(True)\n"

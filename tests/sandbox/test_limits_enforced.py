@@ -11,7 +11,7 @@ import trio
 from sandbox import Supervisor
 from tests.support.vessels import RunProgram, on_host, table
 
-pytestmark = pytest.mark.xdist_group("vessel-ports")  # fixed vessel ports; see tests/support/groups.py
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vessel-ports")]  # groups.py
 
 BUSY = "spins = 0\nwhile True:\n    spins = spins + 1\n"
 

@@ -17,6 +17,8 @@ from sandbox.vessel.dylink import SHIPPED, module_name
 from tests.support.once import once_per_run
 from tests.support.repyv2 import Outcome, run_suite, runnable_tests
 
+pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
+
 LIBRARY_TESTS = runnable_tests(Path(__file__).parent / "repylib")
 
 

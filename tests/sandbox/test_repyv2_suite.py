@@ -27,6 +27,8 @@ from tests.support.repyv2 import (
     runnable_tests,
 )
 
+pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
+
 TESTS = runnable_tests()
 
 
