@@ -273,6 +273,7 @@ class RelayServer:
         """Copy bytes both ways until either side closes, a cap or the idle timeout."""
         limits, counters = self.limits, self.table.counters
         carried = [0]
+        cut: list[str] = []  # why the circuit was cut; both directions may hit a cap at once
         with trio.CancelScope() as idle:
             idle.deadline = trio.current_time() + limits.circuit_idle
 
@@ -286,14 +287,10 @@ class RelayServer:
                     held.carried += len(data)
                     counters.bytes_relayed += len(data)
                     if held.carried > limits.reservation_bytes:
-                        counters.circuits_closed_budget += 1
-                        log.info("closing a relayed connection: its reservation carried %d bytes",
-                                 limits.reservation_bytes)
+                        cut.append("budget")
                         return
                     if carried[0] > limits.circuit_bytes:
-                        counters.circuits_closed_bytes += 1
-                        log.info("closing a relayed connection at its %d-byte cap",
-                                 limits.circuit_bytes)
+                        cut.append("bytes")
                         return
                     await dst.send_all(data)
                     idle.deadline = trio.current_time() + limits.circuit_idle
@@ -307,6 +304,13 @@ class RelayServer:
                     nursery.start_soon(_then_cancel, pump, src, dst, nursery.cancel_scope)
         if idle.cancelled_caught:
             counters.circuits_closed_idle += 1
+        elif cut and cut[0] == "budget":
+            counters.circuits_closed_budget += 1
+            log.info("closed a relayed connection: its reservation carried %d bytes",
+                     limits.reservation_bytes)
+        elif cut:
+            counters.circuits_closed_bytes += 1
+            log.info("closed a relayed connection at its %d-byte cap", limits.circuit_bytes)
 
 
 async def _then_cancel(pump: Callable[[trio.abc.Stream, trio.abc.Stream], Any],
