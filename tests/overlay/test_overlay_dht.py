@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import msgpack
 import pytest
@@ -166,8 +167,14 @@ async def test_status_rpc_and_status_file(tmp_path: object) -> None:
         config = DhtConfig(bootstrap=(("127.0.0.1", first.port),))
         async with open_dht_node(config) as second:
             await second.publish([blob_for(KeyPair.generate(), user)])
-            status = await query_status(("127.0.0.1", first.port))
-            assert status["stats"]["peers"] == 1 and status["store"]["records"] == REPLICA_KEYS
+
+            async def stored() -> dict[str, Any] | None:
+                # a store acknowledged late (a loaded host) is counted a moment after publish returns
+                status = await query_status(("127.0.0.1", first.port))
+                return status if status["store"]["records"] == REPLICA_KEYS else None
+
+            status = await eventually(stored, timeout=10, interval=0.05, what="every replica stored")
+            assert status["stats"]["peers"] == 1
             assert status["peers"][0]["address"] == f"127.0.0.1:{second.port}"
             first.write_status()
             on_disk = read_status_file(state)
