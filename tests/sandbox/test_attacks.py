@@ -19,7 +19,6 @@ import pytest
 import trio
 
 from tests.support.net import ip
-from tests.support.once import once_per_run
 from tests.support.requires import skip_or_fail
 from tests.support.vessels import Job, Outcome, on_host, run_batch
 
@@ -61,9 +60,9 @@ def prepared(program: Path, index: int, root: Path) -> Job:
     return Job(program.stem, vessel.resolve(), source, timeout=TIMEOUT)
 
 
-@pytest.fixture(scope="session")  # once per run: xdist workers share it (tests.support.once)
+@pytest.fixture(scope="session")  # once: its group runs in one worker (tests/support/groups.py)
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Attacked]:
-    return once_per_run(tmp_path_factory, "attacks", lambda: attack_all(tmp_path_factory.mktemp("attacks")))
+    return attack_all(tmp_path_factory.mktemp("attacks"))
 
 
 @dataclass(frozen=True)

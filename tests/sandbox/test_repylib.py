@@ -14,7 +14,6 @@ import pytest
 import trio
 
 from sandbox.vessel.dylink import SHIPPED, module_name
-from tests.support.once import once_per_run
 from tests.support.repyv2 import Outcome, run_suite, runnable_tests
 
 pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
@@ -22,10 +21,9 @@ pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
 LIBRARY_TESTS = runnable_tests(Path(__file__).parent / "repylib")
 
 
-@pytest.fixture(scope="session")  # once per run: xdist workers share it (tests.support.once)
+@pytest.fixture(scope="session")  # once: its group runs in one worker (tests/support/groups.py)
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return once_per_run(tmp_path_factory, "repylib",
-                        lambda: trio.run(run_suite, LIBRARY_TESTS, tmp_path_factory.mktemp("repylib")))
+    return trio.run(run_suite, LIBRARY_TESTS, tmp_path_factory.mktemp("repylib"))
 
 
 @pytest.mark.parametrize("test", LIBRARY_TESTS, ids=lambda p: p.stem.removeprefix("ut_lib_"))

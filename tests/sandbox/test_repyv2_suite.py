@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.support.once import once_per_run
 from tests.support.repyv2 import (
     NEEDS_INTERNET,
     SUITE,
@@ -32,10 +31,9 @@ pytestmark = pytest.mark.slow  # starts vessel processes (not in the quick tier)
 TESTS = runnable_tests()
 
 
-@pytest.fixture(scope="session")  # once per run: xdist workers share it (tests.support.once)
+@pytest.fixture(scope="session")  # once: its group runs in one worker (tests/support/groups.py)
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    return once_per_run(tmp_path_factory, "repyv2",
-                        lambda: trio.run(run_suite, TESTS, tmp_path_factory.mktemp("repyv2")))
+    return trio.run(run_suite, TESTS, tmp_path_factory.mktemp("repyv2"))
 
 
 def test_the_whole_suite_is_here() -> None:

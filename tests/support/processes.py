@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
+
+from tests.support.polling import NotYet, eventually_sync
 
 
 def processes_in(directory: Path) -> list[int]:
@@ -27,10 +28,12 @@ def processes_in(directory: Path) -> list[int]:
 
 
 def wait_until_gone(directory: Path, seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (left := processes_in(directory)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return left
+    """Wait until no process runs in ``directory``; the pids still there after ``seconds``."""
+    try:
+        eventually_sync(lambda: not processes_in(directory), timeout=seconds)
+    except NotYet:
+        return processes_in(directory)
+    return []
 
 
 def state_of(pid: int) -> str:
