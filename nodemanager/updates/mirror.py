@@ -48,6 +48,18 @@ def check_path(path: object) -> str:
     return path
 
 
+class NotHeld(MirrorError):
+    """Raised when a mirror answers that it does not hold the file (maps to a 404)."""
+
+
+class Stalled(MirrorError):
+    """Raised when a mirror sends nothing for a whole step timeout."""
+
+
+class BadAnswer(MirrorError):
+    """Raised when a mirror answers out of protocol (a bad frame, a size above the cap)."""
+
+
 def _frame(obj: dict[str, Any]) -> bytes:
     body: bytes = msgpack.packb(obj, use_bin_type=True)
     return len(body).to_bytes(HEADER_BYTES, "big") + body
@@ -73,13 +85,13 @@ class _Reader:
     async def frame(self, limit: int) -> dict[str, Any]:
         length = int.from_bytes(await self.exactly(HEADER_BYTES), "big")
         if length > limit:
-            raise MirrorError(f"frame of {length} bytes is above {limit}")
+            raise BadAnswer(f"frame of {length} bytes is above {limit}")
         try:
             obj = msgpack.unpackb(await self.exactly(length), raw=False, strict_map_key=True)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise MirrorError("frame is not msgpack") from exc
+            raise BadAnswer("frame is not msgpack") from exc
         if not isinstance(obj, dict) or obj.get("v") != VERSION:
-            raise MirrorError("frame is not a version-1 map")
+            raise BadAnswer("frame is not a version-1 map")
         return obj
 
     async def some(self, limit: int) -> bytes:
@@ -161,10 +173,6 @@ class MirrorServer:
         self.stats.bytes += sent
 
 
-class NotHeld(MirrorError):
-    """Raised when a mirror answers that it does not hold the file (maps to a 404)."""
-
-
 class Download:
     """One file from one mirror, read chunk by chunk; every step bounded by ``timeout``.
 
@@ -195,7 +203,9 @@ class Download:
                 self._reader = _Reader(self._stream)
                 await self._stream.send_all(_frame({"v": VERSION, "get": self.path}))
                 head = await self._reader.frame(MAX_HEADER)
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+        except trio.TooSlowError as exc:
+            raise Stalled(f"mirror {self.where} sent no answer within {self.timeout} s") from exc
+        except (OSError, trio.BrokenResourceError) as exc:
             raise MirrorError(f"mirror {self.where} failed: {exc!r}") from exc
         if head.get("ok") is not True:
             if head.get("code") == "not_found":
@@ -204,7 +214,8 @@ class Download:
                               f"{str(head.get('message'))[:200]}")
         size = head.get("size")
         if type(size) is not int or not 0 <= size <= self.max_bytes:
-            raise MirrorError(f"mirror {self.where} announced a bad size {str(size)[:20]}")
+            raise BadAnswer(f"mirror {self.where} announced {str(size)[:20]} bytes for {self.path}"
+                            f" (at most {self.max_bytes} allowed)")
         self.size = size
         return size
 
@@ -217,8 +228,11 @@ class Download:
         try:
             with trio.fail_after(self.timeout):
                 data = await self._reader.some(min(remaining, CHUNK))
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-            raise MirrorError(f"mirror {self.where} stalled: {exc!r}") from exc
+        except trio.TooSlowError as exc:
+            raise Stalled(f"mirror {self.where} stalled after {self.received} of {self.size} "
+                          "bytes") from exc
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise MirrorError(f"mirror {self.where} failed: {exc!r}") from exc
         if not data:
             raise MirrorError(f"mirror {self.where} closed after {self.received} of {self.size}")
         self.received += len(data)

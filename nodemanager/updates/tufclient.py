@@ -1,17 +1,16 @@
-"""The TUF client over peers: python-tuf's ngclient with a fetcher that asks mirrors.
+"""The TUF client over peers: python-tuf's ngclient with a fetcher that asks holders.
 
-ngclient is synchronous, so a check runs in a worker thread (``trio.to_thread``) and the
-fetcher reaches the trio side with ``trio.from_thread.run`` for every network step (each one
-under its own timeout). URLs are opaque to ngclient; ours are ``p2p://seattle/metadata/NAME``
-and ``p2p://seattle/targets/PATH``, which map to mirror paths.
+ngclient is synchronous, so each attempt runs in a worker thread (``trio.to_thread``) and the
+fetcher reaches the trio side with ``trio.from_thread.run(CheckRun.get, ...)`` for every file:
+whole-file deadlines, hedged requests and screening happen there (``fetchrun.py``). URLs
+are opaque to ngclient; ours are ``p2p://seattle/metadata/NAME`` and
+``p2p://seattle/targets/PATH``, which map to mirror paths.
 
-Sources are tried in order for each file: a file that no source delivers but at least one
-answered "not held" for is a 404 (which is what ends ngclient's search for newer roots, so
-unreachable peers never hide the answer of reachable ones); if no source answered at all, it
-is a download error.
-After a failed verification the source that served the last file is excluded and the check
-runs again with a fresh ``Updater`` (at most ``ATTEMPTS`` times), so one lying peer cannot
-keep a node from an update that honest peers hold.
+A file no holder delivers but at least one said it does not hold is a 404 (which ends
+ngclient's search for newer roots); otherwise it is a download error. A file that passes
+screening but fails ngclient's verification gets its holder dropped, and the check goes on
+with a fresh ``Updater`` and the remaining holders: a check ends when it has a result, when
+no holder is left, or at ``FetchPolicy.check_deadline``, never after a count of attempts.
 """
 
 from __future__ import annotations
@@ -23,8 +22,10 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 import trio
 from tuf.api.exceptions import DownloadError, DownloadHTTPError, RepositoryError
@@ -32,7 +33,10 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from nodemanager.errors import MirrorError, UpdateError
-from nodemanager.updates.mirror import CHUNK, Download, MirrorStore, NotHeld, check_path
+from nodemanager.updates.fetchrun import CheckRun, DirSource, PeerSource, Source, chunks_of
+from nodemanager.updates.holders import CheckProgress, FetchPolicy, HolderBook
+from nodemanager.updates.mirror import MirrorStore, NotHeld, check_path
+from nodemanager.updates.screen import Screen
 from nodemanager.updates.updatecore import (
     RELEASE_TARGET,
     WHEEL_DIR,
@@ -42,110 +46,37 @@ from nodemanager.updates.updatecore import (
     decode_release,
 )
 
+__all__ = ["CheckContext", "CheckResult", "DirSource", "PeerFetcher", "PeerSource", "Source",
+           "check_once", "run_check"]
+
 log = logging.getLogger(__name__)
 
 METADATA_URL = "p2p://seattle/metadata/"
 TARGETS_URL = "p2p://seattle/targets/"
-ATTEMPTS = 3
-
-
-class Source(Protocol):
-    """Somewhere update files come from: a peer's mirror or a local directory."""
-
-    name: str
-
-    def open(self, path: str) -> Iterator[bytes]:
-        """Start fetching ``path``; raise NotHeld (a 404) or MirrorError before any byte."""
-        ...
-
-
-class DirSource:
-    """A directory laid out like a repository (``metadata/``, ``targets/``): a publisher's drop."""
-
-    def __init__(self, root: Path, name: str = "inbox") -> None:
-        self.root = root
-        self.name = name
-
-    def open(self, path: str) -> Iterator[bytes]:
-        try:
-            handle = (self.root / check_path(path)).open("rb")
-        except OSError as exc:
-            raise NotHeld(f"{path} not in {self.root}") from exc
-
-        def chunks() -> Iterator[bytes]:
-            with handle:
-                while block := handle.read(CHUNK):
-                    yield block
-        return chunks()
-
-
-class PeerSource:
-    """A peer's mirror, reached from the worker thread through the trio loop."""
-
-    def __init__(self, address: tuple[str, int], *, timeout: float = 10.0) -> None:
-        self.address = address
-        self.name = f"{address[0]}:{address[1]}"
-        self.timeout = timeout
-        self.open_downloads: list[Download] = []
-
-    def open(self, path: str) -> Iterator[bytes]:
-        download = Download(self.address, path, timeout=self.timeout)
-        self.open_downloads.append(download)
-        trio.from_thread.run(download.open)
-
-        def chunks() -> Iterator[bytes]:
-            while block := trio.from_thread.run(download.chunk):
-                yield block
-            trio.from_thread.run(download.aclose)
-        return chunks()
-
-    def close(self) -> None:
-        """Close what an abandoned download left open (from the worker thread)."""
-        for download in self.open_downloads:
-            trio.from_thread.run(download.aclose)
-        self.open_downloads.clear()
 
 
 class PeerFetcher(FetcherInterface):
-    """ngclient's fetcher: each file from the first source that holds it."""
+    """ngclient's fetcher for one attempt: every file through the check's ``CheckRun``."""
 
-    def __init__(self, sources: Sequence[Source]) -> None:
-        self.sources = list(sources)
-        self.last_source: str | None = None
-        self.fetched: dict[str, int] = {}
+    def __init__(self, run: CheckRun) -> None:
+        self.run = run
+        self.last_path: str | None = None
+        self._max_length = 0
+
+    def download_file(self, url: str, max_length: int) -> Any:
+        self._max_length = max_length  # ngclient's cap for this file: the deadline's size
+        return super().download_file(url, max_length)
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         path = url_to_path(url)
-        failures = []
-        answered = 0
-        for source in self.sources:
-            try:
-                chunks = source.open(path)
-            except NotHeld:
-                answered += 1
-                continue
-            except MirrorError as exc:
-                failures.append(str(exc))
-                continue
-            self.last_source = source.name
-            self.fetched[source.name] = self.fetched.get(source.name, 0) + 1
-            return _guarded(chunks, source.name)
-        if answered:  # someone answered "not held" and nobody delivered: the file is absent
-            raise DownloadHTTPError(f"no source holds {path}", 404)
-        raise DownloadError(f"no source delivered {path}: {'; '.join(failures)[:300]}")
-
-    def close(self) -> None:
-        for source in self.sources:
-            if isinstance(source, PeerSource):
-                source.close()
-
-
-def _guarded(chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
-    """Mid-file failures become DownloadError (ngclient wraps only the first call)."""
-    try:
-        yield from chunks
-    except MirrorError as exc:
-        raise DownloadError(f"{name}: {exc}") from exc
+        try:
+            data = trio.from_thread.run(self.run.get, path, self._max_length)
+        except NotHeld as exc:
+            raise DownloadHTTPError(str(exc), 404) from exc
+        except MirrorError as exc:
+            raise DownloadError(str(exc)) from exc
+        self.last_path = path
+        return chunks_of(data)
 
 
 def url_to_path(url: str) -> str:
@@ -229,34 +160,52 @@ def check_once(ctx: CheckContext, fetcher: PeerFetcher) -> CheckResult:
                        message=f"verified release {release.version}: {decision}")
 
 
-def check_with_retries(ctx: CheckContext, sources: Sequence[Source],
-                       attempts: int = ATTEMPTS,
-                       on_fail: Callable[[str, str], None] | None = None) -> CheckResult:
-    """``check_once``, excluding the source of each failed attempt; raise UpdateError at the end."""
+def trusted_screen(ctx: CheckContext, now: datetime) -> Screen:
+    """A screen from what ngclient trusts now (its cached root, else the anchor)."""
+    root, timestamp = ctx.tuf_dir / "root.json", ctx.tuf_dir / "timestamp.json"
+    return Screen.from_trusted(root.read_bytes() if root.exists() else ctx.anchor,
+                               timestamp.read_bytes() if timestamp.exists() else None, now)
+
+
+async def run_check(ctx: CheckContext, sources: Sequence[Source], *,
+                    policy: FetchPolicy | None = None, book: HolderBook | None = None,
+                    progress: CheckProgress | None = None,
+                    on_change: Callable[[], None] | None = None) -> CheckResult:
+    """One whole check under ``policy.check_deadline``; UpdateError if it finds no result.
+
+    ``sources`` in the order to ask them (``HolderBook.choose``); ``progress`` is updated as
+    it goes (status), ``book`` remembers the holders' behaviour for later checks."""
+    policy = policy or FetchPolicy()
     if not sources:
         raise UpdateError("no update source known (no peer advertises a release yet)")
-    excluded: list[str] = []
-    last = "no source to ask"
-    for _ in range(attempts):
-        live = [s for s in sources if s.name not in excluded]
-        if not live:
-            break
-        fetcher = PeerFetcher(live)
+    progress = progress or CheckProgress(number=0, started_at=0.0,
+                                         started_mono=trio.current_time())
+    run = CheckRun(sources, policy, progress, book, on_change)
+    with trio.move_on_after(policy.check_deadline):
+        return await _attempts(ctx, run)
+    raise UpdateError(f"check deadline of {policy.check_deadline:.0f} s passed during "
+                      f"{progress.phase} ({run.summary()})")
+
+
+async def _attempts(ctx: CheckContext, run: CheckRun) -> CheckResult:
+    while True:
+        run.progress.attempts += 1
+        run.screen = await trio.to_thread.run_sync(trusted_screen, ctx, datetime.now(UTC))
+        fetcher = PeerFetcher(run)
         try:
-            result = check_once(ctx, fetcher)
-        except (RepositoryError, DownloadError, UpdateError, OSError, ValueError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-            blamed = fetcher.last_source
-            log.warning("update check failed (%s); last file from %s", last, blamed)
-            if on_fail is not None and blamed is not None:
-                on_fail(blamed, last)
-            if blamed is None or isinstance(exc, DownloadHTTPError):
-                break
-            excluded.append(blamed)
-            continue
-        finally:
-            fetcher.close()
+            result = await trio.to_thread.run_sync(partial(check_once, ctx, fetcher))
+        except RepositoryError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("update check attempt failed (%s) after %s", reason, fetcher.last_path)
+            blamed = run.blame(fetcher.last_path, reason) if fetcher.last_path else None
+            if blamed is None:
+                raise UpdateError(f"{reason} ({run.summary()})") from exc
+            continue  # that holder is dropped; the others go on in a fresh Updater
+        except (DownloadError, UpdateError, OSError, ValueError) as exc:
+            raise UpdateError(f"{type(exc).__name__}: {exc} ({run.summary()})") from exc
+        for name, holder in run.progress.holders.items():
+            if holder.delivered and holder.state == "ok":
+                run.book.note(name, "ok")
         return CheckResult(release=result.release, decision=result.decision,
                            wheels=result.wheels, message=result.message,
-                           excluded=tuple(excluded))
-    raise UpdateError(f"{last} (excluded: {', '.join(excluded) or 'none'})")
+                           excluded=run.excluded())

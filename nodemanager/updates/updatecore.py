@@ -148,6 +148,14 @@ class UpdateStatus:
     served_files: int = 0
     trial: dict[str, Any] | None = None
     excluded_peers: list[str] = field(default_factory=list)
+    """Holders dropped as slow or lying in the running (else the last) check."""
+    current_check: dict[str, Any] | None = None
+    """The check running now: number, phase, elapsed, attempts, holders [{holder, state,
+    delivered, not_held, reason}] (``holders.CheckProgress``)."""
+    last_check: dict[str, Any] | None = None
+    """The same for the last check that ended, plus its ``result``."""
+    last_good_check: dict[str, Any] | None = None
+    """The last check that verified a release: number, at, elapsed, result."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

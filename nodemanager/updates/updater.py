@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from nodemanager.node import model
 from nodemanager.node.server import NodeServer
 from nodemanager.node.vessels import ProgramRunner, ReportLike
 from nodemanager.proto.client import open_node_client
+from nodemanager.updates.holders import CheckProgress, FetchPolicy, HolderBook
 from nodemanager.updates.mirror import MirrorServer, MirrorStore
 from nodemanager.updates.tufclient import (
     CheckContext,
@@ -46,7 +47,7 @@ from nodemanager.updates.tufclient import (
     DirSource,
     PeerSource,
     Source,
-    check_with_retries,
+    run_check,
 )
 from nodemanager.updates.updatecore import (
     UpdateStatus,
@@ -63,7 +64,8 @@ log = logging.getLogger(__name__)
 
 RESTART_CODE = 75
 """Exit code asking the launcher to start ``current`` again (a new version)."""
-MAX_PEERS = 8
+SAVE_EVERY = 0.5
+"""Seconds between status.json writes while a check runs."""
 PROJECT = "seattle-p2p"
 
 
@@ -90,7 +92,8 @@ class UpdateConfig:
     """Mirrors to ask besides those found in the DHT."""
     need_dht: bool = True
     """Health requires DHT peers (false when the node was started without bootstrap peers)."""
-    peer_timeout: float = 10.0
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
+    """Deadlines, hedging and how many holders a check asks (docs/updates.md)."""
 
     @property
     def prefix(self) -> Path:
@@ -173,7 +176,10 @@ class UpdateService:
         self.node_port = node_port
         self.runner = runner
         self.directory = directory
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random(int.from_bytes(os.urandom(16), "big"))
+        self.book = HolderBook()
+        self.progress: CheckProgress | None = None
+        self._saved_at = 0.0
         self.anchor = (config.updates / "root.json").read_bytes()
         self.channel = channel_key(self.anchor)
         self.store = MirrorStore(config.updates / "mirror")
@@ -225,6 +231,10 @@ class UpdateService:
         self.status.served_files = self._served_base[0] + self.mirror.stats.files
         self.status.served_bytes = self._served_base[1] + self.mirror.stats.bytes
         self.status.trial = _read_json(self.config.updates / "pending.json")
+        progress = self.progress
+        self.status.current_check = None if progress is None else progress.to_dict(time.monotonic())
+        if progress is not None:
+            self.status.excluded_peers = progress.dropped(frozenset({"slow", "lying"}))
         return self.status.to_dict()
 
     def _load_status(self) -> None:
@@ -236,6 +246,8 @@ class UpdateService:
         self.status.latest_verified = latest if isinstance(latest, str) else None
         self.status.last_check_at = float(when) if isinstance(when, int | float) else None
         self.status.last_result = str(result)[:500] if result is not None else self.status.last_result
+        good = old.get("last_good_check")
+        self.status.last_good_check = good if isinstance(good, dict) else None
         files, served = old.get("served_files"), old.get("served_bytes")
         self._served_base = (files if isinstance(files, int) else 0,
                              served if isinstance(served, int) else 0)
@@ -246,13 +258,15 @@ class UpdateService:
     # ---- checking ----
 
     async def find_sources(self) -> list[Source]:
-        """The inbox (if a publisher dropped a repository there), then peers from the DHT."""
+        """The inbox (if a publisher dropped a repository there), then the holders to ask:
+        configured peers and DHT adverts, ordered and capped by the holder book."""
         sources: list[Source] = []
         inbox = self.config.updates / "inbox"
         if (inbox / "metadata" / "timestamp.json").exists():
             sources.append(DirSource(inbox))
-        peers: list[tuple[bool, float, tuple[str, int]]] = [
-            (False, self.rng.random(), peer) for peer in self.config.peers]
+        addresses: dict[str, tuple[str, int]] = {}
+        for host, port in self.config.peers:
+            addresses[f"{host}:{port}"] = (host, port)
         if self.directory is not None:
             try:
                 found = await self.directory.lookup(self.channel)
@@ -260,13 +274,14 @@ class UpdateService:
                 log.info("update holders lookup failed: %s", exc)
             else:
                 for advert in found.candidates:
-                    if advert.node_key == self.keys.public:
+                    if advert.node_key == self.keys.public or advertised_version(advert.vessel) is None:
                         continue
-                    host, _, port = advert.address.rpartition(":")
-                    same = advertised_version(advert.vessel) == self.held.version
-                    peers.append((same, self.rng.random(), (host.strip("[]"), int(port))))
-        peers.sort()
-        sources += [PeerSource(p, timeout=self.config.peer_timeout) for _, _, p in peers[:MAX_PEERS]]
+                    host, _, digits = advert.address.rpartition(":")
+                    if digits.isdigit() and host:
+                        where = (host.strip("[]"), int(digits))
+                        addresses.setdefault(f"{where[0]}:{where[1]}", where)
+        chosen = self.book.choose(list(addresses), self.config.policy, self.rng)
+        sources += [PeerSource(addresses[name]) for name in chosen]
         return sources
 
     def _bad(self) -> frozenset[str]:
@@ -280,25 +295,53 @@ class UpdateService:
         async with self._checking:
             self.status.checks += 1
             self.status.last_check_at = time.time()
+            self.progress = progress = CheckProgress(
+                number=self.book.begin(), started_at=self.status.last_check_at,
+                started_mono=time.monotonic())
+            self._save_status()
             ctx = CheckContext(tuf_dir=self.config.updates / "tuf", store=self.store,
                                anchor=self.anchor, running=self.status.running, bad=self._bad(),
                                local_wheels=self.config.updates / "wheels")
-            sources = await self.find_sources()
             try:
-                result = await trio.to_thread.run_sync(partial(check_with_retries, ctx, sources))
+                sources = await self.find_sources()
+                progress.add(s.name for s in sources)
+                result = await run_check(ctx, sources, policy=self.config.policy, book=self.book,
+                                         progress=progress, on_change=self._progress_changed)
             except UpdateError as exc:
                 self.status.failures += 1
                 self.status.last_result = f"failed: {exc}"[:500]
-                self._save_status()
+                self._end_check(progress)
                 return None
             self._after_check(result)
+            self._end_check(progress)
             if result.decision == "install":
+                progress.phase = "staging"
                 await self.install(result)
             return result
+
+    def _progress_changed(self) -> None:
+        """Status shows a running check as it goes (status.json at most every SAVE_EVERY s)."""
+        now = time.monotonic()
+        if now - self._saved_at >= SAVE_EVERY:
+            self._saved_at = now
+            self._save_status()
+
+    def _end_check(self, progress: CheckProgress) -> None:
+        done = progress.to_dict(time.monotonic())
+        done["result"] = self.status.last_result
+        self.status.last_check = done
+        self.status.excluded_peers = progress.dropped(frozenset({"slow", "lying"}))
+        self.progress = None
+        self._save_status()
 
     def _after_check(self, result: CheckResult) -> None:
         self.status.excluded_peers = list(result.excluded)
         self.status.last_result = result.message
+        assert self.progress is not None
+        self.status.last_good_check = {
+            "number": self.progress.number, "at": self.status.last_check_at,
+            "elapsed": round(time.monotonic() - self.progress.started_mono, 2),
+            "result": result.message}
         if result.release is not None:
             self.status.latest_verified = result.release.version
             if result.decision != "platform":
