@@ -229,7 +229,8 @@ async def test_attacker_next_to_an_honest_peer_is_excluded(world: World, name: s
         publish(world, "2")
         attacker = HostileMirror(world.repo, ATTACKS[name](world))
         hostile = PeerSource(await serve(nursery, attacker.handle))
-        result = await check(world.context(), [hostile, honest])
+        # no hedging here: the attacker is asked first and alone, whatever the load
+        result = await check(world.context(), [hostile, honest], FetchPolicy(hedge_after=60))
         assert result.release is not None and result.release.version == "2"
         assert result.decision == "install"
         assert result.excluded == (hostile.name,)
