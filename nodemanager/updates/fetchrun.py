@@ -86,16 +86,20 @@ class PeerSource:
         self.name = f"{address[0]}:{address[1]}"
 
     async def fetch(self, path: str, max_length: int, policy: FetchPolicy) -> bytes:
+        """The header within ``base_timeout``; then at every moment at least ``floor_rate``
+        bytes/s on average since then, so the whole file within ``file_deadline(size)``
+        and a drip is dropped as soon as it falls behind, not at the end."""
         download = Download(self.address, path, timeout=policy.base_timeout, max_bytes=max_length)
         start = trio.current_time()
-        limit = policy.base_timeout
         parts: list[bytes] = []
         try:
-            with trio.CancelScope(deadline=start + limit) as scope:
-                size = await download.open()
-                limit = policy.file_deadline(size)
-                scope.deadline = start + limit
-                while block := await download.chunk():
+            with trio.move_on_at(start + policy.base_timeout) as scope:
+                await download.open()
+                while True:
+                    scope.deadline = start + policy.file_deadline(download.received + 1)
+                    block = await download.chunk()
+                    if not block:
+                        break
                     parts.append(block)
         except Stalled as exc:
             raise Slow(str(exc)) from exc
@@ -103,8 +107,9 @@ class PeerSource:
             with trio.CancelScope(shield=True):
                 await download.aclose()
         if scope.cancelled_caught:
-            raise Slow(f"missed its {limit:.1f} s deadline for {path} ({download.received} of "
-                       f"{download.size} bytes came)")
+            took = trio.current_time() - start
+            raise Slow(f"fell below {policy.floor_rate / 1024:.0f} KiB/s on {path}: "
+                       f"{download.received} of {download.size} bytes in {took:.1f} s")
         return b"".join(parts)
 
 

@@ -19,6 +19,7 @@ attacker can advertise as many holders as the DHT keeps, lie, stall or drip. So:
 from __future__ import annotations
 
 import ipaddress
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ from typing import Any, Literal
 Outcome = Literal["ok", "not_found", "stale", "slow", "lying", "unreachable"]
 DROPPING: frozenset[str] = frozenset({"slow", "lying", "unreachable"})
 """Outcomes that drop a holder for the rest of the check."""
+ROOT_CAP = 64 * 1024
+TIMESTAMP_CAP = 16 * 1024
+SNAPSHOT_CAP = 256 * 1024
+TARGETS_CAP = 1024 * 1024
+"""ngclient's size caps for metadata without a listed length (ours are a few KiB)."""
 FORGET_AFTER = 5
 """Checks after which a slow or lying mark no longer demotes a holder."""
 
@@ -52,6 +58,25 @@ class FetchPolicy:
     def file_deadline(self, size: int) -> float:
         """Seconds from asking until a file of ``size`` bytes must be complete."""
         return self.base_timeout + max(0, size) / self.floor_rate
+
+    def wide_bound(self, holders: int, cap: int) -> float:
+        """Worst case for a file asked of every holder (root probe, timestamp)."""
+        return math.ceil(max(1, holders) / self.max_parallel) * self.file_deadline(cap)
+
+    def file_bound(self, bad: int, cap: int) -> float:
+        """Worst case for a hedged file of at most ``cap`` bytes with ``bad`` holders that lie
+        or stall ahead of an honest one (each ties up a slot for at most one deadline)."""
+        return (bad * self.hedge_after
+                + (math.ceil(bad / self.max_parallel) + 1) * self.file_deadline(cap))
+
+    def check_bound(self, holders: int, bad: int, caps: Sequence[int], *,
+                    roots: int = 1) -> float:
+        """The time a check needs at most when ``bad`` of its ``holders`` lie or stall and
+        one honest holder delivers at ``floor_rate`` or faster: ``roots`` root probes, the
+        timestamp, then the hedged files of at most ``caps`` bytes (docs/updates.md)."""
+        return (roots * self.wide_bound(holders, ROOT_CAP)
+                + self.wide_bound(holders, TIMESTAMP_CAP)
+                + sum(self.file_bound(bad, cap) for cap in caps))
 
 
 def net24(name: str) -> str:

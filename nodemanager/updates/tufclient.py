@@ -34,7 +34,15 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from nodemanager.errors import MirrorError, UpdateError
 from nodemanager.updates.fetchrun import CheckRun, DirSource, PeerSource, Source, chunks_of
-from nodemanager.updates.holders import CheckProgress, FetchPolicy, HolderBook
+from nodemanager.updates.holders import (
+    ROOT_CAP,
+    SNAPSHOT_CAP,
+    TARGETS_CAP,
+    TIMESTAMP_CAP,
+    CheckProgress,
+    FetchPolicy,
+    HolderBook,
+)
 from nodemanager.updates.mirror import MirrorStore, NotHeld, check_path
 from nodemanager.updates.screen import Screen
 from nodemanager.updates.updatecore import (
@@ -137,7 +145,10 @@ def check_once(ctx: CheckContext, fetcher: PeerFetcher) -> CheckResult:
     cached = ctx.tuf_dir / "root.json"
     ctx.tuf_dir.mkdir(parents=True, exist_ok=True)
     updater = Updater(str(ctx.tuf_dir), METADATA_URL, None, TARGETS_URL, fetcher=fetcher,
-                      config=UpdaterConfig(max_root_rotations=32),
+                      config=UpdaterConfig(max_root_rotations=32, root_max_length=ROOT_CAP,
+                                           timestamp_max_length=TIMESTAMP_CAP,
+                                           snapshot_max_length=SNAPSHOT_CAP,
+                                           targets_max_length=TARGETS_CAP),
                       bootstrap=cached.read_bytes() if cached.exists() else ctx.anchor)
     updater.refresh()
     ctx.store.export(ctx.tuf_dir)
