@@ -18,25 +18,24 @@ from installer.release.tufrepo import add_release, init_repository
 from nodemanager import NodeServer, open_node_client
 from nodemanager.errors import MirrorError, UpdateError
 from nodemanager.node.files import VesselStore
-from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node
 from nodemanager.node.state import NodeState
 from nodemanager.updates.mirror import Download, MirrorServer, check_path
 from nodemanager.updates.updatecore import (
     Release,
-    advert_name,
     channel_key,
     decide,
     decode_release,
     is_newer,
     next_delay,
 )
-from nodemanager.updates.updater import RecordingRunner, UpdateConfig, UpdateService, running_version
-from overlay import AdvertStore, FakeDirectory, make_advert
+from nodemanager.updates.updater import UpdateConfig, UpdateService, running_version
+from overlay import AdvertStore, FakeDirectory
 from seattlecore import KeyPair, load_private
 from tests.support.fakes import FakeRunner
 from tests.support.nodes import make_spec
 from tests.support.polling import eventually
+from tests.support.update_node import holder_advert, start_node
 
 
 @pytest.fixture
@@ -51,33 +50,6 @@ def repo(tmp_path: Path) -> tuple[Path, Path, bytes]:
                         f"{sys.version_info.minor}", machine=platform.machine(), published=1.0),
                 [wheel])
     return tmp_path / "repo", tmp_path / "keys", root.read_bytes()
-
-
-async def start_node(tmp_path: Path, nursery: trio.Nursery, anchor: bytes,
-                     directory: FakeDirectory) -> tuple[NodeServer, UpdateService, list[bool], int]:
-    owner, user = KeyPair.generate(), KeyPair.generate()
-    init_node(tmp_path / "state", make_spec(owner, user))
-    keys = load_private(tmp_path / "state" / f"{NODE_KEY_NAME}.privatekey")
-    runner = RecordingRunner(FakeRunner())
-    sources = StatusSources()
-    server = NodeServer(keys=keys, state=NodeState(tmp_path / "state" / STATE_FILE),
-                        store=VesselStore(tmp_path / "state"), runner=runner, status=sources)
-    port = await nursery.start(server.serve, "127.0.0.1", 0)
-    updates = tmp_path / "prefix" / "updates"
-    updates.mkdir(parents=True)
-    (updates / "root.json").write_bytes(anchor)
-    restarts: list[bool] = []
-    service = UpdateService(UpdateConfig(updates=updates, interval=3600, need_dht=False), server,
-                            keys, lambda: restarts.append(True), node_port=port, runner=runner,
-                            directory=directory)
-    sources.provide(UPDATES, service.status_dict)
-    await nursery.start(service.run)
-    return server, service, restarts, port
-
-
-def holder_advert(address: str, version: str, anchor: bytes) -> bytes:
-    return make_advert(KeyPair.generate(), address=address, vessel=advert_name(version),
-                       user_key=channel_key(anchor), seq=1, expires_at=__import__("time").time() + 600)
 
 
 async def test_holders_come_from_the_dht_and_status_tells_the_result(

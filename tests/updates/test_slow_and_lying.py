@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import random
 import sys
 from dataclasses import replace
@@ -20,6 +21,7 @@ import pytest
 import trio
 
 from installer.release.tufrepo import add_release, init_repository
+from nodemanager import open_node_client
 from nodemanager.errors import UpdateError
 from nodemanager.updates.fetchrun import CheckRun
 from nodemanager.updates.holders import (
@@ -33,6 +35,8 @@ from nodemanager.updates.holders import (
 from nodemanager.updates.mirror import MirrorServer, MirrorStore
 from nodemanager.updates.tufclient import CheckContext, CheckResult, PeerSource, Source, run_check
 from nodemanager.updates.updatecore import Release
+from overlay import AdvertStore, FakeDirectory
+from tests.support.polling import eventually
 from tests.support.update_attacker import (
     Behaviour,
     Drip,
@@ -44,6 +48,7 @@ from tests.support.update_attacker import (
     UpdateAttacker,
     spread_hosts,
 )
+from tests.support.update_node import holder_advert, start_node
 
 WHEEL = "demo-{}-py3-none-any.whl"
 WHEEL_BYTES = 3000
@@ -282,3 +287,61 @@ def test_the_documented_bound_has_the_documented_numbers() -> None:
     assert round(bound) == 235
     assert policy.file_deadline(16 * 1024) == 5.25
     assert sys.maxsize > policy.check_deadline >= bound
+
+
+async def test_status_names_the_slow_and_lying_holders_while_the_check_runs(
+        tmp_path: Path, repo: Repo) -> None:
+    """A node whose holders (found in the DHT) are a forged-root liar, a timestamp dripper
+    and an honest holder that is slow (but above the floor rate) on the wheel. While the
+    check is still fetching the wheel, the signed GetNodeStatus already shows the check's
+    phase and elapsed time and names the liar and the dripper with their reasons."""
+    policy = FetchPolicy(base_timeout=1.0, floor_rate=200, hedge_after=30.0, probe_grace=0.5,
+                         check_deadline=60.0)
+    # built for this interpreter: the node decides to install it
+    record = Release(version="9", wheels=(WHEEL.format(9),), python=f"{sys.version_info.major}."
+                     f"{sys.version_info.minor}", machine=platform.machine(), published=1.0)
+    wheel = repo.dir.parent / WHEEL.format(9)
+    wheel.write_bytes(os.urandom(WHEEL_BYTES))
+    add_release(repo.dir, repo.keys, record, [wheel])
+    directory = FakeDirectory(AdvertStore())
+    anchor = repo.root.read_bytes()
+    async with trio.open_nursery() as nursery:
+        liar, dripper = await attackers(nursery, repo, [{"root": ForgedRoot()},
+                                                        {"timestamp": Drip(every=0.3)}])
+        slow_honest = await UpdateAttacker(repo.dir, {"wheel": Drip(every=0.001)},
+                                           host="127.0.0.5").start(nursery)
+        await directory.publish([holder_advert(a.name, "9", anchor)
+                                 for a in (liar, dripper, slow_honest)])
+        _, service, _, port = await start_node(tmp_path, nursery, anchor, directory, policy)
+        seen: list[dict[str, object]] = []
+        async with trio.open_nursery() as checking:
+            checking.start_soon(service.check_now)
+            async with open_node_client("127.0.0.1", port) as client:
+                async def dropped_both_mid_check() -> bool:
+                    updates = (await client.get_node_status()).updates or {}
+                    current = updates.get("current_check")
+                    if not isinstance(current, dict):
+                        return False
+                    seen.append(current)
+                    holders = {h["holder"]: h for h in current["holders"]}
+                    return (current["phase"] == "wheels"
+                            and holders[liar.name]["state"] == "lying"
+                            and holders[dripper.name]["state"] == "slow")
+                await eventually(dropped_both_mid_check, timeout=30, interval=0.05)
+        current = seen[-1]
+        holders = {h["holder"]: h for h in current["holders"]}
+        assert "not signed by the root thresholds" in holders[liar.name]["reason"]
+        assert "B/s" in holders[dripper.name]["reason"]
+        assert isinstance(current["elapsed"], float) and current["number"] == 1
+        # the check went on and verified release 9; status keeps what it learned
+        assert service.status.latest_verified == "9"
+        updates = dict(service.status_dict())
+        assert updates["current_check"] is None
+        assert sorted(updates["excluded_peers"]) == sorted([liar.name, dripper.name])
+        assert updates["last_good_check"]["number"] == 1
+        last = {h["holder"]: h["state"] for h in updates["last_check"]["holders"]}
+        assert last == {liar.name: "lying", dripper.name: "slow", slow_honest.name: "ok"}
+        # the next check asks the proven holder first and the liars last
+        assert service.book.tier(slow_honest.name) == 0
+        assert service.book.tier(liar.name) == service.book.tier(dripper.name) == 2
+        nursery.cancel_scope.cancel()
