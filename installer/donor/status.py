@@ -153,8 +153,30 @@ def render_updates(report: NodeReport) -> list[str]:
     if isinstance(trial, dict):
         lines.append(f"  on trial: {trial.get('to')} (from {trial.get('from')}, "
                      f"boot {trial.get('boots')})")
+    lines += _check_lines(updates)
     lines.append(f"  mirror served {updates.get('served_files', 0)} files, "
                  f"{updates.get('served_bytes', 0)} bytes")
+    return lines
+
+
+def _check_lines(updates: Mapping[str, Any]) -> list[str]:
+    """The running check (phase, elapsed, dropped holders) or the last one, and the last good."""
+    lines = []
+    current, last = updates.get("current_check"), updates.get("last_check")
+    check = current if isinstance(current, dict) else last
+    if isinstance(check, dict):
+        holders = [h for h in check.get("holders", []) if isinstance(h, dict)]
+        label = "checking now" if check is current else "last check"
+        lines.append(f"  {label}: #{check.get('number')}, {check.get('phase')}, "
+                     f"{check.get('elapsed')} s, {len(holders)} holders asked")
+        for holder in holders:
+            if holder.get("state") in ("slow", "lying", "unreachable"):
+                lines.append(f"    dropped {holder.get('holder')}: {holder.get('state')}: "
+                             f"{str(holder.get('reason'))[:160]}")
+    good = updates.get("last_good_check")
+    if isinstance(good, dict) and isinstance(good.get("at"), int | float):
+        lines.append(f"  last good check: {time.time() - float(good['at']):.0f} s ago: "
+                     f"{good.get('result')}")
     return lines
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from installer.donor.status import NodeReport, render_updates
 from installer.release.tufrepo import add_release, init_repository
 from nodemanager import open_node_client
 from nodemanager.errors import UpdateError
@@ -333,6 +334,10 @@ async def test_status_names_the_slow_and_lying_holders_while_the_check_runs(
         assert "not signed by the root thresholds" in holders[liar.name]["reason"]
         assert "B/s" in holders[dripper.name]["reason"]
         assert isinstance(current["elapsed"], float) and current["number"] == 1
+        shown = "\n".join(render_updates(NodeReport(updates={"running": "1",
+                                                              "current_check": current})))
+        assert "checking now: #1, wheels" in shown
+        assert f"dropped {liar.name}: lying" in shown and f"dropped {dripper.name}: slow" in shown
         # the check went on and verified release 9; status keeps what it learned
         assert service.status.latest_verified == "9"
         updates = dict(service.status_dict())
