@@ -1,6 +1,6 @@
 """Updates that slow or lying holders cannot stop (issue 26).
 
-The attackers are ``tests/support/update_attacker.py``: holders written from the mirror
+The attackers are ``testbed.attackers.mirror.py``: holders written from the mirror
 protocol in docs/updates.md, not the project's mirror. Each check here runs with
 ``check_deadline`` set to the bound docs/updates.md documents for its holders and files
 (``FetchPolicy.check_bound``), so "the check verified the release" means "within the
@@ -37,18 +37,18 @@ from nodemanager.updates.mirror import MirrorServer, MirrorStore
 from nodemanager.updates.tufclient import CheckContext, CheckResult, PeerSource, Source, run_check
 from nodemanager.updates.updatecore import Release
 from overlay import AdvertStore, FakeDirectory
-from tests.support.polling import eventually
-from tests.support.update_attacker import (
+from testbed.attackers.mirror import (
     Behaviour,
     Drip,
     Forge,
     ForgedRoot,
-    NotFound,
     Replay,
     Stall,
     UpdateAttacker,
     spread_hosts,
+    ten_liars,
 )
+from tests.support.polling import eventually
 from tests.support.update_node import holder_advert, start_node
 
 WHEEL = "demo-{}-py3-none-any.whl"
@@ -179,24 +179,6 @@ async def test_a_stalled_wheel_is_hedged_to_another_holder(repo: Repo) -> None:
         nursery.cancel_scope.cancel()
 
 
-def liar_plans(old_timestamp: bytes) -> list[dict[str, Behaviour]]:
-    """Ten ways to lie or stall; the first three are the issue's forged next roots."""
-    withhold: dict[str, Behaviour] = {k: NotFound() for k in
-                                      ("root", "timestamp", "metadata", "record", "wheel")}
-    return [
-        {"root": ForgedRoot()},
-        {"root": ForgedRoot(), "wheel": Drip(every=0.3)},
-        {"root": ForgedRoot(), "timestamp": Drip(every=0.3)},
-        {"timestamp": Forge()},
-        {"timestamp": Replay(old_timestamp)},
-        {"metadata": Forge()},
-        {"wheel": Forge()},
-        {"record": Drip(every=0.3)},
-        {"timestamp": Stall()},
-        withhold,
-    ]
-
-
 EXPECTED = {ForgedRoot: "lying", Forge: "lying", Drip: "slow", Stall: "slow"}
 WIDE = ("root", "timestamp")
 """Files every holder is asked for: a liar there is always caught."""
@@ -213,7 +195,7 @@ async def test_lying_holders_ahead_of_one_honest_holder_cannot_stop_the_update(
         await checked(repo, [honest], policy)
         old = repo.timestamp()
         repo.publish("2")
-        plans = liar_plans(old)[:liars]
+        plans = ten_liars(old)[:liars]
         hostile = await attackers(nursery, repo, plans)
         progress = CheckProgress(number=1, started_at=0.0, started_mono=trio.current_time())
         sources: list[Source] = [PeerSource(a.address) for a in hostile]

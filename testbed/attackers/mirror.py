@@ -1,4 +1,4 @@
-"""A hostile update holder, written for the tests from docs/updates.md ("Mirror protocol").
+"""A hostile update holder, written from docs/updates.md ("Mirror protocol") alone.
 
 It speaks the mirror wire directly (a 4-byte big-endian length and a msgpack map each way,
 then raw bytes) and imports nothing from ``nodemanager``. It serves an honest repository
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -192,4 +191,21 @@ def spread_hosts(count: int, first: int = 60) -> list[str]:
     return [f"127.{first + i // 250}.{i % 250}.1" for i in range(count)]
 
 
-Planner = Callable[[int], dict[str, Behaviour]]
+def ten_liars(old_timestamp: bytes, every: float = 0.3) -> list[dict[str, Behaviour]]:
+    """Ten ways to lie or stall (the first three: forged next roots, as in issue 26).
+
+    ``old_timestamp``: a signed timestamp older than the current one (for the replayer)."""
+    withhold: dict[str, Behaviour] = {k: NotFound() for k in
+                                      ("root", "timestamp", "metadata", "record", "wheel")}
+    return [
+        {"root": ForgedRoot()},
+        {"root": ForgedRoot(), "wheel": Drip(every)},
+        {"root": ForgedRoot(), "timestamp": Drip(every)},
+        {"timestamp": Forge()},
+        {"timestamp": Replay(old_timestamp)},
+        {"metadata": Forge()},
+        {"wheel": Forge()},
+        {"record": Drip(every)},
+        {"timestamp": Stall()},
+        withhold,
+    ]
