@@ -92,9 +92,11 @@ class PeerSource:
         download = Download(self.address, path, timeout=policy.base_timeout, max_bytes=max_length)
         start = trio.current_time()
         parts: list[bytes] = []
+        opened = False
         try:
             with trio.move_on_at(start + policy.base_timeout) as scope:
                 await download.open()
+                opened = True
                 while True:
                     scope.deadline = start + policy.file_deadline(download.received + 1)
                     block = await download.chunk()
@@ -108,7 +110,9 @@ class PeerSource:
                 await download.aclose()
         if scope.cancelled_caught:
             took = trio.current_time() - start
-            raise Slow(f"fell below {policy.floor_rate / 1024:.0f} KiB/s on {path}: "
+            if not opened:
+                raise Slow(f"no answer within {took:.1f} s")
+            raise Slow(f"fell below {policy.floor_rate / 1024:.0f} KiB/s: "
                        f"{download.received} of {download.size} bytes in {took:.1f} s")
         return b"".join(parts)
 
