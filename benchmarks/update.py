@@ -159,6 +159,7 @@ async def hostile_run(args: argparse.Namespace, work: Path, house: Wheelhouse,
         last = state.status.get("last_check") or {}
         return {"seconds": done.get(prefixes[1]), "checks": int(state.status.get("checks", 0)),
                 "checks_before": checks_before, "good_elapsed": good.get("elapsed"),
+                "good_result": good.get("result"),
                 "holders": [(h["holder"], h["state"], h["reason"][:70])
                             for h in last.get("holders", [])],
                 "asked": sum(1 for a in hostile if a.requests)}
@@ -192,7 +193,7 @@ async def run_hostile(args: argparse.Namespace, work: Path) -> None:
         median = statistics.median(reached)
         print(f"\nmedian {median:.1f} s = {median / args.interval:.2f} intervals; "
               f"{len(reached)}/{len(runs)} runs updated")
-    print("\nn01's last check, holders (last run):")
+    print(f"\nn01's last good check (last run): {runs[-1]['good_result']}; its holders:")
     for holder, state, reason in runs[-1]["holders"]:  # type: ignore[attr-defined]
         print(f"  {holder:24} {state:12} {reason}")
 

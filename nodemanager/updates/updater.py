@@ -238,7 +238,7 @@ class UpdateService:
         return self.status.to_dict()
 
     def _load_status(self) -> None:
-        """Carry what the previous life verified over a restart (status.json)."""
+        """Carry what the previous life verified and its checks over a restart (status.json)."""
         old = _read_json(self.config.updates / "status.json")
         if not isinstance(old, dict):
             return
@@ -246,8 +246,12 @@ class UpdateService:
         self.status.latest_verified = latest if isinstance(latest, str) else None
         self.status.last_check_at = float(when) if isinstance(when, int | float) else None
         self.status.last_result = str(result)[:500] if result is not None else self.status.last_result
-        good = old.get("last_good_check")
+        good, last = old.get("last_good_check"), old.get("last_check")
         self.status.last_good_check = good if isinstance(good, dict) else None
+        self.status.last_check = last if isinstance(last, dict) else None
+        checks, failures = old.get("checks"), old.get("failures")
+        self.status.checks = checks if isinstance(checks, int) else 0
+        self.status.failures = failures if isinstance(failures, int) else 0
         files, served = old.get("served_files"), old.get("served_bytes")
         self._served_base = (files if isinstance(files, int) else 0,
                              served if isinstance(served, int) else 0)
