@@ -8,7 +8,8 @@
   held" answers are evidence: the probe is settled absent when every holder answered, when
   a holder known good from earlier checks said so, or when two said so and ``probe_grace``
   passed. For the timestamp the highest valid version any holder has wins (so holders
-  replaying an older signed timestamp cannot freeze a node while one honest holder answers).
+  replaying an older signed timestamp cannot freeze a node while one honest holder answers;
+  among equal versions the holder first in the check's order wins, not the fastest).
 - any other file: holders in order, a new one started every ``hedge_after`` seconds (and
   at once after a failure) while none has delivered it; the first that screens valid wins
   and the others are cancelled. Holders that delivered in this check are asked first.
@@ -279,8 +280,8 @@ class CheckRun:
             elif outcome == "ok":
                 if kind != "timestamp":
                     return answer
-                if best is None or parsed > best[4]:
-                    best = answer
+                if best is None or (parsed, -names.index(name)) > (best[4], -names.index(best[0])):
+                    best = answer  # the highest version; among equals, the first in order
             if started < len(names) and running < self.policy.max_parallel:
                 launch()
         return best
