@@ -91,7 +91,13 @@ def resolve_key(text: str) -> PublicKey:
             return load_public(path)
         except CoreError as exc:
             raise SpecError(f"bad public key file: {exc}") from exc
-    raise SpecError(f"{text!r} is neither 64 hex digits nor a .publickey file")
+    if text and all(c in "0123456789abcdefABCDEF" for c in text):
+        raise SpecError(f"{text!r} is not a key: a key is 64 hex digits ({len(text)} given) "
+                        "or a .publickey file")
+    if path.exists():
+        raise SpecError(f"{text} is not a .publickey file")
+    raise SpecError(f"no such key file: {text} (a key is 64 hex digits or a .publickey file; "
+                    "make a key pair with 'seattle-installer genkey NAME')")
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -146,6 +152,9 @@ def _boot(args: argparse.Namespace) -> BootManager:
 
 def cmd_install(args: argparse.Namespace) -> int:
     prefix: Path = args.prefix.absolute()
+    if not args.bundle.is_file():
+        reason = "not a file" if args.bundle.exists() else "no such file"
+        raise InstallError(f"cannot read bundle {args.bundle}: {reason}")
     trust = resolve_key(str(args.trust)) if args.trust else None
     pyz = open_pyz_source(args.bundle, trust, prefix)
     if pyz is None:
