@@ -28,7 +28,7 @@ def key_path(ex: Executor, name: str, suffix: str) -> Path:
         if path.exists():
             return path
         raise KeyFileError(f"no key file {path}")
-    path = ex.home / (given.name + suffix)
+    path = (ex.home / (given.name + suffix)).absolute()
     if path.exists():
         return path
     raise KeyFileError(f"no key file {given.name + suffix} in {ex.home} (use 'genkeys "
