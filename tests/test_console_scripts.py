@@ -86,7 +86,7 @@ def test_every_status_takes_json_before_or_after_the_subcommand(tmp_path: Path) 
         assert json.loads(done.stdout)["installed"] is False
         one_line_error(run("seattle-testbed", *argv, "--dir", str(tmp_path)), 1, "no testbed in")
     for argv in (["status", "--json"], ["--json", "status"]):
-        done = run("seattle-dht", *argv, "--bootstrap", "127.0.0.1:9", "--timeout", "1")
+        done = run("seattle-dht", *argv, "--node", "127.0.0.1:9", "--timeout", "1")
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
 
 

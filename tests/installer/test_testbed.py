@@ -58,7 +58,9 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
             assert doc.returncode == 0, doc.stderr
             nodes = json.loads(doc.stdout)["nodes"]
             assert [n["running"] for n in nodes] == [True] * NODES
-            assert all(len(n["report"]["vessels"]) == 2 and n["report"]["node_key"] for n in nodes)
+            assert [(n["name"], n["port"], n["dht_port"]) for n in nodes] == [
+                (n["name"], n["port"], n["dht_port"]) for n in data["nodes"]]
+            assert all(n["report"]["port"] == n["port"] for n in nodes), nodes
 
         demo = load_private(Path(data["demo"]["privatekey"]))
         await wait_discoverable(data["bootstrap"], demo.public, NODES, timeout=30)
