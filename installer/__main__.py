@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import shlex
@@ -47,6 +48,7 @@ from installer.donor.status import (
     render_reachability,
     render_relays,
     render_updates,
+    report_json,
 )
 from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
 from installer.planner.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
@@ -60,6 +62,7 @@ from seattlecore import (
     KeyPair,
     PublicKey,
     add_global_options,
+    json_option,
     load_private,
     load_public,
     run_main,
@@ -91,7 +94,13 @@ def resolve_key(text: str) -> PublicKey:
             return load_public(path)
         except CoreError as exc:
             raise SpecError(f"bad public key file: {exc}") from exc
-    raise SpecError(f"{text!r} is neither 64 hex digits nor a .publickey file")
+    if text and all(c in "0123456789abcdefABCDEF" for c in text):
+        raise SpecError(f"{text!r} is not a key: a key is 64 hex digits ({len(text)} given) "
+                        "or a .publickey file")
+    if path.exists():
+        raise SpecError(f"{text} is not a .publickey file")
+    raise SpecError(f"no such key file: {text} (a key is 64 hex digits or a .publickey file; "
+                    "make a key pair with 'seattle-installer genkey NAME')")
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -146,6 +155,9 @@ def _boot(args: argparse.Namespace) -> BootManager:
 
 def cmd_install(args: argparse.Namespace) -> int:
     prefix: Path = args.prefix.absolute()
+    if not args.bundle.is_file():
+        reason = "not a file" if args.bundle.exists() else "no such file"
+        raise InstallError(f"cannot read bundle {args.bundle}: {reason}")
     trust = resolve_key(str(args.trust)) if args.trust else None
     pyz = open_pyz_source(args.bundle, trust, prefix)
     if pyz is None:
@@ -277,19 +289,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     manager = _boot(args)
     boot = _recorded_boot(prefix, manager)
     current = observe(prefix, boot, manager)
+    report = (trio.run(query_node, Layout(prefix=prefix).state)
+              if current.record is not None and current.running_pid is not None else None)
+    warning = (bootstrap_warning(report, current.record.get("bootstrap", []))
+               if report is not None and current.record is not None else None)
+    if args.json:
+        print(json.dumps({
+            "prefix": str(prefix), "installed": current.record is not None,
+            "donation": current.record, "boot_entry": boot.describe() if current.boot_entry else None,
+            "running_pid": current.running_pid,
+            "node": report_json(report) if report is not None else None, "warning": warning,
+        }, default=str))
+        return 0 if report is not None else 1
     if current.record is None:
         print(f"not installed in {prefix}")
         return 1
     print(render_donation(current.record))
     print(f"start at boot: {boot.describe() if current.boot_entry else 'no entry'}")
-    if current.running_pid is None:
+    if report is None:
         print("node manager: NOT running" + ("" if current.record.get("active", True)
                                               else " (uninstalled)"))
         return 1
     print(f"node manager: running, pid {current.running_pid}")
-    report = trio.run(query_node, Layout(prefix=prefix).state)
     print(render_report(report))
-    warning = bootstrap_warning(report, current.record.get("bootstrap", []))
     if warning:
         print(warning, file=sys.stderr)
     return 0
@@ -345,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stage_parser(sub)
     add_release_parsers(sub)
     add_global_options(parser, sub.choices.values(), [verbose_option()])
+    add_global_options(parser, [status], [json_option()])
     return parser
 
 
@@ -393,7 +416,10 @@ COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "install": cmd_install,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.json and args.command != "status":
+        parser.error(f"--json is for 'status', not '{args.command}'")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     return run_main("seattle-installer", lambda: COMMANDS[args.command](args), verbose=args.verbose,

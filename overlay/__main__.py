@@ -3,6 +3,7 @@
     seattle-dht lookup USERKEY --bootstrap HOST:PORT [--json]
     seattle-dht status --node HOST:PORT | --state DIR [--json]
     seattle-dht peers  --node HOST:PORT | --state DIR | --bootstrap HOST:PORT [--json]
+        (a node's routing table; with --bootstrap, the live peers of the network walked from there)
     seattle-dht crawl  --bootstrap HOST:PORT [--max N] [--json]
     seattle-dht serve  [--host H] [--port P] [--bootstrap HOST:PORT] [--state DIR]
 
@@ -102,9 +103,14 @@ async def cmd_status(args: argparse.Namespace) -> Output:
 
 
 async def cmd_peers(args: argparse.Namespace) -> Output:
+    """``--node``/``--state``: that node's routing table; ``--bootstrap``: the live peers of
+    the network, found by walking it from there (a short-lived client has no table of its
+    own worth showing: it holds the bootstrap peer only)."""
     if args.bootstrap and not (args.node or args.state):
-        async with open_client(_boot(args), host=args.bind) as node:
-            return {"peers": node.status()["peers"]}
+        with trio.move_on_after(args.timeout):
+            async with open_client(_boot(args), host=args.bind) as node:
+                return {"peers": await node.crawl_peers()}
+        raise OverlayError(f"walking the network did not finish within {args.timeout} s")
     return {"peers": (await _status(args))["peers"]}
 
 
@@ -190,7 +196,7 @@ def render_peers(con: Console, doc: Output) -> None:
                 (
                     p["id"][:16],
                     p["address"],
-                    p["bucket"],
+                    "-" if p["bucket"] is None else p["bucket"],
                     "-" if p["last_seen"] is None else round(now - p["last_seen"], 1),
                 )
                 for p in doc["peers"]
@@ -267,8 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     lookup = subparser(sub, "lookup", help="find the adverts for a user key",
                        description="find the verified adverts stored under a user key")
     lookup.add_argument("userkey", metavar="USERKEY", help="64 hex digits or NAME.publickey")
-    for name in ("status", "peers"):
-        p = subparser(sub, name, help=f"show a node's {name}", description=f"show a DHT node's {name}")
+    for name, text in (("status", "show a DHT node's status"),
+                       ("peers", "show a DHT node's peers (its routing table), or with "
+                                 "--bootstrap the live peers of the network walked from there")):
+        p = subparser(sub, name, help=text, description=text)
         p.add_argument("--node", metavar="HOST:PORT", help=NODE_HELP)
         p.add_argument("--state", metavar="DIR", help=STATE_HELP)
     crawl = subparser(sub, "crawl", help="walk the network and count live nodes",

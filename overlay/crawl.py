@@ -300,15 +300,22 @@ async def walk(peer: Peer, max_nodes: int, probes: int = 3) -> tuple[list[str], 
 
     Returns (addresses that answered, addresses that did not).
     """
+    live, dead = await walk_contacts(peer, max_nodes, probes)
+    return [c.label for c in live], [c.label for c in dead]
+
+
+async def walk_contacts(peer: Peer, max_nodes: int,
+                        probes: int = 3) -> tuple[list[Contact], list[Contact]]:
+    """``walk``, with the contacts (ids and addresses) that answered and that did not."""
     seen: dict[str, Contact] = {c.label: c for c in peer.router.contacts()}
-    live: list[str] = []
-    dead: list[str] = []
+    live: list[Contact] = []
+    dead: list[Contact] = []
     queue = list(seen.values())
     while queue and len(live) + len(dead) < max_nodes:
         batch, queue = queue[:16], queue[16:]
         replies = await asyncio.gather(*(_probe(peer, c, probes) for c in batch))
         for contact, found in zip(batch, replies, strict=True):
-            (live if found is not None else dead).append(contact.label)
+            (live if found is not None else dead).append(contact)
             for other in found or []:
                 if other.label not in seen:
                     seen[other.label] = other

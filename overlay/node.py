@@ -26,7 +26,7 @@ import trio
 import trio_asyncio
 
 from overlay.advert import REPLICA_KEYS, dht_keys_for, open_advert, verify_advert
-from overlay.crawl import Search, find_nodes, find_records, walk
+from overlay.crawl import Search, find_nodes, find_records, walk, walk_contacts
 from overlay.dht import AdProtocol, AdServer, ProtocolHooks
 from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
 from overlay.lookup import LookupParams
@@ -327,6 +327,13 @@ class DhtNode:
         """Walk the network from our contacts: (addresses that answered, that did not)."""
         result: tuple[list[str], list[str]] = await trio_asyncio.aio_as_trio(walk)(self.protocol, max_nodes)
         return result
+
+    async def crawl_peers(self, max_nodes: int = 10_000) -> list[dict[str, Any]]:
+        """The live nodes a walk from our contacts finds, as status peer rows (``id``,
+        ``address``; ``bucket`` and ``last_seen`` are None: they are in no table of ours)."""
+        live, _ = await trio_asyncio.aio_as_trio(walk_contacts)(self.protocol, max_nodes)
+        return [{"id": c.node_id.hex(), "address": c.label, "bucket": None, "last_seen": None}
+                for c in live]
 
     async def refresh(self) -> None:
         """Refresh routing buckets and replicate records held for a refresh interval."""

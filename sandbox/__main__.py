@@ -119,7 +119,8 @@ class Ending:
 
     @property
     def ok(self) -> bool:
-        return self.timed_out is None and not self.broken_pipe and self.message() is None
+        """Ended cleanly (a closed stdout, ``| head``, is not a failure either: exit 0)."""
+        return self.timed_out is None and self.message() is None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("seattle-sandbox", lambda: _run(args), verbose=args.verbose, usage=USAGE_ERRORS)
 
 
+def _readable(path: Path, what: str) -> bytes:
+    """The bytes of a file the command was given; unreadable is bad usage (exit status 2)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SandboxError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
 def _run(args: argparse.Namespace) -> int:
-    table = parse_resources(args.resources.read_text()) if args.resources else default_resources()
+    _readable(args.program, "program")
+    table = (parse_resources(_readable(args.resources, "resource file").decode("utf-8", "replace"))
+             if args.resources else default_resources())
     with tempfile.TemporaryDirectory(prefix="vessel-") as scratch:
         vessel_dir = args.dir or Path(scratch)
         vessel_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check(program: Path) -> int:
     from sandbox.lang.compiler import CompileFailed, compile_program
 
-    result = compile_program(program.read_bytes())
+    result = compile_program(_readable(program, "program"))
     if isinstance(result, CompileFailed):
         for error in result.errors:
             print(f"{program}: {error}", file=sys.stderr)

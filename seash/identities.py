@@ -17,16 +17,22 @@ from seattlecore import CoreError, KeyPair, load_private, load_public, save_keyp
 
 
 def key_path(ex: Executor, name: str, suffix: str) -> Path:
-    """``NAME`` + ``suffix`` in the keys directory, or a path given as such."""
+    """A plain ``NAME``: ``NAME`` + ``suffix`` in the keys directory (``--home``) only; a
+    path (``./alice``, ``keys/alice.privatekey``, ``~/k/alice``): that file. The working
+    directory is never searched for a plain name (it could hold another identity)."""
     given = Path(name).expanduser()
     if given.suffix in (".publickey", ".privatekey"):
         given = given.with_suffix("")
-    candidates = [given.with_name(given.name + suffix)] if given.parent != Path(".") else []
-    candidates += [ex.home / (given.name + suffix), Path(given.name + suffix)]
-    for path in candidates:
+    if "/" in name:
+        path = given.with_name(given.name + suffix).absolute()
         if path.exists():
             return path
-    raise KeyFileError(f"no key file {given.name + suffix} in {ex.home} (use 'genkeys {given.name}')")
+        raise KeyFileError(f"no key file {path}")
+    path = (ex.home / (given.name + suffix)).absolute()
+    if path.exists():
+        return path
+    raise KeyFileError(f"no key file {given.name + suffix} in {ex.home} (use 'genkeys "
+                       f"{given.name}'; a key file elsewhere: give its path, e.g. ./{given.name})")
 
 
 async def genkeys(ex: Executor, args: Args) -> None:
@@ -58,7 +64,8 @@ def _load(path: Path, private: bool) -> Identity:
 
 async def loadkeys(ex: Executor, args: Args) -> None:
     name = args.need("name")
-    identity = _load(key_path(ex, name, ".privatekey"), private=True)
+    path = key_path(ex, name, ".privatekey")
+    identity = _load(path, private=True)
     try:
         public = _load(key_path(ex, name, ".publickey"), private=False)
     except KeyFileError:
@@ -67,21 +74,23 @@ async def loadkeys(ex: Executor, args: Args) -> None:
         raise KeyFileError(f"{name}: public and private key files do not match")
     alias = args.get("alias") or identity.name
     ex.session.add_identity(Identity(alias, identity.public, identity.private))
-    ex.reporter.text(f"loaded {alias}: {identity.public.to_text()}")
+    ex.reporter.text(f"loaded {alias} from {path}: {identity.public.to_text()}")
 
 
 async def loadpub(ex: Executor, args: Args) -> None:
-    identity = _load(key_path(ex, args.need("file"), ".publickey"), private=False)
+    path = key_path(ex, args.need("file"), ".publickey")
+    identity = _load(path, private=False)
     alias = args.get("alias") or identity.name
     ex.session.add_identity(Identity(alias, identity.public), make_current=False)
-    ex.reporter.text(f"loaded public key {alias}: {identity.public.to_text()}")
+    ex.reporter.text(f"loaded public key {alias} from {path}: {identity.public.to_text()}")
 
 
 async def loadpriv(ex: Executor, args: Args) -> None:
-    identity = _load(key_path(ex, args.need("file"), ".privatekey"), private=True)
+    path = key_path(ex, args.need("file"), ".privatekey")
+    identity = _load(path, private=True)
     alias = args.get("alias") or identity.name
     ex.session.add_identity(Identity(alias, identity.public, identity.private))
-    ex.reporter.text(f"loaded private key {alias}")
+    ex.reporter.text(f"loaded private key {alias} from {path}")
 
 
 async def _use(ex: Executor, args: Args, *, identity: str | None = None,

@@ -7,7 +7,9 @@ follows; bytes the node's bounded log dropped in between are reported as a gap l
 a new run of the program (a new start clears the log): reading starts over at 0.
 
 Following holds a partial last line back until its newline, so every printed line is whole
-and can carry its vessel prefix; the held text is printed when following ends.
+and can carry its vessel prefix; the held text is printed when following ends. A vessel's
+row (its header) is printed once, with its first text; its later text follows as more lines
+(``%N | ...``), and the command's summary comes once, when following ends.
 """
 
 from __future__ import annotations
@@ -110,22 +112,61 @@ async def show_log(ex: Executor, args: Args) -> None:
     if not args.flag("--follow") and seconds is None:
         await ex.fan("log", LogReader(whole_lines=False).read, _once_text)
         return
+    await _show_following(ex, seconds)
+
+
+class _Printer:
+    """Following: a vessel's header once (its first text or its failure), later text of it
+    as more lines under that header."""
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        self.headed: set[str] = set()
+
+    def first(self, result: NodeResult) -> None:
+        """A result of the first round (every target reports, for the progress count)."""
+        if result.ok and not result.value:
+            self.ex.reporter.result(result, None)
+        else:
+            self.later(result)
+
+    def later(self, result: NodeResult) -> None:
+        text = _block(result.value) if result.ok else None
+        if result.ok and text is None:
+            return
+        if result.target in self.headed and text is not None:
+            self.ex.reporter.more(result, text)
+            return
+        self.headed.add(result.target)
+        self.ex.reporter.result(result, text)
+
+
+async def _show_following(ex: Executor, seconds: float | None) -> None:
+    """``show log --follow`` / ``--for``: the summary comes once, when following ends."""
     reader = LogReader(whole_lines=True)
-    results = await ex.fan("log", reader.read, _block)
+    printer = _Printer(ex)
+    jobs = ex.jobs()
+    start = trio.current_time()
+    ex.reporter.start("log", len(jobs))
+    results = await ex.gather(reader.read, jobs, on_result=printer.first)
     with trio.move_on_after(seconds if seconds is not None else float("inf")):
-        await _follow(ex, reader, [r.target for r in results if r.ok])
-    _print_held(ex, reader, results)
+        await _follow(ex, reader, printer, [j for j, r in zip(jobs, results, strict=True) if r.ok])
+    for result in results:
+        stream = reader.streams.get(result.target)
+        held = stream.flush() if stream is not None else ""
+        if held:
+            printer.later(dataclasses.replace(result, value=held))
+    ex.conclude("log", results, start)
 
 
-async def _follow(ex: Executor, reader: LogReader, targets: list[str]) -> None:
-    """Poll the targets' logs until every program has ended (then read the rest once)."""
-    jobs = [job for job in ex.jobs() if job.target in targets]
+async def _follow(ex: Executor, reader: LogReader, printer: _Printer, jobs: list[Job]) -> None:
+    """Poll the jobs' logs until every program has ended (then read the rest once)."""
     while jobs:
         await trio.sleep(FOLLOW_INTERVAL)
         running = await _running(ex, jobs)
         for result in await ex.gather(reader.read, jobs):
-            if result.ok and result.value:
-                ex.reporter.result(result, _block(result.value))
+            if result.ok:
+                printer.later(result)
         jobs = [job for job in jobs if job.target in running]
 
 
@@ -133,14 +174,6 @@ async def _running(ex: Executor, jobs: list[Job]) -> set[str]:
     """Targets whose program still runs (or that did not answer: keep asking them)."""
     results = await ex.gather(node_info_op({}), jobs)
     return {r.target for r in results if not r.ok or r.value.status == "Started"}
-
-
-def _print_held(ex: Executor, reader: LogReader, results: list[NodeResult]) -> None:
-    for result in results:
-        stream = reader.streams.get(result.target)
-        held = stream.flush() if stream is not None else ""
-        if held:
-            ex.reporter.result(dataclasses.replace(result, value=held), "\n" + held)
 
 
 async def _log_to_files(ex: Executor, local: str) -> None:

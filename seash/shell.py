@@ -104,6 +104,8 @@ class ConsoleReporter:
         detail = text if result.ok else result.error
         if self._progress is not None:
             self._progress.advance(self._task)
+            if self._progress.finished:
+                self.stop_progress()  # every target answered (following goes on without it)
         if result.ok and not detail:
             return  # nothing to say (an empty log while following, 'update')
         where = result.target if result.address == result.target else f"{result.target:<6} {result.address}"
@@ -114,6 +116,10 @@ class ConsoleReporter:
         self.console.print(line)
         if detail and detail.startswith("\n"):
             self.text(block_lines(result.target, detail[1:], prefix=self._total > 1))
+
+    def more(self, result: NodeResult, text: str) -> None:
+        self.stop_progress()
+        self.text(block_lines(result.target, text.lstrip("\n"), prefix=self._total > 1))
 
     def finish(self, summary: Summary) -> None:
         self.stop_progress()
@@ -187,6 +193,9 @@ class JsonReporter:
                                      "status": result.status, "value": jsonable(result.value),
                                      "error": result.error, "elapsed": round(result.elapsed, 4),
                                      "path": result.path})
+
+    def more(self, result: NodeResult, text: str) -> None:
+        self.result(result, text)
 
     def finish(self, summary: Summary) -> None:
         self._doc["summaries"].append({"command": summary.command, "ok": summary.ok,

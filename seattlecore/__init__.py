@@ -1,6 +1,14 @@
 """Small shared core: Ed25519 identities and key files; console-script conventions."""
 
-from seattlecore.cli import CliParser, GlobalOption, add_global_options, run_main, subparser, verbose_option
+from seattlecore.cli import (
+    CliParser,
+    GlobalOption,
+    add_global_options,
+    json_option,
+    run_main,
+    subparser,
+    verbose_option,
+)
 from seattlecore.errors import BadSignature, CoreError, KeyFormatError
 from seattlecore.keys import (
     KeyPair,
@@ -20,6 +28,7 @@ __all__ = [
     "KeyPair",
     "PublicKey",
     "add_global_options",
+    "json_option",
     "load_private",
     "load_public",
     "run_main",

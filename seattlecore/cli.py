@@ -88,6 +88,11 @@ def verbose_option() -> GlobalOption:
                                               "help": "more logging; tracebacks on errors"})
 
 
+def json_option() -> GlobalOption:
+    return GlobalOption(("--json",), {"action": "store_true", "default": False,
+                                      "help": "print the result as one JSON object"})
+
+
 def leaf(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-member exception groups (trio nurseries)."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:

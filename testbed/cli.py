@@ -16,6 +16,7 @@ The command line only: the testbed itself is ``testbed/local.py``, the lab
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -27,9 +28,17 @@ from typing import Any
 
 import trio
 
-from installer.donor.status import NodeReport, query_nodes
+from installer.donor.status import NodeReport, query_nodes, report_json
 from installer.errors import InstallError, TestbedError
-from seattlecore import CliParser, PublicKey, add_global_options, run_main, subparser, verbose_option
+from seattlecore import (
+    CliParser,
+    PublicKey,
+    add_global_options,
+    json_option,
+    run_main,
+    subparser,
+    verbose_option,
+)
 from testbed.lab.nodes import (
     LabOptions,
     lab_hints,
@@ -53,15 +62,20 @@ from testbed.local import (
 )
 
 
-def _lab_options(args: argparse.Namespace) -> LabOptions | None:
+def lab_usage(args: argparse.Namespace) -> str | None:
+    """Why ``up``'s lab options are bad usage (exit status 2), or None."""
     lab_only = [flag for flag, given in (("--nat", args.nat is not None),
                                          ("--nat-kind", args.nat_kind is not None),
                                          ("--researcher-nat", args.researcher_nat),
                                          ("--pin-reachability", args.pin_reachability),
                                          ("--lab-net", args.lab_net is not None)) if given]
+    if lab_only and not args.lab:
+        return f"{', '.join(lab_only)} need(s) --lab"
+    return None
+
+
+def _lab_options(args: argparse.Namespace) -> LabOptions | None:
     if not args.lab:
-        if lab_only:
-            raise TestbedError(f"{', '.join(lab_only)} need(s) --lab")
         return None
     nets = [parse_net(text) for text in (args.lab_net or "").split(",") if text.strip()]
     if len(nets) > 2:
@@ -133,6 +147,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     alive = {n["name"] for n in running_nodes(data)}
     reports = (lab_reports(data) if lab_of(data) and alive
                else trio.run(query_nodes, [Path(n["state"]) for n in nodes]))
+    code = 0 if len(alive) == len(nodes) else 1
+    if args.json:
+        print(json.dumps({
+            "directory": str(directory), "bootstrap": data["bootstrap"], "running": len(alive),
+            "nodes": [{"name": node["name"], "pid": node["pid"], "running": node["name"] in alive,
+                       "address": node.get("address", "127.0.0.1"), "nat": node.get("nat"),
+                       "port": node["port"], "dht_port": node["dht_port"],
+                       "report": report_json(report) if node["name"] in alive else None}
+                      for node, report in zip(nodes, reports, strict=True)],
+        }, default=str))
+        return code
     print(f"testbed in {directory}: {len(alive)}/{len(nodes)} running, bootstrap {data['bootstrap']}")
     print(f"{'node':<6} {'pid':>7} {'state':<8} {'address':<15} {'nat':<9} {'tcp':>6} {'dht':>6} "
           f"{'vessels':>7} {'peers':>5} {'reach tcp/udp':<15} {'dht':<6}  key")
@@ -145,7 +170,7 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{node['port']:>6} {node['dht_port']:>6} {len(report.vessels) if up else '-':>7} "
               f"{peers if up else '-':>5} {_reach(report) if up else '-':<15} "
               f"{(report.dht_mode or '-') if up else '-':<6}  {key}")
-    return 0 if len(alive) == len(nodes) else 1
+    return code
 
 
 def _reach(report: NodeReport) -> str:
@@ -259,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--dir", type=Path, default=Path("testbed"),
                              help="testbed directory (default ./testbed)")
     add_global_options(parser, sub.choices.values(), [verbose_option()])
+    add_global_options(parser, [status], [json_option()])
     return parser
 
 
@@ -276,7 +302,12 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     own, command = _split_command(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(own)
+    parser = build_parser()
+    args = parser.parse_args(own)
+    if args.json and args.command != "status":
+        parser.error(f"--json is for 'status', not '{args.command}'")
+    if args.command == "up" and (problem := lab_usage(args)):
+        parser.error(problem)
     args.command_words = command
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -76,6 +76,20 @@ def test_global_options_after_the_subcommand() -> None:
     assert verbose.returncode == 1 and "not installed" in verbose.stdout
 
 
+def test_every_status_takes_json_before_or_after_the_subcommand(tmp_path: Path) -> None:
+    """README: --json before or after the subcommand, for every status command."""
+    import json
+
+    for argv in (["status", "--json"], ["--json", "status"]):
+        done = run("seattle-installer", *argv, "--prefix", str(tmp_path / "none"))
+        assert done.returncode == 1, done.stderr  # not installed: a failure, said as data
+        assert json.loads(done.stdout)["installed"] is False
+        one_line_error(run("seattle-testbed", *argv, "--dir", str(tmp_path)), 1, "no testbed in")
+    for argv in (["status", "--json"], ["--json", "status"]):
+        done = run("seattle-dht", *argv, "--node", "127.0.0.1:9", "--timeout", "1")
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+
+
 def test_dht_unresolvable_bootstrap_is_one_line() -> None:
     done = run("seattle-dht", "lookup", KEY, "--bootstrap", "nosuchhost.invalid:4000")
     one_line_error(done, 1, "cannot resolve 'nosuchhost.invalid'")
@@ -139,8 +153,12 @@ def test_uninstall_where_nothing_is_installed(tmp_path: Path) -> None:
 def test_testbed_and_sandbox_failures_are_one_line(tmp_path: Path) -> None:
     one_line_error(run("seattle-testbed", "down", "--dir", str(tmp_path)), 1, "no testbed in")
     one_line_error(run("seattle-testbed", "up", "--nodes", "0"), 2, "--nodes")
-    one_line_error(run("seattle-sandbox", "run", str(tmp_path / "none.py")), 1,
+    one_line_error(run("seattle-sandbox", "run", str(tmp_path / "none.py")), 2,
                    "No such file or directory")
+    one_line_error(run("seattle-testbed", "up", "--nat", "0.5", "--dir", str(tmp_path)), 2,
+                   "--nat need(s) --lab")
+    one_line_error(run("seattle-testbed", "--json", "down", "--dir", str(tmp_path)), 2,
+                   "--json is for 'status'")
     one_line_error(run("seattle-nodemanager", "--state", str(tmp_path)), 2,
                    f"seattle-nodemanager init --state {tmp_path} --spec SPEC.json")
     one_line_error(run("seash", str(tmp_path / "none.seash")), 2, "cannot read")

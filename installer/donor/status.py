@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,13 @@ class NodeReport:
             if vessel.advertise:
                 keys += [k for k in (vessel.owner, *vessel.users) if k not in keys]
         return tuple(keys)
+
+
+def report_json(report: NodeReport) -> dict[str, Any]:
+    """A report as JSON-ready data (``status --json``): every field, plus the advertised keys."""
+    data = asdict(report)
+    data["advertised_keys"] = list(report.advertised_keys)
+    return data
 
 
 async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:

@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "install":
         shim = prefix / "bin" / "seattle-installer"
         if not shim.exists():
+            if args.command == "uninstall":  # twice, or after --purge (docs/donor.md)
+                print(f"nothing installed in {prefix}; nothing to do")
+                return 0
             print(f"not installed in {prefix}", file=sys.stderr)
             return 1
         os.execv("/bin/sh", ["/bin/sh", str(shim), args.command, "--prefix", str(prefix), *rest])

@@ -84,8 +84,17 @@ def _pip(args: Sequence[str], python: str) -> None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InstallError(f"cannot run pip: {exc}") from exc
     if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-10:])
-        raise InstallError(f"pip {args[0]} failed:\n{tail}")
+        log.info("pip %s said:\n%s", args[0], result.stderr.strip())
+        raise InstallError(f"pip {args[0]} failed: {pip_cause(result.stderr, result.returncode)}")
+
+
+def pip_cause(stderr: str, returncode: int) -> str:
+    """The line of pip's output that names why it failed (its last ``ERROR:`` line)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    if errors:
+        return errors[-1]
+    return lines[-1] if lines else f"exit status {returncode}, no message"
 
 
 def stage_source(source: Path, dest: Path, version: str | None) -> None:

@@ -191,7 +191,8 @@ class NodeClient:
 
     @property
     def broken(self) -> bool:
-        """True once the connection failed or timed out; open a new client then."""
+        """True once the connection failed, timed out or a call on it was cancelled before
+        its answer was read; open a new client then."""
         return self._broken
 
     async def aclose(self) -> None:
@@ -224,10 +225,13 @@ class NodeClient:
         async with self._lock:
             if self._broken:
                 raise ConnectionFailed("connection is unusable after an earlier failure")
+            answered = False
             try:
                 with trio.fail_after(self.timeout):
                     await self._stream.send_all(frame(payload))
-                    return await self._receive_frame()
+                    response = await self._receive_frame()
+                answered = True
+                return response
             except trio.TooSlowError as exc:
                 self._broken = True
                 raise ConnectionFailed(f"no response within {self.timeout} s") from exc
@@ -237,6 +241,11 @@ class NodeClient:
             except ConnectionFailed:
                 self._broken = True
                 raise
+            finally:
+                # Cancelled (Ctrl-C, a caller's deadline) between sending and reading the
+                # whole answer: that answer may still arrive and would be read as the next
+                # call's, so this connection is done (the pool opens a fresh one).
+                self._broken |= not answered
 
     # ---- calls ----
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,8 @@ def test_build_writes_a_verifiable_bundle(tmp_path: Path, keys: dict[str, Path],
 
 @pytest.mark.parametrize("args, message", [
     (["--vessel", "60:{alice}", "--vessel", "50:{alice}", "--bootstrap", "h:1"], "more than 100 %"),
-    (["--vessel", "30:deadbeef", "--bootstrap", "h:1"], "neither 64 hex digits"),
+    (["--vessel", "30:deadbeef", "--bootstrap", "h:1"], "is not a key: a key is 64 hex digits (8 given)"),
+    (["--vessel", "30:no-dir/bob.publickey", "--bootstrap", "h:1"], "no such key file: no-dir/bob.publickey"),
     (["--vessel", "30:{alice}"], "at least one --bootstrap"),
     (["--vessel", "25:{alice}", "--bootstrap", "h:1"], "multiple of 10"),
     (["--bootstrap", "h:1"], "at least one --vessel"),
@@ -109,4 +111,45 @@ def test_status_and_uninstall_without_install(tmp_path: Path, safe_env: dict[str
     assert main(["status", "--prefix", str(tmp_path / "none")]) == 1
     assert main(["uninstall", "--prefix", str(tmp_path / "none")]) == 0  # harmless, as documented
     assert "nothing installed" in capsys.readouterr().out
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_missing_bundle_or_key_file_is_named(tmp_path: Path, safe_env: dict[str, str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The cause comes first: the bundle that is not there, then a --trust file that is not."""
+    prefix = tmp_path / "prefix"
+    assert main(["install", str(tmp_path / "lab-installer.tgz"), "--prefix", str(prefix),
+                 "--trust", str(tmp_path / "planner.publickey")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot read bundle {tmp_path / 'lab-installer.tgz'}: no such file" in err, err
+    planner = KeyPair.generate()
+    (tmp_path / "lab-installer.tgz").write_bytes(make_bundle(planner, planner))
+    assert main(["install", str(tmp_path / "lab-installer.tgz"), "--prefix", str(prefix),
+                 "--trust", str(tmp_path / "planner.publickey")]) == 2
+    assert f"no such key file: {tmp_path / 'planner.publickey'}" in capsys.readouterr().err
+    assert not prefix.exists()
+
+
+def test_a_failed_pip_names_its_cause_in_one_line(tmp_path: Path) -> None:
+    """pip's own reason, not "pip download failed:" and nothing (pip offline: --no-index)."""
+    from installer.errors import InstallError
+    from installer.packing.wheels import _pip
+
+    with pytest.raises(InstallError) as raised:
+        _pip(["download", "--quiet", "--no-index", "--find-links", str(tmp_path), "--dest",
+              str(tmp_path), "no-such-distribution-25"], sys.executable)
+    message = str(raised.value)
+    assert message.startswith("pip download failed: ") and "\n" not in message, message
+    assert "no matching distribution found for no-such-distribution-25" in message.lower(), message
+
+
+def test_the_pyz_uninstall_where_nothing_is_installed_is_harmless(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python3 lab-installer.pyz uninstall`` twice (or after --purge): docs/donor.md's
+    "nothing installed in DIR; nothing to do", exit status 0; other commands still fail."""
+    from installer.packing import pyzmain
+
+    assert pyzmain.main(["uninstall", "--prefix", str(tmp_path / "none")]) == 0
+    assert f"nothing installed in {tmp_path / 'none'}; nothing to do" in capsys.readouterr().out
+    assert pyzmain.main(["status", "--prefix", str(tmp_path / "none")]) == 1
     assert not (tmp_path / "none").exists()

@@ -242,7 +242,7 @@ def test_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert taken.returncode == 1 and "which this machine already uses" in taken.stderr
     assert lab_state() == before
     bare = cli("up", "--nat", "0.5", "--dir", str(tmp_path / "b"))
-    assert bare.returncode == 1 and "need(s) --lab" in bare.stderr
+    assert bare.returncode == 2 and "need(s) --lab" in bare.stderr  # bad usage
 
     from testbed.cli import main
     monkeypatch.setattr(os, "geteuid", lambda: 1000)

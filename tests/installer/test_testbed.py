@@ -53,6 +53,14 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
         status = await run_testbed("status", "--dir", str(directory))
         assert status.returncode == 0, status.stdout
         assert status.stdout.count(b" running ") == NODES
+        for argv in (["status", "--json"], ["--json", "status"]):
+            doc = await run_testbed(*argv, "--dir", str(directory))
+            assert doc.returncode == 0, doc.stderr
+            nodes = json.loads(doc.stdout)["nodes"]
+            assert [n["running"] for n in nodes] == [True] * NODES
+            assert [(n["name"], n["port"], n["dht_port"]) for n in nodes] == [
+                (n["name"], n["port"], n["dht_port"]) for n in data["nodes"]]
+            assert all(n["report"]["port"] == n["port"] for n in nodes), nodes
 
         demo = load_private(Path(data["demo"]["privatekey"]))
         await wait_discoverable(data["bootstrap"], demo.public, NODES, timeout=30)

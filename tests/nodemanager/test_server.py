@@ -290,6 +290,25 @@ async def test_client_times_out_against_a_silent_node(nursery: trio.Nursery) -> 
             await nm.get_vessels()
 
 
+async def test_a_cancelled_call_retires_its_connection(nursery: trio.Nursery) -> None:
+    """A call cancelled before its answer (Ctrl-C in seash) leaves that answer in flight: the
+    next call must not read it as its own, so the connection is retired (issue 25)."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+
+    async def silent(stream: trio.abc.Stream) -> None:
+        await trio.sleep_forever()
+
+    await nursery.start(trio.serve_listeners, silent, listeners)
+    port = listeners[0].socket.getsockname()[1]
+    async with open_node_client("127.0.0.1", port, identity=KeyPair.generate(),
+                                node_key=KeyPair.generate().public, timeout=30) as nm:
+        with trio.move_on_after(0.2) as scope:
+            await nm.list_files("v1")
+        assert scope.cancelled_caught and nm.broken
+        with pytest.raises(errors.ConnectionFailed, match="unusable"):
+            await nm.get_vessels()
+
+
 async def test_client_reports_refused_connection() -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]

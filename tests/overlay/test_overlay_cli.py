@@ -62,6 +62,11 @@ async def test_cli_against_live_nodes() -> None:
         assert code == 0 and json.loads(out)["live"] == 3
         code, out = await run_cli("crawl", "--bootstrap", node)
         assert code == 0 and "live nodes: 3" in out
+        code, out = await run_cli("--json", "peers", "--bootstrap", node)  # what crawl finds,
+        assert code == 0, out                                              # not the client's table
+        walked = json.loads(out)["peers"]
+        assert sorted(p["address"] for p in walked) == sorted(f"127.0.0.1:{n['port']}" for n in nodes)
+        assert len({p["id"] for p in walked}) == 3
     finally:
         reap(proc)
 

@@ -100,11 +100,22 @@ def test_run_streams_all_output_past_the_ring(tmp_path: Path) -> None:
 def test_run_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
     endless = tmp_path / "endless.py"
     endless.write_text("while True:\n    log('y' * 100 + '\\n')\n    sleep(0.001)\n")
-    shell = f"{sys.executable} -m sandbox run {endless} | head -n 3"
+    shell = f"{sys.executable} -m sandbox run {endless} | head -n 3; exit ${{PIPESTATUS[0]}}"
     result = subprocess.run(["bash", "-c", shell], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.stdout.startswith("y" * 100) and set(result.stdout) == {"y", "\n"}
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert result.returncode == 0, result.stderr  # quietly: the reader chose to stop
+
+
+def test_an_unreadable_program_is_bad_usage(tmp_path: Path) -> None:
+    """docs/sandbox.md: 2 for an unreadable program (or resource file), one line, for
+    ``run`` and ``check`` alike."""
+    for argv in (["run", "nope.py"], ["check", "nope.py"],
+                 ["run", "--resources", str(tmp_path / "none.resources"), "examples/hello.py"]):
+        result = _run(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert result.stderr.count("\n") == 1 and "No such file or directory" in result.stderr
 
 
 def test_exitall_is_a_normal_end(tmp_path: Path) -> None:

@@ -50,3 +50,31 @@ async def test_plain_output(tmp_path: Path) -> None:
         assert "resource connport 63100-63102, 63105" in lines
         assert "did you mean 'show'?" in run.stderr
         assert run.returncode == 1  # the typo
+
+
+SLOW = 'i = 0\nwhile i < 6:\n    log("slow %d" % i)\n    i += 1\n    sleep(0.3)\n'
+
+
+async def test_follow_prints_one_header_per_vessel_and_the_summary_last(tmp_path: Path) -> None:
+    """A slow program's lines arrive over several polls: each vessel's row is printed once,
+    later lines go under it, and ``log: 2 ok`` comes once, after the last line (issue 25)."""
+    home = tmp_path / "home"
+    alice = KeyPair.generate()
+    save_keypair(home, "alice", alice)
+    (tmp_path / "slow.py").write_text(SLOW)
+    state = tmp_path / "nm"
+    init_node(state, alice.public.to_text(), vessels=2)
+    async with node_manager(state, sandbox=True, dht=False) as nm:
+        run = await seash(home, f"loadkeys alice; contact 127.0.0.1:{nm.port}; run slow.py; "
+                          "show log --follow", cwd=tmp_path, json_output=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    follow = lines[max(i for i, line in enumerate(lines) if line.startswith("run: ")) + 1:]
+    for target, vessel in (("%1", "v1"), ("%2", "v2")):
+        headers = [line for line in follow if line.startswith(target) and f":{vessel} " in line]
+        assert len(headers) == 1 and headers[0].split()[2] == "ok", run.stdout
+        printed = [line.split("| ", 1)[1] for line in follow if line.startswith(f"{target:<4} | ")]
+        assert printed == [f"slow {i}" for i in range(6)], run.stdout
+    summaries = [i for i, line in enumerate(follow) if line.startswith("log: ")]
+    assert len(summaries) == 1 and summaries[0] == len(follow) - 1, run.stdout
+    assert follow[-1].startswith("log: 2 ok in "), run.stdout

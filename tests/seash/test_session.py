@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from seash.errors import IdentityError, UnknownTarget, UsageError
@@ -83,3 +85,29 @@ def test_round_trip_through_dict() -> None:
     assert t.to_dict() == s.to_dict()
     assert t.signing_key("alice").public == ALICE.public
     assert t.add_vessel(VesselRef("h", 1, "v9")) == 4
+
+
+@pytest.mark.slow  # runs seash
+def test_loadkeys_says_where_and_never_searches_the_working_directory(tmp_path: Path) -> None:
+    """A plain NAME is looked up in --home only (a ./alice.privatekey there could be another
+    identity); a path loads that file; every load says where it read the key (issue 25)."""
+    import subprocess
+    import sys
+
+    from seattlecore import KeyPair, save_keypair
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    save_keypair(work, "alice", KeyPair.generate())
+
+    def seash(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "seash", "--home", str(home), "-c", script],
+                              cwd=work, capture_output=True, text=True, timeout=60, check=False)
+
+    plain = seash("loadkeys alice")
+    assert plain.returncode == 1 and f"no key file alice.privatekey in {home}" in plain.stderr
+    assert "give its path, e.g. ./alice" in plain.stderr
+    explicit = seash("loadkeys ./alice; loadpub ./alice.publickey as al")
+    assert explicit.returncode == 0, explicit.stderr
+    assert f"loaded alice from {work / 'alice.privatekey'}: " in explicit.stdout
+    assert f"loaded public key al from {work / 'alice.publickey'}: " in explicit.stdout

@@ -20,7 +20,8 @@ def test_exports() -> None:
     assert set(seattlecore.__all__) == {
         "BadSignature", "CoreError", "KeyFormatError", "KeyPair", "PublicKey",
         "load_private", "load_public", "save_keypair", "write_atomic",
-        "CliParser", "GlobalOption", "add_global_options", "run_main", "subparser", "verbose_option",
+        "CliParser", "GlobalOption", "add_global_options", "json_option", "run_main", "subparser",
+        "verbose_option",
     }
     public = {name for name in vars(seattlecore) if not name.startswith("_")}
     assert public - {"cli", "errors", "keys", "lazy"} == set(seattlecore.__all__)

@@ -23,6 +23,7 @@ from xdist.scheduler import LoadScopeScheduling
 
 GROUPS = {
     "tests/installer/test_lab.py": "lab",
+    "tests/installer/test_lab_guide.py": "lab",
     "tests/installer/test_lab_punch.py": "lab",
     "tests/installer/test_lab_reach.py": "lab",
     "tests/installer/test_lab_relay.py": "lab",
