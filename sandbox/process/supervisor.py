@@ -1,7 +1,8 @@
 """trio supervisor: one child process per running vessel program, watched from outside.
 
 For each running program a task in the supervisor's nursery starts ``sandbox.process.runner`` in a
-fresh session with an empty environment, sends it its config, and then, until it exits:
+fresh session with an empty environment (forked by the supervisor's fork server, or cold:
+``sandbox.process.launcher``), sends it its config, and then, until it exits:
 reads its log (kept as a 16 KiB ring, persisted to ``log_path``), reads its status channel,
 samples CPU time and RSS every ``TICK`` seconds from /proc, stops it with SIGSTOP/SIGCONT to
 hold its CPU share, and SIGKILLs its process group when memory or disk go over the limit.
@@ -34,8 +35,9 @@ from sandbox.errors import (
     VesselNotRunning,
 )
 from sandbox.process.hardening import default_read_paths
+from sandbox.process.launcher import Launcher
 from sandbox.process.limits import CpuThrottle, LogRing, LogSlice, check_quantities, decode_log, encode_log
-from sandbox.process.spawn import ChildProcess, ChildRecords, spawn
+from sandbox.process.spawn import ChildProcess, ChildRecords
 from sandbox.process.status import CompileError, Event, Exit, Ready, StatusLines, UsageReport, parse_event
 from sandbox.process.uidlease import UidLease, acquire_uid
 from sandbox.resources import ResourceTable
@@ -117,24 +119,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @functools.cache
-def child_argv() -> tuple[str, ...]:
-    """``python -I -S -c BOOT``: isolated mode, no site, explicit import paths."""
-    import RestrictedPython
-
-    roots = {str(PACKAGE_ROOT)}
-    roots.add(str(Path(RestrictedPython.__file__).resolve().parent.parent))
-    try:
-        import pyseccomp
-
-        roots.add(str(Path(pyseccomp.__file__).resolve().parent))
-        roots.add(str(Path(pyseccomp.__file__).resolve().parent.parent))
-    except ImportError:
-        pass
-    boot = f"import sys; sys.path[:0] = {sorted(roots)!r}; from sandbox.process.runner import main; main()"
-    return (sys.executable, "-I", "-S", "-c", boot)
-
-
-@functools.cache
 def read_paths() -> tuple[str, ...]:
     """Paths a vessel child may read (Landlock): Python, its libraries, system libraries."""
     prefixes = (sys.prefix, sys.base_prefix, sys.exec_prefix, str(PACKAGE_ROOT))
@@ -159,9 +143,10 @@ class Supervisor:
 
     def __init__(
         self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1",
-        run_dir: Path | None = None,
+        run_dir: Path | None = None, launcher: Launcher | None = None,
     ) -> None:
         self._nursery = nursery
+        self.launcher = launcher if launcher is not None else Launcher(fork_server=False)
         self._harden = harden
         self._my_ip = my_ip
         self._records = ChildRecords(run_dir) if run_dir is not None else None
@@ -173,16 +158,23 @@ class Supervisor:
     @asynccontextmanager
     async def open(
         cls, *, harden: bool = True, my_ip: str = "127.0.0.1", run_dir: Path | None = None,
+        fork_server: bool = True,
     ) -> AsyncIterator[Supervisor]:
         """A supervisor whose programs all end when the block exits.
 
         With ``run_dir``, each running child is recorded there, and children that an earlier
         supervisor with the same ``run_dir`` left running (it was killed) are killed first.
+        With ``fork_server`` (the default) programs start from a warm fork server
+        (``sandbox.process.forkserver``), kept running and restarted by the supervisor;
+        without it each start is a cold interpreter (a one-shot run gains nothing from one).
         """
         async with trio.open_nursery() as nursery:
-            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir)
+            launcher = Launcher(fork_server=fork_server)
+            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir,
+                             launcher=launcher)
             if supervisor._records is not None:
                 supervisor._records.kill_leftovers()
+            nursery.start_soon(launcher.keep_fork_server)
             try:
                 yield supervisor
             finally:
@@ -230,7 +222,7 @@ class Supervisor:
         args: Sequence[str], log_path: Path | None, lease: UidLease | None, *,
         restricted: bool, on_log: LogSink | None,
     ) -> _Running:
-        """Spawn the runner (on this thread: see ``sandbox.process.spawn``) and send its config."""
+        """Start the runner (``Launcher``: forked, or spawned on this thread) and send its config."""
         config = {
             "vessel_dir": str(directory.resolve()), "resources": resources.to_text(),
             "program": program, "args": list(args), "my_ip": self._my_ip,
@@ -239,14 +231,15 @@ class Supervisor:
             "parent_pid": os.getpid(),
         }
         status_r, status_w = os.pipe()
-        config["status_fd"] = status_w
         try:
-            process = spawn(child_argv(), cwd=str(directory), env={}, pass_fds=(status_w,))
+            launched = await self.launcher.launch(status_w, cwd=str(directory))
         except BaseException:
             os.close(status_r)
             raise
         finally:
             os.close(status_w)
+        process = launched.process
+        config["status_fd"] = launched.status_fd
         if self._records is not None:
             self._records.add(vessel, process.pid)
         running = _Running(process, resources, directory, log_path, lease, on_log=on_log,
