@@ -39,7 +39,7 @@ from sandbox.process.launcher import Launcher
 from sandbox.process.limits import CpuThrottle, LogRing, LogSlice, check_quantities, decode_log, encode_log
 from sandbox.process.spawn import ChildProcess, ChildRecords
 from sandbox.process.status import CompileError, Event, Exit, Ready, StatusLines, UsageReport, parse_event
-from sandbox.process.uidlease import UidLease, acquire_uid
+from sandbox.process.uidlease import SpareLeases, UidLease
 from sandbox.resources import ResourceTable
 from sandbox.vessel.vesselfiles import disk_use
 
@@ -147,6 +147,8 @@ class Supervisor:
     ) -> None:
         self._nursery = nursery
         self.launcher = launcher if launcher is not None else Launcher(fork_server=False)
+        self._leases = SpareLeases() if os.geteuid() == 0 else None
+        """Vessel uids (root only), one kept leased ahead of need: see ``keep_filled``."""
         self._harden = harden
         self._my_ip = my_ip
         self._records = ChildRecords(run_dir) if run_dir is not None else None
@@ -175,6 +177,8 @@ class Supervisor:
             if supervisor._records is not None:
                 supervisor._records.kill_leftovers()
             nursery.start_soon(launcher.keep_fork_server)
+            if supervisor._leases is not None:
+                nursery.start_soon(supervisor._leases.keep_filled)
             try:
                 yield supervisor
             finally:
@@ -206,7 +210,7 @@ class Supervisor:
             raise VesselBusyError(f"vessel {vessel} is already running a program")
         if not all(type(a) is str for a in args):
             raise SandboxError("program arguments must be strings")
-        lease = await trio.to_thread.run_sync(acquire_uid) if os.geteuid() == 0 else None
+        lease = await self._leases.take() if self._leases is not None else None
         try:
             running = await self._launch(vessel, directory, resources, program, args, log_path, lease,
                                    restricted=restricted, on_log=on_log)
