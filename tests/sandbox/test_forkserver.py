@@ -40,7 +40,8 @@ while True:
 
 PROBE = r"""
 import ctypes, json, os, random, sys
-out = {"forked": "sandbox.process.forkserver" in sys.modules, "pid": os.getpid(),
+out = {"forked": "sandbox.process.forkserver" in sys.modules, "trio": "trio" in sys.modules,
+       "pid": os.getpid(),
        "ppid": os.getppid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
        "environ": dict(os.environ), "random": random.random()}
 fds = {}
@@ -159,6 +160,7 @@ async def test_forked_vessel_has_nothing_of_another_vessel_or_the_fork_server(tm
         await sup.stop("a")
 
     assert b["forked"] and c["forked"], "the probes must come from the fork server"
+    assert not b["trio"], "the fork server imported trio (the supervisor's, not a runner's)"
     # Memory: B finds its own secret (the scan works) and nothing of A's.
     assert secret_b in b["found"] and secret_a not in b["found"]
     # Descriptors: its four pipes and its own files; no socket (the control socket), none of A's.
