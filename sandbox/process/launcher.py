@@ -165,7 +165,8 @@ class Launcher:
     def __init__(self, *, fork_server: bool = True) -> None:
         self.use_fork_server = fork_server
         self._server: ForkServer | None = None
-        self._booting: trio.Event | None = None
+        self._booting: trio.Event | None = trio.Event() if fork_server else None
+        """Set once the current boot ended (a start waits for it, up to ``BOOT_WAIT``)."""
         self.restarts = 0
         """Fork servers started after the first (each one follows a death)."""
 
@@ -227,7 +228,8 @@ class Launcher:
             await trio.sleep(delay)
 
     async def _serve_one(self, first: bool) -> None:
-        self._booting = trio.Event()
+        if self._booting is None or self._booting.is_set():
+            self._booting = trio.Event()
         try:
             server = await ForkServer.boot()
         except (ForkFailed, OSError) as exc:

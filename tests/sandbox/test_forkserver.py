@@ -263,3 +263,23 @@ async def test_fork_server_survives_a_hostile_control_peer() -> None:
     finally:
         control.close()
         await server.aclose()
+
+
+async def test_a_fork_server_that_stops_answering_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tmp_path.chmod(0o711)
+    monkeypatch.setattr(launcher, "FORK_TIMEOUT", 1.0)
+    monkeypatch.setattr(launcher, "RESTART_DELAYS", (0.1, 30.0))
+    caplog.set_level(logging.WARNING, logger="sandbox.process.launcher")
+    async with Supervisor.open() as sup:
+        hung = await eventually(lambda: sup.launcher.server_pid, what="a fork server")
+        os.kill(hung, signal.SIGSTOP)  # alive, holding its socket, answering nothing
+        await sup.start("a", make_vessel(tmp_path, "a", "log('cold')\n"), table(), "program.py")
+        assert (await sup.wait("a")).exit_code == 0 and sup.read_log("a") == b"cold\n"
+        assert "killed for a restart" in caplog.text
+        await eventually(lambda: sup.launcher.server_pid not in (None, hung),
+                         what="a fork server in place of the hung one")
+        assert parent_of(hung) is None, "the hung fork server was killed and reaped"
+        result = await probe(sup, tmp_path, "b", secrets.token_hex(16))
+        assert result["forked"]
