@@ -19,8 +19,8 @@ What makes a forked child as clean as a cold one:
   closes each request's descriptors before it reads the next one.
 - *Descriptors.* The child moves its four pipes to fds 0-3 and closes every other one (the
   control socket included) before anything else.
-- *Session, signals, randomness.* The child calls ``setsid`` before the fork server answers
-  (so the supervisor's ``killpg`` always reaches it), gets an empty signal mask and default
+- *Session, signals, randomness.* The child calls ``setsid`` first thing (until it has,
+  the supervisor's kill reaches it by pid), gets an empty signal mask and default
   dispositions, and ``random`` is reseeded (CPython's at-fork hook, and again here). The
   hash secret is the one thing shared with sibling vessels (it cannot change after start).
 - *Privileges.* The fork server has the supervisor's (root, on a donor); a child drops them
@@ -99,14 +99,13 @@ def _threads() -> int:
     return 0
 
 
-def become_vessel(fds: list[int], sync_w: int, supervisor: int) -> NoReturn:
+def become_vessel(fds: list[int], supervisor: int) -> NoReturn:
     """In the new child: a clean ``python -I -S`` state, then the runner. Never returns."""
     from sandbox.process import hardening, runner
 
     try:
         hardening.die_with_parent(supervisor)
         os.setsid()
-        os.close(sync_w)  # tells the fork server that our process group exists
         for target, fd in enumerate(fds):
             os.dup2(fd, target)  # safe in this order: no received fd is 0, 1 or 2
         os.closerange(CHILD_FDS, os.sysconf("SC_OPEN_MAX"))
@@ -133,27 +132,17 @@ def reset_process_state() -> None:
 
 
 def fork_child(fds: list[int], supervisor: int) -> int:
-    """Fork a vessel child on ``fds``; return its pid once it is in its own session."""
+    """Fork a vessel child on ``fds``; return its pid."""
     if len(fds) != CHILD_FDS or min(fds) <= 2 or len(set(fds)) != CHILD_FDS:
         raise ForkServerError(f"expected {CHILD_FDS} distinct descriptors")
     if _threads() != 1:
         raise ForkServerError("the fork server is not single-threaded")
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = clone_parent()
-        if pid == 0:
-            os.close(sync_r)
-            become_vessel(fds, sync_w, supervisor)
-        os.close(sync_w)
-        sync_w = -1
-        os.read(sync_r, 1)  # EOF: the child ran setsid (or died)
-        return pid
-    finally:
-        os.close(sync_r)
-        if sync_w >= 0:
-            os.close(sync_w)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = clone_parent()
+    if pid == 0:
+        become_vessel(fds, supervisor)
+    return pid
 
 
 def _received_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

@@ -18,10 +18,11 @@ import array
 import functools
 import logging
 import os
+import select
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,13 +68,23 @@ def runner_argv(entry: str = "sandbox.process.runner") -> tuple[str, ...]:
     return (sys.executable, "-I", "-S", "-c", boot)
 
 
+FirstLine = Callable[[int], bytes]
+"""The runner's config line, given the number its status channel has in the child."""
+
+
 @dataclass(frozen=True, slots=True)
 class Launched:
-    """A started runner child, the status fd number it must be told, and how it started."""
+    """A started runner child, and how it started."""
 
     process: ChildProcess
-    status_fd: int
     forked: bool
+    pending: bytes
+    """The config line still to send (empty: it was waiting in the child's stdin already)."""
+
+
+def _prefilled(line: bytes) -> tuple[bytes, bytes]:
+    """(what to write before the start, what to send after): a line only if it surely fits."""
+    return (line, b"") if len(line) <= select.PIPE_BUF else (b"", line)
 
 
 class ForkServer:
@@ -175,20 +186,25 @@ class Launcher:
         """The running fork server's pid, if there is one."""
         return None if self._server is None else self._server.process.pid
 
-    async def launch(self, status_w: int, *, cwd: str) -> Launched:
-        """Start a runner child with ``status_w`` as its status channel."""
+    async def launch(self, status_w: int, *, cwd: str, first_line: FirstLine) -> Launched:
+        """Start a runner child with ``status_w`` as its status channel.
+
+        Its config line (``first_line``) is put in its stdin before it starts when it fits
+        in a pipe, so the child never waits for the supervisor to send it.
+        """
         server = await self._ready_server()
         if server is not None:
             try:
-                return await self._fork(server, status_w)
+                return await self._fork(server, status_w, first_line(STATUS_FD))
             except ForkFailed as exc:
                 if server.broken:
                     server.kill()  # keep_fork_server restarts it
                 log.warning("vessel fork server (pid %d) failed%s; cold spawn instead: %s",
                             server.process.pid, ", killed for a restart" if server.broken else "",
                             exc)
-        process = spawn(runner_argv(), cwd=cwd, env={}, pass_fds=(status_w,))
-        return Launched(process, status_w, forked=False)
+        now, later = _prefilled(first_line(status_w))
+        process = spawn(runner_argv(), cwd=cwd, env={}, pass_fds=(status_w,), stdin_data=now)
+        return Launched(process, forked=False, pending=later)
 
     async def _ready_server(self) -> ForkServer | None:
         if not self.use_fork_server:
@@ -202,16 +218,18 @@ class Launcher:
             return None
         return server
 
-    async def _fork(self, server: ForkServer, status_w: int) -> Launched:
+    async def _fork(self, server: ForkServer, status_w: int, line: bytes) -> Launched:
         pipes = ChildPipes()
+        now, later = _prefilled(line)
         try:
+            pipes.prefill(now)
             pid = await server.fork((*pipes.child_ends, status_w))
         except BaseException:
             pipes.close_ours()
             raise
         finally:
             pipes.close_child_ends()
-        return Launched(adopt(pid, pipes), STATUS_FD, forked=True)
+        return Launched(adopt(pid, pipes), forked=True, pending=later)
 
     async def keep_fork_server(self) -> None:
         """Run a fork server until cancelled, restarting it whenever it dies."""
@@ -262,4 +280,5 @@ async def _drain(stream: trio.lowlevel.FdStream, pid: int | None) -> None:
                         chunk.decode("utf-8", "replace").rstrip()[-2000:])
 
 
-__all__ = ["CHILD_FDS", "ForkFailed", "ForkServer", "Launched", "Launcher", "runner_argv"]
+__all__ = ["CHILD_FDS", "FirstLine", "ForkFailed", "ForkServer", "Launched", "Launcher",
+           "runner_argv"]

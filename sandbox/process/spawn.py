@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -86,6 +87,13 @@ class ChildPipes:
         self.child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
         self.ours = (pipes[0][1], pipes[1][0], pipes[2][0])
 
+    def prefill(self, data: bytes) -> None:
+        """Put ``data`` in the child's stdin now; it must fit in any pipe (``PIPE_BUF``)."""
+        if len(data) > select.PIPE_BUF:
+            raise ValueError(f"{len(data)} bytes may not fit in a pipe")
+        if data:
+            os.write(self.ours[0], data)
+
     def close_child_ends(self) -> None:
         for fd in self.child_ends:
             os.close(fd)
@@ -101,11 +109,17 @@ class ChildPipes:
 
 def spawn(
     argv: Sequence[str], *, cwd: str, env: Mapping[str, str], pass_fds: Sequence[int] = (),
+    stdin_data: bytes = b"",
 ) -> ChildProcess:
-    """Start ``argv`` in a new session from the calling thread, with piped stdio."""
+    """Start ``argv`` in a new session from the calling thread, with piped stdio.
+
+    ``stdin_data`` (at most ``PIPE_BUF`` bytes, so it never blocks) is waiting in the
+    child's stdin when it starts.
+    """
     pipes = ChildPipes()
     stdin, stdout, stderr = pipes.child_ends
     try:
+        pipes.prefill(stdin_data)
         popen = subprocess.Popen(
             list(argv), stdin=stdin, stdout=stdout, stderr=stderr,
             pass_fds=tuple(pass_fds), env=dict(env), cwd=cwd, start_new_session=True,

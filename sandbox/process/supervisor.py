@@ -235,15 +235,19 @@ class Supervisor:
             "parent_pid": os.getpid(),
         }
         status_r, status_w = os.pipe()
+
+        def first_line(status_fd: int) -> bytes:
+            return json.dumps({**config, "status_fd": status_fd}).encode() + b"\n"
+
         try:
-            launched = await self.launcher.launch(status_w, cwd=str(directory))
+            launched = await self.launcher.launch(status_w, cwd=str(directory),
+                                                  first_line=first_line)
         except BaseException:
             os.close(status_r)
             raise
         finally:
             os.close(status_w)
         process = launched.process
-        config["status_fd"] = launched.status_fd
         if self._records is not None:
             self._records.add(vessel, process.pid)
         running = _Running(process, resources, directory, log_path, lease, on_log=on_log,
@@ -253,11 +257,12 @@ class Supervisor:
         self._logs.pop(vessel, None)
         if log_path is not None:  # a new start clears the previous program's log
             _write_log(log_path, running.ring)
-        with trio.move_on_after(5):
-            try:
-                await process.stdin.send_all(json.dumps(config).encode() + b"\n")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the child died already; _watch tells the story
+        if launched.pending:  # a config too long to wait in the pipe
+            with trio.move_on_after(5):
+                try:
+                    await process.stdin.send_all(launched.pending)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the child died already; _watch tells the story
         return running
 
     async def _wait_settled(self, vessel: str, running: _Running) -> None:
@@ -547,10 +552,13 @@ def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]
 
 
 def _kill_group(process: ChildProcess) -> None:
+    """SIGKILL the child's process group (and the child itself, in case it is not in its
+    own group yet: a forked child calls ``setsid`` first thing, but it may not have run)."""
     if process.returncode is not None:
         return
-    for sig in (signal.SIGKILL, signal.SIGCONT):
+    for kill, sig in ((os.killpg, signal.SIGKILL), (os.killpg, signal.SIGCONT),
+                      (os.kill, signal.SIGKILL)):
         try:
-            os.killpg(process.pid, sig)
+            kill(process.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
