@@ -8,8 +8,9 @@ cold ``python -I -S`` spawn, and the log says why.
 
 ``Launcher.keep_fork_server`` runs in the supervisor's nursery: it starts the fork server
 from the trio thread (the parent-death signal follows that thread, see
-``sandbox.process.spawn``), restarts it when it dies (after 0.5 s, doubling up to 30 s
-while it keeps dying young), and stops it when cancelled.
+``sandbox.process.spawn``) when the first start wants one, restarts it when it dies (after
+0.5 s, doubling up to 30 s while it keeps dying young), stops it after ``IDLE_STOP``
+seconds without a start, and stops it when cancelled.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ RESTART_DELAYS = (0.5, 30.0)
 """First and longest pause before restarting a fork server that died."""
 YOUNG = 60.0
 """A fork server that died younger than this doubles the next restart's pause."""
+IDLE_STOP = 600.0
+"""Seconds without a start after which the fork server is stopped (it boots again on demand)."""
 
 
 class ForkFailed(Exception):
@@ -96,6 +99,8 @@ class ForkServer:
         self.lock = trio.Lock()
         self.broken = False
         """Set when a request failed: the server is being killed and must not be asked again."""
+        self.idle = False
+        """Set when it is stopped for want of starts."""
 
     @classmethod
     async def boot(cls) -> ForkServer:
@@ -171,15 +176,24 @@ class ForkServer:
 
 
 class Launcher:
-    """Starts runner children; keeps a fork server when ``fork_server`` is true."""
+    """Starts runner children; keeps a fork server when ``fork_server`` is true.
+
+    The fork server boots on the first start (which waits for it), not with the
+    supervisor: a node manager that never runs a program, or fifty of them coming up at once
+    in a testbed, pay nothing for it. It stops after ``IDLE_STOP`` seconds without a start
+    and boots again on the next one.
+    """
 
     def __init__(self, *, fork_server: bool = True) -> None:
         self.use_fork_server = fork_server
         self._server: ForkServer | None = None
-        self._booting: trio.Event | None = trio.Event() if fork_server else None
-        """Set once the current boot ended (a start waits for it, up to ``BOOT_WAIT``)."""
+        self._wanted = trio.Event()
+        """Set by a start: a fork server should run."""
+        self._settled = trio.Event()
+        """Unset while a wanted fork server is booting: starts wait for it (``BOOT_WAIT``)."""
+        self._last_start = 0.0
         self.restarts = 0
-        """Fork servers started after the first (each one follows a death)."""
+        """Fork servers started after one died (idle stops do not count)."""
 
     @property
     def server_pid(self) -> int | None:
@@ -209,9 +223,12 @@ class Launcher:
     async def _ready_server(self) -> ForkServer | None:
         if not self.use_fork_server:
             return None
-        if self._server is None and self._booting is not None:
+        self._last_start = trio.current_time()
+        self._wanted.set()
+        gone = self._server is None or self._server.broken
+        if gone and not self._settled.is_set():  # booting, or about to boot
             with trio.move_on_after(BOOT_WAIT):
-                await self._booting.wait()
+                await self._settled.wait()
         server = self._server
         if server is None or server.broken:
             log.warning("vessel fork server not running: cold spawn (slower start)")
@@ -232,44 +249,65 @@ class Launcher:
         return Launched(adopt(pid, pipes), forked=True, pending=later)
 
     async def keep_fork_server(self) -> None:
-        """Run a fork server until cancelled, restarting it whenever it dies."""
+        """Run a fork server while starts want one, until cancelled; restart it if it dies."""
         if not self.use_fork_server:
             return
         delay = RESTART_DELAYS[0]
-        first = True
+        died = False
         while True:
+            await self._wanted.wait()
+            if self._settled.is_set():
+                self._settled = trio.Event()
             booted = trio.current_time()
-            await self._serve_one(first)
-            first = False
+            idle = await self._serve_one(restart=died)
+            if idle:
+                died = False
+                continue
+            died = True
             young = trio.current_time() - booted < YOUNG
             delay = min(delay * 2, RESTART_DELAYS[1]) if young else RESTART_DELAYS[0]
             await trio.sleep(delay)
 
-    async def _serve_one(self, first: bool) -> None:
-        if self._booting is None or self._booting.is_set():
-            self._booting = trio.Event()
+    async def _serve_one(self, *, restart: bool) -> bool:
+        """Boot and watch one fork server; True if it was stopped for idleness."""
         try:
             server = await ForkServer.boot()
         except (ForkFailed, OSError) as exc:
             log.warning("vessel fork server did not start: %s; starts spawn cold", exc)
-            return
+            return False
         finally:
-            self._booting.set()
-        if not first:
-            self.restarts += 1
+            self._settled.set()
+        self.restarts += restart
         self._server = server
         log.info("vessel fork server ready (pid %d)", server.process.pid)
+        idle = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_drain, server.process.stdout, None)
                 nursery.start_soon(_drain, server.process.stderr, server.process.pid)
+                nursery.start_soon(self._stop_when_idle, server)
                 code = await server.process.wait()
                 nursery.cancel_scope.cancel()
-            log.warning("vessel fork server (pid %d) exited with %s; starts spawn cold until "
-                        "it is restarted", server.process.pid, code)
+            idle = server.idle
+            if not idle:
+                log.warning("vessel fork server (pid %d) exited with %s; starts spawn cold "
+                            "until it is restarted", server.process.pid, code)
         finally:
             self._server = None
             await server.aclose()
+        return idle
+
+    async def _stop_when_idle(self, server: ForkServer) -> None:
+        while True:
+            deadline = self._last_start + IDLE_STOP
+            if trio.current_time() >= deadline and not server.lock.locked():
+                break
+            await trio.sleep_until(max(deadline, trio.current_time() + 0.05))
+        log.info("vessel fork server (pid %d) idle for %.0f s: stopped until the next start",
+                 server.process.pid, IDLE_STOP)
+        server.idle = server.broken = True  # no start may pick it now
+        self._wanted, self._settled = trio.Event(), trio.Event()  # the next start boots one
+        server.kill()
 
 
 async def _drain(stream: trio.lowlevel.FdStream, pid: int | None) -> None:

@@ -77,7 +77,7 @@ def signal_result(pid):
     except OSError as exc:
         return exc.errno
     return 0
-out["kill_fork_server"] = signal_result(int(callargs[1]))
+out["kill_fork_server"] = signal_result(int(callargs[1])) if callargs[1].isdigit() else None
 out["kill_supervisor"] = signal_result(os.getppid())
 log("PROBE " + json.dumps(out))
 """
@@ -273,6 +273,7 @@ async def test_a_fork_server_that_stops_answering_is_replaced(
     monkeypatch.setattr(launcher, "RESTART_DELAYS", (0.1, 30.0))
     caplog.set_level(logging.WARNING, logger="sandbox.process.launcher")
     async with Supervisor.open() as sup:
+        await sup.start("w", make_vessel(tmp_path, "w", "log('warm')\n"), table(), "program.py")
         hung = await eventually(lambda: sup.launcher.server_pid, what="a fork server")
         os.kill(hung, signal.SIGSTOP)  # alive, holding its socket, answering nothing
         await sup.start("a", make_vessel(tmp_path, "a", "log('cold')\n"), table(), "program.py")
@@ -283,3 +284,28 @@ async def test_a_fork_server_that_stops_answering_is_replaced(
         assert parent_of(hung) is None, "the hung fork server was killed and reaped"
         result = await probe(sup, tmp_path, "b", secrets.token_hex(16))
         assert result["forked"]
+
+
+async def forked_start(sup: Supervisor, root: Path, name: str) -> bool:
+    """Run a program that tells whether it was forked from the fork server."""
+    source = "import sys\nlog(str('sandbox.process.forkserver' in sys.modules))\n"
+    await sup.start(name, make_vessel(root, name, source), table(), "program.py", restricted=False)
+    await sup.wait(name)
+    return sup.read_log(name) == b"True\n"
+
+
+async def test_the_fork_server_boots_on_demand_and_stops_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tmp_path.chmod(0o711)
+    monkeypatch.setattr(launcher, "IDLE_STOP", 2.0)
+    async with Supervisor.open() as sup:
+        await trio.sleep(0.5)
+        assert sup.launcher.server_pid is None, "no fork server before the first start"
+        assert await forked_start(sup, tmp_path, "a"), "the first start waits for the boot"
+        server = sup.launcher.server_pid
+        assert server is not None
+        await eventually(lambda: sup.launcher.server_pid is None, what="an idle stop")
+        assert parent_of(server) is None, "the idle fork server was stopped and reaped"
+        assert await forked_start(sup, tmp_path, "b"), "the next start boots it again"
+        assert sup.launcher.server_pid not in (None, server) and sup.launcher.restarts == 0
