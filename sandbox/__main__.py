@@ -74,7 +74,8 @@ async def run_program(args: argparse.Namespace, table: ResourceTable, vessel_dir
     if target.resolve() != args.program.resolve():
         shutil.copyfile(args.program, target)
     output = _Output()
-    async with Supervisor.open(harden=not args.no_harden) as supervisor:
+    # One program, once: a fork server would only add a process (it pays off from the 2nd start).
+    async with Supervisor.open(harden=not args.no_harden, fork_server=False) as supervisor:
         try:
             await supervisor.start("local", vessel_dir, table, name, args.args, on_log=output.write)
         except ProgramStartError:

@@ -55,9 +55,11 @@ __all__ = [
     "default_read_paths",
     "detect_support",
     "drop_privileges",
+    "forget_status_fd",
     "landlock_abi",
     "set_address_space_limit",
     "set_no_new_privs",
+    "warm_up",
 ]
 
 
@@ -184,6 +186,17 @@ def _read_status() -> dict[str, str]:
     except OSError as exc:
         raise HardeningError(f"cannot read /proc/self/status: {exc}") from exc
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def forget_status_fd() -> None:
+    """Drop the cached /proc/self/status descriptor: in a forked child it is the parent's."""
+    global _status_fd
+    _status_fd = None
+
+
+def warm_up() -> None:
+    """Do the slow, process-independent set-up now (a fork server, before it forks)."""
+    _import_pyseccomp()
 
 
 def _require_single_thread(layer: str) -> None:

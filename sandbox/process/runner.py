@@ -143,9 +143,17 @@ def harden(config: RunnerConfig, table: ResourceTable) -> str:
     return apply_hardening(plan).level()
 
 
+def warm_up() -> None:
+    """Import what ``harden`` imports lazily (a fork server calls this before forking)."""
+    import socket  # noqa: F401
+
+    from sandbox.process.hardening import HardeningPlan, apply_hardening  # noqa: F401
+
+
 def run(config: RunnerConfig, host: ChildHost) -> None:
     """Everything from the vessel directory to the program's end; exits the process."""
     dir_fd = os.open(config.vessel_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    os.fchdir(dir_fd)  # a forked child starts in "/", a cold one already here
     table = parse_resources(config.resources)
     try:
         source = read_program(dir_fd, config.program)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -27,31 +28,42 @@ log = logging.getLogger(__name__)
 
 
 class ChildProcess:
-    """A child with trio streams on its stdin, stdout and stderr pipes."""
+    """A child of this process with trio streams on its stdin, stdout and stderr pipes.
+
+    Made by ``spawn`` (a cold start: ``subprocess.Popen``) or by ``adopt`` (a child the
+    fork server made ours with ``CLONE_PARENT``); either way this process reaps it.
+    """
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], stdin: trio.lowlevel.FdStream,
-        stdout: trio.lowlevel.FdStream, stderr: trio.lowlevel.FdStream,
+        self, pid: int, stdin: trio.lowlevel.FdStream, stdout: trio.lowlevel.FdStream,
+        stderr: trio.lowlevel.FdStream, popen: subprocess.Popen[bytes] | None = None,
     ) -> None:
         self._popen = popen
-        self.pid = popen.pid
+        self.pid = pid
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
-        self._pidfd: int | None = os.pidfd_open(popen.pid)
+        self._returncode: int | None = None
+        self._pidfd: int | None = os.pidfd_open(pid)
         self._wait_lock = trio.Lock()
 
     @property
     def returncode(self) -> int | None:
         """The exit status once reaped (negative: killed by that signal), else None."""
-        return self._popen.returncode
+        return self._popen.returncode if self._popen is not None else self._returncode
 
     async def wait(self) -> int:
         """Wait for the child to exit and reap it."""
         async with self._wait_lock:
-            if self._popen.returncode is None and self._pidfd is not None:
+            if self.returncode is None and self._pidfd is not None:
                 await trio.lowlevel.wait_readable(self._pidfd)
-            code = self._popen.wait()
+            if self._popen is not None:
+                code = self._popen.wait()
+            elif self._returncode is None:
+                _, status = os.waitpid(self.pid, 0)
+                code = self._returncode = os.waitstatus_to_exitcode(status)
+            else:
+                code = self._returncode
             self._close_pidfd()
             return code
 
@@ -67,26 +79,71 @@ class ChildProcess:
             await stream.aclose()
 
 
+class ChildPipes:
+    """The three stdio pipes of a child to be: its ends and ours."""
+
+    def __init__(self) -> None:
+        pipes = [os.pipe() for _ in range(3)]
+        self.child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
+        self.ours = (pipes[0][1], pipes[1][0], pipes[2][0])
+
+    def prefill(self, data: bytes) -> None:
+        """Put ``data`` in the child's stdin now; it must fit in any pipe (``PIPE_BUF``)."""
+        if len(data) > select.PIPE_BUF:
+            raise ValueError(f"{len(data)} bytes may not fit in a pipe")
+        if data:
+            os.write(self.ours[0], data)
+
+    def close_child_ends(self) -> None:
+        for fd in self.child_ends:
+            os.close(fd)
+
+    def close_ours(self) -> None:
+        for fd in self.ours:
+            os.close(fd)
+
+    def streams(self) -> tuple[trio.lowlevel.FdStream, trio.lowlevel.FdStream, trio.lowlevel.FdStream]:
+        stdin, stdout, stderr = (trio.lowlevel.FdStream(fd) for fd in self.ours)
+        return stdin, stdout, stderr
+
+
 def spawn(
     argv: Sequence[str], *, cwd: str, env: Mapping[str, str], pass_fds: Sequence[int] = (),
+    stdin_data: bytes = b"",
 ) -> ChildProcess:
-    """Start ``argv`` in a new session from the calling thread, with piped stdio."""
-    pipes = [os.pipe() for _ in range(3)]
-    child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
-    ours = (pipes[0][1], pipes[1][0], pipes[2][0])
+    """Start ``argv`` in a new session from the calling thread, with piped stdio.
+
+    ``stdin_data`` (at most ``PIPE_BUF`` bytes, so it never blocks) is waiting in the
+    child's stdin when it starts.
+    """
+    pipes = ChildPipes()
+    stdin, stdout, stderr = pipes.child_ends
     try:
+        pipes.prefill(stdin_data)
         popen = subprocess.Popen(
-            list(argv), stdin=child_ends[0], stdout=child_ends[1], stderr=child_ends[2],
+            list(argv), stdin=stdin, stdout=stdout, stderr=stderr,
             pass_fds=tuple(pass_fds), env=dict(env), cwd=cwd, start_new_session=True,
         )
     except BaseException:
-        for fd in ours:
-            os.close(fd)
+        pipes.close_ours()
         raise
     finally:
-        for fd in child_ends:
-            os.close(fd)
-    return ChildProcess(popen, *(trio.lowlevel.FdStream(fd) for fd in ours))
+        pipes.close_child_ends()
+    return ChildProcess(popen.pid, *pipes.streams(), popen=popen)
+
+
+def adopt(pid: int, pipes: ChildPipes) -> ChildProcess:
+    """A ``ChildProcess`` for ``pid``, a child of ours made by someone else (the fork server)."""
+    return ChildProcess(pid, *pipes.streams())
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def start_time(pid: int) -> int | None:

@@ -1,7 +1,8 @@
 """trio supervisor: one child process per running vessel program, watched from outside.
 
 For each running program a task in the supervisor's nursery starts ``sandbox.process.runner`` in a
-fresh session with an empty environment, sends it its config, and then, until it exits:
+fresh session with an empty environment (forked by the supervisor's fork server, or cold:
+``sandbox.process.launcher``), sends it its config, and then, until it exits:
 reads its log (kept as a 16 KiB ring, persisted to ``log_path``), reads its status channel,
 samples CPU time and RSS every ``TICK`` seconds from /proc, stops it with SIGSTOP/SIGCONT to
 hold its CPU share, and SIGKILLs its process group when memory or disk go over the limit.
@@ -34,10 +35,11 @@ from sandbox.errors import (
     VesselNotRunning,
 )
 from sandbox.process.hardening import default_read_paths
+from sandbox.process.launcher import Launcher
 from sandbox.process.limits import CpuThrottle, LogRing, LogSlice, check_quantities, decode_log, encode_log
-from sandbox.process.spawn import ChildProcess, ChildRecords, spawn
+from sandbox.process.spawn import ChildProcess, ChildRecords
 from sandbox.process.status import CompileError, Event, Exit, Ready, StatusLines, UsageReport, parse_event
-from sandbox.process.uidlease import UidLease, acquire_uid
+from sandbox.process.uidlease import SpareLeases, UidLease
 from sandbox.resources import ResourceTable
 from sandbox.vessel.vesselfiles import disk_use
 
@@ -117,24 +119,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @functools.cache
-def child_argv() -> tuple[str, ...]:
-    """``python -I -S -c BOOT``: isolated mode, no site, explicit import paths."""
-    import RestrictedPython
-
-    roots = {str(PACKAGE_ROOT)}
-    roots.add(str(Path(RestrictedPython.__file__).resolve().parent.parent))
-    try:
-        import pyseccomp
-
-        roots.add(str(Path(pyseccomp.__file__).resolve().parent))
-        roots.add(str(Path(pyseccomp.__file__).resolve().parent.parent))
-    except ImportError:
-        pass
-    boot = f"import sys; sys.path[:0] = {sorted(roots)!r}; from sandbox.process.runner import main; main()"
-    return (sys.executable, "-I", "-S", "-c", boot)
-
-
-@functools.cache
 def read_paths() -> tuple[str, ...]:
     """Paths a vessel child may read (Landlock): Python, its libraries, system libraries."""
     prefixes = (sys.prefix, sys.base_prefix, sys.exec_prefix, str(PACKAGE_ROOT))
@@ -159,9 +143,12 @@ class Supervisor:
 
     def __init__(
         self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1",
-        run_dir: Path | None = None,
+        run_dir: Path | None = None, launcher: Launcher | None = None,
     ) -> None:
         self._nursery = nursery
+        self.launcher = launcher if launcher is not None else Launcher(fork_server=False)
+        self._leases = SpareLeases() if os.geteuid() == 0 else None
+        """Vessel uids (root only), one kept leased ahead of need: see ``keep_filled``."""
         self._harden = harden
         self._my_ip = my_ip
         self._records = ChildRecords(run_dir) if run_dir is not None else None
@@ -173,16 +160,25 @@ class Supervisor:
     @asynccontextmanager
     async def open(
         cls, *, harden: bool = True, my_ip: str = "127.0.0.1", run_dir: Path | None = None,
+        fork_server: bool = True,
     ) -> AsyncIterator[Supervisor]:
         """A supervisor whose programs all end when the block exits.
 
         With ``run_dir``, each running child is recorded there, and children that an earlier
         supervisor with the same ``run_dir`` left running (it was killed) are killed first.
+        With ``fork_server`` (the default) programs start from a warm fork server
+        (``sandbox.process.forkserver``), kept running and restarted by the supervisor;
+        without it each start is a cold interpreter (a one-shot run gains nothing from one).
         """
         async with trio.open_nursery() as nursery:
-            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir)
+            launcher = Launcher(fork_server=fork_server)
+            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir,
+                             launcher=launcher)
             if supervisor._records is not None:
                 supervisor._records.kill_leftovers()
+            nursery.start_soon(launcher.keep_fork_server)
+            if supervisor._leases is not None:
+                nursery.start_soon(supervisor._leases.keep_filled)
             try:
                 yield supervisor
             finally:
@@ -214,7 +210,7 @@ class Supervisor:
             raise VesselBusyError(f"vessel {vessel} is already running a program")
         if not all(type(a) is str for a in args):
             raise SandboxError("program arguments must be strings")
-        lease = await trio.to_thread.run_sync(acquire_uid) if os.geteuid() == 0 else None
+        lease = await self._leases.take() if self._leases is not None else None
         try:
             running = await self._launch(vessel, directory, resources, program, args, log_path, lease,
                                    restricted=restricted, on_log=on_log)
@@ -230,7 +226,7 @@ class Supervisor:
         args: Sequence[str], log_path: Path | None, lease: UidLease | None, *,
         restricted: bool, on_log: LogSink | None,
     ) -> _Running:
-        """Spawn the runner (on this thread: see ``sandbox.process.spawn``) and send its config."""
+        """Start the runner (``Launcher``: forked, or spawned on this thread) and send its config."""
         config = {
             "vessel_dir": str(directory.resolve()), "resources": resources.to_text(),
             "program": program, "args": list(args), "my_ip": self._my_ip,
@@ -239,14 +235,19 @@ class Supervisor:
             "parent_pid": os.getpid(),
         }
         status_r, status_w = os.pipe()
-        config["status_fd"] = status_w
+
+        def first_line(status_fd: int) -> bytes:
+            return json.dumps({**config, "status_fd": status_fd}).encode() + b"\n"
+
         try:
-            process = spawn(child_argv(), cwd=str(directory), env={}, pass_fds=(status_w,))
+            launched = await self.launcher.launch(status_w, cwd=str(directory),
+                                                  first_line=first_line)
         except BaseException:
             os.close(status_r)
             raise
         finally:
             os.close(status_w)
+        process = launched.process
         if self._records is not None:
             self._records.add(vessel, process.pid)
         running = _Running(process, resources, directory, log_path, lease, on_log=on_log,
@@ -256,11 +257,12 @@ class Supervisor:
         self._logs.pop(vessel, None)
         if log_path is not None:  # a new start clears the previous program's log
             _write_log(log_path, running.ring)
-        with trio.move_on_after(5):
-            try:
-                await process.stdin.send_all(json.dumps(config).encode() + b"\n")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the child died already; _watch tells the story
+        if launched.pending:  # a config too long to wait in the pipe
+            with trio.move_on_after(5):
+                try:
+                    await process.stdin.send_all(launched.pending)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the child died already; _watch tells the story
         return running
 
     async def _wait_settled(self, vessel: str, running: _Running) -> None:
@@ -550,10 +552,13 @@ def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]
 
 
 def _kill_group(process: ChildProcess) -> None:
+    """SIGKILL the child's process group (and the child itself, in case it is not in its
+    own group yet: a forked child calls ``setsid`` first thing, but it may not have run)."""
     if process.returncode is not None:
         return
-    for sig in (signal.SIGKILL, signal.SIGCONT):
+    for kill, sig in ((os.killpg, signal.SIGKILL), (os.killpg, signal.SIGCONT),
+                      (os.kill, signal.SIGKILL)):
         try:
-            os.killpg(process.pid, sig)
+            kill(process.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass

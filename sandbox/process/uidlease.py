@@ -12,6 +12,10 @@ Invariants:
 - A process found running under a uid whose lock was free is a leftover of a dead
   supervisor: it is killed before the uid is handed out, and a uid whose leftovers cannot
   be made to disappear (e.g. unreaped zombies) is skipped.
+- That scan reads every process's status, which takes tens of milliseconds on a busy host,
+  so a supervisor keeps a spare lease acquired ahead of need (``SpareLeases``). A spare
+  stays locked from its scan until its vessel is reaped, so nobody else can start a
+  process as its uid in between.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import trio
 
 from sandbox.errors import UidExhausted
 
@@ -111,3 +118,40 @@ def acquire_uid(
         log.warning("uid %d still has processes after SIGKILL (zombies?); skipped", uid)
         os.close(fd)
     raise UidExhausted(f"no free vessel uid in {base}..{base + count - 1}")
+
+
+class SpareLeases:
+    """Leases acquired ahead of need, so that a vessel start does not wait for the scan.
+
+    ``take`` hands out a spare at once (or acquires one if none is left) and wakes
+    ``keep_filled``, which runs in the supervisor's nursery and releases the spares when
+    cancelled.
+    """
+
+    def __init__(self, acquire: Callable[[], UidLease] = acquire_uid, keep: int = 1) -> None:
+        self._acquire = acquire
+        self._keep = keep
+        self._spare: list[UidLease] = []
+        self._wanted = trio.Event()
+
+    async def take(self) -> UidLease:
+        self._wanted.set()
+        if self._spare:
+            return self._spare.pop()
+        return await trio.to_thread.run_sync(self._acquire)
+
+    async def keep_filled(self) -> None:
+        try:
+            while True:
+                while len(self._spare) < self._keep:
+                    try:
+                        self._spare.append(await trio.to_thread.run_sync(self._acquire))
+                    except UidExhausted as exc:
+                        log.warning("no spare vessel uid: %s", exc)
+                        break
+                self._wanted = trio.Event()
+                await self._wanted.wait()
+        finally:
+            for lease in self._spare:
+                lease.release()
+            self._spare.clear()
