@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from testbed.lab.nodes import (
 from testbed.lab.plan import parse_net
 from testbed.local import (
     DEMO,
+    HOST,
     MANIFEST,
     load_manifest,
     run_everywhere,
@@ -132,20 +134,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     nodes = data["nodes"]
     alive = {n["name"] for n in running_nodes(data)}
     reports = (lab_reports(data) if lab_of(data) and alive
-               else trio.run(query_nodes, [Path(n["state"]) for n in nodes]))
+               else trio.run(partial(query_nodes, [Path(n["state"]) for n in nodes],
+                                     hosts=[n.get("address", HOST) for n in nodes])))
     print(f"testbed in {directory}: {len(alive)}/{len(nodes)} running, bootstrap {data['bootstrap']}")
     print(f"{'node':<6} {'pid':>7} {'state':<8} {'address':<15} {'nat':<9} {'tcp':>6} {'dht':>6} "
           f"{'vessels':>7} {'peers':>5} {'reach tcp/udp':<15} {'dht':<6}  key")
+    failed = 0
     for node, report in zip(nodes, reports, strict=True):
-        up = node["name"] in alive
-        peers = "-" if report.dht_peers is None else str(report.dht_peers)
-        key = (report.node_key or "")[:16] if up else ""
-        print(f"{node['name']:<6} {node['pid']:>7} {'running' if up else 'stopped':<8} "
-              f"{node.get('address', '127.0.0.1'):<15} {node.get('nat', '-'):<9} "
-              f"{node['port']:>6} {node['dht_port']:>6} {len(report.vessels) if up else '-':>7} "
-              f"{peers if up else '-':>5} {_reach(report) if up else '-':<15} "
-              f"{(report.dht_mode or '-') if up else '-':<6}  {key}")
-    return 0 if len(alive) == len(nodes) else 1
+        line, ok = status_line(node, report, node["name"] in alive)
+        failed += not ok
+        print(line)
+    return 0 if not failed else 1
+
+
+def status_line(node: dict[str, Any], report: NodeReport, up: bool) -> tuple[str, bool]:
+    """One node's line of ``status``, and whether it is running and answered. A node that
+    could not be asked shows the error, never zeros."""
+    head = (f"{node['name']:<6} {node['pid']:>7} {'running' if up else 'stopped':<8} "
+            f"{node.get('address', HOST):<15} {node.get('nat', '-'):<9} "
+            f"{node['port']:>6} {node['dht_port']:>6} ")
+    if not up:
+        return head + f"{'-':>7} {'-':>5} {'-':<15} {'-':<6}", False
+    if report.node_key is None:
+        return head + f"error: {report.error or 'no answer'}", False
+    peers = "-" if report.dht_peers is None else str(report.dht_peers)
+    line = (head + f"{len(report.vessels):>7} {peers:>5} {_reach(report):<15} "
+            f"{report.dht_mode or '-':<6}  {report.node_key[:16]}")
+    if report.error:
+        line += f"  ({report.error})"
+    return line, True
 
 
 def _reach(report: NodeReport) -> str:
