@@ -30,7 +30,7 @@ import trio
 
 from installer.donor.status import NodeReport, query_nodes
 from installer.errors import InstallError, TestbedError
-from seattlecore import CliParser, PublicKey, add_global_options, run_main, subparser, verbose_option
+from seattlecore import CliParser, add_global_options, run_main, subparser, verbose_option
 from testbed.lab.nodes import (
     LabOptions,
     lab_hints,
@@ -39,7 +39,6 @@ from testbed.lab.nodes import (
     run_on,
     start_lab,
     stop_lab,
-    wait_lab_discoverable,
 )
 from testbed.lab.plan import parse_net
 from testbed.local import (
@@ -51,8 +50,8 @@ from testbed.local import (
     running_nodes,
     start_testbed,
     stop_all,
-    wait_discoverable,
 )
+from testbed.ready import WAIT_TIMEOUT, wait_usable
 
 
 def _lab_options(args: argparse.Namespace) -> LabOptions | None:
@@ -93,10 +92,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"testbed up: {args.nodes} {where} in {time.monotonic() - started:.1f} s, "
           f"{args.vessels} vessels each, owned by the demo identity")
     if args.wait:
-        key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
-        took = (wait_lab_discoverable(data, key) if lab_of(data)
-                else trio.run(wait_discoverable, data["bootstrap"], key, args.nodes))
-        print(f"all nodes discoverable in the DHT after {took:.1f} s more")
+        took = wait_usable(data, args.wait_timeout)
+        print(f"all {args.nodes} nodes usable {took:.1f} s after the last node manager started: "
+              f"every vessel found and reachable from the researcher's host, every node "
+              f"settled (public ones reached by a DHT crawl, NATed ones decided private)")
     print(f"  DHT bootstrap peer: {data['bootstrap']}")
     print(f"  demo identity:      {data['demo']['publickey']} (+ .privatekey)")
     print(f"  details:            {directory / MANIFEST}")
@@ -221,6 +220,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds (more than 0), got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
@@ -236,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=_count, default=5, help="how many node managers (default 5)")
     up.add_argument("--vessels", type=_count, default=2, help="vessels per node (default 2)")
     up.add_argument("--no-sandbox", action="store_true", help="nodes run no programs")
-    up.add_argument("--wait", action="store_true", help="wait until all nodes are discoverable")
+    up.add_argument("--wait", action="store_true",
+                    help="return once every vessel is usable from the researcher's host and "
+                         "every node has settled its reachability (fails naming the nodes "
+                         "that did not)")
+    up.add_argument("--wait-timeout", type=_seconds, default=WAIT_TIMEOUT, metavar="S",
+                    help=f"seconds --wait waits (default {WAIT_TIMEOUT:.0f})")
     up.add_argument("--lab", action="store_true",
                     help="each node on a host of its own in a network lab (root; docs/lab.md)")
     up.add_argument("--nat", type=_fraction, default=None, metavar="F",
