@@ -237,8 +237,8 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: 
         bootstrap = f"{sites[0].host}:{read_int_file(states[0] / 'dht.port')}"
         pids += [_start(state, bootstrap, sandbox, site)
                  for state, site in zip(states[1:], sites[1:], strict=True)]
-        last_started = time.time()
         await _wait_ports(states, pids, START_TIMEOUT)
+        last_started = time.time()
     except BaseException:
         stop_all([{"pid": pid, "state": str(state)} for pid, state in zip(pids, states, strict=False)])
         raise

@@ -209,6 +209,9 @@ async def wait_ready(data: Mapping[str, Any], timeout: float = WAIT_TIMEOUT,
                     progress.ready.setdefault(node.name, time.time() - start)
             if not left:
                 return time.time() - start
+            name, why = next(iter(left.items()))
+            log.info("%.1f s: %d of %d nodes not ready yet (%s: %s)", time.time() - start,
+                     len(left), len(nodes), name, why)
             await trio.sleep(ROUND_PAUSE)
     lines = [f"  {name}: {why}" for name, why in left.items()]
     raise TestbedError(f"{len(left)} of {len(nodes)} nodes not usable within {timeout:.0f} s:\n"

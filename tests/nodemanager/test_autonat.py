@@ -107,7 +107,7 @@ def test_bad_answers_are_refused(line: bytes) -> None:
 
 
 def test_budget_per_source_total_and_concurrency() -> None:
-    budget = DialBudget(ServerLimits(per_source=12, total=60, concurrent=100))
+    budget = DialBudget(ServerLimits(per_source=12, total=60, burst=60, concurrent=100))
     now = 1000.0
     took = [budget.take("198.51.100.1", now) for _ in range(20)]
     assert took.count(None) == 12 and set(took[12:]) == {"rate"}
