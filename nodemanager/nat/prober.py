@@ -151,8 +151,9 @@ class Prober:
         Up to ``per_round`` peers are asked first; a peer that refuses or cannot be asked is
         replaced by the next candidate (up to ``spare`` more). With fewer than
         ``CONFIDENCE`` peers to ask, the one peer is asked that many times. The round ends
-        as soon as the board is decided (both ports, and the observed address): the first
-        agreeing answers decide, a slow or silent peer delays nobody.
+        as soon as both ports are decided by at least ``CONFIDENCE`` answers of this round:
+        the first agreeing answers decide, a slow or silent peer delays nobody (the
+        observed address, if not agreed yet, comes from later rounds).
         """
         ranked = choose_servers(await self.candidates(), self.config.per_round + self.config.spare,
                                 exclude=self.exclude, recent=self._recent)
@@ -172,7 +173,7 @@ class Prober:
                     got[kind] += 1
                     self.confidence[kind].add(outcome)
                     self.publish()
-                    if self.decided and min(got.values()) >= CONFIDENCE:
+                    if self.ports_decided and min(got.values()) >= CONFIDENCE:
                         nursery.cancel_scope.cancel()
 
             for server in first:
@@ -187,10 +188,14 @@ class Prober:
         udp = self.confidence.get(Kind.UDP, Confidence())
         self.board.update(tcp=tcp.decided, udp=udp.decided, observed=observed,
                           reason=explain(tcp, udp, observed, self.asked))
-        if self.decided_after is None and self.decided:
+        if self.decided_after is None and self.ports_decided:
             self.decided_after = trio.current_time() - self.started
             log.info("reachability decided %.2f s after the prober started (%d rounds): %s",
                      self.decided_after, self.rounds, describe(self.board.state))
+
+    @property
+    def ports_decided(self) -> bool:
+        return all(c.decided is not Reach.UNKNOWN for c in self.confidence.values())
 
     @property
     def decided(self) -> bool:
