@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 2.0
 """Seconds the server waits for a request line after writing the observation."""
-DIAL_TIMEOUT = 3.0
-"""Seconds the server gives a TCP dial-back (connect, send, first answer)."""
+DIAL_TIMEOUT = 2.0
+"""Seconds the server gives a TCP dial-back (connect, send, first answer); a lost SYN is
+resent after 1 s, so one loss still fits."""
 UDP_REPEAT = 0.25
 """Seconds between the two copies of a UDP dial-back datagram."""
 

@@ -138,6 +138,8 @@ class Prober:
                 return True if arrived.is_set() else None
             if arrived.is_set() or reply.answer is Answer.REFUSED:
                 return True if arrived.is_set() else None
+            if reply.answer is Answer.FAILED:  # no connection was made: no nonce is on its way
+                return False
             grace = self.config.tcp_grace if kind is Kind.TCP else self.config.udp_grace
             with trio.move_on_after(grace):
                 await arrived.wait()
