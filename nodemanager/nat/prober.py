@@ -41,6 +41,8 @@ from nodemanager.nat.reachability import Reach, ReachabilityBoard, describe
 log = logging.getLogger(__name__)
 
 MAX_OBSERVERS = 16
+QUICK_ROUNDS = 3
+"""Undecided rounds that are followed by another after ``retry`` before the delay doubles."""
 PROBE_INTERVAL = 900.0
 
 
@@ -219,6 +221,8 @@ class Prober:
                 wait, delay = self.config.interval, self.config.retry
             elif self.outcomes == before:  # nobody could answer (busy, none known): soon again
                 wait = self.config.retry * self._rng.uniform(0.5, 1.0)
+            elif self.rounds <= QUICK_ROUNDS:  # answers disagreed (a loaded peer, a late nonce)
+                wait = self.config.retry
             else:
                 wait, delay = delay, min(2 * delay, self.config.max_retry, self.config.interval)
             await trio.sleep(wait)
