@@ -159,8 +159,8 @@ def status_line(node: dict[str, Any], report: NodeReport, up: bool) -> tuple[str
     peers = "-" if report.dht_peers is None else str(report.dht_peers)
     line = (head + f"{len(report.vessels):>7} {peers:>5} {_reach(report):<15} "
             f"{report.dht_mode or '-':<6}  {report.node_key[:16]}")
-    if report.error:
-        line += f"  ({report.error})"
+    if report.error and not report.error.endswith("(remote status is off)"):
+        line += f"  ({report.error})"  # (the DHT answers status queries from loopback only)
     return line, True
 
 

@@ -4,8 +4,10 @@ A testbed is ready when, seen from the researcher's host (the machine itself on 
 the researcher's namespace in a lab):
 
 * every node's reachability is settled: a node meant to be public is a DHT server (a crawl
-  from the researcher's host reaches it), a node behind NAT has decided its UDP port is
-  private (so it stays out of honest routing tables, docs/nat.md);
+  from the researcher's host reaches it; where the testbed packs more public nodes into one
+  /24 than a routing table keeps, its own word that its UDP port is public), a node behind
+  NAT has decided its UDP port is private (so it stays out of honest routing tables,
+  docs/nat.md);
 * every vessel is usable: a lookup of the demo identity finds the node's adverts for all of
   its vessels, and a signed GetVessels over the advert's route (direct, or through the
   relays it names) lists them;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from installer.errors import TestbedError
 from nodemanager import NodeManagerError
 from nodemanager.nat.dial import Route, open_route_client
 from overlay import Advert, OverlayError, lookup_once, open_client
+from overlay.netgroup import DiversityLimits, group_of
 from seattlecore import KeyPair, PublicKey, load_private
 from testbed.lab import net as labnet
 
@@ -63,6 +67,10 @@ class Expected:
     key: str
     public: bool
     vessels: int
+    crawlable: bool = True
+    """A crawl can be expected to reach it: its /24 holds no more of the testbed's public
+    nodes than a routing table keeps of one /24 (``DiversityLimits.per_table``). A lab on a
+    fallback /24 packs every host into one; there a public node must say it serves."""
 
 
 @dataclass(slots=True)
@@ -83,8 +91,10 @@ def missing(node: Expected, seen: NodeSeen | None) -> str | None:
     if seen.usable < node.vessels:
         why.append(f"{seen.usable} of {node.vessels} vessels usable"
                    + (f" ({seen.error})" if seen.error else ""))
-    if node.public and not seen.crawled:
+    if node.public and node.crawlable and not seen.crawled:
         why.append(f"not reached by a crawl (udp {seen.udp})")
+    if node.public and not node.crawlable and seen.udp != "public":
+        why.append(f"udp {seen.udp}, not yet a DHT server")
     if not node.public and seen.udp != "private":
         why.append(f"udp {seen.udp}, not yet decided private")
     return "; ".join(why) or None
@@ -103,13 +113,16 @@ def judge(nodes: Sequence[Expected], seen: Mapping[str, NodeSeen]) -> dict[str, 
 def expected_nodes(data: Mapping[str, Any]) -> list[Expected]:
     """The testbed's nodes: name, node key (from each state directory), public or NATed."""
     out = []
+    public = [n for n in data["nodes"] if n.get("nat", "none") == "none"]
+    crowd = Counter(group_of(n["address"]) for n in public)
     for node in data["nodes"]:
         try:
             key = PublicKey.from_text((Path(node["state"]) / "node.publickey").read_text()).to_text()
         except (OSError, ValueError) as exc:
             raise TestbedError(f"{node['name']}: cannot read its node key: {exc}") from exc
-        out.append(Expected(name=node["name"], key=key, public=node.get("nat", "none") == "none",
-                            vessels=int(data.get("vessels_per_node", 1))))
+        out.append(Expected(name=node["name"], key=key, public=node in public,
+                            vessels=int(data.get("vessels_per_node", 1)),
+                            crawlable=crowd[group_of(node["address"])] <= DiversityLimits().per_table))
     return out
 
 
@@ -213,9 +226,8 @@ async def wait_ready(data: Mapping[str, Any], timeout: float = WAIT_TIMEOUT,
             log.info("%.1f s: %d of %d nodes not ready yet (%s: %s)", time.time() - start,
                      len(left), len(nodes), name, why)
             await trio.sleep(ROUND_PAUSE)
-    lines = [f"  {name}: {why}" for name, why in left.items()]
-    raise TestbedError(f"{len(left)} of {len(nodes)} nodes not usable within {timeout:.0f} s:\n"
-                       + "\n".join(lines))
+    raise TestbedError(f"{len(left)} of {len(nodes)} nodes not usable within {timeout:.0f} s: "
+                       + "; ".join(f"{name} ({why})" for name, why in left.items()))
 
 
 def wait_usable(data: Mapping[str, Any], timeout: float = WAIT_TIMEOUT) -> float:

@@ -36,6 +36,7 @@ from nodemanager.nat.autonat import (
     plan_round,
 )
 from nodemanager.nat.dialback import DIAL_TIMEOUT, request_dial_back
+from nodemanager.nat.observe import ask_observed
 from nodemanager.nat.reachability import Reach, ReachabilityBoard, describe
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class Prober:
         self.rounds = 0
         self.asked = 0
         self.outcomes = 0
+        self._observe_rounds = 0
         self.started = 0.0
         self.decided_after: float | None = None
         self._rng = random.Random(seed)
@@ -161,6 +163,12 @@ class Prober:
         """
         ranked = choose_servers(await self.candidates(), self.config.per_round + self.config.spare,
                                 exclude=self.exclude, recent=self._recent)
+        if (self.ports_decided and self.board.state.observed is None
+                and self._observe_rounds < QUICK_ROUNDS):
+            self._observe_rounds += 1
+            await self._observe_only(ranked)
+            return
+        self._observe_rounds = 0
         first, spare = plan_round(ranked, self.config.per_round, CONFIDENCE)
         self.rounds += 1
         self._recent = list(dict.fromkeys(first))
@@ -184,6 +192,23 @@ class Prober:
                 for kind in self.ports:
                     nursery.start_soon(one, server, kind)
         self.outcomes += sum(got.values())
+        self.publish()
+
+    async def _observe_only(self, ranked: Sequence[tuple[str, int]]) -> None:
+        """Both ports are decided, the address not yet agreed: ask peers only where they
+        see us (no dial-back: nothing to test, no server's budget spent)."""
+        self.rounds += 1
+
+        async def one(server: tuple[str, int]) -> None:
+            try:
+                self._note_observed(server[0], await ask_observed(
+                    *server, timeout=self.config.timeout, local=self.local))
+            except (ConnectionFailed, BadResponse) as exc:
+                log.info("reachability: %s", exc)
+
+        async with trio.open_nursery() as nursery:
+            for server in ranked:
+                nursery.start_soon(one, server)
         self.publish()
 
     def publish(self) -> None:

@@ -37,3 +37,10 @@ def test_judge_names_only_the_nodes_not_ready() -> None:
     assert judge([PUBLIC, NATED], seen) == {"n001": "no advert found in the DHT"}
     seen["k1"] = NodeSeen(adverts=2, usable=2, udp="private")
     assert judge([PUBLIC, NATED], seen) == {}
+
+
+def test_a_packed_public_node_must_serve_where_a_crawl_cannot_reach_it() -> None:
+    packed = Expected(name="n002", key="k2", public=True, vessels=2, crawlable=False)
+    assert missing(packed, NodeSeen(adverts=2, usable=2, udp="unknown")) == (
+        "udp unknown, not yet a DHT server")
+    assert missing(packed, NodeSeen(adverts=2, usable=2, udp="public")) is None

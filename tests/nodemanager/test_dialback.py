@@ -208,8 +208,9 @@ async def run_prober(prober: Prober, done: Callable[[], bool], rounds: int = 6) 
 
 
 async def test_closed_ports_decide_private(nursery: trio.Nursery) -> None:
-    servers = [("127.0.0.1", (await start_service(nursery))[0]),
-               ("127.0.0.1", (await start_service(nursery))[0])]
+    started = [await start_service(nursery) for _ in range(2)]
+    servers = [("127.0.0.1", port) for port, _ in started]
+    services = [service for _, service in started]
     board = ReachabilityBoard()
     prober = Prober(board, ports={Kind.TCP: closed_port(), Kind.UDP: closed_port()},
                     candidates=fixed(servers), local="127.0.0.1", config=FAST)
@@ -217,6 +218,9 @@ async def test_closed_ports_decide_private(nursery: trio.Nursery) -> None:
     assert (board.state.tcp, board.state.udp) == (Reach.PRIVATE, Reach.PRIVATE)
     assert board.state.observed is None  # both observers are one host: one vote, not two
     assert "tcp 0 of 2" in board.state.reason
+    await prober.round()  # waiting only for the address: observations, no dial-backs
+    assert prober.rounds == 2 and "tcp 0 of 2" in board.state.reason
+    assert sum(service.budget.dialed for service in services) == 4
 
 
 async def test_open_port_decides_public(node: Node, nursery: trio.Nursery) -> None:
