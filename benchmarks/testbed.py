@@ -1,9 +1,11 @@
-"""Local testbed start-up: ``seattle-testbed up --nodes N`` until every node is discoverable.
+"""Local testbed start-up: ``seattle-testbed up --nodes N --wait`` until the testbed is usable.
 
-For each N it runs the real command line (``python -m testbed.cli up``) in a fresh
-directory, measures the wall time until it returns (all N node managers initialised, started
-and listening, each a DHT node bootstrapped from node 0), then the time until a lookup of the
-demo identity returns adverts from all N nodes, then ``down``. Nodes run with the real sandbox.
+For each N it runs the real command line (``python -m testbed.cli up --wait``) in a fresh
+directory and reports: the wall time until every node manager is up (initialised, started,
+listening, each a DHT node bootstrapped from node 0), the seconds ``--wait`` then took until
+the testbed was usable from here (every vessel found in the DHT and answering, every node
+reached by a crawl: testbed/ready.py), a crawl and a lookup run at once afterwards (nodes
+and adverts they saw), then ``down``. Nodes run with the real sandbox.
 
     .venv/bin/python benchmarks/testbed.py [--nodes 5 20 50] [--no-sandbox]
 """
@@ -20,36 +22,55 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import argparse
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 import trio
 
+from overlay import lookup_once, open_client
 from seattlecore import PublicKey
-from testbed.local import nodes_rss_mb, wait_discoverable
+from testbed.local import nodes_rss_mb
 
 
-def run(*args: str) -> float:
+def run(*args: str) -> tuple[float, str]:
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "testbed.cli", *args], check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.monotonic() - start
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", *args], check=True,
+                          capture_output=True, text=True)
+    return time.monotonic() - start, done.stdout
 
 
-def measure(nodes: int, sandbox: bool) -> tuple[float, float, float, float]:
+def usable_after(out: str) -> float:
+    match = re.search(r"usable ([0-9.]+) s after", out)
+    return float(match.group(1)) if match else float("nan")
+
+
+async def seen_now(data: dict[str, Any]) -> tuple[int, int]:
+    """(DHT nodes a crawl reaches, nodes whose adverts a lookup finds), right now."""
+    host, _, port = data["bootstrap"].rpartition(":")
+    key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
+    async with open_client([(host, int(port))]) as node:
+        live, _ = await node.crawl()
+    found = await lookup_once(key, [(host, int(port))], timeout=10)
+    return len(live), len({a.node_key for a in found.candidates})
+
+
+def measure(nodes: int, sandbox: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="testbed-bench-") as tmp:
         directory = Path(tmp) / "tb"
         extra = [] if sandbox else ["--no-sandbox"]
         try:
-            up = run("up", "--nodes", str(nodes), "--dir", str(directory), *extra)
+            wall, out = run("up", "--nodes", str(nodes), "--dir", str(directory), "--wait", *extra)
             data = json.loads((directory / "testbed.json").read_text())
-            key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
-            found = trio.run(wait_discoverable, data["bootstrap"], key, nodes, 60.0)
-            memory = nodes_rss_mb(data)
+            usable = usable_after(out)
+            crawled, found = trio.run(seen_now, data)
+            row = {"up": wall - usable, "usable": usable, "crawled": crawled, "found": found,
+                   "rss": nodes_rss_mb(data)}
         finally:
-            down = run("down", "--dir", str(directory))
-    return up, found, down, memory
+            row["down"], _ = run("down", "--dir", str(directory))
+    return row
 
 
 def main() -> None:
@@ -57,13 +78,14 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[5, 20, 50])
     parser.add_argument("--no-sandbox", action="store_true")
     args = parser.parse_args()
-    print(f"seattle-testbed up/down on {os.cpu_count()} cores, 2 vessels per node, "
-          f"sandbox {'off' if args.no_sandbox else 'on'}")
-    print(f"{'nodes':>6} {'up s':>7} {'+discoverable s':>16} {'total s':>8} {'down s':>7} {'RSS MB':>8}")
+    print(f"seattle-testbed up --wait / down on {os.cpu_count()} cores, 2 vessels per node, "
+          f"sandbox {'off' if args.no_sandbox else 'on'}, load {os.getloadavg()[0]:.1f}")
+    print(f"{'nodes':>6} {'up s':>7} {'+usable s':>10} {'crawl':>6} {'lookup':>7} {'down s':>7} "
+          f"{'RSS MB':>8}")
     for nodes in args.nodes:
-        up, found, down, memory = measure(nodes, not args.no_sandbox)
-        print(f"{nodes:>6} {up:>7.1f} {found:>16.1f} {up + found:>8.1f} {down:>7.1f} {memory:>8.0f}",
-              flush=True)
+        row = measure(nodes, not args.no_sandbox)
+        print(f"{nodes:>6} {row['up']:>7.1f} {row['usable']:>10.1f} {row['crawled']:>6.0f} "
+              f"{row['found']:>7.0f} {row['down']:>7.1f} {row['rss']:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":

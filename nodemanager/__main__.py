@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import ipaddress
 import logging
+import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from pathlib import Path
 import trio
 
 from nodemanager.errors import NodeManagerError
-from nodemanager.nat.autonat import DialBudget, Kind, dht_client_mode
+from nodemanager.nat.autonat import DialBudget, Kind, dht_client_mode, probe_order
 from nodemanager.nat.dialback import DialBackServer
 from nodemanager.nat.observe import observe_host, serve_observer
 from nodemanager.nat.prober import PROBE_INTERVAL, DialBackInbox, ProbeConfig, Prober
@@ -435,11 +436,13 @@ def _prober(board: ReachabilityBoard, dial_backs: DialBackInbox, node: DhtNode, 
         contacts = node.contact_addresses()
         if len(contacts) < 2 * config.per_round:  # few known: look for more (distinct /24s)
             contacts += await node.find_contacts()
-        return [*peers, *contacts]
+        return probe_order(contacts, peers, rng)
+
+    rng = random.Random()
 
     return Prober(board, ports={Kind.TCP: bound, Kind.UDP: node.port}, candidates=candidates,
                   exclude=[(host, node.port)], local=_local_address(host), config=config,
-                  inbox=dial_backs)
+                  inbox=dial_backs, seed=rng.getrandbits(64))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,37 @@ class Summary:
     elapsed: float
 
 
+class InOrder:
+    """Releases results in a fixed order of keys: each once it and all before it arrived
+    (pure). A key may repeat; a result for an unknown key is released at once."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._slots: dict[str, list[int]] = {}
+        for index, key in enumerate(keys):
+            self._slots.setdefault(key, []).append(index)
+        self._held: dict[int, NodeResult] = {}
+        self._next = 0
+        self._size = len(keys)
+
+    def arrived(self, key: str, result: NodeResult) -> list[NodeResult]:
+        """Record ``result`` for ``key``; the results now releasable, in order."""
+        slots = self._slots.get(key)
+        if not slots:
+            return [result]
+        self._held[slots.pop(0)] = result
+        ready = []
+        while self._next in self._held:
+            ready.append(self._held.pop(self._next))
+            self._next += 1
+        return ready
+
+    def rest(self) -> list[NodeResult]:
+        """Results still held behind a key that never arrived, in order."""
+        ready = [self._held.pop(i) for i in sorted(self._held)]
+        self._next = self._size
+        return ready
+
+
 class Reporter(Protocol):
     """Where command output goes; implemented by the shell (terminal and JSON)."""
 
@@ -124,13 +155,14 @@ class Executor:
         if not ids:
             raise SeashError(f"target {session.target} has no vessels (use 'browse' or 'contact')")
         return [Job(f"%{n}", ref.host, ref.port, ref.vessel, ref.node_key, deadline)
-                for n in ids for ref in (session.vessels[n],)]
+                for n in sorted(ids) for ref in (session.vessels[n],)]
 
     async def fan(self, command: str, op: VesselOp, render: Render | None = None, *,
                   jobs: Sequence[Job] | None = None, identity: KeyPair | None = None,
                   groups: bool = True, quiet: bool = False,
                   paths: bool = False) -> list[NodeResult]:
-        """Run ``op`` on every job (default: the current target), reporting as results arrive.
+        """Run ``op`` on every job (default: the current target), reporting in job order
+        (``%N`` order): each result as soon as it and every earlier job's have arrived.
 
         With ``paths``, a line of a node not reached directly ends with its path:
         ``[relay H:P]``, or ``[punched]`` (direct through NATs after a relayed start)."""
@@ -138,7 +170,7 @@ class Executor:
         start = trio.current_time()
         self.reporter.start(command, len(todo))
 
-        def sink(result: NodeResult) -> None:
+        def report(result: NodeResult) -> None:
             if quiet and result.ok:
                 self.reporter.result(result, None)
                 return
@@ -147,7 +179,15 @@ class Executor:
                 text = f"{text}  [{result.path}]"
             self.reporter.result(result, text)
 
+        order = InOrder([job.target for job in todo])
+
+        def sink(result: NodeResult) -> None:
+            for ready in order.arrived(result.target, result):
+                report(ready)
+
         results = await self.gather(op, todo, on_result=sink, identity=identity)
+        for left in order.rest():  # results that never came (none expected): still shown
+            report(left)
         self.conclude(command, results, start, groups=groups)
         return results
 

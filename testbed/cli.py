@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +48,19 @@ from testbed.lab.nodes import (
     run_on,
     start_lab,
     stop_lab,
-    wait_lab_discoverable,
 )
 from testbed.lab.plan import parse_net
 from testbed.local import (
     DEMO,
+    HOST,
     MANIFEST,
     load_manifest,
     run_everywhere,
     running_nodes,
     start_testbed,
     stop_all,
-    wait_discoverable,
 )
+from testbed.ready import WAIT_TIMEOUT, wait_usable
 
 
 def lab_usage(args: argparse.Namespace) -> str | None:
@@ -105,10 +106,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"testbed up: {args.nodes} {where} in {time.monotonic() - started:.1f} s, "
           f"{args.vessels} vessels each, owned by the demo identity")
     if args.wait:
-        key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
-        took = (wait_lab_discoverable(data, key) if lab_of(data)
-                else trio.run(wait_discoverable, data["bootstrap"], key, args.nodes))
-        print(f"all nodes discoverable in the DHT after {took:.1f} s more")
+        took = wait_usable(data, args.wait_timeout)
+        print(f"all {args.nodes} nodes usable {took:.1f} s after the last node manager started: "
+              f"every vessel found and reachable from the researcher's host, every node "
+              f"settled (public ones reached by a DHT crawl, NATed ones decided private)")
     print(f"  DHT bootstrap peer: {data['bootstrap']}")
     print(f"  demo identity:      {data['demo']['publickey']} (+ .privatekey)")
     print(f"  details:            {directory / MANIFEST}")
@@ -146,7 +147,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     nodes = data["nodes"]
     alive = {n["name"] for n in running_nodes(data)}
     reports = (lab_reports(data) if lab_of(data) and alive
-               else trio.run(query_nodes, [Path(n["state"]) for n in nodes]))
+               else trio.run(partial(query_nodes, [Path(n["state"]) for n in nodes],
+                                     hosts=[n.get("address", HOST) for n in nodes])))
     code = 0 if len(alive) == len(nodes) else 1
     if args.json:
         print(json.dumps({
@@ -157,20 +159,35 @@ def cmd_status(args: argparse.Namespace) -> int:
                        "report": report_json(report) if node["name"] in alive else None}
                       for node, report in zip(nodes, reports, strict=True)],
         }, default=str))
-        return code
+        return code if all(r.node_key is not None for n, r in zip(nodes, reports, strict=True)
+                           if n["name"] in alive) else 1
     print(f"testbed in {directory}: {len(alive)}/{len(nodes)} running, bootstrap {data['bootstrap']}")
     print(f"{'node':<6} {'pid':>7} {'state':<8} {'address':<15} {'nat':<9} {'tcp':>6} {'dht':>6} "
           f"{'vessels':>7} {'peers':>5} {'reach tcp/udp':<15} {'dht':<6}  key")
+    failed = 0
     for node, report in zip(nodes, reports, strict=True):
-        up = node["name"] in alive
-        peers = "-" if report.dht_peers is None else str(report.dht_peers)
-        key = (report.node_key or "")[:16] if up else ""
-        print(f"{node['name']:<6} {node['pid']:>7} {'running' if up else 'stopped':<8} "
-              f"{node.get('address', '127.0.0.1'):<15} {node.get('nat', '-'):<9} "
-              f"{node['port']:>6} {node['dht_port']:>6} {len(report.vessels) if up else '-':>7} "
-              f"{peers if up else '-':>5} {_reach(report) if up else '-':<15} "
-              f"{(report.dht_mode or '-') if up else '-':<6}  {key}")
-    return code
+        line, ok = status_line(node, report, node["name"] in alive)
+        failed += not ok
+        print(line)
+    return 0 if not failed else 1
+
+
+def status_line(node: dict[str, Any], report: NodeReport, up: bool) -> tuple[str, bool]:
+    """One node's line of ``status``, and whether it is running and answered. A node that
+    could not be asked shows the error, never zeros."""
+    head = (f"{node['name']:<6} {node['pid']:>7} {'running' if up else 'stopped':<8} "
+            f"{node.get('address', HOST):<15} {node.get('nat', '-'):<9} "
+            f"{node['port']:>6} {node['dht_port']:>6} ")
+    if not up:
+        return head + f"{'-':>7} {'-':>5} {'-':<15} {'-':<6}", False
+    if report.node_key is None:
+        return head + f"error: {report.error or 'no answer'}", False
+    peers = "-" if report.dht_peers is None else str(report.dht_peers)
+    line = (head + f"{len(report.vessels):>7} {peers:>5} {_reach(report):<15} "
+            f"{report.dht_mode or '-':<6}  {report.node_key[:16]}")
+    if report.error and not report.error.endswith("(remote status is off)"):
+        line += f"  ({report.error})"  # (the DHT answers status queries from loopback only)
+    return line, True
 
 
 def _reach(report: NodeReport) -> str:
@@ -229,6 +246,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds (more than 0), got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
@@ -244,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=_count, default=5, help="how many node managers (default 5)")
     up.add_argument("--vessels", type=_count, default=2, help="vessels per node (default 2)")
     up.add_argument("--no-sandbox", action="store_true", help="nodes run no programs")
-    up.add_argument("--wait", action="store_true", help="wait until all nodes are discoverable")
+    up.add_argument("--wait", action="store_true",
+                    help="return once every vessel is usable from the researcher's host and "
+                         "every node has settled its reachability (fails naming the nodes "
+                         "that did not)")
+    up.add_argument("--wait-timeout", type=_seconds, default=WAIT_TIMEOUT, metavar="S",
+                    help=f"seconds --wait waits (default {WAIT_TIMEOUT:.0f})")
     up.add_argument("--lab", action="store_true",
                     help="each node on a host of its own in a network lab (root; docs/lab.md)")
     up.add_argument("--nat", type=_fraction, default=None, metavar="F",

@@ -238,6 +238,7 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: 
         pids += [_start(state, bootstrap, sandbox, site)
                  for state, site in zip(states[1:], sites[1:], strict=True)]
         await _wait_ports(states, pids, START_TIMEOUT)
+        last_started = time.time()
     except BaseException:
         stop_all([{"pid": pid, "state": str(state)} for pid, state in zip(pids, states, strict=False)])
         raise
@@ -246,6 +247,7 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: 
                for s, p, site in zip(states, pids, sites, strict=True)]
     data = {"nodes": [m.as_dict() for m in members], "bootstrap": bootstrap,
             "vessels_per_node": vessels, "sandbox": sandbox, "started": time.time(),
+            "last_started": last_started,
             "demo": {"publickey": str(directory / "keys" / f"{DEMO}.publickey"),
                      "privatekey": str(directory / "keys" / f"{DEMO}.privatekey")},
             **(extra or {})}

@@ -217,17 +217,23 @@ def bootstrap_warning(report: NodeReport, bootstrap: Sequence[str]) -> str | Non
     return "\n".join([bar, *lines, bar])
 
 
-async def query_nodes(states: list[Path], limit: int = 16) -> list[NodeReport]:
-    """``query_node`` for many nodes concurrently (one slow node delays no other)."""
+async def query_nodes(states: list[Path], limit: int = 16,
+                      hosts: Sequence[str] | None = None) -> list[NodeReport]:
+    """``query_node`` for many nodes concurrently (one slow node delays no other); node i
+    is asked at ``hosts[i]`` (the address it listens on; default 127.0.0.1)."""
     reports: list[NodeReport] = [NodeReport() for _ in states]
     limiter = trio.CapacityLimiter(limit)
+    where = list(hosts) if hosts is not None else ["127.0.0.1"] * len(states)
+    if len(where) != len(states):
+        raise ValueError(f"{len(where)} hosts for {len(states)} nodes")
 
     async def one(index: int, state: Path) -> None:
         async with limiter:
             with trio.move_on_after(3 * QUERY_TIMEOUT):
-                reports[index] = await query_node(state)
+                reports[index] = await query_node(state, where[index])
                 return
-            reports[index] = NodeReport(error="timed out")
+            reports[index] = NodeReport(error=f"no answer from {where[index]} within "
+                                              f"{3 * QUERY_TIMEOUT:.0f} s")
 
     async with trio.open_nursery() as nursery:
         for index, state in enumerate(states):

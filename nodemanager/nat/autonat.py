@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import random
 import re
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
@@ -179,6 +180,33 @@ def choose_servers(candidates: Sequence[tuple[str, int]], count: int, *,
     return chosen
 
 
+def probe_order(contacts: Sequence[tuple[str, int]], bootstrap: Sequence[tuple[str, int]],
+                rng: random.Random) -> list[tuple[str, int]]:
+    """Whom to ask, best first: DHT contacts in random order, the bootstrap peers last.
+
+    Many nodes that start at once from one bootstrap peer thus spread their dial-backs
+    over every server they can find instead of all queueing at that peer (which they ask
+    only when too few others are known)."""
+    boot = set(bootstrap)
+    others = [c for c in dict.fromkeys(contacts) if c not in boot]
+    rng.shuffle(others)
+    return [*others, *bootstrap]
+
+
+def plan_round(ranked: Sequence[tuple[str, int]], per_round: int,
+               need: int) -> tuple[list[tuple[str, int]], dict[Kind, list[tuple[str, int]]]]:
+    """Whom a round asks first (per port), and who stands in for a peer that refuses.
+
+    The first ``per_round`` of ``ranked``; when fewer than ``need`` peers are known at all,
+    the first one is asked ``need`` times (a node with one peer decides from that peer,
+    in one round rather than ``need``)."""
+    first = list(ranked[:per_round])
+    if first and len(ranked) < need:
+        first = [first[0]] * need
+    rest = list(ranked[per_round:])
+    return first, {kind: list(rest) for kind in Kind}
+
+
 # -- the server's limits ------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +215,12 @@ class ServerLimits:
 
     per_source: float = 12.0
     """Dial-backs per minute for one source address."""
-    total: float = 60.0
-    """Dial-backs per minute for everyone together."""
+    total: float = 600.0
+    """Dial-backs per minute for everyone together (each is one small connection or two
+    small datagrams, to the requester's own address)."""
+    burst: float = 120.0
+    """Dial-backs for everyone together at once, before ``total`` paces them (a network
+    that starts all at once asks its first peers for about four each)."""
     concurrent: int = 8
     """Dial-backs in progress at once."""
     connections: int = 64
@@ -204,7 +236,7 @@ class DialBudget:
         self.limits = limits
         self._per_source = RateLimiter(limits.per_source / 60.0, limits.per_source,
                                        max_sources=limits.max_sources)
-        self._total = RateLimiter(limits.total / 60.0, limits.total, max_sources=1)
+        self._total = RateLimiter(limits.total / 60.0, limits.burst, max_sources=1)
         self.in_flight = 0
         self.refused = 0
         self.dialed = 0

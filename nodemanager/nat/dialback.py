@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 2.0
 """Seconds the server waits for a request line after writing the observation."""
-DIAL_TIMEOUT = 3.0
-"""Seconds the server gives a TCP dial-back (connect, send, first answer)."""
+DIAL_TIMEOUT = 2.0
+"""Seconds the server gives a TCP dial-back (connect, send, first answer); a lost SYN is
+resent after 1 s, so one loss still fits."""
 UDP_REPEAT = 0.25
 """Seconds between the two copies of a UDP dial-back datagram."""
 
@@ -68,6 +69,7 @@ class DialBackServer:
     dial_timeout: float = DIAL_TIMEOUT
     read_timeout: float = READ_TIMEOUT
     connections: int = 0
+    _freed: trio.Event = field(default_factory=trio.Event)
 
     async def handle(self, stream: trio.SocketStream) -> None:
         async with stream:
@@ -95,21 +97,31 @@ class DialBackServer:
             await _send_answer(stream, answer_line(Answer.REFUSED, "bad"))
             log.debug("bad dial-back request from %s: %s", source, exc)
             return
+        await self._slot(self.read_timeout)
         why = self.budget.take(source, time.monotonic())
         if why is not None:
             await _send_answer(stream, answer_line(Answer.REFUSED, why))
             return
         try:
-            ok = await self._dial(source, request)
+            if request.kind is Kind.TCP:
+                ok = await dial_tcp(source, request.port, request.nonce, self.dial_timeout)
+            else:
+                ok = await send_udp_once(source, request.port, request.nonce, self.host)
         finally:
             self.budget.done()
+            self._freed.set()
+            self._freed = trio.Event()
         await _send_answer(stream, answer_line(Answer.DIALED if ok else Answer.FAILED))
+        if request.kind is Kind.UDP:  # the second copy, in case the first was lost
+            await trio.sleep(UDP_REPEAT)
+            await send_udp_once(source, request.port, request.nonce, self.host)
 
-    async def _dial(self, source: str, request: DialRequest) -> bool:
-        if request.kind is Kind.TCP:
-            return await dial_tcp(source, request.port, request.nonce, self.dial_timeout)
-        await send_udp(source, request.port, request.nonce, self.host)
-        return True
+    async def _slot(self, patience: float) -> None:
+        """Wait up to ``patience`` seconds for a free dial slot (a burst of newcomers then
+        queues briefly instead of being refused); the budget still has the last word."""
+        with trio.move_on_after(patience):
+            while self.budget.in_flight >= self.budget.limits.concurrent:
+                await self._freed.wait()
 
 
 async def _send_answer(stream: trio.SocketStream, line: bytes) -> None:
@@ -152,19 +164,19 @@ async def _read_frame(stream: trio.SocketStream) -> None:
             want += min(HEADER.unpack(data)[0], PUBLIC_FRAME_BYTES)
 
 
-async def send_udp(host: str, port: int, nonce: bytes, local: str | None = None) -> None:
-    """Send the DHT ``dialback`` datagram to ``host:port`` twice, from a fresh port."""
+async def send_udp_once(host: str, port: int, nonce: bytes, local: str | None = None) -> bool:
+    """Send the DHT ``dialback`` datagram to ``host:port`` once, from a fresh port; True
+    unless the send failed locally."""
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     with trio.socket.socket(family, socket.SOCK_DGRAM) as sock:
         if local is not None and _same_family(local, family):
             await sock.bind((local, 0))
-        for copy in range(2):
-            try:
-                await sock.sendto(dialback_datagram(nonce), (host, port))
-            except OSError as exc:
-                log.debug("UDP dial-back to %s:%d: %s", host, port, exc)
-            if copy == 0:
-                await trio.sleep(UDP_REPEAT)
+        try:
+            await sock.sendto(dialback_datagram(nonce), (host, port))
+        except OSError as exc:
+            log.debug("UDP dial-back to %s:%d: %s", host, port, exc)
+            return False
+    return True
 
 
 def _same_family(host: str, family: int) -> bool:

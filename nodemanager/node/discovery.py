@@ -87,6 +87,7 @@ async def serve_discovery(
             nursery.start_soon(service, node)
         if board is not None:
             nursery.start_soon(reannounce_on_change, board, announcer)
+        nursery.start_soon(reannounce_on_growth, node, announcer)
         try:
             await follow_changes(server, announcer)
         finally:
@@ -134,6 +135,28 @@ async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer) -
         seen = await board.wait_changed(seen)
         if _decision(board) != decided:  # not for a new reason line alone
             decided = _decision(board)
+            announcer.wake()
+
+
+GROWTH_CHECK_EVERY = 1.0
+
+
+def table_grew(published_at: int, now: int) -> bool:
+    """Has the routing table at least doubled since the last growth-triggered announce? (pure)"""
+    return now >= 2 * max(published_at, 1)
+
+
+async def reannounce_on_growth(node: DhtNode, announcer: Announcer) -> None:
+    """Publish again each time the routing table has doubled. While a network starts (many
+    nodes at once, servers appearing as peers prove them reachable), adverts published early
+    went to the few servers there were, and the nodes closest to their keys change with every
+    doubling; once the network is steady this never fires (a table doubles about log2 N times)."""
+    size = len(node.contact_addresses())
+    while True:
+        await trio.sleep(GROWTH_CHECK_EVERY)
+        now = len(node.contact_addresses())
+        if table_grew(size, now):
+            size = now
             announcer.wake()
 
 

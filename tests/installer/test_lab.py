@@ -26,7 +26,7 @@ from installer import TestbedError
 from testbed.lab import net as labnet
 from testbed.lab.plan import Net
 from tests.support.files import traversable
-from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lab_seash, lookup
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lab_seash, lookup, status_rows
 from tests.support.polling import eventually_sync
 from tests.support.requires import requires
 
@@ -120,7 +120,7 @@ def test_public_lab_browse_run_adverts(tmp_path: Path) -> None:
     links = root_links()
     directory = tmp_path / "tb"
     with lab(directory, "--nodes", str(PUBLIC_NODES), "--wait") as (data, out):
-        assert "all nodes discoverable" in out and "seattle-testbed shell --dir" in out
+        assert f"all {PUBLIC_NODES} nodes usable" in out and "seattle-testbed shell --dir" in out
         lab_data = data["lab"]
         public = Net(lab_data["ranges"][0])
         assert root_links() == links  # no link from the lab into the root namespace
@@ -142,6 +142,9 @@ def test_public_lab_browse_run_adverts(tmp_path: Path) -> None:
 
         status = cli("status", "--dir", str(directory))
         assert status.returncode == 0 and status.stdout.count(" running ") == PUBLIC_NODES
+        rows = status_rows(status.stdout)  # asked at each node's lab address, from its host
+        assert sorted(rows) == [n["name"] for n in data["nodes"]]
+        assert all(row[6] == "2" and "error:" not in row for row in rows.values()), status.stdout
     assert not set(map(Net, lab_data["ranges"])) & set(labnet.blackholes())
     assert cli("down", "--dir", str(directory)).returncode == 0  # idempotent
 

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from testbed.lab.nodes import lab_reports
-from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lookup
+from tests.support.lab import LAB_GROUP, NEEDS_LAB, ROOT_LAB, cli, lab, lab_seash, lookup, status_rows
 from tests.support.polling import eventually_sync
 from tests.support.requires import requires
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(LAB_GROUP), requires(ROOT_LAB, NEEDS_LAB)]
 
 DECIDE_TIMEOUT = 90.0
+DHT = Path(sys.executable).with_name("seattle-dht")
 
 
 def decided(data: dict[str, Any]) -> list[Any]:
@@ -50,6 +51,15 @@ def test_nat_lab_reachability_and_client_mode(tmp_path: Path) -> None:
         nodes = data["nodes"]
         kinds = sorted(n["nat"] for n in nodes)
         assert kinds.count("none") >= 3 and {"cone", "symmetric"} <= set(kinds), kinds
+        # 'up --wait' returned: usable now, with no more waiting (NATed vessels via relays)
+        listed = lab_seash(directory, data, "loadkeys demo; browse; list")
+        assert f"list: {2 * len(nodes)} ok" in listed.stdout, listed.stdout + listed.stderr
+        crawl = json.loads(cli("shell", "--dir", str(directory), "--", str(DHT), "crawl", "--json",
+                               "--bootstrap", data["bootstrap"]).stdout)
+        public = {f"{n['address']}:{n['dht_port']}" for n in nodes if n["nat"] == "none"}
+        assert public <= set(crawl["live_nodes"]), crawl
+        rows = status_rows(cli("status", "--dir", str(directory)).stdout)
+        assert [rows[n["name"]][6] for n in nodes] == ["2"] * len(nodes), rows
         reports = decided(data)
         for node, report in zip(nodes, reports, strict=True):
             reach = report.reachability
@@ -76,8 +86,7 @@ def test_nat_lab_reachability_and_client_mode(tmp_path: Path) -> None:
         adverts = {a["address"] for a in lookup(directory, data)}
         assert adverts == {f"{n['public_address']}:{n['port']}" for n in nodes}
         nated = next(n for n in nodes if n["nat"] != "none")
-        dht = str(Path(sys.executable).with_name("seattle-dht"))
-        done = cli("shell", "--dir", str(directory), nated["name"], "--", dht, "lookup", "--json",
+        done = cli("shell", "--dir", str(directory), nated["name"], "--", str(DHT), "lookup", "--json",
                    "--bootstrap", data["bootstrap"], data["demo"]["publickey"])
         assert done.returncode == 0, done.stderr
         assert len(json.loads(done.stdout)["candidates"]) == 2 * len(nodes)

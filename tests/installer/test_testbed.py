@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +14,11 @@ import trio
 
 from installer.donor.procs import find_process
 from nodemanager import open_node_client
-from overlay import lookup_once
+from overlay import lookup_once, open_client
 from seattlecore import load_private
-from testbed.local import stop_all, vessel_table, wait_discoverable
+from testbed.local import stop_all, vessel_table
 from tests.support.files import traversable
+from tests.support.lab import status_rows
 from tests.support.net import ip
 from tests.support.nodes import wait_log
 from tests.support.processes import processes_in, wait_until_gone
@@ -43,7 +46,7 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     data = json.loads((directory / "testbed.json").read_text())
     try:
-        assert b"seash --home" in up.stdout and b"all nodes discoverable" in up.stdout
+        assert b"seash --home" in up.stdout and f"all {NODES} nodes usable".encode() in up.stdout
         assert len(data["nodes"]) == NODES and data["sandbox"] is True
         assert data["bootstrap"].startswith(ip("127.1.0.1") + ":")  # this worker's addresses
         again = await run_testbed("up", "--nodes", "1", "--dir", str(directory))
@@ -53,6 +56,9 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
         status = await run_testbed("status", "--dir", str(directory))
         assert status.returncode == 0, status.stdout
         assert status.stdout.count(b" running ") == NODES
+        rows = status_rows(status.stdout.decode())  # each asked at its own 127.x.y.1
+        assert [rows[n["name"]][2] for n in data["nodes"]] == [n["address"] for n in data["nodes"]]
+        assert [rows[n["name"]][6] for n in data["nodes"]] == ["2"] * NODES, status.stdout
         for argv in (["status", "--json"], ["--json", "status"]):
             doc = await run_testbed(*argv, "--dir", str(directory))
             assert doc.returncode == 0, doc.stderr
@@ -62,11 +68,25 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
                 (n["name"], n["port"], n["dht_port"]) for n in data["nodes"]]
             assert all(n["report"]["port"] == n["port"] for n in nodes), nodes
 
+        # 'up --wait' returned: found, usable and crawlable now, with no more waiting
         demo = load_private(Path(data["demo"]["privatekey"]))
-        await wait_discoverable(data["bootstrap"], demo.public, NODES, timeout=30)
         host, _, port = data["bootstrap"].rpartition(":")
         found = await lookup_once(demo.public, [(host, int(port))], timeout=5)
         assert len(found.candidates) == 2 * NODES
+        async with open_client([(host, int(port))]) as dht:
+            live, _ = await dht.crawl()
+        assert {f"{n['address']}:{n['dht_port']}" for n in data["nodes"]} <= set(live)
+
+        # a node that does not answer is an error in status, never zeros
+        frozen = data["nodes"][1]
+        os.kill(frozen["pid"], signal.SIGSTOP)
+        try:
+            stuck = await run_testbed("status", "--dir", str(directory))
+        finally:
+            os.kill(frozen["pid"], signal.SIGCONT)
+        assert stuck.returncode == 1
+        row = status_rows(stuck.stdout.decode())[frozen["name"]]
+        assert row[6] == "error:" and frozen["address"] in " ".join(row), stuck.stdout
         program = EXAMPLE.read_bytes()
         for advert in found.candidates:
             address, _, tcp = advert.address.rpartition(":")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from nodemanager import BadResponse
@@ -18,6 +20,8 @@ from nodemanager.nat.autonat import (
     dht_client_mode,
     parse_answer,
     parse_request,
+    plan_round,
+    probe_order,
 )
 from nodemanager.nat.reachability import Reach
 
@@ -107,7 +111,7 @@ def test_bad_answers_are_refused(line: bytes) -> None:
 
 
 def test_budget_per_source_total_and_concurrency() -> None:
-    budget = DialBudget(ServerLimits(per_source=12, total=60, concurrent=100))
+    budget = DialBudget(ServerLimits(per_source=12, total=60, burst=60, concurrent=100))
     now = 1000.0
     took = [budget.take("198.51.100.1", now) for _ in range(20)]
     assert took.count(None) == 12 and set(took[12:]) == {"rate"}
@@ -130,3 +134,30 @@ def test_budget_memory_is_bounded() -> None:
     for i in range(10_000):
         budget.take(f"10.{i // 256}.{i % 256}.1", 5.0 + i * 1e-6)
     assert len(budget._per_source._buckets) <= 100
+
+
+def test_probe_order_spreads_over_contacts_and_keeps_the_bootstrap_peer_last() -> None:
+    boot = [("192.0.2.1", 1)]
+    contacts = [(f"198.51.100.{i}", 2) for i in range(1, 9)] + boot
+    orders = {tuple(probe_order(contacts, boot, random.Random(seed))) for seed in range(20)}
+    assert all(order[-1] == boot[0] and len(order) == 9 for order in orders)
+    assert len({order[0] for order in orders}) >= 4  # newcomers do not all ask the same peer
+    assert probe_order([], boot, random.Random(1)) == boot
+
+
+def test_plan_round_asks_a_lone_peer_enough_times_and_keeps_stand_ins() -> None:
+    peers = [(f"198.51.100.{i}", 1) for i in range(1, 6)]
+    first, spare = plan_round(peers, 3, need=2)
+    assert first == peers[:3] and spare[Kind.TCP] == spare[Kind.UDP] == peers[3:]
+    spare[Kind.TCP].pop()
+    assert spare[Kind.UDP] == peers[3:]  # each port has its own stand-ins
+    assert plan_round(peers[:1], 3, need=2) == ([peers[0]] * 2, {Kind.TCP: [], Kind.UDP: []})
+    assert plan_round([], 3, need=2) == ([], {Kind.TCP: [], Kind.UDP: []})
+
+
+def test_budget_burst_then_pace() -> None:
+    budget = DialBudget(ServerLimits(per_source=1e9, total=600, burst=120, concurrent=10**9))
+    now = 1000.0
+    assert [budget.take(f"s{i}", now) for i in range(121)].count(None) == 120
+    assert budget.take("late", now) == "busy"
+    assert [budget.take(f"t{i}", now + 1.0) for i in range(11)].count(None) == 10  # 600/min

@@ -127,7 +127,7 @@ async def test_one_source_gets_at_most_its_share(nursery: trio.Nursery) -> None:
 
 
 async def test_a_crowd_of_sources_is_held_to_the_total(nursery: trio.Nursery) -> None:
-    service_port, service = await start_service(nursery)
+    service_port, service = await start_service(nursery, limits=ServerLimits(total=0.6, burst=60))
     answers: list[bytes] = []
 
     async def one(source: str) -> None:
@@ -140,7 +140,7 @@ async def test_a_crowd_of_sources_is_held_to_the_total(nursery: trio.Nursery) ->
         for source in attacker.sources(100, first_octet=60):
             crowd.start_soon(one, source)
     assert len(answers) == 100
-    assert service.budget.dialed == 60  # ServerLimits.total per minute
+    assert service.budget.dialed == 60  # the burst (refilled at 0.6 a minute)
     assert sum(a.startswith(b"seattle-dialback 1 refused") for a in answers) == 40
     assert service.connections == 0
 
@@ -208,8 +208,9 @@ async def run_prober(prober: Prober, done: Callable[[], bool], rounds: int = 6) 
 
 
 async def test_closed_ports_decide_private(nursery: trio.Nursery) -> None:
-    servers = [("127.0.0.1", (await start_service(nursery))[0]),
-               ("127.0.0.1", (await start_service(nursery))[0])]
+    started = [await start_service(nursery) for _ in range(2)]
+    servers = [("127.0.0.1", port) for port, _ in started]
+    services = [service for _, service in started]
     board = ReachabilityBoard()
     prober = Prober(board, ports={Kind.TCP: closed_port(), Kind.UDP: closed_port()},
                     candidates=fixed(servers), local="127.0.0.1", config=FAST)
@@ -217,6 +218,9 @@ async def test_closed_ports_decide_private(nursery: trio.Nursery) -> None:
     assert (board.state.tcp, board.state.udp) == (Reach.PRIVATE, Reach.PRIVATE)
     assert board.state.observed is None  # both observers are one host: one vote, not two
     assert "tcp 0 of 2" in board.state.reason
+    await prober.round()  # waiting only for the address: observations, no dial-backs
+    assert prober.rounds == 2 and "tcp 0 of 2" in board.state.reason
+    assert sum(service.budget.dialed for service in services) == 4
 
 
 async def test_open_port_decides_public(node: Node, nursery: trio.Nursery) -> None:
@@ -279,3 +283,36 @@ async def test_periodic_probes_follow_a_port_that_opens(nursery: trio.Nursery) -
         while board.state.tcp is not Reach.PUBLIC:
             await board.wait_changed(board.generation)
     assert prober.rounds >= 3
+
+
+async def test_first_agreeing_answers_decide_and_refusers_are_replaced(
+        node: Node, nursery: trio.Nursery) -> None:
+    """A round ends once two answers per port agree, without waiting for a peer that says
+    nothing (its probe would take ``timeout``); a peer that refuses (busy) is replaced by a
+    stand-in within the same round."""
+
+    async def silent(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"seattle-observed 1 127.0.0.1 1\n")
+            await trio.sleep_forever()
+
+    async def refuser(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"seattle-observed 1 127.0.0.1 1\n")
+            await stream.receive_some(100)
+            await stream.send_all(b"seattle-dialback 1 refused busy\n")
+
+    odd = []
+    for handler in (refuser, silent):
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        odd.append(("127.0.0.1", listeners[0].socket.getsockname()[1]))
+    honest = [("127.0.0.1", (await start_service(nursery))[0]) for _ in range(2)]
+    board = ReachabilityBoard()
+    config = ProbeConfig(interval=0.5, retry=0.1, timeout=3600.0, tcp_grace=0.3, per_round=3)
+    prober = Prober(board, ports={Kind.TCP: node.port}, candidates=fixed([*odd, honest[0], honest[1]]),
+                    local="127.0.0.1", config=config, inbox=node.dial_backs, seed=1)
+    with trio.move_on_after(60) as scope:  # not a timing: without early ends it waits an hour
+        await prober.round()
+    assert not scope.cancelled_caught
+    assert board.state.tcp is Reach.PUBLIC and prober.rounds == 1
+    assert prober.confidence[Kind.TCP].tally == (2, 0)  # the refuser counted for nothing

@@ -83,3 +83,14 @@ def wait_lab_relayed(directory: Path, data: dict[str, Any], vessels: int,
         return adverts
 
     return eventually_sync(relayed, timeout=timeout, interval=1, what="every NATed node relayed")
+
+
+def status_rows(stdout: str) -> dict[str, list[str]]:
+    """``seattle-testbed status`` lines by node name: the words after the name (pid, state,
+    address, nat, tcp, dht, then vessels, peers, reach, mode, key; or ``error: ...``)."""
+    rows = {}
+    for line in stdout.splitlines():
+        words = line.split()
+        if words and words[0][:1] == "n" and words[0][1:].isdigit():
+            rows[words[0]] = words[1:]
+    return rows
