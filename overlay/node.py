@@ -280,7 +280,7 @@ class DhtNode:
         if path is None:
             return
         now = time.time()
-        table = [(entry.contact, entry.seen) for _, entry in self.protocol.router.entries()]
+        table = [(e.contact, e.added, e.seen) for _, e in self.protocol.router.entries()]
         self._remembered = remember(table, self._remembered, now)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -545,8 +545,8 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
             nursery.cancel_scope.cancel()
         if not config.client_mode:
             node.save_status()
-            node.save_remembered()
     finally:
+        node.save_remembered()  # also when cancelled (a SIGTERM): the next start rejoins
         node._stop()
 
 

@@ -7,10 +7,11 @@ UDP port it had, written atomically now and then and at stop (``node.py``), read
 
 What keeps it safe (docs/dht-security.md, "Remembered peers"):
 
-* Only routing-table contacts are written, and those proved their id (a signed ``hello``)
-  and were admitted under the diversity limits; NATed nodes (client mode) are never in a
-  table. A remembered contact is only a *seed*: at start it is challenged with a ``hello``
-  like a bootstrap peer, and only the node that answers from that address enters the table.
+* Only routing-table contacts are written (longest-known first), and those proved their
+  id (a signed ``hello``) and were admitted under the diversity limits; NATed nodes (client
+  mode) are never in a table. A remembered contact is only a *seed*: at start it is
+  challenged with a ``hello`` like a bootstrap peer, and only the node that answers from
+  that address enters the table.
 * Bounded whatever peers send: at most ``MAX_PEERS`` entries, at most ``PER_GROUP`` per /24
   (/48), hosts are IP literals; the file is at most ``MAX_FILE_BYTES`` and a larger one is
   ignored unread.
@@ -145,12 +146,14 @@ def after_join(remembered: Sequence[Remembered], answered: Iterable[Addr], now: 
             for r in remembered]
 
 
-def remember(table: Iterable[tuple[Contact, float]], previous: Sequence[Remembered], now: float,
+def remember(table: Iterable[tuple[Contact, float, float]], previous: Sequence[Remembered], now: float,
              *, limit: int = MAX_PEERS) -> list[Remembered]:
-    """The entries to write: routing-table contacts (freshest first), then earlier entries
-    not in the table that are neither too old nor missed too often; one per id and address,
+    """The entries to write: routing-table contacts ``(contact, added, seen)``, longest in
+    the table first (Kademlia's bet: a node up for long stays up, and peers that arrived late
+    -- say, a swarm of new ids -- cannot push the old ones out), then earlier entries not in
+    the table that are neither too old nor missed too often; one per id and address,
     ``PER_GROUP`` per network group, ``limit`` in all (pure)."""
-    fresh = [Remembered(c, seen, 0) for c, seen in sorted(table, key=lambda t: -t[1])]
+    fresh = [Remembered(c, seen, 0) for c, _, seen in sorted(table, key=lambda t: t[1])]
     old = [r for r in previous if r.misses < MAX_MISSES and now - r.seen <= MAX_AGE]
     out: list[Remembered] = []
     ids: set[bytes] = set()

@@ -19,7 +19,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,16 +291,20 @@ def kill_node(node: dict[str, Any], *, crash: bool, timeout: float = STOP_TIMEOU
 
 
 async def restart_node(directory: Path, name: str, *, crash: bool = False,
-                       timeout: float = START_TIMEOUT) -> Restart:
+                       timeout: float = START_TIMEOUT,
+                       before_start: Callable[[Path], None] | None = None) -> Restart:
     """Stop node ``name`` and start it again with its state (so its remembered ports and
     peers); record its new pid and ports in ``testbed.json`` (and the bootstrap address if
-    it is node 0 and its DHT port moved). Loopback testbeds only."""
+    it is node 0 and its DHT port moved). ``before_start(state_dir)`` runs while the node is
+    down (benchmarks use it to make a node forget). Loopback testbeds only."""
     data = load_manifest(directory)
     if data.get("lab"):
         raise TestbedError("restart works on loopback testbeds (not in a network lab)")
     index, node = find_node(data, name)
     kill_node(node, crash=crash)
     state = Path(node["state"])
+    if before_start is not None:
+        before_start(state)
     bootstrap = None if index == 0 else data["bootstrap"]
     site = NodeSite(host=node.get("address", HOST))
     started_at = time.time()
