@@ -39,7 +39,7 @@ from typing import Any
 import trio
 
 from overlay import LookupResult, OverlayError, lookup_once
-from overlay.peerstore import PEERS_FILE
+from overlay.routing import PEERS_FILE
 from seattlecore import PublicKey, write_atomic
 from testbed.local import MANIFEST, load_manifest, restart_node, start_testbed, stop_all
 

@@ -32,11 +32,18 @@ from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
 from overlay.lookup import LookupParams
 from overlay.netgroup import DiversityLimits
 from overlay.nodeid import PUZZLE_BITS, NodeIdentity
-from overlay.peerstore import MAX_FILE_BYTES, PEERS_FILE, Remembered, after_join, remember, seeds
-from overlay.peerstore import decode as decode_peers
-from overlay.peerstore import encode as encode_peers
 from overlay.publishing import KeyReport, join, join_contacts, publish_key, refresh
 from overlay.results import LookupResult, NodeStats, PublishResult
+from overlay.routing import (
+    PEERS_FILE,
+    PEERS_MAX_BYTES,
+    Remembered,
+    after_join,
+    decode_peers,
+    encode_peers,
+    join_seeds,
+    remember,
+)
 from overlay.select import select_adverts
 from overlay.status import STATUS_FILE, build_status
 from overlay.store import AdvertStore, StoreLimits
@@ -47,7 +54,7 @@ log = logging.getLogger(__name__)
 IDENTITY_FILE = "dht-identity"
 REMEMBER_CHECK = 5.0
 """Seconds between checks whether the routing table changed (then the peers file is saved)."""
-PEERS_MAX_READ = MAX_FILE_BYTES + 1
+PEERS_MAX_READ = PEERS_MAX_BYTES + 1
 """Bytes read of a peers file at most (one more than allowed: a larger file is refused)."""
 
 
@@ -101,7 +108,7 @@ class DhtConfig:
     """Called with the nonce of each ``dialback`` datagram that may count (a reachability
     prober's: docs/nat.md); without one, dial-backs are ignored."""
     remember_interval: float = 60.0
-    """With a ``state_dir``: write the remembered peers (``peerstore``) this often, and at
+    """With a ``state_dir``: write the remembered peers (``routing``, remembered contacts) this often, and at
     start-up and stop; they are joined through at the next start beside ``bootstrap``, and
     the UDP port of this run is tried first then (when ``port`` is 0)."""
 
@@ -180,7 +187,7 @@ class DhtNode:
         self._lookups = 0
         self._publishes = 0
         self._remembered: list[Remembered] = []
-        """Remembered peers (``peerstore``) not known to be gone; merged into each save."""
+        """Remembered peers (``routing``, remembered contacts) not known to be gone; merged into each save."""
         self.remembered_port = 0
         """The UDP port the peers file named (0: none)."""
         self.port_moved = False
@@ -227,7 +234,7 @@ class DhtNode:
             self.protocol, list(addrs), self.config.params, self.config.lookup_timeout)
         return answered
 
-    # -- remembered peers (overlay/peerstore.py) ----------------------------------------------
+    # -- remembered peers (routing.py, remembered contacts) ------------------------------------
     def load_remembered(self) -> None:
         """Read the peers file of the state directory; a missing, corrupt or huge file (or
         a forged entry) is logged and ignored, never fatal."""
@@ -251,7 +258,7 @@ class DhtNode:
     def join_seeds(self) -> list[tuple[str, int]]:
         """Where to join: the configured bootstrap peers and the remembered ones."""
         own = (self.config.host, self.port)
-        return seeds(self.config.bootstrap, self._remembered, own)
+        return join_seeds(self.config.bootstrap, self._remembered, own)
 
     async def join(self) -> int:
         """Join through ``join_seeds``; note which remembered peers answered; return how

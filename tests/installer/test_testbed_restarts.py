@@ -18,7 +18,7 @@ import trio
 
 from installer.donor.procs import find_process
 from overlay import LookupResult, lookup_once
-from overlay.peerstore import PEERS_FILE
+from overlay.routing import PEERS_FILE
 from seattlecore import PublicKey
 from testbed.local import kill_node, load_manifest, restart_node, start_testbed, stop_all
 from tests.support.polling import eventually

@@ -1,5 +1,5 @@
-"""Remembered peers (overlay/peerstore.py): a node rejoins through the peers it knew when
-every configured bootstrap peer is gone, keeps its UDP port, and a corrupt, huge, forged or
+"""Remembered peers (overlay/routing.py, remembered contacts): a node rejoins through the
+peers it knew when every configured bootstrap peer is gone, keeps its UDP port, and a corrupt, huge, forged or
 stale peers file (or a swarm of new ids) never stops it or grows the file past its bound."""
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import trio
 
 from overlay import DhtConfig, DhtNode, dht_loop
 from overlay.answers import Contact
-from overlay.peerstore import (
-    MAX_FILE_BYTES,
-    MAX_MISSES,
-    MAX_PEERS,
+from overlay.routing import (
+    PEER_MAX_MISSES,
     PEERS_FILE,
-    PER_GROUP,
+    PEERS_MAX_BYTES,
+    PEERS_PER_GROUP,
+    REMEMBER_PEERS,
     Remembered,
     after_join,
-    decode,
-    encode,
+    decode_peers,
+    encode_peers,
+    join_seeds,
     remember,
-    seeds,
 )
 from seattlecore import KeyPair
 from testbed.attackers.dht import HostilePeer, make_ident
@@ -50,22 +50,22 @@ def entry(index: int, **kw: object) -> Remembered:
 
 def test_file_round_trip_and_forged_entries_dropped() -> None:
     peers = [entry(i) for i in range(5)]
-    data = encode(peers, 4321, NOW)
-    got, dropped = decode(data, bits=TEST_BITS)
+    data = encode_peers(peers, 4321, NOW)
+    got, dropped = decode_peers(data, bits=TEST_BITS)
     assert (got.port, list(got.peers), dropped) == (4321, peers, 0)
     doc = json.loads(data)
     doc["peers"][1][0] = "00" * 20  # an id that does not match its key and puzzle
     doc["peers"][2][1] = "dht.example"  # not an IP literal
     doc["peers"][3] = [1, 2]
-    got, dropped = decode(json.dumps(doc).encode(), bits=TEST_BITS)
+    got, dropped = decode_peers(json.dumps(doc).encode(), bits=TEST_BITS)
     assert [r.contact for r in got.peers] == [peers[0].contact, peers[4].contact] and dropped == 3
 
 
 def test_unusable_files_are_refused() -> None:
     for data in (b"\x00\xff garbage", b"[1, 2]", b'{"version": 9, "peers": []}',
-                 b'{"version": 1, "peers": {}}', b"{" * (MAX_FILE_BYTES + 1)):
+                 b'{"version": 1, "peers": {}}', b"{" * (PEERS_MAX_BYTES + 1)):
         try:
-            decode(data, bits=TEST_BITS)
+            decode_peers(data, bits=TEST_BITS)
         except ValueError:
             continue
         raise AssertionError(f"accepted {data[:20]!r}")
@@ -74,17 +74,17 @@ def test_unusable_files_are_refused() -> None:
 def test_remember_prefers_old_table_contacts_and_is_bounded() -> None:
     table = [(contact(i), float(1000 - i), NOW) for i in range(200)]  # contact 199 was added first
     out = remember(table, [], NOW)
-    assert len(out) == MAX_PEERS
+    assert len(out) == REMEMBER_PEERS
     assert out[0].contact == contact(199) and out[1].contact == contact(198)
     same_net = [(contact(i, host=f"10.9.9.{i}"), float(i), NOW) for i in range(1, 10)]
-    assert len(remember(same_net, [], NOW)) == PER_GROUP  # one /24 cannot fill the file
-    assert len(encode(remember(table, [], NOW), 65535, NOW)) < MAX_FILE_BYTES
+    assert len(remember(same_net, [], NOW)) == PEERS_PER_GROUP  # one /24 cannot fill the file
+    assert len(encode_peers(remember(table, [], NOW), 65535, NOW)) < PEERS_MAX_BYTES
 
 
 def test_stale_entries_are_forgotten() -> None:
-    previous = [entry(1), entry(2, misses=MAX_MISSES - 1), entry(3)]
+    previous = [entry(1), entry(2, misses=PEER_MAX_MISSES - 1), entry(3)]
     tried = after_join(previous, [contact(1).addr], NOW + 5)
-    assert [(r.seen, r.misses) for r in tried] == [(NOW + 5, 0), (NOW, MAX_MISSES), (NOW, 1)]
+    assert [(r.seen, r.misses) for r in tried] == [(NOW + 5, 0), (NOW, PEER_MAX_MISSES), (NOW, 1)]
     kept = remember([], tried, NOW + 10)
     assert [r.contact for r in kept] == [contact(1), contact(3)]
     assert remember([], [entry(4)], NOW + 31 * 86400) == []  # not seen for a month
@@ -96,7 +96,7 @@ def test_stale_entries_are_forgotten() -> None:
 def test_seeds_put_bootstrap_first_once_and_never_self() -> None:
     remembered = [entry(1), entry(2)]
     boot = [("10.0.1.1", 4000), ("10.5.5.5", 1)]
-    assert seeds(boot, remembered, own=("10.0.2.1", 4000)) == boot
+    assert join_seeds(boot, remembered, own=("10.0.2.1", 4000)) == boot
 
 
 # -- real nodes on loopback ---------------------------------------------------------------------
@@ -196,21 +196,21 @@ async def test_taken_port_is_replaced_and_said(tmp_path: Path, caplog: pytest.Lo
 def hostile_files(rng: random.Random) -> dict[str, bytes]:
     """Peers files an attacker (or a crash, or a full disk) could leave."""
     unreachable = []
-    for i in range(MAX_PEERS):  # proven-looking ids at addresses where nobody answers
+    for i in range(REMEMBER_PEERS):  # proven-looking ids at addresses where nobody answers
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             host = node_host(10 + i, 43)
             sock.bind((host, 0))
             ident = seeded_identity("gone", i)
             gone = Contact(ident.node_id, host, sock.getsockname()[1], ident.pk, ident.nonce)
             unreachable.append(Remembered(gone, NOW))
-    forged = json.loads(encode([entry(i) for i in range(MAX_PEERS)], 0, NOW))
+    forged = json.loads(encode_peers([entry(i) for i in range(REMEMBER_PEERS)], 0, NOW))
     for row in forged["peers"]:
         row[0] = rng.randbytes(20).hex()  # ids that match no key
     return {
         "corrupt": rng.randbytes(3000),
-        "truncated": encode(unreachable, 1, NOW)[:-40],
+        "truncated": encode_peers(unreachable, 1, NOW)[:-40],
         "huge": b'{"version": 1, "peers": [' + b"[0]," * 3_000_000 + b"[0]]}",
-        "unreachable": encode(unreachable, 0, NOW),
+        "unreachable": encode_peers(unreachable, 0, NOW),
         "forged": json.dumps(forged).encode(),
     }
 
@@ -230,13 +230,13 @@ async def test_hostile_peer_files_do_not_stop_start_or_bootstrap(tmp_path: Path)
             state = tmp_path / name
             state.mkdir()
             (state / PEERS_FILE).write_bytes(data)
-            for _ in range(MAX_MISSES):  # start-ups in a row: stale entries fade out
+            for _ in range(PEER_MAX_MISSES):  # start-ups in a row: stale entries fade out
                 node = await start_node(nursery, config(2, net, state, bootstrap=(boot.addr,)))
                 await eventually(partial(knows, node.node, {boot.addr, helper.addr}), what=name)
                 assert len((await node.node.lookup(user)).candidates) == 1, name
                 await node.stop()
                 written = peers_file(state)
-                assert len(json.dumps(written)) < MAX_FILE_BYTES, name
+                assert len(json.dumps(written)) < PEERS_MAX_BYTES, name
             hosts = {row[1] for row in written["peers"]}  # type: ignore[attr-defined]
             assert hosts == {boot.addr[0], helper.addr[0]}, name  # junk and dead peers are gone
         nursery.cancel_scope.cancel()
@@ -265,11 +265,11 @@ async def test_a_swarm_of_new_ids_cannot_push_known_peers_out_of_the_file(tmp_pa
         target.node.save_remembered()
         written = peers_file(state)
         rows = written["peers"]
-        assert len(rows) == MAX_PEERS and len((state / PEERS_FILE).read_bytes()) < MAX_FILE_BYTES  # type: ignore[arg-type]
+        assert len(rows) == REMEMBER_PEERS and len((state / PEERS_FILE).read_bytes()) < PEERS_MAX_BYTES  # type: ignore[arg-type]
         per_net: dict[str, int] = {}
         for row in rows:  # type: ignore[attr-defined]
             per_net[row[1].rsplit(".", 1)[0]] = per_net.get(row[1].rsplit(".", 1)[0], 0) + 1
-        assert max(per_net.values()) <= PER_GROUP
+        assert max(per_net.values()) <= PEERS_PER_GROUP
         assert {(row[1], row[2]) for row in rows[:3]} == {h.addr for h in honest}  # type: ignore[index]
         nursery.cancel_scope.cancel()
 
