@@ -260,9 +260,10 @@ class DhtNode:
         own = (self.config.host, self.port)
         return join_seeds(self.config.bootstrap, self._remembered, own)
 
-    async def join(self) -> int:
-        """Join through ``join_seeds``; note which remembered peers answered; return how
-        many seeds answered."""
+    async def join(self, *, start: bool = False) -> int:
+        """Join through ``join_seeds``; note which remembered peers answered (with ``start``,
+        the first join, also which missed); return how many seeds answered. Retries while
+        alone count no misses: a node offline for a while must not forget its peers."""
         addrs = self.join_seeds()
         if not addrs:
             return 0
@@ -272,7 +273,7 @@ class DhtNode:
         if self._remembered:
             back = sum(1 for r in self._remembered if r.contact.addr in answered)
             log.info("DHT join: %d of %d remembered peers answered", back, len(self._remembered))
-            self._remembered = after_join(self._remembered, answered, time.time())
+            self._remembered = after_join(self._remembered, answered, time.time(), start=start)
         return len(proven)
 
     def _peers_path(self) -> Path | None:
@@ -537,7 +538,7 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
     await node._listen()
     try:
         if node.join_seeds():
-            answered = await node.join()
+            answered = await node.join(start=True)
             if not answered and config.client_mode:
                 raise DhtUnavailable("no bootstrap peer answered")
             if not answered:

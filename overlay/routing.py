@@ -368,11 +368,13 @@ def join_seeds(bootstrap: Sequence[Addr], remembered: Sequence[Remembered],
     return list(out)
 
 
-def after_join(remembered: Sequence[Remembered], answered: Iterable[Addr], now: float) -> list[Remembered]:
-    """The entries after a join attempt: those that answered were seen now, the others
-    missed one more start-up (pure)."""
+def after_join(remembered: Sequence[Remembered], answered: Iterable[Addr], now: float, *,
+               start: bool = True) -> list[Remembered]:
+    """The entries after a join attempt: those that answered were seen now; with ``start``
+    (the join at start-up, not a retry while alone) the others missed one more start-up."""
     ok = set(answered)
-    return [replace(r, seen=now, misses=0) if r.contact.addr in ok else replace(r, misses=r.misses + 1)
+    return [replace(r, seen=now, misses=0) if r.contact.addr in ok
+            else replace(r, misses=r.misses + 1) if start else r
             for r in remembered]
 
 

@@ -85,6 +85,8 @@ def test_stale_entries_are_forgotten() -> None:
     previous = [entry(1), entry(2, misses=PEER_MAX_MISSES - 1), entry(3)]
     tried = after_join(previous, [contact(1).addr], NOW + 5)
     assert [(r.seen, r.misses) for r in tried] == [(NOW + 5, 0), (NOW, PEER_MAX_MISSES), (NOW, 1)]
+    retried = after_join(previous, [], NOW + 5, start=False)  # retries while alone: no misses
+    assert retried == previous
     kept = remember([], tried, NOW + 10)
     assert [r.contact for r in kept] == [contact(1), contact(3)]
     assert remember([], [entry(4)], NOW + 31 * 86400) == []  # not seen for a month
@@ -172,6 +174,27 @@ async def test_first_node_without_bootstrap_rejoins_and_is_found_again(tmp_path:
         _, blobs = adverts_for(user, 1)
         assert (await others[0].node.publish(blobs)).stores_accepted > 0
         assert len((await again.node.lookup(user)).candidates) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_whole_network_restarts_without_any_bootstrap_peer(tmp_path: Path) -> None:
+    """Every node stops; they come back one by one, none with a bootstrap peer: the first
+    one back is alone and keeps trying its remembered peers (without forgetting them), the
+    others join through it, and all find each other again."""
+    net = 46
+    states = [tmp_path / f"n{i}" for i in range(3)]
+    async with dht_loop(), trio.open_nursery() as nursery:
+        first = await start_node(nursery, config(0, net, states[0]))
+        nodes = [first] + [await start_node(nursery, config(i, net, states[i], bootstrap=(first.addr,)))
+                           for i in (1, 2)]
+        await eventually(lambda: all(len(n.node.protocol.router) == 2 for n in nodes), what="full tables")
+        old = {n.addr for n in nodes}
+        for running in nodes:
+            await running.stop()
+        back = [await start_node(nursery, config(i, net, states[i])) for i in (2, 1, 0)]
+        assert {n.addr for n in back} == old  # every node on its old port
+        await eventually(lambda: all(len(n.node.protocol.router) == 2 for n in back),
+                         what="every node knows the others again")
         nursery.cancel_scope.cancel()
 
 
