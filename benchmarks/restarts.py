@@ -5,7 +5,8 @@ For each mode it starts an N-node testbed (``testbed.local.start_testbed``), the
 node 0, the bootstrap peer, first), by SIGKILL or SIGTERM at random, with its state, as
 ``seattle-testbed restart`` does. After each restart it looks the demo identity up from
 another random node every 0.25 s until that node's adverts *from the new process* (``seq``
-at or after its start) are found at its current address: that wait is "findable". At the end
+at or after its start) are found at its current address: that wait, from the moment the new
+process was started, is "findable" ("up": until it listened, i.e. Python start-up). At the end
 every node looks up every advert; "stale" counts adverts naming an address no node has.
 
 Modes:
@@ -94,6 +95,7 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         original = data["bootstrap"]
         key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
         waits: list[float | None] = []
+        ups: list[float] = []
         moved = 0
         try:
             await trio.sleep(args.interval)
@@ -105,6 +107,7 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 crash = rng.random() < 0.5
                 done = await restart_node(directory, node["name"], crash=crash,
                                           before_start=forget if mode == "forget" else None)
+                ups.append(time.time() - done.started_at)
                 if mode == "forget":
                     set_bootstrap(directory, original)  # others keep their original command line
                 data = load_manifest(directory)
@@ -114,7 +117,8 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 waits.append(wait)
                 shown = "never" if wait is None else f"{wait:.1f} s"
                 print(f"  {mode} {number + 1}/{rounds}: {node['name']} "
-                      f"{'SIGKILL' if crash else 'SIGTERM'}, findable after {shown}", flush=True)
+                      f"{'SIGKILL' if crash else 'SIGTERM'}, listening after {ups[-1]:.1f} s, "
+                      f"findable after {shown}", flush=True)
                 await trio.sleep(max(0.0, args.interval - (trio.current_time() - start)))
             data = load_manifest(directory)
             current = {f"{n['address']}:{n['port']}" for n in data["nodes"]}
@@ -125,7 +129,7 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
              if r is not None else 0 for r in finals]
     stale = max((sum(1 for a in r.candidates if a.address not in current)
                  for r in finals if r is not None), default=0)
-    return {"waits": waits, "moved": moved, "found": found, "stale": stale,
+    return {"waits": waits, "ups": ups, "moved": moved, "found": found, "stale": stale,
             "want": len(current) * VESSELS}
 
 
@@ -149,13 +153,15 @@ def main() -> None:
     print(f"\n{args.nodes} nodes x {VESSELS} vessels, one restart every {args.interval:.0f} s for "
           f"{args.duration:.0f} s (seed {args.seed}), {os.cpu_count()} cores; findable = a lookup "
           f"from another node returns the new process's adverts")
-    print(f"{'mode':<9} {'restarts':>8} {'port moved':>10} {'findable p50 s':>15} {'p90 s':>7} "
-          f"{'max s':>7} {'never':>6} {'final found (min/max of nodes)':>31} {'stale':>6}")
+    print(f"{'mode':<9} {'restarts':>8} {'port moved':>10} {'up p50 s':>9} "
+          f"{'findable p50 s':>15} {'p90 s':>7} {'max s':>7} {'never':>6} "
+          f"{'final found (min/max of nodes)':>31} {'stale':>6}")
     for mode, r in results.items():
         waits = [float("inf") if w is None else w for w in r["waits"]]  # never counts as slowest
         never = sum(1 for w in r["waits"] if w is None)
         final = f"{min(r['found'])}/{r['want']} .. {max(r['found'])}/{r['want']}"
-        print(f"{mode:<9} {len(waits):>8} {r['moved']:>10} {statistics.median(waits):>15.1f} "
+        print(f"{mode:<9} {len(waits):>8} {r['moved']:>10} {statistics.median(r['ups']):>9.1f} "
+              f"{statistics.median(waits):>15.1f} "
               f"{quantile(waits, 0.9):>7.1f} {max(waits):>7.1f} {never:>6} {final:>31} "
               f"{r['stale']:>6}")
 

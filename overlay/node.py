@@ -26,6 +26,7 @@ import trio
 import trio_asyncio
 
 from overlay.advert import REPLICA_KEYS, dht_keys_for, open_advert, verify_advert
+from overlay.answers import Contact
 from overlay.crawl import Search, find_nodes, find_records, walk
 from overlay.dht import AdProtocol, AdServer, ProtocolHooks
 from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
@@ -108,9 +109,9 @@ class DhtConfig:
     """Called with the nonce of each ``dialback`` datagram that may count (a reachability
     prober's: docs/nat.md); without one, dial-backs are ignored."""
     remember_interval: float = 60.0
-    """With a ``state_dir``: write the remembered peers (``routing``, remembered contacts) this often, and at
-    start-up and stop; they are joined through at the next start beside ``bootstrap``, and
-    the UDP port of this run is tried first then (when ``port`` is 0)."""
+    """With a ``state_dir``: write the remembered peers (``routing.remember``) at least this
+    often (and at start-up, on table changes and at stop); the next start joins through them
+    beside ``bootstrap`` and tries this run's UDP port first (when ``port`` is 0)."""
 
     @property
     def params(self) -> LookupParams:
@@ -187,7 +188,7 @@ class DhtNode:
         self._lookups = 0
         self._publishes = 0
         self._remembered: list[Remembered] = []
-        """Remembered peers (``routing``, remembered contacts) not known to be gone; merged into each save."""
+        """Remembered peers not known to be gone (``routing.remember``); merged into each save."""
         self.remembered_port = 0
         """The UDP port the peers file named (0: none)."""
         self.port_moved = False
@@ -267,7 +268,7 @@ class DhtNode:
         addrs = self.join_seeds()
         if not addrs:
             return 0
-        proven: list[Any] = await trio_asyncio.aio_as_trio(join_contacts)(
+        proven: list[Contact] = await trio_asyncio.aio_as_trio(join_contacts)(
             self.protocol, addrs, self.config.params, self.config.lookup_timeout)
         answered = {c.addr for c in proven}
         if self._remembered:
@@ -546,8 +547,7 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
         async with trio.open_nursery() as nursery:
             if not config.client_mode:
                 nursery.start_soon(node._maintain)
-                if node.join_seeds():
-                    nursery.start_soon(node._rejoin)
+                nursery.start_soon(node._rejoin)  # seeds may come later: table contacts
                 nursery.start_soon(node._remember)
             yield node
             nursery.cancel_scope.cancel()
