@@ -88,7 +88,8 @@ def set_bootstrap(directory: Path, bootstrap: str) -> None:
 
 
 async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # which node, how: the same sequence in every run and mode
+    ask = random.Random(args.seed + 1)  # which node looks up (used a timing-dependent number of times)
     with tempfile.TemporaryDirectory(prefix="restarts-bench-") as tmp:
         directory = Path(tmp) / "tb"
         data = await start_testbed(directory, args.nodes, VESSELS, sandbox=not args.no_sandbox)
@@ -113,7 +114,7 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 data = load_manifest(directory)
                 moved += done.after["port"] != done.before["port"]
                 node_key = PublicKey.from_text((Path(node["state"]) / "node.publickey").read_text())
-                wait = await findable_after(data, index, key, node_key, done.started_at, rng)
+                wait = await findable_after(data, index, key, node_key, done.started_at, ask)
                 waits.append(wait)
                 shown = "never" if wait is None else f"{wait:.1f} s"
                 print(f"  {mode} {number + 1}/{rounds}: {node['name']} "

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -301,7 +302,7 @@ async def restart_node(directory: Path, name: str, *, crash: bool = False,
     if data.get("lab"):
         raise TestbedError("restart works on loopback testbeds (not in a network lab)")
     index, node = find_node(data, name)
-    kill_node(node, crash=crash)
+    await trio.to_thread.run_sync(partial(kill_node, node, crash=crash))
     state = Path(node["state"])
     if before_start is not None:
         before_start(state)
