@@ -169,6 +169,9 @@ def main() -> None:
         rejoin = f"{statistics.median(after):.1f}/{quantile(after, 0.9):.1f}"
         print(f"{mode:<9} {len(waits):>8} {r['moved']:>10} {ups:>13} {found:>23} {rejoin:>19} "
               f"{never:>6} {final:>32} {r['stale']:>6}")
+    for mode, r in results.items():
+        print(f"final lookup, adverts found through each node ({mode}): "
+              + " ".join(f"n{i:03d}={count}" for i, count in enumerate(r["found"])))
 
 
 if __name__ == "__main__":
