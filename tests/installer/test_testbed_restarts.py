@@ -142,7 +142,8 @@ async def test_taken_port_moves_and_the_old_address_is_replaced_at_once(tmp_path
         await eventually(lambda: _found_all(nodes[0], key, addresses(data)), timeout=60,
                          interval=1.0, what="every advert before the crash")
         kill_node(nodes[2], crash=True)  # its adverts stay in the DHT
-        with socket.socket() as squatter:
+        with socket.socket() as squatter:  # a listener: the daemon's bind fails (EADDRINUSE)
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
             squatter.bind((nodes[2]["address"], nodes[2]["port"]))
             squatter.listen()
             done = await restart_node(directory, "n002", crash=True)
