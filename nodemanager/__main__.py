@@ -51,6 +51,7 @@ from nodemanager.node.discovery import (
     stop_on_signals,
 )
 from nodemanager.node.files import VesselStore
+from nodemanager.node.ports import start_on_port
 from nodemanager.node.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
@@ -283,7 +284,11 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=recording or runner, config=config, status=sources,
                                 dial_back_sink=_sink(dial_backs, Kind.TCP))
-            bound = await nursery.start(server.serve, host, port)
+            bound, moved = await start_on_port(nursery, server.serve, host, port,
+                                               state.ports.get("tcp"), "node manager")
+            state.set_port("tcp", bound)
+            if moved:
+                log.warning("node manager port moved to %d: announcing the new address now", bound)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
@@ -298,7 +303,7 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
                                         runner=recording)
                 sources.provide(UPDATES, service.status_dict)
             relaying = await _start_relaying(nursery, server, sources, board, keys, host, relay,
-                                             dht.enabled)
+                                             dht.enabled, state)
             await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
                                    service, relaying, dial_backs)
     return bool(restart)
@@ -326,7 +331,7 @@ def _punch_host(host: str) -> str:
 
 async def _start_relaying(nursery: trio.Nursery, server: NodeServer, sources: StatusSources,
                           board: ReachabilityBoard, keys: KeyPair, host: str,
-                          options: RelayOptions, with_dht: bool) -> Relaying:
+                          options: RelayOptions, with_dht: bool, state: NodeState) -> Relaying:
     """The relay service (unless --no-relay) and the relay client (runs while private)."""
     punching = PunchingServe(server.handle_connection,
                              Responder(config=PunchConfig(local_host=_punch_host(host))))
@@ -337,7 +342,9 @@ async def _start_relaying(nursery: trio.Nursery, server: NodeServer, sources: St
     relay_server, port = None, 0
     if options.enabled:
         relay_server = RelayServer(keys, options.limits)
-        port = await nursery.start(relay_server.serve, host, options.port)
+        port, _ = await start_on_port(nursery, relay_server.serve, host, options.port,
+                                      state.ports.get("relay"), "relay")
+        state.set_port("relay", port)
         sources.provide("relay", relay_server.status)
         print(f"relay listening on {host}:{port}", file=sys.stderr, flush=True)
     else:

@@ -26,14 +26,25 @@ import trio
 import trio_asyncio
 
 from overlay.advert import REPLICA_KEYS, dht_keys_for, open_advert, verify_advert
+from overlay.answers import Contact
 from overlay.crawl import Search, find_nodes, find_records, walk, walk_contacts
 from overlay.dht import AdProtocol, AdServer, ProtocolHooks
 from overlay.errors import DhtUnavailable, InvalidAdvert, OverlayUsageError
 from overlay.lookup import LookupParams
 from overlay.netgroup import DiversityLimits
 from overlay.nodeid import PUZZLE_BITS, NodeIdentity
-from overlay.publishing import KeyReport, join, publish_key, refresh
+from overlay.publishing import KeyReport, join, join_contacts, publish_key, refresh
 from overlay.results import LookupResult, NodeStats, PublishResult
+from overlay.routing import (
+    PEERS_FILE,
+    PEERS_MAX_BYTES,
+    Remembered,
+    after_join,
+    decode_peers,
+    encode_peers,
+    join_seeds,
+    remember,
+)
 from overlay.select import select_adverts
 from overlay.status import STATUS_FILE, build_status
 from overlay.store import AdvertStore, StoreLimits
@@ -42,6 +53,10 @@ from seattlecore import PublicKey, write_atomic
 log = logging.getLogger(__name__)
 
 IDENTITY_FILE = "dht-identity"
+REMEMBER_CHECK = 5.0
+"""Seconds between checks whether the routing table changed (then the peers file is saved)."""
+PEERS_MAX_READ = PEERS_MAX_BYTES + 1
+"""Bytes read of a peers file at most (one more than allowed: a larger file is refused)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +108,10 @@ class DhtConfig:
     dialback_sink: Callable[[bytes], None] | None = None
     """Called with the nonce of each ``dialback`` datagram that may count (a reachability
     prober's: docs/nat.md); without one, dial-backs are ignored."""
+    remember_interval: float = 60.0
+    """With a ``state_dir``: write the remembered peers (``routing.remember``) at least this
+    often (and at start-up, on table changes and at stop); the next start joins through them
+    beside ``bootstrap`` and tries this run's UDP port first (when ``port`` is 0)."""
 
     @property
     def params(self) -> LookupParams:
@@ -168,13 +187,29 @@ class DhtNode:
         self.started_at = time.time()
         self._lookups = 0
         self._publishes = 0
+        self._remembered: list[Remembered] = []
+        """Remembered peers not known to be gone (``routing.remember``); merged into each save."""
+        self.remembered_port = 0
+        """The UDP port the peers file named (0: none)."""
+        self.port_moved = False
+        """True if the remembered UDP port was taken, so this run has a new one."""
 
     async def _listen(self) -> None:
+        wanted = self.config.port
+        if wanted == 0 and self.remembered_port:
+            try:
+                await self._bind(self.remembered_port)
+                return
+            except OverlayUsageError as exc:
+                self.port_moved = True
+                log.warning("the DHT port of the last run is taken (%s); using a new one", exc)
+        await self._bind(wanted)
+
+    async def _bind(self, port: int) -> None:
         try:
-            await trio_asyncio.aio_as_trio(self._server.listen)(self.config.port, self.config.host)
+            await trio_asyncio.aio_as_trio(self._server.listen)(port, self.config.host)
         except OSError as exc:
-            raise OverlayUsageError(
-                f"cannot bind {self.config.host}:{self.config.port}: {exc}") from exc
+            raise OverlayUsageError(f"cannot bind {self.config.host}:{port}: {exc}") from exc
 
     def _stop(self) -> None:
         self._server.stop()
@@ -199,6 +234,81 @@ class DhtNode:
         answered: int = await trio_asyncio.aio_as_trio(join)(
             self.protocol, list(addrs), self.config.params, self.config.lookup_timeout)
         return answered
+
+    # -- remembered peers (routing.py, remembered contacts) ------------------------------------
+    def load_remembered(self) -> None:
+        """Read the peers file of the state directory; a missing, corrupt or huge file (or
+        a forged entry) is logged and ignored, never fatal."""
+        path = self._peers_path()
+        if path is None:
+            return
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(PEERS_MAX_READ)
+            found, dropped = decode_peers(data, bits=self.config.id_bits)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring the remembered DHT peers in %s: %s", path, exc)
+            return
+        if dropped:
+            log.warning("ignored %d malformed or forged entries in %s", dropped, path)
+        self._remembered = list(found.peers)
+        self.remembered_port = found.port
+
+    def join_seeds(self) -> list[tuple[str, int]]:
+        """Where to join: the configured bootstrap peers and the remembered ones."""
+        own = (self.config.host, self.port)
+        return join_seeds(self.config.bootstrap, self._remembered, own)
+
+    async def join(self, *, start: bool = False) -> int:
+        """Join through ``join_seeds``; note which remembered peers answered (with ``start``,
+        the first join, also which missed); return how many seeds answered. Retries while
+        alone count no misses: a node offline for a while must not forget its peers."""
+        addrs = self.join_seeds()
+        if not addrs:
+            return 0
+        proven: list[Contact] = await trio_asyncio.aio_as_trio(join_contacts)(
+            self.protocol, addrs, self.config.params, self.config.lookup_timeout)
+        answered = {c.addr for c in proven}
+        if self._remembered:
+            back = sum(1 for r in self._remembered if r.contact.addr in answered)
+            log.info("DHT join: %d of %d remembered peers answered", back, len(self._remembered))
+            self._remembered = after_join(self._remembered, answered, time.time(), start=start)
+        return len(proven)
+
+    def _peers_path(self) -> Path | None:
+        if self.config.state_dir is None or self.config.client_mode:
+            return None
+        return self.config.state_dir / PEERS_FILE
+
+    def save_remembered(self) -> None:
+        """Write the remembered peers (table contacts first) and our port, atomically;
+        logs instead of raising (a full disk must not stop the node)."""
+        path = self._peers_path()
+        if path is None:
+            return
+        now = time.time()
+        table = [(e.contact, e.added, e.seen) for _, e in self.protocol.router.entries()]
+        self._remembered = remember(table, self._remembered, now)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, encode_peers(self._remembered, self.port, now), mode=0o600)
+        except OSError as exc:
+            log.warning("cannot write the remembered DHT peers: %s", exc)
+
+    async def _remember(self) -> None:
+        """Save the remembered peers now, then whenever the table's members changed (checked
+        every ``REMEMBER_CHECK`` s: a node killed soon after it joined still remembers its
+        peers), and at least every ``remember_interval``."""
+        saved: frozenset[bytes] | None = None
+        next_save = trio.current_time()
+        while True:
+            members = frozenset(c.node_id for c in self.protocol.router.contacts())
+            if members != saved or trio.current_time() >= next_save:
+                self.save_remembered()
+                saved, next_save = members, trio.current_time() + self.config.remember_interval
+            await trio.sleep(min(REMEMBER_CHECK, self.config.remember_interval))
 
     async def publish(self, adverts: Sequence[bytes]) -> PublishResult:
         """Store signed advert blobs under each of their users' replica keys, then read each
@@ -387,7 +497,8 @@ class DhtNode:
             log.warning("cannot write the DHT status file: %s", exc)
 
     async def _rejoin(self) -> None:
-        """Bootstrap again (with backoff) whenever the routing table is empty."""
+        """Bootstrap again (with backoff) whenever the routing table is empty (through the
+        configured and the remembered peers)."""
         first, most = self.config.rejoin_delays
         delay = first
         while True:
@@ -396,7 +507,7 @@ class DhtNode:
                 delay = first
                 continue
             try:
-                answered = await self.bootstrap(self.config.bootstrap)
+                answered = await self.join()
             except Exception:  # nothing from the network may end the node's upkeep
                 log.exception("DHT re-bootstrap failed")
                 answered = 0
@@ -431,24 +542,26 @@ async def open_dht_node(config: DhtConfig) -> AsyncIterator[DhtNode]:
     if not config.client_mode:
         identity = config.identity or load_identity(config.state_dir, config.id_bits)
     node = DhtNode(store, config, identity)
+    node.load_remembered()
     await node._listen()
     try:
-        if config.bootstrap:
-            answered = await node.bootstrap(config.bootstrap)
+        if node.join_seeds():
+            answered = await node.join(start=True)
             if not answered and config.client_mode:
                 raise DhtUnavailable("no bootstrap peer answered")
             if not answered:
-                log.warning("no bootstrap peer answered; running alone for now")
+                log.warning("no bootstrap or remembered peer answered; running alone for now")
         async with trio.open_nursery() as nursery:
             if not config.client_mode:
                 nursery.start_soon(node._maintain)
-                if config.bootstrap:
-                    nursery.start_soon(node._rejoin)
+                nursery.start_soon(node._rejoin)  # seeds may come later: table contacts
+                nursery.start_soon(node._remember)
             yield node
             nursery.cancel_scope.cancel()
         if not config.client_mode:
             node.save_status()
     finally:
+        node.save_remembered()  # also when cancelled (a SIGTERM): the next start rejoins
         node._stop()
 
 

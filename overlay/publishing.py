@@ -90,6 +90,12 @@ async def join(peer: AdProtocol, addrs: Sequence[tuple[str, int]], params: Looku
                budget: float) -> int:
     """Prove the bootstrap peers' ids, crawl for our own id, admit who answered; return how
     many bootstrap peers answered."""
+    return len(await join_contacts(peer, addrs, params, budget))
+
+
+async def join_contacts(peer: AdProtocol, addrs: Sequence[tuple[str, int]], params: LookupParams,
+                        budget: float) -> list[Contact]:
+    """``join``, returning the proven contacts of the peers at ``addrs`` that answered."""
     loop = asyncio.get_running_loop()
     answers = await asyncio.gather(*(_hello(peer, a) for a in addrs))
     if not any(answers):  # a busy peer may miss one hello: ask once more
@@ -100,7 +106,7 @@ async def join(peer: AdProtocol, addrs: Sequence[tuple[str, int]], params: Looku
     if proven and peer.identity is not None:  # fill our table (also in client mode)
         await find_nodes(peer, peer.router.own_id, params, loop.time() + budget)
         await peer.settle(RPC_TIMEOUT)
-    return len(proven)
+    return proven
 
 
 async def _ping(peer: AdProtocol, contact: Contact) -> None:

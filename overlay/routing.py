@@ -12,20 +12,25 @@ Invariants:
    Kademlia paper's rule; BEP 5's "bad" node).
 5. One contact per address: a proven newcomer at the address of another id replaces it (the
    node there changed identity). Memory is O(buckets x (k + replacements)), whatever peers send.
+
+The end of the module keeps table contacts across restarts (rules 6-8 there).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
+import math
 import random
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from overlay.answers import Contact
+from overlay.answers import Contact, decode_contact
+from overlay.errors import BadAnswer
 from overlay.netgroup import DiversityLimits, group_of
-from overlay.nodeid import ID_BYTES
+from overlay.nodeid import ID_BYTES, PUZZLE_BITS
 
 ID_BITS = 8 * ID_BYTES
 AddOutcome = Literal["added", "updated", "replacement", "refused"]
@@ -242,3 +247,162 @@ class RoutingTable:
              "idle": round(now - self._touched[i], 1)}
             for i, b in enumerate(self._buckets) if b or self._spare[i]
         ]
+
+
+# -- remembered contacts: kept across restarts ------------------------------------------------
+#
+# A node that forgot every peer when it stopped could only rejoin through its configured
+# bootstrap peers, and stayed alone once those had moved. So a node with a state directory
+# keeps ``PEERS_FILE``: table contacts and its UDP port, written by ``node.py`` now and then
+# and at stop, read at start. Rules (docs/dht-security.md, "Remembered peers"):
+# 6. Only table contacts are written (they proved their id and passed the diversity limits),
+#    longest in the table first; a remembered contact is only a seed, challenged with a
+#    ``hello`` at start like a bootstrap peer.
+# 7. Bounded whatever peers send: ``REMEMBER_PEERS`` entries, ``PEERS_PER_GROUP`` per /24
+#    (/48), IP literals only; a file over ``PEERS_MAX_BYTES`` is not read.
+# 8. Stale entries cost bounded time: seeds are asked at once, and an entry that missed
+#    ``PEER_MAX_MISSES`` start-ups in a row or was unseen for ``PEER_MAX_AGE`` is dropped.
+#    A corrupt file or a forged entry is ignored, never fatal.
+#
+# File (JSON)::
+#
+#     {"version": 1, "port": <our UDP port>, "saved_at": <unix s>,
+#      "peers": [[id_hex, host, port, pk_hex, nonce_hex, seen, misses], ...]}
+
+PEERS_FILE = "dht-peers.json"
+PEERS_FORMAT = 1
+REMEMBER_PEERS = 32
+"""Entries kept (and seeds tried at start besides the configured bootstrap peers)."""
+PEERS_PER_GROUP = 3
+"""Entries of one network group (/24, /48), as the routing table's per-table limit."""
+PEERS_MAX_BYTES = 32 * 1024
+"""A file larger than this is not read (an entry is at most ~250 bytes)."""
+PEER_MAX_MISSES = 3
+"""Start-ups in a row an entry may fail to answer before it is forgotten."""
+PEER_MAX_AGE = 30 * 86400.0
+"""Seconds since an entry was last seen after which it is forgotten."""
+Addr = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """One remembered contact: when it was last heard from (wall clock) and how many
+    start-ups in a row it did not answer."""
+
+    contact: Contact
+    seen: float
+    misses: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFile:
+    """What a peers file held: our UDP port last time (0: none) and the contacts."""
+
+    port: int = 0
+    peers: tuple[Remembered, ...] = ()
+
+
+def encode_peers(peers: Sequence[Remembered], port: int, now: float) -> bytes:
+    """The file's bytes for ``peers`` (already bounded by ``remember``)."""
+    rows = [[r.contact.node_id.hex(), r.contact.host, r.contact.port, r.contact.pk.hex(),
+             r.contact.nonce.hex(), round(r.seen, 3), r.misses] for r in peers[:REMEMBER_PEERS]]
+    doc = {"version": PEERS_FORMAT, "port": port, "saved_at": round(now, 3), "peers": rows}
+    return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+def decode_peers(data: bytes, *, bits: int = PUZZLE_BITS) -> tuple[PeerFile, int]:
+    """Parse a peers file; return it and how many entries were dropped as malformed or
+    forged (an id that does not match its key and puzzle). Raises ValueError if the file
+    as a whole is unusable (too large, not JSON, another version)."""
+    if len(data) > PEERS_MAX_BYTES:
+        raise ValueError(f"{len(data)} bytes, more than {PEERS_MAX_BYTES}")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("not JSON") from exc
+    if not isinstance(doc, dict) or doc.get("version") != PEERS_FORMAT:
+        raise ValueError("not a version 1 peers file")
+    port = doc.get("port", 0)
+    if type(port) is not int or not 0 <= port < 65536:
+        port = 0
+    rows = doc.get("peers")
+    if not isinstance(rows, list):
+        raise ValueError("no peer list")
+    peers: list[Remembered] = []
+    dropped = 0
+    for row in rows[:REMEMBER_PEERS]:
+        entry = _peer_entry(row, bits)
+        if entry is None:
+            dropped += 1
+        else:
+            peers.append(entry)
+    dropped += max(0, len(rows) - REMEMBER_PEERS)
+    return PeerFile(port=port, peers=tuple(peers)), dropped
+
+
+def _peer_entry(row: object, bits: int) -> Remembered | None:
+    if not isinstance(row, list) or len(row) != 7:
+        return None
+    id_hex, host, port, pk_hex, nonce_hex, seen, misses = row
+    if not all(isinstance(x, str) and len(x) <= 64 for x in (id_hex, pk_hex, nonce_hex)):
+        return None
+    if type(seen) not in (int, float) or not math.isfinite(seen) or type(misses) is not int:
+        return None
+    try:
+        contact = decode_contact([bytes.fromhex(id_hex), host, port, bytes.fromhex(pk_hex),
+                                  bytes.fromhex(nonce_hex)], bits=bits)
+        group_of(contact.host)
+    except (ValueError, BadAnswer):
+        return None
+    return Remembered(contact, float(seen), max(0, misses))
+
+
+def join_seeds(bootstrap: Sequence[Addr], remembered: Sequence[Remembered],
+               own: Addr | None = None) -> list[Addr]:
+    """Addresses to join through: the configured bootstrap peers, then the remembered ones
+    (in file order), each once, never ourselves."""
+    out: dict[Addr, None] = {}
+    for addr in [*bootstrap, *(r.contact.addr for r in remembered[:REMEMBER_PEERS])]:
+        if addr != own:
+            out.setdefault(addr, None)
+    return list(out)
+
+
+def after_join(remembered: Sequence[Remembered], answered: Iterable[Addr], now: float, *,
+               start: bool = True) -> list[Remembered]:
+    """The entries after a join attempt: those that answered were seen now; with ``start``
+    (the join at start-up, not a retry while alone) the others missed one more start-up."""
+    ok = set(answered)
+    return [replace(r, seen=now, misses=0) if r.contact.addr in ok
+            else replace(r, misses=r.misses + 1) if start else r
+            for r in remembered]
+
+
+def remember(table: Iterable[tuple[Contact, float, float]], previous: Sequence[Remembered], now: float,
+             *, limit: int = REMEMBER_PEERS) -> list[Remembered]:
+    """The entries to write: routing-table contacts ``(contact, added, seen)``, longest in
+    the table first (Kademlia's bet: a node up for long stays up, and peers that arrived late
+    -- say, a swarm of new ids -- cannot push the old ones out), then earlier entries not in
+    the table that are neither too old nor missed too often; one per id and address,
+    ``PEERS_PER_GROUP`` per network group, ``limit`` in all (pure)."""
+    fresh = [Remembered(c, seen, 0) for c, _, seen in sorted(table, key=lambda t: t[1])]
+    old = [r for r in previous if r.misses < PEER_MAX_MISSES and now - r.seen <= PEER_MAX_AGE]
+    out: list[Remembered] = []
+    ids: set[bytes] = set()
+    addrs: set[Addr] = set()
+    groups: Counter[str] = Counter()
+    for entry in [*fresh, *old]:
+        contact = entry.contact
+        if contact.node_id in ids or contact.addr in addrs:
+            continue
+        group = group_of(contact.host)
+        if group is not None and groups[group] >= PEERS_PER_GROUP:
+            continue
+        out.append(entry)
+        ids.add(contact.node_id)
+        addrs.add(contact.addr)
+        if group is not None:
+            groups[group] += 1
+        if len(out) >= limit:
+            break
+    return out

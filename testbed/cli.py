@@ -6,6 +6,7 @@ on N hosts of a network lab with NATs: docs/lab.md).
                         [--lab-net PUBLIC[,HOME]]]
     seattle-testbed shell [--dir DIR] [HOST] [-- COMMAND ...]
     seattle-testbed status [--dir DIR]
+    seattle-testbed restart NODE [--kill] [--dir DIR]
     seattle-testbed down [--dir DIR]
     seattle-testbed demo [--nodes 5] [--dir DIR] [--program examples/hello.py] [ARGS...]
 
@@ -55,6 +56,7 @@ from testbed.local import (
     HOST,
     MANIFEST,
     load_manifest,
+    restart_node,
     run_everywhere,
     running_nodes,
     start_testbed,
@@ -190,6 +192,21 @@ def status_line(node: dict[str, Any], report: NodeReport, up: bool) -> tuple[str
     return line, True
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    directory: Path = args.dir.absolute()
+    done = trio.run(partial(restart_node, directory, args.node, crash=args.kill))
+    before, after = done.before, done.after
+    how = "killed (SIGKILL)" if args.kill else "stopped"
+
+    def port(name: str) -> str:
+        same = before.get(name) == after[name]
+        return f"{after[name]}" + (" (same)" if same else f" (was {before.get(name)})")
+
+    print(f"{after['name']} {how} and restarted: pid {after['pid']}, tcp {port('port')}, "
+          f"dht {port('dht_port')}")
+    return 0
+
+
 def _reach(report: NodeReport) -> str:
     reach = report.reachability or {}
     return f"{reach.get('tcp', '?')}/{reach.get('udp', '?')}"
@@ -305,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     down = subparser(sub, "down", help="stop every node", description="stop every node of the testbed")
     status = subparser(sub, "status", help="table of nodes",
                        description="one line per node: pid, address, ports, vessels, DHT peers")
+    restart = subparser(sub, "restart", help="stop one node and start it again",
+                        description="stop NODE (SIGTERM: a clean stop that withdraws its "
+                                    "adverts; --kill: SIGKILL, as a crash) and start it again "
+                                    "with its state: it keeps its ports and rejoins through the "
+                                    "peers it remembers; testbed.json gets its new pid")
+    restart.add_argument("node", metavar="NODE", help="node name (n000, n001, ...) or index")
+    restart.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
     shell = subparser(sub, "shell", help="run a command on a lab host",
                       description="run COMMAND (default: $SHELL) on HOST of the testbed: "
                                   "the researcher's host unless named (n000, n001, ...); "
@@ -312,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                       usage="seattle-testbed shell [--dir DIR] [HOST] [-- COMMAND ...]")
     shell.add_argument("host", nargs="?", default=None, metavar="HOST",
                        help="researcher (default) or a node name")
-    for command in (up, down, status, shell):
+    for command in (up, down, status, shell, restart):
         command.add_argument("--dir", type=Path, default=Path("testbed"),
                              help="testbed directory (default ./testbed)")
     add_global_options(parser, sub.choices.values(), [verbose_option()])
@@ -321,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "demo": cmd_demo,
-            "shell": cmd_shell}
+            "shell": cmd_shell, "restart": cmd_restart}
 
 
 def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -5,7 +5,9 @@
 vessel, initialises one state directory per node, starts node 0 (the DHT bootstrap peer),
 then all others bootstrapping from it, each detached in its own session, and writes
 ``DIR/testbed.json``. ``stop_all`` SIGTERMs every node and waits for it to exit;
-``run_everywhere`` runs one program on every vessel of the demo identity.
+``restart_node`` stops one node (SIGTERM, or SIGKILL as a crash) and starts it again with
+its command line and state, so it gets its remembered ports and peers back, and updates its
+record; ``run_everywhere`` runs one program on every vessel of the demo identity.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +256,72 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: 
             **(extra or {})}
     write_atomic(directory / MANIFEST, (json.dumps(data, indent=1) + "\n").encode())
     return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restart:
+    """One node's restart: its record before and after."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+    started_at: float
+    """Wall-clock time the new process was started."""
+
+
+def find_node(data: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
+    """The index and record of node ``name`` (``n003`` or ``3``)."""
+    for index, node in enumerate(data["nodes"]):
+        if name in (node["name"], str(index)):
+            return index, node
+    names = ", ".join(n["name"] for n in data["nodes"][:8])
+    raise TestbedError(f"no node {name!r} in this testbed (nodes: {names}, ...)")
+
+
+def kill_node(node: dict[str, Any], *, crash: bool, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop one node: SIGTERM and wait (a clean stop), or SIGKILL the daemon alone (a crash:
+    its vessel programs are left for the next run to clean up)."""
+    if find_process(node.get("pid"), node["state"]) is None:
+        return
+    if not crash:
+        stop_process(node["pid"], node["state"], timeout=timeout)
+        return
+    try:
+        os.kill(node["pid"], signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if not wait_gone(node["pid"], node["state"], timeout):
+        raise TestbedError(f"{node['name']} (pid {node['pid']}) did not die of SIGKILL")
+
+
+async def restart_node(directory: Path, name: str, *, crash: bool = False,
+                       timeout: float = START_TIMEOUT,
+                       before_start: Callable[[Path], None] | None = None) -> Restart:
+    """Stop node ``name`` and start it again with its state (so its remembered ports and
+    peers); record its new pid and ports in ``testbed.json`` (and the bootstrap address if
+    it is node 0 and its DHT port moved). ``before_start(state_dir)`` runs while the node is
+    down (benchmarks use it to make a node forget). Loopback testbeds only."""
+    data = load_manifest(directory)
+    if data.get("lab"):
+        raise TestbedError("restart works on loopback testbeds (not in a network lab)")
+    index, node = find_node(data, name)
+    await trio.to_thread.run_sync(partial(kill_node, node, crash=crash))
+    state = Path(node["state"])
+    if before_start is not None:
+        before_start(state)
+    bootstrap = None if index == 0 else data["bootstrap"]
+    site = NodeSite(host=node.get("address", HOST))
+    started_at = time.time()
+    pid = _start(state, bootstrap, bool(data.get("sandbox", True)), site)
+    await _wait_ports([state], [pid], timeout)
+    after = TestbedNode(name=node["name"], state=state, pid=pid,
+                        port=read_int_file(state / "nodemanager.port") or 0,
+                        dht_port=read_int_file(state / "dht.port") or 0, site=site).as_dict()
+    data = load_manifest(directory)  # re-read: another restart may have written meanwhile
+    data["nodes"][index] = {**data["nodes"][index], **after}
+    if index == 0:
+        data["bootstrap"] = f"{site.host}:{after['dht_port']}"
+    write_atomic(directory / MANIFEST, (json.dumps(data, indent=1) + "\n").encode())
+    return Restart(before=node, after=after, started_at=started_at)
 
 
 def stop_all(nodes: Sequence[dict[str, Any]], timeout: float = STOP_TIMEOUT) -> int:

@@ -123,6 +123,23 @@ class NodeState:
         with self._transaction():
             self._set_meta("bootstrap", json.dumps(list(peers)))
 
+    @property
+    def ports(self) -> dict[str, int]:
+        """The ports this node listened on last time (``tcp``, ``relay``): it asks for them
+        again at start so peers and adverts that named it stay right (``node/ports.py``)."""
+        try:
+            stored = json.loads(self._meta("ports") or "{}")
+        except ValueError:
+            return {}
+        if not isinstance(stored, dict):
+            return {}
+        return {k: v for k, v in stored.items()
+                if isinstance(k, str) and type(v) is int and 0 < v < 65536}
+
+    def set_port(self, name: str, port: int) -> None:
+        with self._transaction():
+            self._set_meta("ports", json.dumps({**self.ports, name: port}, sort_keys=True))
+
     # ---- vessels ----
 
     def _load_vessels(self) -> dict[str, Vessel]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import trio
 
 from overlay import (
     DhtConfig,
@@ -175,3 +176,36 @@ async def lookup_until(key: PublicKey, bootstrap: tuple[str, int], accept: Calla
 
     return await eventually(answer, timeout=timeout, interval=0.2,
                             what=what or f"adverts of {key.short()}")
+
+
+class RunningNode:
+    """A DHT node in a task of its own, so nodes can stop in any order (``stop``)."""
+
+    def __init__(self, node: DhtNode, scope: trio.CancelScope, done: trio.Event) -> None:
+        self.node, self._scope, self._done = node, scope, done
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.node.config.host, self.node.port)
+
+    async def stop(self) -> None:
+        """Leave the node's context (a clean stop: it saves its state) and wait until it has."""
+        self._scope.cancel()
+        await self._done.wait()
+
+
+async def _run_node(config: DhtConfig, *, task_status: trio.TaskStatus[RunningNode]) -> None:
+    done = trio.Event()
+    try:
+        with trio.CancelScope() as scope:
+            async with open_dht_node(config) as node:
+                task_status.started(RunningNode(node, scope, done))
+                await trio.sleep_forever()
+    finally:
+        done.set()
+
+
+async def start_node(nursery: trio.Nursery, config: DhtConfig) -> RunningNode:
+    """Start a DHT node in ``nursery`` (opened inside ``dht_loop``); stop it with ``stop``."""
+    running: RunningNode = await nursery.start(_run_node, config)
+    return running
