@@ -254,6 +254,10 @@ class Admission:
         self._counters.accepted += 1
         return Opened(conn, tuple(evicted))
 
+    @property
+    def open_connections(self) -> int:
+        return len(self._conns)
+
     def _prefix_of(self, host: str) -> tuple[str, str]:
         """``prefix_of``, remembered (parsing addresses is a large part of admitting)."""
         found = self._prefixes.get(host)

@@ -31,6 +31,7 @@ from nodemanager.node import api, model
 from nodemanager.node.admission import Admission, Conn, PortLimits
 from nodemanager.node.batch import any_call_ok, run_batch
 from nodemanager.node.files import VesselStore
+from nodemanager.node.nonces import NonceCommits
 from nodemanager.node.sources import StatusSources
 from nodemanager.node.state import NodeState
 from nodemanager.node.vessels import ProgramRunner, live_of, map_runner_errors
@@ -208,6 +209,8 @@ class NodeServer:
         self._vessel_locks: dict[str, trio.Lock] = {}
         """Held (sorted by name) while a mutating request naming the vessel is carried out."""
         self.admission = Admission(self.config.limits)
+        self._nonces = NonceCommits(state, lambda: self.admission.open_connections > 1,
+                                    self.config.time_window)
         self._scopes: dict[int, trio.CancelScope] = {}
         self._public_lane = trio.Lock()
         """Public requests are carried out one at a time (FIFO), so a crowd of them never
@@ -427,7 +430,13 @@ class NodeServer:
         if isinstance(verified.request, Batch):
             return await run_batch(verified, self._execute_call, self._consume_nonce)
         if not verified.request.mutates:
-            return await self._act(self._decide_and_commit(verified, nonce))
+            now = self.clock()
+            outcome = self._decide(verified, now)
+            if outcome.change is None and verified.signed and nonce:
+                await self._nonces.record(verified.nonce, verified.timestamp, now)
+            else:
+                self._commit(verified, outcome, now, nonce)
+            return await self._act(outcome)
         async with AsyncExitStack() as stack:
             for name in vessel_names(verified.request):
                 await stack.enter_async_context(self._vessel_lock(name))
@@ -445,12 +454,20 @@ class NodeServer:
 
     def _decide_and_commit(self, verified: Verified, nonce: bool = True) -> model.Outcome:
         now = self.clock()
+        outcome = self._decide(verified, now)
+        self._commit(verified, outcome, now, nonce)
+        return outcome
+
+    def _decide(self, verified: Verified, now: float) -> model.Outcome:
         status = type(verified.request) is GetNodeStatus
-        outcome = api.handle(verified, self.view(now, status=status), now)
+        return api.handle(verified, self.view(now, status=status), now)
+
+    def _commit(self, verified: Verified, outcome: model.Outcome, now: float,
+                nonce: bool) -> None:
+        """The change and the request's nonce (``nonce`` False: a batch's call), at once."""
         self.state.commit(
             outcome.change, nonce=verified.nonce if verified.signed and nonce else None,
             ts=verified.timestamp, now=now, window=self.config.time_window)
-        return outcome
 
     async def _act(self, outcome: model.Outcome) -> dict[str, object]:
         result = dict(outcome.result)
