@@ -19,6 +19,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from types import TracebackType
 
@@ -194,7 +195,7 @@ class NodeState:
         """Record the nonces of several requests that change nothing, in one transaction
         (group commit); for each, whether it was new (False: a replay, not recorded)."""
         fresh = []
-        with self._transaction():
+        with self._transaction() if len(nonces) > 1 else nullcontext():  # one: autocommit
             for nonce, ts in nonces:
                 try:
                     self._db.execute("INSERT INTO nonces VALUES (?, ?)", (nonce, ts))
