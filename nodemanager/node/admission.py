@@ -255,8 +255,8 @@ class Admission:
         return Opened(conn, tuple(evicted))
 
     @property
-    def open_connections(self) -> int:
-        return len(self._conns)
+    def trusted_connections(self) -> int:
+        return self._counters.trusted
 
     def _prefix_of(self, host: str) -> tuple[str, str]:
         """``prefix_of``, remembered (parsing addresses is a large part of admitting)."""

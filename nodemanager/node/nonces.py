@@ -4,10 +4,12 @@ Every signed request's nonce is persisted before it is answered (docs/protocol.m
 12). A request that changes state commits its nonce with its change, in one transaction; a
 read-only one (GetVesselResources, ListFilesInVessel, ...) commits only its nonce. Under
 load, one SQLite transaction per read-only request was the largest cost after the
-signature check, so those nonces are committed together: when other connections are open,
-the first request lets the others run for one trip through the scheduler, then commits
-every nonce that arrived meanwhile in one transaction, and each request learns whether its
-nonce was new. On a node with one connection a request commits at once (no added latency).
+signature check, so those nonces are committed together: when several trusted connections
+(owners and users, docs/protocol.md §10) are open, the first request lets the others run
+for one trip through the scheduler, then commits every nonce that arrived meanwhile in one
+transaction, and each request learns whether its nonce was new. Otherwise (one owner, or
+one owner beside a crowd of unauthenticated connections, whose trips through the
+scheduler would only delay it) a request commits at once.
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ class NodeServer:
         self._vessel_locks: dict[str, trio.Lock] = {}
         """Held (sorted by name) while a mutating request naming the vessel is carried out."""
         self.admission = Admission(self.config.limits)
-        self._nonces = NonceCommits(state, lambda: self.admission.open_connections > 1,
+        self._nonces = NonceCommits(state, lambda: self.admission.trusted_connections > 1,
                                     self.config.time_window)
         self._scopes: dict[int, trio.CancelScope] = {}
         self._public_lane = trio.Lock()
