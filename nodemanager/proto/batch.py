@@ -231,11 +231,11 @@ class Batcher:
                 await self._single([call])
             return
         self.frames += 1
-        # one answer for all: the longest deadline, or the uploads' together (their
-        # deadlines grow with their size)
-        uploads = sum(call.timeout for call in calls
-                      if isinstance(call.request, m.AddFileToVessel))
-        self.client.timeout = max(uploads, *(call.timeout for call in calls))
+        # one answer for all: the node carries the calls out one after another, so the
+        # calls that change state (uploads, starts: the slow ones) have their deadlines
+        # added up; read-only calls are quick and count once, with the longest deadline
+        changes = sum(call.timeout for call in calls if call.request.mutates)
+        self.client.timeout = max(changes, *(call.timeout for call in calls))
         try:
             outcomes = await call_batch(self.client, [call.request for call in calls])
         except UnknownOperation:  # a node before revision 7
