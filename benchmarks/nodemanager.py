@@ -103,6 +103,7 @@ def start_daemon(directory: Path, tree: Path = HERE,
     command = [sys.executable, "-m", "nodemanager", "--state", str(directory), "--no-sandbox"]
     if profile is not None:
         command[1:3] = ["-m", "cProfile", "-o", str(profile), "-m", "nodemanager"]
+    (directory / "nodemanager.port").unlink(missing_ok=True)  # a previous run's
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL, cwd=tree, env=tree_env(tree))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(process.pid, {0})
@@ -467,6 +468,9 @@ def main() -> None:
                                    options.profile.with_name(name), tree)
             return
         rows = throughput(trees, owner, root, options.seconds, rounds, tuple(options.clients))
+        print_rows(rows)
+        print(f"load average after the throughput rows: "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         directory = root / "node0"
         node = load_private(directory / f"{NODE_KEY_NAME}.privatekey").public
         flood = []
@@ -478,7 +482,6 @@ def main() -> None:
                 process.terminate()
                 process.wait()
         steps = cost_split(directory, owner)
-    print_rows(rows)
     print()
     print(f"{'cost per request (this tree)':<50} {'us':>8}")
     for name, micros in steps:

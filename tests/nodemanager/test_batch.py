@@ -247,3 +247,16 @@ async def test_a_cancelled_task_does_not_hold_up_the_others(node: Node) -> None:
         with trio.fail_after(10):
             await Batcher(nm).run([quick, gives_up])
     assert sorted(done) == ["[]", "gave up"]
+
+
+async def test_batcher_splits_at_the_call_limit(node: Node) -> None:
+    listed: list[list[str]] = []
+
+    async def task(client: NodeClient) -> None:
+        listed.append(await client.list_files("v1"))
+
+    async with node.client(node.user) as nm:
+        batcher = Batcher(nm)
+        await batcher.run([task] * (MAX_BATCH_CALLS + 6))
+    assert listed == [[]] * (MAX_BATCH_CALLS + 6)
+    assert batcher.frames == 2
