@@ -220,8 +220,9 @@ async def owner_latencies(port: int, owner: KeyPair, node: PublicKey,
                                         timeout=10) as nm:
                 await nm.get_vessel_resources("v1")
             cold.append(time.perf_counter() - began)
-        except NodeManagerError:
+        except NodeManagerError as exc:
             failed += 1
+            print(f"  owner request failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         await trio.sleep(0.01)
     return warm, cold, failed
 
@@ -276,9 +277,9 @@ def flood_rows(port: int, owner: KeyPair, node: PublicKey, connections: int,
     return rows
 
 
-def print_flood(rows: list[dict[str, object]], connections: int) -> None:
+def print_flood(rows: list[dict[str, object]], connections: int, tree: str = "") -> None:
     print(f"owner's signed GetVesselResources during a {connections}-connection flood "
-          "(default limits)")
+          f"(default limits){tree}")
     print(f"{'flood':<24} {'open p50':>9} {'open p99':>9} {'new p50':>8} {'new p99':>8} "
           f"{'ok':>8} {'conns':>6} {'evicted/s':>10} {'shed/s':>7} {'paced/s':>8}")
     for row in rows:
@@ -447,6 +448,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path,
                         help="profile the daemon (and --against's) at each client count "
                              "instead (cProfile output: FILE.<clients>, FILE.other.<clients>)")
+    parser.add_argument("--flood-only", action="store_true",
+                        help="skip the throughput rows (this tree's flood rows only)")
     parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)  # attacker process
     parser.add_argument("--interval", type=float, default=20.0, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -467,20 +470,35 @@ def main() -> None:
                     profile_daemon(owner, root, options.seconds, clients,
                                    options.profile.with_name(name), tree)
             return
-        rows = throughput(trees, owner, root, options.seconds, rounds, tuple(options.clients))
-        print_rows(rows)
-        print(f"load average after the throughput rows: "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+        rows: dict[Path, list[Row]] = {}
+        if options.flood_only:
+            make_node(root / "node0", owner)
+        else:
+            rows = throughput(trees, owner, root, options.seconds, rounds,
+                              tuple(options.clients))
+            print_rows(rows)
+            print(f"load average after the throughput rows: "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         directory = root / "node0"
-        node = load_private(directory / f"{NODE_KEY_NAME}.privatekey").public
         flood = []
-        if options.flood:
-            process, port = start_daemon(directory)
+        # the flood rows of this tree; with --flood-only and --against, of both, one
+        # row after the other (tree by tree), to compare under the same load
+        for number, tree in enumerate(trees if options.flood_only else trees[:1]):
+            if not options.flood:
+                break
+            where = root / f"node{number}"
+            if tree != HERE and not where.exists():
+                make_node(where, owner, tree)
+            node = load_private(where / f"{NODE_KEY_NAME}.privatekey").public
+            process, port = start_daemon(where, tree)
             try:
-                flood = flood_rows(port, owner, node, options.flood, options.samples)
+                rows_of_tree = flood_rows(port, owner, node, options.flood, options.samples)
             finally:
                 process.terminate()
                 process.wait()
+            if len(trees) > 1 and options.flood_only:
+                print_flood(rows_of_tree, options.flood, f" ({tree})")
+            flood = flood or rows_of_tree
         steps = cost_split(directory, owner)
     print()
     print(f"{'cost per request (this tree)':<50} {'us':>8}")
