@@ -10,7 +10,13 @@ Flood section: a legitimate owner's request latency while 2,000 connections from
 wire format by hand (an unsigned GetNodeStatus every 20 s per connection, reconnecting at
 once whenever the node closes one; or, "busy", requests back-to-back).
 
+``--against DIR`` measures a second source tree (e.g. ``git worktree add /tmp/old ea75aae``)
+side by side: both daemons run at once (each started from its own tree, ``PYTHONPATH=DIR``),
+each row is measured ``--rounds`` times alternating the trees, and the table gives the
+medians and the ratio this tree / the other.
+
     .venv/bin/python benchmarks/nodemanager.py [--seconds 3] [--flood 2000] [--samples 200]
+        [--against DIR [--rounds 3]] [--profile FILE.prof]
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import argparse
 import json
 import os
+import pstats
+import signal
 import statistics
 import struct
 import subprocess
@@ -32,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import msgpack
@@ -62,16 +71,40 @@ from seattlecore import KeyPair, PublicKey, load_private
 RESOURCES = DEFAULT_OFFCUT + DEFAULT_OFFCUT
 
 
-def make_node(directory: Path, owner: KeyPair) -> None:
-    vessels = tuple(Vessel(name=f"v{i}", owner=owner.public, resources=RESOURCES)
-                    for i in range(1, 5))
-    init_node(directory, NodeSpec(vessels=vessels, offcut=DEFAULT_OFFCUT))
+HERE = Path(__file__).resolve().parent.parent
+"""This source tree (the one whose ``nodemanager`` the benchmark imports)."""
 
 
-def start_daemon(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nodemanager", "--state", str(directory), "--no-sandbox"],
-        stderr=subprocess.DEVNULL)
+def make_node(directory: Path, owner: KeyPair, tree: Path = HERE) -> None:
+    """A node with four vessels owned by ``owner``, made by ``tree``'s own ``init``."""
+    if tree == HERE:
+        vessels = tuple(Vessel(name=f"v{i}", owner=owner.public, resources=RESOURCES)
+                        for i in range(1, 5))
+        init_node(directory, NodeSpec(vessels=vessels, offcut=DEFAULT_OFFCUT))
+        return
+    spec = directory.parent / f"{directory.name}.spec.json"
+    spec.write_text(json.dumps({"vessels": [
+        {"name": f"v{i}", "owner": owner.public.to_text(), "resources": RESOURCES.to_text()}
+        for i in range(1, 5)]}))
+    subprocess.run([sys.executable, "-m", "nodemanager", "init", "--state", str(directory),
+                    "--spec", str(spec)], check=True, cwd=tree, env=tree_env(tree),
+                   stdout=subprocess.DEVNULL)
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment that makes ``python -m nodemanager`` import ``tree``'s code."""
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def start_daemon(directory: Path, tree: Path = HERE,
+                 profile: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """The daemon of ``tree`` on ``directory``, pinned to core 0 (``profile``: under cProfile,
+    written when it is stopped with SIGINT)."""
+    command = [sys.executable, "-m", "nodemanager", "--state", str(directory), "--no-sandbox"]
+    if profile is not None:
+        command[1:3] = ["-m", "cProfile", "-o", str(profile), "-m", "nodemanager"]
+    (directory / "nodemanager.port").unlink(missing_ok=True)  # a previous run's
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, cwd=tree, env=tree_env(tree))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(process.pid, {0})
         os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
@@ -187,8 +220,9 @@ async def owner_latencies(port: int, owner: KeyPair, node: PublicKey,
                                         timeout=10) as nm:
                 await nm.get_vessel_resources("v1")
             cold.append(time.perf_counter() - began)
-        except NodeManagerError:
+        except NodeManagerError as exc:
             failed += 1
+            print(f"  owner request failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         await trio.sleep(0.01)
     return warm, cold, failed
 
@@ -243,9 +277,9 @@ def flood_rows(port: int, owner: KeyPair, node: PublicKey, connections: int,
     return rows
 
 
-def print_flood(rows: list[dict[str, object]], connections: int) -> None:
+def print_flood(rows: list[dict[str, object]], connections: int, tree: str = "") -> None:
     print(f"owner's signed GetVesselResources during a {connections}-connection flood "
-          "(default limits)")
+          f"(default limits){tree}")
     print(f"{'flood':<24} {'open p50':>9} {'open p99':>9} {'new p50':>8} {'new p99':>8} "
           f"{'ok':>8} {'conns':>6} {'evicted/s':>10} {'shed/s':>7} {'paced/s':>8}")
     for row in rows:
@@ -320,12 +354,102 @@ def cost_split(directory: Path, owner: KeyPair) -> list[tuple[str, float]]:
     return steps
 
 
+def throughput(trees: list[Path], owner: KeyPair, root: Path, seconds: float, rounds: int,
+               client_counts: tuple[int, ...]) -> dict[Path, list[Row]]:
+    """Each row ``rounds`` times per tree, alternating trees; the daemons run side by side."""
+    daemons = []
+    try:
+        for number, tree in enumerate(trees):
+            directory = root / f"node{number}"
+            make_node(directory, owner, tree)
+            daemons.append(start_daemon(directory, tree))
+        rows: dict[Path, list[Row]] = {tree: [] for tree in trees}
+        for clients in client_counts:
+            runs: dict[Path, list[tuple[float, float, float]]] = {tree: [] for tree in trees}
+            for round_ in range(rounds):
+                order = trees if round_ % 2 == 0 else trees[::-1]
+                for tree in order:
+                    port = daemons[trees.index(tree)][1]
+                    latencies = trio.run(load, port, owner, clients, seconds)
+                    runs[tree].append((len(latencies) / seconds,
+                                       statistics.median(latencies) * 1e3,
+                                       percentile(latencies, 0.99) * 1e3))
+            for tree in trees:
+                rate, p50, p99 = (statistics.median(values) for values in zip(*runs[tree], strict=True))
+                rows[tree].append(Row(clients, rate, p50, p99,
+                                      tuple(run[0] for run in runs[tree])))
+        return rows
+    finally:
+        for process, _ in daemons:
+            process.terminate()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class Row:
+    clients: int
+    rate: float
+    p50: float
+    p99: float
+    rates: tuple[float, ...]
+    """Requests/s of each round (the others are medians over the rounds)."""
+
+
+def print_rows(rows: dict[Path, list[Row]]) -> None:
+    trees = list(rows)
+    print("signed GetVesselResources, daemon pinned to one core, clients on another "
+          "(medians of the rounds)")
+    if len(trees) == 1:
+        print(f"{'clients':>8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
+        for row in rows[trees[0]]:
+            print(f"{row.clients:>8} {row.rate:>11.0f} {row.p50:>8.2f} {row.p99:>8.2f}")
+        return
+    here, other = trees
+    print(f"this tree: {here}; other: {other}")
+    print(f"{'clients':>8} {'other req/s':>12} {'other p50':>10} {'other p99':>10} "
+          f"{'this req/s':>11} {'this p50':>9} {'this p99':>9} {'this/other':>11}  rounds (this | other)")
+    for new, old in zip(rows[here], rows[other], strict=True):
+        rounds = " ".join(f"{r:.0f}" for r in new.rates) + " | " + " ".join(
+            f"{r:.0f}" for r in old.rates)
+        print(f"{new.clients:>8} {old.rate:>12.0f} {old.p50:>10.2f} {old.p99:>10.2f} "
+              f"{new.rate:>11.0f} {new.p50:>9.2f} {new.p99:>9.2f} {new.rate / old.rate:>10.2f}x  "
+              f"{rounds}")
+
+
+def profile_daemon(owner: KeyPair, root: Path, seconds: float, clients: int,
+                   out: Path, tree: Path) -> None:
+    """``tree``'s daemon under cProfile while ``clients`` clients load it; the top table."""
+    directory = root / f"profiled{clients}-{out.name}"
+    make_node(directory, owner, tree)
+    process, port = start_daemon(directory, tree, profile=out)
+    try:
+        latencies = trio.run(load, port, owner, clients, seconds)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait()
+    print(f"profile of the daemon of {tree} at {clients} clients ({len(latencies) / seconds:.0f} "
+          f"requests/s under the profiler), top 25 by own time:")
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("tottime").print_stats(25)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--flood", type=int, default=2000,
                         help="hostile connections (0: skip the flood section)")
     parser.add_argument("--samples", type=int, default=200, help="owner requests per row")
+    parser.add_argument("--against", type=Path,
+                        help="another source tree to measure side by side (its daemon runs "
+                             "with PYTHONPATH=DIR)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="runs of each row per tree (default 1, or 3 with --against)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--profile", type=Path,
+                        help="profile the daemon (and --against's) at each client count "
+                             "instead (cProfile output: FILE.<clients>, FILE.other.<clients>)")
+    parser.add_argument("--flood-only", action="store_true",
+                        help="skip the throughput rows (this tree's flood rows only)")
     parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)  # attacker process
     parser.add_argument("--interval", type=float, default=20.0, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -335,30 +459,49 @@ def main() -> None:
         trio.run(attack, options.attack, options.flood, options.interval)
         return
     owner = KeyPair.generate()
+    trees = [HERE] + ([options.against.resolve()] if options.against else [])
+    rounds = options.rounds or (3 if options.against else 1)
     with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp) / "node"
-        make_node(directory, owner)
-        node = load_private(directory / f"{NODE_KEY_NAME}.privatekey").public
-        process, port = start_daemon(directory)
-        rows = []
-        try:
-            for clients in (1, 10, 100):
-                latencies = trio.run(load, port, owner, clients, options.seconds)
-                rows.append((clients, len(latencies) / options.seconds,
-                             statistics.median(latencies) * 1e3,
-                             percentile(latencies, 0.99) * 1e3))
-            flood = (flood_rows(port, owner, node, options.flood, options.samples)
-                     if options.flood else [])
-        finally:
-            process.terminate()
-            process.wait()
+        root = Path(tmp)
+        if options.profile:
+            for number, tree in enumerate(trees):
+                for clients in options.clients:
+                    name = f"{options.profile.name}.{'other.' if number else ''}{clients}"
+                    profile_daemon(owner, root, options.seconds, clients,
+                                   options.profile.with_name(name), tree)
+            return
+        rows: dict[Path, list[Row]] = {}
+        if options.flood_only:
+            make_node(root / "node0", owner)
+        else:
+            rows = throughput(trees, owner, root, options.seconds, rounds,
+                              tuple(options.clients))
+            print_rows(rows)
+            print(f"load average after the throughput rows: "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+        directory = root / "node0"
+        flood = []
+        # the flood rows of this tree; with --flood-only and --against, of both, one
+        # row after the other (tree by tree), to compare under the same load
+        for number, tree in enumerate(trees if options.flood_only else trees[:1]):
+            if not options.flood:
+                break
+            where = root / f"node{number}"
+            if tree != HERE and not where.exists():
+                make_node(where, owner, tree)
+            node = load_private(where / f"{NODE_KEY_NAME}.privatekey").public
+            process, port = start_daemon(where, tree)
+            try:
+                rows_of_tree = flood_rows(port, owner, node, options.flood, options.samples)
+            finally:
+                process.terminate()
+                process.wait()
+            if len(trees) > 1 and options.flood_only:
+                print_flood(rows_of_tree, options.flood, f" ({tree})")
+            flood = flood or rows_of_tree
         steps = cost_split(directory, owner)
-    print("signed GetVesselResources, daemon pinned to one core, clients on another")
-    print(f"{'clients':>8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
-    for clients, rate, p50, p99 in rows:
-        print(f"{clients:>8} {rate:>11.0f} {p50:>8.2f} {p99:>8.2f}")
     print()
-    print(f"{'cost per request':<50} {'us':>8}")
+    print(f"{'cost per request (this tree)':<50} {'us':>8}")
     for name, micros in steps:
         print(f"{name:<50} {micros:>8.1f}")
     if flood:
@@ -366,8 +509,10 @@ def main() -> None:
         print_flood(flood, options.flood)
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if options.json:
-        options.json.write_text(json.dumps({"rows": rows, "steps": steps, "flood": flood},
-                                           indent=2))
+        options.json.write_text(json.dumps({
+            "rows": {str(tree): [asdict(row) for row in tree_rows]
+                     for tree, tree_rows in rows.items()},
+            "steps": steps, "flood": flood}, indent=2))
 
 
 if __name__ == "__main__":

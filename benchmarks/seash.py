@@ -8,7 +8,12 @@ with sequential baselines over the same vessels:
   (how a naive loop, or the original seash with one handle per vessel, talks to nodes);
 * ``seq/node``: one connection per node, all its vessels' requests, one node at a time.
 
-    python benchmarks/seash.py [--nodes 50] [--per-node 10]
+Per-vessel commands (``show files``: ListFilesInVessel on every vessel) reach a node of
+protocol revision 7 as one signed ``Batch`` per node (docs/protocol.md §16); ``seq files``
+is one fresh connection and one signed ListFilesInVessel per vessel. With ``--rounds N``
+each row is measured N times and the table gives medians.
+
+    python benchmarks/seash.py [--nodes 50] [--per-node 10] [--rounds 1]
 """
 
 # ruff: noqa: E402
@@ -22,7 +27,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse
 import json
+import os
 import signal
+import statistics
 import subprocess
 import tempfile
 import time
@@ -160,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--per-node", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1, help="runs per row (medians)")
     args = parser.parse_args()
     owner = KeyPair.generate()
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,13 +188,16 @@ def main() -> None:
                 if count > len(procs):
                     break
                 ports = [p for _, p, _ in procs[:count]]
-                r = trio.run(measure, owner, dht, ports, args.per_node)
+                runs = [trio.run(measure, owner, dht, ports, args.per_node)
+                        for _ in range(args.rounds)]
+                r = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                 print(f"{vessels:>7} {count:>5} {r['browse']:>9.3f} {int(r['found']):>5} "
                       f"{r['list']:>7.3f} {r['cold']:>11.3f} {r['seq_vessel']:>10.3f} "
                       f"{r['seq_node']:>10.3f} {r['seq_vessel'] / r['cold']:>5.1f}x "
                       f"{r['files']:>8.3f} {r['seq_files']:>11.3f} {r['seq_files'] / r['files']:>5.1f}x",
                       flush=True)
         finally:
+            print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             for proc, _, _ in procs:
                 proc.send_signal(signal.SIGTERM)
             for proc, _, _ in procs:

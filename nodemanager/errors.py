@@ -24,6 +24,7 @@
     │   ├── StartFailed           the sandbox could not start the program       "StartFailed"
     │   │   └── CompileFailed     the program does not compile (errors listed)  "CompileFailed"
     │   ├── Overloaded            too many connections                          "Overloaded"
+    │   ├── BatchFull             a batch's answer was full: call not carried out "BatchFull"
     │   └── InternalError         anything unexpected (logged, not detailed)    "InternalError"
     ├── ClientError               local misuse of the client API (bad arguments)
     ├── ResponseError             the node's answer is unusable
@@ -183,6 +184,13 @@ class Overloaded(RequestError):
     code = "Overloaded"
 
 
+class BatchFull(RequestError):
+    """A call of a Batch was not carried out: the batch's answer had no room left (send it
+    again, in a later batch or alone; docs/protocol.md §16)."""
+
+    code = "BatchFull"
+
+
 class InternalError(RequestError):
     """Raised (and sent) when handling failed unexpectedly; details stay in the node log."""
 
@@ -210,7 +218,7 @@ REQUEST_ERRORS: tuple[type[RequestError], ...] = (
     SignatureRequired, BadSignature, WrongNode, OutsideTimeWindow, ReplayedNonce, Forbidden,
     NoSuchVessel, VesselBusy, VesselNotRunning, FileNotFound, FileTooLarge, DiskQuotaExceeded,
     HostStorageFull,
-    BadResources, StartFailed, CompileFailed, Overloaded, InternalError,
+    BadResources, StartFailed, CompileFailed, Overloaded, InternalError, BatchFull,
 )
 ERRORS_BY_CODE: dict[str, type[RequestError]] = {cls.code: cls for cls in REQUEST_ERRORS}
 

@@ -6,6 +6,11 @@ per vessel: vessels are grouped by node, each node is served by one task holding
 connection, at most ``limiter.total_tokens`` nodes are contacted at a time, and every call
 has its own deadline, so one dead node never holds the others. Each vessel yields exactly one
 ``NodeResult`` (ok, failed or timeout), reported through ``on_result`` as it arrives.
+
+A signed fan-out over several vessels of one node runs their operations side by side
+through a ``Batcher`` (nodemanager/proto/batch.py): the calls they make go to the node as
+one signed ``Batch`` per round (protocol revision 7), so a node checks one signature for all
+its vessels, not one each. Nodes older than revision 7 get the calls one by one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from nodemanager.errors import (
 )
 from nodemanager.nat.dial import Route, Upgrade, dial
 from nodemanager.nat.punchdial import punch_upgrade
+from nodemanager.proto.batch import Batcher
 from overlay import DhtUnavailable, LookupResult, OverlayError, lookup_once
 from seash.errors import DiscoveryError
 from seattlecore import KeyPair, PublicKey
@@ -134,6 +140,8 @@ class NodePool:
         self.upgrade: Upgrade | None = punch_upgrade(lambda: self.observers)
         """Tried on each relayed connection to move it to a direct one (dial.py's seam):
         hole punching (docs/nat.md); None keeps relayed connections relayed."""
+        self.batches: dict[Node, bool] = {}
+        """Nodes known not to speak revision 7 (``Batch``): False (calls go one by one)."""
         self._clients: dict[tuple[str, int, bytes], NodeClient] = {}
         self._locks: dict[tuple[str, int, bytes], trio.Lock] = {}
         self._opened = 0
@@ -213,6 +221,9 @@ async def fan_out(
 
 async def _serve_node(pool: NodePool, jobs: list[Job], op: VesselOp, identity: KeyPair | None,
                       timeout: float, emit: ResultSink) -> None:
+    if len(jobs) > 1 and identity is not None:
+        await _serve_batched(pool, jobs, op, identity, timeout, emit)
+        return
     node = jobs[0].node
     dead: NodeResult | None = None
     for job in jobs:
@@ -221,7 +232,7 @@ async def _serve_node(pool: NodePool, jobs: list[Job], op: VesselOp, identity: K
             continue
         result = await _run_one(pool, job, op, identity, timeout)
         emit(result)
-        if result.status == "timeout" or (result.error or "").startswith("node unreachable"):
+        if _unreachable(result):
             dead = result
             await pool.discard(node, identity)
 
@@ -235,20 +246,82 @@ async def _run_one(pool: NodePool, job: Job, op: VesselOp, identity: KeyPair | N
             client = await pool.client(job.node, identity, job.node_key, deadline)
             client.timeout = deadline
             value = await op(client, job)
-        except ConnectionFailed as exc:
-            status: Status = "timeout" if "within" in str(exc) or "timed out" in str(exc) else "failed"
-            return NodeResult(job.target, job.address, status, error=describe_error(exc),
-                              elapsed=trio.current_time() - start)
         except (NodeManagerError, OSError) as exc:
-            log.debug("%s on %s failed", op, job.address, exc_info=True)
-            return NodeResult(job.target, job.address, "failed", error=describe_error(exc),
-                              elapsed=trio.current_time() - start)
+            return _failure(job, op, exc, start)
         return NodeResult(job.target, job.address, "ok", value=value,
                           elapsed=trio.current_time() - start, path=client.path)
     assert scope.cancelled_caught
     await pool.discard(job.node, identity)
     return NodeResult(job.target, job.address, "timeout", error=f"no answer within {deadline:g} s",
                       elapsed=trio.current_time() - start)
+
+
+def _failure(job: Job, op: VesselOp, exc: NodeManagerError | OSError, start: float) -> NodeResult:
+    """The result of a job whose call (or connection) raised ``exc``."""
+    status: Status = "failed"
+    if isinstance(exc, ConnectionFailed) and ("within" in str(exc) or "timed out" in str(exc)):
+        status = "timeout"
+    elif not isinstance(exc, ConnectionFailed):
+        log.debug("%s on %s failed", op, job.address, exc_info=exc)
+    return NodeResult(job.target, job.address, status, error=describe_error(exc),
+                      elapsed=trio.current_time() - start)
+
+
+def _unreachable(result: NodeResult) -> bool:
+    return result.status == "timeout" or (result.error or "").startswith("node unreachable")
+
+
+async def _serve_batched(pool: NodePool, jobs: list[Job], op: VesselOp, identity: KeyPair,
+                         timeout: float, emit: ResultSink) -> None:
+    """All of one node's jobs side by side on one connection, their calls batched."""
+    node, start = jobs[0].node, trio.current_time()
+    deadline = jobs[0].deadline or timeout
+    client: NodeClient | None = None
+    failure: NodeResult | None = None
+    with trio.move_on_after(deadline + 0.5):
+        try:
+            client = await pool.client(node, identity, jobs[0].node_key, deadline)
+        except (NodeManagerError, OSError) as exc:
+            failure = _failure(jobs[0], op, exc, start)
+    if client is None:
+        if failure is None:
+            await pool.discard(node, identity)
+        status, error = ((failure.status, failure.error) if failure is not None
+                         else ("timeout", f"no answer within {deadline:g} s"))
+        for job in jobs:
+            emit(NodeResult(job.target, job.address, status, error=error,
+                            elapsed=trio.current_time() - start))
+        return
+    batcher = Batcher(client, batches=pool.batches.get(node, True))
+    done: dict[str, NodeResult] = {}
+
+    def task(job: Job) -> Callable[[NodeClient], Awaitable[None]]:
+        async def run(batched: NodeClient) -> None:
+            batched.timeout = job.deadline or timeout
+            try:
+                value = await op(batched, job)
+            except (NodeManagerError, OSError) as exc:
+                result = _failure(job, op, exc, start)
+            else:
+                result = NodeResult(job.target, job.address, "ok", value=value,
+                                    elapsed=trio.current_time() - start, path=client.path)
+            done[job.target] = result
+            emit(result)
+        return run
+
+    budget = sum(job.deadline or timeout for job in jobs) + 0.5
+    with trio.move_on_after(budget):
+        await batcher.run([task(job) for job in jobs])
+    if not batcher.batches:
+        pool.batches[node] = False
+    for job in jobs:
+        if job.target not in done:
+            done[job.target] = NodeResult(job.target, job.address, "timeout",
+                                          error=f"no answer within {budget:g} s",
+                                          elapsed=trio.current_time() - start)
+            emit(done[job.target])
+    if any(_unreachable(result) for result in done.values()):
+        await pool.discard(node, identity)
 
 
 # ---- discovery ----

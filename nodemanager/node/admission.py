@@ -254,6 +254,10 @@ class Admission:
         self._counters.accepted += 1
         return Opened(conn, tuple(evicted))
 
+    @property
+    def trusted_connections(self) -> int:
+        return self._counters.trusted
+
     def _prefix_of(self, host: str) -> tuple[str, str]:
         """``prefix_of``, remembered (parsing addresses is a large part of admitting)."""
         found = self._prefixes.get(host)

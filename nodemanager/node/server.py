@@ -29,12 +29,15 @@ import trio
 from nodemanager import errors
 from nodemanager.node import api, model
 from nodemanager.node.admission import Admission, Conn, PortLimits
+from nodemanager.node.batch import any_call_ok, run_batch
 from nodemanager.node.files import VesselStore
+from nodemanager.node.nonces import NonceCommits
 from nodemanager.node.sources import StatusSources
 from nodemanager.node.state import NodeState
 from nodemanager.node.vessels import ProgramRunner, live_of, map_runner_errors
 from nodemanager.proto.auth import TIME_WINDOW, Verified, authenticate, read_nonce
 from nodemanager.proto.listener import serve_tcp
+from nodemanager.proto.messages import Batch, GetNodeStatus
 from nodemanager.proto.wire import (
     HEADER,
     MAX_FRAME_BYTES,
@@ -133,20 +136,19 @@ class FrameReader:
         Raises FrameTooLarge before reading the body of an oversized frame; frames of a
         ``public`` connection (admission.py) are held to ``limits.public_max_frame``.
         """
-        with trio.move_on_after(self._config.idle_timeout):
-            if not await self._fill(1):
-                return None
         if not self._buffer:
-            return None
+            with trio.move_on_after(self._config.idle_timeout):
+                if not await self._fill(1):
+                    return None
+            if not self._buffer:
+                return None
+        ready = self._whole_frame(public)
+        if ready is not None:
+            return ready
         with trio.move_on_after(self._config.frame_timeout):
             if not await self._fill(HEADER.size):
                 return None
-            header = bytes(self._buffer[: HEADER.size])
-            length = frame_length(header, self._config.max_frame)
-            if public and length > self._config.limits.public_max_frame:
-                raise errors.FrameTooLarge(
-                    f"frame of {length} bytes on an unauthenticated connection: send a small "
-                    f"signed request first (limit {self._config.limits.public_max_frame} bytes)")
+            length = self._check_length(bytes(self._buffer[: HEADER.size]), public)
             if not await self._fill(HEADER.size + length):
                 return None
             payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
@@ -154,6 +156,26 @@ class FrameReader:
             return payload
         log.info("closing a connection whose frame did not arrive in time")
         return None
+
+    def _check_length(self, header: bytes, public: bool) -> int:
+        length = frame_length(header, self._config.max_frame)
+        if public and length > self._config.limits.public_max_frame:
+            raise errors.FrameTooLarge(
+                f"frame of {length} bytes on an unauthenticated connection: send a small "
+                f"signed request first (limit {self._config.limits.public_max_frame} bytes)")
+        return length
+
+    def _whole_frame(self, public: bool) -> bytes | None:
+        """The next payload if the buffer already holds all of it (the usual case: a small
+        request arrives in one segment), without arming the frame timeout."""
+        if len(self._buffer) < HEADER.size:
+            return None
+        length = self._check_length(bytes(self._buffer[: HEADER.size]), public)
+        if len(self._buffer) < HEADER.size + length:
+            return None
+        payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
+        del self._buffer[: HEADER.size + length]
+        return payload
 
 
 def vessel_names(request: object) -> list[str]:
@@ -187,6 +209,8 @@ class NodeServer:
         self._vessel_locks: dict[str, trio.Lock] = {}
         """Held (sorted by name) while a mutating request naming the vessel is carried out."""
         self.admission = Admission(self.config.limits)
+        self._nonces = NonceCommits(state, lambda: self.admission.trusted_connections > 1,
+                                    self.config.time_window)
         self._scopes: dict[int, trio.CancelScope] = {}
         self._public_lane = trio.Lock()
         """Public requests are carried out one at a time (FIFO), so a crowd of them never
@@ -392,33 +416,58 @@ class NodeServer:
             nonce = None if envelope is None else read_nonce(envelope)
             return self.error_payload(errors.InternalError("internal error"), nonce), False
         response = Response(node=self.node, nonce=verified.nonce, ok=True, result=result)
-        return seal_response(self._signer, response), True
+        ok = not isinstance(verified.request, Batch) or any_call_ok(result)
+        return seal_response(self._signer, response), ok
 
     # ---- decide, commit, act ----
 
-    async def _execute(self, verified: Verified) -> dict[str, object]:
+    async def _execute(self, verified: Verified, *, nonce: bool = True) -> dict[str, object]:
         """Decide and commit under the node's lock; act under the named vessels' locks only,
-        so a slow effect (a program starting) holds up requests on its vessels, not others."""
+        so a slow effect (a program starting) holds up requests on its vessels, not others.
+
+        ``nonce`` False: the request is a call of a batch whose nonce is already consumed.
+        """
+        if isinstance(verified.request, Batch):
+            return await run_batch(verified, self._execute_call, self._consume_nonce)
         if not verified.request.mutates:
-            return await self._decide_and_act(verified)
+            now = self.clock()
+            outcome = self._decide(verified, now)
+            if outcome.change is None and verified.signed and nonce:
+                await self._nonces.record(verified.nonce, verified.timestamp, now)
+            else:
+                self._commit(verified, outcome, now, nonce)
+            return await self._act(outcome)
         async with AsyncExitStack() as stack:
             for name in vessel_names(verified.request):
                 await stack.enter_async_context(self._vessel_lock(name))
             async with self._lock:
-                outcome = self._decide_and_commit(verified)
+                outcome = self._decide_and_commit(verified, nonce)
             return await self._act(outcome)
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
 
-    async def _decide_and_act(self, verified: Verified) -> dict[str, object]:
-        return await self._act(self._decide_and_commit(verified))
+    async def _execute_call(self, verified: Verified) -> dict[str, object]:
+        return await self._execute(verified, nonce=False)
 
-    def _decide_and_commit(self, verified: Verified) -> model.Outcome:
+    def _consume_nonce(self, verified: Verified) -> None:
+        self.state.commit(None, nonce=verified.nonce, ts=verified.timestamp, now=self.clock(),
+                          window=self.config.time_window)
+
+    def _decide_and_commit(self, verified: Verified, nonce: bool = True) -> model.Outcome:
         now = self.clock()
-        outcome = api.handle(verified, self.view(now), now)
-        self.state.commit(
-            outcome.change, nonce=verified.nonce if verified.signed else None,
-            ts=verified.timestamp, now=now, window=self.config.time_window)
+        outcome = self._decide(verified, now)
+        self._commit(verified, outcome, now, nonce)
         return outcome
+
+    def _decide(self, verified: Verified, now: float) -> model.Outcome:
+        status = type(verified.request) is GetNodeStatus
+        return api.handle(verified, self.view(now, status=status), now)
+
+    def _commit(self, verified: Verified, outcome: model.Outcome, now: float,
+                nonce: bool) -> None:
+        """The change and the request's nonce (``nonce`` False: a batch's call), at once."""
+        self.state.commit(
+            outcome.change, nonce=verified.nonce if verified.signed and nonce else None,
+            ts=verified.timestamp, now=now, window=self.config.time_window)
 
     async def _act(self, outcome: model.Outcome) -> dict[str, object]:
         result = dict(outcome.result)
@@ -433,18 +482,27 @@ class NodeServer:
                                   if lock.locked() or n in self.state.vessels}
         return self._vessel_locks.setdefault(name, trio.Lock())
 
-    def view(self, now: float) -> model.NodeView:
-        """A snapshot of state plus live supervisor reports, for ``api.handle``."""
+    def view(self, now: float, *, status: bool = True) -> model.NodeView:
+        """A snapshot of state plus live supervisor reports, for ``api.handle``.
+
+        Without ``status`` the parts only GetNodeStatus shows (load, port counters, the
+        status sources: relay, reachability, updates) are left out: reading them for every
+        request cost more than the signature check (issue 27's profile).
+        """
         live = {}
         for name in self.state.vessels:
             report = self.runner.report(name)
             if report.status != "Fresh":
                 live[name] = live_of(report)
-        return model.NodeView(
+        view = model.NodeView(
             node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
             offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,
             next_index=self.state.next_index, started_at=self.started_at,
-            load=os.getloadavg(), programs=dict(self._programs),
+            programs=self._programs)
+        if not status:
+            return view
+        return replace(
+            view, load=os.getloadavg(), programs=dict(self._programs),
             port_limits=self.admission.limits, port_stats=self.admission.statistics(),
             updates=self.status.updates(), reachability=self.status.reach(),
             extras=self.status.extras())

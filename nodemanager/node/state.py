@@ -19,6 +19,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from types import TracebackType
 
@@ -205,6 +206,24 @@ class NodeState:
         self._commits += 1
         if nonce is not None and self._commits % PRUNE_EVERY == 0:
             self.prune_nonces(before=now - window - 60.0)
+
+    def record_nonces(self, nonces: list[tuple[bytes, float]], *, now: float = 0.0,
+                      window: float = 300.0) -> list[bool]:
+        """Record the nonces of several requests that change nothing, in one transaction
+        (group commit); for each, whether it was new (False: a replay, not recorded)."""
+        fresh = []
+        with self._transaction() if len(nonces) > 1 else nullcontext():  # one: autocommit
+            for nonce, ts in nonces:
+                try:
+                    self._db.execute("INSERT INTO nonces VALUES (?, ?)", (nonce, ts))
+                    fresh.append(True)
+                except sqlite3.IntegrityError:
+                    fresh.append(False)
+        before = self._commits
+        self._commits += len(nonces)
+        if self._commits // PRUNE_EVERY != before // PRUNE_EVERY:
+            self.prune_nonces(before=now - window - 60.0)
+        return fresh
 
     def record_status(self, name: str, status: Status, *, exit_reason: str | None = None,
                       exit_code: int | None = None) -> None:

@@ -18,9 +18,9 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 6
+PROTOCOL_REVISION = 7
 """Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
-3 = GetVessels reports each vessel's program and arguments."""
+3 = GetVessels reports each vessel's program and arguments, ..., 7 = ``Batch``."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
@@ -138,7 +138,10 @@ Checker = Callable[[object], Any]
 
 
 def dump_value(value: object) -> object:
-    """The wire form of an argument value (keys as raw bytes, tuples as lists)."""
+    """The wire form of an argument value (keys as raw bytes, tuples as lists, the calls of
+    a batch as ``{"op", "args"}`` maps)."""
+    if isinstance(value, Request):
+        return {"op": value.op, "args": value.to_args()}
     if isinstance(value, PublicKey):
         return value.raw
     if isinstance(value, tuple):
@@ -433,3 +436,63 @@ def decode_request(version: int, op: str, args: object) -> Request:
         return cls(**{str(name): value for name, value in args.items()})
     except TypeError as exc:  # pragma: no cover - guarded by the key checks above
         raise BadArguments(f"{op}: {exc}") from exc
+
+
+# ---- revision 7: Batch, several calls on vessels of one node under one signature ----------
+# (docs/protocol.md §16; issue 27). Kept apart from the table above so later revisions can
+# add their own blocks.
+
+MAX_BATCH_CALLS = 64
+"""Calls in one Batch at most."""
+
+
+def batchable(cls: type[Request]) -> bool:
+    """Operations a Batch may carry: those that act on named vessels."""
+    return issubclass(cls, VesselRequest) or cls is JoinVessels
+
+
+def _batch_call(index: int, item: object) -> Request:
+    if isinstance(item, Request):
+        if not batchable(type(item)):
+            raise BadArguments(f"call {index}: {item.op} cannot be batched")
+        return item
+    if not isinstance(item, Mapping) or set(item) != {"op", "args"}:
+        raise BadArguments(f"call {index}: each call is a map with exactly 'op' and 'args'")
+    op, args = item["op"], item["args"]
+    if type(op) is not str or len(op) > 64:
+        raise BadArguments(f"call {index}: op must be a short string")
+    cls = REQUESTS.get((PROTOCOL_VERSION, op))
+    if cls is None or not batchable(cls):
+        raise BadArguments(f"call {index}: {op[:64]!r} cannot be batched "
+                           "(only operations on named vessels)")
+    try:
+        return decode_request(PROTOCOL_VERSION, op, args)
+    except BadArguments as exc:
+        raise BadArguments(f"call {index}: {exc}") from exc
+
+
+def check_calls(value: object) -> tuple[Request, ...]:
+    """1..MAX_BATCH_CALLS calls, each an operation on named vessels (no nested batches)."""
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= MAX_BATCH_CALLS:
+        raise BadArguments(f"calls must be a list of 1 to {MAX_BATCH_CALLS} calls")
+    return tuple(_batch_call(index, item) for index, item in enumerate(value))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch(Request):
+    """Several calls on vessels of this node, signed once (revision 7).
+
+    The node checks the batch as one request (signature, window, nonce: consumed once the
+    batch is accepted), then carries the calls out in order, each checked exactly as if it
+    had come alone (its vessel, the requester's right on it, its preconditions), and
+    answers ``{"results": [{"ok", "result", "error"}, ...]}``, one entry per call.
+    """
+
+    op: ClassVar[str] = "Batch"
+    right: ClassVar[Right] = "user"
+    """Must be signed; the rights are checked per call."""
+    calls: tuple[Request, ...]
+
+
+SCHEMAS[Batch] = {"calls": check_calls}
+REQUESTS[(PROTOCOL_VERSION, Batch.op)] = Batch

@@ -47,3 +47,35 @@ async def test_one_connection_per_node_and_dead_nodes_do_not_hold_others(tmp_pat
                               timeout=1.0)
         assert all(r.ok for r in again) and pool.statistics() == PoolStats(open=1, opened=2)
         await pool.aclose()
+
+
+async def test_a_nodes_vessels_share_one_signed_batch(tmp_path: Path) -> None:
+    """Four vessels' calls reach the node as one signed request per round (revision 7);
+    a vessel the node lacks fails alone."""
+    import sqlite3
+
+    from tests.support.seash import init_node
+
+    state = tmp_path / "nm"
+    init_node(state, OWNER.public.to_text(), vessels=4)
+
+    def nonces() -> int:  # one per signed request the node accepted
+        with sqlite3.connect(state / "state.sqlite") as db:
+            return int(db.execute("SELECT count(*) FROM nonces").fetchone()[0])
+
+    async with node_manager(state, dht=False) as nm:
+        jobs = [Job(f"%{i}", "127.0.0.1", nm.port, f"v{i}") for i in (1, 2, 3, 4, 9)]
+        pool = NodePool()
+
+        async def upload(client: NodeClient, job: Job) -> list[str]:
+            await client.add_file(job.vessel, "f.txt", job.vessel.encode())
+            return await client.list_files(job.vessel)
+
+        before = nonces()
+        results = await fan_out(pool, jobs, upload, identity=OWNER,
+                                limiter=trio.CapacityLimiter(8), timeout=5.0)
+        assert [r.value for r in results[:4]] == [["f.txt"]] * 4
+        assert results[4].status == "failed" and "no such vessel" in (results[4].error or "")
+        # learning the node key (unsigned GetVessels), then two batches: add, then list
+        assert nonces() - before == 2
+        await pool.aclose()

@@ -22,4 +22,5 @@ EXAMPLES: list[m.Request] = [
     m.ChangeAdvertise(vessel="v1", advertise=False),
     m.SplitVessel(vessel="v1", resources="resource cpu 0.1\n"),
     m.JoinVessels(vessel1="v1", vessel2="v2"),
+    m.Batch(calls=(m.ListFilesInVessel(vessel="v1"),)),
 ]
