@@ -80,7 +80,9 @@ async def serve_discovery(
         if config.resolve_address is not None:
             address = await config.resolve_address()
         announcer = Announcer(node, keys, address)
-        announcer.update(server.advert_entries(), relays=server.relays)
+        announcer.update(server.advert_entries(), relays=server.relays, tags=server.advert_tags())
+        if server.pool is not None:
+            server.pool.attach(node, address)
         await nursery.start(announcer.run)
         log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
         for service in services:
@@ -90,6 +92,8 @@ async def serve_discovery(
         try:
             await follow_changes(server, announcer)
         finally:
+            if server.pool is not None:
+                server.pool.attach(None)
             nursery.cancel_scope.cancel()
             await withdraw(announcer)
 
@@ -110,7 +114,7 @@ async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
     seen = server.advert_generation
     while True:
         seen = await server.wait_advert_changed(seen)
-        announcer.update(server.advert_entries(), relays=server.relays)
+        announcer.update(server.advert_entries(), relays=server.relays, tags=server.advert_tags())
 
 
 async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe: bool) -> None:
