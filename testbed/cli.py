@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import trio
 
 from installer.donor.status import NodeReport, query_nodes
 from installer.errors import InstallError, TestbedError
+from nodemanager.proto.pool import listing_key
 from seattlecore import CliParser, PublicKey, add_global_options, run_main, subparser, verbose_option
 from testbed.lab.nodes import (
     LabOptions,
@@ -78,7 +80,8 @@ def _start(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     try:
         if lab is not None:
             return start_lab(directory, args.nodes, args.vessels, not args.no_sandbox, lab)
-        return trio.run(start_testbed, directory, args.nodes, args.vessels, not args.no_sandbox)
+        return trio.run(partial(start_testbed, directory, args.nodes, args.vessels,
+                                not args.no_sandbox, pool=getattr(args, "pool", False)))
     except OSError as exc:
         raise TestbedError(f"cannot set up {directory}: {exc}") from exc
 
@@ -89,9 +92,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     data = _start(args, directory)
     where = "lab hosts" if lab_of(data) else "node managers"
     print(f"testbed up: {args.nodes} {where} in {time.monotonic() - started:.1f} s, "
-          f"{args.vessels} vessels each, owned by the demo identity")
+          f"{args.vessels} vessels each, "
+          + ("in a community pool" if "pool" in data else "owned by the demo identity"))
     if args.wait:
         key = PublicKey.from_text(Path(data["demo"]["publickey"]).read_text())
+        if "pool" in data:  # free pool vessels are listed under the pool's listing key
+            key = listing_key(PublicKey.from_text(data["pool"]["key"]))
         took = (wait_lab_discoverable(data, key) if lab_of(data)
                 else trio.run(wait_discoverable, data["bootstrap"], key, args.nodes))
         print(f"all nodes discoverable in the DHT after {took:.1f} s more")
@@ -103,7 +109,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         print("point seash at it:")
         print(f"  seash --home {directory / 'keys'} --bootstrap {data['bootstrap']}")
-    print(f"  then: loadkeys {DEMO}; browse; list")
+    if "pool" in data:
+        print(f"  community pool:     {data['pool']['key'][:16]}... (every vessel); "
+              f"credential {data['pool']['grant']}")
+        print(f"  then: loadkeys {DEMO}; loadgrant {Path(data['pool']['grant']).name}; "
+              "get 3; on get run hello.py; release get")
+    else:
+        print(f"  then: loadkeys {DEMO}; browse; list")
     print(f"stop it with: seattle-testbed down --dir {directory}")
     return 0
 
@@ -220,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--vessels", type=_count, default=2, help="vessels per node (default 2)")
     up.add_argument("--no-sandbox", action="store_true", help="nodes run no programs")
     up.add_argument("--wait", action="store_true", help="wait until all nodes are discoverable")
+    up.add_argument("--pool", action="store_true",
+                    help="put every vessel in a community pool and write a credential for "
+                         "the demo identity (docs/pool.md)")
     up.add_argument("--lab", action="store_true",
                     help="each node on a host of its own in a network lab (root; docs/lab.md)")
     up.add_argument("--nat", type=_fraction, default=None, metavar="F",

@@ -27,6 +27,7 @@ import trio
 
 from nodemanager.nat.autonat import dht_client_mode
 from nodemanager.nat.reachability import ReachabilityBoard
+from nodemanager.node.poolservice import DirectoryBridge
 from nodemanager.node.server import NodeServer
 from overlay import Announcer, DhtConfig, DhtNode, dht_loop, open_dht_node, parse_hostport
 from seattlecore import KeyPair
@@ -81,8 +82,10 @@ async def serve_discovery(
             address = await config.resolve_address()
         announcer = Announcer(node, keys, address)
         announcer.update(server.advert_entries(), relays=server.relays, tags=server.advert_tags())
-        if server.pool is not None:
-            server.pool.attach(node, address)
+        if server.pool is not None:  # the pool counts leases through the DHT (docs/pool.md)
+            bridge = DirectoryBridge()
+            nursery.start_soon(bridge.serve, node)
+            server.pool.attach(bridge, address)
         await nursery.start(announcer.run)
         log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
         for service in services:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -48,7 +48,7 @@ from nodemanager.proto.pool import (
     encode_tag,
     listing_key,
 )
-from overlay import Directory, make_advert
+from overlay import Directory, LookupResult, PublishResult, make_advert
 from seattlecore import PublicKey
 
 if TYPE_CHECKING:
@@ -63,7 +63,49 @@ RECHECK_EVERY = 60.0
 TICK = 0.5
 """Most seconds between two looks at the deadlines."""
 
+DHT_TIMEOUT = 10.0
+"""Seconds a grant waits for its publish and lookup before it is refused."""
+
 Pair = tuple[str, PublicKey]
+
+
+class DirectoryBridge:
+    """``Directory`` calls made from the server's tasks, carried out by ``serve`` inside the
+    task that owns the DHT's asyncio loop (trio_asyncio loops are task-scoped)."""
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[
+            tuple[str, Any, trio.Event, dict[str, Any]]](64)
+
+    async def publish(self, adverts: Sequence[bytes]) -> PublishResult:
+        result: PublishResult = await self._call("publish", adverts)
+        return result
+
+    async def lookup(self, user_key: PublicKey) -> LookupResult:
+        result: LookupResult = await self._call("lookup", user_key)
+        return result
+
+    async def _call(self, name: str, argument: object) -> Any:
+        done, box = trio.Event(), dict[str, Any]()
+        await self._send.send((name, argument, done, box))
+        await done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    async def serve(self, directory: Directory) -> None:
+        """Carry out calls until cancelled (run it inside ``dht_loop``)."""
+        async def one(name: str, argument: Any, done: trio.Event, box: dict[str, Any]) -> None:
+            try:
+                box["value"] = await getattr(directory, name)(argument)
+            except Exception as exc:  # handed to the caller, which refuses its request
+                box["error"] = exc
+            finally:
+                done.set()
+
+        async with trio.open_nursery() as nursery:
+            async for name, argument, done, box in self._receive:
+                nursery.start_soon(one, name, argument, done, box)
 
 
 class PoolService:
@@ -219,8 +261,9 @@ class PoolService:
                             user_key=lease.researcher, seq=seq, expires_at=now + CLAIM_TTL,
                             tag=encode_tag(lease.tag(pool)))
         try:
-            await directory.publish([claim])
-            found = await directory.lookup(lease.researcher)
+            with trio.fail_after(DHT_TIMEOUT):
+                await directory.publish([claim])
+                found = await directory.lookup(lease.researcher)
         except Exception as exc:  # the DHT failing must refuse the grant, not end the node
             log.warning("counting leases failed: %r", exc)
             raise errors.PoolError("the pool's lease records cannot be checked now; "
@@ -316,7 +359,8 @@ class PoolService:
         if not mine or self._directory is None:
             return []
         try:
-            found = await self._directory.lookup(researcher)
+            with trio.fail_after(DHT_TIMEOUT):
+                found = await self._directory.lookup(researcher)
         except Exception as exc:
             log.warning("recounting leases failed: %r", exc)
             return []

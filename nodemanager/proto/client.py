@@ -102,6 +102,8 @@ class NodeStatus:
     """Managed installs: running version, latest verified, last check (docs/updates.md)."""
     reachability: Mapping[str, Any] | None = None
     """tcp/udp reachability, observed address and the reason (docs/nat.md)."""
+    pool: Mapping[str, Any] | None = None
+    """The community pool's vessels and their leases (docs/pool.md), on pool nodes."""
     relay: Mapping[str, Any] = field(default_factory=dict)
     """The relay service: reservations, circuits, limits, counters (protocol §14.5)."""
     relayed: Mapping[str, Any] = field(default_factory=dict)
@@ -303,7 +305,8 @@ class NodeClient:
                           connections=dict(raw.get("connections", {})),
                           updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None,
                           reachability=_mapping(raw.get("reachability")),
-                          relay=_map(raw, "relay"), relayed=_map(raw, "relayed"))
+                          relay=_map(raw, "relay"), relayed=_map(raw, "relayed"),
+                          pool=_mapping(raw.get("pool")))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))

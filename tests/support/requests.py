@@ -22,4 +22,6 @@ EXAMPLES: list[m.Request] = [
     m.ChangeAdvertise(vessel="v1", advertise=False),
     m.SplitVessel(vessel="v1", resources="resource cpu 0.1\n"),
     m.JoinVessels(vessel1="v1", vessel2="v2"),
+    m.AcquireVessel(vessel="v1", credential=b"\x93", consent=bytes(64), lease=60.0),
+    m.RenewLease(vessel="v1", lease=None), m.ReleaseVessel(vessel="v1"),
 ]
