@@ -65,6 +65,29 @@ def dht_key_for(user_key: PublicKey, replica: int = 0) -> bytes:
     return hashlib.blake2b(DHT_KEY_DOMAIN + user_key.raw + suffix, digest_size=DHT_KEY_BYTES).digest()
 
 
+POOL_LISTING_DOMAIN = b"seattle/pool/v1\x00"
+
+
+def pool_listing_key(pool: PublicKey) -> PublicKey:
+    """The key a community pool's free vessels are advertised under (docs/pool.md): a hash
+    of the pool's (planner's) key, so nobody holds its private half."""
+    return PublicKey(hashlib.blake2b(POOL_LISTING_DOMAIN + pool.raw, digest_size=32).digest())
+
+
+def describe_tag(tag: bytes) -> str:
+    """A short text form of an advert's opaque tag for inspection tools (pure)."""
+    if not tag:
+        return ""
+    try:
+        fields = msgpack.unpackb(tag, raw=False)
+    except (ValueError, TypeError, msgpack.ExtraData):
+        return f"{len(tag)} bytes"
+    if not isinstance(fields, dict):
+        return f"{len(tag)} bytes"
+    return " ".join(f"{k}={v.hex()[:8] if isinstance(v, bytes) else v}"
+                    for k, v in sorted(fields.items(), key=lambda kv: str(kv[0])))
+
+
 def dht_keys_for(user_key: PublicKey) -> tuple[bytes, ...]:
     """Every DHT key a user's adverts are stored under: Sybils must surround all of them."""
     return tuple(dht_key_for(user_key, i) for i in range(REPLICA_KEYS))

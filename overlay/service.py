@@ -142,6 +142,11 @@ class Announcer:
         self._seq = max(self._seq + 1, int(now * 1000))
         return self._seq
 
+    def next_seq(self) -> int:
+        """A ``seq`` above every one this announcer used, for records of the same node that
+        are published outside its rounds (the pool's lease claims): a later round wins."""
+        return self._next_seq(self._clock())
+
     async def announce_now(self) -> PublishResult | None:
         """Sign and publish one round; errors are logged and counted, never raised."""
         now = self._clock()

@@ -85,13 +85,13 @@ async def serve_discovery(
         if server.pool is not None:  # the pool counts leases through the DHT (docs/pool.md)
             bridge = DirectoryBridge()
             nursery.start_soon(bridge.serve, node)
-            server.pool.attach(bridge, address)
+            server.pool.attach(bridge, address, announcer.next_seq)
         await nursery.start(announcer.run)
         log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
         for service in services:
             nursery.start_soon(service, node)
         if board is not None:
-            nursery.start_soon(reannounce_on_change, board, announcer)
+            nursery.start_soon(reannounce_on_change, board, announcer, server.reannounce)
         try:
             await follow_changes(server, announcer)
         finally:
@@ -131,10 +131,12 @@ async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe
         await board.wait_changed(seen)
 
 
-async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer) -> None:
+async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer,
+                               refresh: Callable[[], None] | None = None) -> None:
     """Publish again whenever the reachability board changes: adverts published while this
     node was a DHT client, or while few peers were servers yet (all start as clients until
-    proven reachable), went to the few servers there were; now there are more."""
+    proven reachable), went to the few servers there were; now there are more. ``refresh``
+    (the server's ``reannounce``) rebuilds the entries, whose pool tags name the reachability."""
     seen = board.generation
     decided = _decision(board)
     while True:
@@ -142,6 +144,8 @@ async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer) -
         if _decision(board) != decided:  # not for a new reason line alone
             decided = _decision(board)
             announcer.wake()
+            if refresh is not None:  # pool adverts carry the reachability (docs/pool.md)
+                refresh()
 
 
 def _decision(board: ReachabilityBoard) -> tuple[object, ...]:

@@ -87,16 +87,18 @@ def first_deadline(config: PoolConfig, requested: float | None, now: float) -> f
 
 def renewed_deadline(config: PoolConfig, lease: Lease, requested: float | None,
                      now: float) -> float:
-    """The deadline after a renewal, capped at ``granted + max_lease``; LeaseLimit if it
-    would not move forward (the lease is at its longest already)."""
+    """The deadline after a renewal, capped at ``granted + max_lease`` and the credential's
+    expiry; never earlier than now. LeaseLimit if the lease is at its cap already."""
     wanted = now + (config.lease if requested is None else min(requested, config.lease))
-    cap = lease.granted + config.max_lease
-    deadline = min(wanted, cap, lease.credential_expires)
-    if deadline <= lease.deadline:
-        raise errors.LeaseLimit(
-            f"lease of {lease.vessel} cannot be renewed further: it ends at its longest "
-            f"({config.max_lease / 86400:.1f} days after acquisition, or when the credential expires)")
-    return deadline
+    cap = min(lease.granted + config.max_lease, lease.credential_expires)
+    deadline = min(wanted, cap)
+    if deadline > lease.deadline:
+        return deadline
+    if lease.deadline < cap:  # asked for less than is left: nothing changes
+        return lease.deadline
+    raise errors.LeaseLimit(
+        f"lease of {lease.vessel} cannot be renewed further: it ends at its longest "
+        f"({config.max_lease / 86400:.1f} days after acquisition, or when the credential expires)")
 
 
 def due(leases: Iterable[Lease], now: float) -> list[Lease]:

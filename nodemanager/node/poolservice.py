@@ -125,14 +125,18 @@ class PoolService:
         self._claimed: set[str] = set()
         self._recheck: dict[bytes, float] = {}
         self._seq = 0
+        self._seq_source: Callable[[], int] | None = None
         self.given_back = 0
         """Leases this node ended because they ranked past a quota (overshoot detected)."""
 
     # ---- seams ----
 
-    def attach(self, directory: Directory | None, address: str = "") -> None:
-        """Count leases in ``directory`` (the node's DHT node) from now on; None: only here."""
+    def attach(self, directory: Directory | None, address: str = "",
+               seq: Callable[[], int] | None = None) -> None:
+        """Count leases in ``directory`` (the node's DHT node) from now on; None: only here.
+        ``seq``: the announcer's sequence numbers, so its next round replaces our claims."""
         self._directory, self._address = directory, address
+        self._seq_source = seq
 
     def is_pool_vessel(self, name: str) -> bool:
         return name in self.config.vessels and name in self.server.state.vessels
@@ -246,6 +250,8 @@ class PoolService:
                 "pool": config.key.raw, "quota": cred.vessels}
 
     def _next_seq(self, now: float) -> int:
+        if self._seq_source is not None:
+            return self._seq_source()
         self._seq = max(self._seq + 1, int(now * 1000))
         return self._seq
 
@@ -262,7 +268,7 @@ class PoolService:
                             tag=encode_tag(lease.tag(pool)))
         try:
             with trio.fail_after(DHT_TIMEOUT):
-                await directory.publish([claim])
+                stored = await directory.publish([claim])
                 found = await directory.lookup(lease.researcher)
         except Exception as exc:  # the DHT failing must refuse the grant, not end the node
             log.warning("counting leases failed: %r", exc)
@@ -270,19 +276,26 @@ class PoolService:
                                    "try again") from exc
         seen = live_leases(found.candidates, researcher=lease.researcher, pool=pool, now=now)
         held = {(s.node.raw, s.vessel) for s in seen}
+        visible = (keys.public.raw, lease.vessel) in held
         held |= {(keys.public.raw, name) for name in self.book.of(lease.researcher)}
         held.add((keys.public.raw, lease.vessel))
-        if len(held) > quota:
-            tombstone = make_advert(keys, address=self._address, vessel=lease.vessel,
-                                    user_key=lease.researcher, seq=self._next_seq(now),
-                                    expires_at=now + CLAIM_TTL, withdrawn=True)
-            with trio.move_on_after(5.0):
-                try:
-                    await directory.publish([tombstone])
-                except Exception as exc:
-                    log.warning("withdrawing a refused claim failed: %r", exc)
-            raise errors.QuotaReached(
-                f"quota reached: {len(held) - 1} of {quota} leases held in the pool")
+        log.debug("claim %s for %s: stored %d times, lookup sees %d leases (ours %s), "
+                  "held %d of %d", lease.vessel, lease.researcher.short(),
+                  stored.stores_accepted, len(seen), visible, len(held), quota)
+        if visible and stored.stores_accepted and len(held) <= quota:
+            return
+        tombstone = make_advert(keys, address=self._address, vessel=lease.vessel,
+                                user_key=lease.researcher, seq=self._next_seq(now),
+                                expires_at=now + CLAIM_TTL, withdrawn=True)
+        with trio.move_on_after(DHT_TIMEOUT):
+            try:
+                await directory.publish([tombstone])
+            except Exception as exc:
+                log.warning("withdrawing a refused claim failed: %r", exc)
+        if not visible or not stored.stores_accepted:  # others may not see it: granting
+            raise errors.PoolError("the lease record did not reach the DHT; try again")
+        raise errors.QuotaReached(
+            f"quota reached: {len(held) - 1} of {quota} leases held in the pool")
 
     async def _renew(self, request: m.RenewLease, verified: Verified,
                      lease: Lease) -> dict[str, object]:

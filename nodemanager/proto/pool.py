@@ -15,7 +15,6 @@ Every encoding is msgpack; every signature is domain-separated (seattlecore.keys
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +22,11 @@ from typing import Any
 import msgpack
 
 from nodemanager import errors
+from overlay.advert import pool_listing_key
 from seattlecore import BadSignature, CoreError, KeyPair, PublicKey
 
 CREDENTIAL_DOMAIN = b"seattle-pool-credential-v1"
 CONSENT_DOMAIN = b"seattle-pool-consent-v1"
-LISTING_DOMAIN = b"seattle/pool/v1\x00"
 CREDENTIAL_FORMAT = 1
 MAX_CREDENTIAL_BYTES = 512
 MAX_VESSELS = 1000
@@ -53,7 +52,7 @@ def _unpack(blob: object, what: str, limit: int = MAX_CREDENTIAL_BYTES) -> Any:
 
 def listing_key(pool: PublicKey) -> PublicKey:
     """The key a pool's free vessels are advertised under (a hash: nobody holds its secret)."""
-    return PublicKey(hashlib.blake2b(LISTING_DOMAIN + pool.raw, digest_size=32).digest())
+    return pool_listing_key(pool)
 
 
 # ---- credentials ----

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ from typing import Any
 import nacl.signing
 import trio
 
-from tests.support.attacker import ask, body, connect, error_code, frame, pack
-from tests.support.daemons import init_node
+from tests.support.attacker import ask, body, error_code, frame, pack
+from tests.support.daemons import Daemon, init_node, node_manager
 from tests.support.worlds import SMALL
 
 CREDENTIAL_DOMAIN = b"seattle-pool-credential-v1"
@@ -71,9 +73,10 @@ def acquire_frame(member: nacl.signing.SigningKey, cred: bytes, pool: bytes, nod
     return signed("AcquireVessel", args, member, node, ts=ts)
 
 
-async def send(port: int, data: bytes, source: str | None = None) -> dict[str, Any]:
-    """One frame on a fresh connection; the response body."""
-    stream = await connect(port, source)
+async def send(port: int, data: bytes, source: str | None = None,
+               host: str = "127.0.0.1") -> dict[str, Any]:
+    """One frame on a fresh connection to ``host:port``; the response body."""
+    stream = await trio.open_tcp_stream(host, port, local_address=source)
     async with stream:
         return await ask(stream, data)
 
@@ -108,10 +111,11 @@ class Grab:
     code: str | None
 
 
-async def grab(port: int, node_index: int, data: bytes, vessel: str, out: list[Grab],
-               source: str | None = None) -> None:
+async def grab(host: str, port: int, node_index: int, data: bytes, vessel: str,
+               out: list[Grab]) -> None:
+    """Send one acquisition (a connection of its own); record the outcome in ``out``."""
     try:
-        response = await send(port, data, source)
+        response = await send(port, data, host=host)
     except Exception as exc:  # a refused connection is a failed grab, recorded as such
         out.append(Grab(node_index, vessel, False, type(exc).__name__))
         return
@@ -120,3 +124,25 @@ async def grab(port: int, node_index: int, data: bytes, vessel: str, out: list[G
 
 async def sleep_until(deadline: float) -> None:
     await trio.sleep(max(0.0, deadline - time.time()))
+
+
+@asynccontextmanager
+async def pool_world(root: Path, nodes: int, vessels: int = 2, *, net: int = 40,
+                     **spec: Any) -> AsyncIterator[tuple[list[Daemon], list[bytes]]]:
+    """``nodes`` pool daemons with DHT, node i on 127.``net``.i.1 (its own /24); yields the
+    daemons and their keys once each node's DHT port is up."""
+    states = [root / f"pool{i}" for i in range(nodes)]
+    keys = [init_pool_node(state, POOL_OF_WORLD, vessels, **spec) for state in states]
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(node_manager(
+            states[0], extra=["--listen", f"127.{net}.0.1:0"]))
+        boot = f"127.{net}.0.1:{first.dht_port}"
+        running = [first]
+        for i, state in enumerate(states[1:], start=1):
+            running.append(await stack.enter_async_context(node_manager(
+                state, bootstrap=[boot], extra=["--listen", f"127.{net}.{i}.1:0"])))
+        yield running, keys
+
+
+WORLD_PLANNER = new_key(100)
+POOL_OF_WORLD = pub(WORLD_PLANNER)
