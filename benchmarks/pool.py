@@ -24,9 +24,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse
 import random
 import statistics
-from collections import Counter
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
