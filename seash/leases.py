@@ -176,8 +176,11 @@ async def get(ex: Executor, args: Args) -> None:
     async def acquire(client: NodeClient, job: Job) -> dict[str, Any]:
         return await client.acquire_vessel(job.vessel, blob)
 
+    serial = False
+    retried: set[str] = set()
     while len(leased) < count and queue and not stop:
-        batch, queue = queue[: count - len(leased)], queue[count - len(leased):]
+        size = 1 if serial else count - len(leased)
+        batch, queue = queue[:size], queue[size:]
         jobs = []
         for offer in batch:
             host, port = parse_hostport(offer.advert.address)
@@ -185,18 +188,29 @@ async def get(ex: Executor, args: Args) -> None:
         answers = await fan_out(ex.pool, jobs, acquire, identity=key,
                                 limiter=trio.CapacityLimiter(max(1, s.settings.concurrency)),
                                 timeout=s.settings.timeout)
-        for job, result in zip(jobs, answers, strict=True):
-            results.append(result)
+        again: list[Offer] = []
+        for offer, job, result in zip(batch, jobs, answers, strict=True):
             if result.ok:
+                results.append(result)
                 number = s.add_vessel(VesselRef(job.host, job.port, job.vessel, job.node_key))
                 s.leases[s.vessels[number].address] = float(result.value["deadline"])
                 leased.append(number)
                 ex.reporter.result(result, f"leased as %{number} for "
                                            f"{_left(result.value['deadline'], time.time())}")
-            else:
-                ex.reporter.result(result, None)
-                stop |= any(code in (result.error or "") for code in
-                            (cls.code for cls in FATAL))
+                continue
+            fatal = any(code in (result.error or "") for code in (cls.code for cls in FATAL))
+            if fatal and len(batch) > 1 and QuotaReached.code in (result.error or "") \
+                    and offer.address not in retried:
+                # concurrent claims of ours count against each other (docs/pool.md): ask
+                # again one at a time before believing the quota is reached
+                serial = True
+                retried.add(offer.address)
+                again.append(offer)
+                continue
+            results.append(result)
+            ex.reporter.result(result, None)
+            stop |= fatal
+        queue = again + queue
     ex.conclude("get", results, start, groups=False)
     s.set_group(group, leased)
     s.record_outcome("get", leased, [])

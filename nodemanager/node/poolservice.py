@@ -48,7 +48,7 @@ from nodemanager.proto.pool import (
     encode_tag,
     listing_key,
 )
-from overlay import Directory, LookupResult, PublishResult, make_advert
+from overlay import ADVERT_TTL, Directory, LookupResult, PublishResult, make_advert
 from seattlecore import PublicKey
 
 if TYPE_CHECKING:
@@ -284,14 +284,7 @@ class PoolService:
                   stored.stores_accepted, len(seen), visible, len(held), quota)
         if visible and stored.stores_accepted and len(held) <= quota:
             return
-        tombstone = make_advert(keys, address=self._address, vessel=lease.vessel,
-                                user_key=lease.researcher, seq=self._next_seq(now),
-                                expires_at=now + CLAIM_TTL, withdrawn=True)
-        with trio.move_on_after(DHT_TIMEOUT):
-            try:
-                await directory.publish([tombstone])
-            except Exception as exc:
-                log.warning("withdrawing a refused claim failed: %r", exc)
+        await self._withdraw(lease.vessel, lease.researcher)
         if not visible or not stored.stores_accepted:  # others may not see it: granting
             raise errors.PoolError("the lease record did not reach the DHT; try again")
         raise errors.QuotaReached(
@@ -346,6 +339,24 @@ class PoolService:
                 self.book.committed(deleted=vessel)
         log.info("lease of %s by %s ended: %s", vessel, lease.researcher.short(), reason)
         self.server.reannounce()
+        await self._withdraw(vessel, lease.researcher)
+
+    async def _withdraw(self, vessel: str, researcher: PublicKey) -> None:
+        """Publish the lease record's tombstone now (the announcer's round may come later),
+        so the researcher's next acquisition does not count this lease (bounded, best effort).
+        It lives as long as the last positive record could: a replay cannot resurrect it."""
+        directory = self._directory
+        if directory is None:
+            return
+        now = self.clock()
+        tombstone = make_advert(self.server.keys, address=self._address, vessel=vessel,
+                                user_key=researcher, seq=self._next_seq(now),
+                                expires_at=now + ADVERT_TTL, withdrawn=True)
+        with trio.move_on_after(DHT_TIMEOUT):
+            try:
+                await directory.publish([tombstone])
+            except Exception as exc:  # the announcer's round withdraws it too
+                log.warning("withdrawing an ended lease failed: %r", exc)
 
     async def run(self) -> None:
         """End leases at their deadline (and interrupted ends at once); recount quotas."""

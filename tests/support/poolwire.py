@@ -128,6 +128,7 @@ async def sleep_until(deadline: float) -> None:
 
 @asynccontextmanager
 async def pool_world(root: Path, nodes: int, vessels: int = 2, *, net: int = 40,
+                     sandbox: bool = False,
                      **spec: Any) -> AsyncIterator[tuple[list[Daemon], list[bytes]]]:
     """``nodes`` pool daemons with DHT, node i on 127.``net``.i.1 (its own /24); yields the
     daemons and their keys once each node's DHT port is up."""
@@ -135,12 +136,13 @@ async def pool_world(root: Path, nodes: int, vessels: int = 2, *, net: int = 40,
     keys = [init_pool_node(state, POOL_OF_WORLD, vessels, **spec) for state in states]
     async with AsyncExitStack() as stack:
         first = await stack.enter_async_context(node_manager(
-            states[0], extra=["--listen", f"127.{net}.0.1:0"]))
+            states[0], sandbox=sandbox, extra=["--listen", f"127.{net}.0.1:0"]))
         boot = f"127.{net}.0.1:{first.dht_port}"
         running = [first]
         for i, state in enumerate(states[1:], start=1):
             running.append(await stack.enter_async_context(node_manager(
-                state, bootstrap=[boot], extra=["--listen", f"127.{net}.{i}.1:0"])))
+                state, bootstrap=[boot], sandbox=sandbox,
+                extra=["--listen", f"127.{net}.{i}.1:0"])))
         yield running, keys
 
 
