@@ -109,11 +109,15 @@ def cmd_genkey(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def _planner_key(path: Path) -> KeyPair:
     try:
-        planner = load_private(args.planner_key)
+        return load_private(path)
     except CoreError as exc:
         raise SpecError(f"--planner-key: {exc}") from exc
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    planner = _planner_key(args.planner_key)
     shares = [parse_vessel_arg(text, resolve_key) for text in args.vessel]
     if args.pool:
         shares.append(pool_share(args.pool, planner.public))
@@ -140,10 +144,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    try:
-        planner = load_private(args.planner_key)
-    except CoreError as exc:
-        raise SpecError(f"--planner-key: {exc}") from exc
+    planner = _planner_key(args.planner_key)
     researcher = resolve_key(args.researcher)
     cred, blob = make_grant(planner, researcher, vessels=args.vessels, days=args.days,
                             now=time.time())

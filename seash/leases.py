@@ -10,7 +10,6 @@ get ``%N`` ids and form the group ``get`` (or ``as NAME``).
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -28,6 +27,7 @@ from nodemanager.errors import (
     CredentialRevoked,
     QuotaReached,
 )
+from nodemanager.nat.autonat import prefix_of
 from nodemanager.nat.dial import Route
 from nodemanager.proto.pool import FreeTag, decode_tag, listing_key, read_credential
 from overlay import Advert
@@ -63,13 +63,8 @@ class Offer:
 
 
 def network_of(address: str) -> str:
-    host = address.rpartition(":")[0].strip("[]")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    prefix = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    """The /24 (IPv6: /48) of a ``host:port`` address."""
+    return prefix_of(address.rpartition(":")[0].strip("[]"))
 
 
 def offers_from(adverts: Iterable[Advert], pool: PublicKey) -> list[Offer]:

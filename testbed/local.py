@@ -31,7 +31,7 @@ from nodemanager.nat.dial import Route, open_route_client
 from overlay import Advert, OverlayError, lookup_once
 from sandbox import ResourceTable
 from seattlecore import KeyPair, PublicKey, load_private, save_keypair, write_atomic
-from testbed.pool import planner_identity, pool_node_spec, write_grant
+from testbed.pool import PLANNER, pool_node_spec, write_grant
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +124,13 @@ def nodes_rss_mb(data: dict[str, Any]) -> float:
     return total / 1e6
 
 
-def demo_identity(directory: Path) -> KeyPair:
-    """Load or create ``keys/demo.privatekey``."""
-    private = directory / "keys" / f"{DEMO}.privatekey"
+def demo_identity(directory: Path, name: str = DEMO) -> KeyPair:
+    """Load or create ``keys/NAME.privatekey`` (default: the demo identity)."""
+    private = directory / "keys" / f"{name}.privatekey"
     if private.exists():
         return load_private(private)
     keys = KeyPair.generate()
-    save_keypair(directory / "keys", DEMO, keys)
+    save_keypair(directory / "keys", name, keys)
     return keys
 
 
@@ -234,7 +234,7 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: 
     states = [directory / "nodes" / f"n{i:03d}" for i in range(nodes)]
     specs = [node_spec(i, vessels, demo.public) for i in range(nodes)]
     if pool:  # the community pool (docs/pool.md)
-        planner = planner_identity(directory)
+        planner = demo_identity(directory, PLANNER)
         specs = [pool_node_spec([v["resources"] for v in spec["vessels"]], planner)
                  for spec in specs]
         extra = {**(extra or {}), "pool": {

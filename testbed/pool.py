@@ -12,22 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from installer.planner.grant import make_grant
-from seattlecore import KeyPair, load_private, save_keypair, write_atomic
+from seattlecore import KeyPair, write_atomic
 
 PLANNER = "planner"
+"""``keys/planner.*``: the pool's key (testbed/local.py ``demo_identity(directory, PLANNER)``)."""
 GRANT = "demo.grant"
 DEMO_QUOTA = 10
 GRANT_DAYS = 30.0
-
-
-def planner_identity(directory: Path) -> KeyPair:
-    """Load or create ``keys/planner.privatekey`` (the pool's key)."""
-    private = directory / "keys" / f"{PLANNER}.privatekey"
-    if private.exists():
-        return load_private(private)
-    keys = KeyPair.generate()
-    save_keypair(directory / "keys", PLANNER, keys)
-    return keys
 
 
 def pool_node_spec(tables: list[dict[str, Any]], planner: KeyPair,

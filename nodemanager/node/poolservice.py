@@ -359,12 +359,24 @@ class PoolService:
                 log.warning("withdrawing an ended lease failed: %r", exc)
 
     async def run(self) -> None:
-        """End leases at their deadline (and interrupted ends at once); recount quotas."""
-        next_sweep = self.clock() + RECHECK_EVERY
+        """End leases at their deadline (interrupted ends at once) and recount quotas, in two
+        tasks: a slow DHT lookup never delays an expiry."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire)
+            nursery.start_soon(self._recount)
+
+    async def _expire(self) -> None:
         while True:
             now = self.clock()
             for lease in due(list(self.book.leases.values()), now):
                 await self.end(lease.vessel, "expired" if not lease.ending else "interrupted end")
+            deadlines = [lease.deadline - self.clock() for lease in self.book.leases.values()]
+            await trio.sleep(max(0.01, min([TICK, *deadlines])))
+
+    async def _recount(self) -> None:
+        next_sweep = self.clock() + RECHECK_EVERY
+        while True:
+            now = self.clock()
             if now >= next_sweep:
                 next_sweep = now + RECHECK_EVERY
                 for lease in list(self.book.leases.values()):
@@ -373,9 +385,7 @@ class PoolService:
                 if when <= now:
                     del self._recheck[raw]
                     await self.give_back(PublicKey(raw))
-            deadlines = [lease.deadline for lease in self.book.leases.values()]
-            deadlines += list(self._recheck.values())
-            await trio.sleep(max(0.01, min([TICK, *(d - self.clock() for d in deadlines)])))
+            await trio.sleep(TICK)
 
     async def give_back(self, researcher: PublicKey) -> list[str]:
         """Count ``researcher``'s leases in the pool; end ours that rank past the quota."""
