@@ -75,9 +75,9 @@ class Lease:
     ending: bool = False
     """Set (and committed) before the vessel is wiped, so a crash mid-way finishes the end."""
 
-    def tag(self, pool: PublicKey) -> LeaseTag:
+    def tag(self, pool: PublicKey, *, tentative: bool = False) -> LeaseTag:
         return LeaseTag(pool=pool, granted=self.granted, deadline=self.deadline,
-                        consent_at=self.consent_at, consent=self.consent)
+                        consent_at=self.consent_at, consent=self.consent, tentative=tentative)
 
 
 def first_deadline(config: PoolConfig, requested: float | None, now: float) -> float:
@@ -114,6 +114,8 @@ class SeenLease:
     vessel: str
     granted: float
     deadline: float
+    tentative: bool = False
+    """A claim whose grant is not decided yet."""
 
     @property
     def order(self) -> tuple[float, bytes, str]:
@@ -147,14 +149,15 @@ def live_leases(adverts: Iterable[Advert], *, researcher: PublicKey, pool: Publi
             continue
         seen[(advert.node_key.raw, advert.vessel)] = SeenLease(
             node=advert.node_key, vessel=advert.vessel, granted=tag.granted,
-            deadline=tag.deadline)
+            deadline=tag.deadline, tentative=tag.tentative)
     return sorted(seen.values(), key=lambda lease: lease.order)
 
 
 def over_quota(seen: list[SeenLease], quota: int, node: PublicKey,
                mine: Mapping[str, Lease]) -> list[str]:
-    """This node's vessels whose lease ranks past ``quota`` (the youngest give back)."""
-    ranked = list(seen)
+    """This node's vessels whose lease ranks past ``quota`` (the youngest give back).
+    Claims not yet granted do not count: they may still be refused."""
+    ranked = [s for s in seen if not s.tentative]
     known = {(s.node.raw, s.vessel) for s in ranked}
     for lease in mine.values():  # our own leases count even if the DHT lost their records
         if (node.raw, lease.vessel) not in known:

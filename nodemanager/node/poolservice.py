@@ -265,7 +265,7 @@ class PoolService:
         keys, pool = self.server.keys, self.config.key
         claim = make_advert(keys, address=self._address, vessel=lease.vessel,
                             user_key=lease.researcher, seq=seq, expires_at=now + CLAIM_TTL,
-                            tag=encode_tag(lease.tag(pool)))
+                            tag=encode_tag(lease.tag(pool, tentative=True)))
         try:
             with trio.fail_after(DHT_TIMEOUT):
                 stored = await directory.publish([claim])

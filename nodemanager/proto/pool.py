@@ -180,6 +180,9 @@ class LeaseTag:
     deadline: float
     consent_at: float
     consent: bytes
+    tentative: bool = False
+    """A claim published before the grant is decided (docs/pool.md, Quota): counted by
+    acquisitions, never by the recount that gives leases back."""
 
 
 Tag = FreeTag | LeaseTag
@@ -189,8 +192,12 @@ def encode_tag(tag: Tag) -> bytes:
     if isinstance(tag, FreeTag):
         return _pack({"k": "free", "p": tag.pool.raw, "c": float(tag.cpu), "m": int(tag.memory),
                       "d": int(tag.disk), "n": tag.reach})
-    return _pack({"k": "lease", "p": tag.pool.raw, "g": float(tag.granted),
-                  "x": float(tag.deadline), "t": float(tag.consent_at), "s": tag.consent})
+    fields: dict[str, object] = {"k": "lease", "p": tag.pool.raw, "g": float(tag.granted),
+                                 "x": float(tag.deadline), "t": float(tag.consent_at),
+                                 "s": tag.consent}
+    if tag.tentative:
+        fields["c"] = True
+    return _pack(fields)
 
 
 def decode_tag(blob: bytes) -> Tag:
@@ -204,14 +211,16 @@ def decode_tag(blob: bytes) -> Tag:
                 raise ValueError("reach")
             return FreeTag(pool=PublicKey(fields["p"]), cpu=float(fields["c"]),
                            memory=int(fields["m"]), disk=int(fields["d"]), reach=fields["n"])
-        if fields.get("k") == "lease" and set(fields) == set("kpgxts"):
+        if fields.get("k") == "lease" and set(fields) in (set("kpgxts"), set("kpgxtsc")):
+            if fields.get("c", True) is not True:
+                raise ValueError("claim flag")
             if type(fields["s"]) is not bytes or len(fields["s"]) != 64:
                 raise ValueError("consent")
             values = [float(fields[name]) for name in "gxt"]
             if not all(math.isfinite(v) for v in values):
                 raise ValueError("times")
             return LeaseTag(pool=PublicKey(fields["p"]), granted=values[0], deadline=values[1],
-                            consent_at=values[2], consent=fields["s"])
+                            consent_at=values[2], consent=fields["s"], tentative="c" in fields)
     except (CoreError, TypeError, ValueError) as exc:
         raise errors.BadPoolRecord(f"pool tag: {exc}") from exc
     raise errors.BadPoolRecord("not a pool tag")

@@ -191,3 +191,18 @@ async def test_an_overshoot_is_detected_and_the_youngest_lease_given_back(
         assert "v1" in a.pool.book.leases and not b.pool.book.leases
         assert b.state.vessels["v1"].users == () and b.store.list("v1") == []
         assert b.pool.status()["given_back"] == 1
+
+
+def test_claims_count_for_grants_but_never_make_a_lease_give_back() -> None:
+    a, b = KeyPair.generate(), KeyPair.generate()
+    consent = sign_consent(ALICE, PLANNER.public, b.public, "v1", NOW - 100)
+    claim = encode_tag(LeaseTag(pool=PLANNER.public, granted=NOW - 100, deadline=NOW + 600,
+                                consent_at=NOW - 100, consent=consent, tentative=True))
+    assert decode_tag(claim).tentative  # type: ignore[union-attr]
+    blob = make_advert(b, address="127.0.0.1:1", vessel="v1", user_key=ALICE.public, seq=1,
+                       expires_at=NOW + 30, tag=claim)
+    seen = live_leases([open_advert(blob, now=NOW), record(a, "v1", NOW - 5)],
+                       researcher=ALICE.public, pool=PLANNER.public, now=NOW)
+    assert len(seen) == 2  # an acquisition counts the claim...
+    # ...but the older claim does not push a granted lease past the quota
+    assert over_quota(seen, 1, a.public, {"v1": lease(NOW - 5, NOW + 3600)}) == []
