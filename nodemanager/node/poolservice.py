@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 RECHECK_AFTER = 3.0
 """Seconds after a grant before the node counts the researcher's leases again."""
+RECHECK_WINDOW = 30.0
+"""Seconds after a grant during which the researcher's leases are recounted every
+``RECHECK_AFTER`` (a concurrent grant's record may still be a claim at the first count)."""
 RECHECK_EVERY = 60.0
 """Seconds between counts of every lessee's leases (detects overshoot the DHT hid)."""
 TICK = 0.5
@@ -384,7 +387,11 @@ class PoolService:
             for raw, when in list(self._recheck.items()):
                 if when <= now:
                     del self._recheck[raw]
-                    await self.give_back(PublicKey(raw))
+                    researcher = PublicKey(raw)
+                    await self.give_back(researcher)
+                    if any(lease.granted > now - RECHECK_WINDOW
+                           for lease in self.book.of(researcher).values()):
+                        self._recheck.setdefault(raw, self.clock() + RECHECK_AFTER)
             await trio.sleep(TICK)
 
     async def give_back(self, researcher: PublicKey) -> list[str]:
