@@ -66,6 +66,10 @@ RECHECK_EVERY = 60.0
 TICK = 0.5
 """Most seconds between two looks at the deadlines."""
 
+RECOUNTS = 4
+"""Lookups a claim may make before it is refused (it waits while it ranks within the quota)."""
+RECOUNT_PAUSE = 0.1
+"""Seconds before the second lookup (then twice, three times as long)."""
 DHT_TIMEOUT = 10.0
 """Seconds a grant waits for its publish and lookup before it is refused."""
 
@@ -272,26 +276,48 @@ class PoolService:
         try:
             with trio.fail_after(DHT_TIMEOUT):
                 stored = await directory.publish([claim])
-                found = await directory.lookup(lease.researcher)
+            for attempt in range(RECOUNTS):
+                with trio.fail_after(DHT_TIMEOUT):
+                    found = await directory.lookup(lease.researcher)
+                verdict = self._verdict(lease, quota, found, stored.stores_accepted > 0)
+                if verdict != "wait":
+                    break
+                await trio.sleep(RECOUNT_PAUSE * (attempt + 1))
         except Exception as exc:  # the DHT failing must refuse the grant, not end the node
             log.warning("counting leases failed: %r", exc)
+            await self._withdraw(lease.vessel, lease.researcher)
             raise errors.PoolError("the pool's lease records cannot be checked now; "
                                    "try again") from exc
-        seen = live_leases(found.candidates, researcher=lease.researcher, pool=pool, now=now)
-        held = {(s.node.raw, s.vessel) for s in seen}
-        visible = (keys.public.raw, lease.vessel) in held
-        held |= {(keys.public.raw, name) for name in self.book.of(lease.researcher)}
-        held.add((keys.public.raw, lease.vessel))
-        log.debug("claim %s for %s: stored %d times, lookup sees %d leases (ours %s), "
-                  "held %d of %d", lease.vessel, lease.researcher.short(),
-                  stored.stores_accepted, len(seen), visible, len(held), quota)
-        if visible and stored.stores_accepted and len(held) <= quota:
+        if verdict == "grant":
             return
         await self._withdraw(lease.vessel, lease.researcher)
-        if not visible or not stored.stores_accepted:  # others may not see it: granting
+        if verdict == "invisible":  # others may not see it: granting could pass their quota
             raise errors.PoolError("the lease record did not reach the DHT; try again")
-        raise errors.QuotaReached(
-            f"quota reached: {len(held) - 1} of {quota} leases held in the pool")
+        raise errors.QuotaReached(f"quota reached: {quota} leases held or being granted "
+                                  "in the pool")
+
+    def _verdict(self, lease: Lease, quota: int, found: LookupResult, stored: bool) -> str:
+        """``grant`` if every visible lease and claim of the researcher fits the quota (the
+        safe rule: docs/pool.md); ``wait`` if not, but this claim ranks within the quota
+        among the claims (others ranked past it withdraw theirs: count again); ``invisible``
+        if our own claim is not in the DHT; else ``refuse``."""
+        node = self.server.keys.public
+        seen = live_leases(found.candidates, researcher=lease.researcher,
+                           pool=self.config.key, now=self.clock())
+        held = {(s.node.raw, s.vessel) for s in seen}
+        if not stored or (node.raw, lease.vessel) not in held:
+            return "invisible"
+        held |= {(node.raw, name) for name in self.book.of(lease.researcher)}
+        log.debug("claim %s for %s: the DHT shows %d leases and claims, %d held of %d",
+                  lease.vessel, lease.researcher.short(), len(seen), len(held), quota)
+        if len(held) <= quota:
+            return "grant"
+        granted = {(s.node.raw, s.vessel) for s in seen if not s.tentative}
+        granted |= {(node.raw, name) for name in self.book.of(lease.researcher)}
+        claims = sorted((s for s in seen if s.tentative and (s.node.raw, s.vessel) not in granted),
+                        key=lambda s: s.order)
+        rank = [(s.node.raw, s.vessel) for s in claims].index((node.raw, lease.vessel))
+        return "wait" if len(granted) + rank < quota else "refuse"
 
     async def _renew(self, request: m.RenewLease, verified: Verified,
                      lease: Lease) -> dict[str, object]:
