@@ -123,23 +123,25 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
     me = s.identity().public
 
     base = node_info_op({})
+    notes: dict[int, str] = {}
+    """Each answer's lease note, by the answer object (render gets only the value)."""
 
-    async def op(client: NodeClient, job: Job) -> tuple[VesselInfo, str]:
-        return await base(client, job), job.address
+    async def op(client: NodeClient, job: Job) -> VesselInfo:
+        info = await base(client, job)
+        notes[id(info)] = lease_note(s.leases.get(job.address), time.time())
+        return info
 
-    def render(value: tuple[VesselInfo, str]) -> str:
-        v, address = value
+    def render(v: VesselInfo) -> str:
         mark = "*" if v.owner == me else " "
         reason = f" ({v.exit_reason})" if v.exit_reason and v.status != "Started" else ""
         program = " ".join([v.program, *v.args]) if v.program else ""
-        lease = lease_note(s.leases.get(address), time.time())
         return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
-                                            v.owner_info, lease) if part)
+                                            v.owner_info, notes.get(id(v), "")) if part)
 
     results = await ex.fan("list", op, render, quiet=quiet, paths=True)
     for result in results:
         if result.ok:
-            s.info[int(result.target[1:])] = result.value[0]
+            s.info[int(result.target[1:])] = result.value
 
 
 async def update(ex: Executor, args: Args) -> None:

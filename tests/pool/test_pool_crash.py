@@ -105,9 +105,14 @@ async def test_kill_9_in_flight_leaves_every_vessel_consistent(tmp_path: Path) -
             await trio.sleep(rng.uniform(0.2, 1.0))
             kill(nm)
         async with node_manager(state, dht=False) as nm:
-            leases = await status(nm)
-            vessels = (await pw.send(nm.port, pw.frame(pw.pack(pw.body("GetVessels")))))
-            users = {v["name"]: v["users"] for v in vessels["result"]["vessels"]}
+            async def settled() -> tuple[dict[str, Any], dict[str, Any]]:
+                """Leases and users read between two equal lease reads (a lease that was
+                ending at the kill is finished right after the restart)."""
+                first = await status(nm)
+                vessels = await pw.send(nm.port, pw.frame(pw.pack(pw.body("GetVessels"))))
+                assert await status(nm) == first
+                return first, {v["name"]: v["users"] for v in vessels["result"]["vessels"]}
+            leases, users = await eventually(settled, timeout=10)
             for name, lease in leases.items():
                 # the user list and the lease row changed in one transaction
                 assert users[name] == ([lease["researcher"]] if lease else []), name
