@@ -2,7 +2,10 @@
 
     seattle-installer genkey NAME [--dir DIR]
     seattle-installer build --planner-key P.privatekey --vessel PERCENT:OWNER[:USER,...] ...
-                            --bootstrap HOST:PORT ... [--tuf-root ROOT] -o BUNDLE[.pyz]
+                            [--pool PERCENT] --bootstrap HOST:PORT ... [--tuf-root ROOT]
+                            -o BUNDLE[.pyz]
+    seattle-installer grant --planner-key P.privatekey --researcher KEY --vessels N
+                            [--days D] -o NAME.grant
     seattle-installer install BUNDLE [--prefix DIR] [--percent 10] [--port N] [--trust P.publickey]
                               [--no-service] [--dry-run]
     seattle-installer status [--prefix DIR]
@@ -52,6 +55,7 @@ from installer.donor.status import (
 )
 from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
 from installer.planner.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
+from installer.planner.grant import DEFAULT_DAYS, make_grant, pool_share, render_pool
 from installer.planner.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
 from installer.release.commands import COMMANDS as RELEASE_COMMANDS
 from installer.release.commands import add_release_parsers
@@ -114,12 +118,18 @@ def cmd_genkey(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def _planner_key(path: Path) -> KeyPair:
     try:
-        planner = load_private(args.planner_key)
+        return load_private(path)
     except CoreError as exc:
         raise SpecError(f"--planner-key: {exc}") from exc
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    planner = _planner_key(args.planner_key)
     shares = [parse_vessel_arg(text, resolve_key) for text in args.vessel]
+    if args.pool:
+        shares.append(pool_share(args.pool, planner.public))
     reserved = resolve_key(args.reserved_owner) if args.reserved_owner else planner.public
     manifest = new_manifest(planner.public, complete_shares(shares, reserved),
                             check_bootstrap(args.bootstrap), now=time.time())
@@ -136,7 +146,24 @@ def cmd_build(args: argparse.Namespace) -> int:
     for i, share in enumerate(manifest.vessels, 1):
         users = ", ".join(u.short() for u in share.users) or "-"
         print(f"  v{i}: {share.percent:>3} %  owner {share.owner.short()}  users {users}"
-              + ("  (reserved)" if share.reserved else ""))
+              + ("  (reserved)" if share.reserved else "")
+              + ("  (community pool: 'seattle-installer grant' admits researchers)"
+                 if share.pool else ""))
+    return 0
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    planner = _planner_key(args.planner_key)
+    researcher = resolve_key(args.researcher)
+    cred, blob = make_grant(planner, researcher, vessels=args.vessels, days=args.days,
+                            now=time.time())
+    try:
+        write_atomic(args.output, blob, 0o600)
+    except OSError as exc:
+        raise InstallError(f"cannot write {args.output}: {exc.strerror}") from exc
+    print(f"wrote {args.output}: researcher {researcher.short()} may hold {cred.vessels} "
+          f"vessels of pool {planner.public.short()} for {args.days:g} days "
+          f"(serial {cred.serial}); in seash: loadgrant {args.output.name}")
     return 0
 
 
@@ -279,6 +306,7 @@ def render_report(report: NodeReport) -> str:
     lines += render_reachability(report)
     lines += render_updates(report)
     lines += render_relays(report)
+    lines += render_pool(report.pool, time.time())
     if report.error:
         lines.append(f"warning: {report.error}")
     return "\n".join(lines)
@@ -352,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     genkey.add_argument("--dir", type=Path, default=Path("."), help="directory (default .)")
     _build_options(subparser(sub, "build", help="planner: build a signed custom installer bundle",
                              description="planner: build a signed custom installer bundle"))
+    _grant_options(subparser(sub, "grant", help="planner: admit a researcher to the pool",
+                             description="planner: sign a researcher's membership credential "
+                                         "for the community pool (docs/pool.md)"))
     _install_options(subparser(sub, "install", help="donor: install a bundle and start the node",
                                description="donor: install a bundle, start the node manager "
                                            "and add a start-at-boot entry"))
@@ -377,6 +408,9 @@ def _build_options(build: argparse.ArgumentParser) -> None:
     build.add_argument("--vessel", action="append", default=[], metavar="PERCENT:OWNER[:USER,...]",
                        help="a vessel of PERCENT (10 %% steps) of the donation for OWNER, used "
                             "also by USERs; keys as 64 hex or NAME.publickey (repeatable)")
+    build.add_argument("--pool", type=_percent, default=0, metavar="PERCENT",
+                       help="give PERCENT (10 %% steps) of the donation to the community pool "
+                            "named by the planner key (docs/pool.md)")
     build.add_argument("--bootstrap", action="append", default=[], metavar="HOST:PORT",
                        help="DHT peer the node joins through (repeatable, at least one)")
     build.add_argument("--reserved-owner", default=None, metavar="KEY",
@@ -385,6 +419,20 @@ def _build_options(build: argparse.ArgumentParser) -> None:
                        help="where to write the bundle: NAME.pyz for a self-contained installer "
                             "(wheels inside, docs/updates.md), else a manifest-only .tgz")
     add_build_options(build)
+
+
+def _grant_options(grant: argparse.ArgumentParser) -> None:
+    grant.add_argument("--planner-key", type=Path, required=True, metavar="NAME.privatekey",
+                       help="the planner's private key (the pool is named by its public key)")
+    grant.add_argument("--researcher", required=True, metavar="KEY",
+                       help="the researcher's public key: 64 hex or NAME.publickey")
+    grant.add_argument("--vessels", type=int, required=True, metavar="N",
+                       help="how many vessels the researcher may hold at once in the pool")
+    grant.add_argument("--days", type=float, default=DEFAULT_DAYS, metavar="D",
+                       help=f"how long the credential is valid (default {DEFAULT_DAYS:g}; short "
+                            "lifetimes are how membership ends: docs/pool.md)")
+    grant.add_argument("-o", "--output", type=Path, required=True, metavar="NAME.grant",
+                       help="where to write the credential")
 
 
 def _install_options(install: argparse.ArgumentParser) -> None:
@@ -410,7 +458,7 @@ def _install_options(install: argparse.ArgumentParser) -> None:
     add_install_options(install)
 
 
-COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "install": cmd_install,
+COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "grant": cmd_grant, "install": cmd_install,
             "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update,
             **RELEASE_COMMANDS}
 

@@ -25,7 +25,16 @@
     │   │   └── CompileFailed     the program does not compile (errors listed)  "CompileFailed"
     │   ├── Overloaded            too many connections                          "Overloaded"
     │   ├── BatchFull             a batch's answer was full: call not carried out "BatchFull"
+    │   ├── PoolError             a pool request refused (docs/pool.md)          (base)
+    │   │   ├── BadCredential     forged, other-pool, not-yet-valid credential  "BadCredential"
+    │   │   ├── CredentialExpired credential past its expiry                    "CredentialExpired"
+    │   │   ├── CredentialRevoked credential serial on the pool's revocations   "CredentialRevoked"
+    │   │   ├── QuotaReached      the member holds their quota in the pool      "QuotaReached"
+    │   │   ├── VesselTaken       the pool vessel is leased (or being leased)   "VesselTaken"
+    │   │   ├── NotInPool         the vessel is not a pool vessel               "NotInPool"
+    │   │   └── LeaseLimit        renewal past the pool's longest lease         "LeaseLimit"
     │   └── InternalError         anything unexpected (logged, not detailed)    "InternalError"
+    ├── BadPoolRecord             a credential file, pool tag or lease record is malformed
     ├── ClientError               local misuse of the client API (bad arguments)
     ├── ResponseError             the node's answer is unusable
     │   ├── BadResponse           not a valid signed response / wrong node / wrong nonce
@@ -197,6 +206,60 @@ class InternalError(RequestError):
     code = "InternalError"
 
 
+# ---- the community pool (docs/pool.md) ----
+
+class PoolError(RequestError):
+    """Raised when a pool request (AcquireVessel, RenewLease, ReleaseVessel) is refused."""
+
+    code = "PoolError"
+
+
+class BadCredential(PoolError):
+    """Raised for a credential that is forged, of another pool or researcher, or malformed."""
+
+    code = "BadCredential"
+
+
+class CredentialExpired(PoolError):
+    """Raised for a credential past its expiry."""
+
+    code = "CredentialExpired"
+
+
+class CredentialRevoked(PoolError):
+    """Raised for a credential the pool's planner revoked."""
+
+    code = "CredentialRevoked"
+
+
+class QuotaReached(PoolError):
+    """Raised when the member already holds their credential's number of leases."""
+
+    code = "QuotaReached"
+
+
+class VesselTaken(PoolError):
+    """Raised when the pool vessel is leased (or being leased) by someone else."""
+
+    code = "VesselTaken"
+
+
+class NotInPool(PoolError):
+    """Raised when the named vessel is not a pool vessel of this node."""
+
+    code = "NotInPool"
+
+
+class LeaseLimit(PoolError):
+    """Raised when a renewal would take a lease past the pool's longest lease."""
+
+    code = "LeaseLimit"
+
+
+class BadPoolRecord(NodeManagerError):
+    """Raised when a credential, a pool advert's tag or a lease record cannot be decoded."""
+
+
 class ClientError(NodeManagerError):
     """Raised when the client API is misused locally (bad arguments, no identity)."""
 
@@ -219,6 +282,8 @@ REQUEST_ERRORS: tuple[type[RequestError], ...] = (
     NoSuchVessel, VesselBusy, VesselNotRunning, FileNotFound, FileTooLarge, DiskQuotaExceeded,
     HostStorageFull,
     BadResources, StartFailed, CompileFailed, Overloaded, InternalError, BatchFull,
+    PoolError, BadCredential, CredentialExpired, CredentialRevoked, QuotaReached, VesselTaken,
+    NotInPool, LeaseLimit,
 )
 ERRORS_BY_CODE: dict[str, type[RequestError]] = {cls.code: cls for cls in REQUEST_ERRORS}
 

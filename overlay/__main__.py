@@ -28,6 +28,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
+from overlay.advert import describe_tag, pool_listing_key
 from overlay.client import lookup_once, open_client, parse_hostport, query_status
 from overlay.errors import OverlayError, OverlayUsageError
 from overlay.node import DhtConfig, serve_dht
@@ -74,6 +75,8 @@ def lookup_document(result: LookupResult) -> Output:
                 "seq": a.seq,
                 "expires_in": round(a.expires_at - time.time(), 1),
                 "relays": list(a.relays),
+                "user_key": a.user_key.to_text(),
+                "tag": describe_tag(a.tag),
             }
             for a in result.candidates
         ],
@@ -86,6 +89,8 @@ def lookup_document(result: LookupResult) -> Output:
 
 async def cmd_lookup(args: argparse.Namespace) -> Output:
     user = _user_key(args.userkey)
+    if args.pool:  # a community pool's free vessels (docs/pool.md)
+        user = pool_listing_key(user)
     result = await lookup_once(user, _boot(args), timeout=args.timeout, host=args.bind)
     return lookup_document(result)
 
@@ -165,9 +170,10 @@ def render_lookup(con: Console, doc: Output) -> None:
     con.print(
         _table(
             f"{len(doc['candidates'])} verified adverts ({doc['elapsed_ms']} ms{partial})",
-            ["node", "address", "vessel", "seq", "expires in (s)"],
+            ["node", "address", "vessel", "seq", "expires in (s)", "tag"],
             [
-                (c["node_key"][:16], c["address"], c["vessel"], c["seq"], c["expires_in"])
+                (c["node_key"][:16], c["address"], c["vessel"], c["seq"], c["expires_in"],
+                 c.get("tag", ""))
                 for c in doc["candidates"]
             ],
         )
@@ -273,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     lookup = subparser(sub, "lookup", help="find the adverts for a user key",
                        description="find the verified adverts stored under a user key")
     lookup.add_argument("userkey", metavar="USERKEY", help="64 hex digits or NAME.publickey")
+    lookup.add_argument("--pool", action="store_true",
+                        help="USERKEY is a community pool's (planner's) key: list its free "
+                             "vessels (docs/pool.md)")
     for name, text in (("status", "show a DHT node's status"),
                        ("peers", "show a DHT node's peers (its routing table), or with "
                                  "--bootstrap the live peers of the network walked from there")):

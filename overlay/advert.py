@@ -5,11 +5,13 @@ Wire form of one record (a "blob", at most ``MAX_RECORD_BYTES``)::
     msgpack [FORMAT_VERSION, body: bin, sig: bin(64)]
     body = msgpack {"v": 1, "n": node_pk(32), "a": "host:port", "m": vessel,
                     "u": user_pk(32), "s": seq, "e": expires_at, "w": withdrawn
-                    [, "r": ["relayhost:port", ...]]}
+                    [, "r": ["relayhost:port", ...]] [, "t": tag: bin]}
 
 ``r`` (optional, at most ``MAX_RELAYS`` entries) lists relays that hold a reservation for a
 node behind NAT (docs/nat.md); it is written only when non-empty, so a public node's
-records are byte-for-byte what readers without relay support expect.
+records are byte-for-byte what readers without relay support expect. ``t`` (optional, at
+most ``MAX_TAG_BYTES``) is an opaque tag the overlay stores and returns without reading it:
+the community pool puts a free vessel's attributes or a lease record there (docs/pool.md).
     sig  = Ed25519(node_sk, ADVERT_DOMAIN || len(body) || body)      (seattlecore.keys)
 
 The signature covers the exact body bytes, which are verified *before* the body is decoded.
@@ -46,8 +48,10 @@ MAX_TTL = 2 * 3600.0
 CLOCK_SKEW = 120.0
 MAX_SEQ = 2**63 - 1
 MAX_RELAYS = 3
+MAX_TAG_BYTES = 400
 _BODY_KEYS = frozenset("vnamusew")
 _BODY_KEYS_RELAYED = _BODY_KEYS | {"r"}
+_BODY_KEY_SETS = (_BODY_KEYS, _BODY_KEYS_RELAYED, _BODY_KEYS | {"t"}, _BODY_KEYS_RELAYED | {"t"})
 
 
 def dht_key_for(user_key: PublicKey, replica: int = 0) -> bytes:
@@ -59,6 +63,29 @@ def dht_key_for(user_key: PublicKey, replica: int = 0) -> bytes:
         raise OverlayUsageError(f"replica must be in [0, {REPLICA_KEYS})")
     suffix = bytes([replica]) if replica else b""
     return hashlib.blake2b(DHT_KEY_DOMAIN + user_key.raw + suffix, digest_size=DHT_KEY_BYTES).digest()
+
+
+POOL_LISTING_DOMAIN = b"seattle/pool/v1\x00"
+
+
+def pool_listing_key(pool: PublicKey) -> PublicKey:
+    """The key a community pool's free vessels are advertised under (docs/pool.md): a hash
+    of the pool's (planner's) key, so nobody holds its private half."""
+    return PublicKey(hashlib.blake2b(POOL_LISTING_DOMAIN + pool.raw, digest_size=32).digest())
+
+
+def describe_tag(tag: bytes) -> str:
+    """A short text form of an advert's opaque tag for inspection tools (pure)."""
+    if not tag:
+        return ""
+    try:
+        fields = msgpack.unpackb(tag, raw=False)
+    except (ValueError, TypeError, msgpack.ExtraData):
+        return f"{len(tag)} bytes"
+    if not isinstance(fields, dict):
+        return f"{len(tag)} bytes"
+    return " ".join(f"{k}={v.hex()[:8] if isinstance(v, bytes) else v}"
+                    for k, v in sorted(fields.items(), key=lambda kv: str(kv[0])))
 
 
 def dht_keys_for(user_key: PublicKey) -> tuple[bytes, ...]:
@@ -99,9 +126,13 @@ class Advert:
     """A tombstone: the vessel no longer serves this user."""
     relays: tuple[str, ...] = ()
     """``host:port`` of relays through which the node can be reached (empty: dial directly)."""
+    tag: bytes = b""
+    """Opaque bytes for the layers above (the pool's attributes or lease record); empty: none."""
 
     def __post_init__(self) -> None:
         check_address(self.address)
+        if type(self.tag) is not bytes or len(self.tag) > MAX_TAG_BYTES:
+            raise OverlayUsageError(f"tag must be at most {MAX_TAG_BYTES} bytes")
         if type(self.relays) is not tuple or len(self.relays) > MAX_RELAYS:
             raise OverlayUsageError(f"relays must be a tuple of at most {MAX_RELAYS} addresses")
         for relay in self.relays:
@@ -137,6 +168,8 @@ def encode_body(advert: Advert) -> bytes:
     }
     if advert.relays:
         body["r"] = list(advert.relays)
+    if advert.tag:
+        body["t"] = advert.tag
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -171,6 +204,7 @@ def make_advert(
     expires_at: float,
     withdrawn: bool = False,
     relays: tuple[str, ...] = (),
+    tag: bytes = b"",
 ) -> bytes:
     """Build and sign an advert for ``keys.public`` in one call; returns the blob."""
     advert = Advert(
@@ -182,6 +216,7 @@ def make_advert(
         expires_at=expires_at,
         withdrawn=withdrawn,
         relays=relays,
+        tag=tag,
     )
     return sign_advert(keys, advert)
 
@@ -210,10 +245,12 @@ def _unpack_body(body: bytes) -> dict[str, Any]:
         fields = msgpack.unpackb(body, raw=False)
     except (ValueError, TypeError, msgpack.ExtraData) as exc:
         raise InvalidAdvert("malformed", "body is not msgpack") from exc
-    if not isinstance(fields, dict) or set(fields) not in (_BODY_KEYS, _BODY_KEYS_RELAYED):
+    if not isinstance(fields, dict) or set(fields) not in _BODY_KEY_SETS:
         raise InvalidAdvert("malformed", "body fields")
     if "r" in fields and (type(fields["r"]) is not list or not fields["r"]):
         raise InvalidAdvert("malformed", "relays must be a non-empty list")
+    if "t" in fields and (type(fields["t"]) is not bytes or not fields["t"]):
+        raise InvalidAdvert("malformed", "tag must be non-empty bytes")
     if fields["v"] != BODY_VERSION:
         raise InvalidAdvert("bad_version", f"body version {fields['v']!r}")
     return fields
@@ -230,6 +267,7 @@ def _advert_from_fields(fields: dict[str, Any]) -> Advert:
             expires_at=float(fields["e"]),
             withdrawn=fields["w"] is True,
             relays=tuple(fields.get("r", ())),
+            tag=fields.get("t", b""),
         )
     except (OverlayUsageError, CoreError, ValueError, TypeError) as exc:
         raise InvalidAdvert("malformed", str(exc)) from exc

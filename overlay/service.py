@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -56,8 +56,11 @@ def plan_adverts(
     now: float,
     ttl: float,
     relays: tuple[str, ...] = (),
+    tags: Mapping[Pair, bytes] | None = None,
 ) -> list[Advert]:
-    """The adverts of one announce round: live ones, then tombstones (pure)."""
+    """The adverts of one announce round: live ones, then tombstones (pure).
+
+    ``tags`` gives live pairs their opaque tag (the pool's attributes or lease record)."""
     out = []
     for pairs, withdrawn in ((desired, False), (withdrawing, True)):
         for vessel, user in sorted(pairs, key=lambda p: (p[0], p[1].raw)):
@@ -71,6 +74,7 @@ def plan_adverts(
                     expires_at=now + ttl,
                     withdrawn=withdrawn,
                     relays=() if withdrawn else relays,
+                    tag=b"" if withdrawn or tags is None else tags.get((vessel, user), b""),
                 )
             )
     return out
@@ -106,12 +110,15 @@ class Announcer:
         self._last_result: PublishResult | None = None
         self._live_until = 0.0
         self._relays: tuple[str, ...] = ()
+        self._tags: dict[Pair, bytes] = {}
 
     def update(self, entries: Iterable[Pair], *, address: str | None = None,
-               relays: tuple[str, ...] | None = None) -> None:
+               relays: tuple[str, ...] | None = None,
+               tags: Mapping[Pair, bytes] | None = None) -> None:
         """Replace the desired (vessel, user key) set; removed pairs get tombstones. Sync.
 
-        ``relays`` (if given) replaces the relay addresses put into live adverts."""
+        ``relays`` (if given) replaces the relay addresses put into live adverts; ``tags``
+        (if given) replaces the opaque tags of live pairs (docs/pool.md)."""
         new = frozenset(entries)
         until = self._clock() + self.ttl
         for pair in self._desired - new:
@@ -123,6 +130,8 @@ class Announcer:
             self._address = address
         if relays is not None:
             self._relays = relays
+        if tags is not None:
+            self._tags = dict(tags)
         self.wake()
 
     def wake(self) -> None:
@@ -132,6 +141,11 @@ class Announcer:
     def _next_seq(self, now: float) -> int:
         self._seq = max(self._seq + 1, int(now * 1000))
         return self._seq
+
+    def next_seq(self) -> int:
+        """A ``seq`` above every one this announcer used, for records of the same node that
+        are published outside its rounds (the pool's lease claims): a later round wins."""
+        return self._next_seq(self._clock())
 
     async def announce_now(self) -> PublishResult | None:
         """Sign and publish one round; errors are logged and counted, never raised."""
@@ -146,6 +160,7 @@ class Announcer:
             now=now,
             ttl=self.ttl,
             relays=self._relays,
+            tags=self._tags,
         )
         self._rounds += 1
         self._last_at = now

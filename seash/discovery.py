@@ -6,6 +6,7 @@ its vessels the current identity may use. Every usable vessel gets a ``%N`` id.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import trio
@@ -54,6 +55,16 @@ async def _contact(ex: Executor, command: str, nodes: list[tuple[Node, PublicKey
         raise NoVesselsFound(f"no vessels usable by {s.current} found")
     ex.reporter.text(f"{len(ids)} vessels ready (group {command}good); 'list' shows them")
     return ids
+
+
+def lease_note(deadline: float | None, now: float) -> str:
+    """``lease 3h59m`` for a pool vessel leased until ``deadline`` (docs/pool.md), else ""."""
+    if deadline is None:
+        return ""
+    if deadline <= now:
+        return "lease expired"
+    hours, rest = divmod(int(deadline - now), 3600)
+    return f"lease {hours}h{rest // 60:02d}m" if hours else f"lease {rest // 60}m{rest % 60:02d}s"
 
 
 def observers_of(peers: Sequence[str]) -> list[Node]:
@@ -111,14 +122,23 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
     s = ex.session
     me = s.identity().public
 
+    base = node_info_op({})
+    notes: dict[int, str] = {}
+    """Each answer's lease note, by the answer object (render gets only the value)."""
+
+    async def op(client: NodeClient, job: Job) -> VesselInfo:
+        info = await base(client, job)
+        notes[id(info)] = lease_note(s.leases.get(job.address), time.time())
+        return info
+
     def render(v: VesselInfo) -> str:
         mark = "*" if v.owner == me else " "
         reason = f" ({v.exit_reason})" if v.exit_reason and v.status != "Started" else ""
         program = " ".join([v.program, *v.args]) if v.program else ""
         return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
-                                            v.owner_info) if part)
+                                            v.owner_info, notes.get(id(v), "")) if part)
 
-    results = await ex.fan("list", node_info_op({}), render, quiet=quiet, paths=True)
+    results = await ex.fan("list", op, render, quiet=quiet, paths=True)
     for result in results:
         if result.ok:
             s.info[int(result.target[1:])] = result.value

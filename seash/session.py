@@ -80,6 +80,10 @@ class Session:
         self.target: str = ALL
         self.settings = Settings()
         self._next_id = 1
+        self.grants: dict[str, bytes] = {}
+        """Pool credentials by identity name (``loadgrant``; docs/pool.md)."""
+        self.leases: dict[str, float] = {}
+        """Lease deadlines (wall clock) by vessel address ``host:port:vessel``."""
 
     # ---- identities ----
 
@@ -138,6 +142,9 @@ class Session:
         return number
 
     def forget_vessel(self, number: int) -> None:
+        ref = self.vessels.get(number)
+        if ref is not None:
+            self.leases.pop(ref.address, None)
         self.vessels.pop(number, None)
         self.info.pop(number, None)
         for members in self.groups.values():
@@ -237,6 +244,8 @@ class Session:
             "groups": self.groups,
             "target": self.target,
             "next_id": self._next_id,
+            "grants": {name: blob.hex() for name, blob in self.grants.items()},
+            "leases": dict(self.leases),
             "settings": {"timeout": self.settings.timeout, "uploadrate": self.settings.uploadrate,
                          "concurrency": self.settings.concurrency,
                          "bootstrap": [f"{h}:{p}" for h, p in self.settings.bootstrap]},
@@ -259,6 +268,8 @@ class Session:
         session.groups = {str(k): [int(n) for n in v] for k, v in data["groups"].items()}
         session.target = str(data["target"])
         session._next_id = int(data["next_id"])
+        session.grants = {str(k): bytes.fromhex(v) for k, v in data.get("grants", {}).items()}
+        session.leases = {str(k): float(v) for k, v in data.get("leases", {}).items()}
         raw_settings = data["settings"]
         session.settings = Settings(
             timeout=float(raw_settings["timeout"]), uploadrate=float(raw_settings["uploadrate"]),

@@ -9,7 +9,18 @@ talks to nodes only through ``ex.fan`` (client.py), and writes only through ``ex
 from __future__ import annotations
 
 from nodemanager import NodeClient
-from seash import discovery, files, groups, identities, logs, owner, programs, settings, vessels
+from seash import (
+    discovery,
+    files,
+    groups,
+    identities,
+    leases,
+    logs,
+    owner,
+    programs,
+    settings,
+    vessels,
+)
 from seash.commands import Arg, Args, Command, Option, help_text
 from seash.executor import Executor
 from seash.owner import change_handler
@@ -49,6 +60,8 @@ SHOW = Command("show", help="show shell state or live vessel information", child
     Command("advertise", "cached advertise flag", vessels.show_advertise),
     Command("ip", "node addresses of the target ('to FILE': write them to FILE)", vessels.show_ip,
             (TO_FILE,), aliases=("hostname",)),
+    Command("leases", "pool leases of the known vessels and their time left",
+            leases.show_leases, aliases=("lease",)),
     Command("timeout", "session settings", settings.show_settings,
             aliases=("uploadrate", "settings", "bootstrap")),
 ))
@@ -88,6 +101,16 @@ TREE = Command("", children=(
     Command("contact", "add the usable vessels of one node manager HOST:PORT[:VESSEL]", discovery.contact,
             (Arg("address", "hostport"),)),
     Command("list", "GetVessels: status of each target (* = you own it)", discovery.list_vessels),
+    Command("loadgrant", "load a pool credential FILE for the current identity (docs/pool.md)",
+            leases.loadgrant, (Arg("file", "path"),)),
+    Command("get", "lease N free pool vessels [public|nat|any] (--spread: distinct /24s first)",
+            leases.get, (Arg("count", "number"), Arg("kind", optional=True),
+                         Arg("group", "word", optional=True, keyword="as")),
+            options=(Option("--spread", help="prefer vessels on distinct /24 networks"),)),
+    Command("renew", "RenewLease on the leased vessels of TARGET (default: current target)",
+            leases.renew, (Arg("target", "target", optional=True),)),
+    Command("release", "ReleaseVessel: give the leased vessels of TARGET back to the pool",
+            leases.release, (Arg("target", "target", optional=True),)),
     Command("update", "refresh vessel information without printing it", discovery.update),
     Command("add", "add TARGET (default: current target) to GROUP", groups.add,
             (Arg("target", "target", optional=True), Arg("group", "group", keyword="to"))),

@@ -95,7 +95,8 @@ def _start(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     try:
         if lab is not None:
             return start_lab(directory, args.nodes, args.vessels, not args.no_sandbox, lab)
-        return trio.run(start_testbed, directory, args.nodes, args.vessels, not args.no_sandbox)
+        return trio.run(partial(start_testbed, directory, args.nodes, args.vessels,
+                                not args.no_sandbox, pool=getattr(args, "pool", False)))
     except OSError as exc:
         raise TestbedError(f"cannot set up {directory}: {exc}") from exc
 
@@ -106,7 +107,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     data = _start(args, directory)
     where = "lab hosts" if lab_of(data) else "node managers"
     print(f"testbed up: {args.nodes} {where} in {time.monotonic() - started:.1f} s, "
-          f"{args.vessels} vessels each, owned by the demo identity")
+          f"{args.vessels} vessels each, "
+          + ("in a community pool" if "pool" in data else "owned by the demo identity"))
     if args.wait:
         took = wait_usable(data, args.wait_timeout)
         print(f"all {args.nodes} nodes usable {took:.1f} s after the last node manager started: "
@@ -120,7 +122,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         print("point seash at it:")
         print(f"  seash --home {directory / 'keys'} --bootstrap {data['bootstrap']}")
-    print(f"  then: loadkeys {DEMO}; browse; list")
+    if "pool" in data:
+        print(f"  community pool:     {data['pool']['key'][:16]}... (every vessel); "
+              f"credential {data['pool']['grant']}")
+        print(f"  then: loadkeys {DEMO}; loadgrant {Path(data['pool']['grant']).name}; "
+              "get 3; on get run hello.py; release get")
+    else:
+        print(f"  then: loadkeys {DEMO}; browse; list")
     print(f"stop it with: seattle-testbed down --dir {directory}")
     return 0
 
@@ -294,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "that did not)")
     up.add_argument("--wait-timeout", type=_seconds, default=WAIT_TIMEOUT, metavar="S",
                     help=f"seconds --wait waits (default {WAIT_TIMEOUT:.0f})")
+    up.add_argument("--pool", action="store_true",
+                    help="put every vessel in a community pool and write a credential for "
+                         "the demo identity (docs/pool.md)")
     up.add_argument("--lab", action="store_true",
                     help="each node on a host of its own in a network lab (root; docs/lab.md)")
     up.add_argument("--nat", type=_fraction, default=None, metavar="F",

@@ -34,6 +34,7 @@ from nodemanager.nat.dial import Route, open_route_client
 from overlay import Advert, OverlayError, lookup_once
 from sandbox import ResourceTable
 from seattlecore import KeyPair, PublicKey, load_private, save_keypair, write_atomic
+from testbed.pool import PLANNER, pool_node_spec, write_grant
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,13 @@ def nodes_rss_mb(data: dict[str, Any]) -> float:
     return total / 1e6
 
 
-def demo_identity(directory: Path) -> KeyPair:
-    """Load or create ``keys/demo.privatekey``."""
-    private = directory / "keys" / f"{DEMO}.privatekey"
+def demo_identity(directory: Path, name: str = DEMO) -> KeyPair:
+    """Load or create ``keys/NAME.privatekey`` (default: the demo identity)."""
+    private = directory / "keys" / f"{name}.privatekey"
     if private.exists():
         return load_private(private)
     keys = KeyPair.generate()
-    save_keypair(directory / "keys", DEMO, keys)
+    save_keypair(directory / "keys", name, keys)
     return keys
 
 
@@ -218,11 +219,12 @@ def refuse_running(directory: Path) -> None:
 
 async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: bool = True,
                         sites: Sequence[NodeSite] | None = None,
-                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                        extra: dict[str, Any] | None = None, pool: bool = False) -> dict[str, Any]:
     """Initialise and start ``nodes`` node managers; write and return ``testbed.json``'s data.
 
     ``sites`` says where each node runs (default: all on loopback); ``extra`` is added to
-    ``testbed.json`` as is (the lab's description).
+    ``testbed.json`` as is (the lab's description). With ``pool`` every vessel is in a
+    community pool and the demo identity gets a credential (testbed/pool.py).
     """
     if nodes < 1 or vessels < 1:
         raise TestbedError("need at least one node and one vessel per node")
@@ -233,7 +235,15 @@ async def start_testbed(directory: Path, nodes: int, vessels: int = 2, sandbox: 
     directory.mkdir(parents=True, exist_ok=True)
     demo = demo_identity(directory)
     states = [directory / "nodes" / f"n{i:03d}" for i in range(nodes)]
-    await _init_all(states, [node_spec(i, vessels, demo.public) for i in range(nodes)])
+    specs = [node_spec(i, vessels, demo.public) for i in range(nodes)]
+    if pool:  # the community pool (docs/pool.md)
+        planner = demo_identity(directory, PLANNER)
+        specs = [pool_node_spec([v["resources"] for v in spec["vessels"]], planner)
+                 for spec in specs]
+        extra = {**(extra or {}), "pool": {
+            "key": planner.public.to_text(),
+            "grant": str(write_grant(directory, planner, demo))}}
+    await _init_all(states, specs)
     pids = [_start(states[0], None, sandbox, sites[0])]
     try:
         await _wait_ports(states[:1], pids, START_TIMEOUT)

@@ -281,6 +281,7 @@ def render_donation(record: Mapping[str, Any]) -> str:
             f"memory {int(res['memory']) // 1_000_000} MB  disk {int(res['diskused']) // 1_000_000} MB  "
             f"ports {min(res['connport'])}-{max(res['connport'])}  owner {vessel['owner'][:16]}..."
             + ("  (reserved)" if vessel["reserved"] else "")
+            + ("  (community pool)" if vessel.get("pool") else "")
         )
     return "\n".join(lines)
 
@@ -330,7 +331,7 @@ def install_record(bundle: OpenedBundle, options: InstallOptions,
         "vessels": [
             {"name": f"v{i}", "percent": share.percent, "owner": share.owner.to_text(),
              "users": [u.to_text() for u in share.users], "reserved": share.reserved,
-             "resources": table.as_dict()}
+             "resources": table.as_dict(), **({"pool": True} if share.pool else {})}
             for i, (share, table) in enumerate(zip(manifest.vessels, tables, strict=True), 1)
         ],
     }
@@ -338,11 +339,16 @@ def install_record(bundle: OpenedBundle, options: InstallOptions,
 
 def node_spec(record: Mapping[str, Any]) -> dict[str, Any]:
     """The ``seattle-nodemanager init`` spec for the recorded vessels."""
-    return {
+    spec: dict[str, Any] = {
         "offcut": DEFAULT_OFFCUT.to_text(),
-        "vessels": [{"name": v["name"], "owner": v["owner"], "users": v["users"],
+        "vessels": [{"name": v["name"], "pool": True, "resources": v["resources"]}
+                    if v.get("pool") else
+                    {"name": v["name"], "owner": v["owner"], "users": v["users"],
                      "resources": v["resources"]} for v in record["vessels"]],
     }
+    if any(v.get("pool") for v in record["vessels"]):
+        spec["pool"] = {"key": record["planner"]}  # the pool is named by its planner's key
+    return spec
 
 
 IDENTITY = ("bundle_sha256", "percent", "host", "port", "dht_port", "sandbox", "service")

@@ -55,6 +55,8 @@ class NodeReport:
     """``server`` or ``client`` (client: the DHT port is not reachable)."""
     relay: Mapping[str, Any] = field(default_factory=dict)
     relayed: Mapping[str, Any] = field(default_factory=dict)
+    pool: Mapping[str, Any] | None = None
+    """Pool vessels and their leases (GetNodeStatus ``pool``; docs/pool.md)."""
 
     @property
     def advertised_keys(self) -> tuple[str, ...]:
@@ -104,7 +106,7 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
                       vessels=vessels, dht_peers=peers, port_limits=status.limits,
                       port_counters=status.connections, error=error, version=status.version,
                       updates=status.updates, reachability=status.reachability, dht_mode=mode,
-                      relay=status.relay, relayed=status.relayed)
+                      relay=status.relay, relayed=status.relayed, pool=status.pool)
 
 
 def _mode_from_file(state: Path) -> str | None:

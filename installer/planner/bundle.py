@@ -101,7 +101,8 @@ def encode_manifest(manifest: Manifest) -> bytes:
         "bootstrap": list(manifest.bootstrap),
         "vessels": [
             {"percent": v.percent, "owner": v.owner.to_text(),
-             "users": [u.to_text() for u in v.users], "reserved": v.reserved}
+             "users": [u.to_text() for u in v.users], "reserved": v.reserved,
+             **({"pool": True} if v.pool else {})}
             for v in manifest.vessels
         ],
     }
@@ -126,7 +127,7 @@ def decode_manifest(data: bytes) -> Manifest:
         vessels = tuple(
             VesselShare(percent=v["percent"], owner=PublicKey.from_text(v["owner"]),
                         users=tuple(PublicKey.from_text(u) for u in v["users"]),
-                        reserved=bool(v["reserved"]))
+                        reserved=bool(v["reserved"]), pool=v.get("pool", False) is True)
             for v in raw["vessels"]
         )
         return Manifest(planner=PublicKey.from_text(raw["planner"]), vessels=vessels,

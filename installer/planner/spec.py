@@ -31,6 +31,9 @@ class VesselShare:
     users: tuple[PublicKey, ...] = ()
     reserved: bool = False
     """True for the vessel that holds the planner's unassigned remainder."""
+    pool: bool = False
+    """A community-pool share (docs/pool.md): the node owns it and lends it to the members
+    of the planner's pool; ``owner`` is the planner (the pool's name)."""
 
     def __post_init__(self) -> None:
         if type(self.percent) is not int or not STEP <= self.percent <= 100 or self.percent % STEP:
@@ -78,7 +81,7 @@ def complete_shares(
 ) -> tuple[VesselShare, ...]:
     """Check the planner's shares and add the reserved vessel for any remainder."""
     if not shares:
-        raise SpecError("give at least one --vessel PERCENT:OWNERKEY")
+        raise SpecError("give at least one --vessel PERCENT:OWNERKEY (or --pool PERCENT)")
     if any(share.reserved for share in shares):
         raise SpecError("the reserved vessel is added by the builder, not given")
     assigned = sum(share.percent for share in shares)

@@ -27,6 +27,7 @@ import trio
 
 from nodemanager.nat.autonat import dht_client_mode
 from nodemanager.nat.reachability import ReachabilityBoard
+from nodemanager.node.poolservice import DirectoryBridge
 from nodemanager.node.server import NodeServer
 from overlay import Announcer, DhtConfig, DhtNode, dht_loop, open_dht_node, parse_hostport
 from seattlecore import KeyPair
@@ -80,17 +81,23 @@ async def serve_discovery(
         if config.resolve_address is not None:
             address = await config.resolve_address()
         announcer = Announcer(node, keys, address)
-        announcer.update(server.advert_entries(), relays=server.relays)
+        announcer.update(server.advert_entries(), relays=server.relays, tags=server.advert_tags())
+        if server.pool is not None:  # the pool counts leases through the DHT (docs/pool.md)
+            bridge = DirectoryBridge()
+            nursery.start_soon(bridge.serve, node)
+            server.pool.attach(bridge, address, announcer.next_seq)
         await nursery.start(announcer.run)
         log.info("DHT node on %s:%d announcing %s", config.host, node.port, address)
         for service in services:
             nursery.start_soon(service, node)
         if board is not None:
-            nursery.start_soon(reannounce_on_change, board, announcer)
+            nursery.start_soon(reannounce_on_change, board, announcer, server.reannounce)
         nursery.start_soon(reannounce_on_growth, node, announcer)
         try:
             await follow_changes(server, announcer)
         finally:
+            if server.pool is not None:
+                server.pool.attach(None)
             nursery.cancel_scope.cancel()
             await withdraw(announcer)
 
@@ -111,7 +118,7 @@ async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
     seen = server.advert_generation
     while True:
         seen = await server.wait_advert_changed(seen)
-        announcer.update(server.advert_entries(), relays=server.relays)
+        announcer.update(server.advert_entries(), relays=server.relays, tags=server.advert_tags())
 
 
 async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe: bool) -> None:
@@ -125,10 +132,12 @@ async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe
         await board.wait_changed(seen)
 
 
-async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer) -> None:
+async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer,
+                               refresh: Callable[[], None] | None = None) -> None:
     """Publish again whenever the reachability board changes: adverts published while this
     node was a DHT client, or while few peers were servers yet (all start as clients until
-    proven reachable), went to the few servers there were; now there are more."""
+    proven reachable), went to the few servers there were; now there are more. ``refresh``
+    (the server's ``reannounce``) rebuilds the entries, whose pool tags name the reachability."""
     seen = board.generation
     decided = _decision(board)
     while True:
@@ -136,6 +145,8 @@ async def reannounce_on_change(board: ReachabilityBoard, announcer: Announcer) -
         if _decision(board) != decided:  # not for a new reason line alone
             decided = _decision(board)
             announcer.wake()
+            if refresh is not None:  # pool adverts carry the reachability (docs/pool.md)
+                refresh()
 
 
 GROWTH_CHECK_EVERY = 1.0

@@ -32,9 +32,12 @@ from nodemanager.node.admission import Admission, Conn, PortLimits
 from nodemanager.node.batch import any_call_ok, run_batch
 from nodemanager.node.files import VesselStore
 from nodemanager.node.nonces import NonceCommits
+from nodemanager.node.leases import load_config
+from nodemanager.node.poolservice import PoolService, pool_entries
 from nodemanager.node.sources import StatusSources
 from nodemanager.node.state import NodeState
 from nodemanager.node.vessels import ProgramRunner, live_of, map_runner_errors
+from nodemanager.proto import messages as m
 from nodemanager.proto.auth import TIME_WINDOW, Verified, authenticate, read_nonce
 from nodemanager.proto.listener import serve_tcp
 from nodemanager.proto.messages import Batch, GetNodeStatus
@@ -232,6 +235,11 @@ class NodeServer:
             model.DeleteFile: self._delete_file, model.ReadLog: self._read_log,
             model.Reannounce: self._reannounce, model.NoteDialBack: self._note_dial_back,
         }
+        pool_config = load_config(state)
+        self.pool = None if pool_config is None else PoolService(self, pool_config, clock)
+        """The community pool's leases (docs/pool.md), if this node has pool vessels."""
+        if self.pool is not None:
+            self.status.provide("pool", self.pool.status)
 
     # ---- lifecycle ----
 
@@ -253,6 +261,8 @@ class NodeServer:
         self.admission = Admission(fit_to_fd_limit(self.config.limits), trio.current_time())
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.pool is not None:
+                nursery.start_soon(self.pool.run)
             bound = await nursery.start(serve_tcp, self.handle_connection, host, port)
             log.info("node manager %s listening on %s:%d", self.node.short(), host, bound)
             task_status.started(bound)
@@ -264,10 +274,33 @@ class NodeServer:
         entries: list[tuple[str, PublicKey]] = []
         for name in sorted(self.state.vessels):
             vessel = self.state.vessels[name]
-            if vessel.advertise:
+            if vessel.advertise and not (self.pool and self.pool.is_pool_vessel(name)):
                 keys = dict.fromkeys((vessel.owner, *vessel.users))
                 entries.extend((name, key) for key in keys)
-        return entries
+        return entries + sorted(self.advert_tags(), key=lambda p: (p[0], p[1].raw))
+
+    def advert_tags(self) -> dict[tuple[str, PublicKey], bytes]:
+        """Tags of the pool's advertised pairs (free vessels, lease records: docs/pool.md)."""
+        return dict(pool_entries(self.pool))
+
+    # ---- seam for the pool (poolservice.py) ----
+
+    def vessel_lock(self, name: str) -> trio.Lock:
+        """The lock held while a request acts on vessel ``name``."""
+        return self._vessel_lock(name)
+
+    @property
+    def commit_lock(self) -> trio.Lock:
+        """The lock held while a change is decided and committed."""
+        return self._lock
+
+    async def wipe(self, vessel: str) -> None:
+        """Stop the vessel's program and delete its files and log."""
+        await self._halt(vessel)
+        await trio.to_thread.run_sync(self.store.wipe, vessel)
+
+    def reannounce(self) -> None:
+        self._bump_adverts()
 
     def set_relays(self, relays: tuple[str, ...]) -> None:
         """The relays through which this node is reachable changed: re-announce."""
@@ -429,6 +462,10 @@ class NodeServer:
         """
         if isinstance(verified.request, Batch):
             return await run_batch(verified, self._execute_call, self._consume_nonce)
+        if isinstance(verified.request, m.POOL_REQUESTS):
+            if self.pool is None:
+                raise errors.NotInPool("this node has no pool vessels")
+            return await self.pool.execute(verified)
         if not verified.request.mutates:
             now = self.clock()
             outcome = self._decide(verified, now)

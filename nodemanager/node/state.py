@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from nodemanager.errors import ReplayedNonce
 from nodemanager.node.model import STATUSES, Change, Status, Vessel
@@ -54,6 +55,10 @@ CREATE TABLE IF NOT EXISTS vessel_users (
 CREATE TABLE IF NOT EXISTS nonces (nonce BLOB PRIMARY KEY, ts REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nonces_ts ON nonces(ts);
 """
+
+
+Statement = tuple[str, tuple[object, ...]]
+"""One SQL statement and its parameters."""
 
 
 class StateError(Exception):
@@ -181,18 +186,22 @@ class NodeState:
             self._set_meta("offcuts_held", str(change.offcuts_held))
 
     def commit(self, change: Change | None, *, nonce: bytes | None = None, ts: float = 0.0,
-               now: float = 0.0, window: float = 300.0) -> None:
-        """Record ``nonce`` (ReplayedNonce if seen) and apply ``change``, in one transaction."""
-        if change is None and nonce is None:
+               now: float = 0.0, window: float = 300.0, also: Sequence[Statement] = ()) -> None:
+        """Record ``nonce`` (ReplayedNonce if seen) and apply ``change``, in one transaction;
+        ``also``: more statements of the same transaction (the pool's lease rows)."""
+        if change is None and nonce is None and not also:
             return
         try:
-            if change is None:  # one statement is its own transaction (autocommit)
+            if change is None and not also:  # one statement is its own transaction
                 self._db.execute("INSERT INTO nonces VALUES (?, ?)", (nonce, ts))
             else:
                 with self._transaction():
                     if nonce is not None:
                         self._db.execute("INSERT INTO nonces VALUES (?, ?)", (nonce, ts))
-                    self._apply(change)
+                    if change is not None:
+                        self._apply(change)
+                    for sql, params in also:
+                        self._db.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise ReplayedNonce("this request's nonce was already used") from exc
         if change is not None:
@@ -224,6 +233,22 @@ class NodeState:
         if self._commits // PRUNE_EVERY != before // PRUNE_EVERY:
             self.prune_nonces(before=now - window - 60.0)
         return fresh
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement (tables other parts keep here: the pool's leases)."""
+        return [tuple(row) for row in self._db.execute(sql, params)]
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._set_meta(key, value)
+
+    def ensure_table(self, ddl: str) -> None:
+        """Create a table other parts keep in this database (``CREATE TABLE IF NOT EXISTS``)."""
+        with self._transaction():
+            self._db.execute(ddl)
 
     def record_status(self, name: str, status: Status, *, exit_reason: str | None = None,
                       exit_code: int | None = None) -> None:

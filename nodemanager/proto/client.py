@@ -26,8 +26,15 @@ from typing import Any
 
 import trio
 
-from nodemanager.errors import BadResponse, ClientError, ConnectionFailed, error_for_code
+from nodemanager.errors import (
+    BadPoolRecord,
+    BadResponse,
+    ClientError,
+    ConnectionFailed,
+    error_for_code,
+)
 from nodemanager.proto import messages as m
+from nodemanager.proto.pool import read_credential, sign_consent
 from nodemanager.proto.wire import (
     HEADER,
     MAX_FRAME_BYTES,
@@ -95,6 +102,8 @@ class NodeStatus:
     """Managed installs: running version, latest verified, last check (docs/updates.md)."""
     reachability: Mapping[str, Any] | None = None
     """tcp/udp reachability, observed address and the reason (docs/nat.md)."""
+    pool: Mapping[str, Any] | None = None
+    """The community pool's vessels and their leases (docs/pool.md), on pool nodes."""
     relay: Mapping[str, Any] = field(default_factory=dict)
     """The relay service: reservations, circuits, limits, counters (protocol §14.5)."""
     relayed: Mapping[str, Any] = field(default_factory=dict)
@@ -249,11 +258,12 @@ class NodeClient:
 
     # ---- calls ----
 
-    async def call(self, request: m.Request, *, sign: bool | None = None) -> dict[str, Any]:
+    async def call(self, request: m.Request, *, sign: bool | None = None,
+                   timestamp: float | None = None) -> dict[str, Any]:
         """Send ``request`` and return the verified result map; raise its error otherwise.
 
         ``sign`` defaults to "signed if this client has an identity". Non-public operations
-        must be signed.
+        must be signed. ``timestamp`` replaces the clock's (a consent signed for it).
         """
         signed = self.identity is not None if sign is None else sign
         if signed and self.identity is None:
@@ -264,7 +274,8 @@ class NodeClient:
             await self.get_vessels(sign=False)
         nonce = os.urandom(NONCE_BYTES)
         payload = seal_request(request, identity=self._signer if signed else None,
-                               node=self.node_key, nonce=nonce, timestamp=self._clock())
+                               node=self.node_key, nonce=nonce,
+                               timestamp=self._clock() if timestamp is None else timestamp)
         if len(payload) + 64 > MAX_FRAME_BYTES:
             raise ClientError("request is larger than the maximum frame size")
         if signed and not self._trusted and len(payload) > PUBLIC_FRAME_BYTES:
@@ -303,7 +314,8 @@ class NodeClient:
                           connections=dict(raw.get("connections", {})),
                           updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None,
                           reachability=_mapping(raw.get("reachability")),
-                          relay=_map(raw, "relay"), relayed=_map(raw, "relayed"))
+                          relay=_map(raw, "relay"), relayed=_map(raw, "relayed"),
+                          pool=_mapping(raw.get("pool")))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))
@@ -364,6 +376,31 @@ class NodeClient:
         raw = await self.call(m.SplitVessel(vessel=vessel, resources=text))
         first, second = raw["vessels"]
         return str(first), str(second)
+
+    # ---- the community pool (revision 8, docs/pool.md) ----
+
+    async def acquire_vessel(self, vessel: str, credential: bytes,
+                             lease: float | None = None) -> dict[str, Any]:
+        """Lease pool vessel ``vessel`` with ``credential``; the answer has ``deadline``."""
+        if self.identity is None:
+            raise ClientError("AcquireVessel needs an identity key pair")
+        if self.node_key is None:
+            await self.get_vessels(sign=False)
+        assert self.node_key is not None
+        try:
+            pool = read_credential(credential).pool
+        except BadPoolRecord as exc:
+            raise ClientError(f"not a pool credential: {exc}") from exc
+        now = self._clock()
+        consent = sign_consent(self.identity, pool, self.node_key, vessel, now)
+        return await self.call(m.AcquireVessel(vessel=vessel, credential=credential,
+                                               consent=consent, lease=lease), timestamp=now)
+
+    async def renew_lease(self, vessel: str, lease: float | None = None) -> dict[str, Any]:
+        return await self.call(m.RenewLease(vessel=vessel, lease=lease), sign=True)
+
+    async def release_vessel(self, vessel: str) -> None:
+        await self.call(m.ReleaseVessel(vessel=vessel), sign=True)
 
     async def join_vessels(self, vessel1: str, vessel2: str) -> str:
         raw = await self.call(m.JoinVessels(vessel1=vessel1, vessel2=vessel2))

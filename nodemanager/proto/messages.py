@@ -18,9 +18,10 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 7
+PROTOCOL_REVISION = 8
 """Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
-3 = GetVessels reports each vessel's program and arguments, ..., 7 = ``Batch``."""
+3 = GetVessels reports each vessel's program and arguments, ..., 7 = ``Batch``, 8 = the
+community pool's AcquireVessel, RenewLease and ReleaseVessel (docs/pool.md)."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
@@ -384,6 +385,74 @@ class JoinVessels(Request):
         return (self.vessel1, self.vessel2)
 
 
+# ---- revision 8: the community pool (docs/pool.md) ----
+
+MAX_CREDENTIAL = 512
+MAX_LEASE_SECONDS = 7 * 86400.0
+
+
+def check_credential_blob(value: object) -> bytes:
+    if type(value) is not bytes or not 0 < len(value) <= MAX_CREDENTIAL:
+        raise BadArguments(f"credential must be 1-{MAX_CREDENTIAL} bytes")
+    return value
+
+
+def check_signature(value: object) -> bytes:
+    if type(value) is not bytes or len(value) != 64:
+        raise BadArguments("consent must be a 64-byte signature")
+    return value
+
+
+def check_lease(value: object) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 < value <= MAX_LEASE_SECONDS:  # type: ignore[operator]
+        raise BadArguments(f"lease must be seconds in (0, {MAX_LEASE_SECONDS:.0f}]")
+    return float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcquireVessel(VesselRequest):
+    """Lease a free pool vessel: the signer becomes its user until the lease's deadline.
+
+    ``credential`` is the planner's membership credential, ``consent`` the signer's
+    signature over (pool, node, vessel, the request's timestamp); ``lease`` asks for a
+    shorter first lease than the pool's default (seconds)."""
+
+    op: ClassVar[str] = "AcquireVessel"
+    right: ClassVar[Right] = "public"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    credential: bytes
+    consent: bytes
+    lease: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewLease(VesselRequest):
+    """Move the lessee's deadline to now + ``lease`` (default: the pool's lease), capped at
+    the pool's longest lease counted from the acquisition."""
+
+    op: ClassVar[str] = "RenewLease"
+    right: ClassVar[Right] = "public"
+    mutates: ClassVar[bool] = True
+    vessel: str
+    lease: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseVessel(VesselRequest):
+    """End the lessee's lease now: stop, wipe files and log, remove the user, free it."""
+
+    op: ClassVar[str] = "ReleaseVessel"
+    right: ClassVar[Right] = "public"
+    mutates: ClassVar[bool] = True
+    vessel: str
+
+
+POOL_REQUESTS: tuple[type[Request], ...] = (AcquireVessel, RenewLease, ReleaseVessel)
+
+
 SCHEMAS: dict[type[Request], dict[str, Checker]] = {
     GetVessels: {},
     GetVesselResources: {"vessel": check_vessel},
@@ -404,11 +473,16 @@ SCHEMAS: dict[type[Request], dict[str, Checker]] = {
     ChangeAdvertise: {"vessel": check_vessel, "advertise": check_bool},
     SplitVessel: {"vessel": check_vessel, "resources": check_resource_text},
     JoinVessels: {"vessel1": check_vessel, "vessel2": check_vessel},
+    AcquireVessel: {"vessel": check_vessel, "credential": check_credential_blob,
+                    "consent": check_signature, "lease": check_lease},
+    RenewLease: {"vessel": check_vessel, "lease": check_lease},
+    ReleaseVessel: {"vessel": check_vessel},
 }
 """Each request class's arguments, in wire order, with their checkers."""
 
 OPTIONAL: dict[type[Request], frozenset[str]] = {
     StartVessel: frozenset({"args"}), ReadVesselLog: frozenset({"since"}),
+    AcquireVessel: frozenset({"lease"}), RenewLease: frozenset({"lease"}),
 }
 """Arguments that may be left out on the wire (they take the dataclass default)."""
 

@@ -23,4 +23,6 @@ EXAMPLES: list[m.Request] = [
     m.SplitVessel(vessel="v1", resources="resource cpu 0.1\n"),
     m.JoinVessels(vessel1="v1", vessel2="v2"),
     m.Batch(calls=(m.ListFilesInVessel(vessel="v1"),)),
+    m.AcquireVessel(vessel="v1", credential=b"\x93", consent=bytes(64), lease=60.0),
+    m.RenewLease(vessel="v1", lease=None), m.ReleaseVessel(vessel="v1"),
 ]
