@@ -67,6 +67,7 @@ async def test_up_run_everywhere_down(tmp_path: Path) -> None:
             assert [(n["name"], n["port"], n["dht_port"]) for n in nodes] == [
                 (n["name"], n["port"], n["dht_port"]) for n in data["nodes"]]
             assert all(n["report"]["port"] == n["port"] for n in nodes), nodes
+            assert [len(n["report"]["vessels"]) for n in nodes] == [2] * NODES, nodes
 
         # 'up --wait' returned: found, usable and crawlable now, with no more waiting
         demo = load_private(Path(data["demo"]["privatekey"]))
