@@ -61,6 +61,8 @@ class Recorder:
 class Stub:
     timeout = 0.0
     path = "direct"
+    identity = None
+    node_key = None
 
 
 class AnyPool(NodePool):
