@@ -34,7 +34,6 @@ from installer.donor.status import NodeReport, query_nodes, report_json
 from installer.errors import InstallError, TestbedError
 from seattlecore import (
     CliParser,
-    PublicKey,
     add_global_options,
     json_option,
     run_main,

@@ -32,6 +32,7 @@ import trio
 from installer.errors import TestbedError
 from nodemanager import NodeManagerError
 from nodemanager.nat.dial import Route, open_route_client
+from nodemanager.proto.pool import listing_key
 from overlay import Advert, OverlayError, lookup_once, open_client
 from overlay.netgroup import DiversityLimits, group_of
 from seattlecore import KeyPair, PublicKey, load_private
@@ -169,12 +170,21 @@ def _dht_addresses(data: Mapping[str, Any], nodes: Sequence[Expected]) -> dict[s
     return out
 
 
+def lookup_key(data: Mapping[str, Any], demo: KeyPair) -> PublicKey:
+    """The key the testbed's vessels are advertised under: the demo identity's, or in a pool
+    testbed (``up --pool``) the pool's listing key, where its free vessels are (docs/pool.md)."""
+    pool = data.get("pool")
+    if isinstance(pool, dict):
+        return listing_key(PublicKey.from_text(pool["key"]))
+    return demo.public
+
+
 async def observe(data: Mapping[str, Any], nodes: Sequence[Expected], demo: KeyPair,
                   progress: Progress) -> dict[str, NodeSeen]:
     """One round from here: lookup, each not-yet-ready node over its route, and a crawl."""
     bootstrap = _bootstrap(data)
     try:
-        found = await lookup_once(demo.public, bootstrap, timeout=10)
+        found = await lookup_once(lookup_key(data, demo), bootstrap, timeout=10)
         adverts: Iterable[Advert] = found.candidates
     except OverlayError as exc:
         log.debug("lookup failed: %s", exc)

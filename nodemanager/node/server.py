@@ -31,8 +31,8 @@ from nodemanager.node import api, model
 from nodemanager.node.admission import Admission, Conn, PortLimits
 from nodemanager.node.batch import any_call_ok, run_batch
 from nodemanager.node.files import VesselStore
-from nodemanager.node.nonces import NonceCommits
 from nodemanager.node.leases import load_config
+from nodemanager.node.nonces import NonceCommits
 from nodemanager.node.poolservice import PoolService, pool_entries
 from nodemanager.node.sources import StatusSources
 from nodemanager.node.state import NodeState

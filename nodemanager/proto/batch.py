@@ -122,7 +122,10 @@ class BatchedClient(NodeClient):
         self.path = base.path
         self._broken = False
 
-    async def call(self, request: m.Request, *, sign: bool | None = None) -> dict[str, Any]:
+    async def call(self, request: m.Request, *, sign: bool | None = None,
+                   timestamp: float | None = None) -> dict[str, Any]:
+        if timestamp is not None:  # bound to its own moment (a pool consent): sent alone
+            return await self._batcher.client.call(request, sign=sign, timestamp=timestamp)
         return await self._batcher.submit(request, sign, self.timeout)
 
     async def aclose(self) -> None:
