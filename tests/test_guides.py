@@ -154,17 +154,19 @@ def test_operator_guide_commands(tmp_path: Path) -> None:
         publishers = spawn(user.to_text(), [(host, int(port))], count=2)
         try:
             read_nodes(publishers)
-            values = {"USERKEY": user.to_text(), "HOST:PORT": address, "DIR": str(state)}
+            pool = KeyPair.generate().public  # a pool with no vessels: an empty, clean answer
+            values = {"USERKEY": user.to_text(), "POOLKEY": pool.to_text(), "HOST:PORT": address,
+                      "DIR": str(state)}
             documented = [c for c in commands if c.startswith("seattle-dht ")
                           and "serve" not in c and "41234" not in c]
             every = [one for c in documented for one in alternatives(c)]
-            assert len(every) == 7, every  # lookup, status x2, peers x3, crawl
+            assert len(every) == 8, every  # lookup x2, status x2, peers x3, crawl
 
             def outputs() -> dict[str, str]:
                 return {c: ok(run(runnable(c, values), tmp_path)) for c in every}
 
             def complete(out: dict[str, str]) -> dict[str, str] | None:
-                lookup = out[find(every, "seattle-dht lookup")]
+                lookup = out[find(every, "seattle-dht lookup USERKEY")]
                 crawl = out[find(every, "seattle-dht crawl")]
                 return out if "2 verified adverts" in lookup and "live nodes: 3" in crawl else None
 
