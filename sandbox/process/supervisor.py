@@ -38,6 +38,7 @@ from sandbox.process.limits import CpuThrottle, LogRing, LogSlice, check_quantit
 from sandbox.process.spawn import ChildProcess, ChildRecords, spawn
 from sandbox.process.status import CompileError, Event, Exit, Ready, StatusLines, UsageReport, parse_event
 from sandbox.process.uidlease import UidLease, acquire_uid
+from sandbox.process.yielding import Attached, Yielding
 from sandbox.resources import ResourceTable
 from sandbox.vessel.vesselfiles import disk_use
 
@@ -76,6 +77,8 @@ class VesselReport:
     ended_at: float | None = None
     protection: str | None = None
     compile_errors: tuple[str, ...] = ()
+    paused: str | None = None
+    """Why the donor's side paused the program (frozen, not killed), or None."""
 
 
 LogSink = Callable[[bytes], None]
@@ -105,6 +108,8 @@ class _Running:
     """The interpreter's RSS when the program started; None until the runner says "ready"."""
     status_r: int = -1
     """Our end of the runner's status channel."""
+    controls: Attached | None = None
+    """Priority, cgroup and pause of the child (``sandbox.process.yielding``)."""
 
     @property
     def ready(self) -> bool:
@@ -159,7 +164,7 @@ class Supervisor:
 
     def __init__(
         self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1",
-        run_dir: Path | None = None,
+        run_dir: Path | None = None, cgroups: bool = True,
     ) -> None:
         self._nursery = nursery
         self._harden = harden
@@ -168,19 +173,24 @@ class Supervisor:
         self._running: dict[str, _Running] = {}
         self._reports: dict[str, VesselReport] = {}
         self._logs: dict[str, LogRing] = {}
+        self._yielding = Yielding(use_cgroups=cgroups)
+        self._paused: str | None = None
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, *, harden: bool = True, my_ip: str = "127.0.0.1", run_dir: Path | None = None,
+        cgroups: bool = True,
     ) -> AsyncIterator[Supervisor]:
         """A supervisor whose programs all end when the block exits.
 
         With ``run_dir``, each running child is recorded there, and children that an earlier
         supervisor with the same ``run_dir`` left running (it was killed) are killed first.
+        ``cgroups=False`` holds CPU shares with the SIGSTOP duty cycle even where the host
+        has cgroups (the fallback, for tests and comparisons).
         """
         async with trio.open_nursery() as nursery:
-            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir)
+            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir, cgroups=cgroups)
             if supervisor._records is not None:
                 supervisor._records.kill_leftovers()
             try:
@@ -188,6 +198,7 @@ class Supervisor:
             finally:
                 with trio.CancelScope(shield=True):
                     await supervisor.stop_all()
+                supervisor._yielding.close()
                 nursery.cancel_scope.cancel()
 
     async def start(
@@ -224,6 +235,31 @@ class Supervisor:
             raise
         self._nursery.start_soon(self._watch, vessel, running)
         await self._wait_settled(vessel, running)
+        if self._paused is not None:
+            _set_paused(running, self._paused)
+
+    @property
+    def mechanism(self) -> str:
+        """How CPU shares are held and pauses made, e.g. ``cgroup-v1 cpu quota + freezer``."""
+        return self._yielding.mechanism
+
+    @property
+    def paused(self) -> str | None:
+        """Why every program is paused (``pause_all``), or None."""
+        return self._paused
+
+    def pause_all(self, reason: str) -> None:
+        """Freeze every running program, and each one started later, until ``resume_all``."""
+        self._paused = reason
+        for running in self._running.values():
+            if running.ready:
+                _set_paused(running, reason)
+
+    def resume_all(self) -> None:
+        """Let every paused program go on where it was."""
+        self._paused = None
+        for running in self._running.values():
+            _set_paused(running, None)
 
     async def _launch(
         self, vessel: str, directory: Path, resources: ResourceTable, program: str,
@@ -249,8 +285,9 @@ class Supervisor:
             os.close(status_w)
         if self._records is not None:
             self._records.add(vessel, process.pid)
+        controls = self._yielding.attach(vessel, process.pid, resources["cpu"])
         running = _Running(process, resources, directory, log_path, lease, on_log=on_log,
-                           status_r=status_r)
+                           status_r=status_r, controls=controls)
         running.report = VesselReport(status="Started", started_at=time.time())
         self._running[vessel] = running
         self._logs.pop(vessel, None)
@@ -268,7 +305,7 @@ class Supervisor:
             await running.settled.wait()
         if not running.settled.is_set():
             running.kill_reason = f"did not start within {START_TIMEOUT:.0f} s"
-            _kill_group(running.process)
+            _kill(running)
         if running.ready:
             return
         await running.done.wait()
@@ -284,7 +321,7 @@ class Supervisor:
         if running is None:
             raise VesselNotRunning(f"vessel {vessel} is not running a program")
         running.stop_requested = True
-        _kill_group(running.process)
+        _kill(running)
         await running.done.wait()
         return self.report(vessel)
 
@@ -340,6 +377,11 @@ class Supervisor:
     def running(self) -> list[str]:
         return sorted(self._running)
 
+    def pid_of(self, vessel: str) -> int | None:
+        """The process id of the vessel's running program (for status and tests), or None."""
+        running = self._running.get(vessel)
+        return None if running is None else running.process.pid
+
     async def _watch(self, vessel: str, running: _Running) -> None:
         process = running.process
         try:
@@ -352,7 +394,7 @@ class Supervisor:
                 running.monitor_scope.cancel()
                 nursery.cancel_scope.deadline = trio.current_time() + 1.0
         finally:
-            _kill_group(process)
+            _kill(running)
             with trio.CancelScope(shield=True):
                 await process.wait()
                 await process.aclose()
@@ -363,7 +405,7 @@ class Supervisor:
         reason, status = _exit_story(running, code)
         report = replace(
             running.report, status=status, exit_reason=reason, exit_code=code,
-            ended_at=time.time(),
+            ended_at=time.time(), paused=None,
         )
         self._reports[vessel] = report
         self._logs[vessel] = running.ring
@@ -371,6 +413,8 @@ class Supervisor:
         del self._running[vessel]
         if running.lease is not None:
             running.lease.release()
+        if running.controls is not None:
+            running.controls.release()
         if self._records is not None:
             self._records.remove(vessel)
         running.report = report
@@ -438,17 +482,17 @@ class Supervisor:
             reason = check_quantities(running.table, rss=program_rss, disk=disk)
             if reason is not None:
                 running.kill_reason = reason
-                _kill_group(running.process)
+                _kill(running)
                 return
             if now >= next_usage:
                 await _send_line(running, b"usage\n")
                 next_usage = now + 1.0
             # The runner's own start-up (interpreter, policy compile) is not the program's
             # CPU: the share is enforced from the moment the program is ready to run.
-            pause = throttle.sample(now, cpu) if running.ready else 0.0
+            pause = throttle.sample(now, cpu) if running.ready and _duty_cycle(running) else 0.0
             if not running.ready and cpu > STARTUP_CPU_LIMIT:
                 running.kill_reason = f"start-up used more than {STARTUP_CPU_LIMIT} s of CPU"
-                _kill_group(running.process)
+                _kill(running)
                 return
             if pause > 0:
                 await _pause(running, pause)
@@ -488,7 +532,8 @@ async def _pause(running: _Running, seconds: float) -> None:
         await trio.sleep(seconds)
     finally:
         try:
-            os.killpg(pid, signal.SIGCONT)
+            if running.controls is None or running.controls.paused is None:
+                os.killpg(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
     await _send_line(running, f"stop {time.time():.3f} {seconds:.4f}\n".encode())
@@ -547,6 +592,35 @@ def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]
         hint = " (cpu time backstop)" if -code == signal.SIGXCPU else ""
         return f"killed by {name}{hint}", "Terminated"
     return f"exited with code {code}", "Terminated"
+
+
+def _duty_cycle(running: _Running) -> bool:
+    """True when the share is held with SIGSTOP/SIGCONT (no cgroup quota), and not paused."""
+    controls = running.controls
+    return controls is None or (controls.duty_cycle and controls.paused is None)
+
+
+def _set_paused(running: _Running, reason: str | None) -> None:
+    """Pause (freeze) or resume one program and say so in its report; errors are logged."""
+    if running.controls is None or running.process.returncode is not None:
+        return
+    try:
+        if reason is None:
+            running.controls.resume()
+        else:
+            running.controls.pause(reason)
+    except OSError as exc:
+        log.warning("cannot %s pid %d: %s", "resume" if reason is None else "pause",
+                    running.process.pid, exc)
+        return
+    running.report = replace(running.report, paused=reason)
+
+
+def _kill(running: _Running) -> None:
+    """SIGKILL the program's process group; thaw it so a frozen program can die."""
+    _kill_group(running.process)
+    if running.controls is not None:
+        running.controls.killed()
 
 
 def _kill_group(process: ChildProcess) -> None:

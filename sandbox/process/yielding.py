@@ -1,0 +1,102 @@
+"""How a vessel's process yields to the donor: priority, CPU cap and pause, in one place.
+
+The supervisor calls ``Yielding.attach`` once per spawned child (before the child gets its
+config) and keeps the ``Attached`` it returns. That lowers the child to the host's lowest
+priority (``priority.py``), puts it into a cgroup with a CPU quota where the host has one
+(``cgroups.py``), and pauses and resumes it: with the freezer where there is one, else by
+holding a SIGSTOP. ``Attached.duty_cycle`` tells the supervisor whether it must still hold
+the CPU share itself with SIGSTOP/SIGCONT (no cgroup quota).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from sandbox.process.cgroups import CgroupHost, VesselCgroup, probe
+from sandbox.process.priority import lower_priority
+
+log = logging.getLogger(__name__)
+
+
+class Attached:
+    """One child's controls. ``paused`` is the reason it is paused, or None."""
+
+    def __init__(self, pid: int, group: VesselCgroup | None, priority: str) -> None:
+        self.pid = pid
+        self.group = group
+        self.priority = priority
+        self.paused: str | None = None
+
+    @property
+    def duty_cycle(self) -> bool:
+        """True when the supervisor holds the CPU share with SIGSTOP/SIGCONT."""
+        return self.group is None
+
+    @property
+    def pause_mechanism(self) -> str:
+        return "freezer" if self.group is not None and self.group.can_freeze else "sigstop"
+
+    def pause(self, reason: str) -> None:
+        """Freeze the process (group); a second pause only changes the reason."""
+        if self.paused is None:
+            if self.pause_mechanism == "freezer":
+                assert self.group is not None
+                self.group.freeze()
+            else:
+                _signal_group(self.pid, signal.SIGSTOP)
+        self.paused = reason
+
+    def resume(self) -> None:
+        if self.paused is None:
+            return
+        self.paused = None
+        if self.pause_mechanism == "freezer":
+            assert self.group is not None
+            self.group.thaw()
+        else:
+            _signal_group(self.pid, signal.SIGCONT)
+
+    def killed(self) -> None:
+        """After a SIGKILL: thaw, so a frozen process can die."""
+        if self.group is not None:
+            self.group.thaw()
+
+    def release(self) -> None:
+        """The child is gone: remove its group."""
+        if self.group is not None:
+            self.group.remove()
+
+
+class Yielding:
+    """Per-supervisor: the cgroup host (if any) and how children are lowered."""
+
+    def __init__(self, *, use_cgroups: bool = True) -> None:
+        self.cgroups: CgroupHost | None = probe() if use_cgroups and os.geteuid() == 0 else None
+
+    @property
+    def mechanism(self) -> str:
+        """The CPU share mechanism, for status: a cgroup quota or the duty cycle."""
+        return self.cgroups.mechanism if self.cgroups is not None else "sigstop duty cycle"
+
+    def attach(self, vessel: str, pid: int, share: float) -> Attached:
+        priority = lower_priority(pid)
+        group = None
+        if self.cgroups is not None:
+            try:
+                group = self.cgroups.vessel(vessel, pid, share)
+            except OSError as exc:
+                log.warning("vessel %s: no cgroup (%s); using the duty cycle", vessel, exc)
+        return Attached(pid, group, priority)
+
+    def close(self) -> None:
+        if self.cgroups is not None:
+            self.cgroups.close()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
