@@ -49,6 +49,7 @@ from nodemanager.node.discovery import (
     serve_discovery,
     stop_on_signals,
 )
+from nodemanager.node.donor import DONOR, DonorControl
 from nodemanager.node.files import VesselStore
 from nodemanager.node.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.node.sources import UPDATES, StatusSources
@@ -278,6 +279,10 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             state.set_bootstrap(bootstrap)
         async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
+            if isinstance(runner, Supervisor):  # the donor's policy (docs/donor.md)
+                donor = DonorControl(state_dir, runner)
+                await nursery.start(donor.run)
+                sources.provide(DONOR, donor.status)
             recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=recording or runner, config=config, status=sources,

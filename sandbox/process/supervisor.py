@@ -175,6 +175,7 @@ class Supervisor:
         self._logs: dict[str, LogRing] = {}
         self._yielding = Yielding(use_cgroups=cgroups)
         self._paused: str | None = None
+        self._cpu_factor = 1.0
 
     @classmethod
     @asynccontextmanager
@@ -255,6 +256,20 @@ class Supervisor:
             if running.ready:
                 _set_paused(running, reason)
 
+    def set_cpu_factor(self, factor: float) -> None:
+        """Run every program at ``factor`` (0-1) of its CPU share (e.g. while the donor works)."""
+        factor = min(1.0, max(0.0, factor))
+        if factor == self._cpu_factor:
+            return
+        self._cpu_factor = factor
+        for running in self._running.values():
+            group = None if running.controls is None else running.controls.group
+            if group is not None:
+                try:
+                    group.set_share(running.table["cpu"] * factor)
+                except OSError as exc:
+                    log.warning("cannot set the CPU quota of pid %d: %s", running.process.pid, exc)
+
     def resume_all(self) -> None:
         """Let every paused program go on where it was."""
         self._paused = None
@@ -285,7 +300,7 @@ class Supervisor:
             os.close(status_w)
         if self._records is not None:
             self._records.add(vessel, process.pid)
-        controls = self._yielding.attach(vessel, process.pid, resources["cpu"])
+        controls = self._yielding.attach(vessel, process.pid, resources["cpu"] * self._cpu_factor)
         running = _Running(process, resources, directory, log_path, lease, on_log=on_log,
                            status_r=status_r, controls=controls)
         running.report = VesselReport(status="Started", started_at=time.time())
@@ -489,6 +504,7 @@ class Supervisor:
                 next_usage = now + 1.0
             # The runner's own start-up (interpreter, policy compile) is not the program's
             # CPU: the share is enforced from the moment the program is ready to run.
+            throttle.share = running.table["cpu"] * self._cpu_factor
             pause = throttle.sample(now, cpu) if running.ready and _duty_cycle(running) else 0.0
             if not running.ready and cpu > STARTUP_CPU_LIMIT:
                 running.kill_reason = f"start-up used more than {STARTUP_CPU_LIMIT} s of CPU"
