@@ -51,6 +51,7 @@ from nodemanager.node.discovery import (
 )
 from nodemanager.node.donor import DONOR, DonorControl
 from nodemanager.node.files import VesselStore
+from nodemanager.node.reshare import apply_reshare
 from nodemanager.node.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
@@ -280,7 +281,8 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
         async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
             if isinstance(runner, Supervisor):  # the donor's policy (docs/donor.md)
-                donor = DonorControl(state_dir, runner)
+                donor = DonorControl(state_dir, runner, reshare=partial(
+                    apply_reshare, state, VesselStore(state_dir)))
                 await nursery.start(donor.run)
                 sources.provide(DONOR, donor.status)
             recording = RecordingRunner(runner) if updates is not None else None

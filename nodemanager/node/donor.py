@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import psutil
 import trio
 
+from nodemanager.errors import NodeManagerError
 from nodemanager.node.donorpolicy import (
     Decision,
     DonorPolicy,
@@ -35,6 +36,7 @@ from nodemanager.node.donorpolicy import (
     decide,
     policy_from_json,
 )
+from nodemanager.node.reshare import ReshareRequest, read_request, write_result
 from seattlecore.keys import write_atomic
 
 log = logging.getLogger(__name__)
@@ -205,7 +207,10 @@ class DonorControl:
 
     def __init__(self, state_dir: Path, runner: Pausable, *,
                  readings: Callable[[], Readings] | None = None,
-                 clock: Callable[[], datetime] = local_now, tick: float = TICK) -> None:
+                 clock: Callable[[], datetime] = local_now, tick: float = TICK,
+                 reshare: Callable[[ReshareRequest], None] | None = None) -> None:
+        self.state_dir = state_dir
+        self._reshare = reshare
         self.file = PolicyFile(state_dir)
         self.runner = runner
         self._host = HostReadings(self._vessel_pids)
@@ -225,6 +230,7 @@ class DonorControl:
 
     def step(self) -> Decision:
         """One tick: read the policy and the host, decide, apply. Returns the decision."""
+        self._serve_reshare()
         policy = self.file.read()
         now = self._clock()
         self.readings = self._readings()
@@ -241,6 +247,20 @@ class DonorControl:
         self.decision = decision
         self._record(now.timestamp())
         return decision
+
+    def _serve_reshare(self) -> None:
+        if self._reshare is None:
+            return
+        request = read_request(self.state_dir)
+        if request is None:
+            return
+        try:
+            self._reshare(request)
+        except (NodeManagerError, OSError) as exc:
+            log.warning("reshare to %g %% refused: %s", request.percent, exc)
+            write_result(self.state_dir, request, str(exc))
+        else:
+            write_result(self.state_dir, request, None)
 
     def _record(self, at: float) -> None:
         vessels = self._host.vessel_cpu()

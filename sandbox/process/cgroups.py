@@ -133,10 +133,18 @@ class VesselCgroup:
 
 
 class CgroupHost:
-    """The groups of one supervisor: ``seattle/s<pid>`` under each hierarchy it uses."""
+    """The groups of one supervisor: ``seattle/s<pid>`` under each hierarchy it uses.
 
-    def __init__(self, kind: str, cpu_base: Path, freezer_base: Path | None) -> None:
+    ``idle=False`` puts them under ``seattle-normal`` instead, a group of default weight: the
+    quotas and the freezer still work, but vessels compete with the host's programs as equals
+    (for machines that are test infrastructure, not donors' machines).
+    """
+
+    def __init__(self, kind: str, cpu_base: Path, freezer_base: Path | None,
+                 idle: bool = True) -> None:
         self.kind = kind
+        self.idle = idle
+        self._root = ROOT if idle else f"{ROOT}-normal"
         self._cpu_base = cpu_base
         self._freezer_base = freezer_base
         self._mine = f"s{os.getpid()}"
@@ -153,8 +161,10 @@ class CgroupHost:
     def setup(self) -> None:
         """Create ``seattle`` (idle, weight 2) and this supervisor's group under it."""
         for base in self._bases():
-            (base / ROOT / self._mine).mkdir(parents=True, exist_ok=True)
-        top = self._cpu_base / ROOT
+            (base / self._root / self._mine).mkdir(parents=True, exist_ok=True)
+        top = self._cpu_base / self._root
+        if not self.idle:
+            return
         try:  # an idle group (kernel 5.15+) cannot have its weight set: try it first
             if (top / "cpu.idle").read_text().strip() != "1":
                 _write(top / "cpu.idle", "1")
@@ -166,8 +176,8 @@ class CgroupHost:
         """Make (or reuse) the vessel's group, set its quota and move ``pid`` into it."""
         if not _NAME.fullmatch(name):
             raise OSError(errno.EINVAL, f"bad vessel name for a cgroup: {name!r}")
-        cpu = self._cpu_base / ROOT / self._mine / name
-        freezer = None if self._freezer_base is None else self._freezer_base / ROOT / self._mine / name
+        cpu = self._cpu_base / self._root / self._mine / name
+        freezer = None if self._freezer_base is None else self._freezer_base / self._root / self._mine / name
         for directory in {cpu, freezer} - {None}:
             assert directory is not None
             directory.mkdir(exist_ok=True)
@@ -181,7 +191,7 @@ class CgroupHost:
         """Remove the empty groups of supervisors that are gone (and our own leftovers)."""
         removed = []
         for base in self._bases():
-            for sup in sorted((base / ROOT).glob("s*")):
+            for sup in sorted((base / self._root).glob("s*")):
                 pid = sup.name[1:]
                 if not pid.isdigit() or (sup.name != self._mine and Path(f"/proc/{pid}").exists()):
                     continue
@@ -200,7 +210,7 @@ class CgroupHost:
         """Remove this supervisor's own group (its vessels' groups are removed as they end)."""
         for base in self._bases():
             try:
-                (base / ROOT / self._mine).rmdir()
+                (base / self._root / self._mine).rmdir()
             except OSError:
                 pass
 
@@ -210,7 +220,7 @@ def _rmdir_thawed(directory: Path, kind: str) -> None:
     group.remove()
 
 
-def probe(mountinfo: str | None = None) -> CgroupHost | None:
+def probe(mountinfo: str | None = None, *, idle: bool = True) -> CgroupHost | None:
     """A ``CgroupHost`` if this host lets us make CPU-quota groups, else None (logged)."""
     if mountinfo is None:
         try:
@@ -221,17 +231,18 @@ def probe(mountinfo: str | None = None) -> CgroupHost | None:
     host: CgroupHost | None = None
     if mounts.v1_cpu is not None and (mounts.v1_cpu / "cpu.cfs_quota_us").exists():
         freezer = mounts.v1_freezer if mounts.v1_freezer is not None else None
-        host = CgroupHost("v1", mounts.v1_cpu, freezer)
+        host = CgroupHost("v1", mounts.v1_cpu, freezer, idle)
     elif mounts.v2 is not None and "cpu" in _read(mounts.v2 / "cgroup.controllers").split():
         _write_quiet(mounts.v2 / "cgroup.subtree_control", "+cpu")
-        host = CgroupHost("v2", mounts.v2, mounts.v2)
+        host = CgroupHost("v2", mounts.v2, mounts.v2, idle)
     if host is None:
         return None
     try:
         host.setup()
         if host.kind == "v2":
-            _write_quiet(mounts.v2 / ROOT / "cgroup.subtree_control", "+cpu")  # type: ignore[operator]
-            _write_quiet(mounts.v2 / ROOT / host._mine / "cgroup.subtree_control", "+cpu")  # type: ignore[operator]
+            top = mounts.v2 / host._root  # type: ignore[operator]
+            _write_quiet(top / "cgroup.subtree_control", "+cpu")
+            _write_quiet(top / host._mine / "cgroup.subtree_control", "+cpu")
         host.sweep()
     except OSError as exc:
         log.info("cgroups present but not usable (%s): falling back to the duty cycle", exc)

@@ -164,7 +164,7 @@ class Supervisor:
 
     def __init__(
         self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1",
-        run_dir: Path | None = None, cgroups: bool = True,
+        run_dir: Path | None = None, cgroups: bool = True, priority: str | None = None,
     ) -> None:
         self._nursery = nursery
         self._harden = harden
@@ -173,7 +173,7 @@ class Supervisor:
         self._running: dict[str, _Running] = {}
         self._reports: dict[str, VesselReport] = {}
         self._logs: dict[str, LogRing] = {}
-        self._yielding = Yielding(use_cgroups=cgroups)
+        self._yielding = Yielding(use_cgroups=cgroups, priority=priority)
         self._paused: str | None = None
         self._cpu_factor = 1.0
 
@@ -181,17 +181,20 @@ class Supervisor:
     @asynccontextmanager
     async def open(
         cls, *, harden: bool = True, my_ip: str = "127.0.0.1", run_dir: Path | None = None,
-        cgroups: bool = True,
+        cgroups: bool = True, priority: str | None = None,
     ) -> AsyncIterator[Supervisor]:
         """A supervisor whose programs all end when the block exits.
 
         With ``run_dir``, each running child is recorded there, and children that an earlier
         supervisor with the same ``run_dir`` left running (it was killed) are killed first.
         ``cgroups=False`` holds CPU shares with the SIGSTOP duty cycle even where the host
-        has cgroups (the fallback, for tests and comparisons).
+        has cgroups (the fallback, for tests and comparisons). ``priority``: ``idle`` (lowest
+        CPU and I/O priority: the donor always wins) or ``normal``; default
+        ``$SEATTLE_VESSEL_PRIORITY``, else ``idle`` (``sandbox.process.yielding``).
         """
         async with trio.open_nursery() as nursery:
-            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir, cgroups=cgroups)
+            supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir, cgroups=cgroups,
+                             priority=priority)
             if supervisor._records is not None:
                 supervisor._records.kill_leftovers()
             try:

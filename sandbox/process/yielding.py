@@ -69,19 +69,40 @@ class Attached:
             self.group.remove()
 
 
-class Yielding:
-    """Per-supervisor: the cgroup host (if any) and how children are lowered."""
+PRIORITY_ENV = "SEATTLE_VESSEL_PRIORITY"
+PRIORITIES = ("idle", "normal")
 
-    def __init__(self, *, use_cgroups: bool = True) -> None:
-        self.cgroups: CgroupHost | None = probe() if use_cgroups and os.geteuid() == 0 else None
+
+def default_priority() -> str:
+    """``idle`` (donors' machines), or ``normal`` where ``$SEATTLE_VESSEL_PRIORITY`` says so."""
+    value = os.environ.get(PRIORITY_ENV, "idle")
+    return value if value in PRIORITIES else "idle"
+
+
+class Yielding:
+    """Per-supervisor: the cgroup host (if any) and how children are lowered.
+
+    ``priority="idle"`` (the default) yields to every other program of the host;
+    ``"normal"`` keeps vessels at normal priority (shared test machines and testbeds, where
+    the other programs are not a donor's and starving vessels would only slow tests down).
+    """
+
+    def __init__(self, *, use_cgroups: bool = True, priority: str | None = None) -> None:
+        self.priority = priority or default_priority()
+        if self.priority not in PRIORITIES:
+            raise ValueError(f"vessel priority must be one of {PRIORITIES}")
+        idle = self.priority == "idle"
+        self.cgroups: CgroupHost | None = (
+            probe(idle=idle) if use_cgroups and os.geteuid() == 0 else None)
 
     @property
     def mechanism(self) -> str:
         """The CPU share mechanism, for status: a cgroup quota or the duty cycle."""
-        return self.cgroups.mechanism if self.cgroups is not None else "sigstop duty cycle"
+        held = self.cgroups.mechanism if self.cgroups is not None else "sigstop duty cycle"
+        return held + (", idle priority" if self.priority == "idle" else ", normal priority")
 
     def attach(self, vessel: str, pid: int, share: float) -> Attached:
-        priority = lower_priority(pid)
+        priority = lower_priority(pid) if self.priority == "idle" else "normal"
         group = None
         if self.cgroups is not None:
             try:

@@ -14,6 +14,7 @@ import trio
 from sandbox import Supervisor
 from sandbox.process.cgroups import parse_mountinfo, probe, quota_us
 from sandbox.process.priority import policy_of
+from sandbox.process.yielding import PRIORITY_ENV, default_priority
 from tests.support.polling import eventually
 from tests.support.requires import requires
 from tests.support.vessels import table
@@ -60,9 +61,26 @@ def test_mountinfo_parsing_finds_v1_controllers_and_v2() -> None:
     assert quota_us(0.5) == 50_000 and quota_us(0.0) == 1_000
 
 
+def test_vessels_default_to_idle_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRIORITY_ENV, raising=False)
+    assert default_priority() == "idle"
+    monkeypatch.setenv(PRIORITY_ENV, "bogus")
+    assert default_priority() == "idle"
+    monkeypatch.setenv(PRIORITY_ENV, "normal")
+    assert default_priority() == "normal"
+
+
+async def test_normal_priority_keeps_vessels_as_they_were(vessel_dir: Path) -> None:
+    (vessel_dir / "busy.py").write_text(BUSY)
+    async with Supervisor.open(priority="normal") as sup:
+        assert sup.mechanism.endswith("normal priority")
+        await sup.start("v1", vessel_dir, table(cpu=0.2), "busy.py")
+        assert policy_of(sup.pid_of("v1") or 0) == (os.SCHED_OTHER, 0)
+
+
 async def test_vessel_process_runs_at_idle_priority(vessel_dir: Path) -> None:
     (vessel_dir / "busy.py").write_text(BUSY)
-    async with Supervisor.open() as sup:
+    async with Supervisor.open(priority="idle") as sup:
         await sup.start("v1", vessel_dir, table(cpu=0.2), "busy.py")
         pid = sup.pid_of("v1")
         assert pid is not None
@@ -80,7 +98,7 @@ async def test_donor_program_keeps_the_core_next_to_a_busy_vessel(
 ) -> None:
     """A normal-priority spinner and a CPU-bound vessel (cpu 0.5) on one core."""
     (vessel_dir / "busy.py").write_text(BUSY)
-    async with Supervisor.open() as sup:
+    async with Supervisor.open(priority="idle") as sup:
         assert sup.mechanism.startswith("cgroup-")
         await sup.start("v1", vessel_dir, table(cpu=0.5), "busy.py")
         vessel = sup.pid_of("v1")
@@ -135,14 +153,14 @@ async def _pause_and_resume(sup: Supervisor, vessel_dir: Path, reason: str) -> N
 
 @needs_cgroups
 async def test_pause_freezes_and_resume_continues_with_cgroups(vessel_dir: Path) -> None:
-    async with Supervisor.open() as sup:
+    async with Supervisor.open(priority="idle") as sup:
         assert "freezer" in sup.mechanism
         await _pause_and_resume(sup, vessel_dir, "manual")
 
 
 async def test_pause_and_resume_with_the_sigstop_fallback(vessel_dir: Path) -> None:
-    async with Supervisor.open(cgroups=False) as sup:
-        assert sup.mechanism == "sigstop duty cycle"
+    async with Supervisor.open(cgroups=False, priority="idle") as sup:
+        assert sup.mechanism == "sigstop duty cycle, idle priority"
         await _pause_and_resume(sup, vessel_dir, "busy")
 
 
@@ -150,7 +168,7 @@ async def test_a_program_started_while_paused_is_paused_and_can_be_stopped(
     vessel_dir: Path,
 ) -> None:
     (vessel_dir / "busy.py").write_text(BUSY)
-    async with Supervisor.open() as sup:
+    async with Supervisor.open(priority="idle") as sup:
         sup.pause_all("schedule")
         await sup.start("v1", vessel_dir, table(cpu=0.5), "busy.py")
         assert sup.report("v1").paused == "schedule"
