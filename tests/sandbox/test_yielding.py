@@ -174,3 +174,47 @@ async def test_a_program_started_while_paused_is_paused_and_can_be_stopped(
         assert sup.report("v1").paused == "schedule"
         report = await sup.stop("v1")  # a frozen program still dies
         assert report.status == "Stopped" and report.paused is None
+
+
+HOLDER = """
+import sys, trio
+from pathlib import Path
+from sandbox import Supervisor, parse_resources
+async def main() -> None:
+    table = parse_resources(Path(sys.argv[2]).read_text())
+    async with Supervisor.open(priority="normal") as sup:
+        await sup.start("v1", Path(sys.argv[1]), table, "busy.py")
+        sup.pause_all("manual")
+        print(sup.pid_of("v1"), flush=True)
+        await trio.sleep_forever()
+trio.run(main)
+"""
+
+
+@needs_cgroups
+async def test_frozen_vessel_of_a_killed_supervisor_dies_when_the_next_one_starts(
+    vessel_dir: Path,
+) -> None:
+    """A frozen process cannot take the SIGKILL its parent's death sends it (cgroup v1); the
+    next supervisor on the host thaws the groups that dead supervisors left, and it dies."""
+    (vessel_dir / "busy.py").write_text(BUSY)
+    resources = vessel_dir.parent / "table.resources"
+    resources.write_text(table(cpu=0.5).to_text())
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(vessel_dir), str(resources)],
+                              stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    assert holder.stdout is not None
+    pid = int(holder.stdout.readline())
+    holder.kill()
+    holder.wait()
+    await trio.sleep(0.5)
+    assert _state(pid) not in ("gone", "Z")  # frozen: the parent-death SIGKILL waits
+    async with Supervisor.open(priority="normal"):
+        await eventually(lambda: not Path(f"/proc/{pid}").exists() or _state(pid) == "Z",
+                         timeout=10, what="the frozen vessel is gone")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
