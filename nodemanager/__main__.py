@@ -21,7 +21,8 @@ import dataclasses
 import ipaddress
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -147,6 +148,8 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="do not join the DHT (no discovery; direct contact only)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="never start programs (for tests of the control plane)")
+    parser.add_argument("--no-ui", action="store_true",
+                        help="no local donor page on 127.0.0.1 (docs/donor.md)")
     parser.add_argument("--limit", type=limit_option, action="append", default=[],
                         metavar="NAME=VALUE",
                         help="connection/request limit of the port, e.g. max_connections=2000 "
@@ -265,7 +268,7 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
                      sandbox: bool = True, dht: DhtOptions = DhtOptions(),
                      server_config: ServerConfig | None = None,
                      updates: UpdateConfig | None = None,
-                     relay: RelayOptions = RelayOptions()) -> bool:
+                     relay: RelayOptions = RelayOptions(), ui: bool = True) -> bool:
     """Serve until cancelled; True if the updater asked for a restart (a new version)."""
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
     restart: list[bool] = []
@@ -280,15 +283,12 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             state.set_bootstrap(bootstrap)
         async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
-            if isinstance(runner, Supervisor):  # the donor's policy (docs/donor.md)
-                donor = DonorControl(state_dir, runner, reshare=partial(
-                    apply_reshare, state, VesselStore(state_dir)))
-                await nursery.start(donor.run)
-                sources.provide(DONOR, donor.status)
             recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=recording or runner, config=config, status=sources,
                                 dial_back_sink=_sink(dial_backs, Kind.TCP))
+            if isinstance(runner, Supervisor):  # the donor's policy and page (docs/donor.md)
+                await _start_donor_control(nursery, state_dir, state, runner, server, sources, ui)
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
@@ -308,6 +308,24 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
                                    service, relaying, dial_backs)
     return bool(restart)
+
+
+async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: NodeState,
+                               runner: Supervisor, server: NodeServer, sources: StatusSources,
+                               ui: bool) -> None:
+    """The donor's policy applied to the vessels, and (unless ``--no-ui``) the local page."""
+    def usage() -> dict[str, Mapping[str, float]]:
+        return {name: runner.report(name).usage.values for name in runner.running()}
+
+    donor = DonorControl(state_dir, runner, reshare=partial(apply_reshare, state, VesselStore(state_dir)),
+                         percent=lambda: state.donated_percent, usage=usage)
+    await nursery.start(donor.run)
+    sources.provide(DONOR, donor.status)
+    if ui:
+        from nodemanager.node.webui import UiContext, new_token, serve_ui
+
+        context = UiContext(state_dir, lambda: server.view(time.time()), donor, new_token())
+        await nursery.start(serve_ui, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,8 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
                          advertise_host=options.advertise_host, reachability=options.reachability,
                          probe=ProbeConfig(interval=options.reachability_interval))
-        restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                           not options.no_sandbox, dht, config, _update_config(options), relay)
+        restart = trio.run(partial(run_daemon, ui=not options.no_ui), state_dir, options.listen[0],
+                           options.listen[1], peers, not options.no_sandbox, dht, config,
+                           _update_config(options), relay)
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:

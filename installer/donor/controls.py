@@ -128,6 +128,28 @@ def cmd_share(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Print the link to the local page (with its token): open it in a browser on this machine."""
+    prefix: Path = args.prefix.absolute()
+    record = read_record(prefix)
+    if record is None:
+        raise InstallError(f"not installed in {prefix}")
+    layout = Layout(prefix=prefix)
+    if not _node_running(layout):
+        raise InstallError("the node manager is not running (seattle-installer status)")
+    percent = float(record["percent"])
+    _ask_node(layout.state, ReshareRequest(secrets.token_hex(8), percent, percent))  # the page shows it
+    from nodemanager.node.webui import link  # loads the web stack only for this command
+
+    try:
+        url = link(layout.state)
+    except (OSError, ValueError) as exc:
+        raise InstallError(f"the node manager serves no page (started with --no-ui?): {exc}") from exc
+    print(url)
+    print("open it in a browser on this machine; the link holds a secret token: do not share it")
+    return 0
+
+
 def _node_running(layout: Layout) -> bool:
     try:
         pid = int(layout.pid.read_text().strip())
@@ -192,7 +214,10 @@ def add_control_parsers(sub: Any, boot_options: Any, subparser: Any, percent: An
                              "(repeatable; replaces the schedule)")
     policy.add_argument("--clear-schedule", action="store_true", help="no schedule windows")
     policy.add_argument("--on-battery", choices=("pause", "run"), default=None)
+    boot_options(subparser(sub, "ui", help="donor: the link to this machine's local page",
+                           description="donor: print the link (with its secret token) to the "
+                                       "node manager's page on 127.0.0.1"))
 
 
 CONTROL_COMMANDS = {"pause": cmd_pause, "resume": cmd_resume, "share": cmd_share,
-                    "policy": cmd_policy}
+                    "policy": cmd_policy, "ui": cmd_ui}

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -196,6 +196,11 @@ class Sample:
     vessels_cpu: float
     """Vessels' CPU use since the last sample, % of one core."""
     paused: str | None
+    memory: float = 0.0
+    """Vessels' programs' RSS together, bytes."""
+    disk: float = 0.0
+    net_rate: float = 0.0
+    """Vessels' network bytes sent and received per second since the last sample."""
 
 
 def local_now() -> datetime:
@@ -208,9 +213,13 @@ class DonorControl:
     def __init__(self, state_dir: Path, runner: Pausable, *,
                  readings: Callable[[], Readings] | None = None,
                  clock: Callable[[], datetime] = local_now, tick: float = TICK,
-                 reshare: Callable[[ReshareRequest], None] | None = None) -> None:
+                 reshare: Callable[[ReshareRequest], None] | None = None,
+                 percent: Callable[[], float | None] | None = None,
+                 usage: Callable[[], Mapping[str, Mapping[str, float]]] | None = None) -> None:
         self.state_dir = state_dir
         self._reshare = reshare
+        self._percent = percent
+        self._usage = usage
         self.file = PolicyFile(state_dir)
         self.runner = runner
         self._host = HostReadings(self._vessel_pids)
@@ -221,7 +230,7 @@ class DonorControl:
         self.decision = Decision(None, 1.0, False)
         self.readings = Readings()
         self.history: deque[Sample] = deque(maxlen=HISTORY)
-        self._last_sample: tuple[float, float] | None = None
+        self._last_sample: tuple[float, float, float] | None = None
         self.changed_at = time.time()
 
     def _vessel_pids(self) -> list[int]:
@@ -249,28 +258,47 @@ class DonorControl:
         return decision
 
     def _serve_reshare(self) -> None:
-        if self._reshare is None:
-            return
         request = read_request(self.state_dir)
-        if request is None:
-            return
+        if request is not None:
+            write_result(self.state_dir, request, self.reshare_now(request))
+
+    def reshare_now(self, request: ReshareRequest) -> str | None:
+        """Carry out a reshare; None when done, else why it was refused."""
+        if self._reshare is None:
+            return "this node manager cannot reshare"
         try:
             self._reshare(request)
         except (NodeManagerError, OSError) as exc:
             log.warning("reshare to %g %% refused: %s", request.percent, exc)
-            write_result(self.state_dir, request, str(exc))
-        else:
-            write_result(self.state_dir, request, None)
+            return str(exc)
+        return None
+
+    def percent(self) -> float | None:
+        """The share of the machine the vessels hold, if known."""
+        return None if self._percent is None else self._percent()
+
+    def change_policy(self, **changes: Any) -> DonorPolicy:
+        """Change policy settings (PolicyError if a value is bad); applied at once."""
+        policy = update_policy(self.state_dir, **changes)
+        self.step()
+        return policy
 
     def _record(self, at: float) -> None:
-        vessels = self._host.vessel_cpu()
-        if self._last_sample is not None and at - self._last_sample[0] < SAMPLE_EVERY:
+        if self._last_sample is not None and 0 <= at - self._last_sample[0] < SAMPLE_EVERY:
             return
-        rate = 0.0
+        vessels = self._host.vessel_cpu()
+        usage = self._usage() if self._usage is not None else {}
+        memory = sum(u.get("memory", 0.0) for u in usage.values())
+        disk = sum(u.get("diskused", 0.0) for u in usage.values())
+        net = sum(u.get(k, 0.0) for u in usage.values() for k in ("netsend_total", "netrecv_total"))
+        cpu_rate = net_rate = 0.0
         if self._last_sample is not None:
-            rate = 100.0 * max(0.0, vessels - self._last_sample[1]) / max(1e-9, at - self._last_sample[0])
-        self._last_sample = (at, vessels)
-        self.history.append(Sample(at, self.readings.other_cpu, rate, self.decision.paused))
+            elapsed = max(1e-9, at - self._last_sample[0])
+            cpu_rate = 100.0 * max(0.0, vessels - self._last_sample[1]) / elapsed
+            net_rate = max(0.0, net - self._last_sample[2]) / elapsed
+        self._last_sample = (at, vessels, net)
+        self.history.append(Sample(at, self.readings.other_cpu, cpu_rate, self.decision.paused,
+                                   memory=memory, disk=disk, net_rate=net_rate))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Tick until cancelled; the first decision is applied before ``started``."""

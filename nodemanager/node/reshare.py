@@ -74,6 +74,8 @@ def apply_reshare(state: NodeState, store: VesselStore, request: ReshareRequest)
     if old is None:
         raise ReshareRefused("the node's current share is unknown (no install record)")
     if old == request.percent:
+        if state.donated_percent is None:  # learn the percent the install recorded
+            state.reshare({}, request.percent)
         return
     disk = {name: store.disk_use(name) for name in state.vessels}
     state.reshare(plan_reshare(state.vessels, old, request.percent, disk), request.percent)
