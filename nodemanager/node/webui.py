@@ -46,7 +46,7 @@ HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-frame-options": "DENY", "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer", "cache-control": "no-store",
+    "referrer-policy": "same-origin", "cache-control": "no-store",
 }
 DURATIONS = (("", "until I resume"), ("1h", "1 hour"), ("2h", "2 hours"), ("8h", "8 hours"))
 
@@ -192,7 +192,7 @@ def chart(title: str, points: Sequence[tuple[float, float | None]], unit: str,
     width, height, span = 360, 90, 3600.0
     now = now if now is not None else (points[-1][0] if points else time.time())
     values = [v for _, v in points if v is not None]
-    peak = top if top is not None else max([*values, 1e-09]) * 1.1
+    peak = top if top is not None else max([*values, 1.0]) * 1.1
     coords = [f"{width * (1 - (now - t) / span):.1f},{height - height * v / peak:.1f}"
               for t, v in points if v is not None and now - t <= span]
     last = f"{values[-1]:.1f} {unit}" if values else "no data yet"

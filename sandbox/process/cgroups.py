@@ -15,6 +15,7 @@ groups of supervisors that died without cleaning up.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -68,21 +69,45 @@ def parse_mountinfo(text: str) -> Mounts:
 class VesselCgroup:
     """One vessel's group(s): CPU quota, freeze and thaw, removal."""
 
-    def __init__(self, kind: str, cpu_dir: Path, freezer_dir: Path | None) -> None:
+    def __init__(self, kind: str, cpu_dir: Path, freezer_dir: Path | None,
+                 settle_to: Path | None = None) -> None:
         self.kind = kind
         self._cpu = cpu_dir
         self._freezer = freezer_dir
+        self._settle_to = settle_to
+        self._share = 0.0
+        self._pid = 0
 
     @property
     def can_freeze(self) -> bool:
         return self._freezer is not None
 
     def add(self, pid: int) -> None:
+        self._pid = pid
         _write(self._cpu / "cgroup.procs", str(pid))
         if self._freezer is not None and self._freezer != self._cpu:
             _write(self._freezer / "cgroup.procs", str(pid))
 
+    def settle(self) -> None:
+        """Move the process from the start-up group into the idle group (once it runs the
+        program): the runner's own start-up is not starved by a busy host, the program is."""
+        target, self._settle_to = self._settle_to, None
+        if target is None:
+            return
+        old = self._cpu
+        target.mkdir(exist_ok=True)
+        self._cpu = target
+        if self.kind == "v2":
+            self._freezer = target
+        self.set_share(self._share)
+        _write(target / "cgroup.procs", str(self._pid))
+        try:
+            old.rmdir()
+        except OSError as exc:
+            log.debug("cannot remove start-up cgroup %s: %s", old, exc)
+
     def set_share(self, share: float) -> None:
+        self._share = share
         quota = quota_us(share)
         if self.kind == "v1":
             _write(self._cpu / "cpu.cfs_period_us", str(PERIOD_US))
@@ -144,7 +169,9 @@ class CgroupHost:
                  idle: bool = True) -> None:
         self.kind = kind
         self.idle = idle
-        self._root = ROOT if idle else f"{ROOT}-normal"
+        self._start_root = f"{ROOT}-normal"
+        self._root = ROOT if idle else self._start_root
+        self._roots = sorted({self._start_root, self._root})
         self._cpu_base = cpu_base
         self._freezer_base = freezer_base
         self._mine = f"s{os.getpid()}"
@@ -161,7 +188,8 @@ class CgroupHost:
     def setup(self) -> None:
         """Create ``seattle`` (idle, weight 2) and this supervisor's group under it."""
         for base in self._bases():
-            (base / self._root / self._mine).mkdir(parents=True, exist_ok=True)
+            for root in self._roots:
+                (base / root / self._mine).mkdir(parents=True, exist_ok=True)
         top = self._cpu_base / self._root
         if not self.idle:
             return
@@ -176,12 +204,15 @@ class CgroupHost:
         """Make (or reuse) the vessel's group, set its quota and move ``pid`` into it."""
         if not _NAME.fullmatch(name):
             raise OSError(errno.EINVAL, f"bad vessel name for a cgroup: {name!r}")
-        cpu = self._cpu_base / self._root / self._mine / name
-        freezer = None if self._freezer_base is None else self._freezer_base / self._root / self._mine / name
+        cpu = self._cpu_base / self._start_root / self._mine / name
+        freezer = (None if self._freezer_base is None
+                   else self._freezer_base / self._start_root / self._mine / name)
+        idle_dir = self._cpu_base / self._root / self._mine / name
+        settle_to = None if self._root == self._start_root else idle_dir
         for directory in {cpu, freezer} - {None}:
             assert directory is not None
             directory.mkdir(exist_ok=True)
-        group = VesselCgroup(self.kind, cpu, freezer)
+        group = VesselCgroup(self.kind, cpu, freezer, settle_to)
         group.thaw()
         group.set_share(share)
         group.add(pid)
@@ -191,7 +222,7 @@ class CgroupHost:
         """Remove the empty groups of supervisors that are gone (and our own leftovers)."""
         removed = []
         for base in self._bases():
-            for sup in sorted((base / self._root).glob("s*")):
+            for sup in sorted(s for root in self._roots for s in (base / root).glob("s*")):
                 pid = sup.name[1:]
                 if not pid.isdigit() or (sup.name != self._mine and Path(f"/proc/{pid}").exists()):
                     continue
@@ -210,7 +241,9 @@ class CgroupHost:
         """Remove this supervisor's own group (its vessels' groups are removed as they end)."""
         for base in self._bases():
             try:
-                (base / self._root / self._mine).rmdir()
+                for root in self._roots:
+                    with contextlib.suppress(OSError):
+                        (base / root / self._mine).rmdir()
             except OSError:
                 pass
 
@@ -240,9 +273,10 @@ def probe(mountinfo: str | None = None, *, idle: bool = True) -> CgroupHost | No
     try:
         host.setup()
         if host.kind == "v2":
-            top = mounts.v2 / host._root  # type: ignore[operator]
-            _write_quiet(top / "cgroup.subtree_control", "+cpu")
-            _write_quiet(top / host._mine / "cgroup.subtree_control", "+cpu")
+            for root in host._roots:
+                top = mounts.v2 / root  # type: ignore[operator]
+                _write_quiet(top / "cgroup.subtree_control", "+cpu")
+                _write_quiet(top / host._mine / "cgroup.subtree_control", "+cpu")
         host.sweep()
     except OSError as exc:
         log.info("cgroups present but not usable (%s): falling back to the duty cycle", exc)

@@ -1,7 +1,7 @@
 """Vessel processes yield to the donor: the lowest CPU and I/O priority the host offers.
 
-Set by the (root or same-uid) supervisor on a freshly spawned child, before the child is
-sent its config, so every thread the program later makes inherits it. ``SCHED_IDLE``
+Set by the (root or same-uid) supervisor on every thread of a vessel's child once its
+program runs; threads the program makes later inherit it. ``SCHED_IDLE``
 runs only when no normal task wants the core; where the host refuses it, nice 19. The
 I/O class is ``IOPRIO_CLASS_IDLE`` (``ioprio_set``, no libc wrapper: a raw syscall).
 """
@@ -32,6 +32,16 @@ def lower_priority(pid: int) -> str:
     if _idle_io(pid):
         parts.append("io_idle")
     return "+".join(parts)
+
+
+def lower_all_threads(pid: int) -> str:
+    """``lower_priority`` for every thread of ``pid`` (each thread has its own policy)."""
+    try:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except (OSError, ValueError):
+        tids = [pid]
+    applied = [lower_priority(tid) for tid in tids]
+    return applied[0] if applied else "normal"
 
 
 def _lower_cpu(pid: int) -> str:

@@ -584,6 +584,8 @@ def _apply_status(running: _Running, event: Event) -> None:
             return  # claims after the program started are the program's, so forged
         case Ready(protection, rss):
             running.baseline_rss = min(rss, MAX_BASELINE)
+            if running.controls is not None:
+                running.controls.settle()  # the program runs: now it yields to the host
             running.report = replace(running.report, protection=protection)
             running.settled.set()
         case CompileError(errors):

@@ -1,9 +1,12 @@
 """How a vessel's process yields to the donor: priority, CPU cap and pause, in one place.
 
 The supervisor calls ``Yielding.attach`` once per spawned child (before the child gets its
-config) and keeps the ``Attached`` it returns. That lowers the child to the host's lowest
-priority (``priority.py``), puts it into a cgroup with a CPU quota where the host has one
-(``cgroups.py``), and pauses and resumes it: with the freezer where there is one, else by
+config) and keeps the ``Attached`` it returns: that puts the child into a cgroup with a CPU
+quota where the host has one (``cgroups.py``). Once the program itself runs (the runner's
+"ready"), ``Attached.settle`` lowers every thread to the host's lowest priority
+(``priority.py``) and moves the child into the idle group: the runner's own start-up
+(interpreter, policy compile; bounded CPU) is not starved by a busy host, the program is.
+``Attached`` also pauses and resumes the child: with the freezer where there is one, else by
 holding a SIGSTOP. ``Attached.duty_cycle`` tells the supervisor whether it must still hold
 the CPU share itself with SIGSTOP/SIGCONT (no cgroup quota).
 """
@@ -15,7 +18,7 @@ import os
 import signal
 
 from sandbox.process.cgroups import CgroupHost, VesselCgroup, probe
-from sandbox.process.priority import lower_priority
+from sandbox.process.priority import lower_all_threads
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +26,23 @@ log = logging.getLogger(__name__)
 class Attached:
     """One child's controls. ``paused`` is the reason it is paused, or None."""
 
-    def __init__(self, pid: int, group: VesselCgroup | None, priority: str) -> None:
+    def __init__(self, pid: int, group: VesselCgroup | None, idle: bool) -> None:
         self.pid = pid
         self.group = group
-        self.priority = priority
+        self.idle = idle
+        self.priority = "normal"
         self.paused: str | None = None
+
+    def settle(self) -> None:
+        """The program runs: lowest priority for every thread, and the idle cgroup."""
+        if not self.idle:
+            return
+        self.priority = lower_all_threads(self.pid)
+        if self.group is not None:
+            try:
+                self.group.settle()
+            except OSError as exc:
+                log.warning("pid %d stays in its start-up cgroup: %s", self.pid, exc)
 
     @property
     def duty_cycle(self) -> bool:
@@ -102,14 +117,13 @@ class Yielding:
         return held + (", idle priority" if self.priority == "idle" else ", normal priority")
 
     def attach(self, vessel: str, pid: int, share: float) -> Attached:
-        priority = lower_priority(pid) if self.priority == "idle" else "normal"
         group = None
         if self.cgroups is not None:
             try:
                 group = self.cgroups.vessel(vessel, pid, share)
             except OSError as exc:
                 log.warning("vessel %s: no cgroup (%s); using the duty cycle", vessel, exc)
-        return Attached(pid, group, priority)
+        return Attached(pid, group, self.priority == "idle")
 
     def close(self) -> None:
         if self.cgroups is not None:

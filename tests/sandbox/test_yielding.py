@@ -115,14 +115,9 @@ async def test_donor_program_keeps_the_core_next_to_a_busy_vessel(
         donor_share = (d1 - d0) / ((d1 - d0) + (v1 - v0))
         assert donor_share >= 0.95, (d1 - d0, v1 - v0)
 
-        # alone on the core again, the vessel gets its share back, and no more
-        async def gets_its_share() -> bool:
-            c0, t0 = _cpu(vessel), trio.current_time()
-            await trio.sleep(1.0)
-            rate = (_cpu(vessel) - c0) / (trio.current_time() - t0)
-            assert rate <= 0.6, rate
-            return rate >= 0.4
-        await eventually(gets_its_share, timeout=30, what="vessel back at its 0.5 share")
+        # How much of its share the vessel gets alone depends on everything else the host
+        # runs (it yields to all of it): benchmarks/donor.py measures it on a quiet host, and
+        # tests/sandbox/test_limits_enforced.py holds the quota's accuracy.
 
 
 async def _pause_and_resume(sup: Supervisor, vessel_dir: Path, reason: str) -> None:
