@@ -318,7 +318,8 @@ async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: No
         return {name: runner.report(name).usage.values for name in runner.running()}
 
     donor = DonorControl(state_dir, runner, reshare=partial(apply_reshare, state, VesselStore(state_dir)),
-                         percent=lambda: state.donated_percent, usage=usage)
+                         percent=lambda: state.donated_percent, usage=usage,
+                         vessel_count=lambda: len(state.vessels))
     await nursery.start(donor.run)
     sources.provide(DONOR, donor.status)
     if ui:

@@ -115,6 +115,7 @@ class Pausable(Protocol):
     def pause_all(self, reason: str) -> None: ...
     def resume_all(self) -> None: ...
     def set_cpu_factor(self, factor: float) -> None: ...
+    def set_rate_caps(self, caps: Mapping[str, float]) -> None: ...
     def running(self) -> list[str]: ...
     def pid_of(self, vessel: str) -> int | None: ...
 
@@ -203,6 +204,13 @@ class Sample:
     """Vessels' network bytes sent and received per second since the last sample."""
 
 
+def rate_caps(policy: DonorPolicy, vessels: int) -> dict[str, float]:
+    """Each program's share of the machine-wide network caps: at most ``cap / vessels`` (pure),
+    so all vessels together never exceed the cap. Applies to programs started afterwards."""
+    caps = {"netsend": policy.net_send, "netrecv": policy.net_recv}
+    return {kind: cap / max(1, vessels) for kind, cap in caps.items() if cap is not None}
+
+
 def local_now() -> datetime:
     return datetime.now().astimezone()
 
@@ -215,11 +223,13 @@ class DonorControl:
                  clock: Callable[[], datetime] = local_now, tick: float = TICK,
                  reshare: Callable[[ReshareRequest], None] | None = None,
                  percent: Callable[[], float | None] | None = None,
-                 usage: Callable[[], Mapping[str, Mapping[str, float]]] | None = None) -> None:
+                 usage: Callable[[], Mapping[str, Mapping[str, float]]] | None = None,
+                 vessel_count: Callable[[], int] = lambda: 1) -> None:
         self.state_dir = state_dir
         self._reshare = reshare
         self._percent = percent
         self._usage = usage
+        self._vessel_count = vessel_count
         self.file = PolicyFile(state_dir)
         self.runner = runner
         self._host = HostReadings(self._vessel_pids)
@@ -253,6 +263,7 @@ class DonorControl:
                 log.info("vessels paused: %s (%s)", decision.paused, decision.detail)
             self.changed_at = time.time()
         self.runner.set_cpu_factor(decision.cpu_factor)
+        self.runner.set_rate_caps(rate_caps(policy, self._vessel_count()))
         self.decision = decision
         self._record(now.timestamp())
         return decision

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -176,6 +176,7 @@ class Supervisor:
         self._yielding = Yielding(use_cgroups=cgroups, priority=priority)
         self._paused: str | None = None
         self._cpu_factor = 1.0
+        self._rate_caps: dict[str, float] = {}
 
     @classmethod
     @asynccontextmanager
@@ -273,6 +274,10 @@ class Supervisor:
                 except OSError as exc:
                     log.warning("cannot set the CPU quota of pid %d: %s", running.process.pid, exc)
 
+    def set_rate_caps(self, caps: Mapping[str, float]) -> None:
+        """Cap renewable rates (e.g. ``netsend``) of programs started from now on."""
+        self._rate_caps = dict(caps)
+
     def resume_all(self) -> None:
         """Let every paused program go on where it was."""
         self._paused = None
@@ -285,6 +290,7 @@ class Supervisor:
         restricted: bool, on_log: LogSink | None,
     ) -> _Running:
         """Spawn the runner (on this thread: see ``sandbox.process.spawn``) and send its config."""
+        resources = _capped(resources, self._rate_caps)
         config = {
             "vessel_dir": str(directory.resolve()), "resources": resources.to_text(),
             "program": program, "args": list(args), "my_ip": self._my_ip,
@@ -613,6 +619,14 @@ def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]
         hint = " (cpu time backstop)" if -code == signal.SIGXCPU else ""
         return f"killed by {name}{hint}", "Terminated"
     return f"exited with code {code}", "Terminated"
+
+
+def _capped(table: ResourceTable, caps: Mapping[str, float]) -> ResourceTable:
+    """``table`` with each capped kind lowered to its cap (never raised)."""
+    if not caps:
+        return table
+    values = {k: (min(v, caps[k]) if k in caps else v) for k, v in table.values.items()}
+    return ResourceTable(values, table.messport, table.connport)
 
 
 def _duty_cycle(running: _Running) -> bool:

@@ -135,3 +135,21 @@ async def test_a_bad_policy_file_keeps_the_last_good_policy(state: Path) -> None
         assert control.step().paused == "manual"
         (state / "donor.json").unlink()
         assert control.step().paused is None
+
+
+async def test_network_caps_split_over_the_vessels(tmp_path: Path, state: Path) -> None:
+    """A machine-wide cap of 4000 B/s over 4 vessels: each program starts with at most 1000."""
+    vessel = tmp_path / "v1"
+    vessel.mkdir()
+    (vessel / "limits.py").write_text("limits = getresources()[0]\n"
+                                      "log('send', limits['netsend'], 'recv', limits['netrecv'])\n")
+    world = World()
+    update_policy(state, net_send=4000.0)
+    async with Supervisor.open() as sup:
+        control = DonorControl(state, sup, readings=world.read, clock=world.clock,
+                               vessel_count=lambda: 4)
+        control.step()
+        await sup.start("v1", vessel, table(netsend=100_000, netrecv=100_000), "limits.py")
+        await sup.wait("v1")
+        words = sup.read_log("v1").decode().split()
+        assert float(words[1]) == 1000.0 and float(words[3]) == 100_000.0  # recv: no cap
