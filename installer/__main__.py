@@ -47,6 +47,7 @@ from installer.donor.status import (
     bootstrap_warning,
     query_node,
     query_node_settled,
+    render_donor,
     render_reachability,
     render_relays,
     render_updates,
@@ -267,6 +268,7 @@ def render_report(report: NodeReport) -> str:
     lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
     if report.port_limits and report.port_counters:
         lines.append(render_port(report.port_limits, report.port_counters))
+    lines += render_donor(report)
     lines += render_reachability(report)
     lines += render_updates(report)
     lines += render_relays(report)

@@ -35,13 +35,30 @@ def lower_priority(pid: int) -> str:
 
 
 def lower_all_threads(pid: int) -> str:
-    """``lower_priority`` for every thread of ``pid`` (each thread has its own policy)."""
+    """``lower_priority`` for every thread of ``pid`` (each thread has its own policy), and
+    nice 19 for its session's autogroup."""
     try:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
     except (OSError, ValueError):
         tids = [pid]
     applied = [lower_priority(tid) for tid in tids]
-    return applied[0] if applied else "normal"
+    if _lower_autogroup(pid):
+        applied.append("autogroup19")
+    return "+".join(dict.fromkeys(part for a in applied for part in a.split("+"))) or "normal"
+
+
+def _lower_autogroup(pid: int) -> bool:
+    """With ``sched_autogroup`` each session is a scheduling group of its own, and a task's
+    SCHED_IDLE only counts inside its group: the vessel's session (it is a session leader)
+    must itself weigh least, or it competes with the donor's sessions as an equal. (Tasks in
+    a cgroup other than the root are not in an autogroup; this then does nothing.)"""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as handle:
+            handle.write("19")
+        return True
+    except OSError as exc:
+        log.debug("autogroup nice for %d: %s", pid, exc)
+        return False
 
 
 def _lower_cpu(pid: int) -> str:

@@ -84,6 +84,8 @@ async def _pause_and_resume(env: dict[str, str], prefix: Path, nm: object, keys:
     await eventually(shows_paused, timeout=10)
     status = await nm.get_node_status()
     assert status.revision >= 9 and status.donor["paused"] == "manual"
+    shown = await cli(env, "status", "--prefix", str(prefix))
+    assert b"vessels: PAUSED (manual" in shown.stdout, shown.stdout
     assert status.donor["mechanism"]  # says how shares are held
     await trio.sleep(0.5)
     frozen_at = _counts(await nm.read_log("v1"))[-1]

@@ -92,14 +92,16 @@ def _spinner() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-@needs_cgroups
+@pytest.mark.parametrize("cgroups", [pytest.param(True, marks=needs_cgroups), False],
+                         ids=["cgroup-quota", "duty-cycle"])
 async def test_donor_program_keeps_the_core_next_to_a_busy_vessel(
-    vessel_dir: Path, one_core: int,
+    vessel_dir: Path, one_core: int, cgroups: bool,
 ) -> None:
-    """A normal-priority spinner and a CPU-bound vessel (cpu 0.5) on one core."""
+    """A normal-priority spinner and a CPU-bound vessel (cpu 0.5) on one core, with the
+    cgroup quota and with the duty cycle (SCHED_IDLE alone: its session's autogroup too)."""
     (vessel_dir / "busy.py").write_text(BUSY)
-    async with Supervisor.open(priority="idle") as sup:
-        assert sup.mechanism.startswith("cgroup-")
+    async with Supervisor.open(priority="idle", cgroups=cgroups) as sup:
+        assert sup.mechanism.startswith("cgroup-" if cgroups else "sigstop")
         await sup.start("v1", vessel_dir, table(cpu=0.5), "busy.py")
         vessel = sup.pid_of("v1")
         assert vessel is not None
