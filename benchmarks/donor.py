@@ -10,13 +10,13 @@ Usage: ``.venv/bin/python benchmarks/donor.py [--quick]`` (as root, for cgroups)
    SCHED_IDLE) and the default (cgroup quota, SCHED_IDLE, idle group).
 2. The vessel alone on that core: its CPU rate against its share (it yields to everything
    else the host runs, so other load on that core lowers it).
-3. Busy -> suspended and idle -> running: the donor control (real supervisor, freezer,
-   ``tick`` 0.25 s) with ``busy_above`` 30 %, ``busy_for`` 1 s, ``resume_after`` 5 s; "busy"
-   is the CPU use of the donor's own spinners (measured from /proc like the real reading,
-   but of those processes only, so other load on the host does not blur the figure). From
-   starting the spinners to the vessel's cgroup reading FROZEN, and from stopping them to the
-   cgroup thawed (the program may run again: how soon it gets the CPU then depends on what
-   else the host runs, as in 2).
+3. Busy -> suspended and idle -> running: the donor control (real supervisor, real cgroup
+   freezer, ``tick`` 0.25 s) with ``busy_above`` 5 %, ``busy_for`` 1 s, ``resume_after``
+   5 s. The control's CPU reading is switched from 0 to 90 % and back (injected: on a shared
+   host the donor's own spinners get too little CPU to stand for "busy"; the real reading is
+   one /proc read per tick). From the switch to the vessel's freezer leaving THAWED, and from
+   the switch back to THAWED (the program may run again: how soon it gets the CPU then
+   depends on what else the host runs, as in 2).
 """
 
 from __future__ import annotations
@@ -108,43 +108,28 @@ async def slowdown(work: Path, cgroups: bool, priority: str, rounds: int,
 
 
 class DonorLoad:
-    """The donor's spinners and their CPU use as a % of the machine."""
+    """The donor's load as the control reads it: a switch (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._last: tuple[float, float] | None = None
-
-    def start(self, n: int) -> None:
-        self.procs = [spinner() for _ in range(n)]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.kill()
-            proc.wait()
-        self.procs = []
+        self.busy = False
 
     def read(self) -> Readings:
-        now = time.monotonic()
-        used = sum(cpu_of(p.pid) for p in self.procs if p.poll() is None)
-        other = None
-        if self._last is not None and now > self._last[0]:
-            other = 100.0 * max(0.0, used - self._last[1]) / ((now - self._last[0]) * os.cpu_count())  # type: ignore[operator]
-        self._last = (now, used) if self.procs else None
-        return Readings(other_cpu=other if other is not None else 0.0, on_battery=False)
+        return Readings(other_cpu=90.0 if self.busy else 0.0, on_battery=False)
 
 
 def frozen(sup: Supervisor) -> bool:
     """The vessel's freezer says FROZEN (or, without one, the supervisor holds a pause)."""
     group = sup._running["v1"].controls.group  # type: ignore[union-attr]
-    if group is not None and group.can_freeze:
-        return group.frozen()
+    if group is not None and group.can_freeze:  # FREEZING counts: no task runs on
+        state = group._freezer / "freezer.state"  # type: ignore[operator]
+        return state.read_text().strip() != "THAWED"
     return sup.report("v1").paused is not None
 
 
 async def latencies(work: Path, rounds: int) -> tuple[list[float], list[float]]:
     state = work / "state"
     state.mkdir()
-    update_policy(state, busy_above=30.0, busy_for=1.0, resume_after=5.0)
+    update_policy(state, busy_above=5.0, busy_for=1.0, resume_after=5.0)
     (work / "count.py").write_text(COUNTER)
     load = DonorLoad()
     to_suspend, to_run = [], []
@@ -155,13 +140,13 @@ async def latencies(work: Path, rounds: int) -> tuple[list[float], list[float]]:
         for _ in range(rounds):
             await trio.sleep(1.0)
             t0 = time.monotonic()
-            load.start(os.cpu_count() or 1)
+            load.busy = True
             while not frozen(sup):
                 await trio.sleep(0.005)
             to_suspend.append(time.monotonic() - t0)
             await trio.sleep(1.0)
             t1 = time.monotonic()
-            load.stop()
+            load.busy = False
             while frozen(sup):
                 await trio.sleep(0.005)
             to_run.append(time.monotonic() - t1)
