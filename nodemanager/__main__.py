@@ -323,10 +323,10 @@ async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: No
     await nursery.start(donor.run)
     sources.provide(DONOR, donor.status)
     if ui:
-        from nodemanager.node.webui import UiContext, new_token, serve_ui
+        from nodemanager.node.webui import UiContext, new_token, serve_ui_or_log
 
         context = UiContext(state_dir, lambda: server.view(time.time()), donor, new_token())
-        await nursery.start(serve_ui, context)
+        await nursery.start(serve_ui_or_log, context)
 
 
 @dataclass(frozen=True, slots=True)

@@ -307,6 +307,25 @@ async def serve_ui(ctx: UiContext, host: str = "127.0.0.1", *,
         task_status.started(ctx.port)
 
 
+async def serve_ui_or_log(ctx: UiContext, *,
+                          task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED) -> None:
+    """``serve_ui``, but a page that cannot listen is logged, not fatal to the node manager."""
+    started = False
+
+    class Status:
+        def started(self, value: int | None = None) -> None:
+            nonlocal started
+            started = True
+            task_status.started(value)
+
+    try:
+        await serve_ui(ctx, task_status=Status())
+    except OSError as exc:
+        log.error("no donor page: %s", exc)
+        if not started:
+            task_status.started(None)
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
