@@ -115,6 +115,20 @@ class VesselCgroup:
         else:
             _write(self._cpu / "cpu.max", f"{quota} {PERIOD_US}")
 
+    def throttled_seconds(self) -> float:
+        """Wall time the quota has held the group back so far (``cpu.stat``), 0 if unknown."""
+        try:
+            text = (self._cpu / "cpu.stat").read_text()
+        except OSError:
+            return 0.0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "throttled_time":  # v1: nanoseconds
+                return int(value) / 1e9
+            if key == "throttled_usec":  # v2: microseconds
+                return int(value) / 1e6
+        return 0.0
+
     def freeze(self) -> None:
         if self._freezer is None:
             raise OSError(errno.ENOTSUP, "no freezer")

@@ -110,6 +110,8 @@ class _Running:
     """Our end of the runner's status channel."""
     controls: Attached | None = None
     """Priority, cgroup and pause of the child (``sandbox.process.yielding``)."""
+    throttled: float = -1.0
+    """The group's throttled seconds at the last look (-1: not looked yet)."""
 
     @property
     def ready(self) -> bool:
@@ -522,6 +524,7 @@ class Supervisor:
             if pause > 0:
                 await _pause(running, pause)
             else:
+                await _report_throttling(running)
                 await trio.sleep(TICK)
 
 
@@ -562,6 +565,19 @@ async def _pause(running: _Running, seconds: float) -> None:
         except ProcessLookupError:
             pass
     await _send_line(running, f"stop {time.time():.3f} {seconds:.4f}\n".encode())
+
+
+async def _report_throttling(running: _Running) -> None:
+    """With a cgroup quota, the time the kernel held the program back is its stop time
+    (Seattle's ``getresources`` stoptimes), told to the child like a duty-cycle stop."""
+    group = None if running.controls is None else running.controls.group
+    if group is None or not running.ready:
+        return
+    total = group.throttled_seconds()
+    delta = total - running.throttled
+    if delta >= 0.001 and running.throttled >= 0:
+        await _send_line(running, f"stop {time.time():.3f} {delta:.4f}\n".encode())
+    running.throttled = total
 
 
 async def _send_line(running: _Running, line: bytes) -> None:
