@@ -287,10 +287,13 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=recording or runner, config=config, status=sources,
                                 dial_back_sink=_sink(dial_backs, Kind.TCP))
-            if isinstance(runner, Supervisor):  # the donor's policy and page (docs/donor.md)
-                await _start_donor_control(nursery, state_dir, state, runner, server, sources, ui)
+            donor = None
+            if isinstance(runner, Supervisor):  # the donor's policy (docs/donor.md)
+                donor = await _start_donor_control(nursery, state_dir, state, runner, sources)
             bound = await nursery.start(server.serve, host, port)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
+            if donor is not None and ui:  # the donor's page, once the node serves
+                await _start_ui(nursery, state_dir, server, donor)
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
 
@@ -311,9 +314,8 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
 
 
 async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: NodeState,
-                               runner: Supervisor, server: NodeServer, sources: StatusSources,
-                               ui: bool) -> None:
-    """The donor's policy applied to the vessels, and (unless ``--no-ui``) the local page."""
+                               runner: Supervisor, sources: StatusSources) -> DonorControl:
+    """The donor's policy applied to the vessels."""
     def usage() -> dict[str, Mapping[str, float]]:
         return {name: runner.report(name).usage.values for name in runner.running()}
 
@@ -322,11 +324,16 @@ async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: No
                          vessel_count=lambda: len(state.vessels))
     await nursery.start(donor.run)
     sources.provide(DONOR, donor.status)
-    if ui:
-        from nodemanager.node.webui import UiContext, new_token, serve_ui_or_log
+    return donor
 
-        context = UiContext(state_dir, lambda: server.view(time.time()), donor, new_token())
-        await nursery.start(serve_ui_or_log, context)
+
+async def _start_ui(nursery: trio.Nursery, state_dir: Path, server: NodeServer,
+                    donor: DonorControl) -> None:
+    """The local page (unless ``--no-ui``); a page that cannot listen is only logged."""
+    from nodemanager.node.webui import UiContext, new_token, serve_ui_or_log
+
+    context = UiContext(state_dir, lambda: server.view(time.time()), donor, new_token())
+    await nursery.start(serve_ui_or_log, context)
 
 
 @dataclass(frozen=True, slots=True)

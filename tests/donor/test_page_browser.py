@@ -18,7 +18,7 @@ import trio
 
 from nodemanager import NodeClient, open_node_client
 from nodemanager.node.reshare import ReshareRequest, read_result, write_request
-from nodemanager.node.webui import link
+from nodemanager.node.webui import PORT_FILE, link
 from seattlecore import KeyPair
 from tests.support.daemons import node_manager
 from tests.support.polling import eventually
@@ -46,6 +46,7 @@ async def test_the_page_in_chromium(tmp_path: Path) -> None:
         await client.start_vessel("v1", "count.py")
         await _learn_percent(state)
         before = await client.get_vessel_resources("v1")
+        await eventually(lambda: (state / PORT_FILE).exists(), what="ui.port written")
         seen = await browse(link(state), shots)
         assert "v1" in seen["start"] and "Started" in seen["start"] and "Fresh" in seen["start"]
         assert owner.public.to_text()[:12] in seen["start"]

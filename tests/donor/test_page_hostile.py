@@ -20,6 +20,7 @@ from nodemanager.node.webguard import Refusal, check, uid_from_proc_tcp
 from nodemanager.node.webui import PORT_FILE, TOKEN_FILE
 from seattlecore import KeyPair
 from tests.support.daemons import node_manager
+from tests.support.polling import eventually
 from tests.support.requires import requires
 from tests.support.seash import init_node
 
@@ -115,6 +116,7 @@ async def test_attacker_is_refused_and_the_page_keeps_serving(tmp_path: Path) ->
     state = tmp_path / "state"
     init_node(state, owner.public.to_text(), vessels=2)
     async with node_manager(state, sandbox=True, dht=False) as nm:
+        await eventually(lambda: (state / PORT_FILE).exists(), what="ui.port written")
         port = int((state / PORT_FILE).read_text())
         token = (state / TOKEN_FILE).read_text().strip()
         assert (state / TOKEN_FILE).stat().st_mode & 0o077 == 0
