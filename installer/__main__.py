@@ -10,6 +10,8 @@
                               [--no-service] [--dry-run]
     seattle-installer status [--prefix DIR]
     seattle-installer uninstall [--prefix DIR] [--purge] [--dry-run]
+    seattle-installer pause [--for 2h] | resume | share PCT | policy [...] | ui
+                              (the donor's controls: installer/donor/controls.py, docs/donor.md)
     seattle-installer release-init | release --version V | release-timestamp | publish
                               (signed updates: installer/release/commands.py, docs/updates.md)
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 import trio
 
 from installer.donor.apply import apply_plan, observe, read_record
+from installer.donor.controls import CONTROL_COMMANDS, add_control_parsers
 from installer.donor.managed import (
     add_build_options,
     add_install_options,
@@ -48,6 +51,7 @@ from installer.donor.status import (
     bootstrap_warning,
     query_node,
     query_node_settled,
+    render_donor,
     render_reachability,
     render_relays,
     render_updates,
@@ -303,6 +307,7 @@ def render_report(report: NodeReport) -> str:
     lines.append("advertised keys: " + ", ".join(k[:16] for k in report.advertised_keys))
     if report.port_limits and report.port_counters:
         lines.append(render_port(report.port_limits, report.port_counters))
+    lines += render_donor(report)
     lines += render_reachability(report)
     lines += render_updates(report)
     lines += render_relays(report)
@@ -395,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     _boot_options(uninstall)
     uninstall.add_argument("--purge", action="store_true", help="also delete the prefix")
     uninstall.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_control_parsers(sub, _boot_options, subparser, _percent)
     add_stage_parser(sub)
     add_release_parsers(sub)
     add_global_options(parser, sub.choices.values(), [verbose_option()])
@@ -460,7 +466,7 @@ def _install_options(install: argparse.ArgumentParser) -> None:
 
 COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "grant": cmd_grant, "install": cmd_install,
             "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update,
-            **RELEASE_COMMANDS}
+            **CONTROL_COMMANDS, **RELEASE_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

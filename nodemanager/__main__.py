@@ -22,7 +22,8 @@ import ipaddress
 import logging
 import random
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -50,8 +51,10 @@ from nodemanager.node.discovery import (
     serve_discovery,
     stop_on_signals,
 )
+from nodemanager.node.donor import DONOR, DonorControl
 from nodemanager.node.files import VesselStore
 from nodemanager.node.ports import start_on_port
+from nodemanager.node.reshare import apply_reshare
 from nodemanager.node.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
@@ -147,6 +150,8 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="do not join the DHT (no discovery; direct contact only)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="never start programs (for tests of the control plane)")
+    parser.add_argument("--no-ui", action="store_true",
+                        help="no local donor page on 127.0.0.1 (docs/donor.md)")
     parser.add_argument("--limit", type=limit_option, action="append", default=[],
                         metavar="NAME=VALUE",
                         help="connection/request limit of the port, e.g. max_connections=2000 "
@@ -265,7 +270,7 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
                      sandbox: bool = True, dht: DhtOptions = DhtOptions(),
                      server_config: ServerConfig | None = None,
                      updates: UpdateConfig | None = None,
-                     relay: RelayOptions = RelayOptions()) -> bool:
+                     relay: RelayOptions = RelayOptions(), ui: bool = True) -> bool:
     """Serve until cancelled; True if the updater asked for a restart (a new version)."""
     keys = load_private(state_dir / f"{NODE_KEY_NAME}.privatekey")
     restart: list[bool] = []
@@ -284,12 +289,17 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
                                 runner=recording or runner, config=config, status=sources,
                                 dial_back_sink=_sink(dial_backs, Kind.TCP))
+            donor = None
+            if isinstance(runner, Supervisor):  # the donor's policy (docs/donor.md)
+                donor = await _start_donor_control(nursery, state_dir, state, runner, sources)
             bound, moved = await start_on_port(nursery, server.serve, host, port,
                                                state.ports.get("tcp"), "node manager")
             state.set_port("tcp", bound)
             if moved:
                 log.warning("node manager port moved to %d: announcing the new address now", bound)
             write_atomic(state_dir / PORT_FILE, f"{bound}\n".encode())
+            if donor is not None and ui:  # the donor's page, once the node serves
+                await _start_ui(nursery, state_dir, server, donor)
             log.info("node %s listening on %s:%d", keys.public.to_text(), host, bound)
             print(f"nodemanager listening on {host}:{bound}", file=sys.stderr, flush=True)
 
@@ -307,6 +317,29 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
             await _start_discovery(nursery, server, keys, state_dir, host, bound, bootstrap, dht,
                                    service, relaying, dial_backs)
     return bool(restart)
+
+
+async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: NodeState,
+                               runner: Supervisor, sources: StatusSources) -> DonorControl:
+    """The donor's policy applied to the vessels."""
+    def usage() -> dict[str, Mapping[str, float]]:
+        return {name: runner.report(name).usage.values for name in runner.running()}
+
+    donor = DonorControl(state_dir, runner, reshare=partial(apply_reshare, state, VesselStore(state_dir)),
+                         percent=lambda: state.donated_percent, usage=usage,
+                         vessel_count=lambda: len(state.vessels))
+    await nursery.start(donor.run)
+    sources.provide(DONOR, donor.status)
+    return donor
+
+
+async def _start_ui(nursery: trio.Nursery, state_dir: Path, server: NodeServer,
+                    donor: DonorControl) -> None:
+    """The local page (unless ``--no-ui``); a page that cannot listen is only logged."""
+    from nodemanager.node.webui import UiContext, new_token, serve_ui_or_log
+
+    context = UiContext(state_dir, lambda: server.view(time.time()), donor, new_token())
+    await nursery.start(serve_ui_or_log, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,8 +510,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dht = DhtOptions(enabled=not options.no_dht, port=options.dht_port,
                          advertise_host=options.advertise_host, reachability=options.reachability,
                          probe=ProbeConfig(interval=options.reachability_interval))
-        restart = trio.run(run_daemon, state_dir, options.listen[0], options.listen[1], peers,
-                           not options.no_sandbox, dht, config, _update_config(options), relay)
+        restart = trio.run(partial(run_daemon, ui=not options.no_ui), state_dir, options.listen[0],
+                           options.listen[1], peers, not options.no_sandbox, dht, config,
+                           _update_config(options), relay)
     except KeyboardInterrupt:
         return 0
     except (CoreError, StateError, OSError) as exc:

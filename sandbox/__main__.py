@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dir", type=Path, help="vessel directory (default: a temporary one)")
     run.add_argument("--timeout", type=float, default=None, help="stop the program after N s")
     run.add_argument("--no-harden", action="store_true", help="skip the OS layers (debugging)")
+    run.add_argument("--no-cgroups", action="store_true",
+                     help="hold the CPU share with the SIGSTOP duty cycle, not a cgroup quota")
     run.add_argument("-v", "--verbose", action="store_true", help="show supervisor logging")
     run.add_argument("program", type=Path, metavar="PROGRAM.py", help="the vessel program")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
@@ -75,7 +77,8 @@ async def run_program(args: argparse.Namespace, table: ResourceTable, vessel_dir
         shutil.copyfile(args.program, target)
     output = _Output()
     # One program, once: a fork server would only add a process (it pays off from the 2nd start).
-    async with Supervisor.open(harden=not args.no_harden, fork_server=False) as supervisor:
+    async with Supervisor.open(harden=not args.no_harden, fork_server=False,
+                               cgroups=not args.no_cgroups) as supervisor:
         try:
             await supervisor.start("local", vessel_dir, table, name, args.args, on_log=output.write)
         except ProgramStartError:

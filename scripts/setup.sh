@@ -15,6 +15,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
     { apt-get update -qq && apt-get install -y -qq iproute2 nftables >/dev/null; } || \
         echo "note: could not install iproute2/nftables; seattle-testbed up --lab will refuse" >&2
 fi
+# The donor page's browser tests drive Debian's chromium (Playwright, no browser download).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+        echo "note: could not install chromium; the donor page's browser tests will fail" >&2
+fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 log=$(mktemp)

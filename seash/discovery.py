@@ -134,6 +134,8 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
     def render(v: VesselInfo) -> str:
         mark = "*" if v.owner == me else " "
         reason = f" ({v.exit_reason})" if v.exit_reason and v.status != "Started" else ""
+        if v.paused and v.status == "Started":
+            reason = f" (paused by its donor: {v.paused})"
         program = " ".join([v.program, *v.args]) if v.program else ""
         return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
                                             v.owner_info, notes.get(id(v), "")) if part)

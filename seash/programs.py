@@ -85,7 +85,7 @@ async def wait(ex: Executor, args: Args) -> None:
     start = trio.current_time()
     results = await ex.gather(node_info_op({}))
     with trio.move_on_after(seconds):
-        while any(r.ok and r.value.status == "Started" for r in results):
+        while any(r.ok and r.value.status == "Started" and not r.value.paused for r in results):
             await trio.sleep(WAIT_INTERVAL)
             results = await ex.gather(node_info_op({}))
     ex.reporter.start("wait", len(results))
@@ -101,6 +101,9 @@ def _outcome(result: NodeResult, limit: str | None) -> NodeResult:
         return result
     info: VesselInfo = result.value
     what = program_text(info) or "program"
+    if info.status == "Started" and info.paused:  # frozen by its donor: not a failure
+        return _as(result, "ok", value=f"{what}: paused by its donor ({info.paused}); "
+                                      "it goes on when the donor's machine allows")
     if info.status == "Started":
         return _as(result, "timeout", error=f"{what} still runs after {limit} s")
     if info.status == "Terminated" and info.exit_code != 0:

@@ -14,6 +14,10 @@ from tests.support.requires import check_requires
 def pytest_configure(config: pytest.Config) -> None:
     # loopback testbeds (in this process or in the seattle-testbed it runs) use this worker's range
     os.environ["SEATTLE_TESTBED_NET"] = str(testbed_net())
+    # Vessels default to idle priority (they yield to every other program: docs/donor.md).
+    # Here the other programs are parallel test workers, so vessels run at normal priority;
+    # tests of the yielding itself ask for priority="idle" (tests/sandbox/test_yielding.py).
+    os.environ["SEATTLE_VESSEL_PRIORITY"] = "normal"
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

@@ -57,6 +57,8 @@ class NodeReport:
     relayed: Mapping[str, Any] = field(default_factory=dict)
     pool: Mapping[str, Any] | None = None
     """Pool vessels and their leases (GetNodeStatus ``pool``; docs/pool.md)."""
+    donor: Mapping[str, Any] = field(default_factory=dict)
+    """Paused or not and why, the CPU mechanism, the policy (GetNodeStatus ``donor``)."""
 
     @property
     def advertised_keys(self) -> tuple[str, ...]:
@@ -106,7 +108,18 @@ async def query_node(state: Path, host: str = "127.0.0.1") -> NodeReport:
                       vessels=vessels, dht_peers=peers, port_limits=status.limits,
                       port_counters=status.connections, error=error, version=status.version,
                       updates=status.updates, reachability=status.reachability, dht_mode=mode,
-                      relay=status.relay, relayed=status.relayed, pool=status.pool)
+                      relay=status.relay, relayed=status.relayed, pool=status.pool,
+                      donor=status.donor)
+
+
+def render_donor(report: NodeReport) -> list[str]:
+    """``vessels: running (cgroup-v1 cpu quota + freezer, idle priority)`` or why paused."""
+    donor = report.donor
+    if not donor:
+        return []
+    state = (f"PAUSED ({donor.get('paused')}: {donor.get('detail')})" if donor.get("paused")
+             else f"running at {100 * float(donor.get('cpu_factor', 1.0)):.0f} % of their CPU share")
+    return [f"vessels: {state}; {donor.get('mechanism')}"]
 
 
 def _mode_from_file(state: Path) -> str | None:

@@ -94,6 +94,7 @@ def vessel_info(view: NodeView, vessel: Vessel) -> dict[str, object]:
         "exit_code": live.exit_code, "advertise": vessel.advertise, "owner": vessel.owner.raw,
         "owner_info": vessel.owner_info, "users": [key.raw for key in vessel.users],
         "usage": dict(live.usage), "program": program, "args": list(args),
+        "paused": live.paused,
     }
 
 

@@ -47,6 +47,8 @@ class Live:
     exit_reason: str | None = None
     exit_code: int | None = None
     usage: Mapping[str, float] = field(default_factory=dict)
+    paused: str | None = None
+    """Why the donor's side paused the program (manual, battery, schedule, busy), or None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -261,6 +262,20 @@ class NodeState:
                          resources=vessel.resources, status=status, exit_reason=exit_reason,
                          exit_code=exit_code)
         self.commit(Change(put=(updated,)))
+
+    @property
+    def donated_percent(self) -> float | None:
+        """The percent of the machine the vessels hold (set by a reshare; None before one)."""
+        value = self._meta("donated_percent")
+        return None if value is None else float(value)
+
+    def reshare(self, tables: Mapping[str, ResourceTable], percent: float) -> None:
+        """Give vessels new resource tables and record ``percent``, in one transaction."""
+        updated = [replace(self.vessels[name], resources=table) for name, table in tables.items()]
+        with self._transaction():
+            self._apply(Change(put=tuple(updated)))
+            self._set_meta("donated_percent", repr(float(percent)))
+        self.vessels.update((vessel.name, vessel) for vessel in updated)
 
     def prune_nonces(self, *, before: float) -> int:
         """Forget nonces whose timestamps are older than ``before`` (they fail the window)."""

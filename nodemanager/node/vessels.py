@@ -60,8 +60,10 @@ class ProgramRunner(Protocol):
 def live_of(report: ReportLike) -> Live:
     """Our view of a supervisor report (unknown statuses read as Terminated)."""
     status = report.status if report.status in STATUSES else "Terminated"
-    return Live(status=status, exit_reason=report.exit_reason,
-                exit_code=report.exit_code, usage=dict(report.usage.values))
+    paused = getattr(report, "paused", None)  # sandbox reports say; other runners do not
+    return Live(status=status, exit_reason=report.exit_reason, exit_code=report.exit_code,
+                usage=dict(report.usage.values),
+                paused=paused if isinstance(paused, str) and status == "Started" else None)
 
 
 @contextmanager

@@ -70,6 +70,8 @@ class VesselInfo:
     program: str | None = None
     """The program last started (None: none since the node manager started, or reset)."""
     args: tuple[str, ...] = ()
+    paused: str | None = None
+    """The program is frozen by its donor: manual, battery, schedule or busy (revision 9)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +110,8 @@ class NodeStatus:
     """The relay service: reservations, circuits, limits, counters (protocol §14.5)."""
     relayed: Mapping[str, Any] = field(default_factory=dict)
     """The relay client: reservations this node holds while private (protocol §14.5)."""
+    donor: Mapping[str, Any] = field(default_factory=dict)
+    """The donor's policy and whether vessels are paused, and why (revision 9)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +155,13 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         name=raw["name"], status=raw["status"], exit_reason=raw["exit_reason"],
         exit_code=raw["exit_code"], advertise=raw["advertise"], owner=PublicKey(raw["owner"]),
         owner_info=raw["owner_info"], users=tuple(PublicKey(k) for k in raw["users"]),
-        usage=dict(raw["usage"]), **_program_of(raw))
+        usage=dict(raw["usage"]), **_program_of(raw), paused=_paused_of(raw))
+
+
+def _paused_of(raw: Mapping[str, Any]) -> str | None:
+    """Why the donor paused the vessel (revision 9; older nodes never say)."""
+    value = raw.get("paused")
+    return value if isinstance(value, str) and value else None
 
 
 def _map(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -315,7 +325,7 @@ class NodeClient:
                           updates=raw["updates"] if isinstance(raw.get("updates"), dict) else None,
                           reachability=_mapping(raw.get("reachability")),
                           relay=_map(raw, "relay"), relayed=_map(raw, "relayed"),
-                          pool=_mapping(raw.get("pool")))
+                          pool=_mapping(raw.get("pool")), donor=_map(raw, "donor"))
 
     async def start_vessel(self, vessel: str, program: str, args: Sequence[str] = ()) -> str:
         raw = await self.call(m.StartVessel(vessel=vessel, program=program, args=tuple(args)))

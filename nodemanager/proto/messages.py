@@ -18,7 +18,7 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 8
+PROTOCOL_REVISION = 9
 """Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
 3 = GetVessels reports each vessel's program and arguments, ..., 7 = ``Batch``, 8 = the
 community pool's AcquireVessel, RenewLease and ReleaseVessel (docs/pool.md)."""

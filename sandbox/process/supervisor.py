@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +40,7 @@ from sandbox.process.limits import CpuThrottle, LogRing, LogSlice, check_quantit
 from sandbox.process.spawn import ChildProcess, ChildRecords
 from sandbox.process.status import CompileError, Event, Exit, Ready, StatusLines, UsageReport, parse_event
 from sandbox.process.uidlease import SpareLeases, UidLease
+from sandbox.process.yielding import Attached, Yielding
 from sandbox.resources import ResourceTable
 from sandbox.vessel.vesselfiles import disk_use
 
@@ -78,6 +79,8 @@ class VesselReport:
     ended_at: float | None = None
     protection: str | None = None
     compile_errors: tuple[str, ...] = ()
+    paused: str | None = None
+    """Why the donor's side paused the program (frozen, not killed), or None."""
 
 
 LogSink = Callable[[bytes], None]
@@ -107,6 +110,10 @@ class _Running:
     """The interpreter's RSS when the program started; None until the runner says "ready"."""
     status_r: int = -1
     """Our end of the runner's status channel."""
+    controls: Attached | None = None
+    """Priority, cgroup and pause of the child (``sandbox.process.yielding``)."""
+    throttled: float = -1.0
+    """The group's throttled seconds at the last look (-1: not looked yet)."""
 
     @property
     def ready(self) -> bool:
@@ -143,7 +150,8 @@ class Supervisor:
 
     def __init__(
         self, nursery: trio.Nursery, *, harden: bool = True, my_ip: str = "127.0.0.1",
-        run_dir: Path | None = None, launcher: Launcher | None = None,
+        run_dir: Path | None = None, launcher: Launcher | None = None, cgroups: bool = True,
+        priority: str | None = None,
     ) -> None:
         self._nursery = nursery
         self.launcher = launcher if launcher is not None else Launcher(fork_server=False)
@@ -155,12 +163,16 @@ class Supervisor:
         self._running: dict[str, _Running] = {}
         self._reports: dict[str, VesselReport] = {}
         self._logs: dict[str, LogRing] = {}
+        self._yielding = Yielding(use_cgroups=cgroups, priority=priority)
+        self._paused: str | None = None
+        self._cpu_factor = 1.0
+        self._rate_caps: dict[str, float] = {}
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, *, harden: bool = True, my_ip: str = "127.0.0.1", run_dir: Path | None = None,
-        fork_server: bool = True,
+        fork_server: bool = True, cgroups: bool = True, priority: str | None = None,
     ) -> AsyncIterator[Supervisor]:
         """A supervisor whose programs all end when the block exits.
 
@@ -169,11 +181,15 @@ class Supervisor:
         With ``fork_server`` (the default) programs start from a warm fork server
         (``sandbox.process.forkserver``), kept running and restarted by the supervisor;
         without it each start is a cold interpreter (a one-shot run gains nothing from one).
+        ``cgroups=False`` holds CPU shares with the SIGSTOP duty cycle even where the host
+        has cgroups (the fallback, for tests and comparisons). ``priority``: ``idle`` (lowest
+        CPU and I/O priority: the donor always wins) or ``normal``; default
+        ``$SEATTLE_VESSEL_PRIORITY``, else ``idle`` (``sandbox.process.yielding``).
         """
         async with trio.open_nursery() as nursery:
             launcher = Launcher(fork_server=fork_server)
             supervisor = cls(nursery, harden=harden, my_ip=my_ip, run_dir=run_dir,
-                             launcher=launcher)
+                             launcher=launcher, cgroups=cgroups, priority=priority)
             if supervisor._records is not None:
                 supervisor._records.kill_leftovers()
             nursery.start_soon(launcher.keep_fork_server)
@@ -184,6 +200,7 @@ class Supervisor:
             finally:
                 with trio.CancelScope(shield=True):
                     await supervisor.stop_all()
+                supervisor._yielding.close()
                 nursery.cancel_scope.cancel()
 
     async def start(
@@ -220,6 +237,49 @@ class Supervisor:
             raise
         self._nursery.start_soon(self._watch, vessel, running)
         await self._wait_settled(vessel, running)
+        if self._paused is not None:
+            _set_paused(running, self._paused)
+
+    @property
+    def mechanism(self) -> str:
+        """How CPU shares are held and pauses made, e.g. ``cgroup-v1 cpu quota + freezer``."""
+        return self._yielding.mechanism
+
+    @property
+    def paused(self) -> str | None:
+        """Why every program is paused (``pause_all``), or None."""
+        return self._paused
+
+    def pause_all(self, reason: str) -> None:
+        """Freeze every running program, and each one started later, until ``resume_all``."""
+        self._paused = reason
+        for running in self._running.values():
+            if running.ready:
+                _set_paused(running, reason)
+
+    def set_cpu_factor(self, factor: float) -> None:
+        """Run every program at ``factor`` (0-1) of its CPU share (e.g. while the donor works)."""
+        factor = min(1.0, max(0.0, factor))
+        if factor == self._cpu_factor:
+            return
+        self._cpu_factor = factor
+        for running in self._running.values():
+            group = None if running.controls is None else running.controls.group
+            if group is not None:
+                try:
+                    group.set_share(running.table["cpu"] * factor)
+                except OSError as exc:
+                    log.warning("cannot set the CPU quota of pid %d: %s", running.process.pid, exc)
+
+    def set_rate_caps(self, caps: Mapping[str, float]) -> None:
+        """Cap renewable rates (e.g. ``netsend``) of programs started from now on."""
+        self._rate_caps = dict(caps)
+
+    def resume_all(self) -> None:
+        """Let every paused program go on where it was."""
+        self._paused = None
+        for running in self._running.values():
+            _set_paused(running, None)
 
     async def _launch(
         self, vessel: str, directory: Path, resources: ResourceTable, program: str,
@@ -227,6 +287,7 @@ class Supervisor:
         restricted: bool, on_log: LogSink | None,
     ) -> _Running:
         """Start the runner (``Launcher``: forked, or spawned on this thread) and send its config."""
+        resources = _capped(resources, self._rate_caps)
         config = {
             "vessel_dir": str(directory.resolve()), "resources": resources.to_text(),
             "program": program, "args": list(args), "my_ip": self._my_ip,
@@ -250,8 +311,9 @@ class Supervisor:
         process = launched.process
         if self._records is not None:
             self._records.add(vessel, process.pid)
+        controls = self._yielding.attach(vessel, process.pid, resources["cpu"] * self._cpu_factor)
         running = _Running(process, resources, directory, log_path, lease, on_log=on_log,
-                           status_r=status_r)
+                           status_r=status_r, controls=controls)
         running.report = VesselReport(status="Started", started_at=time.time())
         self._running[vessel] = running
         self._logs.pop(vessel, None)
@@ -270,7 +332,7 @@ class Supervisor:
             await running.settled.wait()
         if not running.settled.is_set():
             running.kill_reason = f"did not start within {START_TIMEOUT:.0f} s"
-            _kill_group(running.process)
+            _kill(running)
         if running.ready:
             return
         await running.done.wait()
@@ -286,7 +348,7 @@ class Supervisor:
         if running is None:
             raise VesselNotRunning(f"vessel {vessel} is not running a program")
         running.stop_requested = True
-        _kill_group(running.process)
+        _kill(running)
         await running.done.wait()
         return self.report(vessel)
 
@@ -342,6 +404,11 @@ class Supervisor:
     def running(self) -> list[str]:
         return sorted(self._running)
 
+    def pid_of(self, vessel: str) -> int | None:
+        """The process id of the vessel's running program (for status and tests), or None."""
+        running = self._running.get(vessel)
+        return None if running is None else running.process.pid
+
     async def _watch(self, vessel: str, running: _Running) -> None:
         process = running.process
         try:
@@ -354,7 +421,7 @@ class Supervisor:
                 running.monitor_scope.cancel()
                 nursery.cancel_scope.deadline = trio.current_time() + 1.0
         finally:
-            _kill_group(process)
+            _kill(running)
             with trio.CancelScope(shield=True):
                 await process.wait()
                 await process.aclose()
@@ -365,7 +432,7 @@ class Supervisor:
         reason, status = _exit_story(running, code)
         report = replace(
             running.report, status=status, exit_reason=reason, exit_code=code,
-            ended_at=time.time(),
+            ended_at=time.time(), paused=None,
         )
         self._reports[vessel] = report
         self._logs[vessel] = running.ring
@@ -373,6 +440,8 @@ class Supervisor:
         del self._running[vessel]
         if running.lease is not None:
             running.lease.release()
+        if running.controls is not None:
+            running.controls.release()
         if self._records is not None:
             self._records.remove(vessel)
         running.report = report
@@ -440,21 +509,23 @@ class Supervisor:
             reason = check_quantities(running.table, rss=program_rss, disk=disk)
             if reason is not None:
                 running.kill_reason = reason
-                _kill_group(running.process)
+                _kill(running)
                 return
             if now >= next_usage:
                 await _send_line(running, b"usage\n")
                 next_usage = now + 1.0
             # The runner's own start-up (interpreter, policy compile) is not the program's
             # CPU: the share is enforced from the moment the program is ready to run.
-            pause = throttle.sample(now, cpu) if running.ready else 0.0
+            throttle.share = running.table["cpu"] * self._cpu_factor
+            pause = throttle.sample(now, cpu) if running.ready and _duty_cycle(running) else 0.0
             if not running.ready and cpu > STARTUP_CPU_LIMIT:
                 running.kill_reason = f"start-up used more than {STARTUP_CPU_LIMIT} s of CPU"
-                _kill_group(running.process)
+                _kill(running)
                 return
             if pause > 0:
                 await _pause(running, pause)
             else:
+                await _report_throttling(running)
                 await trio.sleep(TICK)
 
 
@@ -490,10 +561,24 @@ async def _pause(running: _Running, seconds: float) -> None:
         await trio.sleep(seconds)
     finally:
         try:
-            os.killpg(pid, signal.SIGCONT)
+            if running.controls is None or running.controls.paused is None:
+                os.killpg(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
     await _send_line(running, f"stop {time.time():.3f} {seconds:.4f}\n".encode())
+
+
+async def _report_throttling(running: _Running) -> None:
+    """With a cgroup quota, the time the kernel held the program back is its stop time
+    (Seattle's ``getresources`` stoptimes), told to the child like a duty-cycle stop."""
+    group = None if running.controls is None else running.controls.group
+    if group is None or not running.ready:
+        return
+    total = group.throttled_seconds()
+    delta = total - running.throttled
+    if delta >= 0.001 and running.throttled >= 0:
+        await _send_line(running, f"stop {time.time():.3f} {delta:.4f}\n".encode())
+    running.throttled = total
 
 
 async def _send_line(running: _Running, line: bytes) -> None:
@@ -522,6 +607,8 @@ def _apply_status(running: _Running, event: Event) -> None:
             return  # claims after the program started are the program's, so forged
         case Ready(protection, rss):
             running.baseline_rss = min(rss, MAX_BASELINE)
+            if running.controls is not None:
+                running.controls.settle()  # the program runs: now it yields to the host
             running.report = replace(running.report, protection=protection)
             running.settled.set()
         case CompileError(errors):
@@ -549,6 +636,43 @@ def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]
         hint = " (cpu time backstop)" if -code == signal.SIGXCPU else ""
         return f"killed by {name}{hint}", "Terminated"
     return f"exited with code {code}", "Terminated"
+
+
+def _capped(table: ResourceTable, caps: Mapping[str, float]) -> ResourceTable:
+    """``table`` with each capped kind lowered to its cap (never raised)."""
+    if not caps:
+        return table
+    values = {k: (min(v, caps[k]) if k in caps else v) for k, v in table.values.items()}
+    return ResourceTable(values, table.messport, table.connport)
+
+
+def _duty_cycle(running: _Running) -> bool:
+    """True when the share is held with SIGSTOP/SIGCONT (no cgroup quota), and not paused."""
+    controls = running.controls
+    return controls is None or (controls.duty_cycle and controls.paused is None)
+
+
+def _set_paused(running: _Running, reason: str | None) -> None:
+    """Pause (freeze) or resume one program and say so in its report; errors are logged."""
+    if running.controls is None or running.process.returncode is not None:
+        return
+    try:
+        if reason is None:
+            running.controls.resume()
+        else:
+            running.controls.pause(reason)
+    except OSError as exc:
+        log.warning("cannot %s pid %d: %s", "resume" if reason is None else "pause",
+                    running.process.pid, exc)
+        return
+    running.report = replace(running.report, paused=reason)
+
+
+def _kill(running: _Running) -> None:
+    """SIGKILL the program's process group; thaw it so a frozen program can die."""
+    _kill_group(running.process)
+    if running.controls is not None:
+        running.controls.killed()
 
 
 def _kill_group(process: ChildProcess) -> None:

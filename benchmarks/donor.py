@@ -1,0 +1,193 @@
+"""Benchmarks of the donor's side: how much a busy vessel slows the donor, and how fast the
+donor policy suspends and resumes vessels.
+
+Usage: ``.venv/bin/python benchmarks/donor.py [--quick]`` (as root, for cgroups)
+
+1. Donor slowdown: a CPU spinner at normal priority (the donor's program) and a CPU-bound
+   vessel (cpu 0.5) pinned to one core; the spinner's CPU rate next to the vessel over its
+   rate alone, measured back to back, median of the rounds. Three ways of holding the share:
+   today's main (SIGSTOP duty cycle, vessel at normal priority), the fallback (duty cycle,
+   SCHED_IDLE) and the default (cgroup quota, SCHED_IDLE, idle group).
+2. The vessel alone on that core: its CPU rate against its share (it yields to everything
+   else the host runs, so other load on that core lowers it).
+3. Busy -> suspended and idle -> running: the donor control (real supervisor, real cgroup
+   freezer, ``tick`` 0.25 s) with ``busy_above`` 5 %, ``busy_for`` 1 s, ``resume_after``
+   5 s. The control's CPU reading is switched from 0 to 90 % and back (injected: on a shared
+   host the donor's own spinners get too little CPU to stand for "busy"; the real reading is
+   one /proc read per tick). From the switch to the vessel's freezer leaving THAWED, and from
+   the switch back to THAWED (the program may run again: how soon it gets the CPU then
+   depends on what else the host runs, as in 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(ROOT))
+
+import trio  # noqa: E402
+
+from nodemanager.node.donor import DonorControl, update_policy  # noqa: E402
+from nodemanager.node.donorpolicy import Readings  # noqa: E402
+from sandbox import ResourceTable, Supervisor, parse_resources  # noqa: E402
+
+BUSY = "spins = 0\nwhile True:\n    spins = spins + 1\n"
+COUNTER = "n = 0\nwhile True:\n    log('count', n, '\\n')\n    n = n + 1\n    sleep(0.02)\n"
+TABLE = """resource cpu 0.5
+resource memory 60000000
+resource diskused 2000000
+resource events 6
+resource filewrite 100000
+resource fileread 100000
+resource filesopened 4
+resource insockets 2
+resource outsockets 2
+resource lograte 100000
+"""
+MODES = [("today's main: duty cycle, normal priority", False, "normal"),
+         ("fallback: duty cycle, SCHED_IDLE", False, "idle"),
+         ("default: cgroup quota, SCHED_IDLE, idle group", True, "idle")]
+
+
+def cpu_of(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        fields = handle.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def spinner() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+async def rate(pid: int, seconds: float) -> float:
+    c0, t0 = cpu_of(pid), time.monotonic()
+    await trio.sleep(seconds)
+    return (cpu_of(pid) - c0) / (time.monotonic() - t0)
+
+
+async def slowdown(work: Path, cgroups: bool, priority: str, rounds: int,
+                   window: float) -> tuple[float, float, float]:
+    """Medians of (the vessel's part of the core's CPU the two got, the donor's slowdown
+    against itself alone, the vessel's rate alone)."""
+    (work / "busy.py").write_text(BUSY)
+    table: ResourceTable = parse_resources(TABLE)
+    slow, alone, taken = [], [], []
+    async with Supervisor.open(cgroups=cgroups, priority=priority) as sup:
+        await sup.start("v1", work, table, "busy.py")
+        vessel = sup.pid_of("v1")
+        assert vessel is not None
+        await trio.sleep(0.5)
+        for _ in range(rounds):
+            alone.append(await rate(vessel, window))
+            donor = spinner()
+            try:
+                d0, v0, t0 = cpu_of(donor.pid), cpu_of(vessel), time.monotonic()
+                await trio.sleep(window)
+                d1, v1 = cpu_of(donor.pid), cpu_of(vessel)
+                with_vessel = (d1 - d0) / (time.monotonic() - t0)
+                taken.append((v1 - v0) / max(1e-9, (d1 - d0) + (v1 - v0)))
+                sup.pause_all("manual")  # the vessel out of the way: the donor alone
+                solo = await rate(donor.pid, window)
+                sup.resume_all()
+            finally:
+                donor.kill()
+                donor.wait()
+            slow.append(1 - with_vessel / solo if solo > 0 else float("nan"))
+        await sup.stop("v1")
+    return statistics.median(taken), statistics.median(slow), statistics.median(alone)
+
+
+class DonorLoad:
+    """The donor's load as the control reads it: a switch (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def read(self) -> Readings:
+        return Readings(other_cpu=90.0 if self.busy else 0.0, on_battery=False)
+
+
+def frozen(sup: Supervisor) -> bool:
+    """The vessel's freezer says FROZEN (or, without one, the supervisor holds a pause)."""
+    group = sup._running["v1"].controls.group  # type: ignore[union-attr]
+    if group is not None and group.can_freeze:  # FREEZING counts: no task runs on
+        state = group._freezer / "freezer.state"  # type: ignore[operator]
+        return state.read_text().strip() != "THAWED"
+    return sup.report("v1").paused is not None
+
+
+async def latencies(work: Path, rounds: int) -> tuple[list[float], list[float]]:
+    state = work / "state"
+    state.mkdir()
+    update_policy(state, busy_above=5.0, busy_for=1.0, resume_after=5.0)
+    (work / "count.py").write_text(COUNTER)
+    load = DonorLoad()
+    to_suspend, to_run = [], []
+    async with Supervisor.open() as sup, trio.open_nursery() as nursery:
+        control = DonorControl(state, sup, readings=load.read)
+        nursery.start_soon(control.run)
+        await sup.start("v1", work, parse_resources(TABLE), "count.py")
+        for _ in range(rounds):
+            await trio.sleep(1.0)
+            t0 = time.monotonic()
+            load.busy = True
+            while not frozen(sup):
+                await trio.sleep(0.005)
+            to_suspend.append(time.monotonic() - t0)
+            await trio.sleep(1.0)
+            t1 = time.monotonic()
+            load.busy = False
+            while frozen(sup):
+                await trio.sleep(0.005)
+            to_run.append(time.monotonic() - t1)
+        nursery.cancel_scope.cancel()
+    return to_suspend, to_run
+
+
+async def main(quick: bool) -> None:
+    rounds, window = (2, 1.0) if quick else (5, 2.0)
+    core = min(os.sched_getaffinity(0))
+    print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; pinned to core {core}")
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    rows = []
+    try:
+        for name, cgroups, priority in MODES:
+            with tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp) / "v1"
+                work.mkdir()
+                taken, slow, alone = await slowdown(work, cgroups, priority, rounds, window)
+            rows.append((name, taken, slow, alone))
+    finally:
+        os.sched_setaffinity(0, before)
+    print("\n| how the vessel's share is held | vessel's part of the shared core | donor slowdown "
+          "(vs alone) | vessel alone (share 0.5) |")
+    print("|---|---|---|---|")
+    for name, taken, slow, alone in rows:
+        print(f"| {name} | {100 * taken:.1f} % | {100 * slow:.1f} % | {alone:.2f} of a core |")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "v1"
+        work.mkdir()
+        suspend, run = await latencies(work, 2 if quick else 5)
+    print("\n| transition | median | max | goal |")
+    print("|---|---|---|---|")
+    print(f"| donor busy -> vessels suspended (busy_for 1 s) | {statistics.median(suspend):.2f} s "
+          f"| {max(suspend):.2f} s | < 2 s |")
+    print(f"| donor idle -> vessels running (resume_after 5 s) | {statistics.median(run):.2f} s "
+          f"| {max(run):.2f} s | < 5 + 2 s |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    trio.run(main, parser.parse_args().quick)

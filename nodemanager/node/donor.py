@@ -1,0 +1,346 @@
+"""The donor's controls at run time (I/O shell around ``donorpolicy``).
+
+The policy lives in ``STATE/donor.json`` (``PolicyFile``): ``seattle-installer pause``,
+``resume`` and ``policy`` and the local page write it atomically, and ``DonorControl``
+(a task in the daemon's nursery) reads it when it changes. Every ``TICK`` seconds the
+control measures (``HostReadings``: other programs' CPU from ``/proc/stat`` minus the
+vessels' own, the battery through psutil, the idle time of login terminals), asks
+``decide`` and applies the answer to the supervisor: pause every program (frozen, not
+killed) with a reason, resume, or scale the CPU shares. It also keeps the last hour of
+samples (every ``SAMPLE_EVERY`` s) for the page's charts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+import trio
+
+from nodemanager.errors import NodeManagerError
+from nodemanager.node.donorpolicy import (
+    Decision,
+    DonorPolicy,
+    PolicyError,
+    PolicyState,
+    Readings,
+    decide,
+    policy_from_json,
+)
+from nodemanager.node.reshare import ReshareRequest, read_request, write_result
+from seattlecore.keys import write_atomic
+
+log = logging.getLogger(__name__)
+
+POLICY_FILE = "donor.json"
+DONOR = "donor"
+"""The GetNodeStatus entry of the donor control."""
+TICK = 0.25
+SAMPLE_EVERY = 10.0
+HISTORY = 360
+"""Samples kept: one hour at ``SAMPLE_EVERY``."""
+
+
+class PolicyFile:
+    """``STATE/donor.json``: the donor policy, read when it changed, written atomically."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / POLICY_FILE
+        self._seen: tuple[int, int] | None = None
+        self._policy = DonorPolicy()
+
+    def read(self) -> DonorPolicy:
+        """The policy now (the last good one if the file turned bad; defaults if absent)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._seen, self._policy = None, DonorPolicy()
+            return self._policy
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._seen:
+            self._seen = stamp
+            try:
+                self._policy = load_policy(self.path)
+            except PolicyError as exc:
+                log.error("%s: %s (keeping the previous policy)", self.path, exc)
+        return self._policy
+
+    def write(self, policy: DonorPolicy) -> None:
+        save_policy(self.path, policy)
+
+
+def load_policy(path: Path) -> DonorPolicy:
+    """The policy in ``path`` (defaults if it does not exist); PolicyError if it is bad."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return DonorPolicy()
+    except OSError as exc:
+        raise PolicyError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path} is not JSON: {exc}") from exc
+    return policy_from_json(data)
+
+
+def save_policy(path: Path, policy: DonorPolicy) -> None:
+    write_atomic(path, json.dumps(policy.to_json(), indent=1).encode() + b"\n", mode=0o600)
+
+
+def update_policy(state_dir: Path, **changes: Any) -> DonorPolicy:
+    """Read, change and write the policy (the CLI and the page use this)."""
+    path = state_dir / POLICY_FILE
+    data = load_policy(path).to_json()
+    data.update(changes)
+    policy = policy_from_json(data)
+    save_policy(path, policy)
+    return policy
+
+
+class Pausable(Protocol):
+    """What the control drives: ``sandbox.Supervisor``."""
+
+    @property
+    def mechanism(self) -> str: ...
+    def pause_all(self, reason: str) -> None: ...
+    def resume_all(self) -> None: ...
+    def set_cpu_factor(self, factor: float) -> None: ...
+    def set_rate_caps(self, caps: Mapping[str, float]) -> None: ...
+    def running(self) -> list[str]: ...
+    def pid_of(self, vessel: str) -> int | None: ...
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _busy_jiffies() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat", "rb") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    total = sum(fields[:8])
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / ticks, total / ticks
+
+
+class HostReadings:
+    """Measures this host for ``decide``: call ``sample()`` once per tick."""
+
+    def __init__(self, vessel_pids: Callable[[], Iterable[int]]) -> None:
+        self._pids = vessel_pids
+        self._last: tuple[float, float, float] | None = None
+
+    def vessel_cpu(self) -> float:
+        return sum(_cpu_of(pid) for pid in self._pids())
+
+    def sample(self) -> Readings:
+        busy, total = _busy_jiffies()
+        vessels = self.vessel_cpu()
+        other = None
+        if self._last is not None:
+            d_total = total - self._last[1]
+            if d_total > 0:
+                d_other = (busy - self._last[0]) - max(0.0, vessels - self._last[2])
+                other = min(100.0, max(0.0, 100.0 * d_other / d_total))
+        self._last = (busy, total, vessels)
+        return Readings(other_cpu=other, on_battery=_on_battery(), input_idle=_input_idle())
+
+
+def _on_battery() -> bool | None:
+    try:
+        battery = psutil.sensors_battery()
+    except (OSError, AttributeError, NotImplementedError):
+        return None
+    return None if battery is None or battery.power_plugged is None else not battery.power_plugged
+
+
+def _input_idle() -> float | None:
+    """Seconds since input on any login terminal (their atime); None without sessions."""
+    newest = None
+    try:
+        users = psutil.users()
+    except OSError:
+        return None
+    for user in users:
+        if not user.terminal:
+            continue
+        try:
+            atime = os.stat(f"/dev/{user.terminal}").st_atime
+        except OSError:
+            continue
+        newest = atime if newest is None else max(newest, atime)
+    return None if newest is None else max(0.0, time.time() - newest)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One point of the page's charts."""
+
+    at: float
+    other_cpu: float | None
+    vessels_cpu: float
+    """Vessels' CPU use since the last sample, % of one core."""
+    paused: str | None
+    memory: float = 0.0
+    """Vessels' programs' RSS together, bytes."""
+    disk: float = 0.0
+    net_rate: float = 0.0
+    """Vessels' network bytes sent and received per second since the last sample."""
+
+
+def rate_caps(policy: DonorPolicy, vessels: int) -> dict[str, float]:
+    """Each program's share of the machine-wide network caps: at most ``cap / vessels`` (pure),
+    so all vessels together never exceed the cap. Applies to programs started afterwards."""
+    caps = {"netsend": policy.net_send, "netrecv": policy.net_recv}
+    return {kind: cap / max(1, vessels) for kind, cap in caps.items() if cap is not None}
+
+
+def local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class DonorControl:
+    """Applies the donor policy to the supervisor; ``status()`` for GetNodeStatus and the page."""
+
+    def __init__(self, state_dir: Path, runner: Pausable, *,
+                 readings: Callable[[], Readings] | None = None,
+                 clock: Callable[[], datetime] = local_now, tick: float = TICK,
+                 reshare: Callable[[ReshareRequest], None] | None = None,
+                 percent: Callable[[], float | None] | None = None,
+                 usage: Callable[[], Mapping[str, Mapping[str, float]]] | None = None,
+                 vessel_count: Callable[[], int] = lambda: 1) -> None:
+        self.state_dir = state_dir
+        self._reshare = reshare
+        self._percent = percent
+        self._usage = usage
+        self._vessel_count = vessel_count
+        self.file = PolicyFile(state_dir)
+        self.runner = runner
+        self._host = HostReadings(self._vessel_pids)
+        self._readings = readings or self._host.sample
+        self._clock = clock
+        self._tick = tick
+        self._state = PolicyState()
+        self.decision = Decision(None, 1.0, False)
+        self.readings = Readings()
+        self.history: deque[Sample] = deque(maxlen=HISTORY)
+        self._last_sample: tuple[float, float, float] | None = None
+        self.changed_at = time.time()
+
+    def _vessel_pids(self) -> list[int]:
+        return [pid for name in self.runner.running()
+                if (pid := self.runner.pid_of(name)) is not None]
+
+    def step(self) -> Decision:
+        """One tick: read the policy and the host, decide, apply. Returns the decision."""
+        self._serve_reshare()
+        policy = self.file.read()
+        now = self._clock()
+        self.readings = self._readings()
+        decision, self._state = decide(policy, self._state, now, self.readings)
+        if decision.paused != self.decision.paused:
+            if decision.paused is None:
+                self.runner.resume_all()
+                log.info("vessels resumed")
+            else:
+                self.runner.pause_all(decision.paused)
+                log.info("vessels paused: %s (%s)", decision.paused, decision.detail)
+            self.changed_at = time.time()
+        self.runner.set_cpu_factor(decision.cpu_factor)
+        self.runner.set_rate_caps(rate_caps(policy, self._vessel_count()))
+        self.decision = decision
+        self._record(now.timestamp())
+        return decision
+
+    def _serve_reshare(self) -> None:
+        request = read_request(self.state_dir)
+        if request is not None:
+            write_result(self.state_dir, request, self.reshare_now(request))
+
+    def reshare_now(self, request: ReshareRequest) -> str | None:
+        """Carry out a reshare; None when done, else why it was refused."""
+        if self._reshare is None:
+            return "this node manager cannot reshare"
+        try:
+            self._reshare(request)
+        except (NodeManagerError, OSError) as exc:
+            log.warning("reshare to %g %% refused: %s", request.percent, exc)
+            return str(exc)
+        return None
+
+    def percent(self) -> float | None:
+        """The share of the machine the vessels hold, if known."""
+        return None if self._percent is None else self._percent()
+
+    def change_policy(self, **changes: Any) -> DonorPolicy:
+        """Change policy settings (PolicyError if a value is bad); applied at once."""
+        policy = update_policy(self.state_dir, **changes)
+        self.step()
+        return policy
+
+    def _record(self, at: float) -> None:
+        if self._last_sample is not None and 0 <= at - self._last_sample[0] < SAMPLE_EVERY:
+            return
+        vessels = self._host.vessel_cpu()
+        usage = self._usage() if self._usage is not None else {}
+        memory = sum(u.get("memory", 0.0) for u in usage.values())
+        disk = sum(u.get("diskused", 0.0) for u in usage.values())
+        net = sum(u.get(k, 0.0) for u in usage.values() for k in ("netsend_total", "netrecv_total"))
+        cpu_rate = net_rate = 0.0
+        if self._last_sample is not None:
+            elapsed = max(1e-9, at - self._last_sample[0])
+            cpu_rate = 100.0 * max(0.0, vessels - self._last_sample[1]) / elapsed
+            net_rate = max(0.0, net - self._last_sample[2]) / elapsed
+        self._last_sample = (at, vessels, net)
+        self.history.append(Sample(at, self.readings.other_cpu, cpu_rate, self.decision.paused,
+                                   memory=memory, disk=disk, net_rate=net_rate))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Tick until cancelled; the first decision is applied before ``started``."""
+        await trio.to_thread.run_sync(self.step)
+        task_status.started()
+        while True:
+            await trio.sleep(self._tick)
+            try:
+                self.step()
+            except OSError as exc:  # a reading failed: keep the last decision
+                log.warning("donor control: %s", exc)
+
+    def status(self) -> dict[str, object]:
+        """The ``donor`` entry of GetNodeStatus (docs/protocol.md, revision 9)."""
+        d, r = self.decision, self.readings
+        return {
+            "paused": d.paused, "detail": d.detail, "until": d.until, "idle": d.idle,
+            "cpu_factor": d.cpu_factor, "mechanism": self.runner.mechanism,
+            "other_cpu": r.other_cpu, "on_battery": r.on_battery, "since": self.changed_at,
+            "policy": self.file.read().to_json(),
+        }
+
+    def pause(self, until: float | None = None) -> DonorPolicy:
+        """The donor's own pause (``until``: epoch seconds, None: until resume); applied now."""
+        policy = replace(self.file.read(), paused=True, paused_until=until)
+        self.file.write(policy)
+        self.step()
+        return policy
+
+    def resume(self) -> DonorPolicy:
+        policy = replace(self.file.read(), paused=False, paused_until=None)
+        self.file.write(policy)
+        self.step()
+        return policy
