@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 import trio  # noqa: E402
 
-from nodemanager.node.donor import DonorControl, update_policy  # noqa: E402
-from nodemanager.node.donorpolicy import Readings  # noqa: E402
+from nodemanager.donor.control import DonorControl, update_policy  # noqa: E402
+from nodemanager.donor.policy import Readings  # noqa: E402
 from sandbox import ResourceTable, Supervisor, parse_resources  # noqa: E402
 
 BUSY = "spins = 0\nwhile True:\n    spins = spins + 1\n"

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import trio
 
+from nodemanager.donor.control import DONOR, DonorControl
+from nodemanager.donor.reshare import apply_reshare
 from nodemanager.errors import NodeManagerError
 from nodemanager.nat.autonat import DialBudget, Kind, dht_client_mode, probe_order
 from nodemanager.nat.dialback import DialBackServer
@@ -51,10 +53,8 @@ from nodemanager.node.discovery import (
     serve_discovery,
     stop_on_signals,
 )
-from nodemanager.node.donor import DONOR, DonorControl
 from nodemanager.node.files import VesselStore
 from nodemanager.node.ports import start_on_port
-from nodemanager.node.reshare import apply_reshare
 from nodemanager.node.server import SPARE_FDS, NodeServer, ServerConfig, raise_fd_limit
 from nodemanager.node.sources import UPDATES, StatusSources
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, init_node, parse_spec
@@ -336,7 +336,7 @@ async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: No
 async def _start_ui(nursery: trio.Nursery, state_dir: Path, server: NodeServer,
                     donor: DonorControl) -> None:
     """The local page (unless ``--no-ui``); a page that cannot listen is only logged."""
-    from nodemanager.node.webui import UiContext, new_token, serve_ui_or_log
+    from nodemanager.donor.webui import UiContext, new_token, serve_ui_or_log
 
     context = UiContext(state_dir, lambda: server.view(time.time()), donor, new_token())
     await nursery.start(serve_ui_or_log, context)

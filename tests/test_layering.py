@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("nodemanager.proto", 4),
     ("nodemanager.nat", 5),
     ("nodemanager.node", 6),
+    ("nodemanager.donor", 7),
     ("nodemanager.updates", 7),
     ("nodemanager", 8),  # the package namespace (lazy exports of all of the above) and __main__
     ("seash", 9),
@@ -35,7 +36,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
 )
 """A module may import from its own layer and the layers below (longest prefix decides)."""
 
-CLIENT_FORBIDDEN = ("nodemanager.node", "nodemanager.updates", "nodemanager.nat.prober",
+CLIENT_FORBIDDEN = ("nodemanager.node", "nodemanager.donor", "nodemanager.updates", "nodemanager.nat.prober",
                     "nodemanager.__main__")
 """What a researcher's ``import seash.shell`` must not load: the daemon's own modules."""
 

@@ -1,10 +1,10 @@
 """The donor's controls after install: ``pause``, ``resume``, ``share``, ``policy``, ``ui``.
 
 None of them reinstalls. ``pause``/``resume``/``policy`` change ``STATE/donor.json``, which
-the running node manager reads within a quarter of a second (nodemanager/node/donor.py).
+the running node manager reads within a quarter of a second (nodemanager/donor/control.py).
 ``share PCT`` resizes the vessels in place through the node manager (or, when it is not
 running, directly in its state database): one transaction, refused with the reason when a
-vessel's files would not fit (nodemanager/node/reshare.py).
+vessel's files would not fit (nodemanager/donor/reshare.py).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any
 from installer.donor.apply import read_record
 from installer.donor.plan import Layout
 from installer.errors import InstallError
-from nodemanager.node.donor import load_policy, update_policy
-from nodemanager.node.donorpolicy import PolicyError
-from nodemanager.node.files import VesselStore
-from nodemanager.node.reshare import (
+from nodemanager.donor.control import load_policy, update_policy
+from nodemanager.donor.policy import PolicyError
+from nodemanager.donor.reshare import (
     FIXED,
     ReshareRefused,
     ReshareRequest,
@@ -31,6 +30,7 @@ from nodemanager.node.reshare import (
     read_result,
     write_request,
 )
+from nodemanager.node.files import VesselStore
 from nodemanager.node.spec import STATE_FILE
 from nodemanager.node.state import NodeState
 from seattlecore import write_atomic
@@ -139,7 +139,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise InstallError("the node manager is not running (seattle-installer status)")
     percent = float(record["percent"])
     _ask_node(layout.state, ReshareRequest(secrets.token_hex(8), percent, percent))  # the page shows it
-    from nodemanager.node.webui import link  # loads the web stack only for this command
+    from nodemanager.donor.webui import link  # loads the web stack only for this command
 
     try:
         url = link(layout.state)

@@ -21,7 +21,8 @@ PROTOCOL_VERSION = 1
 PROTOCOL_REVISION = 9
 """Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
 3 = GetVessels reports each vessel's program and arguments, ..., 7 = ``Batch``, 8 = the
-community pool's AcquireVessel, RenewLease and ReleaseVessel (docs/pool.md)."""
+community pool's AcquireVessel, RenewLease and ReleaseVessel (docs/pool.md), 9 = a vessel's
+``paused`` (the donor's controls) and GetNodeStatus ``donor``."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from nodemanager.node.donor import DonorControl, load_policy, update_policy
-from nodemanager.node.donorpolicy import PolicyError, Readings
+from nodemanager.donor.control import DonorControl, load_policy, update_policy
+from nodemanager.donor.policy import PolicyError, Readings
 from sandbox import Supervisor
 from tests.support.polling import eventually
 from tests.support.vessels import table

@@ -17,8 +17,8 @@ import pytest
 import trio
 
 from nodemanager import NodeClient, open_node_client
-from nodemanager.node.reshare import ReshareRequest, read_result, write_request
-from nodemanager.node.webui import PORT_FILE, link
+from nodemanager.donor.reshare import ReshareRequest, read_result, write_request
+from nodemanager.donor.webui import PORT_FILE, link
 from seattlecore import KeyPair
 from tests.support.daemons import node_manager
 from tests.support.polling import eventually

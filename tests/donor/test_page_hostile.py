@@ -15,9 +15,9 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodemanager import open_node_client
-from nodemanager.node.donor import load_policy
-from nodemanager.node.webguard import Refusal, check, uid_from_proc_tcp
-from nodemanager.node.webui import PORT_FILE, TOKEN_FILE
+from nodemanager.donor.control import load_policy
+from nodemanager.donor.webguard import Refusal, check, uid_from_proc_tcp
+from nodemanager.donor.webui import PORT_FILE, TOKEN_FILE
 from seattlecore import KeyPair
 from tests.support.daemons import node_manager
 from tests.support.polling import eventually

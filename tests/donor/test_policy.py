@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nodemanager.node.donorpolicy import (
+from nodemanager.donor.policy import (
     DonorPolicy,
     PolicyError,
     PolicyState,

@@ -19,7 +19,7 @@ import trio
 
 from installer.donor.procs import read_int_file, stop_process
 from nodemanager import open_node_client
-from nodemanager.node.reshare import REQUEST_FILE
+from nodemanager.donor.reshare import REQUEST_FILE
 from nodemanager.node.spec import STATE_FILE
 from nodemanager.node.state import NodeState
 from seattlecore import KeyPair, save_keypair
@@ -158,7 +158,7 @@ RESHARER = """
 import sys
 from pathlib import Path
 from nodemanager.node.files import VesselStore
-from nodemanager.node.reshare import ReshareRequest, apply_reshare
+from nodemanager.donor.reshare import ReshareRequest, apply_reshare
 from nodemanager.node.spec import STATE_FILE
 from nodemanager.node.state import NodeState
 state = Path(sys.argv[1])

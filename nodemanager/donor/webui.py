@@ -29,12 +29,12 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nodemanager.node.donor import DonorControl, Sample
-from nodemanager.node.donorpolicy import PolicyError
-from nodemanager.node.metrics import NodeCollector, render
+from nodemanager.donor.control import DonorControl, Sample
+from nodemanager.donor.metrics import NodeCollector, render
+from nodemanager.donor.policy import PolicyError
+from nodemanager.donor.reshare import ReshareRequest
+from nodemanager.donor.webguard import COOKIE, check, peer_uid
 from nodemanager.node.model import NodeView
-from nodemanager.node.reshare import ReshareRequest
-from nodemanager.node.webguard import COOKIE, check, peer_uid
 from seattlecore.keys import write_atomic
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from nodemanager.node.donorpolicy import REASONS
+from nodemanager.donor.policy import REASONS
 from nodemanager.node.model import STATUSES, NodeView
 
 

@@ -1,4 +1,4 @@
-"""The donor's controls at run time (I/O shell around ``donorpolicy``).
+"""The donor's controls at run time (I/O shell around ``policy``).
 
 The policy lives in ``STATE/donor.json`` (``PolicyFile``): ``seattle-installer pause``,
 ``resume`` and ``policy`` and the local page write it atomically, and ``DonorControl``
@@ -26,8 +26,7 @@ from typing import Any, Protocol
 import psutil
 import trio
 
-from nodemanager.errors import NodeManagerError
-from nodemanager.node.donorpolicy import (
+from nodemanager.donor.policy import (
     Decision,
     DonorPolicy,
     PolicyError,
@@ -36,7 +35,8 @@ from nodemanager.node.donorpolicy import (
     decide,
     policy_from_json,
 )
-from nodemanager.node.reshare import ReshareRequest, read_request, write_result
+from nodemanager.donor.reshare import ReshareRequest, read_request, write_result
+from nodemanager.errors import NodeManagerError
 from seattlecore.keys import write_atomic
 
 log = logging.getLogger(__name__)
