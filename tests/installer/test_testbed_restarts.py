@@ -5,6 +5,7 @@ remembers; ``seattle-testbed restart`` keeps ports and the testbed's records rig
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import socket
@@ -151,8 +152,12 @@ async def test_taken_port_moves_and_the_old_address_is_replaced_at_once(tmp_path
         kill_node(nodes[2], crash=True)  # its adverts stay in the DHT
         with socket.socket() as squatter:  # a listener: the daemon's bind fails (EADDRINUSE)
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
-            squatter.bind((nodes[2]["address"], nodes[2]["port"]))
-            squatter.listen()
+            try:
+                squatter.bind((nodes[2]["address"], nodes[2]["port"]))
+                squatter.listen()
+            except OSError as exc:  # the killed daemon's orphaned connections (FIN_WAIT2,
+                if exc.errno != errno.EADDRINUSE:  # a peer kept its side open) hold the port:
+                    raise  # taken all the same, which is what this test needs
             done = await restart_node(directory, "n002", crash=True)
         assert done.after["port"] != done.before["port"]
         log = (Path(nodes[2]["state"]) / "nodemanager.log").read_text()
