@@ -182,7 +182,11 @@ async def main() -> None:
     async with Supervisor.open(priority="normal") as sup:
         await sup.start("v1", Path(sys.argv[1]), table, "busy.py")
         sup.pause_all("manual")
-        print(sup.pid_of("v1"), flush=True)
+        pid = sup.pid_of("v1")
+        stat = Path(f"/proc/{pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "D":  # v1 freezing is async
+            await trio.sleep(0.01)
+        print(pid, flush=True)
         await trio.sleep_forever()
 trio.run(main)
 """
@@ -203,7 +207,10 @@ async def test_frozen_vessel_of_a_killed_supervisor_dies_when_the_next_one_start
     pid = int(holder.stdout.readline())
     holder.kill()
     holder.wait()
-    await trio.sleep(0.5)
+    # The parent-death SIGKILL is pending now; an unfrozen vessel would be gone within a few
+    # ms. Looked at soon, as any supervisor the host opens (a parallel test's) sweeps the dead
+    # holder's groups, which thaws the vessel into that SIGKILL: this test's end state.
+    await trio.sleep(0.1)
     assert _state(pid) not in ("gone", "Z")  # frozen: the parent-death SIGKILL waits
     async with Supervisor.open(priority="normal"):
         await eventually(lambda: not Path(f"/proc/{pid}").exists() or _state(pid) == "Z",
