@@ -51,11 +51,17 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _state(args: argparse.Namespace) -> Path:
+def _installed(args: argparse.Namespace) -> tuple[Layout, dict[str, Any]]:
+    """The install at ``--prefix`` and its record; ``InstallError`` if nothing is installed."""
     prefix: Path = args.prefix.absolute()
-    if read_record(prefix) is None:
+    record = read_record(prefix)
+    if record is None:
         raise InstallError(f"not installed in {prefix}")
-    return Layout(prefix=prefix).state
+    return Layout(prefix=prefix), record
+
+
+def _state(args: argparse.Namespace) -> Path:
+    return _installed(args)[0].state
 
 
 def _policy_change(state: Path, **changes: Any) -> None:
@@ -110,11 +116,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_share(args: argparse.Namespace) -> int:
-    prefix: Path = args.prefix.absolute()
-    record = read_record(prefix)
-    if record is None:
-        raise InstallError(f"not installed in {prefix}")
-    layout = Layout(prefix=prefix)
+    layout, record = _installed(args)
     old = float(record["percent"])
     request = ReshareRequest(secrets.token_hex(8), float(args.percent), old)
     if _node_running(layout):
@@ -130,11 +132,7 @@ def cmd_share(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Print the link to the local page (with its token): open it in a browser on this machine."""
-    prefix: Path = args.prefix.absolute()
-    record = read_record(prefix)
-    if record is None:
-        raise InstallError(f"not installed in {prefix}")
-    layout = Layout(prefix=prefix)
+    layout, record = _installed(args)
     if not _node_running(layout):
         raise InstallError("the node manager is not running (seattle-installer status)")
     percent = float(record["percent"])
