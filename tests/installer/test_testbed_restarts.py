@@ -152,12 +152,11 @@ async def test_taken_port_moves_and_the_old_address_is_replaced_at_once(tmp_path
         kill_node(nodes[2], crash=True)  # its adverts stay in the DHT
         with socket.socket() as squatter:  # a listener: the daemon's bind fails (EADDRINUSE)
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
-            try:
-                squatter.bind((nodes[2]["address"], nodes[2]["port"]))
-                squatter.listen()
-            except OSError as exc:  # the killed daemon's orphaned connections (FIN_WAIT2,
-                if exc.errno != errno.EADDRINUSE:  # a peer kept its side open) hold the port:
-                    raise  # taken all the same, which is what this test needs
+            # The killed daemon's orphaned connections (FIN_WAIT2 while a peer keeps its side
+            # open) may hold the port for up to a minute: bind once they are gone.
+            await eventually(lambda: _bound(squatter, nodes[2]["address"], nodes[2]["port"]),
+                             timeout=90, interval=0.5, what="the squatter's bind")
+            squatter.listen()
             done = await restart_node(directory, "n002", crash=True)
         assert done.after["port"] != done.before["port"]
         log = (Path(nodes[2]["state"]) / "nodemanager.log").read_text()
@@ -167,6 +166,16 @@ async def test_taken_port_moves_and_the_old_address_is_replaced_at_once(tmp_path
                          interval=1.0, what="the new address only")
     finally:
         stop_all(load_manifest(directory)["nodes"])
+
+
+def _bound(sock: socket.socket, host: str, port: int) -> bool:
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return False
+    return True
 
 
 async def _found_all(node: dict[str, Any], key: PublicKey, want: list[str]) -> bool:
