@@ -21,7 +21,7 @@ from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
 from tests.support.daemons import read_port
 from tests.support.files import traversable
-from tests.support.nodes import lone_daemon, wait_log
+from tests.support.nodes import lone_daemon, wait_log, wait_stopped
 from tests.support.polling import eventually
 from tests.support.processes import processes_in, wait_until_gone
 from tests.support.worlds import SMALL
@@ -219,6 +219,7 @@ async def test_start_answers_only_once_the_program_compiled(tmp_path: Path) -> N
         await nm.add_file("v1", "hello.py", b"log('old program')\n")
         await nm.start_vessel("v1", "hello.py")
         await wait_log(nm, "v1", b"old program")
+        await wait_stopped(nm, "v1")  # the log line comes before the program's exit
         await nm.add_file("v1", "bad.py", b"x = 1\nimport os\n")
         with pytest.raises(CompileFailed) as caught:
             await nm.start_vessel("v1", "bad.py")

@@ -75,3 +75,12 @@ async def wait_log(nm: NodeClient, vessel: str, needle: bytes, timeout: float = 
         return log if needle in log else None
 
     return await eventually(logged, timeout=timeout, interval=0.05, what=f"{needle!r} in {vessel}'s log")
+
+
+async def wait_stopped(nm: NodeClient, vessel: str, timeout: float = 30) -> str:
+    """The vessel's status once its program has ended (a log line can come before the exit)."""
+    async def stopped() -> str | None:
+        (status,) = [v.status for v in (await nm.get_vessels()).vessels if v.name == vessel]
+        return None if status == "Started" else status
+
+    return await eventually(stopped, timeout=timeout, interval=0.05, what=f"{vessel} stopped")
