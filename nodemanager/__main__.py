@@ -36,7 +36,7 @@ from nodemanager.donor.reshare import apply_reshare
 from nodemanager.errors import NodeManagerError
 from nodemanager.nat.autonat import DialBudget, Kind, dht_client_mode, probe_order
 from nodemanager.nat.dialback import DialBackServer
-from nodemanager.nat.observe import observe_host, serve_observer
+from nodemanager.nat.observe import local_ip, observe_host, serve_observer
 from nodemanager.nat.prober import PROBE_INTERVAL, DialBackInbox, ProbeConfig, Prober
 from nodemanager.nat.punch import PunchConfig, Responder
 from nodemanager.nat.punchdial import PunchingServe
@@ -217,16 +217,18 @@ def setup_logging(state_dir: Path, verbose: bool) -> None:
 
 
 @asynccontextmanager
-async def open_runner(sandbox: bool = True, run_dir: Path | None = None) -> AsyncIterator[ProgramRunner]:
+async def open_runner(sandbox: bool = True, run_dir: Path | None = None,
+                      my_ip: str = "127.0.0.1") -> AsyncIterator[ProgramRunner]:
     """The sandbox supervisor, or (``--no-sandbox``) a runner that refuses to start programs.
 
     ``run_dir`` records each running program's pid, so a node manager restarted after a
-    crash kills what its previous life left running before it starts anything.
+    crash kills what its previous life left running before it starts anything; ``my_ip`` is
+    what vessels' ``getmyip()`` answers.
     """
     if not sandbox:
         yield UnavailableRunner()
         return
-    async with Supervisor.open(run_dir=run_dir) as supervisor:
+    async with Supervisor.open(run_dir=run_dir, my_ip=my_ip) as supervisor:
         yield supervisor
 
 
@@ -283,7 +285,8 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
-        async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
+        my_ip = local_ip(host, dht.advertise_host, bootstrap_pairs(bootstrap))
+        async with open_runner(sandbox, state_dir / RUN_DIR, my_ip) as runner, trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
             recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),

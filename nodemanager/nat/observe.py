@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -187,3 +188,27 @@ async def observe_host(peers: Sequence[tuple[str, int]], fallback: str,
         return fallback
     log.info("peers see us at %s (%d of %d answered)", chosen, len(seen), len(peers))
     return chosen
+
+
+def local_ip(listen_host: str, advertise_host: str | None, peers: Sequence[tuple[str, int]]) -> str:
+    """The address of this machine a vessel's ``getmyip()`` reports (Seattle's: the local
+    address of the interface that reaches the network).
+
+    The advertised host if it is an address, else the listen address if it is a specific one,
+    else the local end the kernel picks for a UDP socket connected to the first bootstrap peer
+    (``connect`` on UDP sends nothing), else ``127.0.0.1``.
+    """
+    for candidate in (advertise_host, listen_host):
+        try:
+            if candidate and not ipaddress.ip_address(candidate).is_unspecified:
+                return candidate
+        except ValueError:  # a host name
+            continue
+    for host, port in peers[:1]:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect((host, port))
+                return str(probe.getsockname()[0])
+        except OSError as exc:
+            log.debug("no route towards %s:%d to learn the local address: %s", host, port, exc)
+    return "127.0.0.1"

@@ -21,6 +21,7 @@ from sandbox import DEFAULT_OFFCUT, ResourceTable
 from seattlecore import KeyPair
 from tests.support.daemons import read_port
 from tests.support.files import traversable
+from tests.support.net import ip
 from tests.support.nodes import lone_daemon, wait_log, wait_stopped
 from tests.support.polling import eventually
 from tests.support.processes import processes_in, wait_until_gone
@@ -232,3 +233,17 @@ async def test_start_answers_only_once_the_program_compiled(tmp_path: Path) -> N
         with pytest.raises(CompileFailed, match="Line 1"):
             await nm.start_vessel("v1", "syntax.py")
         assert await nm.start_vessel("v1", "hello.py") == "Started"
+
+
+async def test_a_vessel_learns_the_address_its_node_listens_on(tmp_path: Path) -> None:
+    """``getmyip()`` answers the node's own address (a testbed node listens on its own
+    127.x.y.1, as a machine on a network would), not 127.0.0.1, so a program can tell peers
+    where to reach it."""
+    state = tmp_path / "node"
+    make_node(state, 1)
+    address = ip("127.3.7.1")
+    async with lone_daemon(state, sandbox=True, extra=["--listen", f"{address}:0"]), \
+            open_node_client(address, read_port(state), identity=OWNER) as nm:
+        await nm.add_file("v1", "ip.py", b"log('ip', getmyip())\n")
+        await nm.start_vessel("v1", "ip.py")
+        assert (await wait_log(nm, "v1", b"ip ")).split() == [b"ip", address.encode()]

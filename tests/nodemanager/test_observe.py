@@ -11,6 +11,7 @@ from nodemanager import BadResponse, ConnectionFailed
 from nodemanager.nat.observe import (
     ask_observed,
     format_observation,
+    local_ip,
     majority,
     observe_host,
     parse_observation,
@@ -147,3 +148,14 @@ async def test_taken_port_is_not_fatal(nursery: trio.Nursery) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         assert await nursery.start(serve_observer, "127.0.0.1", taken.getsockname()[1]) is None
+
+
+def test_local_ip_prefers_the_advertised_then_the_listen_address() -> None:
+    peers = [("127.9.8.7", 4000)]
+    assert local_ip("127.1.2.1", "127.5.5.5", peers) == "127.5.5.5"
+    assert local_ip("127.1.2.1", None, peers) == "127.1.2.1"
+    assert local_ip("127.1.2.1", "node.example", peers) == "127.1.2.1"  # a name is not an address
+    # listening on every address: the kernel's source address towards the first peer
+    # (a UDP connect sends nothing); loopback destinations leave from 127.0.0.1
+    assert local_ip("0.0.0.0", None, peers) == "127.0.0.1"
+    assert local_ip("0.0.0.0", None, []) == "127.0.0.1"

@@ -7,7 +7,7 @@ and run a real ``seattle-nodemanager`` process whose DHT has no peer (control pl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +61,11 @@ def init_owned(state: Path) -> str:
 
 
 @asynccontextmanager
-async def lone_daemon(state: Path, sandbox: bool = False) -> AsyncIterator[trio.Process]:
+async def lone_daemon(state: Path, sandbox: bool = False,
+                      extra: Sequence[str] = ()) -> AsyncIterator[trio.Process]:
     """The daemon on ``state``, its DHT bootstrapping from a port nobody answers on."""
     async with node_manager(state, bootstrap=["127.0.0.1:9999"], sandbox=sandbox,
-                            wait_dht=False) as nm:
+                            wait_dht=False, extra=extra) as nm:
         yield nm.process
 
 
