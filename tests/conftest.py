@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.leftovers import Leftover, kill_leftovers, mark_this_process, record, recorded
 from tests.support.net import testbed_net
 from tests.support.requires import check_requires
 
+LEFTOVERS = pytest.StashKey[tuple[str, Path]]()
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    # what this process starts carries its mark; the session's end kills what is left of it
+    config.stash[LEFTOVERS] = mark_this_process()
     # loopback testbeds (in this process or in the seattle-testbed it runs) use this worker's range
     os.environ["SEATTLE_TESTBED_NET"] = str(testbed_net())
     # Vessels default to idle priority (they yield to every other program: docs/donor.md).
@@ -42,3 +48,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     check_requires(item)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    mark, folder = session.config.stash[LEFTOVERS]
+    record(folder, kill_leftovers(mark))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Name the processes tests left running (killed by the sweep): each is a bug to fix."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    leftovers: list[Leftover] = recorded(config.stash[LEFTOVERS][1])
+    if leftovers:
+        terminalreporter.section("processes left running by tests (killed)", yellow=True)
+        for leftover in leftovers:
+            terminalreporter.line(f"{leftover.pid}: {leftover.command}")
