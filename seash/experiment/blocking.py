@@ -16,7 +16,7 @@ import trio
 from nodemanager import NodeClient
 from seash.client import Job, NodeResult
 from seash.experiment.core import Experiment
-from seash.experiment.keep import KeepRunning
+from seash.experiment.keep import KeepRunning, Roster
 from seash.experiment.model import EventKind, ExperimentError, Vessel
 from seash.experiment.watch import Callback, Watcher
 from seattlecore import KeyPair, PublicKey
@@ -139,10 +139,10 @@ class BlockingExperiment:
 
     def keep_running(self, count: int, program: Path, args: Args = (), *,
                      vessels: Sequence[Vessel] = (), interval: float = 1.0,
-                     duration: float | None = None, until: Callable[[], bool] | None = None,
+                     duration: float | None = None, until: Callable[[Roster], bool] | None = None,
                      callbacks: dict[EventKind, Callback] | None = None) -> KeepRunning:
         """Keep ``count`` vessels running ``program`` for ``duration`` s or until
-        ``until()``; returns the ``KeepRunning`` (its ``roster`` says who ran, who was set
+        ``until(roster)``; returns the ``KeepRunning`` (its ``roster`` says who ran, who was set
         aside and why)."""
         keeper = KeepRunning(self.experiment, count, program, args, vessels=vessels,
                              interval=interval)

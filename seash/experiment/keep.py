@@ -104,10 +104,11 @@ class KeepRunning:
         await self.fill()
 
     async def run(self, duration: float | None = None,
-                  until: Callable[[], bool] | None = None) -> None:
-        """Keep them running for ``duration`` seconds or until ``until()`` (else forever)."""
+                  until: Callable[[Roster], bool] | None = None) -> None:
+        """Keep them running for ``duration`` seconds or until ``until(roster)`` is true
+        after a round (else forever)."""
         await self.fill()
         with trio.move_on_after(float("inf") if duration is None else duration):
-            while until is None or not until():
+            while until is None or not until(self.roster):
                 await trio.sleep(self.watcher.interval)
                 await self.step()
