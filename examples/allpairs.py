@@ -54,14 +54,20 @@ def endpoint(vessel: Vessel, port: int) -> str:
 
 
 def read_probe_csv(text: str) -> dict[str, tuple[int, int, float | None, float | None]]:
-    """A vessel's latency.csv: destination -> (sent, received, median, min)."""
+    """A vessel's latency.csv: destination -> (sent, received, median, min). The vessel
+    wrote it, so it is not trusted: a line that is not five well-formed fields is skipped."""
     rows = {}
     for line in text.splitlines():
         parts = line.split(",")
-        if len(parts) != 5:
+        if len(parts) != 5 or not parts[1].isdigit() or not parts[2].isdigit():
             continue
-        median = float(parts[3]) if parts[3] else None
-        least = float(parts[4]) if parts[4] else None
+        try:
+            median = float(parts[3]) if parts[3] else None
+            least = float(parts[4]) if parts[4] else None
+        except ValueError:
+            continue
+        if any(v is not None and not 0 <= v < 1e9 for v in (median, least)):
+            continue
         rows[parts[0]] = (int(parts[1]), int(parts[2]), median, least)
     return rows
 

@@ -27,10 +27,8 @@ def load_identity(name: str | Path, keys: Path | None = None) -> KeyPair:
     path = _key_file(name, keys, ".privatekey")
     try:
         return load_private(path)
-    except OSError as exc:
-        raise ExperimentError(f"cannot read key file {path}: {exc.strerror}") from exc
-    except CoreError as exc:
-        raise ExperimentError(f"{path} is not a private key file: {exc}") from exc
+    except (OSError, CoreError) as exc:  # CoreError says which file and why
+        raise ExperimentError(f"private key of {name}: {exc}") from exc
 
 
 def load_public_key(name: str | Path, keys: Path | None = None) -> PublicKey:
@@ -38,10 +36,8 @@ def load_public_key(name: str | Path, keys: Path | None = None) -> PublicKey:
     path = _key_file(name, keys, ".publickey")
     try:
         return load_public(path)
-    except OSError as exc:
-        raise ExperimentError(f"cannot read key file {path}: {exc.strerror}") from exc
-    except CoreError as exc:
-        raise ExperimentError(f"{path} is not a public key file: {exc}") from exc
+    except (OSError, CoreError) as exc:  # CoreError says which file and why
+        raise ExperimentError(f"public key of {name}: {exc}") from exc
 
 
 def load_group(state: Path, passphrase: str, group: str = ALL) -> list[Vessel]:

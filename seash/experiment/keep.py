@@ -39,7 +39,10 @@ class Roster:
 
     def add_spares(self, vessels: Sequence[Vessel]) -> None:
         known = {v.address for v in [*self.active, *self.spares]} | set(self.retired)
-        self.spares += [v for v in vessels if v.address not in known]
+        for vessel in vessels:
+            if vessel.address not in known:
+                known.add(vessel.address)
+                self.spares.append(vessel)
 
     def started(self, vessel: Vessel) -> None:
         self.active.append(vessel)
