@@ -20,8 +20,10 @@ from nodemanager import NodeClient, VesselInfo
 from nodemanager.errors import NoSuchVessel, VesselNotRunning
 from nodemanager.nat.dial import Route
 from nodemanager.proto.pool import listing_key, read_credential
+from overlay import LookupResult
 from seash.client import Found, Job, Node, NodePool, NodeResult, VesselOp, contact_nodes, fan_out, lookup
 from seash.discovery import observers_of
+from seash.errors import DiscoveryError
 from seash.experiment.model import ExperimentError, Vessel, ending, running
 from seash.leases import FATAL, choose, offers_from
 from seash.logs import LogReader
@@ -82,7 +84,7 @@ class Experiment:
         """The vessels this identity may use on the nodes advertising under ``key`` (default:
         this identity's key; a group key shared by researchers works too): the DHT names
         the nodes, each node's signed answer decides; nodes that do not answer are left out."""
-        found = await lookup(key or self.identity.public, self.bootstrap, self.timeout)
+        found = await self._lookup(key or self.identity.public)
         self.pool.observers = [*self.bootstrap, *observers_of(found.peers_answered)]
         nodes: dict[Node, PublicKey | None] = {}
         for advert in found.candidates:
@@ -91,6 +93,12 @@ class Experiment:
             if advert.relays:
                 self.pool.routes[node] = Route.from_advert(advert)
         return await self._contact(list(nodes.items()))
+
+    async def _lookup(self, key: PublicKey) -> LookupResult:
+        try:
+            return await lookup(key, self.bootstrap, self.timeout)
+        except DiscoveryError as exc:
+            raise ExperimentError(str(exc)) from exc
 
     async def contact(self, host: str, port: int) -> list[Vessel]:
         """The vessels this identity may use on the node at host:port."""
@@ -115,7 +123,7 @@ class Experiment:
             raise ExperimentError("no pool credential: give Experiment(credential=...) "
                                   "(a planner makes one with 'seattle-installer grant')")
         pool_key = read_credential(self.credential).pool
-        found = await lookup(listing_key(pool_key), self.bootstrap, self.timeout)
+        found = await self._lookup(listing_key(pool_key))
         queue = choose(offers_from(found.candidates, pool_key), kind, spread,
                        rng or random.Random())
         blob = self.credential

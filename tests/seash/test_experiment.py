@@ -20,6 +20,7 @@ import trio
 from nodemanager import VesselInfo
 from seash.client import NodeResult
 from seash.experiment import (
+    BlockingExperiment,
     Experiment,
     ExperimentError,
     Roster,
@@ -34,6 +35,7 @@ from seash.session import Identity, Session, VesselRef
 from seash.statefile import encrypt_state
 from seattlecore import KeyPair, save_keypair
 from tests.support.daemons import node_manager
+from tests.support.net import closed_port
 from tests.support.nodes import init_owned
 from tests.support.worlds import OWNER
 
@@ -194,3 +196,17 @@ async def test_hostile_nodes_fail_their_own_vessels_only(tmp_path: Path) -> None
     for bad in (*results[2:], *again[2:]):
         assert not bad.ok and bad.error, bad
     assert results[4].status == "timeout"
+
+
+def test_blocking_facade_errors_are_clear_and_it_closes() -> None:
+    exp = BlockingExperiment(OWNER, timeout=1)
+    with pytest.raises(ExperimentError, match="no DHT bootstrap configured"):
+        exp.find_vessels()
+    with (BlockingExperiment(OWNER, bootstrap=[("127.0.0.1", closed_port())], timeout=1) as other,
+          pytest.raises(ExperimentError, match="DHT unreachable")):
+        other.find_vessels()
+    with pytest.raises(ExperimentError, match="no pool credential"):
+        exp.acquire(1)
+    exp.close()
+    with pytest.raises(ExperimentError, match="closed"):
+        exp.status([V])
