@@ -1,15 +1,17 @@
 """All-pairs latency experiment: every vessel pings every other one (docs/experiments.md).
 
 Deploys examples/allpairs_probe.r2py to every vessel of the identity, each with its own
-UDP port (the first messport of its grant) and the list of all vessels (peers.txt); waits
-for the probes to end, downloads each vessel's latency.csv and writes
+UDP port (the first messport of its grant) and the list of all vessels (peers.txt);
+follows their logs until every probe has heard every peer (at most ``--seconds``), puts
+stop.txt into every vessel, waits for the probes to end, downloads each vessel's
+latency.csv and writes
 
 * OUT/latency.csv: one row per ordered pair (source, destination): pings sent, answers,
   median and minimum round trip in ms, and ``status`` (ok, no answer, or why the source
   gave no results);
 * OUT/latency.png: the heat map of the median round trips (crossed cells: no answer).
 
-    python examples/allpairs.py --testbed DIR [--out DIR] [--seconds 20]
+    python examples/allpairs.py --testbed DIR [--out DIR] [--seconds 60]
     python examples/allpairs.py --key alice --keys ~/.seash --bootstrap HOST:PORT
 
 Needs the ``experiments`` extra (matplotlib): ``pip install 'seattle-p2p[experiments]'``.
@@ -150,6 +152,18 @@ async def messport(client: NodeClient, job: Job) -> int:
     return ports[0]
 
 
+def await_complete(exp: BlockingExperiment, vessels: Sequence[Vessel], seconds: float) -> set[str]:
+    """Follow the probes' logs until each logged "complete" (or ``seconds`` passed)."""
+    deadline = time.monotonic() + seconds
+    complete: set[str] = set()
+    while len(complete) < len(vessels) and time.monotonic() < deadline:
+        time.sleep(1)
+        for r in exp.read_logs(vessels):
+            if r.ok and "complete" in r.value:
+                complete.add(r.target)
+    return complete
+
+
 def experiment(exp: BlockingExperiment, out: Path, seconds: float, expect: int) -> list[Pair]:
     """Deploy, run and collect; write OUT/latency.csv and OUT/latency.png."""
     start = time.monotonic()
@@ -164,12 +178,16 @@ def experiment(exp: BlockingExperiment, out: Path, seconds: float, expect: int) 
     endpoints = [endpoint(v, ports[v.address]) for v in vessels]
     peers = "".join(f"{e.rsplit(':', 1)[0]} {e.rsplit(':', 1)[1]}\n" for e in endpoints).encode()
     exp.upload(vessels, "peers.txt", peers)
-    started = exp.run(vessels, PROBE, lambda v: [v.host, str(ports[v.address]), f"{seconds:g}"])
+    started = exp.run(vessels, PROBE, lambda v: [v.host, str(ports[v.address]),
+                                                 f"{seconds + 30:g}"])
     errors = {endpoint(v, ports[v.address]): r.error or "" for v, r in zip(vessels, started, strict=True)
               if not r.ok}
     running = [v for v, r in zip(vessels, started, strict=True) if r.ok]
-    print(f"probing from {len(running)} vessels for {seconds:g} s")
-    for v, r in zip(running, exp.wait(running, timeout=seconds + 60), strict=True):
+    print(f"probing from {len(running)} vessels (at most {seconds:g} s)")
+    complete = await_complete(exp, running, seconds)
+    print(f"{len(complete)} of {len(running)} vessels had every peer answer; stopping the probes")
+    exp.upload(running, "stop.txt", b"")
+    for v, r in zip(running, exp.wait(running, timeout=60), strict=True):
         if not r.ok:
             errors[endpoint(v, ports[v.address])] = r.error or r.status
     measured: dict[str, str | None] = {}
@@ -199,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keys", type=Path, help="directory of the key files")
     parser.add_argument("--bootstrap", help="DHT peer HOST:PORT")
     parser.add_argument("--out", type=Path, default=Path("allpairs-results"))
-    parser.add_argument("--seconds", type=float, default=20.0, help="probing time per vessel")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="stop probing after this long even if some pairs never answered")
     parser.add_argument("--expect", type=int, default=0,
                         help="wait (up to 60 s) until the DHT shows this many vessels")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per call")

@@ -181,7 +181,7 @@ async def test_walkthrough_and_allpairs_example(testbed: dict[str, Any], tmp_pat
         run = await trio.run_process(
             [sys.executable, str(EXAMPLES / "allpairs.py"), "--testbed", str(directory),
              "--out", str(out),
-             "--seconds", "8"], capture_stdout=True, capture_stderr=True, check=False)
+             "--seconds", "60"], capture_stdout=True, capture_stderr=True, check=False)
     assert run.returncode == 0, (run.stdout + run.stderr).decode()
     with (out / "latency.csv").open() as source:
         rows = list(csv.DictReader(source))
