@@ -217,16 +217,18 @@ def setup_logging(state_dir: Path, verbose: bool) -> None:
 
 
 @asynccontextmanager
-async def open_runner(sandbox: bool = True, run_dir: Path | None = None) -> AsyncIterator[ProgramRunner]:
+async def open_runner(sandbox: bool = True, run_dir: Path | None = None,
+                      my_ip: str = "127.0.0.1") -> AsyncIterator[ProgramRunner]:
     """The sandbox supervisor, or (``--no-sandbox``) a runner that refuses to start programs.
 
     ``run_dir`` records each running program's pid, so a node manager restarted after a
-    crash kills what its previous life left running before it starts anything.
+    crash kills what its previous life left running before it starts anything. ``my_ip``
+    is the address vessels get from ``getmyip()`` and may bind besides loopback.
     """
     if not sandbox:
         yield UnavailableRunner()
         return
-    async with Supervisor.open(run_dir=run_dir) as supervisor:
+    async with Supervisor.open(run_dir=run_dir, my_ip=my_ip) as supervisor:
         yield supervisor
 
 
@@ -283,7 +285,8 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
     with NodeState(state_dir / STATE_FILE) as state:
         if bootstrap:
             state.set_bootstrap(bootstrap)
-        async with open_runner(sandbox, state_dir / RUN_DIR) as runner, trio.open_nursery() as nursery:
+        async with (open_runner(sandbox, state_dir / RUN_DIR, vessel_ip(host)) as runner,
+                    trio.open_nursery() as nursery):
             nursery.start_soon(stop_on_signals, nursery.cancel_scope)  # clean stop: withdraw adverts
             recording = RecordingRunner(runner) if updates is not None else None
             server = NodeServer(keys=keys, state=state, store=VesselStore(state_dir),
@@ -352,6 +355,16 @@ class Relaying:
     """Relayed connections: hole punching first (docs/nat.md, Direct connections)."""
     server: RelayServer | None = None
     port: int = 0
+
+
+def vessel_ip(host: str) -> str:
+    """The vessels' own address (``getmyip()``): the listen address when it is a specific
+    IPv4 one (a lab host, a testbed's 127.N.i.1), else 127.0.0.1 (loopback only)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    return host if address.version == 4 and not address.is_unspecified else "127.0.0.1"
 
 
 def _punch_host(host: str) -> str:

@@ -32,7 +32,7 @@ from tests.support.polling import eventually
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-LOOP = 'log("tick", callargs)\nwhile True:\n    sleep(0.1)\n'
+LOOP = 'log("tick", callargs, getmyip())\nwhile True:\n    sleep(0.1)\n'
 FAILS = 'log("about to fail")\nraise ValueError("boom")\n'
 QUICK = 'handle = openfile("out.txt", True)\nhandle.writeat("result " + callargs[0], 0)\nhandle.close()\n'
 
@@ -82,9 +82,15 @@ async def test_async_api_gives_results_for_the_living_and_a_clear_error_for_a_st
         assert [r.ok for r in await exp.run([fail], paths["fails.py"])] == [True]
         assert [r.ok for r in await exp.run([quick], paths["quick.py"], ["7"])] == [True]
 
+        texts = {v.address: "" for v in loops}
+
         async def logged() -> bool:
-            return all(r.ok and "tick" in r.value for r in await exp.read_logs(loops))
+            for r in await exp.read_logs(loops):
+                texts[r.target] += r.value if r.ok else ""
+            return all("tick" in text for text in texts.values())
         await eventually(logged, timeout=30, what="every loop logged")
+        for v in loops:  # getmyip() is the node's own address (it listens on 127.N.i.1)
+            assert f"tick ['{v.name}'] {v.host}\n" in texts[v.address], texts
         more = await exp.read_logs(loops)  # incremental: nothing new but the same run
         assert all(r.ok and "tick" not in r.value for r in more), more
 
