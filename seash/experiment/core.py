@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -30,7 +30,6 @@ from seash.logs import LogReader
 from seash.parse import parse_hostport
 from seattlecore import KeyPair, PublicKey
 
-T = TypeVar("T")
 POLL_INTERVAL = 0.5
 ResultSink = Callable[[NodeResult], None]
 

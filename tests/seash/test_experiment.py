@@ -210,3 +210,11 @@ def test_blocking_facade_errors_are_clear_and_it_closes() -> None:
     exp.close()
     with pytest.raises(ExperimentError, match="closed"):
         exp.status([V])
+
+
+def test_all_is_exact() -> None:
+    import seash.experiment as api
+
+    modules = {"blocking", "core", "identity", "keep", "model", "watch"}
+    public = {name for name in vars(api) if not name.startswith("_")}
+    assert public - modules == set(api.__all__)
