@@ -3,6 +3,7 @@
 Pure parts: ``parse`` (lines -> words), ``commands`` (the tree driving dispatch, help and
 completion), ``session`` (identities, targets, groups), ``statefile`` (encrypted state).
 I/O: ``client`` (fan-out over node managers), ``executor`` (running commands),
+``experiment`` (the Python API for scripted experiments, on the same fan-out),
 the command modules (``discovery``, ``programs``, ``files``, ``logs``, ...), ``shell``
 (terminal, scripts, ``--json``).
 """

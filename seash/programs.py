@@ -12,12 +12,13 @@ from pathlib import Path
 
 import trio
 
-from nodemanager import NodeClient, VesselInfo
+from nodemanager import NodeClient
 from nodemanager.errors import VesselNotRunning
-from seash.client import Job, NodeResult, Status
+from seash.client import Job
 from seash.commands import Args, Handler
 from seash.discovery import node_info_op
 from seash.executor import Executor
+from seash.experiment.model import ending
 from seash.files import upload_to_target
 from seash.parse import parse_positive
 
@@ -25,11 +26,6 @@ WAIT_INTERVAL = 0.5
 
 VesselCall = Callable[[NodeClient, str], Awaitable[str]]
 """A NodeClient method taking only the vessel name, e.g. ``NodeClient.reset_vessel``."""
-
-
-def program_text(info: VesselInfo) -> str:
-    """``hello.py world`` for a vessel's last started program and arguments ("" for none)."""
-    return " ".join([info.program, *info.args]) if info.program else ""
 
 
 async def _start(ex: Executor, command: str, program: str, argv: list[str]) -> None:
@@ -89,32 +85,7 @@ async def wait(ex: Executor, args: Args) -> None:
             await trio.sleep(WAIT_INTERVAL)
             results = await ex.gather(node_info_op({}))
     ex.reporter.start("wait", len(results))
-    outcomes = [_outcome(r, limit) for r in results]
+    outcomes = [ending(r, seconds if limit else None) for r in results]
     for outcome in outcomes:
         ex.reporter.result(outcome, outcome.value)
     ex.conclude("wait", outcomes, start)
-
-
-def _outcome(result: NodeResult, limit: str | None) -> NodeResult:
-    """How one target's program ended, as a result row (pure)."""
-    if not result.ok:
-        return result
-    info: VesselInfo = result.value
-    what = program_text(info) or "program"
-    if info.status == "Started" and info.paused:  # frozen by its donor: not a failure
-        return _as(result, "ok", value=f"{what}: paused by its donor ({info.paused}); "
-                                      "it goes on when the donor's machine allows")
-    if info.status == "Started":
-        return _as(result, "timeout", error=f"{what} still runs after {limit} s")
-    if info.status == "Terminated" and info.exit_code != 0:
-        reason = info.exit_reason or f"exit code {info.exit_code}"
-        return _as(result, "failed", error=f"{what} failed: {reason}")
-    if info.status == "Fresh":
-        return _as(result, "ok", value="nothing started")
-    return _as(result, "ok", value=f"{what}: {info.status}")
-
-
-def _as(result: NodeResult, status: Status, *, value: str | None = None,
-        error: str | None = None) -> NodeResult:
-    return NodeResult(result.target, result.address, status, value=value, error=error,
-                      elapsed=result.elapsed)

@@ -11,5 +11,5 @@ def test_all_is_exact() -> None:
     public = {name for name in vars(seash) if not name.startswith("_")}
     modules = {"client", "commands", "errors", "session", "parse", "executor", "tree",
                "identities", "discovery", "groups", "files", "programs", "logs", "vessels", "owner",
-               "settings", "statefile", "shell", "leases"}
+               "settings", "statefile", "shell", "leases", "experiment"}
     assert public - modules == set(seash.__all__)
