@@ -82,8 +82,10 @@ async def loadstate(ex: Executor, args: Args) -> None:
     except OSError as exc:
         raise StateFileError(f"cannot read {path}: {exc.strerror}") from exc
     plain = await trio.to_thread.run_sync(decrypt_state, blob, await _passphrase(ex, False))
+    autosaving = ex.session.settings.autosave  # a setting of this shell, not of the file
     try:
         ex.session = Session.from_dict(json.loads(plain))
+        ex.session.settings.autosave = autosaving
     except (KeyError, ValueError, TypeError, CoreError) as exc:
         raise StateFileError(f"{path}: malformed state ({exc})") from exc
     ex.reporter.text(f"loaded state: {len(ex.session.identities)} identities, "
