@@ -2,6 +2,7 @@
 
     seash [--home DIR] [--bootstrap HOST:PORT ...] [--json] [-c "cmd; cmd" | FILE]
 
+With ``set autosave on`` the last session (keys dir ``autosave.json``) is restored first.
 Without ``-c`` or FILE, commands come from stdin: an interactive prompt on a terminal, a
 script otherwise. The exit status is 1 when any command (or any target of one) failed, 2 for
 bad command-line options.
@@ -21,6 +22,7 @@ import trio
 from seash.errors import SeashError
 from seash.parse import parse_hostport, split_script
 from seash.session import Session
+from seash.settings import restore_autosave
 from seash.shell import make_executor, passphrase_source, run_interactive, run_script
 from seattlecore import CliParser, run_main
 
@@ -53,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _lines(args: argparse.Namespace, session: Session) -> list[str] | None:
     """Apply the options to the session; the script's lines (None: interactive)."""
     boot = args.bootstrap or os.environ.get("SEASH_BOOTSTRAP", "").replace(",", " ").split()
-    session.settings.bootstrap = [parse_hostport(text) for text in boot]
+    if boot or not session.settings.bootstrap:
+        session.settings.bootstrap = [parse_hostport(text) for text in boot]
     if args.timeout is not None:
         session.settings.timeout = args.timeout
     if args.commands is not None:
@@ -70,7 +73,9 @@ def _lines(args: argparse.Namespace, session: Session) -> list[str] | None:
 
 def _run(args: argparse.Namespace) -> int:
     home = args.home or Path(os.environ.get("SEASH_HOME") or Path.home() / ".seash")
-    session = Session()
+    session, warning = restore_autosave(home)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     lines = _lines(args, session)
     interactive = lines is None
     executor = make_executor(session, home=home, json_output=args.json,

@@ -1,4 +1,5 @@
-"""Finding vessels: ``browse`` (DHT, then each node), ``contact``, ``list``, ``update``.
+"""Finding vessels: ``browse`` (DHT, then each node), ``contact``, ``list``, ``update``;
+naming their nodes: ``show hostname`` (reverse DNS).
 
 The DHT only says which nodes to ask; each node's signed GetVessels answer decides which of
 its vessels the current identity may use. Every usable vessel gets a ``%N`` id.
@@ -6,6 +7,8 @@ its vessels the current identity may use. Every usable vessel gets a ``%N`` id.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -158,3 +161,63 @@ async def show_targets(ex: Executor, args: Args) -> None:
         rows.append([f"%{n}", ref.address, info.status if info else "?",
                      ex.pool.path_of(ref.node)])
     ex.reporter.table("targets", ["id", "vessel", "status", "path"], rows)
+
+
+# ---- show hostname: reverse DNS of the node addresses ----
+
+ReverseResolver = Callable[[str], Awaitable[str | None]]
+"""``await resolve(address)`` -> the name the address has, or None (no name)."""
+HOSTNAME_TIMEOUT = 3.0
+"""Seconds one reverse lookup may take (a dead resolver must not hang the shell)."""
+HOSTNAME_PARALLEL = 16
+
+
+async def system_reverse(address: str) -> str | None:
+    """The system resolver's name for ``address`` (``getnameinfo``, NI_NAMEREQD), or None."""
+    try:
+        name, _ = await trio.socket.getnameinfo((address, 0), socket.NI_NAMEREQD)
+    except OSError:  # socket.gaierror: no name (or no resolver)
+        return None
+    return name
+
+
+async def reverse_names(addresses: Sequence[str], resolve: ReverseResolver, *,
+                        timeout: float = HOSTNAME_TIMEOUT,
+                        parallel: int = HOSTNAME_PARALLEL) -> dict[str, str]:
+    """What to show for each address: its name, or the address said so.
+
+    Lookups run in parallel (at most ``parallel`` at once), each within ``timeout``; an
+    address that is a name already is shown as it is.
+    """
+    shown: dict[str, str] = {}
+    limiter = trio.CapacityLimiter(max(1, parallel))
+
+    async def one(address: str) -> None:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            shown[address] = f"{address} (a name already)"
+            return
+        async with limiter:
+            with trio.move_on_after(timeout):
+                name = await resolve(address)
+                shown[address] = name if name else f"{address} (no name)"
+                return
+        shown[address] = f"{address} (no name: no answer within {timeout:g} s)"
+
+    async with trio.open_nursery() as nursery:
+        for address in dict.fromkeys(addresses):
+            nursery.start_soon(one, address)
+    return shown
+
+
+async def show_hostname(ex: Executor, args: Args, *,
+                        resolve: ReverseResolver = system_reverse) -> None:
+    """``show hostname``: each target vessel's node address and its reverse-DNS name."""
+    s = ex.session
+    ids = s.resolve()
+    names = await reverse_names([s.vessels[n].host for n in ids], resolve,
+                                timeout=min(HOSTNAME_TIMEOUT, s.settings.timeout))
+    ex.reporter.table("hostname", ["id", "node", "hostname"],
+                      [[f"%{n}", f"{s.vessels[n].host}:{s.vessels[n].port}",
+                        names[s.vessels[n].host]] for n in ids])

@@ -116,7 +116,7 @@ class Executor:
     async def execute(self, line: str) -> bool:
         """Run one line (comments and blank lines are no-ops); True when it fully succeeded."""
         try:
-            words = tokenize(line)
+            words = tokenize(line, self.session.variables)
         except SeashError as exc:
             self.reporter.begin(line)
             self.reporter.error(str(exc))

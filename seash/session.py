@@ -16,7 +16,12 @@ from typing import Any
 
 from nodemanager import VesselInfo
 from seash.errors import IdentityError, UnknownTarget, UsageError
-from seash.parse import parse_vessel_address
+from seash.parse import (
+    MAX_VARIABLE_VALUE,
+    MAX_VARIABLES,
+    check_variable_name,
+    parse_vessel_address,
+)
 from seattlecore import KeyFormatError, KeyPair, PublicKey
 
 ALL = "%all"
@@ -61,6 +66,8 @@ class Settings:
     """How many node managers are contacted at the same time."""
     bootstrap: list[tuple[str, int]] = field(default_factory=list)
     """DHT bootstrap peers for ``browse``."""
+    autosave: bool = False
+    """Save the session to the keys dir after each command, restore it at start."""
 
 
 def _check_group_name(name: str) -> None:
@@ -84,6 +91,8 @@ class Session:
         """Pool credentials by identity name (``loadgrant``; docs/pool.md)."""
         self.leases: dict[str, float] = {}
         """Lease deadlines (wall clock) by vessel address ``host:port:vessel``."""
+        self.variables: dict[str, str] = {}
+        """``set NAME VALUE``; expanded as ``$NAME`` in every command line (parse.py)."""
 
     # ---- identities ----
 
@@ -246,9 +255,11 @@ class Session:
             "next_id": self._next_id,
             "grants": {name: blob.hex() for name, blob in self.grants.items()},
             "leases": dict(self.leases),
+            "variables": dict(self.variables),
             "settings": {"timeout": self.settings.timeout, "uploadrate": self.settings.uploadrate,
                          "concurrency": self.settings.concurrency,
-                         "bootstrap": [f"{h}:{p}" for h, p in self.settings.bootstrap]},
+                         "bootstrap": [f"{h}:{p}" for h, p in self.settings.bootstrap],
+                         "autosave": self.settings.autosave},
         }
 
     @classmethod
@@ -270,12 +281,29 @@ class Session:
         session._next_id = int(data["next_id"])
         session.grants = {str(k): bytes.fromhex(v) for k, v in data.get("grants", {}).items()}
         session.leases = {str(k): float(v) for k, v in data.get("leases", {}).items()}
+        session.variables = _variables(data.get("variables", {}))
         raw_settings = data["settings"]
         session.settings = Settings(
             timeout=float(raw_settings["timeout"]), uploadrate=float(raw_settings["uploadrate"]),
             concurrency=int(raw_settings["concurrency"]),
-            bootstrap=[_hostport(text) for text in raw_settings["bootstrap"]])
+            bootstrap=[_hostport(text) for text in raw_settings["bootstrap"]],
+            autosave=bool(raw_settings.get("autosave", False)))
         return session
+
+
+def _variables(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Saved variables, held to the limits ``set`` enforces (ValueError otherwise)."""
+    if len(raw) > MAX_VARIABLES:
+        raise ValueError(f"more than {MAX_VARIABLES} variables")
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(value, str) or len(value) > MAX_VARIABLE_VALUE:
+            raise ValueError(f"variable {name!r} is not a string of at most {MAX_VARIABLE_VALUE}")
+        try:
+            out[check_variable_name(str(name))] = value
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+    return out
 
 
 def _hostport(text: str) -> tuple[str, int]:

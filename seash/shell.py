@@ -33,6 +33,7 @@ from seash.errors import SeashError, StateFileError
 from seash.executor import Executor, PassphraseSource, Summary
 from seash.parse import tokenize
 from seash.session import Session
+from seash.settings import autosave
 from seash.tree import TREE
 from seattlecore import PublicKey
 
@@ -251,6 +252,7 @@ class Shell(cmd.Cmd):
             self._scope = scope
             await self.executor.execute(line)
         self._scope = None
+        await autosave(self.executor)
         if scope.cancelled_caught:
             stop = getattr(self.executor.reporter, "stop_progress", None)
             if stop is not None:
@@ -334,6 +336,7 @@ async def run_script(executor: Executor, lines: Iterable[str]) -> None:
     try:
         for line in lines:
             await executor.execute(line)
+            await autosave(executor)
             if executor.exiting:
                 break
     finally:

@@ -1,4 +1,5 @@
-"""Encrypted state files for ``savestate`` / ``loadstate`` (pure, pynacl).
+"""State files (pure): encrypted for ``savestate`` / ``loadstate`` (pynacl), plain for
+``set autosave on``.
 
 Layout: ``MAGIC (8) | opslimit (u64) | memlimit (u64) | salt (16) | SecretBox(nonce+ciphertext)``.
 The key is ``argon2id(passphrase, salt)``; the work factors are stored so files stay readable
@@ -7,7 +8,9 @@ if the defaults change.
 
 from __future__ import annotations
 
+import json
 import struct
+from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
@@ -51,3 +54,33 @@ def decrypt_state(blob: bytes, passphrase: str) -> bytes:
         return bytes(box.decrypt(blob[salt_end:]))
     except nacl.exceptions.CryptoError as exc:
         raise StateFileError("wrong passphrase or damaged state file") from exc
+
+
+# ---- autosave (``set autosave on``): plain JSON in the keys dir, mode 0600 ----
+
+AUTOSAVE_MAGIC = b"seash-autosave 1\n"
+MAX_AUTOSAVE_BYTES = 64 * 1024 * 1024
+
+
+def encode_autosave(state: dict[str, Any]) -> bytes:
+    """The autosave file's bytes for a ``Session.to_dict()``.
+
+    Not encrypted: it sits beside the ``NAME.privatekey`` files it may repeat, with the same
+    mode (0600), and is written after every command (a passphrase each time is no option).
+    """
+    return AUTOSAVE_MAGIC + json.dumps(state, sort_keys=True).encode()
+
+
+def decode_autosave(blob: bytes) -> dict[str, Any]:
+    """Inverse of ``encode_autosave``; StateFileError on anything else (a damaged file)."""
+    if not blob.startswith(AUTOSAVE_MAGIC):
+        raise StateFileError("not a seash autosave file")
+    if len(blob) > MAX_AUTOSAVE_BYTES:
+        raise StateFileError(f"larger than {MAX_AUTOSAVE_BYTES} bytes")
+    try:
+        state = json.loads(blob[len(AUTOSAVE_MAGIC):])
+    except (ValueError, RecursionError) as exc:
+        raise StateFileError(f"damaged ({exc})") from exc
+    if not isinstance(state, dict):
+        raise StateFileError("damaged (not a JSON object)")
+    return state

@@ -34,6 +34,35 @@ async def exit_cmd(ex: Executor, args: Args) -> None:
     ex.exiting = True
 
 
+SET_HELP = """change vessels (owner only) or session settings, or define a variable
+
+'set NAME VALUE...' (NAME not a setting below) defines a variable: the words of VALUE joined
+by a space ("" for empty). '$NAME' or '${NAME}' in any later command line, outside single
+quotes, is replaced by the value, which always stays one word: it is never split at spaces
+nor read again for ';', '#', quotes or '$', and an undefined variable is an error. A literal
+dollar sign: '$$', '\\$' or '$' in single quotes. 'show variables' lists them, 'unset NAME'
+removes one; savestate and autosave keep them. Example: set prog ping.r2py; run $prog"""
+
+AUTOSAVE_HELP = """on: save the session after each command, restore it when seash starts
+
+The session (identities with their private keys, known vessels, groups, target, variables,
+settings) goes to autosave.json in the keys dir (--home), mode 0600, written atomically
+after every command. 'off' deletes the file, so the next start is fresh. A damaged file is
+moved to autosave.json.corrupt with a warning, and seash starts fresh."""
+
+UPLOADDIR_HELP = """upload every regular file of local DIRECTORY to each target
+
+Each file keeps its name. Subdirectories, symbolic links leading out of DIRECTORY, other
+special files and names a vessel refuses (a-z 0-9 . _ -, no leading dot, no 'private_')
+stop the command before anything is sent; --skip uploads the rest and lists them. Each
+vessel's disk limit is checked first (size + 4096 bytes per file): a vessel that cannot
+hold them all gets none. A failure part-way says which files did arrive."""
+
+HOSTNAME_HELP = """reverse DNS name of each target vessel's node address
+
+Addresses without a name show '(no name)'. Lookups run in parallel, each within
+3 s (or the timeout setting when smaller), so a dead resolver cannot hang the shell."""
+
 TARGET = Arg("target", "target")
 COMMAND = Arg("command", "command", optional=True, many=True)
 ALIAS = Arg("alias", "word", optional=True, keyword="as")
@@ -59,14 +88,18 @@ SHOW = Command("show", help="show shell state or live vessel information", child
     Command("ownerinfo", "cached owner information string", vessels.show_ownerinfo),
     Command("advertise", "cached advertise flag", vessels.show_advertise),
     Command("ip", "node addresses of the target ('to FILE': write them to FILE)", vessels.show_ip,
-            (TO_FILE,), aliases=("hostname",)),
+            (TO_FILE,)),
+    Command("hostname", HOSTNAME_HELP, discovery.show_hostname, aliases=("hostnames",)),
+    Command("variables", "variables defined with 'set NAME VALUE' (long values cut short)",
+            settings.show_variables, aliases=("variable", "vars")),
     Command("leases", "pool leases of the known vessels and their time left",
             leases.show_leases, aliases=("lease",)),
     Command("timeout", "session settings", settings.show_settings,
             aliases=("uploadrate", "settings", "bootstrap")),
 ))
 
-SET = Command("set", help="change vessels (owner only) or session settings", children=(
+SET = Command("set", SET_HELP, settings.set_variable,
+              (Arg("name", "word"), Arg("value", "text", many=True)), children=(
     Command("owner", "ChangeOwner: give the targets to IDENTITY (a name or 64 hex)",
             change_handler(owner.SET_OWNER), (Arg("identity", "identity"),)),
     Command("users", "ChangeUsers: replace the user list", change_handler(owner.SET_USERS),
@@ -82,6 +115,10 @@ SET = Command("set", help="change vessels (owner only) or session settings", chi
             (Arg("count", "number"),)),
     Command("bootstrap", "DHT bootstrap peers for browse", settings.set_bootstrap,
             (Arg("address", "hostport", many=True),)),
+    Command("variable", "define variable NAME even if it looks like a setting's name",
+            settings.define_variable, (Arg("name", "word"), Arg("value", "text", many=True)),
+            aliases=("var",)),
+    Command("autosave", AUTOSAVE_HELP, settings.set_autosave, (Arg("flag", "bool"),)),
 ))
 
 TREE = Command("", children=(
@@ -121,6 +158,8 @@ TREE = Command("", children=(
             (TARGET, Arg("group", "group", keyword="to"))),
     Command("upload", "AddFileToVessel: copy local FILE into each target (as REMOTE)", files.upload,
             (Arg("file", "path"), Arg("remote", optional=True))),
+    Command("uploaddir", UPLOADDIR_HELP, files.uploaddir, (Arg("directory", "path"),), options=(
+        Option("--skip", help="upload the files that can be, list the entries that cannot"),)),
     Command("download", "RetrieveFileFromVessel into LOCAL.<host>_<port>_<vessel>", files.download,
             (Arg("remote"), Arg("local", "path", optional=True))),
     Command("cat", "print a vessel file", files.cat, (Arg("remote"),)),
@@ -140,6 +179,8 @@ TREE = Command("", children=(
     Command("join", "JoinVessels: merge the target's vessels on each node into one", owner.join),
     SHOW,
     SET,
+    Command("unset", "remove variables NAME... (all must be defined)", settings.unset_variable,
+            (Arg("name", "word", many=True),)),
     Command("savestate", "save the session (keys included) encrypted with a passphrase",
             settings.savestate, (Arg("file", "path"),)),
     Command("loadstate", "restore a session saved by savestate", settings.loadstate,

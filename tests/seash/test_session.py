@@ -87,6 +87,20 @@ def test_round_trip_through_dict() -> None:
     assert t.add_vessel(VesselRef("h", 1, "v9")) == 4
 
 
+def test_variables_and_autosave_round_trip_and_are_checked() -> None:
+    s = make()
+    s.variables = {"prog": "a.r2py", "_x1": "$not expanded"}
+    s.settings.autosave = True
+    t = Session.from_dict(s.to_dict())
+    assert t.variables == s.variables and t.settings.autosave
+    for bad in ({"1x": "v"}, {"a": 5}, {"a": "v" * 65537}, {f"v{i}": "" for i in range(1001)}):
+        with pytest.raises(ValueError):
+            Session.from_dict({**s.to_dict(), "variables": bad})
+    old = s.to_dict()
+    del old["variables"], old["settings"]["autosave"]          # a file from before variables
+    assert Session.from_dict(old).variables == {}
+
+
 @pytest.mark.slow  # runs seash
 def test_loadkeys_says_where_and_never_searches_the_working_directory(tmp_path: Path) -> None:
     """A plain NAME is looked up in --home only (a ./alice.privatekey there could be another
