@@ -171,6 +171,12 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         usage=dict(raw["usage"]), **_program_of(raw), paused=_paused_of(raw))
 
 
+def node_info(raw: Mapping[str, Any]) -> NodeInfo:
+    """A GetVessels result as a ``NodeInfo``."""
+    return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
+                    vessels=tuple(_vessel_info(v) for v in raw["vessels"]))
+
+
 def _paused_of(raw: Mapping[str, Any]) -> str | None:
     """Why the donor paused the vessel (revision 9; older nodes never say)."""
     value = raw.get("paused")
@@ -403,9 +409,7 @@ class NodeClient:
         return dict(response.result)
 
     async def get_vessels(self, *, sign: bool | None = None) -> NodeInfo:
-        raw = await self.call(m.GetVessels(), sign=sign)
-        return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
-                        vessels=tuple(_vessel_info(v) for v in raw["vessels"]))
+        return node_info(await self.call(m.GetVessels(), sign=sign))
 
     async def get_vessel_resources(self, vessel: str) -> ResourceTable:
         raw = await self.call(m.GetVesselResources(vessel=vessel))

@@ -95,11 +95,13 @@ class Signer:
 
     ``KeyPair.sign`` re-derives the signing key from the seed on every call, which costs
     as much as the signature itself; the daemon and the client sign once per request.
+    The key pair's own signing key is reused (deriving it costs as much again for every
+    connection a client opens).
     """
 
     def __init__(self, keys: KeyPair, domain: bytes) -> None:
         self.public = keys.public
-        self._key = nacl.signing.SigningKey(keys.seed)
+        self._key: nacl.signing.SigningKey = keys._signing
         self._domain = domain
 
     def sign(self, body: bytes) -> bytes:
