@@ -55,7 +55,7 @@ from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
 from nodemanager.node.state import NodeState
 from nodemanager.node.vessels import UnavailableRunner
 from nodemanager.proto import messages as m
-from nodemanager.proto.session import Channel
+from nodemanager.proto.session import Channel, parse_frame, read_frame
 from nodemanager.proto.wire import (
     REQUEST_DOMAIN,
     RESPONSE_DOMAIN,
@@ -375,9 +375,9 @@ def session_costs(server: NodeServer, owner: KeyPair,
     answer = b"a" * 400
     steps = [
         ("session: MAC a request + check it (both ends)",
-         per_call(lambda: node.open_request(client.seal_request(body)[1]))),
+         per_call(lambda: node.open_request(read_frame(client.seal_request(body)[1])))),
         ("session: MAC an answer + check it (both ends)",
-         per_call(lambda: client.open_response(node.seal_response(1, answer), 1)))]
+         per_call(lambda: client.open_response(read_frame(node.seal_response(1, answer)), 1)))]
     link = Link(channel=Channel(requester=owner.public, to_node=keys[0], to_client=keys[1]))
     sender = Channel(requester=owner.public, to_node=keys[0], to_client=keys[1])
     payloads = [sender.seal_request(request_body(
@@ -386,7 +386,9 @@ def session_costs(server: NodeServer, owner: KeyPair,
 
     async def answer_all() -> None:
         for one in payloads:
-            await server._answer_session(one, link)
+            frame = parse_frame(one)
+            assert frame is not None
+            await server._answer_session(frame, link)
 
     began = time.perf_counter()
     trio.run(answer_all)

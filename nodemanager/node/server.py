@@ -49,7 +49,7 @@ from nodemanager.proto.auth import (
 )
 from nodemanager.proto.listener import serve_tcp
 from nodemanager.proto.messages import Batch, GetNodeStatus, OpenSession
-from nodemanager.proto.session import Channel, is_session_frame
+from nodemanager.proto.session import Channel, Frame, parse_frame
 from nodemanager.proto.wire import (
     HEADER,
     MAX_FRAME_BYTES,
@@ -393,10 +393,11 @@ class NodeServer:
         claims the rights of the key that opened the session.
         """
         answer: Callable[[], Awaitable[tuple[bytes, bool]]]
-        if is_session_frame(payload):
+        session_frame = parse_frame(payload)
+        if session_frame is not None:
             channel = link.channel
             claim = channel is not None and self._has_rights(channel.requester)
-            answer = partial(self._answer_session, payload, link)
+            answer = partial(self._answer_session, session_frame, link)
         else:
             parsed = self._parse(payload)
             claim = parsed is not None and self._claims_rights(*parsed)
@@ -487,7 +488,7 @@ class NodeServer:
         await self._nonces.record(verified.nonce, verified.timestamp, self.clock())
         return accept(verified, body, node=self.node, signer=self._signer, link=link)
 
-    async def _answer_session(self, payload: bytes, link: Link) -> tuple[bytes, bool]:
+    async def _answer_session(self, frame: Frame, link: Link) -> tuple[bytes, bool]:
         """Answer a session frame under the session's key; a BadSession (no session, a
         forged tag, a counter not the next one, another requester) gets a signed refusal
         and ends the connection, and nothing of the frame is carried out."""
@@ -495,7 +496,7 @@ class NodeServer:
         try:
             if channel is None:
                 raise errors.BadSession("no session is open on this connection")
-            counter, raw = channel.open_request(payload)
+            counter, raw = channel.open_request(frame)
             body = read_request_body(raw)
             verified = authenticate_session(body, requester=channel.requester, node=self.node,
                                             now=self.clock(), window=self.config.time_window)

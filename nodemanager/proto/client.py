@@ -42,7 +42,7 @@ from nodemanager.proto.session import (
     Channel,
     Ephemeral,
     derive_keys,
-    is_session_frame,
+    parse_frame,
 )
 from nodemanager.proto.wire import (
     HEADER,
@@ -391,8 +391,9 @@ class NodeClient:
             raw = await self._exchange_locked(payload)
         self._calls += 1
         try:
-            if is_session_frame(raw):
-                response = read_response_body(channel.open_response(raw, counter),
+            frame = parse_frame(raw)
+            if frame is not None:
+                response = read_response_body(channel.open_response(frame, counter),
                                               node=self.node_key, nonce=nonce)
             else:  # a signed refusal: the node ended the session and the connection
                 self._broken = True

@@ -20,12 +20,13 @@ import hmac
 import struct
 from dataclasses import dataclass, field
 
+import msgpack
 import nacl.bindings
 import nacl.exceptions
 import nacl.public
 
 from nodemanager.errors import BadSession
-from nodemanager.proto.wire import map_unpack_errors, pack, unpack
+from nodemanager.proto.wire import DuplicateKey, pack, unpack
 from seattlecore import PublicKey
 
 KEY_BYTES = 32
@@ -97,19 +98,22 @@ class Channel:
         self.counter += 1
         return self.counter, pack([body, self.counter, tag(self.to_node, self.counter, body)])
 
-    def open_response(self, payload: bytes, counter: int) -> bytes:
+    def open_response(self, frame: Frame, counter: int) -> bytes:
         """The body of a node's MAC'd answer to request ``counter``; BadSession if forged."""
-        body, got, mac = read_frame(payload)
+        body, got, mac = frame
         if got != counter or not hmac.compare_digest(mac, tag(self.to_client, got, body)):
             raise BadSession("the answer's session tag does not verify")
         return body
 
     # ---- node side ----
 
-    def open_request(self, payload: bytes) -> tuple[int, bytes]:
-        """(counter, body) of a request frame; BadSession unless its tag verifies and its
-        counter is exactly the next one. A refused frame does not move the counter."""
-        body, counter, mac = read_frame(payload)
+    def open_request(self, frame: Frame) -> tuple[int, bytes]:
+        """(counter, body) of a request frame (``parse_frame``); BadSession unless its tag
+        verifies and its counter is exactly the next one. A refused frame does not move
+        the counter."""
+        body, counter, mac = frame
+        if not 1 <= counter <= MAX_COUNTER:
+            raise BadSession(f"a session counter is an int from 1 to {MAX_COUNTER}")
         if not hmac.compare_digest(mac, tag(self.to_node, counter, body)):
             raise BadSession("the request's session tag does not verify")
         if counter != self.counter + 1:
@@ -122,20 +126,29 @@ class Channel:
         return pack([body, counter, tag(self.to_client, counter, body)])
 
 
-def read_frame(payload: bytes) -> tuple[bytes, int, bytes]:
-    """Split a session payload ``[body: bin, counter: int, tag: bin32]`` (shapes only)."""
-    with map_unpack_errors(BadSession, "session frame"):
+Frame = tuple[bytes, int, bytes]
+"""A session frame's body, counter and tag."""
+
+
+def parse_frame(payload: bytes) -> Frame | None:
+    """``(body, counter, tag)`` if ``payload`` is shaped as a session frame ``[bin, int,
+    bin32]``; None for anything else (read as an envelope, §2, and refused as one)."""
+    if payload[:1] != b"\x93":  # a 3-array; envelopes are 2-arrays
+        return None
+    try:
         obj = unpack(payload)
-    if not isinstance(obj, list) or len(obj) != 3:
-        raise BadSession("a session frame is [body, counter, tag]")
+    except (DuplicateKey, ValueError, TypeError, msgpack.UnpackException, RecursionError):
+        return None
     body, counter, mac = obj
-    if type(body) is not bytes or type(mac) is not bytes or len(mac) != TAG_BYTES:
-        raise BadSession("a session frame is [body: bin, counter: int, tag: bin32]")
-    if type(counter) is not int or not 1 <= counter <= MAX_COUNTER:
-        raise BadSession(f"a session counter is an int from 1 to {MAX_COUNTER}")
+    if type(body) is not bytes or type(counter) is not int or type(mac) is not bytes \
+            or len(mac) != TAG_BYTES:
+        return None
     return body, counter, mac
 
 
-def is_session_frame(payload: bytes) -> bool:
-    """Whether a payload is shaped as a session frame (a 3-array), not an envelope (§2)."""
-    return payload[:1] == b"\x93"
+def read_frame(payload: bytes) -> Frame:
+    """A session frame's parts; BadSession if the payload is not one (client side)."""
+    frame = parse_frame(payload)
+    if frame is None:
+        raise BadSession("a session frame is [body: bin, counter: int, tag: bin32]")
+    return frame

@@ -26,7 +26,7 @@ import trio
 from nodemanager import NodeClient, errors
 from nodemanager.proto import messages as m
 from nodemanager.proto.batch import Batcher
-from nodemanager.proto.session import MAX_COUNTER, Channel
+from nodemanager.proto.session import MAX_COUNTER, Channel, read_frame
 from seattlecore import KeyPair
 from tests.support import attacker
 from tests.support.nodes import Node
@@ -382,7 +382,7 @@ async def test_a_spent_channel_seals_nothing_more() -> None:
                     to_client=b"c" * 32, counter=MAX_COUNTER - 1) for _ in range(2)]
     client, node = ends
     counter, payload = client.seal_request(b"body")
-    assert counter == MAX_COUNTER and node.open_request(payload) == (MAX_COUNTER, b"body")
+    assert counter == MAX_COUNTER and node.open_request(read_frame(payload)) == (MAX_COUNTER, b"body")
     with pytest.raises(errors.BadSession):
         client.seal_request(b"more")
     assert client.spent
