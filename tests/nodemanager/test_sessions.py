@@ -395,3 +395,33 @@ async def test_a_node_before_revision_10_gets_signed_calls(
         assert await nm.list_files("v1") == []
         assert nm.sessions is False and not nm.in_session
         assert await nm.list_files("v1") == []
+
+
+async def test_a_forged_answer_in_a_session_is_caught_by_the_client(
+        node: Node, nursery: trio.Nursery) -> None:
+    """A man in the middle lets the handshake through, then changes a MAC'd answer."""
+    async def relay(client: trio.SocketStream) -> None:
+        async with client, await attacker.connect(node.port) as upstream:
+            while True:
+                try:
+                    payload = await attacker.read_frame(client)
+                except attacker.Closed:
+                    return
+                await upstream.send_all(struct.pack(">I", len(payload)) + payload)
+                reply = await attacker.read_frame(upstream)
+                parts = msgpack.unpackb(reply, raw=False)
+                if len(parts) == 3:  # a session answer: say the vessel holds a file
+                    body = msgpack.unpackb(parts[0], raw=False)
+                    body["result"] = {"files": ["planted.py"]}
+                    reply = attacker.pack([attacker.pack(body), parts[1], parts[2]])
+                await client.send_all(struct.pack(">I", len(reply)) + reply)
+
+    listeners = await nursery.start(trio.serve_tcp, relay, 0)
+    stream = await trio.open_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1])
+    nm = NodeClient(stream, identity=node.user, node_key=node.server.node, sessions=True)
+    try:
+        with pytest.raises(errors.BadResponse):
+            await nm.list_files("v1")
+        assert nm.broken
+    finally:
+        await nm.aclose()
