@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -358,11 +358,13 @@ async def test_batches_of_per_vessel_calls_travel_in_the_session(node: Node) -> 
         batcher = Batcher(nm)
         seen: dict[str, list[str]] = {}
 
-        async def task(vessel: str, client: NodeClient) -> None:
-            await client.add_file(vessel, "p.py", b"pass")
-            seen[vessel] = await client.list_files(vessel)
+        def task(vessel: str) -> Callable[[NodeClient], Awaitable[None]]:
+            async def run(client: NodeClient) -> None:
+                await client.add_file(vessel, "p.py", b"pass")
+                seen[vessel] = await client.list_files(vessel)
+            return run
 
-        await batcher.run([lambda c, v=v: task(v, c) for v in ("v1", "v2")])
+        await batcher.run([task("v1"), task("v2")])
         assert nm.in_session and batcher.frames == 2
         assert seen == {"v1": ["p.py"], "v2": ["p.py"]}
 
