@@ -50,10 +50,12 @@ from nodemanager import NodeClient, NodeManagerError, NodeServer, open_node_clie
 from nodemanager.node.files import VesselStore
 from nodemanager.node.model import Vessel
 from nodemanager.node.server import raise_fd_limit
+from nodemanager.node.sessions import Link
 from nodemanager.node.spec import NODE_KEY_NAME, STATE_FILE, NodeSpec, init_node
 from nodemanager.node.state import NodeState
 from nodemanager.node.vessels import UnavailableRunner
 from nodemanager.proto import messages as m
+from nodemanager.proto.session import Channel, parse_frame, read_frame
 from nodemanager.proto.wire import (
     REQUEST_DOMAIN,
     RESPONSE_DOMAIN,
@@ -62,6 +64,7 @@ from nodemanager.proto.wire import (
     open_envelope,
     open_response,
     read_request_body,
+    request_body,
     seal_request,
     seal_response,
 )
@@ -117,15 +120,21 @@ def start_daemon(directory: Path, tree: Path = HERE,
     return process, int(port_file.read_text())
 
 
-async def load(port: int, owner: KeyPair, clients: int, seconds: float) -> list[float]:
+async def load(port: int, owner: KeyPair, clients: int, seconds: float,
+               sessions: bool = False) -> list[float]:
+    """Back-to-back GetVesselResources: each signed, or (``sessions``) MAC'd in a session
+    opened once per connection (protocol §18, revision 10)."""
     latencies: list[float] = []
     stop_at = trio.current_time() + seconds
 
     async def client(index: int) -> None:
         async with await trio.open_tcp_stream("127.0.0.1", port,
                                               local_address=f"127.0.1.{index + 1}") as stream:
-            nm = NodeClient(stream, identity=owner)
+            nm = NodeClient(stream, identity=owner, sessions=sessions)
             await nm.get_vessels(sign=False)
+            if sessions:
+                await nm.get_node_status()  # opens the session before the clock starts
+                assert nm.in_session, "the node does not speak revision 10"
             while trio.current_time() < stop_at:
                 began = time.perf_counter()
                 await nm.get_vessel_resources("v1")
@@ -350,13 +359,48 @@ def cost_split(directory: Path, owner: KeyPair) -> list[tuple[str, float]]:
     trio.run(respond_all)
     steps.append(("node: whole respond() without sockets",
                   (time.perf_counter() - began) / len(payloads) * 1e6))
+    steps.extend(session_costs(server, owner, request))
     state.close()
     return steps
 
 
+def session_costs(server: NodeServer, owner: KeyPair,
+                  request: m.Request) -> list[tuple[str, float]]:
+    """The same request in a session (revision 10): MACs in place of signatures."""
+    keys = (os.urandom(32), os.urandom(32))
+    client = Channel(requester=owner.public, to_node=keys[0], to_client=keys[1])
+    node = Channel(requester=owner.public, to_node=keys[0], to_client=keys[1])
+    body = request_body(request, node=server.node, requester=owner.public,
+                        nonce=os.urandom(16), timestamp=time.time())
+    answer = b"a" * 400
+    steps = [
+        ("session: MAC a request + check it (both ends)",
+         per_call(lambda: node.open_request(read_frame(client.seal_request(body)[1])))),
+        ("session: MAC an answer + check it (both ends)",
+         per_call(lambda: client.open_response(read_frame(node.seal_response(1, answer)), 1)))]
+    link = Link(channel=Channel(requester=owner.public, to_node=keys[0], to_client=keys[1]))
+    sender = Channel(requester=owner.public, to_node=keys[0], to_client=keys[1])
+    payloads = [sender.seal_request(request_body(
+        request, node=server.node, requester=owner.public, nonce=os.urandom(16),
+        timestamp=time.time()))[1] for _ in range(2000)]
+
+    async def answer_all() -> None:
+        for one in payloads:
+            frame = parse_frame(one)
+            assert frame is not None
+            await server._answer_session(frame, link)
+
+    began = time.perf_counter()
+    trio.run(answer_all)
+    steps.append(("node: whole answer in a session without sockets",
+                  (time.perf_counter() - began) / len(payloads) * 1e6))
+    return steps
+
+
 def throughput(trees: list[Path], owner: KeyPair, root: Path, seconds: float, rounds: int,
-               client_counts: tuple[int, ...]) -> dict[Path, list[Row]]:
-    """Each row ``rounds`` times per tree, alternating trees; the daemons run side by side."""
+               client_counts: tuple[int, ...]) -> tuple[dict[Path, list[Row]], list[Row]]:
+    """Each row ``rounds`` times per tree, alternating trees; the daemons run side by side.
+    Then the same rows on this tree's daemon with sessions (revision 10)."""
     daemons = []
     try:
         for number, tree in enumerate(trees):
@@ -375,14 +419,27 @@ def throughput(trees: list[Path], owner: KeyPair, root: Path, seconds: float, ro
                                        statistics.median(latencies) * 1e3,
                                        percentile(latencies, 0.99) * 1e3))
             for tree in trees:
-                rate, p50, p99 = (statistics.median(values) for values in zip(*runs[tree], strict=True))
-                rows[tree].append(Row(clients, rate, p50, p99,
-                                      tuple(run[0] for run in runs[tree])))
-        return rows
+                rows[tree].append(summarise(clients, runs[tree]))
+        session_rows = []
+        for clients in client_counts:
+            port = daemons[0][1]
+            runs_here = []
+            for _ in range(rounds):
+                latencies = trio.run(load, port, owner, clients, seconds, True)
+                runs_here.append((len(latencies) / seconds, statistics.median(latencies) * 1e3,
+                                  percentile(latencies, 0.99) * 1e3))
+            session_rows.append(summarise(clients, runs_here))
+        return rows, session_rows
     finally:
         for process, _ in daemons:
             process.terminate()
             process.wait()
+
+
+def summarise(clients: int, runs: list[tuple[float, float, float]]) -> Row:
+    """Medians over the rounds of (requests/s, p50, p99)."""
+    rate, p50, p99 = (statistics.median(values) for values in zip(*runs, strict=True))
+    return Row(clients, rate, p50, p99, tuple(run[0] for run in runs))
 
 
 @dataclass(frozen=True)
@@ -393,6 +450,15 @@ class Row:
     p99: float
     rates: tuple[float, ...]
     """Requests/s of each round (the others are medians over the rounds)."""
+
+
+def print_session_rows(rows: list[Row], signed: list[Row]) -> None:
+    print("the same GetVesselResources in sessions (revision 10, one signed handshake per "
+          "connection, then MACs), this tree")
+    print(f"{'clients':>8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'/signed':>8}")
+    for row, plain in zip(rows, signed, strict=True):
+        print(f"{row.clients:>8} {row.rate:>11.0f} {row.p50:>8.2f} {row.p99:>8.2f} "
+              f"{row.rate / plain.rate:>7.2f}x")
 
 
 def print_rows(rows: dict[Path, list[Row]]) -> None:
@@ -471,12 +537,14 @@ def main() -> None:
                                    options.profile.with_name(name), tree)
             return
         rows: dict[Path, list[Row]] = {}
+        session_rows: list[Row] = []
         if options.flood_only:
             make_node(root / "node0", owner)
         else:
-            rows = throughput(trees, owner, root, options.seconds, rounds,
-                              tuple(options.clients))
+            rows, session_rows = throughput(trees, owner, root, options.seconds, rounds,
+                                            tuple(options.clients))
             print_rows(rows)
+            print_session_rows(session_rows, rows[trees[0]])
             print(f"load average after the throughput rows: "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         directory = root / "node0"
@@ -512,6 +580,7 @@ def main() -> None:
         options.json.write_text(json.dumps({
             "rows": {str(tree): [asdict(row) for row in tree_rows]
                      for tree, tree_rows in rows.items()},
+            "sessions": [asdict(row) for row in session_rows],
             "steps": steps, "flood": flood}, indent=2))
 
 

@@ -9,8 +9,10 @@ with sequential baselines over the same vessels:
 * ``seq/node``: one connection per node, all its vessels' requests, one node at a time.
 
 Per-vessel commands (``show files``: ListFilesInVessel on every vessel) reach a node of
-protocol revision 7 as one signed ``Batch`` per node (docs/protocol.md §16); ``seq files``
-is one fresh connection and one signed ListFilesInVessel per vessel. With ``--rounds N``
+protocol revision 7 as one ``Batch`` per node (docs/protocol.md §16), and from revision 10
+on a connection that already carried a signed call, in a session (§18: MACs, no
+signatures); ``signed files`` is the same command on connections that never open one;
+``seq files`` is one fresh connection and one signed ListFilesInVessel per vessel. With ``--rounds N``
 each row is measured N times and the table gives medians.
 
     python benchmarks/seash.py [--nodes 50] [--per-node 10] [--rounds 1]
@@ -39,7 +41,7 @@ import trio
 
 from nodemanager import open_node_client
 from overlay import lookup_once
-from seash.client import NodeResult
+from seash.client import NodePool, NodeResult
 from seash.executor import Executor, Summary
 from seash.session import Identity, Session, VesselRef
 from seash.tree import TREE
@@ -133,6 +135,14 @@ async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> 
     await ex.execute("show files")
     files = time.perf_counter() - t0
     await ex.aclose()
+    ex3 = Executor(TREE, session, Quiet(), home=Path(tempfile.gettempdir()),
+                   pool=NodePool(sessions=False))
+    await ex3.execute("list")                    # warm, as above, but never a session
+    await ex3.execute("list")
+    t0 = time.perf_counter()
+    await ex3.execute("show files")
+    signed_files = time.perf_counter() - t0
+    await ex3.aclose()
     # cold list: new pool, connections opened inside the timed region
     ex2 = Executor(TREE, session, Quiet(), home=Path(tempfile.gettempdir()))
     t0 = time.perf_counter()
@@ -158,7 +168,8 @@ async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> 
             async with open_node_client("127.0.0.1", port, identity=owner) as nm:
                 await nm.list_files(f"v{i}")
     seq_files = time.perf_counter() - t0
-    return {"files": files, "seq_files": seq_files, "browse": browse, "found": found,
+    return {"files": files, "signed_files": signed_files, "seq_files": seq_files,
+            "browse": browse, "found": found,
             "list": listing, "listed": listed, "cold": cold,
             "seq_vessel": seq_vessel, "seq_node": seq_node}
 
@@ -181,7 +192,7 @@ def main() -> None:
             print(f"DHT lookup sees {advertised} of {len(procs)} nodes", flush=True)
             header = (f"{'vessels':>7} {'nodes':>5} {'browse s':>9} {'found':>5} {'list s':>7} "
                       f"{'cold list s':>11} {'seq list s':>10} {'seq/node s':>10} {'x':>6} "
-                      f"{'files s':>8} {'seq files s':>11} {'x':>6}")
+                      f"{'files s':>8} {'signed files s':>14} {'seq files s':>11} {'x':>6}")
             print(header)
             for vessels in (10, 100, 500):
                 count = max(1, vessels // args.per_node)
@@ -194,7 +205,8 @@ def main() -> None:
                 print(f"{vessels:>7} {count:>5} {r['browse']:>9.3f} {int(r['found']):>5} "
                       f"{r['list']:>7.3f} {r['cold']:>11.3f} {r['seq_vessel']:>10.3f} "
                       f"{r['seq_node']:>10.3f} {r['seq_vessel'] / r['cold']:>5.1f}x "
-                      f"{r['files']:>8.3f} {r['seq_files']:>11.3f} {r['seq_files'] / r['files']:>5.1f}x",
+                      f"{r['files']:>8.3f} {r['signed_files']:>14.3f} {r['seq_files']:>11.3f} "
+                      f"{r['seq_files'] / r['files']:>5.1f}x",
                       flush=True)
         finally:
             print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

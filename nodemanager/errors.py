@@ -25,6 +25,7 @@
     │   │   └── CompileFailed     the program does not compile (errors listed)  "CompileFailed"
     │   ├── Overloaded            too many connections                          "Overloaded"
     │   ├── BatchFull             a batch's answer was full: call not carried out "BatchFull"
+    │   ├── BadSession            session frame forged, replayed or out of order "BadSession"
     │   ├── PoolError             a pool request refused (docs/pool.md)          (base)
     │   │   ├── BadCredential     forged, other-pool, not-yet-valid credential  "BadCredential"
     │   │   ├── CredentialExpired credential past its expiry                    "CredentialExpired"
@@ -200,6 +201,14 @@ class BatchFull(RequestError):
     code = "BatchFull"
 
 
+class BadSession(RequestError):
+    """Raised when a session frame (protocol §18) has no session, a tag that does not verify,
+    a counter that is not the next one, or names another requester; the node then closes
+    the connection."""
+
+    code = "BadSession"
+
+
 class InternalError(RequestError):
     """Raised (and sent) when handling failed unexpectedly; details stay in the node log."""
 
@@ -281,7 +290,7 @@ REQUEST_ERRORS: tuple[type[RequestError], ...] = (
     SignatureRequired, BadSignature, WrongNode, OutsideTimeWindow, ReplayedNonce, Forbidden,
     NoSuchVessel, VesselBusy, VesselNotRunning, FileNotFound, FileTooLarge, DiskQuotaExceeded,
     HostStorageFull,
-    BadResources, StartFailed, CompileFailed, Overloaded, InternalError, BatchFull,
+    BadResources, StartFailed, CompileFailed, Overloaded, InternalError, BatchFull, BadSession,
     PoolError, BadCredential, CredentialExpired, CredentialRevoked, QuotaReached, VesselTaken,
     NotInPool, LeaseLimit,
 )

@@ -129,7 +129,9 @@ class PoolStats:
 class NodePool:
     """One cached connection per (node, identity) for a session; call ``aclose`` at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sessions: bool | None = None) -> None:
+        self.sessions = sessions
+        """Sessions on the pool's connections (protocol §18): see ``NodeClient.sessions``."""
         self.routes: dict[Node, Route] = {}
         """Relays of nodes behind NAT, from their adverts (``browse``); others: direct."""
         self.paths: dict[Node, str] = {}
@@ -168,7 +170,7 @@ class NodePool:
             dialed = await dial(route, timeout=timeout, upgrade=self.upgrade)
             client = NodeClient(dialed.stream, identity=identity,
                                 node_key=node_key or route.node_key, timeout=timeout,
-                                path=dialed.path)
+                                path=dialed.path, sessions=self.sessions)
             self.paths[node] = dialed.path
             self._clients[key] = client
             self._opened += 1

@@ -19,9 +19,10 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import trio
@@ -34,13 +35,21 @@ from nodemanager.node.files import VesselStore
 from nodemanager.node.leases import load_config
 from nodemanager.node.nonces import NonceCommits
 from nodemanager.node.poolservice import PoolService, pool_entries
+from nodemanager.node.sessions import Link, accept
 from nodemanager.node.sources import StatusSources
 from nodemanager.node.state import NodeState
 from nodemanager.node.vessels import ProgramRunner, live_of, map_runner_errors
 from nodemanager.proto import messages as m
-from nodemanager.proto.auth import TIME_WINDOW, Verified, authenticate, read_nonce
+from nodemanager.proto.auth import (
+    TIME_WINDOW,
+    Verified,
+    authenticate,
+    authenticate_session,
+    read_nonce,
+)
 from nodemanager.proto.listener import serve_tcp
-from nodemanager.proto.messages import Batch, GetNodeStatus
+from nodemanager.proto.messages import Batch, GetNodeStatus, OpenSession
+from nodemanager.proto.session import Channel, Frame, parse_frame
 from nodemanager.proto.wire import (
     HEADER,
     MAX_FRAME_BYTES,
@@ -53,6 +62,7 @@ from nodemanager.proto.wire import (
     frame_length,
     open_envelope,
     read_request_body,
+    response_body,
     seal_response,
 )
 from seattlecore import KeyPair, PublicKey
@@ -179,6 +189,34 @@ class FrameReader:
         payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
         del self._buffer[: HEADER.size + length]
         return payload
+
+
+class LiveReports(Mapping[str, model.Live]):
+    """The runner's reports of the vessels it knows (not ``Fresh``), read when asked for:
+    a request reads one or two vessels' (GetVessels: all), so a view built for every call
+    of a batch no longer reads every vessel's report (issue 27's profile: N^2 a batch)."""
+
+    def __init__(self, runner: ProgramRunner, vessels: Mapping[str, object]) -> None:
+        self._runner = runner
+        self._vessels = vessels
+
+    def __getitem__(self, name: str) -> model.Live:
+        if name not in self._vessels:
+            raise KeyError(name)
+        report = self._runner.report(name)
+        if report.status == "Fresh":
+            raise KeyError(name)
+        return live_of(report)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in list(self._vessels) if name in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _nothing(verified: Verified) -> None:
+    """A session batch's nonce: not recorded (the session's counter refuses replays)."""
 
 
 def vessel_names(request: object) -> list[str]:
@@ -356,6 +394,7 @@ class NodeServer:
 
     async def _serve_frames(self, stream: trio.abc.Stream, conn: Conn) -> None:
         reader = FrameReader(stream, self.config)
+        link = Link()  # this connection's session (protocol §18), once opened
         while True:
             try:
                 payload = await reader.next_frame(public=not conn.trusted)
@@ -364,35 +403,44 @@ class NodeServer:
                 return
             if payload is None:
                 return
-            response = await self._admit_and_answer(conn, payload)
-            if response is None or not await self._send(stream, response):
+            response = await self._admit_and_answer(conn, payload, link)
+            if response is None or not await self._send(stream, response) or link.closing:
                 return
             self.admission.end(conn, trio.current_time())
 
-    async def _admit_and_answer(self, conn: Conn, payload: bytes) -> bytes | None:
+    async def _admit_and_answer(self, conn: Conn, payload: bytes, link: Link) -> bytes | None:
         """Pace a public request (admission rule 4), answer it, trust the connection if due.
 
         Privileged requests run at once; the others wait for their tokens, then for the
         public lane (one at a time, FIFO). Returns None if the connection was evicted
-        meanwhile: it stays evictable until its request begins.
+        meanwhile: it stays evictable until its request begins. A session frame (§18)
+        claims the rights of the key that opened the session.
         """
-        parsed = self._parse(payload)
-        claim = parsed is not None and self._claims_rights(*parsed)
+        answer: Callable[[], Awaitable[tuple[bytes, bool]]]
+        session_frame = parse_frame(payload)
+        if session_frame is not None:
+            channel = link.channel
+            claim = channel is not None and self._has_rights(channel.requester)
+            answer = partial(self._answer_session, session_frame, link)
+        else:
+            parsed = self._parse(payload)
+            claim = parsed is not None and self._claims_rights(*parsed)
+            answer = partial(self._answer, payload, parsed, link)
         if claim and not conn.must_pay:
-            return await self._answer_on(conn, payload, parsed, claim)
+            return await self._answer_on(conn, answer, claim)
         wait = self.admission.charge(conn, trio.current_time())
         if wait > 0:
             await trio.sleep(wait)
         self.admission.paid(conn)
         async with self._public_lane:
-            return await self._answer_on(conn, payload, parsed, claim)
+            return await self._answer_on(conn, answer, claim)
 
-    async def _answer_on(self, conn: Conn, payload: bytes,
-                         parsed: tuple[Envelope, RequestBody] | None, claim: bool) -> bytes | None:
+    async def _answer_on(self, conn: Conn, answer: Callable[[], Awaitable[tuple[bytes, bool]]],
+                         claim: bool) -> bytes | None:
         self.admission.begin(conn)
         if conn.evicted:
             return None
-        response, ok = await self._answer(payload, parsed)
+        response, ok = await answer()
         if claim and ok:
             self.admission.trust(conn)
             conn.must_pay = False
@@ -411,8 +459,10 @@ class NodeServer:
     def _claims_rights(self, envelope: Envelope, body: RequestBody) -> bool:
         """Signed, and by a key with a right on some vessel (not yet verified)."""
         key = body.requester
-        return envelope.signature is not None and key is not None and any(
-            vessel.may_use(key) for vessel in self.state.vessels.values())
+        return envelope.signature is not None and key is not None and self._has_rights(key)
+
+    def _has_rights(self, key: PublicKey) -> bool:
+        return any(vessel.may_use(key) for vessel in self.state.vessels.values())
 
     async def _send(self, stream: trio.abc.SendStream, payload: bytes) -> bool:
         with trio.move_on_after(self.config.send_timeout):
@@ -432,6 +482,7 @@ class NodeServer:
 
     async def _answer(
         self, payload: bytes, parsed: tuple[Envelope, RequestBody] | None = None,
+        link: Link | None = None,
     ) -> tuple[bytes, bool]:
         """The signed response payload, and whether the request succeeded."""
         envelope: Envelope | None = None
@@ -439,6 +490,8 @@ class NodeServer:
             envelope, body = parsed or (open_envelope(payload), None)
             verified = authenticate(envelope, node=self.node, now=self.clock(),
                                     window=self.config.time_window, body=body)
+            if isinstance(verified.request, OpenSession):
+                return await self._open_session(verified, envelope.body, link or Link()), True
             result = await self._execute(verified)
         except errors.RequestError as exc:
             log.debug("refused request: %s: %s", exc.code, exc)
@@ -452,6 +505,56 @@ class NodeServer:
         ok = not isinstance(verified.request, Batch) or any_call_ok(result)
         return seal_response(self._signer, response), ok
 
+    # ---- sessions (revision 10, protocol §18) ----
+
+    async def _open_session(self, verified: Verified, body: bytes, link: Link) -> bytes:
+        """Consume the handshake's nonce (a replayed handshake opens nothing), then open."""
+        await self._nonces.record(verified.nonce, verified.timestamp, self.clock())
+        return accept(verified, body, node=self.node, signer=self._signer, link=link)
+
+    async def _answer_session(self, frame: Frame, link: Link) -> tuple[bytes, bool]:
+        """Answer a session frame under the session's key; a BadSession (no session, a
+        forged tag, a counter not the next one, another requester) gets a signed refusal
+        and ends the connection, and nothing of the frame is carried out."""
+        channel = link.channel
+        try:
+            if channel is None:
+                raise errors.BadSession("no session is open on this connection")
+            counter, raw = channel.open_request(frame)
+            body = read_request_body(raw)
+            verified = authenticate_session(body, requester=channel.requester, node=self.node,
+                                            now=self.clock(), window=self.config.time_window)
+        except errors.BadSession as exc:
+            log.info("refused a session frame: %s", exc)
+            link.closing = True
+            return self.error_payload(exc), False
+        except errors.RequestError as exc:  # an authentic frame with a bad body
+            assert channel is not None
+            return self._session_error(channel, counter, raw, exc), False
+        try:
+            result = await self._execute(verified, nonce=False)
+        except errors.RequestError as exc:
+            return self._session_error(channel, counter, raw, exc, verified.nonce), False
+        except Exception:
+            log.exception("internal error while handling a session request")
+            return self._session_error(channel, counter, raw, errors.InternalError(
+                "internal error"), verified.nonce), False
+        ok = not isinstance(verified.request, Batch) or any_call_ok(result)
+        response = Response(node=self.node, nonce=verified.nonce, ok=True, result=result)
+        return channel.seal_response(counter, response_body(response)), ok
+
+    def _session_error(self, channel: Channel, counter: int, raw: bytes,
+                       exc: errors.RequestError, nonce: bytes | None = None) -> bytes:
+        """A refusal of an authentic session request, under the session's key."""
+        if nonce is None:
+            try:
+                nonce = read_request_body(raw).nonce
+            except errors.RequestError:
+                nonce = None
+        response = Response(node=self.node, nonce=nonce, ok=False, code=exc.code,
+                            message=str(exc))
+        return channel.seal_response(counter, response_body(response))
+
     # ---- decide, commit, act ----
 
     async def _execute(self, verified: Verified, *, nonce: bool = True) -> dict[str, object]:
@@ -461,7 +564,8 @@ class NodeServer:
         ``nonce`` False: the request is a call of a batch whose nonce is already consumed.
         """
         if isinstance(verified.request, Batch):
-            return await run_batch(verified, self._execute_call, self._consume_nonce)
+            return await run_batch(verified, self._execute_call,
+                                   self._consume_nonce if nonce else _nothing)
         if isinstance(verified.request, m.POOL_REQUESTS):
             if self.pool is None:
                 raise errors.NotInPool("this node has no pool vessels")
@@ -526,11 +630,7 @@ class NodeServer:
         status sources: relay, reachability, updates) are left out: reading them for every
         request cost more than the signature check (issue 27's profile).
         """
-        live = {}
-        for name in self.state.vessels:
-            report = self.runner.report(name)
-            if report.status != "Fresh":
-                live[name] = live_of(report)
+        live = LiveReports(self.runner, self.state.vessels)
         view = model.NodeView(
             node=self.node, version=self.config.version, vessels=self.state.vessels, live=live,
             offcut=self.state.offcut, offcuts_held=self.state.offcuts_held,

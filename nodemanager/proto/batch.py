@@ -27,7 +27,7 @@ from nodemanager.errors import (
     error_for_code,
 )
 from nodemanager.proto import messages as m
-from nodemanager.proto.client import NodeClient
+from nodemanager.proto.client import NodeClient, NodeInfo, node_info
 from nodemanager.proto.messages import MAX_BATCH_CALLS, MAX_FILE_BYTES, Batch, Request, batchable
 
 Outcome = dict[str, Any] | RequestError
@@ -108,6 +108,13 @@ class _Call:
             self.done.set()
 
 
+@dataclass(eq=False)
+class _Shared:
+    done: trio.Event = field(default_factory=trio.Event)
+    value: NodeInfo | None = None
+    error: NodeManagerError | None = None
+
+
 class BatchedClient(NodeClient):
     """A ``NodeClient`` for one task of a ``Batcher``: its typed calls (``list_files``...)
     are queued and answered by the batcher; it owns no connection of its own."""
@@ -128,6 +135,11 @@ class BatchedClient(NodeClient):
             return await self._batcher.client.call(request, sign=sign, timestamp=timestamp)
         return await self._batcher.submit(request, sign, self.timeout)
 
+    async def get_vessels(self, *, sign: bool | None = None) -> NodeInfo:
+        """One GetVessels for every task asking at the same moment, decoded once (a
+        node's answer lists all its vessels: each task decoding it cost N^2)."""
+        return await self._batcher.node_info(sign, self.timeout)
+
     async def aclose(self) -> None:
         """Nothing to close: the batcher's connection belongs to its owner."""
 
@@ -146,6 +158,9 @@ class Batcher:
         self._active = 0
         self._sent = 0
         self._wake = trio.Event()
+        self._joined = 0
+        """Tasks waiting for a GetVessels another task asked for (they count as queued)."""
+        self._infos: dict[bool | None, _Shared] = {}
         self.frames = 0
         """Request frames sent (batches and single calls): for tests and benchmarks."""
 
@@ -183,8 +198,32 @@ class Batcher:
 
     def _check(self) -> None:
         """Wake the flusher when every unfinished task waits for an answer."""
-        if (self._queued and len(self._queued) + self._sent >= self._active) or not self._active:
+        waiting = len(self._queued) + self._sent + self._joined
+        if (self._queued and waiting >= self._active) or not self._active:
             self._wake.set()
+
+    async def node_info(self, sign: bool | None, timeout: float) -> NodeInfo:
+        """GetVessels, shared by the tasks that ask while it is on its way."""
+        shared = self._infos.get(sign)
+        if shared is not None:
+            self._joined += 1
+            self._check()
+            try:
+                await shared.done.wait()
+            finally:
+                self._joined -= 1
+        else:
+            shared = self._infos[sign] = _Shared()
+            try:
+                shared.value = node_info(await self.submit(m.GetVessels(), sign, timeout))
+            except NodeManagerError as exc:
+                shared.error = exc
+            finally:
+                del self._infos[sign]
+                shared.done.set()
+        if shared.value is None:
+            raise shared.error or BadResponse("GetVessels was given up")
+        return shared.value
 
     async def _flusher(self) -> None:
         while self._active:

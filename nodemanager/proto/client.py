@@ -29,22 +29,35 @@ import trio
 from nodemanager.errors import (
     BadPoolRecord,
     BadResponse,
+    BadSession,
     ClientError,
     ConnectionFailed,
+    UnknownOperation,
     error_for_code,
 )
 from nodemanager.proto import messages as m
 from nodemanager.proto.pool import read_credential, sign_consent
+from nodemanager.proto.session import (
+    MAX_COUNTER,
+    Channel,
+    Ephemeral,
+    derive_keys,
+    parse_frame,
+)
 from nodemanager.proto.wire import (
     HEADER,
     MAX_FRAME_BYTES,
     NONCE_BYTES,
     PUBLIC_FRAME_BYTES,
     REQUEST_DOMAIN,
+    Envelope,
     Signer,
     frame,
     frame_length,
+    open_envelope,
     open_response,
+    read_response_body,
+    request_body,
     seal_request,
 )
 from sandbox import ResourceTable
@@ -158,6 +171,12 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
         usage=dict(raw["usage"]), **_program_of(raw), paused=_paused_of(raw))
 
 
+def node_info(raw: Mapping[str, Any]) -> NodeInfo:
+    """A GetVessels result as a ``NodeInfo``."""
+    return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
+                    vessels=tuple(_vessel_info(v) for v in raw["vessels"]))
+
+
 def _paused_of(raw: Mapping[str, Any]) -> str | None:
     """Why the donor paused the vessel (revision 9; older nodes never say)."""
     value = raw.get("paused")
@@ -190,6 +209,7 @@ class NodeClient:
         self, stream: trio.abc.Stream, *, identity: KeyPair | None = None,
         node_key: PublicKey | None = None, timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time, path: str = "direct",
+        sessions: bool | None = None,
     ) -> None:
         self._stream = stream
         self.identity = identity
@@ -204,6 +224,11 @@ class NodeClient:
         self._broken = False
         self._trusted = False
         """A signed call succeeded here, so the node may trust this connection (§10)."""
+        self.sessions = sessions
+        """Sessions (protocol §18): None opens one from the second signed call of the
+        connection on, True from the first, False never (also set when the node is older
+        than revision 10)."""
+        self._channel: Channel | None = None
         self.path = path
         """How the stream reaches the node: ``direct``, ``relay HOST:PORT`` or ``punched``
         (nodemanager/nat/dial.py)."""
@@ -213,6 +238,11 @@ class NodeClient:
         """True once the connection failed, timed out or a call on it was cancelled before
         its answer was read; open a new client then."""
         return self._broken
+
+    @property
+    def in_session(self) -> bool:
+        """Whether a session (protocol §18) is open on this connection."""
+        return self._channel is not None
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -242,29 +272,32 @@ class NodeClient:
     async def exchange(self, payload: bytes) -> bytes:
         """Send one raw frame payload and return the raw response payload (for tests)."""
         async with self._lock:
-            if self._broken:
-                raise ConnectionFailed("connection is unusable after an earlier failure")
-            answered = False
-            try:
-                with trio.fail_after(self.timeout):
-                    await self._stream.send_all(frame(payload))
-                    response = await self._receive_frame()
-                answered = True
-                return response
-            except trio.TooSlowError as exc:
-                self._broken = True
-                raise ConnectionFailed(f"no response within {self.timeout} s") from exc
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._broken = True
-                raise ConnectionFailed(f"connection failed: {exc}") from exc
-            except ConnectionFailed:
-                self._broken = True
-                raise
-            finally:
-                # Cancelled (Ctrl-C, a caller's deadline) between sending and reading the
-                # whole answer: that answer may still arrive and would be read as the next
-                # call's, so this connection is done (the pool opens a fresh one).
-                self._broken |= not answered
+            return await self._exchange_locked(payload)
+
+    async def _exchange_locked(self, payload: bytes) -> bytes:
+        if self._broken:
+            raise ConnectionFailed("connection is unusable after an earlier failure")
+        answered = False
+        try:
+            with trio.fail_after(self.timeout):
+                await self._stream.send_all(frame(payload))
+                response = await self._receive_frame()
+            answered = True
+            return response
+        except trio.TooSlowError as exc:
+            self._broken = True
+            raise ConnectionFailed(f"no response within {self.timeout} s") from exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._broken = True
+            raise ConnectionFailed(f"connection failed: {exc}") from exc
+        except ConnectionFailed:
+            self._broken = True
+            raise
+        finally:
+            # Cancelled (Ctrl-C, a caller's deadline) between sending and reading the
+            # whole answer: that answer may still arrive and would be read as the next
+            # call's, so this connection is done (the pool opens a fresh one).
+            self._broken |= not answered
 
     # ---- calls ----
 
@@ -282,6 +315,10 @@ class NodeClient:
             raise ClientError(f"{request.op} must be signed")
         if signed and self.node_key is None:
             await self.get_vessels(sign=False)
+        if signed and timestamp is None and self._wants_session():
+            await self._open_session()
+        if signed and timestamp is None and self._channel is not None:
+            return await self._session_call(request)
         nonce = os.urandom(NONCE_BYTES)
         payload = seal_request(request, identity=self._signer if signed else None,
                                node=self.node_key, nonce=nonce,
@@ -301,10 +338,79 @@ class NodeClient:
         assert response.result is not None
         return dict(response.result)
 
+    # ---- sessions (revision 10, protocol §18) ----
+
+    def _wants_session(self) -> bool:
+        """Open a session now? Not if told not to or the node is too old; by default only
+        from the second signed call of a connection on (a handshake costs as much as one
+        signed call, so a connection used once is cheaper without); anew once spent."""
+        if self._channel is not None and self._channel.counter >= MAX_COUNTER:
+            self._channel = None
+        return (self._channel is None and self.sessions is not False
+                and (self.sessions is True or self._trusted))
+
+    async def _open_session(self) -> None:
+        """The signed handshake. A node before revision 10 answers ``UnknownOperation``
+        (signed by it, so no one else can say so): the calls stay signed, as before."""
+        assert self._signer is not None and self.node_key is not None
+        mine = Ephemeral()
+        nonce = os.urandom(NONCE_BYTES)
+        body = request_body(m.OpenSession(eph=mine.public), node=self.node_key,
+                            requester=self._signer.public, nonce=nonce, timestamp=self._clock())
+        raw = await self.exchange(Envelope(body=body, signature=self._signer.sign(body))
+                                  .to_payload())
+        response = open_response(raw, node=self.node_key, nonce=nonce)
+        self._calls += 1
+        if not response.ok:
+            self._errors += 1
+            if response.code == UnknownOperation.code:
+                self.sessions = False
+                return
+            raise error_for_code(response.code or "", response.message or "")
+        assert response.result is not None
+        try:
+            shared = mine.shared(response.result.get("eph"))  # type: ignore[arg-type]
+        except BadSession as exc:
+            raise BadResponse(f"OpenSession answer: {exc}") from exc
+        to_node, to_client = derive_keys(shared, body, open_envelope(raw, BadResponse).body)
+        self._channel = Channel(requester=self._signer.public, to_node=to_node,
+                                to_client=to_client)
+        self._trusted = True
+
+    async def _session_call(self, request: m.Request) -> dict[str, Any]:
+        """One call under the session's key: a MAC each way instead of two signatures."""
+        assert self._channel is not None and self._signer is not None
+        nonce = os.urandom(NONCE_BYTES)
+        body = request_body(request, node=self.node_key, requester=self._signer.public,
+                            nonce=nonce, timestamp=self._clock())
+        if len(body) + 128 > MAX_FRAME_BYTES:
+            raise ClientError("request is larger than the maximum frame size")
+        channel = self._channel
+        async with self._lock:
+            counter, payload = channel.seal_request(body)
+            raw = await self._exchange_locked(payload)
+        self._calls += 1
+        try:
+            frame = parse_frame(raw)
+            if frame is not None:
+                response = read_response_body(channel.open_response(frame, counter),
+                                              node=self.node_key, nonce=nonce)
+            else:  # a signed refusal: the node ended the session and the connection
+                self._broken = True
+                response = open_response(raw, node=self.node_key, nonce=nonce)
+                if response.ok:
+                    raise BadResponse("a session call was answered outside the session")
+        except BadSession as exc:
+            self._broken = True
+            raise BadResponse(str(exc)) from exc
+        if not response.ok:
+            self._errors += 1
+            raise error_for_code(response.code or "", response.message or "")
+        assert response.result is not None
+        return dict(response.result)
+
     async def get_vessels(self, *, sign: bool | None = None) -> NodeInfo:
-        raw = await self.call(m.GetVessels(), sign=sign)
-        return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
-                        vessels=tuple(_vessel_info(v) for v in raw["vessels"]))
+        return node_info(await self.call(m.GetVessels(), sign=sign))
 
     async def get_vessel_resources(self, vessel: str) -> ResourceTable:
         raw = await self.call(m.GetVesselResources(vessel=vessel))
@@ -421,14 +527,18 @@ class NodeClient:
 async def open_node_client(
     host: str, port: int, *, identity: KeyPair | None = None,
     node_key: PublicKey | None = None, timeout: float = DEFAULT_TIMEOUT,
+    sessions: bool | None = None,
 ) -> AsyncIterator[NodeClient]:
-    """Connect to a node manager; the connection is closed when the block ends."""
+    """Connect to a node manager; the connection is closed when the block ends.
+
+    ``sessions``: see ``NodeClient.sessions`` (protocol §18)."""
     try:
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(host, port)
     except (OSError, trio.TooSlowError) as exc:
         raise ConnectionFailed(f"cannot connect to {host}:{port}: {exc}") from exc
-    client = NodeClient(stream, identity=identity, node_key=node_key, timeout=timeout)
+    client = NodeClient(stream, identity=identity, node_key=node_key, timeout=timeout,
+                        sessions=sessions)
     try:
         yield client
     finally:

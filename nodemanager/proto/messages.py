@@ -18,11 +18,11 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 9
+PROTOCOL_REVISION = 10
 """Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
 3 = GetVessels reports each vessel's program and arguments, ..., 7 = ``Batch``, 8 = the
 community pool's AcquireVessel, RenewLease and ReleaseVessel (docs/pool.md), 9 = a vessel's
-``paused`` (the donor's controls) and GetNodeStatus ``donor``."""
+``paused`` (the donor's controls) and GetNodeStatus ``donor``, 10 = ``OpenSession`` (§18)."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
@@ -571,3 +571,33 @@ class Batch(Request):
 
 SCHEMAS[Batch] = {"calls": check_calls}
 REQUESTS[(PROTOCOL_VERSION, Batch.op)] = Batch
+
+
+# ---- revision 10: OpenSession, one signed handshake per connection, then MACs -------------
+# (docs/protocol.md §18; issue 27).
+
+EPHEMERAL_BYTES = 32
+
+
+def check_ephemeral(value: object) -> bytes:
+    if type(value) is not bytes or len(value) != EPHEMERAL_BYTES:
+        raise BadArguments(f"eph must be an X25519 public key of {EPHEMERAL_BYTES} raw bytes")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenSession(Request):
+    """Open a session on this connection with ephemeral X25519 key ``eph`` (revision 10).
+
+    Must be signed; the session speaks for the signer only, and every request on it is
+    checked against the signer's rights exactly as a signed request would be.
+    """
+
+    op: ClassVar[str] = "OpenSession"
+    right: ClassVar[Right] = "user"
+    """Must be signed; rights are checked per request of the session."""
+    eph: bytes
+
+
+SCHEMAS[OpenSession] = {"eph": check_ephemeral}
+REQUESTS[(PROTOCOL_VERSION, OpenSession.op)] = OpenSession

@@ -95,11 +95,13 @@ class Signer:
 
     ``KeyPair.sign`` re-derives the signing key from the seed on every call, which costs
     as much as the signature itself; the daemon and the client sign once per request.
+    The key pair's own signing key is reused (deriving it costs as much again for every
+    connection a client opens).
     """
 
     def __init__(self, keys: KeyPair, domain: bytes) -> None:
         self.public = keys.public
-        self._key = nacl.signing.SigningKey(keys.seed)
+        self._key: nacl.signing.SigningKey = keys._signing
         self._domain = domain
 
     def sign(self, body: bytes) -> bytes:
@@ -220,15 +222,24 @@ class Response:
     message: str | None = None
 
 
-def seal_response(node_keys: KeyPair | Signer, response: Response) -> bytes:
-    """Encode and sign a response with the node key; return the frame payload."""
+def response_body(response: Response) -> bytes:
+    """Encode a response body (§5): the bytes that get signed, or MAC'd in a session."""
     error = None if response.ok else {"code": response.code, "message": response.message}
-    body = pack({
+    return pack({
         "v": PROTOCOL_VERSION, "node": response.node.raw, "nonce": response.nonce,
         "ok": response.ok, "result": response.result if response.ok else None, "error": error,
     })
+
+
+def sign_response_body(node_keys: KeyPair | Signer, body: bytes) -> bytes:
+    """The frame payload of a response body signed with the node key."""
     signature = _signer(node_keys, RESPONSE_DOMAIN).sign(body)
     return Envelope(body=body, signature=signature).to_payload()
+
+
+def seal_response(node_keys: KeyPair | Signer, response: Response) -> bytes:
+    """Encode and sign a response with the node key; return the frame payload."""
+    return sign_response_body(node_keys, response_body(response))
 
 
 def _response_fields(obj: object) -> Response:
@@ -259,15 +270,21 @@ def open_response(payload: bytes, *, node: PublicKey | None, nonce: bytes) -> Re
     envelope = open_envelope(payload, BadResponse)
     if envelope.signature is None:
         raise BadResponse("response is not signed")
-    with map_unpack_errors(BadResponse, "response body"):
-        response = _response_fields(unpack(envelope.body))
-    signer = node if node is not None else response.node
-    if response.node != signer:
-        raise BadResponse("response comes from a different node key")
+    response = read_response_body(envelope.body, node=node, nonce=nonce)
     try:
-        signer.verify(RESPONSE_DOMAIN, envelope.body, envelope.signature)
+        response.node.verify(RESPONSE_DOMAIN, envelope.body, envelope.signature)
     except seattlecore.BadSignature as exc:
         raise BadResponse("response signature does not verify") from exc
+    return response
+
+
+def read_response_body(body: bytes, *, node: PublicKey | None, nonce: bytes) -> Response:
+    """Decode an authenticated (or about to be) response body: from ``node`` (if given),
+    bound to ``nonce`` (a nil nonce only on an error)."""
+    with map_unpack_errors(BadResponse, "response body"):
+        response = _response_fields(unpack(body))
+    if node is not None and response.node != node:
+        raise BadResponse("response comes from a different node key")
     unreadable_request = response.nonce is None and not response.ok
     if response.nonce != nonce and not unreadable_request:
         raise BadResponse("response is bound to a different request nonce")

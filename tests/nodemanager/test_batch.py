@@ -260,3 +260,24 @@ async def test_batcher_splits_at_the_call_limit(node: Node) -> None:
         await batcher.run([task] * (MAX_BATCH_CALLS + 6))
     assert listed == [[]] * (MAX_BATCH_CALLS + 6)
     assert batcher.frames == 2
+
+
+async def test_tasks_asking_get_vessels_at_once_share_one_answer(node: Node) -> None:
+    async with node.client(node.owner) as nm:
+        batcher = Batcher(nm)
+        infos = []
+
+        async def task(client: NodeClient) -> None:
+            infos.append(await client.get_vessels())
+
+        await batcher.run([task] * 5)
+        assert batcher.frames == 1 and len(infos) == 5
+        assert all(info is infos[0] for info in infos)  # decoded once, not once a task
+        assert [v.name for v in infos[0].vessels] == ["v1", "v2"]
+
+        async def later(client: NodeClient) -> None:  # a later ask is a new request
+            first = await client.get_vessels()
+            await client.add_file("v1", "a", b"a")
+            assert await client.get_vessels() is not first
+
+        await batcher.run([later])

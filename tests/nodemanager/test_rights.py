@@ -36,6 +36,9 @@ async def test_rights_over_the_wire(node: Node, request_: m.Request, who: str) -
         response = replace(response, ok=entry["ok"],
                            code=None if entry["ok"] else entry["error"]["code"],
                            message=None if entry["ok"] else entry["error"]["message"])
+    if isinstance(request_, m.OpenSession):  # anyone who signs; rights are per request
+        assert response.code == ("SignatureRequired" if who == "anonymous" else None), response
+        return
     allowed = (request_.right == "public" or who == "owner"
                or (request_.right == "user" and who == "user"))
     if allowed:

@@ -25,4 +25,5 @@ EXAMPLES: list[m.Request] = [
     m.Batch(calls=(m.ListFilesInVessel(vessel="v1"),)),
     m.AcquireVessel(vessel="v1", credential=b"\x93", consent=bytes(64), lease=60.0),
     m.RenewLease(vessel="v1", lease=None), m.ReleaseVessel(vessel="v1"),
+    m.OpenSession(eph=bytes(range(1, 33))),
 ]
