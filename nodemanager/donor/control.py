@@ -224,8 +224,11 @@ class DonorControl:
                  reshare: Callable[[ReshareRequest], None] | None = None,
                  percent: Callable[[], float | None] | None = None,
                  usage: Callable[[], Mapping[str, Mapping[str, float]]] | None = None,
-                 vessel_count: Callable[[], int] = lambda: 1) -> None:
+                 vessel_count: Callable[[], int] = lambda: 1,
+                 on_paused: Callable[[str | None], None] | None = None) -> None:
         self.state_dir = state_dir
+        self._on_paused = on_paused
+        self._told: str | None = None
         self._reshare = reshare
         self._percent = percent
         self._usage = usage
@@ -314,6 +317,7 @@ class DonorControl:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Tick until cancelled; the first decision is applied before ``started``."""
         await trio.to_thread.run_sync(self.step)
+        self._tell()
         task_status.started()
         while True:
             await trio.sleep(self._tick)
@@ -321,6 +325,14 @@ class DonorControl:
                 self.step()
             except OSError as exc:  # a reading failed: keep the last decision
                 log.warning("donor control: %s", exc)
+            self._tell()
+
+    def _tell(self) -> None:
+        """Pass a changed pause reason to ``on_paused`` (the node's adverts), on the trio
+        thread: a pause made by the page or a tick reaches the DHT within one tick."""
+        if self._on_paused is not None and self.decision.paused != self._told:
+            self._told = self.decision.paused
+            self._on_paused(self._told)
 
     def status(self) -> dict[str, object]:
         """The ``donor`` entry of GetNodeStatus (docs/protocol.md, revision 9)."""
