@@ -327,7 +327,8 @@ async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: No
     def usage() -> dict[str, Mapping[str, float]]:
         return {name: runner.report(name).usage.values for name in runner.running()}
 
-    donor = DonorControl(state_dir, runner, reshare=partial(apply_reshare, state, VesselStore(state_dir)),
+    donor = DonorControl(state_dir, runner, reshare=partial(apply_reshare, state, VesselStore(state_dir),
+                                                 live=runner.set_resources),
                          percent=lambda: state.donated_percent, usage=usage,
                          vessel_count=lambda: len(state.vessels),
                          on_paused=server.set_donor_paused)
