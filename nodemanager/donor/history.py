@@ -82,6 +82,15 @@ def recent(samples: Iterable[Sample], now: float) -> list[Sample]:
     return kept[-HISTORY:]
 
 
+def _tail(path: Path, limit: int) -> bytes:
+    """The last ``limit`` bytes of ``path``, from a line start (a grown file costs no memory)."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - limit))
+        raw = handle.read(limit)
+    return raw if size <= limit else raw.partition(b"\n")[2]
+
+
 class HistoryFile:
     """Appends samples and loads the last hour; never raises on a bad or missing file."""
 
@@ -91,7 +100,7 @@ class HistoryFile:
 
     def load(self, now: float) -> list[Sample]:
         try:
-            raw = self.path.read_bytes()
+            raw = _tail(self.path, 2 * HISTORY * MAX_LINE)
         except FileNotFoundError:
             return []
         except OSError as exc:

@@ -14,12 +14,13 @@ import msgpack
 import pytest
 
 from nodemanager.donor.control import update_policy
+from nodemanager.node.discovery import advert_tags
 from nodemanager.proto.pool import FreeTag, encode_tag
 from overlay import AdvertStore, LookupResult, dht_key_for, make_advert, open_advert, select_adverts
 from overlay.advert import ADVERT_DOMAIN, FORMAT_VERSION, describe_tag, donor_tag, paused_in
 from overlay.errors import InvalidAdvert, OverlayUsageError
 from seash.discovery import paused_notes
-from seattlecore import KeyPair
+from seattlecore import KeyPair, PublicKey
 from tests.support.daemons import node_manager
 from tests.support.dht import NOW, lookup_until, seeded_keys
 from tests.support.worlds import OWNER, daemon, init
@@ -164,3 +165,24 @@ async def test_a_paused_node_reannounces_at_once_and_lookups_show_it(tmp_path: P
             assert others and all(a.paused is None for a in others)  # only the donor's node
             update_policy(states[1], paused=False)
             await lookup_until(OWNER.public, boot, paused(None), timeout=15)
+
+
+def test_pool_tags_win_and_no_tag_while_running() -> None:
+    """The donor tag goes on every advertised pair without a pool tag, only while paused."""
+    pool_tag = encode_tag(FreeTag(pool=USER, cpu=0.1, memory=1, disk=1, reach="public"))
+
+    class Server:
+        donor_paused: str | None = None
+
+        def advert_entries(self) -> list[tuple[str, PublicKey]]:
+            return [("v1", USER), ("v2", OWNER.public), ("p1", USER)]
+
+        def advert_tags(self) -> dict[tuple[str, PublicKey], bytes]:
+            return {("p1", USER): pool_tag}
+
+    server = Server()
+    assert advert_tags(server) == {("p1", USER): pool_tag}  # type: ignore[arg-type]
+    server.donor_paused = "schedule"
+    tags = advert_tags(server)  # type: ignore[arg-type]
+    assert tags == {("v1", USER): donor_tag("schedule"), ("v2", OWNER.public): donor_tag("schedule"),
+                    ("p1", USER): pool_tag}

@@ -103,6 +103,11 @@ def test_history_lines_round_trip_and_bad_ones_are_skipped(tmp_path: Path) -> No
                      + encode_sample(_sample(NOW - 5))[:30])  # a torn last line
     assert [s.at for s in HistoryFile(tmp_path).load(NOW)] == [NOW - 20, NOW - 10]
 
+    with path.open("wb") as handle:  # a file grown huge (a bug, a hand edit): only its end is read
+        handle.write(b"x" * (3 * 2 * HISTORY * 1024) + b"\n")
+        handle.write(encode_sample(_sample(NOW - 1)))
+    assert [s.at for s in HistoryFile(tmp_path).load(NOW)] == [NOW - 1]
+
 
 def test_the_history_file_stays_bounded(tmp_path: Path) -> None:
     history = HistoryFile(tmp_path)
