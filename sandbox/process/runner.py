@@ -110,7 +110,6 @@ class ChildHost:
                 self.set_limits(parts[1])
         self.hard_exit(EXIT.internal, "supervisor went away")
 
-
     def set_limits(self, encoded: bytes) -> None:
         """``limits HEX``: the supervisor's new resource text (a reshare) for the nanny."""
         try:

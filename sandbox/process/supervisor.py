@@ -277,8 +277,8 @@ class Supervisor:
         """Give a running program new limits now (the donor reshared; docs/donor.md).
 
         The CPU share (cgroup quota, or the duty cycle's share), the memory and disk limits
-        the monitor checks, the child's RLIMIT_AS/FSIZE/NOFILE (``prlimit``: raising them
-        needs root) change at once; the child's own rate and item limits at the monitor's
+        the monitor checks, the child's RLIMIT_AS/FSIZE/NOFILE (``prlimit``, which needs
+        CAP_SYS_RESOURCE for a child of another uid; else they stay) change at once; the child's own rate and item limits at the monitor's
         next tick (a ``limits`` line). A vessel that does not run is not touched: its next
         start takes its table from the caller anyway."""
         running = self._running.get(vessel)

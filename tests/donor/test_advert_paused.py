@@ -12,6 +12,7 @@ from types import ModuleType
 
 import msgpack
 import pytest
+import trio
 
 from nodemanager.donor.control import update_policy
 from nodemanager.node.discovery import advert_tags
@@ -20,7 +21,7 @@ from overlay import AdvertStore, LookupResult, dht_key_for, make_advert, open_ad
 from overlay.advert import ADVERT_DOMAIN, FORMAT_VERSION, describe_tag, donor_tag, paused_in
 from overlay.errors import InvalidAdvert, OverlayUsageError
 from seash.discovery import paused_notes
-from seattlecore import KeyPair, PublicKey
+from seattlecore import KeyPair, PublicKey, save_keypair
 from tests.support.daemons import node_manager
 from tests.support.dht import NOW, lookup_until, seeded_keys
 from tests.support.worlds import OWNER, daemon, init
@@ -163,6 +164,15 @@ async def test_a_paused_node_reannounces_at_once_and_lookups_show_it(tmp_path: P
             found = await lookup_until(OWNER.public, boot, paused("manual"), timeout=15)
             others = [a for a in found.candidates if a.address != mine]
             assert others and all(a.paused is None for a in others)  # only the donor's node
+            save_keypair(tmp_path / "home", "owner", OWNER)
+            browse = await trio.run_process(
+                [sys.executable, "-m", "seash", "--home", str(tmp_path / "home"), "--bootstrap",
+                 f"{host}:{boot_dht}", "-c", "loadkeys owner; browse"],
+                capture_stdout=True, capture_stderr=True, check=False)
+            out = browse.stdout.decode()
+            assert browse.returncode == 0, out + browse.stderr.decode()
+            assert f"{mine}: v1, v2 paused by the donor (manual)" in out, out
+            assert out.count("paused by the donor") == 1, out  # not the other node
             update_policy(states[1], paused=False)
             await lookup_until(OWNER.public, boot, paused(None), timeout=15)
 
