@@ -276,11 +276,11 @@ class Supervisor:
     def set_resources(self, vessel: str, resources: ResourceTable) -> None:
         """Give a running program new limits now (the donor reshared; docs/donor.md).
 
-        The CPU share (cgroup quota, or the duty cycle's share), the memory and disk limits
-        the monitor checks, the child's RLIMIT_AS/FSIZE/NOFILE (``prlimit``, which needs
-        CAP_SYS_RESOURCE for a child of another uid; else they stay) change at once; the child's own rate and item limits at the monitor's
-        next tick (a ``limits`` line). A vessel that does not run is not touched: its next
-        start takes its table from the caller anyway."""
+        At once: the CPU share (cgroup quota, or the duty cycle's share), the memory and
+        disk limits the monitor checks, and the child's RLIMIT_AS/FSIZE/NOFILE (``prlimit``,
+        which needs CAP_SYS_RESOURCE for a child of another uid; else they stay). At the
+        monitor's next tick: the child's own rate and item limits (a ``limits`` line). A
+        vessel that does not run is not touched: its next start gets its table anyway."""
         running = self._running.get(vessel)
         if running is None or running.process.returncode is not None:
             return
