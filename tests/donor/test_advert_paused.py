@@ -167,7 +167,7 @@ async def test_a_paused_node_reannounces_at_once_and_lookups_show_it(tmp_path: P
             save_keypair(tmp_path / "home", "owner", OWNER)
             browse = await trio.run_process(
                 [sys.executable, "-m", "seash", "--home", str(tmp_path / "home"), "--bootstrap",
-                 f"{host}:{boot_dht}", "-c", "loadkeys owner; browse"],
+                 f"{host}:{boot_dht}", "--timeout", "30", "-c", "loadkeys owner; browse"],
                 capture_stdout=True, capture_stderr=True, check=False)
             out = browse.stdout.decode()
             assert browse.returncode == 0, out + browse.stderr.decode()
