@@ -17,11 +17,18 @@ Usage: ``.venv/bin/python benchmarks/donor.py [--quick]`` (as root, for cgroups)
    one /proc read per tick). From the switch to the vessel's freezer leaving THAWED, and from
    the switch back to THAWED (the program may run again: how soon it gets the CPU then
    depends on what else the host runs, as in 2).
+4. Pause -> paused advert seen, resume -> running advert seen (``--adverts`` runs only this):
+   a ``seattle-testbed up --nodes 3`` (real node managers, sandbox, DHT on loopback); the
+   policy file of node 1 is written as ``seattle-installer pause``/``resume`` write it, and
+   a DHT lookup of the demo key is repeated (every 50 ms) until all of node 1's adverts say
+   paused (then not paused). The republish interval is 600 s: without the prompt
+   re-announce the wait would be minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -39,7 +46,9 @@ import trio  # noqa: E402
 
 from nodemanager.donor.control import DonorControl, update_policy  # noqa: E402
 from nodemanager.donor.policy import Readings  # noqa: E402
+from overlay import OverlayError, lookup_once  # noqa: E402
 from sandbox import ResourceTable, Supervisor, parse_resources  # noqa: E402
+from seattlecore import PublicKey, load_public  # noqa: E402
 
 BUSY = "spins = 0\nwhile True:\n    spins = spins + 1\n"
 COUNTER = "n = 0\nwhile True:\n    log('count', n, '\\n')\n    n = n + 1\n    sleep(0.02)\n"
@@ -154,7 +163,61 @@ async def latencies(work: Path, rounds: int) -> tuple[list[float], list[float]]:
     return to_suspend, to_run
 
 
-async def main(quick: bool) -> None:
+async def _seen(key: PublicKey, boot: tuple[str, int], address: str, paused: str | None) -> float:
+    """Seconds until a lookup shows every advert of ``address`` with ``paused``."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            found = await lookup_once(key, [boot], timeout=5)
+        except OverlayError:
+            found = None
+        ours = [] if found is None else [a for a in found.candidates if a.address == address]
+        if ours and all(a.paused == paused for a in ours):
+            return time.monotonic() - t0
+        await trio.sleep(0.05)
+
+
+async def advert_latencies(rounds: int) -> tuple[list[float], list[float]]:
+    to_paused, to_running = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        bed = Path(tmp) / "bed"
+        env = {**os.environ, "SEATTLE_TESTBED_NET": os.environ.get("SEATTLE_TESTBED_NET", "50")}
+        cli = [sys.executable, "-m", "testbed"]
+        subprocess.run([*cli, "up", "--nodes", "3", "--dir", str(bed), "--wait"], env=env,
+                       check=True, capture_output=True)
+        try:
+            manifest = json.loads((bed / "testbed.json").read_text())
+            first, node = manifest["nodes"][0], manifest["nodes"][1]
+            boot = (first["address"], int(first["dht_port"]))
+            address = f"{node['address']}:{node['port']}"
+            key = load_public(bed / "keys" / "demo.publickey")
+            state = Path(node["state"])
+            await _seen(key, boot, address, None)
+            for _ in range(rounds):
+                update_policy(state, paused=True)
+                to_paused.append(await _seen(key, boot, address, "manual"))
+                update_policy(state, paused=False)
+                to_running.append(await _seen(key, boot, address, None))
+        finally:
+            subprocess.run([*cli, "down", "--dir", str(bed)], env=env, check=False,
+                           capture_output=True)
+    return to_paused, to_running
+
+
+def print_advert_latencies(to_paused: list[float], to_running: list[float]) -> None:
+    print("\n| advert change (3-node loopback testbed) | median | max |")
+    print("|---|---|---|")
+    print(f"| pause -> lookup shows paused | {statistics.median(to_paused):.2f} s | {max(to_paused):.2f} s |")
+    print(f"| resume -> lookup shows running | {statistics.median(to_running):.2f} s "
+          f"| {max(to_running):.2f} s |")
+
+
+async def main(quick: bool, adverts: bool = False) -> None:
+    if adverts:
+        print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+        print_advert_latencies(*await advert_latencies(3 if quick else 10))
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     rounds, window = (2, 1.0) if quick else (5, 2.0)
     core = min(os.sched_getaffinity(0))
     print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; pinned to core {core}")
@@ -185,9 +248,12 @@ async def main(quick: bool) -> None:
           f"| {max(suspend):.2f} s | < 2 s |")
     print(f"| donor idle -> vessels running (resume_after 5 s) | {statistics.median(run):.2f} s "
           f"| {max(run):.2f} s | < 5 + 2 s |")
+    print_advert_latencies(*await advert_latencies(3 if quick else 10))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    trio.run(main, parser.parse_args().quick)
+    parser.add_argument("--adverts", action="store_true", help="only part 4 (no root needed)")
+    options = parser.parse_args()
+    trio.run(main, options.quick, options.adverts)

@@ -294,7 +294,8 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
                                 dial_back_sink=_sink(dial_backs, Kind.TCP))
             donor = None
             if isinstance(runner, Supervisor):  # the donor's policy (docs/donor.md)
-                donor = await _start_donor_control(nursery, state_dir, state, runner, sources)
+                donor = await _start_donor_control(nursery, state_dir, state, runner, sources,
+                                                   server)
             bound, moved = await start_on_port(nursery, server.serve, host, port,
                                                state.ports.get("tcp"), "node manager")
             state.set_port("tcp", bound)
@@ -323,14 +324,17 @@ async def run_daemon(state_dir: Path, host: str, port: int, bootstrap: Sequence[
 
 
 async def _start_donor_control(nursery: trio.Nursery, state_dir: Path, state: NodeState,
-                               runner: Supervisor, sources: StatusSources) -> DonorControl:
-    """The donor's policy applied to the vessels."""
+                               runner: Supervisor, sources: StatusSources,
+                               server: NodeServer) -> DonorControl:
+    """The donor's policy applied to the vessels (and their pause reason to the adverts)."""
     def usage() -> dict[str, Mapping[str, float]]:
         return {name: runner.report(name).usage.values for name in runner.running()}
 
-    donor = DonorControl(state_dir, runner, reshare=partial(apply_reshare, state, VesselStore(state_dir)),
+    donor = DonorControl(state_dir, runner, reshare=partial(apply_reshare, state, VesselStore(state_dir),
+                                                 live=runner.set_resources),
                          percent=lambda: state.donated_percent, usage=usage,
-                         vessel_count=lambda: len(state.vessels))
+                         vessel_count=lambda: len(state.vessels),
+                         on_paused=server.set_donor_paused)
     await nursery.start(donor.run)
     sources.provide(DONOR, donor.status)
     return donor

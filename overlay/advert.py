@@ -12,6 +12,11 @@ node behind NAT (docs/nat.md); it is written only when non-empty, so a public no
 records are byte-for-byte what readers without relay support expect. ``t`` (optional, at
 most ``MAX_TAG_BYTES``) is an opaque tag the overlay stores and returns without reading it:
 the community pool puts a free vessel's attributes or a lease record there (docs/pool.md).
+Tags are msgpack maps whose ``"k"`` names their kind, and a reader skips a kind it does not
+know: the pool's kinds are ``free`` and ``lease``; this module defines ``donor``
+(``{"k": "donor", "p": reason}``: the donor paused the node's vessels; see ``donor_tag``).
+Because the overlay stores tags without reading them, readers and stores of every earlier
+revision accept a record with a donor tag (record revision 2 of docs/overlay.md).
     sig  = Ed25519(node_sk, ADVERT_DOMAIN || len(body) || body)      (seattlecore.keys)
 
 The signature covers the exact body bytes, which are verified *before* the body is decoded.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +84,9 @@ def describe_tag(tag: bytes) -> str:
     """A short text form of an advert's opaque tag for inspection tools (pure)."""
     if not tag:
         return ""
+    paused = paused_in(tag)
+    if paused is not None:
+        return f"paused by donor: {paused}"
     try:
         fields = msgpack.unpackb(tag, raw=False)
     except (ValueError, TypeError, msgpack.ExtraData):
@@ -86,6 +95,42 @@ def describe_tag(tag: bytes) -> str:
         return f"{len(tag)} bytes"
     return " ".join(f"{k}={v.hex()[:8] if isinstance(v, bytes) else v}"
                     for k, v in sorted(fields.items(), key=lambda kv: str(kv[0])))
+
+
+DONOR_TAG_KIND = "donor"
+PAUSE_REASON = re.compile(r"[a-z]{1,16}")
+"""What a donor tag may name as the reason: ``manual``, ``battery``, ``schedule``, ``busy``
+today; a reader shows an unknown word as it is, so a new reason needs no new revision."""
+
+
+def donor_tag(paused: str) -> bytes:
+    """The tag of a vessel whose donor paused it for ``paused`` (e.g. ``"manual"``).
+
+    >>> paused_in(donor_tag("battery"))
+    'battery'
+    """
+    if not isinstance(paused, str) or not PAUSE_REASON.fullmatch(paused):
+        raise OverlayUsageError(f"a pause reason is 1-16 lowercase letters, not {paused!r}")
+    packed: bytes = msgpack.packb({"k": DONOR_TAG_KIND, "p": paused}, use_bin_type=True)
+    return packed
+
+
+def paused_in(tag: bytes) -> str | None:
+    """The pause reason a donor tag carries; None for no tag, another kind, or a bad one (pure).
+
+    Only the signer of a record chose its tag, so a reason read here is the node's own claim
+    about its own vessel: nobody else can set or clear it (``verify_advert`` checked that)."""
+    if not tag:
+        return None
+    try:
+        fields = msgpack.unpackb(tag, raw=False, max_str_len=MAX_TAG_BYTES,
+                                 max_map_len=8, max_array_len=8)
+    except (ValueError, TypeError, msgpack.ExtraData):
+        return None
+    if not isinstance(fields, dict) or fields.get("k") != DONOR_TAG_KIND or set(fields) != {"k", "p"}:
+        return None
+    reason = fields["p"]
+    return reason if isinstance(reason, str) and PAUSE_REASON.fullmatch(reason) else None
 
 
 def dht_keys_for(user_key: PublicKey) -> tuple[bytes, ...]:
@@ -147,6 +192,12 @@ class Advert:
             raise OverlayUsageError("expires_at must be a finite number")
         if not isinstance(self.node_key, PublicKey) or not isinstance(self.user_key, PublicKey):
             raise OverlayUsageError("node_key and user_key must be PublicKey")
+
+    @property
+    def paused(self) -> str | None:
+        """Why the node's donor paused its vessels (a donor tag), or None: a hint, like the
+        whole record; the node's GetVessels answer is authoritative."""
+        return paused_in(self.tag)
 
     @property
     def slot(self) -> tuple[bytes, str]:

@@ -17,6 +17,7 @@ import trio
 from nodemanager import NodeClient, NodeInfo, VesselInfo
 from nodemanager.errors import NoSuchVessel
 from nodemanager.nat.dial import Route
+from overlay import Advert
 from seash.client import Found, Job, Node, contact_nodes, lookup
 from seash.commands import Args
 from seash.errors import NoVesselsFound, SeashError
@@ -100,7 +101,20 @@ async def browse(ex: Executor, args: Args) -> None:
                              f"({identity.public.short()}); {len(found.peers_answered)} peers asked")
     ex.reporter.text(f"DHT: {len(found.candidates)} adverts on {len(nodes)} nodes "
                      f"({found.elapsed:.2f} s)")
+    for line in paused_notes(found.candidates):
+        ex.reporter.text(line)
     await _contact(ex, "browse", list(nodes.items()))
+
+
+def paused_notes(adverts: Sequence[Advert]) -> list[str]:
+    """One line per node whose adverts say its donor paused its vessels (pure): seen before
+    any node is asked; the node's own answer (``list``) is what counts."""
+    by_node: dict[tuple[str, str], list[str]] = {}
+    for advert in adverts:
+        if advert.paused is not None and not advert.withdrawn:
+            by_node.setdefault((advert.address, advert.paused), []).append(advert.vessel)
+    return [f"{address}: {', '.join(sorted(set(names)))} paused by the donor ({reason})"
+            for (address, reason), names in sorted(by_node.items())]
 
 
 async def contact(ex: Executor, args: Args) -> None:

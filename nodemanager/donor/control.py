@@ -4,10 +4,12 @@ The policy lives in ``STATE/donor.json`` (``PolicyFile``): ``seattle-installer p
 ``resume`` and ``policy`` and the local page write it atomically, and ``DonorControl``
 (a task in the daemon's nursery) reads it when it changes. Every ``TICK`` seconds the
 control measures (``HostReadings``: other programs' CPU from ``/proc/stat`` minus the
-vessels' own, the battery through psutil, the idle time of login terminals), asks
+vessels' own, the battery through psutil, the donor's idle time from logind's hints and
+login terminals: ``idle.py``), asks
 ``decide`` and applies the answer to the supervisor: pause every program (frozen, not
 killed) with a reason, resume, or scale the CPU shares. It also keeps the last hour of
-samples (every ``SAMPLE_EVERY`` s) for the page's charts.
+samples (every ``SAMPLE_EVERY`` s) for the page's charts, kept across restarts
+(``history.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +28,8 @@ from typing import Any, Protocol
 import psutil
 import trio
 
+from nodemanager.donor.history import HISTORY, SAMPLE_EVERY, HistoryFile, Sample
+from nodemanager.donor.idle import LOGIND_EVERY, LOGIND_RETRY, LogindIdle, combine, terminal_idle
 from nodemanager.donor.policy import (
     Decision,
     DonorPolicy,
@@ -45,9 +49,6 @@ POLICY_FILE = "donor.json"
 DONOR = "donor"
 """The GetNodeStatus entry of the donor control."""
 TICK = 0.25
-SAMPLE_EVERY = 10.0
-HISTORY = 360
-"""Samples kept: one hour at ``SAMPLE_EVERY``."""
 
 
 class PolicyFile:
@@ -142,9 +143,11 @@ def _busy_jiffies() -> tuple[float, float]:
 class HostReadings:
     """Measures this host for ``decide``: call ``sample()`` once per tick."""
 
-    def __init__(self, vessel_pids: Callable[[], Iterable[int]]) -> None:
+    def __init__(self, vessel_pids: Callable[[], Iterable[int]],
+                 logind: LogindIdle | None = None) -> None:
         self._pids = vessel_pids
         self._last: tuple[float, float, float] | None = None
+        self.logind = logind or LogindIdle()
 
     def vessel_cpu(self) -> float:
         return sum(_cpu_of(pid) for pid in self._pids())
@@ -159,7 +162,15 @@ class HostReadings:
                 d_other = (busy - self._last[0]) - max(0.0, vessels - self._last[2])
                 other = min(100.0, max(0.0, 100.0 * d_other / d_total))
         self._last = (busy, total, vessels)
-        return Readings(other_cpu=other, on_battery=_on_battery(), input_idle=_input_idle())
+        now = time.time()
+        idle = combine(self.logind.idle(now), terminal_idle(now))
+        return Readings(other_cpu=other, on_battery=_on_battery(), input_idle=idle)
+
+    async def watch_logind(self) -> None:
+        """Ask logind for its idle hints every few seconds (in a worker thread)."""
+        while True:
+            await trio.to_thread.run_sync(self.logind.refresh)
+            await trio.sleep(LOGIND_EVERY if self.logind.available else LOGIND_RETRY)
 
 
 def _on_battery() -> bool | None:
@@ -168,40 +179,6 @@ def _on_battery() -> bool | None:
     except (OSError, AttributeError, NotImplementedError):
         return None
     return None if battery is None or battery.power_plugged is None else not battery.power_plugged
-
-
-def _input_idle() -> float | None:
-    """Seconds since input on any login terminal (their atime); None without sessions."""
-    newest = None
-    try:
-        users = psutil.users()
-    except OSError:
-        return None
-    for user in users:
-        if not user.terminal:
-            continue
-        try:
-            atime = os.stat(f"/dev/{user.terminal}").st_atime
-        except OSError:
-            continue
-        newest = atime if newest is None else max(newest, atime)
-    return None if newest is None else max(0.0, time.time() - newest)
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One point of the page's charts."""
-
-    at: float
-    other_cpu: float | None
-    vessels_cpu: float
-    """Vessels' CPU use since the last sample, % of one core."""
-    paused: str | None
-    memory: float = 0.0
-    """Vessels' programs' RSS together, bytes."""
-    disk: float = 0.0
-    net_rate: float = 0.0
-    """Vessels' network bytes sent and received per second since the last sample."""
 
 
 def rate_caps(policy: DonorPolicy, vessels: int) -> dict[str, float]:
@@ -224,8 +201,11 @@ class DonorControl:
                  reshare: Callable[[ReshareRequest], None] | None = None,
                  percent: Callable[[], float | None] | None = None,
                  usage: Callable[[], Mapping[str, Mapping[str, float]]] | None = None,
-                 vessel_count: Callable[[], int] = lambda: 1) -> None:
+                 vessel_count: Callable[[], int] = lambda: 1,
+                 on_paused: Callable[[str | None], None] | None = None) -> None:
         self.state_dir = state_dir
+        self._on_paused = on_paused
+        self._told: str | None = None
         self._reshare = reshare
         self._percent = percent
         self._usage = usage
@@ -239,7 +219,8 @@ class DonorControl:
         self._state = PolicyState()
         self.decision = Decision(None, 1.0, False)
         self.readings = Readings()
-        self.history: deque[Sample] = deque(maxlen=HISTORY)
+        self._history_file = HistoryFile(state_dir)
+        self.history: deque[Sample] = deque(self._history_file.load(time.time()), maxlen=HISTORY)
         self._last_sample: tuple[float, float, float] | None = None
         self.changed_at = time.time()
 
@@ -308,19 +289,33 @@ class DonorControl:
             cpu_rate = 100.0 * max(0.0, vessels - self._last_sample[1]) / elapsed
             net_rate = max(0.0, net - self._last_sample[2]) / elapsed
         self._last_sample = (at, vessels, net)
-        self.history.append(Sample(at, self.readings.other_cpu, cpu_rate, self.decision.paused,
-                                   memory=memory, disk=disk, net_rate=net_rate))
+        sample = Sample(at, self.readings.other_cpu, cpu_rate, self.decision.paused,
+                        memory=memory, disk=disk, net_rate=net_rate)
+        self.history.append(sample)
+        self._history_file.append(sample, self.history)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Tick until cancelled; the first decision is applied before ``started``."""
-        await trio.to_thread.run_sync(self.step)
-        task_status.started()
-        while True:
-            await trio.sleep(self._tick)
-            try:
-                self.step()
-            except OSError as exc:  # a reading failed: keep the last decision
-                log.warning("donor control: %s", exc)
+        async with trio.open_nursery() as nursery:
+            if self._readings == self._host.sample:  # not injected readings (tests)
+                nursery.start_soon(self._host.watch_logind)
+            await trio.to_thread.run_sync(self.step)
+            self._tell()
+            task_status.started()
+            while True:
+                await trio.sleep(self._tick)
+                try:
+                    self.step()
+                except OSError as exc:  # a reading failed: keep the last decision
+                    log.warning("donor control: %s", exc)
+                self._tell()
+
+    def _tell(self) -> None:
+        """Pass a changed pause reason to ``on_paused`` (the node's adverts), on the trio
+        thread: a pause made by the page or a tick reaches the DHT within one tick."""
+        if self._on_paused is not None and self.decision.paused != self._told:
+            self._told = self.decision.paused
+            self._on_paused(self._told)
 
     def status(self) -> dict[str, object]:
         """The ``donor`` entry of GetNodeStatus (docs/protocol.md, revision 9)."""

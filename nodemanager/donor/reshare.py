@@ -10,14 +10,16 @@ old share or the new one, never a mix.
 
 The CLI asks a running node manager through ``STATE/reshare.request`` (JSON ``{"id",
 "percent", "from_percent"}``); the daemon's donor control answers in ``reshare.result``.
-With no node manager running, the CLI applies it to the database itself.
+With no node manager running, the CLI applies it to the database itself. A running node
+manager also gives running programs their new limits at once (``apply_reshare(live=...)``:
+docs/donor.md says what changes live and what waits for the next start).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +70,13 @@ def plan_reshare(vessels: Mapping[str, Vessel], old: float, new: float,
     return tables
 
 
-def apply_reshare(state: NodeState, store: VesselStore, request: ReshareRequest) -> None:
-    """Carry out ``request`` on the node's state (one transaction); ReshareRefused if it cannot."""
+def apply_reshare(state: NodeState, store: VesselStore, request: ReshareRequest, *,
+                  live: Callable[[str, ResourceTable], None] | None = None) -> None:
+    """Carry out ``request`` on the node's state (one transaction); ReshareRefused if it cannot.
+
+    ``live`` (the supervisor's ``set_resources``) then gives each vessel's running program
+    its new limits at once, after the commit: a crash in between leaves the new share in
+    the database and the programs with the old limits until they start again."""
     old = state.donated_percent or request.from_percent
     if old is None:
         raise ReshareRefused("the node's current share is unknown (no install record)")
@@ -78,8 +85,12 @@ def apply_reshare(state: NodeState, store: VesselStore, request: ReshareRequest)
             state.reshare({}, request.percent)
         return
     disk = {name: store.disk_use(name) for name in state.vessels}
-    state.reshare(plan_reshare(state.vessels, old, request.percent, disk), request.percent)
+    tables = plan_reshare(state.vessels, old, request.percent, disk)
+    state.reshare(tables, request.percent)
     log.info("reshared from %g %% to %g %%", old, request.percent)
+    if live is not None:
+        for name, table in sorted(tables.items()):
+            live(name, table)
 
 
 def read_request(state_dir: Path) -> ReshareRequest | None:

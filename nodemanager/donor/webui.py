@@ -29,7 +29,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nodemanager.donor.control import DonorControl, Sample
+from nodemanager.donor.control import DonorControl
+from nodemanager.donor.history import Sample
 from nodemanager.donor.metrics import NodeCollector, render
 from nodemanager.donor.policy import PolicyError
 from nodemanager.donor.reshare import ReshareRequest

@@ -3,7 +3,9 @@
 The daemon runs ``serve_discovery`` in its nursery. It starts a DHT node (bootstrapping from
 the configured peers), announces the (vessel, key) pairs that ``NodeServer.advert_entries``
 lists, and re-announces at once whenever the server's advert generation changes
-(ChangeAdvertise, ChangeUsers, ChangeOwner, Split, Join).
+(ChangeAdvertise, ChangeUsers, ChangeOwner, Split, Join, and the donor pausing or resuming
+the vessels: ``advert_tags`` puts the pause reason into every advert that carries no pool
+tag, docs/overlay.md "Donor tags").
 
 Nothing the DHT does may end the daemon: the announcer logs and counts every failure of a
 round (``Announcer.announce_now``), the DHT node's upkeep does the same, and every answer a
@@ -30,7 +32,8 @@ from nodemanager.nat.reachability import ReachabilityBoard
 from nodemanager.node.poolservice import DirectoryBridge
 from nodemanager.node.server import NodeServer
 from overlay import Announcer, DhtConfig, DhtNode, dht_loop, open_dht_node, parse_hostport
-from seattlecore import KeyPair
+from overlay.advert import donor_tag
+from seattlecore import KeyPair, PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ async def serve_discovery(
         if config.resolve_address is not None:
             address = await config.resolve_address()
         announcer = Announcer(node, keys, address)
-        announcer.update(server.advert_entries(), relays=server.relays, tags=server.advert_tags())
+        announcer.update(server.advert_entries(), relays=server.relays, tags=advert_tags(server))
         if server.pool is not None:  # the pool counts leases through the DHT (docs/pool.md)
             bridge = DirectoryBridge()
             nursery.start_soon(bridge.serve, node)
@@ -102,6 +105,17 @@ async def serve_discovery(
             await withdraw(announcer)
 
 
+def advert_tags(server: NodeServer) -> dict[tuple[str, PublicKey], bytes]:
+    """Each advertised pair's tag: the pool's where it has one, else the donor's pause reason
+    while the donor has paused the node (no tag while it runs)."""
+    tags: dict[tuple[str, PublicKey], bytes] = {}
+    if server.donor_paused is not None:
+        tag = donor_tag(server.donor_paused)
+        tags = dict.fromkeys(server.advert_entries(), tag)
+    tags.update(server.advert_tags())
+    return tags
+
+
 async def withdraw(announcer: Announcer) -> None:
     """Publish the withdrawals of every advert, even while being cancelled (bounded)."""
     with trio.CancelScope(shield=True), trio.move_on_after(WITHDRAW_GRACE) as scope:
@@ -118,7 +132,7 @@ async def follow_changes(server: NodeServer, announcer: Announcer) -> None:
     seen = server.advert_generation
     while True:
         seen = await server.wait_advert_changed(seen)
-        announcer.update(server.advert_entries(), relays=server.relays, tags=server.advert_tags())
+        announcer.update(server.advert_entries(), relays=server.relays, tags=advert_tags(server))
 
 
 async def follow_reachability(board: ReachabilityBoard, node: DhtNode, can_probe: bool) -> None:

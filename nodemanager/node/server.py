@@ -265,6 +265,9 @@ class NodeServer:
         self._dial_back_sink = dial_back_sink
         self.relays: tuple[str, ...] = ()
         """Relays holding a reservation for this node: put into its adverts (set_relays)."""
+        self.donor_paused: str | None = None
+        """Why the donor paused this node's vessels, or None: put into its adverts
+        (``set_donor_paused``, called by the donor control)."""
         self._effects: dict[type[Any], Callable[[Any], Awaitable[Mapping[str, object]]]] = {
             model.StartProgram: self._start_program, model.StopProgram: self._stop_program,
             model.WipeVessel: self._wipe_vessel, model.DestroyVessel: self._destroy_vessel,
@@ -344,6 +347,12 @@ class NodeServer:
         """The relays through which this node is reachable changed: re-announce."""
         if relays != self.relays:
             self.relays = relays
+            self._bump_adverts()
+
+    def set_donor_paused(self, reason: str | None) -> None:
+        """The donor paused (or resumed) this node's vessels: re-announce with the reason."""
+        if reason != self.donor_paused:
+            self.donor_paused = reason
             self._bump_adverts()
 
     def _bump_adverts(self) -> None:

@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from sandbox.errors import SandboxError
+from sandbox.resources import ResourceTable
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,12 @@ __all__ = [
     "apply_seccomp",
     "default_read_paths",
     "detect_support",
+    "disk_bytes_for",
     "drop_privileges",
     "forget_status_fd",
     "landlock_abi",
+    "open_files_for",
+    "reset_rlimits",
     "set_address_space_limit",
     "set_no_new_privs",
     "warm_up",
@@ -247,6 +251,40 @@ def apply_rlimits(plan: HardeningPlan) -> ProtectionReport:
     if cpu is not None:
         _set_rlimit(resource.RLIMIT_CPU, cpu, cpu + _CPU_HARD_GRACE)
     return ProtectionReport(rlimits=True)
+
+
+def open_files_for(table: ResourceTable) -> int:
+    """RLIMIT_NOFILE for a vessel: its files and sockets plus the interpreter's own."""
+    return int(table["filesopened"] + table["insockets"] + table["outsockets"]) + 64
+
+
+def disk_bytes_for(table: ResourceTable) -> int:
+    """RLIMIT_FSIZE for a vessel: no file larger than its disk (at least one page)."""
+    return max(int(table["diskused"]), 4096)
+
+
+def reset_rlimits(pid: int, old: ResourceTable, new: ResourceTable) -> list[str]:
+    """Move a running child's rlimits from ``old``'s to ``new``'s (``prlimit``); return the
+    ones that could not move, with why. RLIMIT_AS moves by the memory difference (it was
+    set to the child's size plus the limit); a limit never set (infinite) stays so. Moving
+    the limits of a child of another uid, or raising a hard limit, needs CAP_SYS_RESOURCE:
+    without it they keep their start values. A child already above a lowered limit keeps
+    what it has; its next allocation, file growth or open fails."""
+    plan = (
+        ("RLIMIT_AS", resource.RLIMIT_AS, lambda cur: cur + int(new["memory"]) - int(old["memory"])),
+        ("RLIMIT_FSIZE", resource.RLIMIT_FSIZE, lambda cur: disk_bytes_for(new)),
+        ("RLIMIT_NOFILE", resource.RLIMIT_NOFILE, lambda cur: open_files_for(new)),
+    )
+    failed = []
+    for name, which, limit_of in plan:
+        try:
+            soft, _ = resource.prlimit(pid, which)
+            if soft != resource.RLIM_INFINITY:
+                value = max(1, limit_of(soft))
+                resource.prlimit(pid, which, (value, value))
+        except (OSError, ValueError) as exc:
+            failed.append(f"{name}: {exc}")
+    return failed
 
 
 # --- parent death ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Protocol with the supervisor (treated by it as hostile):
 - lifetime: the kernel SIGKILLs the runner when the supervisor dies (``PR_SET_PDEATHSIG``,
   set first thing and again after the uid drop), whatever state it is in.
 - stdin, line 1: the JSON ``RunnerConfig``; later lines are commands (``stop T D`` records a
-  CPU stop for ``getresources``, ``usage`` asks for a usage event).
+  CPU stop for ``getresources``, ``usage`` asks for a usage event, ``limits HEX`` gives the
+  nanny new limits: the hex of a resource text, after the donor reshared).
 - stdout: the program's log bytes.
 - the status descriptor (``status_fd``): JSON lines ``{"event": ...}``: ``ready``
   (protection level), ``compile_error`` (errors), ``usage`` (nanny counters), ``exit``
@@ -27,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from sandbox.errors import SandboxError
 from sandbox.lang.compiler import CompileFailed, compile_program
 from sandbox.process.hardening import die_with_parent
 from sandbox.process.status import encode_event
@@ -104,7 +106,18 @@ class ChildHost:
                 self.stops.append((float(parts[1]), float(parts[2])))
             elif parts == [b"usage"] and self.runtime is not None:
                 self.status("usage", usage=self.runtime.nanny.totals())
+            elif parts[:1] == [b"limits"] and len(parts) == 2 and self.runtime is not None:
+                self.set_limits(parts[1])
         self.hard_exit(EXIT.internal, "supervisor went away")
+
+    def set_limits(self, encoded: bytes) -> None:
+        """``limits HEX``: the supervisor's new resource text (a reshare) for the nanny."""
+        try:
+            table = parse_resources(bytes.fromhex(encoded.decode("ascii")).decode())
+        except (ValueError, SandboxError):
+            return  # only a supervisor bug sends a bad line: the old limits stay
+        assert self.runtime is not None
+        self.runtime.nanny.set_limits(table)
 
 
 def read_config() -> RunnerConfig:
@@ -126,14 +139,14 @@ def harden(config: RunnerConfig, table: ResourceTable) -> str:
         return "none (hardening disabled)"
     import socket
 
-    from sandbox.process.hardening import HardeningPlan, apply_hardening
+    from sandbox.process.hardening import HardeningPlan, apply_hardening, disk_bytes_for, open_files_for
 
     plan = HardeningPlan(
         vessel_dir=config.vessel_dir,
         read_paths=tuple(config.read_paths or ()),
         memory_bytes=int(table["memory"]),
-        disk_bytes=max(int(table["diskused"]), 4096),
-        max_open_files=int(table["filesopened"] + table["insockets"] + table["outsockets"]) + 64,
+        disk_bytes=disk_bytes_for(table),
+        max_open_files=open_files_for(table),
         max_threads=int(table["events"]) + 4,
         cpu_seconds_backstop=None,
         uid=config.uid,

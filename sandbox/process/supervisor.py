@@ -34,7 +34,7 @@ from sandbox.errors import (
     VesselBusyError,
     VesselNotRunning,
 )
-from sandbox.process.hardening import default_read_paths
+from sandbox.process.hardening import default_read_paths, reset_rlimits
 from sandbox.process.launcher import Launcher
 from sandbox.process.limits import CpuThrottle, LogRing, LogSlice, check_quantities, decode_log, encode_log
 from sandbox.process.spawn import ChildProcess, ChildRecords
@@ -112,6 +112,8 @@ class _Running:
     """Our end of the runner's status channel."""
     controls: Attached | None = None
     """Priority, cgroup and pause of the child (``sandbox.process.yielding``)."""
+    limits_pending: bool = False
+    """``table`` changed while running: the child has yet to hear it (``limits`` line)."""
     throttled: float = -1.0
     """The group's throttled seconds at the last look (-1: not looked yet)."""
 
@@ -270,6 +272,31 @@ class Supervisor:
                     group.set_share(running.table["cpu"] * factor)
                 except OSError as exc:
                     log.warning("cannot set the CPU quota of pid %d: %s", running.process.pid, exc)
+
+    def set_resources(self, vessel: str, resources: ResourceTable) -> None:
+        """Give a running program new limits now (the donor reshared; docs/donor.md).
+
+        At once: the CPU share (cgroup quota, or the duty cycle's share), the memory and
+        disk limits the monitor checks, and the child's RLIMIT_AS/FSIZE/NOFILE (``prlimit``,
+        which needs CAP_SYS_RESOURCE for a child of another uid; else they stay). At the
+        monitor's next tick: the child's own rate and item limits (a ``limits`` line). A
+        vessel that does not run is not touched: its next start gets its table anyway."""
+        running = self._running.get(vessel)
+        if running is None or running.process.returncode is not None:
+            return
+        old, new = running.table, _capped(resources, self._rate_caps)
+        running.table = new
+        group = None if running.controls is None else running.controls.group
+        kept = reset_rlimits(running.process.pid, old, new) if self._harden else []
+        if group is not None:
+            try:
+                group.set_share(new["cpu"] * self._cpu_factor)
+            except OSError as exc:
+                kept.append(f"cpu quota: {exc}")
+        if kept:
+            log.warning("vessel %s keeps some of its old limits until it starts again: %s",
+                        vessel, "; ".join(kept))
+        running.limits_pending = True
 
     def set_rate_caps(self, caps: Mapping[str, float]) -> None:
         """Cap renewable rates (e.g. ``netsend``) of programs started from now on."""
@@ -511,6 +538,9 @@ class Supervisor:
                 running.kill_reason = reason
                 _kill(running)
                 return
+            if running.limits_pending and running.ready:
+                running.limits_pending = False
+                await _send_line(running, limits_line(running.table))
             if now >= next_usage:
                 await _send_line(running, b"usage\n")
                 next_usage = now + 1.0
@@ -636,6 +666,11 @@ def _exit_story(running: _Running, code: int | None) -> tuple[str, VesselStatus]
         hint = " (cpu time backstop)" if -code == signal.SIGXCPU else ""
         return f"killed by {name}{hint}", "Terminated"
     return f"exited with code {code}", "Terminated"
+
+
+def limits_line(table: ResourceTable) -> bytes:
+    """The runner's ``limits HEX`` command: the table's resource text, hex on one line."""
+    return b"limits " + table.to_text().encode().hex().encode() + b"\n"
 
 
 def _capped(table: ResourceTable, caps: Mapping[str, float]) -> ResourceTable:

@@ -93,6 +93,20 @@ class Nanny:
         self.items = {kind: ItemCounter(int(self.table[kind])) for kind in ITEMS}
         self.ports_used = {kind: set() for kind in PORTS}
 
+    def set_limits(self, table: ResourceTable) -> None:
+        """New limits while the program runs (the donor reshared): rates and item caps take
+        ``table``'s values at once; the ports stay. A rate's level so far is kept (drained at
+        the old rate up to now); items already in use above a lowered cap stay, new ones are
+        refused until the count is under it."""
+        now = self.clock()
+        with self._lock:
+            for kind, bucket in self.buckets.items():
+                bucket.drain(now)
+                bucket.limit = table[kind]
+            for kind, counter in self.items.items():
+                counter.limit = int(table[kind])
+            self.table = ResourceTable(table.values, self.table.messport, self.table.connport)
+
     def charge(self, kind: str, amount: float) -> None:
         """Charge ``amount`` of a renewable and sleep until it drains under the limit.
 

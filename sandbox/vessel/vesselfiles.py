@@ -96,7 +96,6 @@ class VesselFiles:
         self._on_disk_full = on_disk_full
         self._open: set[str] = set()
         self._lock = threading.RLock()  # re-entrant: a collected handle closes from __del__
-        self._quota = int(nanny.table["diskused"])
 
     def openfile(self, filename: object, create: object) -> RepyFile:
         if type(filename) is not str or len(filename) > 120:
@@ -176,8 +175,9 @@ class VesselFiles:
 
     def ensure_room(self, growth: int) -> None:
         """Stop the vessel if ``growth`` more bytes would exceed ``diskused``."""
-        if growth > 0 and disk_use(self._dir_fd) + growth > self._quota:
-            self._on_disk_full(f"diskused limit exceeded ({self._quota} bytes)")
+        quota = int(self._nanny.table["diskused"])  # read each time: a reshare may change it
+        if growth > 0 and disk_use(self._dir_fd) + growth > quota:
+            self._on_disk_full(f"diskused limit exceeded ({quota} bytes)")
 
     def closed(self, name: str) -> None:
         with self._lock:

@@ -12,25 +12,17 @@ import pytest
 import trio
 
 from sandbox import Supervisor
-from sandbox.process.cgroups import parse_mountinfo, probe, quota_us
+from sandbox.process.cgroups import parse_mountinfo, quota_us
 from sandbox.process.priority import policy_of
 from sandbox.process.yielding import PRIORITY_ENV, default_priority
+from tests.support.cgroupfs import cpu_seconds, needs_cgroups
 from tests.support.polling import eventually
-from tests.support.requires import requires
 from tests.support.vessels import table
 
 pytestmark = pytest.mark.slow
 
 BUSY = "spins = 0\nwhile True:\n    spins = spins + 1\n"
 COUNTER = "n = 0\nwhile True:\n    log('count', n, '\\n')\n    n = n + 1\n    sleep(0.05)\n"
-needs_cgroups = requires(os.geteuid() == 0 and probe() is not None,
-                         "cgroup CPU quotas need root and a cgroup cpu controller")
-
-
-def _cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as handle:
-        fields = handle.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
@@ -108,9 +100,9 @@ async def test_donor_program_keeps_the_core_next_to_a_busy_vessel(
         donor = _spinner()
         try:
             await trio.sleep(0.5)
-            d0, v0 = _cpu(donor.pid), _cpu(vessel)
+            d0, v0 = cpu_seconds(donor.pid), cpu_seconds(vessel)
             await trio.sleep(3.0)
-            d1, v1 = _cpu(donor.pid), _cpu(vessel)
+            d1, v1 = cpu_seconds(donor.pid), cpu_seconds(vessel)
         finally:
             donor.kill()
             donor.wait()
@@ -136,10 +128,10 @@ async def _pause_and_resume(sup: Supervisor, vessel_dir: Path, reason: str) -> N
     assert sup.report("v1").paused == reason
     await trio.sleep(0.3)  # a write in flight when the freeze landed may still show
     frozen_at = counts()[-1]
-    cpu_at = _cpu(sup.pid_of("v1") or 0)
+    cpu_at = cpu_seconds(sup.pid_of("v1") or 0)
     await trio.sleep(1.0)
     assert counts()[-1] == frozen_at
-    assert _cpu(sup.pid_of("v1") or 0) - cpu_at < 0.02
+    assert cpu_seconds(sup.pid_of("v1") or 0) - cpu_at < 0.02
     assert sup.report("v1").status == "Started"
     sup.resume_all()
     assert sup.report("v1").paused is None
