@@ -6,6 +6,8 @@
                             -o BUNDLE[.pyz]
     seattle-installer grant --planner-key P.privatekey --researcher KEY --vessels N
                             [--days D] -o NAME.grant
+    seattle-installer revoke --planner-key P.privatekey SERIAL|NAME.grant ... --bootstrap HOST:PORT
+                             [--list FILE] [--keep [SECONDS]]
     seattle-installer install BUNDLE [--prefix DIR] [--percent 10] [--port N] [--trust P.publickey]
                               [--no-service] [--dry-run]
     seattle-installer status [--prefix DIR]
@@ -60,6 +62,7 @@ from installer.donor.status import (
 from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
 from installer.planner.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
 from installer.planner.grant import DEFAULT_DAYS, make_grant, pool_share, render_pool
+from installer.planner.revoke import add_revoke_parser, cmd_revoke
 from installer.planner.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
 from installer.release.commands import COMMANDS as RELEASE_COMMANDS
 from installer.release.commands import add_release_parsers
@@ -388,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     _grant_options(subparser(sub, "grant", help="planner: admit a researcher to the pool",
                              description="planner: sign a researcher's membership credential "
                                          "for the community pool (docs/pool.md)"))
+    add_revoke_parser(sub, subparser)
     _install_options(subparser(sub, "install", help="donor: install a bundle and start the node",
                                description="donor: install a bundle, start the node manager "
                                            "and add a start-at-boot entry"))
@@ -465,7 +469,8 @@ def _install_options(install: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "grant": cmd_grant, "install": cmd_install,
-            "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update,
+            "revoke": cmd_revoke, "status": cmd_status, "uninstall": cmd_uninstall,
+            "stage-update": cmd_stage_update,
             **CONTROL_COMMANDS, **RELEASE_COMMANDS}
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from nodemanager import errors
-from nodemanager.node.leases import LeaseBook
+from nodemanager.node.leases import LeaseBook, load_revocations, save_revocations
 from nodemanager.node.model import Change
 from nodemanager.node.pool import (
     CLAIM_TTL,
@@ -48,6 +48,7 @@ from nodemanager.proto.pool import (
     encode_tag,
     listing_key,
 )
+from nodemanager.proto.revocation import newer, read_list, revocation_key
 from overlay import ADVERT_TTL, Directory, LookupResult, PublishResult, make_advert
 from seattlecore import PublicKey
 
@@ -72,6 +73,10 @@ RECOUNT_PAUSE = 0.1
 """Seconds before the second lookup (then twice, three times as long)."""
 DHT_TIMEOUT = 10.0
 """Seconds a grant waits for its publish and lookup before it is refused."""
+REVOCATIONS_EVERY = 30.0
+"""Seconds between two looks at the pool's revocation list (docs/pool.md, Revocation)."""
+REVOCATIONS_FRESH = 5.0
+"""An acquisition looks the list up again unless it was looked up this recently."""
 
 Pair = tuple[str, PublicKey]
 
@@ -125,7 +130,10 @@ class PoolService:
         self.clock = clock
         self.book = LeaseBook(server.state)
         self.listing = listing_key(config.key)
-        self.revoked: frozenset[int] = frozenset()
+        self.revocations = load_revocations(server.state, config.key)
+        """The highest revocation list seen (persisted; never replaced by a lower one)."""
+        self._revocations_at = float("-inf")
+        self._revocations_lock = trio.Lock()
         self._directory: Directory | None = None
         self._address = ""
         self._researcher_locks: dict[bytes, trio.Lock] = {}
@@ -144,6 +152,10 @@ class PoolService:
         ``seq``: the announcer's sequence numbers, so its next round replaces our claims."""
         self._directory, self._address = directory, address
         self._seq_source = seq
+
+    @property
+    def revoked(self) -> frozenset[int]:
+        return self.revocations.serials
 
     def is_pool_vessel(self, name: str) -> bool:
         return name in self.config.vessels and name in self.server.state.vessels
@@ -183,7 +195,8 @@ class PoolService:
                 "deadline": lease.deadline}
         return {"key": self.config.key.raw, "lease": self.config.lease,
                 "max_lease": self.config.max_lease, "vessels": vessels,
-                "given_back": self.given_back}
+                "given_back": self.given_back, "revocations": self.revocations.seq,
+                "revoked": len(self.revocations.serials)}
 
     # ---- requests ----
 
@@ -238,8 +251,14 @@ class PoolService:
                           credential_expires=cred.expires)
             self._claimed.add(request.vessel)
             try:
-                await self.server.wipe(request.vessel)
-                await self._claim_and_count(lease, cred.vessels)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.refresh_revocations, REVOCATIONS_FRESH)
+                    await self.server.wipe(request.vessel)
+                    await self._claim_and_count(lease, cred.vessels)
+                if cred.serial in self.revoked:
+                    await self._withdraw(request.vessel, researcher)
+                    raise errors.CredentialRevoked(
+                        f"credential serial {cred.serial} was revoked by the pool's planner")
                 async with self.server.commit_lock:
                     vessel = self.server.state.vessels[request.vessel]
                     leased = replace(vessel, users=(researcher,), status="Fresh",
@@ -388,17 +407,51 @@ class PoolService:
                 log.warning("withdrawing an ended lease failed: %r", exc)
 
     async def run(self) -> None:
-        """End leases at their deadline (interrupted ends at once) and recount quotas, in two
-        tasks: a slow DHT lookup never delays an expiry."""
+        """End leases at their deadline (interrupted ends at once), recount quotas and look
+        at the revocation list, in separate tasks: a slow DHT lookup never delays an expiry."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire)
             nursery.start_soon(self._recount)
+            nursery.start_soon(self._watch_revocations)
+
+    async def _watch_revocations(self) -> None:
+        while True:
+            await self.refresh_revocations(REVOCATIONS_EVERY)
+            await trio.sleep(REVOCATIONS_EVERY)
+
+    async def refresh_revocations(self, max_age: float) -> bool:
+        """Look the pool's revocation list up unless it was looked up within ``max_age``
+        seconds; adopt it if its seq is higher than ours (persisted). True if adopted.
+        Leases under a revoked serial are ended by the expiry task; never raises."""
+        directory = self._directory
+        if directory is None or self.clock() - self._revocations_at < max_age:
+            return False
+        async with self._revocations_lock:
+            if self.clock() - self._revocations_at < max_age:
+                return False
+            try:
+                with trio.fail_after(DHT_TIMEOUT):
+                    found = await directory.lookup(revocation_key(self.config.key))
+            except Exception as exc:  # the list is looked at again later
+                log.warning("looking up the revocation list failed: %r", exc)
+                return False
+            self._revocations_at = self.clock()
+            adopted = newer(self.revocations, read_list(found.candidates, self.config.key))
+            if adopted is None:
+                return False
+            save_revocations(self.server.state, adopted)
+            self.revocations = adopted
+        log.info("revocation list %d adopted: %d serials revoked", adopted.seq,
+                 len(adopted.serials))
+        return True
 
     async def _expire(self) -> None:
         while True:
             now = self.clock()
-            for lease in due(list(self.book.leases.values()), now):
-                await self.end(lease.vessel, "expired" if not lease.ending else "interrupted end")
+            for lease in due(list(self.book.leases.values()), now, self.revoked):
+                reason = ("interrupted end" if lease.ending else "expired"
+                          if lease.deadline <= now else "credential revoked")
+                await self.end(lease.vessel, reason)
             deadlines = [lease.deadline - self.clock() for lease in self.book.leases.values()]
             await trio.sleep(max(0.01, min([TICK, *deadlines])))
 
