@@ -44,6 +44,7 @@ from nodemanager.proto.auth import Verified
 from nodemanager.proto.pool import (
     FreeTag,
     check_credential,
+    check_work,
     consent_valid,
     encode_tag,
     listing_key,
@@ -236,9 +237,17 @@ class PoolService:
                              verified.timestamp, request.consent):
             raise errors.BadCredential("consent does not verify for this pool, node, vessel "
                                        "and request time")
+        spent: list[tuple[str, tuple[object, ...]]] = []
+        if cred.open:  # the work is single-use: its digest is kept like a request nonce
+            digest = check_work(cred, researcher, self.server.node, request.vessel,
+                                verified.timestamp, request.work)[:16]
+            spent.append(("INSERT INTO nonces VALUES (?, ?)", (digest, verified.timestamp)))
         async with self._researcher_lock(researcher), self.server.vessel_lock(request.vessel):
             if request.vessel in self.book.leases or request.vessel in self._claimed:
                 raise errors.VesselTaken(f"{request.vessel} is leased (taken meanwhile)")
+            for _, (used, _) in spent:  # checked under the vessel's lock: no reuse race
+                if self.server.state.query("SELECT 1 FROM nonces WHERE nonce = ?", (used,)):
+                    raise errors.InsufficientWork("this proof of work was used already")
             mine = self.book.of(researcher)
             if len(mine) >= cred.vessels:
                 raise errors.QuotaReached(
@@ -265,7 +274,7 @@ class PoolService:
                                      exit_reason=None, exit_code=None)
                     self.server.state.commit(
                         Change(put=(leased,)), nonce=verified.nonce, ts=verified.timestamp,
-                        now=now, also=[self.book.put(lease)])
+                        now=now, also=[self.book.put(lease), *spent])
                     self.book.committed(put=lease)
             finally:
                 self._claimed.discard(request.vessel)
