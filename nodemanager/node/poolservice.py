@@ -260,10 +260,17 @@ class PoolService:
                           credential_expires=cred.expires)
             self._claimed.add(request.vessel)
             try:
-                async with trio.open_nursery() as nursery:
+                failure: Exception | None = None
+                async with trio.open_nursery() as nursery:  # the list, while we claim
                     nursery.start_soon(self.refresh_revocations, REVOCATIONS_FRESH)
-                    await self.server.wipe(request.vessel)
-                    await self._claim_and_count(lease, cred.vessels)
+                    try:
+                        await self.server.wipe(request.vessel)
+                        await self._claim_and_count(lease, cred.vessels)
+                    except Exception as exc:  # raised below as itself, not in a group
+                        failure = exc
+                        nursery.cancel_scope.cancel()
+                if failure is not None:
+                    raise failure
                 if cred.serial in self.revoked:
                     await self._withdraw(request.vessel, researcher)
                     raise errors.CredentialRevoked(
