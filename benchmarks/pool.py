@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -37,34 +36,15 @@ from nodemanager import open_node_client
 from nodemanager.errors import Forbidden, PoolError, QuotaReached
 from nodemanager.proto.pool import listing_key, read_credential
 from overlay import lookup_once
-from seash.client import NodeResult
-from seash.executor import Executor, Summary
+from seash.executor import Executor
 from seash.session import Identity, Session
 from seash.tree import TREE
 from seattlecore import KeyPair, PublicKey, load_private
 from testbed.local import start_testbed, stop_all
 from testbed.pool import write_grant
 
-
-class Quiet:
-    """A reporter that counts results and keeps errors."""
-
-    def __init__(self) -> None:
-        self.ok = 0
-        self.failed: list[str] = []
-
-    def begin(self, line: str) -> None: ...
-    def text(self, text: str) -> None: ...
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
-    def start(self, command: str, total: int) -> None: ...
-    def result(self, result: NodeResult, text: str | None) -> None:
-        self.ok += result.ok
-        if not result.ok:
-            self.failed.append(str(result.error))
-    def finish(self, summary: Summary) -> None: ...
-    def error(self, message: str) -> None:
-        self.failed.append(message)
-    def end(self, ok: bool) -> None: ...
+sys.path.append(str(Path(__file__).resolve().parent))  # after seash: see _seash.py
+from _seash import Quiet
 
 
 def executor(data: dict[str, Any], directory: Path) -> tuple[Executor, Quiet]:
