@@ -52,6 +52,9 @@ KINDS = ("any", "public", "nat")
 FATAL = (QuotaReached, CredentialExpired, CredentialRevoked, BadCredential, InsufficientWork)
 """Refusals that no other vessel would answer differently: ``get`` stops asking."""
 MAX_GET = 1000
+LISTING_LOOKUPS = 2
+"""Lookups of the pool's listing before ``get`` says none is free."""
+LISTING_PAUSE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +164,15 @@ async def get(ex: Executor, args: Args) -> None:
     group = args.get("group") or "get"
     blob, pool = _credential(ex)
     key = s.signing_key()
-    found = await lookup(listing_key(pool), s.settings.bootstrap, s.settings.timeout)
-    offers = choose(offers_from(found.candidates, pool), kind, args.flag("--spread"),
-                    random.Random())
+    offers: list[Offer] = []
+    for attempt in range(LISTING_LOOKUPS):  # a busy DHT's lookup may miss the listing
+        if attempt:
+            await trio.sleep(LISTING_PAUSE)
+        found = await lookup(listing_key(pool), s.settings.bootstrap, s.settings.timeout)
+        offers = choose(offers_from(found.candidates, pool), kind, args.flag("--spread"),
+                        random.Random())
+        if offers:
+            break
     if not offers:
         raise NoVesselsFound(f"the DHT lists no free {'' if kind == 'any' else kind + ' '}"
                              f"vessels of pool {pool.short()}")
