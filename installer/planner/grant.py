@@ -77,4 +77,7 @@ def render_pool(pool: Mapping[str, Any] | None, now: float) -> list[str]:
                      f" for {max(0.0, left) / 60:.0f} more minutes")
     if pool.get("given_back"):
         lines.append(f"  {pool['given_back']} leases given back for overshooting a quota")
+    if pool.get("revocations"):
+        lines.append(f"  revocation list {pool['revocations']}: {pool.get('revoked', 0)} "
+                     "credential serials revoked")
     return lines

@@ -14,6 +14,11 @@ grants concurrently with another sees the other's claim if the other published b
 looked: of any set of concurrent grants, the last to look sees all of them. A few seconds
 after each grant (and every ``RECHECK_EVERY``) the node counts again and gives back its
 leases that rank past the quota (youngest first), should the DHT have hidden a claim.
+
+The pool's revocation list (nodemanager/proto/revocation.py) is looked up every 30 s and
+alongside acquisitions; a higher list is adopted and persisted, and leases under a revoked
+serial end at the next expiry tick. An open pool's acquisitions carry a proof of work,
+checked with one hash and kept single-use in the nonce table.
 """
 
 from __future__ import annotations

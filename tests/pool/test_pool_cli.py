@@ -76,6 +76,8 @@ def test_status_lines_show_free_and_leased_vessels() -> None:
     assert lines[1:] == ["  v1    free", "  v2    leased to abababab for 50 more minutes",
                          "  1 leases given back for overshooting a quota"]
     assert render_pool(None, 0.0) == []
+    listed = render_pool({**pool, "revocations": 1_800_000_000, "revoked": 3}, 600.0)
+    assert listed[-1] == "  revocation list 1800000000: 3 credential serials revoked"
 
 
 def test_grant_open_writes_an_open_credential_and_refuses_mixed_options(
