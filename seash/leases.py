@@ -188,12 +188,18 @@ async def get(ex: Executor, args: Args) -> None:
     stop = False
 
     cred = read_credential(blob)
-    works: dict[str, tuple[float, bytes, PublicKey]] = {}
+    works: dict[str, tuple[float, bytes | None, PublicKey | None]] = {}
 
     async def acquire(client: NodeClient, job: Job) -> dict[str, Any]:
-        if not cred.open:
-            return await client.acquire_vessel(job.vessel, blob)
-        at, work, node_key = works[job.target]
+        # built here, not with client.acquire_vessel: a node's batched client (two vessels
+        # of one node) has no clock of its own; a call with a timestamp is sent alone
+        at, work, known = works.get(job.target) or (time.time(), None,
+                                                      job.node_key or client.node_key)
+        if cred.open and work is None:
+            raise SeashError(f"no proof of work computed for {job.target}")
+        if known is None:
+            raise SeashError(f"no node key known for {job.target}")
+        node_key: PublicKey = known
         consent = sign_consent(key, pool, node_key, job.vessel, at)
         return await client.call(m.AcquireVessel(vessel=job.vessel, credential=blob,
                                                  consent=consent, work=work), timestamp=at)

@@ -109,3 +109,28 @@ async def test_get_from_an_open_pool_pays_the_work_per_key(tmp_path: Path) -> No
         assert out.count("leased as %") == 2, out
         assert "leased 1 of 2 vessels" in out and "QuotaReached" in out, out
         assert "leased 1 vessels: group 'bobs'" in out, out
+
+
+async def test_get_leases_two_vessels_of_one_node_at_once(tmp_path: Path) -> None:
+    """Two vessels of one node go out in one batched fan-out (revision 7): each acquisition
+    is still sent alone, bound to its own moment (it once failed inside the batch)."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    alice = KeyPair.generate()
+    save_keypair(home, "alice", alice)
+    (work / "alice.grant").write_bytes(pw.credential(pw.WORLD_PLANNER, alice.public.raw,
+                                                     vessels=4))
+    net = 50
+    async with pw.pool_world(tmp_path, 2, 2, net=net) as (nodes, _):
+        boot = f"127.{net}.0.1:{nodes[0].dht_port}"
+        listing = pool_listing_key(PublicKey(pw.POOL_OF_WORLD))
+
+        async def listed() -> bool:
+            found = await lookup_once(listing, [(f"127.{net}.0.1", nodes[0].dht_port or 0)])
+            return len(found.candidates) == 4
+        await eventually(listed, timeout=60, interval=0.5)
+        session = await seash(home, "loadkeys alice; loadgrant alice.grant; get 4",
+                              cwd=work, bootstrap=boot, json_output=False)
+        out = session.stdout + session.stderr
+        assert session.returncode == 0, out
+        assert out.count("leased as %") == 4, out
