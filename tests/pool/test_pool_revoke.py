@@ -42,10 +42,13 @@ def boot(nodes: list[Daemon]) -> str:
 
 
 async def publish(nodes: list[Daemon], blobs: list[bytes], accepted: bool | None = True) -> None:
-    """Store ``blobs`` as a hostile DHT client; ``accepted``: whether some peer must take them."""
-    async with open_client([(host(0), nodes[0].dht_port or 0)]) as client:
-        result = await client.publish(blobs)
-        assert accepted is None or (result.stores_accepted > 0) == accepted, result
+    """Store ``blobs`` as a hostile DHT client; ``accepted``: some peer must take them (the
+    client asks again while its bootstrap knows no peer yet)."""
+    async def once() -> bool:
+        async with open_client([(host(0), nodes[0].dht_port or 0)]) as client:
+            result = await client.publish(blobs)
+        return accepted is None or (result.stores_accepted > 0) == accepted
+    await eventually(once, timeout=30, interval=1, what="the attacker's records stored")
 
 
 async def raw_records(nodes: list[Daemon], key: PublicKey) -> list[bytes]:
