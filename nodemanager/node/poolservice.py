@@ -206,8 +206,11 @@ class PoolService:
 
     # ---- requests ----
 
-    async def execute(self, verified: Verified) -> dict[str, object]:
+    async def execute(self, verified: Verified, *, nonce: bool = True) -> dict[str, object]:
+        """Carry out a pool request. ``nonce`` False: a call of a ``Batch`` whose nonce the
+        batch consumed already (the call records none of its own)."""
         request = verified.request
+        own = verified.nonce if nonce else None
         if verified.requester is None:
             raise errors.SignatureRequired(f"{request.op} must be signed")
         if not isinstance(request, m.AcquireVessel | m.RenewLease | m.ReleaseVessel):
@@ -216,16 +219,17 @@ class PoolService:
             raise errors.NoSuchVessel(f"no vessel named {request.vessel!r} on this node")
         if not self.is_pool_vessel(request.vessel):
             raise errors.NotInPool(f"{request.vessel} is not a pool vessel")
-        if self.server.state.query("SELECT 1 FROM nonces WHERE nonce = ?", (verified.nonce,)):
+        if own is not None and self.server.state.query("SELECT 1 FROM nonces WHERE nonce = ?",
+                                                       (own,)):
             raise errors.ReplayedNonce("this request's nonce was already used")
         if isinstance(request, m.AcquireVessel):
-            return await self._acquire(request, verified, verified.requester)
+            return await self._acquire(request, verified, verified.requester, own)
         lease = self.book.leases.get(request.vessel)
         if lease is None or lease.researcher != verified.requester or lease.ending:
             raise errors.Forbidden(f"{request.op}: requester holds no lease on {request.vessel}")
         if isinstance(request, m.RenewLease):
-            return await self._renew(request, verified, lease)
-        await self.end(request.vessel, "released", nonce=verified)
+            return await self._renew(request, verified, lease, own)
+        await self.end(request.vessel, "released", nonce=verified if nonce else None)
         return {"vessel": request.vessel, "released": True}
 
     def _researcher_lock(self, key: PublicKey) -> trio.Lock:
@@ -234,7 +238,7 @@ class PoolService:
         return self._researcher_locks.setdefault(key.raw, trio.Lock())
 
     async def _acquire(self, request: m.AcquireVessel, verified: Verified,
-                       researcher: PublicKey) -> dict[str, object]:
+                       researcher: PublicKey, own: bytes | None) -> dict[str, object]:
         config, now = self.config, self.clock()
         cred = check_credential(request.credential, pool=config.key, researcher=researcher,
                                 now=now, revoked=self.revoked)
@@ -285,7 +289,7 @@ class PoolService:
                     leased = replace(vessel, users=(researcher,), status="Fresh",
                                      exit_reason=None, exit_code=None)
                     self.server.state.commit(
-                        Change(put=(leased,)), nonce=verified.nonce, ts=verified.timestamp,
+                        Change(put=(leased,)), nonce=own, ts=verified.timestamp,
                         now=now, also=[self.book.put(lease), *spent])
                     self.book.committed(put=lease)
             finally:
@@ -360,7 +364,7 @@ class PoolService:
         return "wait" if len(granted) + rank < quota else "refuse"
 
     async def _renew(self, request: m.RenewLease, verified: Verified,
-                     lease: Lease) -> dict[str, object]:
+                     lease: Lease, own: bytes | None) -> dict[str, object]:
         async with self.server.vessel_lock(request.vessel):
             now = self.clock()
             current = self.book.leases.get(request.vessel)
@@ -373,7 +377,7 @@ class PoolService:
             renewed = replace(lease, deadline=renewed_deadline(self.config, lease,
                                                                request.lease, now))
             async with self.server.commit_lock:
-                self.server.state.commit(None, nonce=verified.nonce, ts=verified.timestamp,
+                self.server.state.commit(None, nonce=own, ts=verified.timestamp,
                                          now=now, also=[self.book.put(renewed)])
                 self.book.committed(put=renewed)
         self.server.reannounce()

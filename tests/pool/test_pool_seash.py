@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,13 +114,14 @@ async def test_get_from_an_open_pool_pays_the_work_per_key(tmp_path: Path) -> No
 
 async def test_get_leases_two_vessels_of_one_node_at_once(tmp_path: Path) -> None:
     """Two vessels of one node go out in one batched fan-out (revision 7): each acquisition
-    is still sent alone, bound to its own moment (it once failed inside the batch)."""
+    is still sent alone, bound to its own moment (it once failed inside the batch); renewals
+    and releases go in one Batch per node."""
     home, work = tmp_path / "home", tmp_path / "work"
     work.mkdir()
     alice = KeyPair.generate()
     save_keypair(home, "alice", alice)
     (work / "alice.grant").write_bytes(pw.credential(pw.WORLD_PLANNER, alice.public.raw,
-                                                     vessels=4))
+                                                     vessels=4, expires=time.time() + 86400))
     net = 50
     async with pw.pool_world(tmp_path, 2, 2, net=net) as (nodes, _):
         boot = f"127.{net}.0.1:{nodes[0].dht_port}"
@@ -129,8 +131,12 @@ async def test_get_leases_two_vessels_of_one_node_at_once(tmp_path: Path) -> Non
             found = await lookup_once(listing, [(f"127.{net}.0.1", nodes[0].dht_port or 0)])
             return len(found.candidates) == 4
         await eventually(listed, timeout=60, interval=0.5)
-        session = await seash(home, "loadkeys alice; loadgrant alice.grant; get 4",
+        session = await seash(home, "loadkeys alice; loadgrant alice.grant; get 4; "
+                                    "renew get; release get",
                               cwd=work, bootstrap=boot, json_output=False)
         out = session.stdout + session.stderr
         assert session.returncode == 0, out
         assert out.count("leased as %") == 4, out
+        # renew and release go out as one Batch per node: each call of it is carried out
+        # under the batch's nonce (they once all failed ReplayedNonce)
+        assert "renew: 4 ok" in out and "release: 4 ok" in out, out
