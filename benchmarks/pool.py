@@ -9,6 +9,9 @@
 3. ``overshoot``: a member with quota q (1..3) asks for every pool vessel of ``--race-nodes``
    nodes at once (one connection per vessel), ``--races`` times; the largest number granted
    above q, and how long the give-back took when it happened.
+4. ``work``: an open pool's proof of work (``solve_work``, one CPU) at 16..24 bits, over
+   ``--work-tries`` seeded acquisitions each: median seconds, and acquisitions one CPU
+   buys per hour (what a Sybil with CPU gets, docs/pool.md, Open pool).
 
     SEATTLE_TESTBED_NET=150 .venv/bin/python benchmarks/pool.py [--nodes 50] [--races 200]
 """
@@ -23,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse
 import contextlib
+import os
 import random
 import statistics
 import tempfile
@@ -35,36 +39,17 @@ import trio
 
 from nodemanager import open_node_client
 from nodemanager.errors import Forbidden, PoolError, QuotaReached
-from nodemanager.proto.pool import listing_key, read_credential
+from nodemanager.proto.pool import listing_key, read_credential, solve_work
 from overlay import lookup_once
-from seash.client import NodeResult
-from seash.executor import Executor, Summary
+from seash.executor import Executor
 from seash.session import Identity, Session
 from seash.tree import TREE
 from seattlecore import KeyPair, PublicKey, load_private
 from testbed.local import start_testbed, stop_all
 from testbed.pool import write_grant
 
-
-class Quiet:
-    """A reporter that counts results and keeps errors."""
-
-    def __init__(self) -> None:
-        self.ok = 0
-        self.failed: list[str] = []
-
-    def begin(self, line: str) -> None: ...
-    def text(self, text: str) -> None: ...
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
-    def start(self, command: str, total: int) -> None: ...
-    def result(self, result: NodeResult, text: str | None) -> None:
-        self.ok += result.ok
-        if not result.ok:
-            self.failed.append(str(result.error))
-    def finish(self, summary: Summary) -> None: ...
-    def error(self, message: str) -> None:
-        self.failed.append(message)
-    def end(self, ok: bool) -> None: ...
+sys.path.append(str(Path(__file__).resolve().parent))  # after seash: see _seash.py
+from _seash import Quiet
 
 
 def executor(data: dict[str, Any], directory: Path) -> tuple[Executor, Quiet]:
@@ -213,6 +198,38 @@ async def _leased(node: dict[str, Any], key: PublicKey) -> bool:
     return bool(lease) and lease["researcher"] == key.raw
 
 
+def bench_work(bits: Sequence[int], tries: int,
+               seed: int) -> tuple[float, list[tuple[int, float, float]]]:
+    """Hashes per CPU-second of ``solve_work`` (one core), and per difficulty (bits, median
+    CPU seconds measured over ``tries`` seeded acquisitions, expected seconds 2**bits/rate)."""
+    rng = random.Random(seed)
+    pool = KeyPair(rng.randbytes(32)).public
+    medians = {}
+    hashes = cpu = 0.0
+    for width in bits:
+        times = []
+        for _ in range(tries):
+            researcher, node = KeyPair(rng.randbytes(32)).public, KeyPair(rng.randbytes(32)).public
+            start = time.process_time()
+            work = solve_work(pool, researcher, node, f"v{rng.randrange(10)}",
+                              1.8e9 + rng.random() * 1e6, width)
+            took = time.process_time() - start
+            times.append(took)
+            hashes += int.from_bytes(work, "big") + 1  # the counter starts at 0
+            cpu += took
+        medians[width] = statistics.median(times)
+    rate = hashes / cpu
+    return rate, [(width, medians[width], 2**width / rate) for width in bits]
+
+
+def report_work(rate: float, rows: list[tuple[int, float, float]], tries: int) -> None:
+    print(f"proof of work: {rate / 1e6:.2f} M hashes per CPU-second (one core; "
+          f"{tries} seeded acquisitions per row)")
+    print(f"  {'bits':>4}  {'median s':>9}  {'expected s':>10}  {'acquisitions per CPU-hour':>26}")
+    for bits, median, expected in rows:
+        print(f"  {bits:>4}  {median:>9.2f}  {expected:>10.2f}  {3600 / expected:>26.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=50)
@@ -222,9 +239,18 @@ def main() -> None:
     parser.add_argument("--race-nodes", type=int, default=8)
     parser.add_argument("--races", type=int, default=200)
     parser.add_argument("--seed", type=int, default=21)
-    parser.add_argument("--only", choices=("get", "expiry", "overshoot"), action="append",
-                        help="run only these parts (repeatable; default all)")
+    parser.add_argument("--work-bits", type=int, nargs="+", default=[16, 18, 20, 22, 24])
+    parser.add_argument("--work-tries", type=int, default=12)
+    parser.add_argument("--only", choices=("get", "expiry", "overshoot", "work"),
+                        action="append", help="run only these parts (repeatable; default all)")
     args = parser.parse_args()
+    parts = set(args.only or ("get", "expiry", "overshoot", "work"))
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if "work" in parts:
+        report_work(*bench_work(args.work_bits, args.work_tries, args.seed), args.work_tries)
+        parts.discard("work")
+        if not parts:
+            return
     with tempfile.TemporaryDirectory(prefix="seattle-pool-bench-") as scratch:
         directory = Path(scratch)
         started = time.monotonic()
@@ -232,7 +258,6 @@ def main() -> None:
         print(f"pool testbed: {args.nodes} nodes x 1 pool vessel, up in "
               f"{time.monotonic() - started:.1f} s")
         try:
-            parts = set(args.only or ("get", "expiry", "overshoot"))
             if "get" in parts:
                 report_get(trio.run(bench_get, data, directory, args.get, args.rounds), args)
             if "expiry" in parts:
@@ -242,6 +267,7 @@ def main() -> None:
                                            args.races, args.seed), args)
         finally:
             stop_all(data["nodes"])
+            print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def report_get(gets: list[tuple[float, int]], args: argparse.Namespace) -> None:

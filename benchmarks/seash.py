@@ -35,38 +35,21 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
 
 import trio
 
 from nodemanager import open_node_client
 from overlay import lookup_once
-from seash.client import NodePool, NodeResult
-from seash.executor import Executor, Summary
+from seash.client import NodePool
+from seash.executor import Executor
 from seash.session import Identity, Session, VesselRef
 from seash.tree import TREE
 from seattlecore import KeyPair
 
+sys.path.append(str(Path(__file__).resolve().parent))  # after seash: see _seash.py
+from _seash import Quiet
+
 RESOURCES = "resource cpu 0.01\nresource memory 10000000\nresource diskused 100000\n"
-
-
-class Quiet:
-    """A reporter that only counts."""
-
-    def __init__(self) -> None:
-        self.ok = 0
-
-    def begin(self, line: str) -> None: ...
-    def text(self, text: str) -> None: ...
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
-    def start(self, command: str, total: int) -> None: ...
-    def result(self, result: NodeResult, text: str | None) -> None:
-        self.ok += result.ok
-    def more(self, result: NodeResult, text: str) -> None: ...
-    def finish(self, summary: Summary) -> None: ...
-    def error(self, message: str) -> None:
-        print("error:", message, file=sys.stderr)
-    def end(self, ok: bool) -> None: ...
 
 
 Proc = tuple[subprocess.Popen[bytes], int, int]
@@ -112,7 +95,7 @@ async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> 
     session.add_identity(Identity("bench", owner.public, owner))
     session.settings.bootstrap = [("127.0.0.1", dht)]
     session.settings.timeout = 20
-    reporter = Quiet()
+    reporter = Quiet(echo=True)
     ex = Executor(TREE, session, reporter, home=Path(tempfile.gettempdir()))
     t0 = time.perf_counter()
     await ex.execute("browse")
@@ -144,7 +127,7 @@ async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> 
     signed_files = time.perf_counter() - t0
     await ex3.aclose()
     # cold list: new pool, connections opened inside the timed region
-    ex2 = Executor(TREE, session, Quiet(), home=Path(tempfile.gettempdir()))
+    ex2 = Executor(TREE, session, Quiet(echo=True), home=Path(tempfile.gettempdir()))
     t0 = time.perf_counter()
     await ex2.execute("list")
     cold = time.perf_counter() - t0

@@ -4,8 +4,10 @@
     seattle-installer build --planner-key P.privatekey --vessel PERCENT:OWNER[:USER,...] ...
                             [--pool PERCENT] --bootstrap HOST:PORT ... [--tuf-root ROOT]
                             -o BUNDLE[.pyz]
-    seattle-installer grant --planner-key P.privatekey --researcher KEY --vessels N
-                            [--days D] -o NAME.grant
+    seattle-installer grant --planner-key P.privatekey (--researcher KEY | --open [--work BITS])
+                            --vessels N [--days D] -o NAME.grant
+    seattle-installer revoke --planner-key P.privatekey SERIAL|NAME.grant ... --bootstrap HOST:PORT
+                             [--list FILE] [--keep [SECONDS]]
     seattle-installer install BUNDLE [--prefix DIR] [--percent 10] [--port N] [--trust P.publickey]
                               [--no-service] [--dry-run]
     seattle-installer status [--prefix DIR]
@@ -59,7 +61,14 @@ from installer.donor.status import (
 )
 from installer.errors import BundleError, InstallError, SpecError, UntrustedPlanner
 from installer.planner.bundle import OpenedBundle, build_bundle, new_manifest, open_bundle
-from installer.planner.grant import DEFAULT_DAYS, make_grant, pool_share, render_pool
+from installer.planner.grant import (
+    DEFAULT_DAYS,
+    DEFAULT_OPEN_WORK,
+    make_grant,
+    pool_share,
+    render_pool,
+)
+from installer.planner.revoke import add_revoke_parser, cmd_revoke
 from installer.planner.spec import check_bootstrap, complete_shares, key_from_text, parse_vessel_arg
 from installer.release.commands import COMMANDS as RELEASE_COMMANDS
 from installer.release.commands import add_release_parsers
@@ -158,14 +167,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_grant(args: argparse.Namespace) -> int:
     planner = _planner_key(args.planner_key)
-    researcher = resolve_key(args.researcher)
+    researcher = None if args.researcher is None else resolve_key(args.researcher)
+    work = (DEFAULT_OPEN_WORK if args.work is None else args.work) if args.open else 0
+    if args.work is not None and not args.open:
+        raise SpecError("--work is for an open pool (--open)")
     cred, blob = make_grant(planner, researcher, vessels=args.vessels, days=args.days,
-                            now=time.time())
+                            now=time.time(), work=work)
     try:
         write_atomic(args.output, blob, 0o600)
     except OSError as exc:
         raise InstallError(f"cannot write {args.output}: {exc.strerror}") from exc
-    print(f"wrote {args.output}: researcher {researcher.short()} may hold {cred.vessels} "
+    who = (f"any key (open pool, proof of work of {work} bits per acquisition)"
+           if researcher is None else f"researcher {researcher.short()}")
+    print(f"wrote {args.output}: {who} may hold {cred.vessels} "
           f"vessels of pool {planner.public.short()} for {args.days:g} days "
           f"(serial {cred.serial}); in seash: loadgrant {args.output.name}")
     return 0
@@ -388,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     _grant_options(subparser(sub, "grant", help="planner: admit a researcher to the pool",
                              description="planner: sign a researcher's membership credential "
                                          "for the community pool (docs/pool.md)"))
+    add_revoke_parser(sub, subparser)
     _install_options(subparser(sub, "install", help="donor: install a bundle and start the node",
                                description="donor: install a bundle, start the node manager "
                                            "and add a start-at-boot entry"))
@@ -430,8 +445,13 @@ def _build_options(build: argparse.ArgumentParser) -> None:
 def _grant_options(grant: argparse.ArgumentParser) -> None:
     grant.add_argument("--planner-key", type=Path, required=True, metavar="NAME.privatekey",
                        help="the planner's private key (the pool is named by its public key)")
-    grant.add_argument("--researcher", required=True, metavar="KEY",
+    grant.add_argument("--researcher", default=None, metavar="KEY",
                        help="the researcher's public key: 64 hex or NAME.publickey")
+    grant.add_argument("--open", action="store_true",
+                       help="open the pool to any key instead (give --vessels small: per key)")
+    grant.add_argument("--work", type=int, default=None, metavar="BITS",
+                       help=f"open pool: proof of work per acquisition, in leading zero bits "
+                            f"(default {DEFAULT_OPEN_WORK}; docs/pool.md gives seconds per bit)")
     grant.add_argument("--vessels", type=int, required=True, metavar="N",
                        help="how many vessels the researcher may hold at once in the pool")
     grant.add_argument("--days", type=float, default=DEFAULT_DAYS, metavar="D",
@@ -465,7 +485,8 @@ def _install_options(install: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = {"genkey": cmd_genkey, "build": cmd_build, "grant": cmd_grant, "install": cmd_install,
-            "status": cmd_status, "uninstall": cmd_uninstall, "stage-update": cmd_stage_update,
+            "revoke": cmd_revoke, "status": cmd_status, "uninstall": cmd_uninstall,
+            "stage-update": cmd_stage_update,
             **CONTROL_COMMANDS, **RELEASE_COMMANDS}
 
 

@@ -33,7 +33,8 @@
     │   │   ├── QuotaReached      the member holds their quota in the pool      "QuotaReached"
     │   │   ├── VesselTaken       the pool vessel is leased (or being leased)   "VesselTaken"
     │   │   ├── NotInPool         the vessel is not a pool vessel               "NotInPool"
-    │   │   └── LeaseLimit        renewal past the pool's longest lease         "LeaseLimit"
+    │   │   ├── LeaseLimit        renewal past the pool's longest lease         "LeaseLimit"
+    │   │   └── InsufficientWork  open pool: no, wrong, reused or too cheap work "InsufficientWork"
     │   └── InternalError         anything unexpected (logged, not detailed)    "InternalError"
     ├── BadPoolRecord             a credential file, pool tag or lease record is malformed
     ├── ClientError               local misuse of the client API (bad arguments)
@@ -265,6 +266,13 @@ class LeaseLimit(PoolError):
     code = "LeaseLimit"
 
 
+class InsufficientWork(PoolError):
+    """Raised when an open pool's acquisition lacks its proof of work, or it is too cheap,
+    wrong or used already."""
+
+    code = "InsufficientWork"
+
+
 class BadPoolRecord(NodeManagerError):
     """Raised when a credential, a pool advert's tag or a lease record cannot be decoded."""
 
@@ -292,7 +300,7 @@ REQUEST_ERRORS: tuple[type[RequestError], ...] = (
     HostStorageFull,
     BadResources, StartFailed, CompileFailed, Overloaded, InternalError, BatchFull, BadSession,
     PoolError, BadCredential, CredentialExpired, CredentialRevoked, QuotaReached, VesselTaken,
-    NotInPool, LeaseLimit,
+    NotInPool, LeaseLimit, InsufficientWork,
 )
 ERRORS_BY_CODE: dict[str, type[RequestError]] = {cls.code: cls for cls in REQUEST_ERRORS}
 

@@ -25,11 +25,20 @@ from nodemanager.errors import (
     BadPoolRecord,
     CredentialExpired,
     CredentialRevoked,
+    InsufficientWork,
     QuotaReached,
 )
 from nodemanager.nat.autonat import prefix_of
 from nodemanager.nat.dial import Route
-from nodemanager.proto.pool import FreeTag, decode_tag, listing_key, read_credential
+from nodemanager.proto import messages as m
+from nodemanager.proto.pool import (
+    FreeTag,
+    decode_tag,
+    listing_key,
+    read_credential,
+    sign_consent,
+    solve_work,
+)
 from overlay import Advert
 from seash.client import Job, NodeResult, fan_out, lookup
 from seash.commands import Args
@@ -40,9 +49,12 @@ from seash.session import VesselRef
 from seattlecore import PublicKey
 
 KINDS = ("any", "public", "nat")
-FATAL = (QuotaReached, CredentialExpired, CredentialRevoked, BadCredential)
+FATAL = (QuotaReached, CredentialExpired, CredentialRevoked, BadCredential, InsufficientWork)
 """Refusals that no other vessel would answer differently: ``get`` stops asking."""
 MAX_GET = 1000
+LISTING_LOOKUPS = 2
+"""Lookups of the pool's listing before ``get`` says none is free."""
+LISTING_PAUSE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +135,14 @@ async def loadgrant(ex: Executor, args: Args) -> None:
     except BadPoolRecord as exc:
         raise SeashError(f"{path} is not a pool credential: {exc}") from exc
     identity = ex.session.identity()
-    if cred.researcher != identity.public:
+    if cred.researcher != identity.public and not cred.open:
         raise SeashError(f"{path} is for key {cred.researcher.short()}, not for "
                          f"{identity.name} ({identity.public.short()})")
     ex.session.grants[identity.name] = blob
     left = (cred.expires - time.time()) / 86400
-    ex.reporter.text(f"credential for pool {cred.pool.short()}: up to {cred.vessels} vessels, "
-                     f"expires in {left:.1f} days")
+    opened = f" per key, {cred.work} bits of work each (open pool)" if cred.open else ""
+    ex.reporter.text(f"credential for pool {cred.pool.short()}: up to {cred.vessels} vessels"
+                     f"{opened}, expires in {left:.1f} days")
 
 
 def _parse_count(text: str) -> int:
@@ -151,9 +164,15 @@ async def get(ex: Executor, args: Args) -> None:
     group = args.get("group") or "get"
     blob, pool = _credential(ex)
     key = s.signing_key()
-    found = await lookup(listing_key(pool), s.settings.bootstrap, s.settings.timeout)
-    offers = choose(offers_from(found.candidates, pool), kind, args.flag("--spread"),
-                    random.Random())
+    offers: list[Offer] = []
+    for attempt in range(LISTING_LOOKUPS):  # a busy DHT's lookup may miss the listing
+        if attempt:
+            await trio.sleep(LISTING_PAUSE)
+        found = await lookup(listing_key(pool), s.settings.bootstrap, s.settings.timeout)
+        offers = choose(offers_from(found.candidates, pool), kind, args.flag("--spread"),
+                        random.Random())
+        if offers:
+            break
     if not offers:
         raise NoVesselsFound(f"the DHT lists no free {'' if kind == 'any' else kind + ' '}"
                              f"vessels of pool {pool.short()}")
@@ -168,8 +187,22 @@ async def get(ex: Executor, args: Args) -> None:
     queue = list(offers)
     stop = False
 
+    cred = read_credential(blob)
+    works: dict[str, tuple[float, bytes | None, PublicKey | None]] = {}
+
     async def acquire(client: NodeClient, job: Job) -> dict[str, Any]:
-        return await client.acquire_vessel(job.vessel, blob)
+        # built here, not with client.acquire_vessel: a node's batched client (two vessels
+        # of one node) has no clock of its own; a call with a timestamp is sent alone
+        at, work, known = works.get(job.target) or (time.time(), None,
+                                                      job.node_key or client.node_key)
+        if cred.open and work is None:
+            raise SeashError(f"no proof of work computed for {job.target}")
+        if known is None:
+            raise SeashError(f"no node key known for {job.target}")
+        node_key: PublicKey = known
+        consent = sign_consent(key, pool, node_key, job.vessel, at)
+        return await client.call(m.AcquireVessel(vessel=job.vessel, credential=blob,
+                                                 consent=consent, work=work), timestamp=at)
 
     serial = False
     retried: set[str] = set()
@@ -180,6 +213,12 @@ async def get(ex: Executor, args: Args) -> None:
         for offer in batch:
             host, port = parse_hostport(offer.advert.address)
             jobs.append(Job(offer.address, host, port, offer.advert.vessel, offer.advert.node_key))
+        if cred.open:  # before the fan-out: the work takes seconds, a call's timeout does not
+            for offer in batch:
+                at, node_key = time.time(), offer.advert.node_key
+                work = await trio.to_thread.run_sync(solve_work, pool, key.public, node_key,
+                                                     offer.advert.vessel, at, cred.work)
+                works[offer.address] = (at, work, node_key)
         answers = await fan_out(ex.pool, jobs, acquire, identity=key,
                                 limiter=trio.CapacityLimiter(max(1, s.settings.concurrency)),
                                 timeout=s.settings.timeout)

@@ -93,7 +93,8 @@ def _start(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     lab = _lab_options(args)
     try:
         if lab is not None:
-            return start_lab(directory, args.nodes, args.vessels, not args.no_sandbox, lab)
+            return start_lab(directory, args.nodes, args.vessels, not args.no_sandbox, lab,
+                             pool=getattr(args, "pool", False))
         return trio.run(partial(start_testbed, directory, args.nodes, args.vessels,
                                 not args.no_sandbox, pool=getattr(args, "pool", False)))
     except OSError as exc:

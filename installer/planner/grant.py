@@ -30,18 +30,27 @@ def pool_share(percent: int, planner: PublicKey) -> VesselShare:
     return VesselShare(percent=percent, owner=planner, pool=True)
 
 
-def make_grant(planner: KeyPair, researcher: PublicKey, *, vessels: int, days: float,
-               now: float, serial: int | None = None) -> tuple[Credential, bytes]:
-    """A signed credential: ``researcher`` may hold ``vessels`` leases for ``days`` days."""
+DEFAULT_OPEN_WORK = 22
+"""Leading zero bits asked per open-pool acquisition (docs/pool.md, Open pool: seconds of
+one CPU each)."""
+
+
+def make_grant(planner: KeyPair, researcher: PublicKey | None, *, vessels: int, days: float,
+               now: float, serial: int | None = None,
+               work: int = 0) -> tuple[Credential, bytes]:
+    """A signed credential: ``researcher`` may hold ``vessels`` leases for ``days`` days.
+    With ``work`` (bits) and no researcher: the open pool's credential, for any key."""
+    if (researcher is None) != bool(work):
+        raise SpecError("name a researcher, or open the pool with --open (not both)")
     if not 0 < days <= MAX_DAYS:
         raise SpecError(f"--days must be in (0, {MAX_DAYS:.0f}], got {days}")
     if not 1 <= vessels <= MAX_VESSELS:
         raise SpecError(f"--vessels must be 1..{MAX_VESSELS}, got {vessels}")
     number = int.from_bytes(os.urandom(8), "big") >> 1 if serial is None else serial
     try:
-        cred = Credential(pool=planner.public, researcher=researcher, vessels=vessels,
-                          issued=round(now, 3), expires=round(now + days * 86400, 3),
-                          serial=number)
+        cred = Credential(pool=planner.public, researcher=researcher or planner.public,
+                          vessels=vessels, issued=round(now, 3),
+                          expires=round(now + days * 86400, 3), serial=number, work=work)
     except BadPoolRecord as exc:
         raise SpecError(str(exc)) from exc
     return cred, sign_credential(planner, cred)
@@ -68,4 +77,7 @@ def render_pool(pool: Mapping[str, Any] | None, now: float) -> list[str]:
                      f" for {max(0.0, left) / 60:.0f} more minutes")
     if pool.get("given_back"):
         lines.append(f"  {pool['given_back']} leases given back for overshooting a quota")
+    if pool.get("revocations"):
+        lines.append(f"  revocation list {pool['revocations']}: {pool.get('revoked', 0)} "
+                     "credential serials revoked")
     return lines

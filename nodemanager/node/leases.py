@@ -8,11 +8,16 @@ restarted node finishes every lease that is ``ending`` or past its deadline.
 
 from __future__ import annotations
 
+import json
+
+from nodemanager import errors
 from nodemanager.node.pool import Lease, PoolConfig
 from nodemanager.node.state import NodeState, Statement
+from nodemanager.proto.revocation import RevocationList, empty, from_record, to_record
 from seattlecore import PublicKey
 
 POOL_META = "pool"
+REVOKED_META = "pool_revoked"
 
 _DDL = """CREATE TABLE IF NOT EXISTS pool_leases (
     vessel TEXT PRIMARY KEY,
@@ -35,6 +40,22 @@ def load_config(state: NodeState) -> PoolConfig | None:
 
 def save_config(state: NodeState, config: PoolConfig) -> None:
     state.set_meta(POOL_META, config.to_json())
+
+
+def load_revocations(state: NodeState, pool: PublicKey) -> RevocationList:
+    """The highest revocation list this node adopted (an empty one if none or unreadable)."""
+    text = state.get_meta(REVOKED_META)
+    if text is None:
+        return empty(pool)
+    try:
+        revoked = from_record(json.loads(text))
+    except (ValueError, errors.BadPoolRecord):
+        return empty(pool)
+    return revoked if revoked.pool == pool else empty(pool)
+
+
+def save_revocations(state: NodeState, revoked: RevocationList) -> None:
+    state.set_meta(REVOKED_META, json.dumps(to_record(revoked)))
 
 
 class LeaseBook:

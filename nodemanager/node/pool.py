@@ -101,9 +101,12 @@ def renewed_deadline(config: PoolConfig, lease: Lease, requested: float | None,
         f"({config.max_lease / 86400:.1f} days after acquisition, or when the credential expires)")
 
 
-def due(leases: Iterable[Lease], now: float) -> list[Lease]:
-    """Leases to end now: past their deadline, or interrupted while ending."""
-    return [lease for lease in leases if lease.ending or lease.deadline <= now]
+def due(leases: Iterable[Lease], now: float,
+        revoked: frozenset[int] = frozenset()) -> list[Lease]:
+    """Leases to end now: past their deadline, interrupted while ending, or held under a
+    revoked credential."""
+    return [lease for lease in leases
+            if lease.ending or lease.deadline <= now or lease.serial in revoked]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,6 +14,11 @@ grants concurrently with another sees the other's claim if the other published b
 looked: of any set of concurrent grants, the last to look sees all of them. A few seconds
 after each grant (and every ``RECHECK_EVERY``) the node counts again and gives back its
 leases that rank past the quota (youngest first), should the DHT have hidden a claim.
+
+The pool's revocation list (nodemanager/proto/revocation.py) is looked up every 30 s and
+alongside acquisitions; a higher list is adopted and persisted, and leases under a revoked
+serial end at the next expiry tick. An open pool's acquisitions carry a proof of work,
+checked with one hash and kept single-use in the nonce table.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from nodemanager import errors
-from nodemanager.node.leases import LeaseBook
+from nodemanager.node.leases import LeaseBook, load_revocations, save_revocations
 from nodemanager.node.model import Change
 from nodemanager.node.pool import (
     CLAIM_TTL,
@@ -44,10 +49,12 @@ from nodemanager.proto.auth import Verified
 from nodemanager.proto.pool import (
     FreeTag,
     check_credential,
+    check_work,
     consent_valid,
     encode_tag,
     listing_key,
 )
+from nodemanager.proto.revocation import newer, read_list, revocation_key
 from overlay import ADVERT_TTL, Directory, LookupResult, PublishResult, make_advert
 from seattlecore import PublicKey
 
@@ -72,6 +79,10 @@ RECOUNT_PAUSE = 0.1
 """Seconds before the second lookup (then twice, three times as long)."""
 DHT_TIMEOUT = 10.0
 """Seconds a grant waits for its publish and lookup before it is refused."""
+REVOCATIONS_EVERY = 30.0
+"""Seconds between two looks at the pool's revocation list (docs/pool.md, Revocation)."""
+REVOCATIONS_FRESH = 5.0
+"""An acquisition looks the list up again unless it was looked up this recently."""
 
 Pair = tuple[str, PublicKey]
 
@@ -125,7 +136,10 @@ class PoolService:
         self.clock = clock
         self.book = LeaseBook(server.state)
         self.listing = listing_key(config.key)
-        self.revoked: frozenset[int] = frozenset()
+        self.revocations = load_revocations(server.state, config.key)
+        """The highest revocation list seen (persisted; never replaced by a lower one)."""
+        self._revocations_at = float("-inf")
+        self._revocations_lock = trio.Lock()
         self._directory: Directory | None = None
         self._address = ""
         self._researcher_locks: dict[bytes, trio.Lock] = {}
@@ -144,6 +158,10 @@ class PoolService:
         ``seq``: the announcer's sequence numbers, so its next round replaces our claims."""
         self._directory, self._address = directory, address
         self._seq_source = seq
+
+    @property
+    def revoked(self) -> frozenset[int]:
+        return self.revocations.serials
 
     def is_pool_vessel(self, name: str) -> bool:
         return name in self.config.vessels and name in self.server.state.vessels
@@ -183,12 +201,16 @@ class PoolService:
                 "deadline": lease.deadline}
         return {"key": self.config.key.raw, "lease": self.config.lease,
                 "max_lease": self.config.max_lease, "vessels": vessels,
-                "given_back": self.given_back}
+                "given_back": self.given_back, "revocations": self.revocations.seq,
+                "revoked": len(self.revocations.serials)}
 
     # ---- requests ----
 
-    async def execute(self, verified: Verified) -> dict[str, object]:
+    async def execute(self, verified: Verified, *, nonce: bool = True) -> dict[str, object]:
+        """Carry out a pool request. ``nonce`` False: a call of a ``Batch`` whose nonce the
+        batch consumed already (the call records none of its own)."""
         request = verified.request
+        own = verified.nonce if nonce else None
         if verified.requester is None:
             raise errors.SignatureRequired(f"{request.op} must be signed")
         if not isinstance(request, m.AcquireVessel | m.RenewLease | m.ReleaseVessel):
@@ -197,16 +219,17 @@ class PoolService:
             raise errors.NoSuchVessel(f"no vessel named {request.vessel!r} on this node")
         if not self.is_pool_vessel(request.vessel):
             raise errors.NotInPool(f"{request.vessel} is not a pool vessel")
-        if self.server.state.query("SELECT 1 FROM nonces WHERE nonce = ?", (verified.nonce,)):
+        if own is not None and self.server.state.query("SELECT 1 FROM nonces WHERE nonce = ?",
+                                                       (own,)):
             raise errors.ReplayedNonce("this request's nonce was already used")
         if isinstance(request, m.AcquireVessel):
-            return await self._acquire(request, verified, verified.requester)
+            return await self._acquire(request, verified, verified.requester, own)
         lease = self.book.leases.get(request.vessel)
         if lease is None or lease.researcher != verified.requester or lease.ending:
             raise errors.Forbidden(f"{request.op}: requester holds no lease on {request.vessel}")
         if isinstance(request, m.RenewLease):
-            return await self._renew(request, verified, lease)
-        await self.end(request.vessel, "released", nonce=verified)
+            return await self._renew(request, verified, lease, own)
+        await self.end(request.vessel, "released", nonce=verified if nonce else None)
         return {"vessel": request.vessel, "released": True}
 
     def _researcher_lock(self, key: PublicKey) -> trio.Lock:
@@ -215,7 +238,7 @@ class PoolService:
         return self._researcher_locks.setdefault(key.raw, trio.Lock())
 
     async def _acquire(self, request: m.AcquireVessel, verified: Verified,
-                       researcher: PublicKey) -> dict[str, object]:
+                       researcher: PublicKey, own: bytes | None) -> dict[str, object]:
         config, now = self.config, self.clock()
         cred = check_credential(request.credential, pool=config.key, researcher=researcher,
                                 now=now, revoked=self.revoked)
@@ -223,9 +246,17 @@ class PoolService:
                              verified.timestamp, request.consent):
             raise errors.BadCredential("consent does not verify for this pool, node, vessel "
                                        "and request time")
+        spent: list[tuple[str, tuple[object, ...]]] = []
+        if cred.open:  # the work is single-use: its digest is kept like a request nonce
+            digest = check_work(cred, researcher, self.server.node, request.vessel,
+                                verified.timestamp, request.work)[:16]
+            spent.append(("INSERT INTO nonces VALUES (?, ?)", (digest, verified.timestamp)))
         async with self._researcher_lock(researcher), self.server.vessel_lock(request.vessel):
             if request.vessel in self.book.leases or request.vessel in self._claimed:
                 raise errors.VesselTaken(f"{request.vessel} is leased (taken meanwhile)")
+            for _, (used, _) in spent:  # checked under the vessel's lock: no reuse race
+                if self.server.state.query("SELECT 1 FROM nonces WHERE nonce = ?", (used,)):
+                    raise errors.InsufficientWork("this proof of work was used already")
             mine = self.book.of(researcher)
             if len(mine) >= cred.vessels:
                 raise errors.QuotaReached(
@@ -238,15 +269,28 @@ class PoolService:
                           credential_expires=cred.expires)
             self._claimed.add(request.vessel)
             try:
-                await self.server.wipe(request.vessel)
-                await self._claim_and_count(lease, cred.vessels)
+                failure: Exception | None = None
+                async with trio.open_nursery() as nursery:  # the list, while we claim
+                    nursery.start_soon(self.refresh_revocations, REVOCATIONS_FRESH)
+                    try:
+                        await self.server.wipe(request.vessel)
+                        await self._claim_and_count(lease, cred.vessels)
+                    except Exception as exc:  # raised below as itself, not in a group
+                        failure = exc
+                        nursery.cancel_scope.cancel()
+                if failure is not None:
+                    raise failure
+                if cred.serial in self.revoked:
+                    await self._withdraw(request.vessel, researcher)
+                    raise errors.CredentialRevoked(
+                        f"credential serial {cred.serial} was revoked by the pool's planner")
                 async with self.server.commit_lock:
                     vessel = self.server.state.vessels[request.vessel]
                     leased = replace(vessel, users=(researcher,), status="Fresh",
                                      exit_reason=None, exit_code=None)
                     self.server.state.commit(
-                        Change(put=(leased,)), nonce=verified.nonce, ts=verified.timestamp,
-                        now=now, also=[self.book.put(lease)])
+                        Change(put=(leased,)), nonce=own, ts=verified.timestamp,
+                        now=now, also=[self.book.put(lease), *spent])
                     self.book.committed(put=lease)
             finally:
                 self._claimed.discard(request.vessel)
@@ -320,7 +364,7 @@ class PoolService:
         return "wait" if len(granted) + rank < quota else "refuse"
 
     async def _renew(self, request: m.RenewLease, verified: Verified,
-                     lease: Lease) -> dict[str, object]:
+                     lease: Lease, own: bytes | None) -> dict[str, object]:
         async with self.server.vessel_lock(request.vessel):
             now = self.clock()
             current = self.book.leases.get(request.vessel)
@@ -333,7 +377,7 @@ class PoolService:
             renewed = replace(lease, deadline=renewed_deadline(self.config, lease,
                                                                request.lease, now))
             async with self.server.commit_lock:
-                self.server.state.commit(None, nonce=verified.nonce, ts=verified.timestamp,
+                self.server.state.commit(None, nonce=own, ts=verified.timestamp,
                                          now=now, also=[self.book.put(renewed)])
                 self.book.committed(put=renewed)
         self.server.reannounce()
@@ -388,17 +432,51 @@ class PoolService:
                 log.warning("withdrawing an ended lease failed: %r", exc)
 
     async def run(self) -> None:
-        """End leases at their deadline (interrupted ends at once) and recount quotas, in two
-        tasks: a slow DHT lookup never delays an expiry."""
+        """End leases at their deadline (interrupted ends at once), recount quotas and look
+        at the revocation list, in separate tasks: a slow DHT lookup never delays an expiry."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire)
             nursery.start_soon(self._recount)
+            nursery.start_soon(self._watch_revocations)
+
+    async def _watch_revocations(self) -> None:
+        while True:
+            await self.refresh_revocations(REVOCATIONS_EVERY)
+            await trio.sleep(REVOCATIONS_EVERY)
+
+    async def refresh_revocations(self, max_age: float) -> bool:
+        """Look the pool's revocation list up unless it was looked up within ``max_age``
+        seconds; adopt it if its seq is higher than ours (persisted). True if adopted.
+        Leases under a revoked serial are ended by the expiry task; never raises."""
+        directory = self._directory
+        if directory is None or self.clock() - self._revocations_at < max_age:
+            return False
+        async with self._revocations_lock:
+            if self.clock() - self._revocations_at < max_age:
+                return False
+            try:
+                with trio.fail_after(DHT_TIMEOUT):
+                    found = await directory.lookup(revocation_key(self.config.key))
+            except Exception as exc:  # the list is looked at again later
+                log.warning("looking up the revocation list failed: %r", exc)
+                return False
+            self._revocations_at = self.clock()
+            adopted = newer(self.revocations, read_list(found.candidates, self.config.key))
+            if adopted is None:
+                return False
+            save_revocations(self.server.state, adopted)
+            self.revocations = adopted
+        log.info("revocation list %d adopted: %d serials revoked", adopted.seq,
+                 len(adopted.serials))
+        return True
 
     async def _expire(self) -> None:
         while True:
             now = self.clock()
-            for lease in due(list(self.book.leases.values()), now):
-                await self.end(lease.vessel, "expired" if not lease.ending else "interrupted end")
+            for lease in due(list(self.book.leases.values()), now, self.revoked):
+                reason = ("interrupted end" if lease.ending else "expired"
+                          if lease.deadline <= now else "credential revoked")
+                await self.end(lease.vessel, reason)
             deadlines = [lease.deadline - self.clock() for lease in self.book.leases.values()]
             await trio.sleep(max(0.01, min([TICK, *deadlines])))
 

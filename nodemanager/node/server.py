@@ -578,7 +578,7 @@ class NodeServer:
         if isinstance(verified.request, m.POOL_REQUESTS):
             if self.pool is None:
                 raise errors.NotInPool("this node has no pool vessels")
-            return await self.pool.execute(verified)
+            return await self.pool.execute(verified, nonce=nonce)
         if not verified.request.mutates:
             now = self.clock()
             outcome = self._decide(verified, now)

@@ -18,11 +18,12 @@ from nodemanager.errors import BadArguments, UnknownOperation
 from seattlecore import PublicKey
 
 PROTOCOL_VERSION = 1
-PROTOCOL_REVISION = 10
+PROTOCOL_REVISION = 11
 """Compatible additions within version 1 (docs/protocol.md §8): 2 = incremental logs,
 3 = GetVessels reports each vessel's program and arguments, ..., 7 = ``Batch``, 8 = the
 community pool's AcquireVessel, RenewLease and ReleaseVessel (docs/pool.md), 9 = a vessel's
-``paused`` (the donor's controls) and GetNodeStatus ``donor``, 10 = ``OpenSession`` (§18)."""
+``paused`` (the donor's controls) and GetNodeStatus ``donor``, 10 = ``OpenSession`` (§18),
+11 = AcquireVessel ``work`` for open pools and the pool status's revocations (§19)."""
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILENAME = 120
 MAX_OWNER_INFO = 256
@@ -389,6 +390,7 @@ class JoinVessels(Request):
 # ---- revision 8: the community pool (docs/pool.md) ----
 
 MAX_CREDENTIAL = 512
+MAX_WORK = 16
 MAX_LEASE_SECONDS = 7 * 86400.0
 
 
@@ -401,6 +403,14 @@ def check_credential_blob(value: object) -> bytes:
 def check_signature(value: object) -> bytes:
     if type(value) is not bytes or len(value) != 64:
         raise BadArguments("consent must be a 64-byte signature")
+    return value
+
+
+def check_work(value: object) -> bytes | None:
+    if value is None:
+        return None
+    if type(value) is not bytes or not 0 < len(value) <= MAX_WORK:
+        raise BadArguments(f"work must be 1-{MAX_WORK} bytes")
     return value
 
 
@@ -427,6 +437,8 @@ class AcquireVessel(VesselRequest):
     credential: bytes
     consent: bytes
     lease: float | None = None
+    work: bytes | None = None
+    """Revision 11: an open pool's proof of work (docs/pool.md, Open pool)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -475,7 +487,7 @@ SCHEMAS: dict[type[Request], dict[str, Checker]] = {
     SplitVessel: {"vessel": check_vessel, "resources": check_resource_text},
     JoinVessels: {"vessel1": check_vessel, "vessel2": check_vessel},
     AcquireVessel: {"vessel": check_vessel, "credential": check_credential_blob,
-                    "consent": check_signature, "lease": check_lease},
+                    "consent": check_signature, "lease": check_lease, "work": check_work},
     RenewLease: {"vessel": check_vessel, "lease": check_lease},
     ReleaseVessel: {"vessel": check_vessel},
 }
@@ -483,7 +495,7 @@ SCHEMAS: dict[type[Request], dict[str, Checker]] = {
 
 OPTIONAL: dict[type[Request], frozenset[str]] = {
     StartVessel: frozenset({"args"}), ReadVesselLog: frozenset({"since"}),
-    AcquireVessel: frozenset({"lease"}), RenewLease: frozenset({"lease"}),
+    AcquireVessel: frozenset({"lease", "work"}), RenewLease: frozenset({"lease"}),
 }
 """Arguments that may be left out on the wire (they take the dataclass default)."""
 

@@ -15,6 +15,7 @@ Every encoding is msgpack; every signature is domain-separated (seattlecore.keys
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,10 @@ MAX_VESSELS = 1000
 MAX_LEASE_EVER = 7 * 86400.0
 """No pool's lease may be longer than this (the consent in a lease record is at most this old)."""
 CLOCK_SKEW = 120.0
+WORK_DOMAIN = b"seattle-pool-work-v1"
+MIN_WORK, MAX_WORK = 8, 40
+"""Difficulty of an open pool's proof of work, in leading zero bits (docs/pool.md, Open pool)."""
+MAX_WORK_BYTES = 16
 NAT_KINDS = ("public", "nat", "unknown")
 
 
@@ -67,6 +72,14 @@ class Credential:
     issued: float
     expires: float
     serial: int
+    work: int = 0
+    """0: membership of ``researcher`` alone. Else an **open pool**: any key may use the
+    credential (``researcher`` is the pool key) for ``vessels`` leases per key, each
+    acquisition carrying a proof of work of ``work`` leading zero bits."""
+
+    @property
+    def open(self) -> bool:
+        return self.work > 0
 
     def __post_init__(self) -> None:
         if type(self.vessels) is not int or not 1 <= self.vessels <= MAX_VESSELS:
@@ -76,12 +89,20 @@ class Credential:
             raise errors.BadPoolRecord("a credential must expire after it is issued")
         if type(self.serial) is not int or not 0 <= self.serial < 1 << 63:
             raise errors.BadPoolRecord("serial must be a non-negative 63-bit integer")
+        if type(self.work) is not int or not (self.work == 0 or MIN_WORK <= self.work <= MAX_WORK):
+            raise errors.BadPoolRecord(f"work must be 0 or {MIN_WORK}..{MAX_WORK} bits")
+        if self.work and self.researcher != self.pool:
+            raise errors.BadPoolRecord("an open pool's credential names the pool key as researcher")
 
 
 def _credential_body(cred: Credential) -> bytes:
-    return _pack({"v": CREDENTIAL_FORMAT, "p": cred.pool.raw, "r": cred.researcher.raw,
-                  "n": cred.vessels, "i": float(cred.issued), "x": float(cred.expires),
-                  "s": cred.serial})
+    fields: dict[str, object] = {"v": CREDENTIAL_FORMAT, "p": cred.pool.raw,
+                                 "r": cred.researcher.raw, "n": cred.vessels,
+                                 "i": float(cred.issued), "x": float(cred.expires),
+                                 "s": cred.serial}
+    if cred.work:
+        fields["w"] = cred.work
+    return _pack(fields)
 
 
 def sign_credential(planner: KeyPair, cred: Credential) -> bytes:
@@ -102,11 +123,13 @@ def read_credential(blob: object) -> Credential:
         raise errors.BadCredential("credential body and signature must be bytes")
     fields = _unpack(body, "credential body")
     try:
-        if not isinstance(fields, dict) or set(fields) != set("vprnixs") or fields["v"] != 1:
+        if not isinstance(fields, dict) or set(fields) not in (set("vprnixs"), set("vprnixsw")) \
+                or fields["v"] != 1:
             raise errors.BadCredential("credential fields")
         cred = Credential(pool=PublicKey(fields["p"]), researcher=PublicKey(fields["r"]),
                           vessels=fields["n"], issued=float(fields["i"]),
-                          expires=float(fields["x"]), serial=fields["s"])
+                          expires=float(fields["x"]), serial=fields["s"],
+                          work=fields.get("w", 0))
     except (CoreError, TypeError, ValueError, errors.BadPoolRecord) as exc:
         raise errors.BadCredential(f"credential: {exc}") from exc
     try:
@@ -125,7 +148,7 @@ def check_credential(blob: object, *, pool: PublicKey, researcher: PublicKey, no
         raise errors.BadCredential(str(exc)) from exc
     if cred.pool != pool:
         raise errors.BadCredential("credential is for another pool")
-    if cred.researcher != researcher:
+    if cred.researcher != researcher and not cred.open:
         raise errors.BadCredential("credential is for another researcher key")
     if cred.issued > now + CLOCK_SKEW:
         raise errors.BadCredential("credential is not valid yet")
@@ -155,6 +178,52 @@ def consent_valid(researcher: PublicKey, pool: PublicKey, node: PublicKey, vesse
     except BadSignature:
         return False
     return True
+
+
+# ---- proof of work (open pools) ----
+
+def work_digest(pool: PublicKey, researcher: PublicKey, node: PublicKey, vessel: str,
+                at: float, work: bytes) -> bytes:
+    """The digest whose leading zero bits are the work done for this acquisition: bound to
+    the researcher, node, vessel and request time, so it serves one acquisition only."""
+    return hashlib.blake2b(WORK_DOMAIN + consent_body(pool, node, vessel, at) + researcher.raw
+                           + work, digest_size=32).digest()
+
+
+def zero_bits(digest: bytes) -> int:
+    value = int.from_bytes(digest, "big")
+    return len(digest) * 8 - value.bit_length()
+
+
+def check_work(cred: Credential, researcher: PublicKey, node: PublicKey, vessel: str,
+               at: float, work: bytes | None) -> bytes:
+    """The work's digest if it meets ``cred``'s difficulty; InsufficientWork otherwise."""
+    if work is None:
+        raise errors.InsufficientWork(
+            f"this open pool asks a proof of work of {cred.work} bits per acquisition")
+    if type(work) is not bytes or not 0 < len(work) <= MAX_WORK_BYTES:
+        raise errors.InsufficientWork(f"work must be 1..{MAX_WORK_BYTES} bytes")
+    digest = work_digest(cred.pool, researcher, node, vessel, at, work)
+    if zero_bits(digest) < cred.work:
+        raise errors.InsufficientWork(f"the work has {zero_bits(digest)} of the "
+                                      f"{cred.work} leading zero bits asked")
+    return digest
+
+
+def solve_work(pool: PublicKey, researcher: PublicKey, node: PublicKey, vessel: str,
+               at: float, bits: int, start: int = 0) -> bytes:
+    """Search the work (CPU: about 2**bits hashes); pure, and slow by design."""
+    base = hashlib.blake2b(WORK_DOMAIN + consent_body(pool, node, vessel, at) + researcher.raw,
+                           digest_size=32)
+    limit = 1 << (256 - bits)
+    counter = start
+    while True:
+        work = counter.to_bytes(8, "big")
+        trial = base.copy()
+        trial.update(work)
+        if int.from_bytes(trial.digest(), "big") < limit:
+            return work
+        counter += 1
 
 
 # ---- advert tags ----

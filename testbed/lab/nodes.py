@@ -15,6 +15,7 @@ import secrets
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,9 @@ def _clean_directory(directory: Path) -> None:
 
 
 def start_lab(directory: Path, nodes: int, vessels: int = 2, sandbox: bool = True,
-              options: LabOptions = LabOptions()) -> dict[str, Any]:
-    """Build a lab of ``nodes`` hosts plus the researcher's and start a testbed in it."""
+              options: LabOptions = LabOptions(), pool: bool = False) -> dict[str, Any]:
+    """Build a lab of ``nodes`` hosts plus the researcher's and start a testbed in it
+    (``pool``: every vessel in a community pool, as ``up --pool``)."""
     labnet.require_root()
     refuse_running(directory)
     _clean_directory(directory)
@@ -94,8 +96,8 @@ def start_lab(directory: Path, nodes: int, vessels: int = 2, sandbox: bool = Tru
                           extra={k: v for k, v in host_info(h).items() if k != "name"},
                           args=_reachability_args(options, h.nat != "none"))
                  for h in plan.nodes]
-        return trio.run(start_testbed, directory, nodes, vessels, sandbox, sites,
-                        {"lab": describe(plan)})
+        return trio.run(partial(start_testbed, directory, nodes, vessels, sandbox, sites,
+                                {"lab": describe(plan)}, pool=pool))
     except BaseException:
         labnet.teardown(lab_id, ranges)
         raise

@@ -76,3 +76,41 @@ def test_status_lines_show_free_and_leased_vessels() -> None:
     assert lines[1:] == ["  v1    free", "  v2    leased to abababab for 50 more minutes",
                          "  1 leases given back for overshooting a quota"]
     assert render_pool(None, 0.0) == []
+    listed = render_pool({**pool, "revocations": 1_800_000_000, "revoked": 3}, 600.0)
+    assert listed[-1] == "  revocation list 1800000000: 3 credential serials revoked"
+
+
+def test_grant_open_writes_an_open_credential_and_refuses_mixed_options(
+        keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    planner = ["grant", "--planner-key", str(keys / "planner.privatekey")]
+    out = keys / "open.grant"
+    assert main([*planner, "--open", "--work", "10", "--vessels", "1", "-o", str(out)]) == 0
+    assert "any key" in capsys.readouterr().out
+    cred = read_credential(out.read_bytes())
+    pool = load_public(keys / "planner.publickey")
+    assert cred.open and cred.work == 10 and cred.researcher == pool and cred.vessels == 1
+    for extra, message in ((["--open", "--researcher", str(keys / "alice.publickey")], "not both"),
+                           ([], "name a researcher"),
+                           (["--researcher", str(keys / "alice.publickey"), "--work", "9"],
+                            "--work"),
+                           (["--open", "--work", "3"], "work")):
+        assert main([*planner, *extra, "--vessels", "1", "-o", str(keys / "z.grant")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (keys / "z.grant").exists()
+
+
+def test_revoke_refuses_bad_input_before_publishing(
+        keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["revoke", "--planner-key", str(keys / "planner.privatekey")]
+    assert main([*base, "12"]) == 2
+    assert "--bootstrap" in capsys.readouterr().err
+    boot = ["--bootstrap", "127.0.0.1:9"]
+    for serial in ("not-a-file", str(keys / "alice.publickey"), str(1 << 63)):
+        assert main([*base, serial, *boot]) == 2
+        err = capsys.readouterr().err
+        assert "serial" in err or "credential" in err, err
+    other = keys / "other.revoked"
+    other.write_text('{"pool": "' + "ab" * 32 + '", "seq": 3, "serials": [1]}')
+    assert main([*base, "5", "--list", str(other), *boot]) == 2
+    assert "another pool" in capsys.readouterr().err
+    assert not (keys / "planner.revoked").exists()

@@ -28,6 +28,7 @@ GROUPS = {
     "tests/installer/test_lab_reach.py": "lab",
     "tests/installer/test_lab_relay.py": "lab",
     "tests/nodemanager/test_punch_lab.py": "lab",
+    "tests/pool/test_pool_lab.py": "lab",
     "tests/sandbox/test_api.py": "vessel-ports",
     "tests/sandbox/test_attacks.py": "vessel-ports",
     "tests/sandbox/test_limits_enforced.py": "vessel-ports",

@@ -34,10 +34,11 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def lab_seash(directory: Path, data: dict[str, Any], commands: str) -> subprocess.CompletedProcess[str]:
+def lab_seash(directory: Path, data: dict[str, Any], commands: str,
+              *options: str) -> subprocess.CompletedProcess[str]:
     """seash on the researcher's host, in examples/ (so ``run hello.py`` finds the file)."""
     seash_bin = str(Path(sys.executable).with_name("seash"))
-    return cli("shell", "--dir", str(directory), "--", seash_bin, "--home", str(directory / "keys"),
+    return cli("shell", "--dir", str(directory), "--", seash_bin, *options, "--home", str(directory / "keys"),
                "--bootstrap", data["bootstrap"], "-c", commands, cwd=EXAMPLES)
 
 

@@ -7,6 +7,7 @@ node. ``Member`` is one researcher key; ``PoolNode`` a pool daemon's port and ke
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import time
@@ -25,6 +26,7 @@ from tests.support.worlds import SMALL
 
 CREDENTIAL_DOMAIN = b"seattle-pool-credential-v1"
 CONSENT_DOMAIN = b"seattle-pool-consent-v1"
+WORK_DOMAIN = b"seattle-pool-work-v1"
 
 
 def _sign(key: nacl.signing.SigningKey, domain: bytes, data: bytes) -> bytes:
@@ -41,12 +43,15 @@ def pub(key: nacl.signing.SigningKey) -> bytes:
 
 def credential(planner: nacl.signing.SigningKey, researcher: bytes, *, vessels: int = 2,
                issued: float | None = None, expires: float | None = None, serial: int = 1,
-               pool: bytes | None = None) -> bytes:
-    """A credential blob ``[1, body, sig]``; ``pool`` may name another key than the signer's."""
+               pool: bytes | None = None, work: int | None = None) -> bytes:
+    """A credential blob ``[1, body, sig]``; ``pool`` may name another key than the signer's;
+    ``work``: an open pool's (then ``researcher`` should be the pool key)."""
     now = time.time()
     doc = {"v": 1, "p": pool or pub(planner), "r": researcher, "n": vessels,
            "i": now - 60 if issued is None else issued,
            "x": now + 3600 if expires is None else expires, "s": serial}
+    if work is not None:
+        doc["w"] = work
     data = pack(doc)
     return pack([1, data, _sign(planner, CREDENTIAL_DOMAIN, data)])
 
@@ -54,6 +59,26 @@ def credential(planner: nacl.signing.SigningKey, researcher: bytes, *, vessels: 
 def consent(researcher: nacl.signing.SigningKey, pool: bytes, node: bytes, vessel: str,
             at: float) -> bytes:
     return _sign(researcher, CONSENT_DOMAIN, pack([pool, node, vessel, float(at)]))
+
+
+def work_bits(pool: bytes, researcher: bytes, node: bytes, vessel: str, at: float,
+              work: bytes) -> int:
+    """Leading zero bits of the work's digest (docs/pool.md, Open pool)."""
+    digest = hashlib.blake2b(WORK_DOMAIN + pack([pool, node, vessel, float(at)]) + researcher
+                             + work, digest_size=32).digest()
+    return 256 - int.from_bytes(digest, "big").bit_length()
+
+
+def solve(pool: bytes, researcher: bytes, node: bytes, vessel: str, at: float, bits: int,
+          below: int | None = None, start: int = 0) -> bytes:
+    """A work with at least ``bits`` zero bits (and fewer than ``below`` if given)."""
+    counter = start
+    while True:
+        work = counter.to_bytes(8, "big")
+        got = work_bits(pool, researcher, node, vessel, at, work)
+        if got >= bits and (below is None or got < below):
+            return work
+        counter += 1
 
 
 def signed(op: str, args: dict[str, Any], key: nacl.signing.SigningKey, node: bytes, *,
@@ -64,12 +89,15 @@ def signed(op: str, args: dict[str, Any], key: nacl.signing.SigningKey, node: by
 
 
 def acquire_frame(member: nacl.signing.SigningKey, cred: bytes, pool: bytes, node: bytes,
-                  vessel: str, *, lease: float | None = None, at: float | None = None) -> bytes:
+                  vessel: str, *, lease: float | None = None, at: float | None = None,
+                  work: bytes | None = None) -> bytes:
     ts = time.time() if at is None else at
     args: dict[str, Any] = {"vessel": vessel, "credential": cred,
                             "consent": consent(member, pool, node, vessel, ts)}
     if lease is not None:
         args["lease"] = lease
+    if work is not None:
+        args["work"] = work
     return signed("AcquireVessel", args, member, node, ts=ts)
 
 
