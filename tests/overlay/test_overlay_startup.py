@@ -10,13 +10,20 @@ to nobody (0 peers) and the node stayed unfindable for ``SILENT_TTL`` (30 s).
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import trio
+import trio_asyncio
 
-from overlay import DhtConfig, DhtNode, open_dht_node
+from overlay import DhtConfig, DhtNode, dht_loop, open_dht_node
+from overlay.dht import RPC_TIMEOUT
+from overlay.wire import MSG_ID_BYTES, REQUEST, RESPONSE, pack_wire
 from seattlecore import KeyPair
 from testbed.attackers.dht import NO_REPLY, Behaviour, HostilePeer, Request, make_ident
 from tests.support.dht import TEST_BITS, adverts_for, node_host, seeded_identity, spread_network
@@ -79,3 +86,47 @@ async def test_a_bootstrap_peer_that_dropped_a_request_is_asked_again() -> None:
         await nursery.start(peer.serve)
         await newcomer_publishes(nodes, peer)
         nursery.cancel_scope.cancel()
+
+
+def answer_pings(sock: socket.socket, node_id: bytes, stop: threading.Event) -> None:
+    """A peer in its own thread (it keeps answering while the test's loop is stalled)."""
+    sock.settimeout(0.05)
+    while not stop.is_set():
+        try:
+            data, addr = sock.recvfrom(65536)
+        except TimeoutError:
+            continue
+        if data[:1] == REQUEST:
+            sock.sendto(RESPONSE + data[1:1 + MSG_ID_BYTES] + pack_wire(node_id), addr)
+
+
+async def test_replies_queued_while_our_loop_stalled_are_not_timeouts() -> None:
+    """A loaded machine stalls a node's loop past the 1 s reply timers while the replies sit
+    in its socket buffer. asyncio reads one datagram per loop turn but fires every due timer
+    in that turn, so all but one of those answered calls failed (and their peers were marked
+    silent, and left the table after a few). A timer that fires late now gives a grace."""
+    config = DhtConfig(host=node_host(0, NET + 2), id_bits=TEST_BITS,
+                       identity=seeded_identity("startup-stall"))
+    peer_id = seeded_identity("startup-stall-peer").node_id
+    stop = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((node_host(1, NET + 2), 0))
+        answerer = threading.Thread(target=answer_pings, args=(sock, peer_id, stop))
+        answerer.start()
+        try:
+            async with dht_loop(), open_dht_node(config) as node:
+                proto = node.protocol
+
+                async def stalled_calls() -> list[Any]:
+                    calls = [asyncio.ensure_future(proto.call(sock.getsockname(), "ping", proto.own_id))
+                             for _ in range(5)]
+                    await asyncio.sleep(0)  # the requests are sent
+                    time.sleep(RPC_TIMEOUT + 0.5)  # our loop stalls; the peer answers meanwhile
+                    return list(await asyncio.gather(*calls, return_exceptions=True))
+
+                results = await trio_asyncio.aio_as_trio(stalled_calls)()
+                assert results == [peer_id] * 5
+                assert proto.counters.rpc_timeouts == 0 and proto.counters.stalled_timers >= 1
+        finally:
+            stop.set()
+            answerer.join()
