@@ -31,7 +31,7 @@ from tests.support.dht import TEST_BITS, adverts_for, node_host, seeded_identity
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 N = 6
-NET = 57
+NET = 44
 
 
 def busy_bootstrap(nodes: Sequence[DhtNode], *, drop_first: int = 0) -> Behaviour:
