@@ -111,10 +111,18 @@ class _Driver:
             if not batch:
                 return
             for cand in batch:
-                if self.peer.is_silent(cand.contact.addr):
+                if self.peer.is_silent(cand.contact.addr) and self._other_way(cand):
                     self.lookup.skip(cand)
                 else:
                     self.running[asyncio.ensure_future(self.ask(cand))] = cand
+
+    def _other_way(self, cand: Candidate) -> bool:
+        """May ``cand`` (silent lately) be skipped? Only while the lookup has another way on:
+        a query in flight or an answer. Skipping a silent peer saves a timeout; skipping the
+        only one left (a busy bootstrap peer that dropped one datagram) would end the lookup
+        empty-handed and keep it so for ``SILENT_TTL``, so it is asked once more instead."""
+        return bool(self.running) or self.lookup.has_answers() or any(
+            c is not cand for c in self.lookup.inflight())
 
     def _settle(self, task: asyncio.Future[Any], cand: Candidate) -> None:
         try:

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT = 1.0
 SOFT_MIN = 0.03
 SOFT_FACTOR = 3.0
+STALL_GRACE = 0.1
+"""Extra seconds a call gets when its reply timer fired this late (``AdProtocol._timeout``)."""
 SILENT_TTL = 30.0
 """Seconds a peer that missed a soft timeout is skipped in lookups (unless heard from)."""
 MAX_SILENT = 4096
@@ -291,8 +293,19 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         if not future.done():
             future.set_result((True, data))
 
-    def _timeout(self, msg_id: bytes) -> None:
-        entry = self._outstanding.pop(msg_id, None)
+    def _timeout(self, msg_id: bytes, due: float | None = None) -> None:
+        """The reply timer of ``msg_id`` fired. Fired more than ``STALL_GRACE`` after
+        ``due``, it found our own loop stalled (a loaded machine): the reply may be waiting in
+        the socket buffer behind the timers, so it is given ``STALL_GRACE`` more, once."""
+        entry = self._outstanding.get(msg_id)
+        if entry is not None and due is not None:
+            loop = asyncio.get_running_loop()
+            if loop.time() - due > STALL_GRACE:
+                self.counters.stalled_timers += 1
+                handle = loop.call_later(STALL_GRACE, self._timeout, msg_id)
+                self._outstanding[msg_id] = (entry[0], handle, entry[2])
+                return
+        self._outstanding.pop(msg_id, None)
         self.counters.rpc_timeouts += 1
         if entry is not None and not entry[0].done():
             entry[0].set_result((False, None))
@@ -308,7 +321,8 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         msg_id = os.urandom(MSG_ID_BYTES)
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
-        handle = loop.call_later(self._wait_timeout, self._timeout, msg_id)
+        due = loop.time() + self._wait_timeout
+        handle = loop.call_at(due, self._timeout, msg_id, due)
         self._outstanding[msg_id] = (future, handle, addr)
         self.counters.sent_requests += 1
         self.counters.sent_bytes += len(data) + 21
@@ -318,8 +332,9 @@ class AdProtocol(KademliaProtocol):  # type: ignore[misc]
             self.transport.sendto(REQUEST + msg_id + data, addr)
             ok, answer = await future
         finally:
-            if self._outstanding.pop(msg_id, None) is not None:
-                handle.cancel()
+            entry = self._outstanding.pop(msg_id, None)
+            if entry is not None:
+                entry[1].cancel()
         if not ok:
             raise NoAnswer(f"{addr[0]}:{addr[1]} did not answer {name}")
         self.srtt += 0.125 * (loop.time() - start - self.srtt)

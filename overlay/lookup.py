@@ -11,12 +11,14 @@ Invariants and bounds:
    asked it. The result keeps at most ``per_group`` contacts of one network group.
 2. Per path at most ``alpha`` queries in flight, until an answer brings nothing closer; then
    (node lookups only) the rest of the path's k closest are asked at once (Kademlia §2.3).
-   A query slower than
-   the driver's soft
-   timeout is marked ``slow``: it frees its slot and no longer holds the path open (its late
-   answer is still used).
-3. A path is done when its ``k`` closest live candidates have all answered, or (value
-   lookups) when ``quorum`` of its peers returned valid records.
+   A query slower than the driver's soft timeout is marked ``slow``: it frees its slot and
+   no longer holds the path open while the path has ``k`` other live candidates (its late
+   answer is still used). A path with fewer (a small network, a new node that knows only its
+   bootstrap peer) waits for its slow queries: a busy peer then costs its answer time, not
+   the lookup.
+3. A path is done when its ``k`` closest live candidates have all answered (and, with
+   fewer than ``k`` live, no query of it is slow), or (value lookups) when ``quorum`` of
+   its peers returned valid records.
 4. Each shortlist keeps at most ``per_group`` candidates per network group and at most
    ``SHORTLIST_FACTOR * k`` candidates in all; each answer adds at most ``k`` contacts
    (``answers.decode_contacts``).
@@ -192,15 +194,22 @@ class Lookup:
         if self.params.quorum and self._holders[path] >= self.params.quorum:
             return True
         live = self._live(path)
-        if any(c.state == "inflight" for c in self._paths[path].values()):
+        states = [c.state for c in self._paths[path].values()]
+        if "inflight" in states:
             return False
         if self.queries >= self.params.max_queries:
             return True
+        if len(live) < self.params.k and "slow" in states:
+            return False  # too few others to go on: a slow peer's answer may still widen the path
         return all(c.state == "answered" for c in live)
 
     @property
     def finished(self) -> bool:
         return all(self.path_done(p) for p in range(len(self._paths)))
+
+    def has_answers(self) -> bool:
+        """Has any peer answered this lookup yet?"""
+        return any(c.state == "answered" for s in self._paths for c in s.values())
 
     def inflight(self) -> list[Candidate]:
         return [c for s in self._paths for c in s.values() if c.state == "inflight"]

@@ -63,6 +63,8 @@ class ProtocolCounters:
     garbage_datagrams: int = 0
     rate_limited: int = 0
     rpc_timeouts: int = 0
+    stalled_timers: int = 0
+    """Reply timers that fired late (our loop was stalled) and gave the reply a grace."""
     late_replies: int = 0
     bad_answers: int = 0
     hellos_ok: int = 0

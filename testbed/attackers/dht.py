@@ -51,13 +51,15 @@ class Ident:
         return {"id": self.node_id, "pk": self.pk, "nonce": self.nonce, "sig": signed.signature}
 
 
-def make_ident(bits: int, *, near: bytes | None = None, within: int | None = None) -> Ident:
-    """Grind a puzzle-valid id, optionally with ``id XOR near < within`` (a targeted Sybil)."""
-    key = nacl.signing.SigningKey.generate()
+def make_ident(bits: int, *, near: bytes | None = None, within: int | None = None,
+               rng: random.Random | None = None) -> Ident:
+    """Grind a puzzle-valid id, optionally with ``id XOR near < within`` (a targeted Sybil);
+    with ``rng``, the same id every run."""
+    key = nacl.signing.SigningKey(rng.randbytes(32)) if rng else nacl.signing.SigningKey.generate()
     base = hashlib.blake2b(ID_DOMAIN + bytes(key.verify_key), digest_size=32)
     goal = int.from_bytes(near, "big") if near is not None else 0
     while True:
-        nonce = os.urandom(8)
+        nonce = rng.randbytes(8) if rng else os.urandom(8)
         h = base.copy()
         h.update(nonce)
         digest = h.digest()

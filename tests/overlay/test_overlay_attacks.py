@@ -8,6 +8,7 @@ attack's number in issue 11 and what the old code did.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 from collections.abc import Sequence
@@ -38,13 +39,15 @@ from testbed.attackers.dht import (
     slow_pages,
     store_and_drop,
 )
-from tests.support.dht import TEST_BITS, adverts_for, node_host, spread_network
+from tests.support.dht import TEST_BITS, adverts_for, node_host, seeded_keys, spread_network
 from tests.support.net import ip
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 N = 10
+SYBIL_SEED = int(os.environ.get("SYBIL_SEED", "7"))
+"""The Sybil test's seed (user key and Sybil ids); ``SYBIL_SEED=n`` replays another."""
 
 
 def quiet(peer: HostilePeer, req: Request) -> object:
@@ -251,19 +254,23 @@ async def test_store_flood_cannot_lock_out_honest_adverts() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_sybils_around_a_key_cannot_hide_adverts() -> None:
+@pytest.mark.parametrize("seed", [SYBIL_SEED])
+async def test_sybils_around_a_key_cannot_hide_adverts(seed: int) -> None:
     """Item 7: 30 ids next to the user's DHT key that accept and drop stores: 0 of 12
     lookups found adverts published after they joined, and the publisher reported success."""
+    rng = random.Random(seed)
     async with spread_network(N) as nodes, trio.open_nursery() as nursery:
         honest = [int.from_bytes(n.node_id, "big") for n in nodes]
-        user = KeyPair.generate().public
+        index = 0
+        user = seeded_keys(f"sybil-user-{seed}", index).public
         while min(h ^ int.from_bytes(dht_keys_for(user)[0], "big") for h in honest) < 2**155:
-            user = KeyPair.generate().public  # no honest node right next to key 0
+            index += 1  # no honest node right next to key 0
+            user = seeded_keys(f"sybil-user-{seed}", index).public
         key0 = dht_keys_for(user)[0]
         swarm: list[HostilePeer] = []
         for i in range(16):  # all closer to key 0 than any honest node
-            swarm.append(HostilePeer(node_host(i, 57), make_ident(TEST_BITS, near=key0, within=2**153),
-                                     store_and_drop(swarm)))
+            ident = make_ident(TEST_BITS, near=key0, within=2**153, rng=rng)
+            swarm.append(HostilePeer(node_host(i, 57), ident, store_and_drop(swarm)))
         for sybil in swarm:
             await nursery.start(sybil.serve)
         for sybil in swarm:

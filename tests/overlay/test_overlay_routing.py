@@ -190,3 +190,37 @@ def test_budget_and_quorum_bound_the_work() -> None:
         quick.answered(cand, [])
         quick.holder(cand)
     assert asked == 3 and quick.finished
+
+
+def test_a_lone_slow_query_holds_its_path_open() -> None:
+    """Issue 20's start-up tail: a new node knows only its bootstrap peer; when that busy
+    peer answered past the soft timeout the path counted as done (no live candidate left),
+    so join and publish lookups ended with nothing and the node published to nobody."""
+    people = honest_network(40)
+    target = seeded_target(20)
+    lookup = Lookup(target, people[:1], LookupParams(k=5, paths=3), own_id=OWN)
+    first = lookup.next_queries(0.0)
+    assert [c.contact for c in first] == people[:1]
+    lookup.slow(first[0])
+    assert not lookup.finished  # the late answer may still come
+    lookup.answered(first[0], closest_to(people, target, 5))  # ... and it does
+    simulate(lookup, lambda c: [])
+    assert lookup.finished
+    assert lookup.closest_answered(5) == closest_to(people, target, 5)
+
+
+def test_a_slow_query_does_not_hold_a_path_with_k_others() -> None:
+    """With ``k`` other live candidates answered, a slow one frees the path (S/Kademlia's
+    soft timeout keeps its purpose on a big network)."""
+    people = honest_network(12)
+    target = seeded_target(21)
+    ordered = closest_to(people, target, 12)
+    lookup = Lookup(target, ordered, LookupParams(k=4, alpha=4, paths=1), own_id=OWN)
+    batch = lookup.next_queries(0.0)
+    slow = batch[-1]
+    lookup.slow(slow)
+    for cand in batch[:-1]:
+        lookup.answered(cand, [])
+    simulate(lookup, lambda c: [])
+    assert lookup.finished
+    assert lookup.closest_answered(4) == [c for c in ordered if c != slow.contact][:4]
