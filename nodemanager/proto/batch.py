@@ -127,6 +127,7 @@ class BatchedClient(NodeClient):
         self.node_key = base.node_key
         self.timeout = base.timeout
         self.path = base.path
+        self._clock = base._clock  # a call bound to its own moment (AcquireVessel) reads it
         self._broken = False
 
     async def call(self, request: m.Request, *, sign: bool | None = None,

@@ -121,7 +121,11 @@ class Experiment:
         if self.credential is None:
             raise ExperimentError("no pool credential: give Experiment(credential=...) "
                                   "(a planner makes one with 'seattle-installer grant')")
-        pool_key = read_credential(self.credential).pool
+        credential = read_credential(self.credential)
+        if credential.open:
+            raise ExperimentError("an open pool's credential needs proof of work per vessel: "
+                                  "lease with seash's 'get', then use the vessels here")
+        pool_key = credential.pool
         found = await self._lookup(listing_key(pool_key))
         queue = choose(offers_from(found.candidates, pool_key), kind, spread,
                        rng or random.Random())
