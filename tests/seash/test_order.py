@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,13 @@ class Recorder:
 
 
 class Stub:
+    """What a batched fan-out reads of a node's client (nodemanager/proto/batch.py)."""
+
     timeout = 0.0
     path = "direct"
     identity = None
     node_key = None
+    _clock = staticmethod(time.time)
 
 
 class AnyPool(NodePool):
