@@ -202,11 +202,15 @@ def experiment(exp: BlockingExperiment, out: Path, seconds: float, expect: int) 
     write_csv(out / "latency.csv", pairs)
     answered = sum(1 for p in pairs if p.median_ms is not None)
     elapsed = time.monotonic() - start
-    draw_heatmap(out / "latency.png", endpoints, pairs,
-                 f"all-pairs UDP round trip, {len(endpoints)} vessels: "
-                 f"{answered} of {len(pairs)} pairs answered")
+    picture = f"{out}/latency.png"
+    try:
+        draw_heatmap(out / "latency.png", endpoints, pairs,
+                     f"all-pairs UDP round trip, {len(endpoints)} vessels: "
+                     f"{answered} of {len(pairs)} pairs answered")
+    except ImportError:  # the CSV is there; the picture needs the optional extra
+        picture = "no heat map: matplotlib is missing (pip install -e '.[experiments]')"
     print(f"{len(pairs)} pairs, {answered} answered, {len(errors)} vessels without results; "
-          f"{elapsed:.1f} s -> {out}/latency.csv, {out}/latency.png")
+          f"{elapsed:.1f} s -> {out}/latency.csv, {picture}")
     return pairs
 
 
