@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
 import pytest
 import trio
 
-from nodemanager import NodeInfo, open_node_client
-from seattlecore import KeyPair, save_keypair
-from tests.support.daemons import node_manager
-from tests.support.seash import init_node, seash
+from nodemanager import NodeInfo
+from seattlecore import KeyPair
+from tests.support.seash import TwoKeys, alice_and_bob, node_view, seash
 
 pytestmark = pytest.mark.slow
 
@@ -32,28 +30,10 @@ SETS = [
 ]
 
 
-@dataclass
-class Setup:
-    home: Path
-    alice: KeyPair
-    bob: KeyPair
-    port: int
-
-
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
-    """alice's and bob's keys in the keys dir; a node manager with two vessels of alice's."""
-    alice, bob = KeyPair.generate(), KeyPair.generate()
-    save_keypair(tmp_path / "home", "alice", alice)
-    save_keypair(tmp_path / "home", "bob", bob)
-    init_node(tmp_path / "nm", alice.public.to_text(), vessels=2)
-    async with node_manager(tmp_path / "nm", dht=False) as nm:
-        yield Setup(tmp_path / "home", alice, bob, nm.port)
-
-
-async def _node_view(port: int, alice: KeyPair) -> NodeInfo:
-    async with open_node_client("127.0.0.1", port, identity=alice) as client:
-        return await client.get_vessels()
+async def setup(tmp_path: Path) -> AsyncIterator[TwoKeys]:
+    async with alice_and_bob(tmp_path) as node:
+        yield node
 
 
 def _check_applied(info: NodeInfo, bob: KeyPair) -> None:
@@ -62,7 +42,7 @@ def _check_applied(info: NodeInfo, bob: KeyPair) -> None:
     assert v2.advertise and v2.owner == bob.public
 
 
-async def test_every_set_with_dash_c(tmp_path: Path, setup: Setup) -> None:
+async def test_every_set_with_dash_c(tmp_path: Path, setup: TwoKeys) -> None:
     script = "; ".join(["loadkeys alice", "loadpub bob", f"contact 127.0.0.1:{setup.port}",
                         "list", *SETS, "show info", "show timeout"])
     run = await seash(setup.home, script, cwd=tmp_path)
@@ -76,7 +56,7 @@ async def test_every_set_with_dash_c(tmp_path: Path, setup: Setup) -> None:
     settings = {r["setting"]: r["value"] for r in run.doc("show timeout")["tables"][0]["rows"]}
     assert settings == {"timeout": "3 s", "uploadrate": "5000 B/s", "concurrency": "4",
                         "bootstrap": "127.0.0.1:9 127.0.0.1:10"}
-    _check_applied(await _node_view(setup.port, setup.alice), setup.bob)
+    _check_applied(await node_view(setup.port, setup.alice), setup.bob)
 
 
 def _interactive(home: Path, cwd: Path, port: int) -> None:
@@ -103,6 +83,6 @@ def _interactive(home: Path, cwd: Path, port: int) -> None:
         child.close(force=True)
 
 
-async def test_every_set_in_the_interactive_shell(tmp_path: Path, setup: Setup) -> None:
+async def test_every_set_in_the_interactive_shell(tmp_path: Path, setup: TwoKeys) -> None:
     await trio.to_thread.run_sync(_interactive, setup.home, tmp_path, setup.port)
-    _check_applied(await _node_view(setup.port, setup.alice), setup.bob)
+    _check_applied(await node_view(setup.port, setup.alice), setup.bob)

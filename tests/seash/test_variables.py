@@ -7,57 +7,35 @@ import random
 import stat
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
 import pytest
 import trio
 
-from nodemanager import NodeInfo, open_node_client
 from seash.settings import AUTOSAVE_FILE, restore_autosave
 from seash.statefile import encode_autosave
-from seattlecore import KeyPair, save_keypair
-from tests.support.daemons import node_manager
-from tests.support.seash import SeashRun, init_node, seash
+from tests.support.seash import SeashRun, TwoKeys, alice_and_bob, node_view, seash
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Setup:
-    home: Path
-    alice: KeyPair
-    bob: KeyPair
-    port: int
-
-
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
-    """alice's and bob's keys in the keys dir; a node manager with two vessels of alice's."""
-    alice, bob = KeyPair.generate(), KeyPair.generate()
-    save_keypair(tmp_path / "home", "alice", alice)
-    save_keypair(tmp_path / "home", "bob", bob)
+async def setup(tmp_path: Path) -> AsyncIterator[TwoKeys]:
     (tmp_path / "hello.txt").write_text("hello from a variable\n")
-    init_node(tmp_path / "nm", alice.public.to_text(), vessels=2)
-    async with node_manager(tmp_path / "nm", dht=False) as nm:
-        yield Setup(tmp_path / "home", alice, bob, nm.port)
-
-
-async def _node_view(port: int, alice: KeyPair) -> NodeInfo:
-    async with open_node_client("127.0.0.1", port, identity=alice) as client:
-        return await client.get_vessels()
+    async with alice_and_bob(tmp_path) as node:
+        yield node
 
 
 def _variables(run: SeashRun, command: str = "show variables") -> dict[str, str]:
     return {r["name"]: r["value"] for t in run.doc(command)["tables"] for r in t["rows"]}
 
 
-def _start(setup: Setup) -> str:
+def _start(setup: TwoKeys) -> str:
     return f"loadkeys alice; loadpub bob; contact 127.0.0.1:{setup.port}"
 
 
-async def test_variables_in_dash_c(tmp_path: Path, setup: Setup) -> None:
+async def test_variables_in_dash_c(tmp_path: Path, setup: TwoKeys) -> None:
     script = "; ".join([
         _start(setup), "set prog hello.txt", "set greeting 'hi  there'", "set price '$5'",
         "set copy $price", "set both ${prog}-$price", "show variables",
@@ -72,11 +50,11 @@ async def test_variables_in_dash_c(tmp_path: Path, setup: Setup) -> None:
     assert [r["status"] for r in run.doc("upload $prog")["results"]] == ["ok", "ok"]
     assert "hello from a variable" in run.doc("on %1 cat ${prog}")["results"][0]["value"]
     assert _variables(run) == {"prog": "hello.txt", "price": "$5", "both": "hello.txt-$5"}
-    info = await _node_view(setup.port, setup.alice)
+    info = await node_view(setup.port, setup.alice)
     assert info.vessels[1].owner_info == "hi  there"
 
 
-async def test_undefined_and_unknown_are_errors(tmp_path: Path, setup: Setup) -> None:
+async def test_undefined_and_unknown_are_errors(tmp_path: Path, setup: TwoKeys) -> None:
     run = await seash(setup.home, "; ".join([
         _start(setup), "on %1 cat $nothere", "unset nothere", "set timout 3", "show variables",
         "set variable timout 3", "show timeout"]), cwd=tmp_path)
@@ -91,7 +69,7 @@ async def test_undefined_and_unknown_are_errors(tmp_path: Path, setup: Setup) ->
     assert {r["setting"]: r["value"] for r in rows}["timeout"] == "10 s"
 
 
-async def test_values_cannot_inject_commands(tmp_path: Path, setup: Setup) -> None:
+async def test_values_cannot_inject_commands(tmp_path: Path, setup: TwoKeys) -> None:
     """An attacker-chosen value (separators, a whole command, quotes, comments, dollars)
     stays one word wherever it is used: no second command runs, no vessel changes hands."""
     evil = "x; on %1 set owner bob # \"' $prog ${prog} \\"
@@ -105,14 +83,14 @@ async def test_values_cannot_inject_commands(tmp_path: Path, setup: Setup) -> No
     assert "unknown command 'set owner bob'" in run.doc("on %2 $cmd")["error"]
     assert "unknown command" in run.doc("on %2 $evil")["error"]
     assert "unknown identity 'set owner bob'" in run.doc("as $cmd list")["error"]
-    info = await _node_view(setup.port, setup.alice)
+    info = await node_view(setup.port, setup.alice)
     assert [v.owner for v in info.vessels] == [setup.alice.public] * 2
     assert info.vessels[0].owner_info == evil
     commands = [d["command"] for d in run.docs]
     assert commands == lines                              # one document per command line
 
 
-async def test_huge_and_self_referencing_values(tmp_path: Path, setup: Setup) -> None:
+async def test_huge_and_self_referencing_values(tmp_path: Path, setup: TwoKeys) -> None:
     half = "y" * 40_000
     script = "; ".join([
         _start(setup), f"set big {'z' * 70_000}", f"set half {half}", "set dbl $half$half",
@@ -129,7 +107,7 @@ async def test_huge_and_self_referencing_values(tmp_path: Path, setup: Setup) ->
     assert "illegal filename '$B'" in run.doc("on %1 cat $B")["results"][0]["error"]
 
 
-async def test_script_file_and_autosave_across_runs(tmp_path: Path, setup: Setup) -> None:
+async def test_script_file_and_autosave_across_runs(tmp_path: Path, setup: TwoKeys) -> None:
     script = tmp_path / "deploy.seash"
     script.write_text(f"{_start(setup)}\nset prog hello.txt  # the program\n"
                       "set autosave on\nadd %2 to mine\non mine\nupload $prog\n")
@@ -152,7 +130,7 @@ async def test_script_file_and_autosave_across_runs(tmp_path: Path, setup: Setup
     assert _variables(again) == {}
 
 
-async def test_damaged_autosave_is_ignored_with_a_warning(tmp_path: Path, setup: Setup) -> None:
+async def test_damaged_autosave_is_ignored_with_a_warning(tmp_path: Path, setup: TwoKeys) -> None:
     saved = setup.home / AUTOSAVE_FILE
     saved.write_bytes(b"seash-autosave 1\n{\"identities\": [tru")
     run = await seash(setup.home, "show variables", cwd=tmp_path)
@@ -196,11 +174,11 @@ def test_restore_survives_every_kind_of_damage(tmp_path: Path) -> None:
     assert outcomes["warned"] > 100
 
 
-async def test_interactive_variables_and_autosave(tmp_path: Path, setup: Setup) -> None:
+async def test_interactive_variables_and_autosave(tmp_path: Path, setup: TwoKeys) -> None:
     await trio.to_thread.run_sync(_interactive, tmp_path, setup)
 
 
-def _interactive(tmp_path: Path, setup: Setup) -> None:
+def _interactive(tmp_path: Path, setup: TwoKeys) -> None:
     def spawn() -> pexpect.spawn:
         return pexpect.spawn(sys.executable, ["-m", "seash", "--home", str(setup.home)],
                              cwd=str(tmp_path), encoding="utf-8", timeout=20,

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from seattlecore import PublicKey
+from nodemanager import NodeInfo, open_node_client
+from seattlecore import KeyPair, PublicKey, save_keypair
 from tests.support.daemons import Daemon, node_manager
 from tests.support.daemons import init_node as init_spec
 from tests.support.dht import lookup_until
@@ -72,3 +74,30 @@ async def seash(home: Path, script: str, *, cwd: Path, bootstrap: str | None = N
     done = await trio.run_process(argv, cwd=cwd, capture_stdout=True, capture_stderr=True,
                                   check=False, env={**os.environ, **(env or {})})
     return SeashRun(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+@dataclass
+class TwoKeys:
+    """A seash home with alice's and bob's keys, and a node manager (no DHT) on ``port``."""
+
+    home: Path
+    alice: KeyPair
+    bob: KeyPair
+    port: int
+
+
+@asynccontextmanager
+async def alice_and_bob(root: Path) -> AsyncIterator[TwoKeys]:
+    """alice's and bob's keys in ``root/home``; a node manager with two vessels of alice's."""
+    alice, bob = KeyPair.generate(), KeyPair.generate()
+    save_keypair(root / "home", "alice", alice)
+    save_keypair(root / "home", "bob", bob)
+    init_node(root / "nm", alice.public.to_text(), vessels=2)
+    async with node_manager(root / "nm", dht=False) as nm:
+        yield TwoKeys(root / "home", alice, bob, nm.port)
+
+
+async def node_view(port: int, identity: KeyPair) -> NodeInfo:
+    """The node's GetVessels answer, asked as ``identity``."""
+    async with open_node_client("127.0.0.1", port, identity=identity) as client:
+        return await client.get_vessels()
