@@ -26,9 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse
 import importlib.util
 import os
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 from types import ModuleType
@@ -118,13 +116,7 @@ def fanout(args: argparse.Namespace) -> None:
                 print(f"{vessels:>7} {op:<6} {seash_s:>8.3f} {api_s:>8.3f} {api_s / seash_s:>9.2f}")
             print(f"medians of {args.rounds} rounds; load average at the end: {load_avg()}")
         finally:
-            for proc, _, _ in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc, _, _ in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            bench.stop_nodes(procs)
 
 
 def allpairs(args: argparse.Namespace) -> None:

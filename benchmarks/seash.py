@@ -79,6 +79,17 @@ def start_nodes(root: Path, owner: KeyPair, nodes: int, per_node: int) -> list[P
     return out
 
 
+def stop_nodes(procs: list[Proc]) -> None:
+    """SIGTERM every node manager (a clean stop), then kill what is still up after 10 s."""
+    for proc, _, _ in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc, _, _ in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def wait_adverts(owner: KeyPair, dht: int, want: int) -> int:
     with trio.move_on_after(120):
         while True:
@@ -193,13 +204,7 @@ def main() -> None:
                       flush=True)
         finally:
             print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-            for proc, _, _ in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc, _, _ in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_nodes(procs)
 
 
 if __name__ == "__main__":
