@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from overlay import lookup_once
 from overlay.advert import pool_listing_key
 from seash.experiment import Experiment, ExperimentError, KeepRunning
 from seash.experiment.model import Event
 from seattlecore import KeyPair, PublicKey
 from tests.support import poolwire as pw
-from tests.support.polling import eventually
+from tests.support.dht import lookup_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +30,9 @@ async def test_keep_running_leases_from_the_pool_within_the_quota(tmp_path: Path
     program.write_bytes(LOOP)
     async with pw.pool_world(tmp_path, 2, 2, net=NET, sandbox=True) as (nodes, _):
         boot = (f"127.{NET}.0.1", nodes[0].dht_port or 0)
-        listing = pool_listing_key(PublicKey(pw.POOL_OF_WORLD))
-
-        async def listed() -> bool:
-            return len((await lookup_once(listing, [boot])).candidates) == 4
-        await eventually(listed, timeout=60, interval=0.5)
+        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)), boot,
+                           lambda found: len(found.candidates) == 4, timeout=60,
+                           what="the pool's free vessels")
 
         async with Experiment(alice, bootstrap=[boot], credential=credential) as exp:
             keep = KeepRunning(exp, 2, program, interval=0.2)

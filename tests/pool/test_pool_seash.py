@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from installer.planner.grant import render_pool
-from overlay import lookup_once
 from overlay.advert import pool_listing_key
 from seattlecore import KeyPair, PublicKey, save_keypair
 from tests.support import poolwire as pw
-from tests.support.polling import eventually
+from tests.support.dht import lookup_until
 from tests.support.seash import seash
 
 pytestmark = pytest.mark.slow
@@ -39,12 +38,10 @@ async def test_get_run_release_from_seash(tmp_path: Path) -> None:
     async with pw.pool_world(tmp_path, 3, 1, net=NET, sandbox=True) as (nodes, _):
         boot = f"127.{NET}.0.1:{nodes[0].dht_port}"
 
-        listing = pool_listing_key(PublicKey(pw.POOL_OF_WORLD))
-
-        async def listed() -> bool:
-            found = await lookup_once(listing, [(f"127.{NET}.0.1", nodes[0].dht_port or 0)])
-            return len(found.candidates) == 3
-        await eventually(listed, timeout=60, interval=0.5)
+        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)),
+                           (f"127.{NET}.0.1", nodes[0].dht_port or 0),
+                           lambda found: len(found.candidates) == 3, timeout=60,
+                           what="the pool's free vessels")
 
         session = await seash(home, """
             loadkeys alice; loadgrant alice.grant
@@ -92,12 +89,10 @@ async def test_get_from_an_open_pool_pays_the_work_per_key(tmp_path: Path) -> No
     net = 49
     async with pw.pool_world(tmp_path, 3, 1, net=net) as (nodes, _):
         boot = f"127.{net}.0.1:{nodes[0].dht_port}"
-        listing = pool_listing_key(PublicKey(pw.POOL_OF_WORLD))
-
-        async def listed() -> bool:
-            found = await lookup_once(listing, [(f"127.{net}.0.1", nodes[0].dht_port or 0)])
-            return len(found.candidates) == 3
-        await eventually(listed, timeout=60, interval=0.5)
+        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)),
+                           (f"127.{net}.0.1", nodes[0].dht_port or 0),
+                           lambda found: len(found.candidates) == 3, timeout=60,
+                           what="the pool's free vessels")
         session = await seash(home, """
             loadkeys alice; loadgrant open.grant
             get 2
@@ -125,12 +120,10 @@ async def test_get_leases_two_vessels_of_one_node_at_once(tmp_path: Path) -> Non
     net = 50
     async with pw.pool_world(tmp_path, 2, 2, net=net) as (nodes, _):
         boot = f"127.{net}.0.1:{nodes[0].dht_port}"
-        listing = pool_listing_key(PublicKey(pw.POOL_OF_WORLD))
-
-        async def listed() -> bool:
-            found = await lookup_once(listing, [(f"127.{net}.0.1", nodes[0].dht_port or 0)])
-            return len(found.candidates) == 4
-        await eventually(listed, timeout=60, interval=0.5)
+        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)),
+                           (f"127.{net}.0.1", nodes[0].dht_port or 0),
+                           lambda found: len(found.candidates) == 4, timeout=60,
+                           what="the pool's free vessels")
         session = await seash(home, "loadkeys alice; loadgrant alice.grant; get 4; "
                                     "renew get; release get",
                               cwd=work, bootstrap=boot, json_output=False)
