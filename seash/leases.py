@@ -30,13 +30,11 @@ from nodemanager.errors import (
 )
 from nodemanager.nat.autonat import prefix_of
 from nodemanager.nat.dial import Route
-from nodemanager.proto import messages as m
 from nodemanager.proto.pool import (
     FreeTag,
     decode_tag,
     listing_key,
     read_credential,
-    sign_consent,
     solve_work,
 )
 from overlay import Advert
@@ -188,21 +186,14 @@ async def get(ex: Executor, args: Args) -> None:
     stop = False
 
     cred = read_credential(blob)
-    works: dict[str, tuple[float, bytes | None, PublicKey | None]] = {}
+    works: dict[str, tuple[float, bytes]] = {}
+    """An open pool's proof of work per vessel, with the moment it was solved for."""
 
     async def acquire(client: NodeClient, job: Job) -> dict[str, Any]:
-        # built here, not with client.acquire_vessel: a node's batched client (two vessels
-        # of one node) has no clock of its own; a call with a timestamp is sent alone
-        at, work, known = works.get(job.target) or (time.time(), None,
-                                                      job.node_key or client.node_key)
+        at, work = works.get(job.target, (None, None))
         if cred.open and work is None:
             raise SeashError(f"no proof of work computed for {job.target}")
-        if known is None:
-            raise SeashError(f"no node key known for {job.target}")
-        node_key: PublicKey = known
-        consent = sign_consent(key, pool, node_key, job.vessel, at)
-        return await client.call(m.AcquireVessel(vessel=job.vessel, credential=blob,
-                                                 consent=consent, work=work), timestamp=at)
+        return await client.acquire_vessel(job.vessel, blob, work=work, at=at)
 
     serial = False
     retried: set[str] = set()
@@ -218,7 +209,7 @@ async def get(ex: Executor, args: Args) -> None:
                 at, node_key = time.time(), offer.advert.node_key
                 work = await trio.to_thread.run_sync(solve_work, pool, key.public, node_key,
                                                      offer.advert.vessel, at, cred.work)
-                works[offer.address] = (at, work, node_key)
+                works[offer.address] = (at, work)
         answers = await fan_out(ex.pool, jobs, acquire, identity=key,
                                 limiter=trio.CapacityLimiter(max(1, s.settings.concurrency)),
                                 timeout=s.settings.timeout)

@@ -495,9 +495,12 @@ class NodeClient:
 
     # ---- the community pool (revision 8, docs/pool.md) ----
 
-    async def acquire_vessel(self, vessel: str, credential: bytes,
-                             lease: float | None = None) -> dict[str, Any]:
-        """Lease pool vessel ``vessel`` with ``credential``; the answer has ``deadline``."""
+    async def acquire_vessel(self, vessel: str, credential: bytes, lease: float | None = None,
+                             *, work: bytes | None = None, at: float | None = None) -> dict[str, Any]:
+        """Lease pool vessel ``vessel`` with ``credential``; the answer has ``deadline``.
+
+        ``work``: an open pool's proof of work, solved for the moment ``at`` (the consent's
+        and the request's timestamp; default now)."""
         if self.identity is None:
             raise ClientError("AcquireVessel needs an identity key pair")
         if self.node_key is None:
@@ -507,10 +510,11 @@ class NodeClient:
             pool = read_credential(credential).pool
         except BadPoolRecord as exc:
             raise ClientError(f"not a pool credential: {exc}") from exc
-        now = self._clock()
+        now = self._clock() if at is None else at
         consent = sign_consent(self.identity, pool, self.node_key, vessel, now)
         return await self.call(m.AcquireVessel(vessel=vessel, credential=credential,
-                                               consent=consent, lease=lease), timestamp=now)
+                                               consent=consent, lease=lease, work=work),
+                               timestamp=now)
 
     async def renew_lease(self, vessel: str, lease: float | None = None) -> dict[str, Any]:
         return await self.call(m.RenewLease(vessel=vessel, lease=lease), sign=True)
