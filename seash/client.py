@@ -92,6 +92,24 @@ class Job:
 VesselOp = Callable[[NodeClient, Job], Awaitable[Any]]
 ResultSink = Callable[[NodeResult], None]
 
+
+class NodeWide:
+    """A fan-out op whose one call answers for every vessel of a node (GetVessels):
+    ``fetch`` runs once per node, ``pick`` takes each job's value from its answer (and may
+    raise a ``NodeManagerError``, e.g. ``NoSuchVessel``, for that job alone). Called on one
+    job it is a plain ``VesselOp``. ``fan_out`` gives such an op no task, batch or shared
+    answer per vessel: that scaffolding was most of a ``list``'s client time."""
+
+    __slots__ = ("fetch", "pick")
+
+    def __init__(self, fetch: Callable[[NodeClient], Awaitable[Any]],
+                 pick: Callable[[Any, Job], Any]) -> None:
+        self.fetch = fetch
+        self.pick = pick
+
+    async def __call__(self, client: NodeClient, job: Job) -> Any:
+        return self.pick(await self.fetch(client), job)
+
 _MESSAGES: tuple[tuple[type[Exception], str], ...] = (
     (Forbidden, "permission denied"),
     (NoSuchVessel, "no such vessel on the node (run 'browse' or 'list' again)"),
@@ -223,6 +241,9 @@ async def fan_out(
 
 async def _serve_node(pool: NodePool, jobs: list[Job], op: VesselOp, identity: KeyPair | None,
                       timeout: float, emit: ResultSink) -> None:
+    if len(jobs) > 1 and isinstance(op, NodeWide):
+        await _serve_node_wide(pool, jobs, op, identity, timeout, emit)
+        return
     if len(jobs) > 1 and identity is not None:
         await _serve_batched(pool, jobs, op, identity, timeout, emit)
         return
@@ -256,6 +277,46 @@ async def _run_one(pool: NodePool, job: Job, op: VesselOp, identity: KeyPair | N
     await pool.discard(job.node, identity)
     return NodeResult(job.target, job.address, "timeout", error=f"no answer within {deadline:g} s",
                       elapsed=trio.current_time() - start)
+
+
+async def _serve_node_wide(pool: NodePool, jobs: list[Job], op: NodeWide,
+                           identity: KeyPair | None, timeout: float, emit: ResultSink) -> None:
+    """One ``fetch`` for all of the node's jobs, then each job's value picked from it."""
+    node, start = jobs[0].node, trio.current_time()
+    deadline = max(job.deadline or timeout for job in jobs)
+    failed: NodeManagerError | OSError | None = None
+    path = "direct"
+    with trio.move_on_after(deadline + 0.5) as scope:
+        try:
+            client = await pool.client(node, identity, jobs[0].node_key, deadline)
+            client.timeout = deadline
+            path = client.path
+            answer = await op.fetch(client)
+        except (NodeManagerError, OSError) as exc:
+            failed = exc
+    if scope.cancelled_caught:
+        await pool.discard(node, identity)
+        for job in jobs:
+            emit(NodeResult(job.target, job.address, "timeout",
+                            error=f"no answer within {deadline:g} s",
+                            elapsed=trio.current_time() - start))
+        return
+    if failed is not None:
+        results = [_failure(job, op, failed, start) for job in jobs]
+        for result in results:
+            emit(result)
+        if _unreachable(results[0]):
+            await pool.discard(node, identity)
+        return
+    elapsed = trio.current_time() - start
+    for job in jobs:
+        try:
+            value = op.pick(answer, job)
+        except NodeManagerError as exc:
+            emit(_failure(job, op, exc, start))
+        else:
+            emit(NodeResult(job.target, job.address, "ok", value=value, elapsed=elapsed,
+                            path=path))
 
 
 def _failure(job: Job, op: VesselOp, exc: NodeManagerError | OSError, start: float) -> NodeResult:

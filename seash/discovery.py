@@ -18,15 +18,13 @@ from nodemanager import NodeClient, NodeInfo, VesselInfo
 from nodemanager.errors import NoSuchVessel
 from nodemanager.nat.dial import Route
 from overlay import Advert
-from seash.client import Found, Job, Node, contact_nodes, lookup
+from seash.client import Found, Job, Node, NodeWide, contact_nodes, lookup
 from seash.commands import Args
 from seash.errors import NoVesselsFound, SeashError
 from seash.executor import Executor
 from seash.parse import parse_contact, parse_hostport
 from seash.session import VesselRef
 from seattlecore import PublicKey
-
-NodeInfoOp = Callable[[NodeClient, Job], Awaitable[VesselInfo]]
 
 
 def _adopt(ex: Executor, node: Node, found: Found, only: str | None = None) -> list[int]:
@@ -122,31 +120,36 @@ async def contact(ex: Executor, args: Args) -> None:
     await _contact(ex, "contact", [((host, port), None)], only=vessel)
 
 
-def node_info_op(cache: dict[Node, NodeInfo]) -> NodeInfoOp:
-    """A fan-out op: one GetVessels per node (cached in ``cache``), the job's vessel from it."""
-    async def op(client: NodeClient, job: Job) -> VesselInfo:
-        info = cache.get(job.node)
-        if info is None:
-            info = cache[job.node] = await client.get_vessels()
-        for vessel in info.vessels:
-            if vessel.name == job.vessel:
-                return vessel
-        raise NoSuchVessel(job.vessel)
-    return op
+def node_info_op() -> NodeWide:
+    """A fan-out op: one GetVessels per node, each job's vessel picked from it."""
+    async def fetch(client: NodeClient) -> NodeInfo:
+        return await client.get_vessels()
+    return NodeWide(fetch, vessel_of)
+
+
+def vessel_of(info: NodeInfo, job: Job) -> VesselInfo:
+    """The job's vessel in a node's GetVessels answer (``NoSuchVessel`` if it has none)."""
+    for vessel in info.vessels:
+        if vessel.name == job.vessel:
+            return vessel
+    raise NoSuchVessel(job.vessel)
 
 
 async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None:
     s = ex.session
     me = s.identity().public
 
-    base = node_info_op({})
+    base = node_info_op()
     notes: dict[int, str] = {}
     """Each answer's lease note, by the answer object (render gets only the value)."""
+    now = time.time()
 
-    async def op(client: NodeClient, job: Job) -> VesselInfo:
-        info = await base(client, job)
-        notes[id(info)] = lease_note(s.leases.get(job.address), time.time())
-        return info
+    def pick(info: NodeInfo, job: Job) -> VesselInfo:
+        vessel = vessel_of(info, job)
+        notes[id(vessel)] = lease_note(s.leases.get(job.address), now)
+        return vessel
+
+    op = NodeWide(base.fetch, pick)
 
     def render(v: VesselInfo) -> str:
         mark = "*" if v.owner == me else " "

@@ -172,7 +172,7 @@ async def _follow(ex: Executor, reader: LogReader, printer: _Printer, jobs: list
 
 async def _running(ex: Executor, jobs: list[Job]) -> set[str]:
     """Targets whose program still runs (or that did not answer: keep asking them)."""
-    results = await ex.gather(node_info_op({}), jobs)
+    results = await ex.gather(node_info_op(), jobs)
     return {r.target for r in results if not r.ok or r.value.status == "Started"}
 
 

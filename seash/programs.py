@@ -79,11 +79,11 @@ async def wait(ex: Executor, args: Args) -> None:
     limit = args.option("--for")
     seconds = parse_positive(limit, "--for") if limit else float("inf")
     start = trio.current_time()
-    results = await ex.gather(node_info_op({}))
+    results = await ex.gather(node_info_op())
     with trio.move_on_after(seconds):
         while any(r.ok and r.value.status == "Started" and not r.value.paused for r in results):
             await trio.sleep(WAIT_INTERVAL)
-            results = await ex.gather(node_info_op({}))
+            results = await ex.gather(node_info_op())
     ex.reporter.start("wait", len(results))
     outcomes = [ending(r, seconds if limit else None) for r in results]
     for outcome in outcomes:

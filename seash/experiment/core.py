@@ -16,13 +16,13 @@ from typing import Any
 
 import trio
 
-from nodemanager import NodeClient, VesselInfo
-from nodemanager.errors import NoSuchVessel, VesselNotRunning
+from nodemanager import NodeClient
+from nodemanager.errors import VesselNotRunning
 from nodemanager.nat.dial import Route
 from nodemanager.proto.pool import listing_key, read_credential
 from overlay import LookupResult
 from seash.client import Found, Job, Node, NodePool, NodeResult, VesselOp, contact_nodes, fan_out, lookup
-from seash.discovery import observers_of
+from seash.discovery import node_info_op, observers_of
 from seash.errors import DiscoveryError
 from seash.experiment.model import ExperimentError, Vessel, ending, running
 from seash.leases import FATAL, choose, offers_from
@@ -211,16 +211,7 @@ class Experiment:
 
     async def status(self, vessels: Sequence[Vessel]) -> list[NodeResult]:
         """Each vessel's ``VesselInfo`` (one GetVessels per node)."""
-        cache: dict[Node, list[VesselInfo]] = {}
-
-        async def op(client: NodeClient, job: Job) -> VesselInfo:
-            if job.node not in cache:
-                cache[job.node] = list((await client.get_vessels()).vessels)
-            for info in cache[job.node]:
-                if info.name == job.vessel:
-                    return info
-            raise NoSuchVessel(job.vessel)
-        return await self.do(vessels, op)
+        return await self.do(vessels, node_info_op())
 
     async def wait(self, vessels: Sequence[Vessel], timeout: float | None = None,
                    ) -> list[NodeResult]:

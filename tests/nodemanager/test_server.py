@@ -52,6 +52,22 @@ async def test_client_learns_node_key_then_signs(node: Node) -> None:
         assert nm.node_key == node.server.node
 
 
+async def test_a_signed_getvessels_without_the_node_key_is_one_call(node: Node) -> None:
+    """The unsigned GetVessels that learns the node's key answers a GetVessels asked for
+    (a public call: the same answer signed or not); any other call is signed after it."""
+    async with node.client(node.user, node_key=None) as nm:
+        info = await nm.get_vessels()
+        assert (nm.statistics().calls, nm.node_key) == (1, node.server.node)
+        assert [v.name for v in info.vessels] == ["v1", "v2"]
+        assert [v.name for v in (await nm.get_vessels()).vessels] == ["v1", "v2"]
+        assert nm.statistics().calls == 2
+    async with node.client(node.user, node_key=None) as nm:
+        assert await nm.list_files("v1") == []
+        assert nm.statistics().calls == 2  # the key, then the signed ListFilesInVessel
+        with pytest.raises(errors.VesselNotRunning):  # signed by the user, who may stop it
+            await nm.stop_vessel("v1")
+
+
 async def test_file_operations(node: Node) -> None:
     async with node.client(node.user) as nm:
         await nm.add_file("v1", "a.txt", b"one")

@@ -9,6 +9,7 @@ import trio
 
 from nodemanager import NodeClient
 from seash.client import Job, NodePool, PoolStats, fan_out
+from seash.discovery import node_info_op
 from seattlecore import KeyPair
 from tests.support.daemons import node_manager
 
@@ -78,4 +79,43 @@ async def test_a_nodes_vessels_share_one_signed_batch(tmp_path: Path) -> None:
         assert results[4].status == "failed" and "no such vessel" in (results[4].error or "")
         # learning the node key (unsigned GetVessels), then two batches: add, then list
         assert nonces() - before == 2
+        await pool.aclose()
+
+
+async def test_a_node_wide_op_asks_each_node_once(tmp_path: Path) -> None:
+    """``list``'s op (one GetVessels per node): one call for all of a node's vessels, the
+    node's key learned by it; a vessel the node lacks fails alone; the vessels of a node
+    that refuses connections, or of one that never answers, fail together."""
+    import sqlite3
+
+    from tests.support.seash import init_node
+
+    state = tmp_path / "nm"
+    init_node(state, OWNER.public.to_text(), vessels=4)
+
+    def nonces() -> int:
+        with sqlite3.connect(state / "state.sqlite") as db:
+            return int(db.execute("SELECT count(*) FROM nonces").fetchone()[0])
+
+    silent = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    silent_port = silent.socket.getsockname()[1]
+    async with silent, node_manager(state, dht=False) as nm:
+        jobs = [Job(f"%{i}", "127.0.0.1", nm.port, f"v{i}") for i in (1, 2, 3, 4, 9)]
+        jobs += [Job("%20", "127.0.0.1", 9, "v1"), Job("%21", "127.0.0.1", 9, "v2")]
+        jobs += [Job("%30", "127.0.0.1", silent_port, "v1"), Job("%31", "127.0.0.1", silent_port, "v2")]
+        pool = NodePool()
+        before = nonces()
+        results = await fan_out(pool, jobs, node_info_op(), identity=OWNER,
+                                limiter=trio.CapacityLimiter(8), timeout=1.0)
+        assert [r.status for r in results] == ["ok"] * 4 + ["failed"] * 3 + ["timeout"] * 2
+        assert [r.value.name for r in results[:4]] == ["v1", "v2", "v3", "v4"]
+        assert "no such vessel" in (results[4].error or "")
+        assert all((r.error or "").startswith("node unreachable") for r in results[5:7])
+        client = await pool.client(("127.0.0.1", nm.port), OWNER, None, 1.0)
+        assert client.statistics().calls == 1 and nonces() == before  # unsigned: key learned
+        assert pool.statistics().open == 1  # the silent node's connection was dropped
+        again = await fan_out(pool, jobs[:4], node_info_op(), identity=OWNER,
+                              limiter=trio.CapacityLimiter(8), timeout=1.0)
+        assert all(r.ok for r in again)
+        assert client.statistics().calls == 2 and nonces() == before + 1  # one signed call
         await pool.aclose()
