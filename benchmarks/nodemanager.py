@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -214,14 +215,19 @@ async def owner_latencies(port: int, owner: KeyPair, node: PublicKey,
     warm: list[float] = []
     cold: list[float] = []
     failed = 0
-    async with open_node_client("127.0.0.1", port, identity=owner, node_key=node,
-                                timeout=10) as nm:
-        await nm.get_vessel_resources("v1")
-        for _ in range(samples):
-            began = time.perf_counter()
+    reasons: Counter[str] = Counter()
+    try:
+        async with open_node_client("127.0.0.1", port, identity=owner, node_key=node,
+                                    timeout=10) as nm:
             await nm.get_vessel_resources("v1")
-            warm.append(time.perf_counter() - began)
-            await trio.sleep(0.01)
+            for _ in range(samples):
+                began = time.perf_counter()
+                await nm.get_vessel_resources("v1")
+                warm.append(time.perf_counter() - began)
+                await trio.sleep(0.01)
+    except NodeManagerError as exc:  # the open connection is lost: its remaining samples fail
+        failed += samples - len(warm)
+        print(f"  owner connection failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     for _ in range(samples):
         began = time.perf_counter()
         try:
@@ -231,16 +237,25 @@ async def owner_latencies(port: int, owner: KeyPair, node: PublicKey,
             cold.append(time.perf_counter() - began)
         except NodeManagerError as exc:
             failed += 1
-            print(f"  owner request failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            reasons[f"{type(exc).__name__}: {exc}"] += 1
         await trio.sleep(0.01)
+    for reason, count in reasons.most_common():
+        print(f"  {count} owner requests on new connections failed: {reason}", file=sys.stderr)
     return warm, cold, failed
 
 
-async def port_counters(port: int, owner: KeyPair, node: PublicKey) -> dict[str, int]:
-    """The node's connection counters, asked as the owner (so never queued behind a flood)."""
-    async with open_node_client("127.0.0.1", port, identity=owner, node_key=node,
-                                timeout=10) as nm:
-        return dict((await nm.get_node_status()).connections)
+async def port_counters(port: int, owner: KeyPair, node: PublicKey) -> dict[str, int] | None:
+    """The node's connection counters, asked as the owner (so never queued behind a flood);
+    None if three tries in a row got no answer (the row then shows no counters, instead
+    of the run ending: an older tree under a flood may not answer in time)."""
+    for _ in range(3):
+        try:
+            async with open_node_client("127.0.0.1", port, identity=owner, node_key=node,
+                                        timeout=10) as nm:
+                return dict((await nm.get_node_status()).connections)
+        except NodeManagerError as exc:
+            print(f"  status request failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return None
 
 
 def start_attack(port: int, connections: int, interval: float) -> subprocess.Popen[str]:
@@ -273,17 +288,29 @@ def flood_rows(port: int, owner: KeyPair, node: PublicKey, connections: int,
             if attacker is not None:
                 attacker.kill()
                 attacker.wait()
+        nan = float("nan")
         rows.append({
             "flood": label if attacker is not None else "none",
-            "warm_p50": statistics.median(warm) * 1e3, "warm_p99": percentile(warm, 0.99) * 1e3,
+            "warm_p50": statistics.median(warm) * 1e3 if warm else nan,
+            "warm_p99": percentile(warm, 0.99) * 1e3 if warm else nan,
             "cold_p50": statistics.median(cold) * 1e3 if cold else float("nan"),
             "cold_p99": percentile(cold, 0.99) * 1e3 if cold else float("nan"),
-            "ok": f"{2 * samples - failed}/{2 * samples}", "open": after["connections"],
-            "evicted_per_s": (after["evicted_total"] - before["evicted_total"]) / elapsed,
-            "delayed_per_s": (after["delayed_total"] - before["delayed_total"]) / elapsed,
-            "shed_per_s": (after["shed_total"] - before["shed_total"]) / elapsed,
+            "ok": f"{2 * samples - failed}/{2 * samples}",
+            "open": after.get("connections", nan) if after is not None else nan,
+            "evicted_per_s": counter_rate(before, after, "evicted_total", elapsed),
+            "delayed_per_s": counter_rate(before, after, "delayed_total", elapsed),
+            "shed_per_s": counter_rate(before, after, "shed_total", elapsed),
         })
     return rows
+
+
+def counter_rate(before: dict[str, int] | None, after: dict[str, int] | None, key: str,
+                 elapsed: float) -> float:
+    """Per second of a port counter between two readings (nan if either is missing, or
+    the node does not count it: an older tree)."""
+    if before is None or after is None or key not in before or key not in after:
+        return float("nan")
+    return (after[key] - before[key]) / elapsed
 
 
 def print_flood(rows: list[dict[str, object]], connections: int, tree: str = "") -> None:
@@ -294,7 +321,7 @@ def print_flood(rows: list[dict[str, object]], connections: int, tree: str = "")
     for row in rows:
         print(f"{row['flood']:<24} {row['warm_p50']:>9.2f} {row['warm_p99']:>9.2f} "
               f"{row['cold_p50']:>8.2f} {row['cold_p99']:>8.2f} {row['ok']:>8} "
-              f"{row['open']:>6} {row['evicted_per_s']:>10.0f} {row['shed_per_s']:>7.0f} "
+              f"{row['open']:>6.0f} {row['evicted_per_s']:>10.0f} {row['shed_per_s']:>7.0f} "
               f"{row['delayed_per_s']:>8.0f}")
     print("open = on a connection that is already trusted; new = connect + first request")
 

@@ -8,6 +8,17 @@ with sequential baselines over the same vessels:
   (how a naive loop, or the original seash with one handle per vessel, talks to nodes);
 * ``seq/node``: one connection per node, all its vessels' requests, one node at a time.
 
+Without a node's key (as for the vessels ``browse`` could not see: the DHT returns at most
+100 adverts per key) a client's first call is the unsigned GetVessels that learns it, which
+also answers a GetVessels asked for, so both ``list`` and ``seq`` then cost those nodes one
+unsigned call. ``list`` is the fourth of a session, on the connections that ``browse`` and
+the first ``list`` opened, in sessions by then (the steady state of an interactive session); ``cold list`` in
+a new executor that opens every connection inside the timed region (a fresh ``seash -c
+list``). For ``cold list`` the table also gives the CPU time it cost: seash's process and
+the daemons together (``/proc/PID/schedstat``; the daemons' own background work, about 0.1
+CPU-s a second for 50, included): on two cores its wall time cannot fall below half of that
+sum. ``x`` is seq / list, ``x cold`` seq / cold list.
+
 Per-vessel commands (``show files``: ListFilesInVessel on every vessel) reach a node of
 protocol revision 7 as one ``Batch`` per node (docs/protocol.md §16), and from revision 10
 on a connection that already carried a signed call, in a session (§18: MACs, no
@@ -101,7 +112,20 @@ async def wait_adverts(owner: KeyPair, dht: int, want: int) -> int:
     return len(nodes)
 
 
-async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> dict[str, float]:
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds the processes (all their threads) have run, from the scheduler."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
+
+
+async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int,
+                  pids: list[int]) -> dict[str, float]:
     session = Session()
     session.add_identity(Identity("bench", owner.public, owner))
     session.settings.bootstrap = [("127.0.0.1", dht)]
@@ -119,7 +143,9 @@ async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> 
     wanted = {("127.0.0.1", p) for p in ports}
     session.set_group("bench", [n for n, r in session.vessels.items() if r.node in wanted])
     session.target = "bench"
-    await ex.execute("list")                     # warm: connections open
+    await ex.execute("list")                     # connections open, keys known
+    await ex.execute("list")                     # signed calls: connections trusted
+    await ex.execute("list")                     # sessions open (protocol §18)
     reporter.ok = 0
     t0 = time.perf_counter()
     await ex.execute("list")
@@ -139,9 +165,11 @@ async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> 
     await ex3.aclose()
     # cold list: new pool, connections opened inside the timed region
     ex2 = Executor(TREE, session, Quiet(echo=True), home=Path(tempfile.gettempdir()))
+    daemons, client = cpu_of(pids), time.process_time()
     t0 = time.perf_counter()
     await ex2.execute("list")
     cold = time.perf_counter() - t0
+    cold_client, cold_daemons = time.process_time() - client, cpu_of(pids) - daemons
     await ex2.aclose()
 
     t0 = time.perf_counter()
@@ -165,6 +193,7 @@ async def measure(owner: KeyPair, dht: int, ports: list[int], per_node: int) -> 
     return {"files": files, "signed_files": signed_files, "seq_files": seq_files,
             "browse": browse, "found": found,
             "list": listing, "listed": listed, "cold": cold,
+            "cold_client": cold_client, "cold_daemons": cold_daemons,
             "seq_vessel": seq_vessel, "seq_node": seq_node}
 
 
@@ -185,7 +214,8 @@ def main() -> None:
             advertised = trio.run(wait_adverts, owner, dht, len(procs))
             print(f"DHT lookup sees {advertised} of {len(procs)} nodes", flush=True)
             header = (f"{'vessels':>7} {'nodes':>5} {'browse s':>9} {'found':>5} {'list s':>7} "
-                      f"{'cold list s':>11} {'seq list s':>10} {'seq/node s':>10} {'x':>6} "
+                      f"{'cold list s':>11} {'cold cpu s':>10} {'seq list s':>10} "
+                      f"{'seq/node s':>10} {'x':>6} {'x cold':>6} "
                       f"{'files s':>8} {'signed files s':>14} {'seq files s':>11} {'x':>6}")
             print(header)
             for vessels in (10, 100, 500):
@@ -193,12 +223,15 @@ def main() -> None:
                 if count > len(procs):
                     break
                 ports = [p for _, p, _ in procs[:count]]
-                runs = [trio.run(measure, owner, dht, ports, args.per_node)
+                pids = [proc.pid for proc, _, _ in procs]
+                runs = [trio.run(measure, owner, dht, ports, args.per_node, pids)
                         for _ in range(args.rounds)]
                 r = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                 print(f"{vessels:>7} {count:>5} {r['browse']:>9.3f} {int(r['found']):>5} "
-                      f"{r['list']:>7.3f} {r['cold']:>11.3f} {r['seq_vessel']:>10.3f} "
-                      f"{r['seq_node']:>10.3f} {r['seq_vessel'] / r['cold']:>5.1f}x "
+                      f"{r['list']:>7.3f} {r['cold']:>11.3f} "
+                      f"{r['cold_client']:>4.3f}+{r['cold_daemons']:.3f} {r['seq_vessel']:>10.3f} "
+                      f"{r['seq_node']:>10.3f} {r['seq_vessel'] / r['list']:>5.1f}x "
+                      f"{r['seq_vessel'] / r['cold']:>5.1f}x "
                       f"{r['files']:>8.3f} {r['signed_files']:>14.3f} {r['seq_files']:>11.3f} "
                       f"{r['seq_files'] / r['files']:>5.1f}x",
                       flush=True)
