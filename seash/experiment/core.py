@@ -10,6 +10,7 @@ vessels (``node unreachable: ...``, or ``timeout``) and no other.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import trio
 from nodemanager import NodeClient
 from nodemanager.errors import VesselNotRunning
 from nodemanager.nat.dial import Route
-from nodemanager.proto.pool import listing_key, read_credential
+from nodemanager.proto.pool import listing_key, read_credential, solve_work
 from overlay import LookupResult
 from seash.client import Found, Job, Node, NodePool, NodeResult, VesselOp, contact_nodes, fan_out, lookup
 from seash.discovery import node_info_op, observers_of
@@ -117,23 +118,25 @@ class Experiment:
     async def acquire(self, count: int, *, kind: str = "any", spread: bool = False,
                       rng: random.Random | None = None) -> list[Vessel]:
         """Lease up to ``count`` free vessels of the community pool (docs/pool.md) with this
-        experiment's credential; fewer when the pool has fewer or refuses (quota)."""
+        experiment's credential; fewer when the pool has fewer or refuses (quota). With an
+        open pool's credential each acquisition first pays its proof of work (in a worker
+        thread: about 2**bits hashes, 2.5 s at the default 22 bits)."""
         if self.credential is None:
             raise ExperimentError("no pool credential: give Experiment(credential=...) "
                                   "(a planner makes one with 'seattle-installer grant')")
         credential = read_credential(self.credential)
-        if credential.open:
-            raise ExperimentError("an open pool's credential needs proof of work per vessel: "
-                                  "lease with seash's 'get', then use the vessels here")
         pool_key = credential.pool
         found = await self._lookup(listing_key(pool_key))
         queue = choose(offers_from(found.candidates, pool_key), kind, spread,
                        rng or random.Random())
         blob = self.credential
         leased: list[Vessel] = []
+        works: dict[str, tuple[float, bytes]] = {}
+        """An open pool's proof of work per vessel, with the moment it was solved for."""
 
         async def lease(client: NodeClient, job: Job) -> dict[str, Any]:
-            return await client.acquire_vessel(job.vessel, blob)
+            at, work = works.get(job.target, (None, None))
+            return await client.acquire_vessel(job.vessel, blob, work=work, at=at)
 
         while len(leased) < count and queue:
             size = 1 if leased or len(queue) == 1 else count - len(leased)
@@ -144,6 +147,13 @@ class Experiment:
                 if offer.advert.relays:
                     self.pool.routes[node] = Route.from_advert(offer.advert)
                 offered.append(Vessel(node[0], node[1], offer.advert.vessel, offer.advert.node_key))
+            if credential.open:  # solved first: seconds of CPU, which no call's timeout allows
+                for offer, vessel in zip(batch, offered, strict=True):
+                    at = time.time()
+                    work = await trio.to_thread.run_sync(
+                        solve_work, pool_key, self.identity.public, offer.advert.node_key,
+                        vessel.name, at, credential.work)
+                    works[vessel.address] = (at, work)
             fatal = False
             for vessel, result in zip(offered, await self.do(offered, lease), strict=True):
                 if result.ok:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from overlay.advert import pool_listing_key
-from seash.experiment import Experiment, ExperimentError, KeepRunning
+from seash.experiment import Experiment, KeepRunning
 from seash.experiment.model import Event
 from seattlecore import KeyPair, PublicKey
 from tests.support import poolwire as pw
@@ -19,6 +19,7 @@ from tests.support.dht import lookup_until
 pytestmark = pytest.mark.slow
 
 NET = 52
+OPEN_NET = 53
 LOOP = b"log('up')\nwhile True:\n    sleep(0.1)\n"
 
 
@@ -67,9 +68,31 @@ async def test_keep_running_leases_from_the_pool_within_the_quota(tmp_path: Path
             assert status["result"]["pool"]["vessels"] == {"v1": None, "v2": None}
 
 
-async def test_an_open_pool_credential_is_refused_with_the_way_to_lease() -> None:
-    """The API does not compute proof of work yet: it says so before asking any node."""
-    credential = pw.credential(pw.WORLD_PLANNER, pw.POOL_OF_WORLD, vessels=1, work=12)
-    async with Experiment(KeyPair.generate(), credential=credential) as exp:
-        with pytest.raises(ExperimentError, match="seash's 'get'"):
-            await exp.acquire(1)
+async def test_an_open_pool_is_leased_from_the_api_with_proof_of_work(tmp_path: Path) -> None:
+    """``acquire`` with an open pool's credential pays each acquisition's proof of work
+    (bound to the researcher, node, vessel and moment: the nodes check it), holds the
+    pool's per-key quota, and a second researcher pays for its own."""
+    alice, bob = KeyPair.generate(), KeyPair.generate()
+    credential = pw.credential(pw.WORLD_PLANNER, pw.POOL_OF_WORLD, vessels=2, work=12)
+    async with pw.pool_world(tmp_path, 2, 2, net=OPEN_NET) as (nodes, _):
+        boot = (f"127.{OPEN_NET}.0.1", nodes[0].dht_port or 0)
+        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)), boot,
+                           lambda found: len(found.candidates) == 4, timeout=60,
+                           what="the pool's free vessels")
+        async with Experiment(alice, bootstrap=[boot], credential=credential) as exp:
+            leased = await exp.acquire(2, spread=True)
+            assert len(leased) == 2 and set(exp.leases) == {v.address for v in leased}
+            assert {v.host for v in leased} == {f"127.{OPEN_NET}.0.1", f"127.{OPEN_NET}.1.1"}
+            assert await exp.acquire(1) == []  # the open pool's quota: 2 per key
+            files = await exp.do(leased, lambda client, job: client.list_files(job.vessel))
+            assert [r.ok for r in files] == [True, True], files
+            async with Experiment(bob, bootstrap=[boot], credential=credential) as other:
+                theirs = await other.acquire(2)
+                assert len(theirs) == 2
+                assert not {v.address for v in theirs} & {v.address for v in leased}
+                assert [r.ok for r in await other.release(theirs)] == [True, True]
+            assert [r.ok for r in await exp.release(leased)] == [True, True]
+        for i, nm in enumerate(nodes):
+            status = await pw.send(nm.port, pw.frame(pw.pack(pw.body("GetNodeStatus"))),
+                                   host=f"127.{OPEN_NET}.{i}.1")
+            assert status["result"]["pool"]["vessels"] == {"v1": None, "v2": None}
