@@ -135,7 +135,8 @@ def vessel_of(info: NodeInfo, job: Job) -> VesselInfo:
     raise NoSuchVessel(job.vessel)
 
 
-async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None:
+async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False,
+                       command: str = "list") -> None:
     s = ex.session
     me = s.identity().public
 
@@ -160,14 +161,14 @@ async def list_vessels(ex: Executor, args: Args, *, quiet: bool = False) -> None
         return "  ".join(part for part in (f"{mark} {v.name:<6} {v.status}{reason}", program,
                                             v.owner_info, notes.get(id(v), "")) if part)
 
-    results = await ex.fan("list", op, render, quiet=quiet, paths=True)
+    results = await ex.fan(command, op, render, quiet=quiet, paths=True)
     for result in results:
         if result.ok:
             s.info[int(result.target[1:])] = result.value
 
 
 async def update(ex: Executor, args: Args) -> None:
-    await list_vessels(ex, args, quiet=True)
+    await list_vessels(ex, args, quiet=True, command="update")
 
 
 async def show_targets(ex: Executor, args: Args) -> None:

@@ -80,10 +80,11 @@ async def test_researcher_session(tmp_path: Path) -> None:
 
         # bob, now a user of the split-off vessel, finds and uses exactly that vessel
         await wait_advertised(load_public(home / "bob.publickey"), ("127.0.0.1", first.dht_port), 1)
-        bob = await seash(home, "loadkeys bob; browse; list; upload note.txt; cat note.txt; "
-                          "split half.resources", cwd=work, bootstrap=boot)
+        bob = await seash(home, "loadkeys bob; browse; list; update; upload note.txt; "
+                          "cat note.txt; split half.resources", cwd=work, bootstrap=boot)
         assert bob.returncode == 1  # split: a user is not the owner
         assert len(bob.doc("list")["results"]) == 1
+        assert bob.doc("update")["summaries"][0]["command"] == "update"  # its own summary
         assert bob.doc("cat note.txt")["results"][0]["value"] == "from bob\n"
         denied = bob.doc("split half.resources")["results"][0]
         assert denied["status"] == "failed" and denied["error"].startswith("permission denied")
