@@ -167,10 +167,12 @@ class PoolService:
         return name in self.config.vessels and name in self.server.state.vessels
 
     def advert_pairs(self) -> dict[Pair, bytes]:
-        """Pairs to advertise with their tags: free vessels under the listing key, leases
+        """Pairs to advertise with their tags: free vessels under the listing key (none
+        while the donor has paused the node: a vessel leased then could not run), leases
         under their researcher's key."""
         out: dict[Pair, bytes] = {}
         reach = self._reach()
+        offering = self.server.donor_paused is None
         for name in self.config.vessels:
             vessel = self.server.state.vessels.get(name)
             if vessel is None:
@@ -178,7 +180,7 @@ class PoolService:
             lease = self.book.leases.get(name)
             if lease is not None:
                 out[(name, lease.researcher)] = encode_tag(lease.tag(self.config.key))
-            elif name not in self._claimed:
+            elif offering and name not in self._claimed:
                 table = vessel.resources
                 out[(name, self.listing)] = encode_tag(FreeTag(
                     pool=self.config.key, cpu=float(table["cpu"]), memory=int(table["memory"]),
@@ -254,6 +256,9 @@ class PoolService:
         async with self._researcher_lock(researcher), self.server.vessel_lock(request.vessel):
             if request.vessel in self.book.leases or request.vessel in self._claimed:
                 raise errors.VesselTaken(f"{request.vessel} is leased (taken meanwhile)")
+            if self.server.donor_paused is not None:  # a listing seen before the pause
+                raise errors.VesselTaken(f"{request.vessel} is not offered while the donor has "
+                                         f"paused this node ({self.server.donor_paused})")
             for _, (used, _) in spent:  # checked under the vessel's lock: no reuse race
                 if self.server.state.query("SELECT 1 FROM nonces WHERE nonce = ?", (used,)):
                     raise errors.InsufficientWork("this proof of work was used already")

@@ -100,6 +100,38 @@ async def test_pool_vessels_are_listed_signed_with_their_attributes(tmp_path: An
         assert msgpack.unpackb(mine.candidates[0].tag, raw=False)["k"] == "lease"
 
 
+async def test_a_paused_node_lists_no_free_vessels_and_refuses_to_lease(tmp_path: Any) -> None:
+    """The donor pauses a pool node (the policy file, as ``seattle-installer pause`` writes
+    it): its free vessels leave the listing at once, an acquisition from a listing read
+    before is refused (``VesselTaken``, saying why), a lease it already granted stays;
+    on resume its free vessels are listed again and can be leased."""
+    from nodemanager.donor.control import update_policy
+
+    async with pw.pool_world(tmp_path, 2, VESSELS, net=NET, sandbox=True) as (nodes, keys):
+        adverts = await free_listed(nodes, 2 * VESSELS)
+        member = pw.new_key(9)
+        cred = pw.credential(PLANNER, pw.pub(member), vessels=4)
+        held = await pw.send(nodes[0].port, pw.acquire_frame(member, cred, POOL, keys[0], "v1"),
+                             host=host(0))
+        assert held["ok"], held
+        await free_listed(nodes, 2 * VESSELS - 1)
+        update_policy(tmp_path / "pool0", paused=True)
+        listed = await free_listed(nodes, VESSELS)  # only node 1's
+        assert {a.node_key.raw for a in listed} == {keys[1]}
+        stale = [a for a in adverts if a.node_key.raw == keys[0] and a.vessel == "v2"]
+        assert stale, adverts
+        refused = await pw.send(nodes[0].port, pw.acquire_frame(
+            member, cred, POOL, keys[0], "v2"), host=host(0))
+        assert not refused["ok"] and refused["error"]["code"] == "VesselTaken", refused
+        assert "paused" in refused["error"]["message"]
+        assert await leased_to(nodes, member) == [(0, "v1")]  # the lease held stays
+        update_policy(tmp_path / "pool0", paused=False)
+        await free_listed(nodes, 2 * VESSELS - 1)
+        granted = await pw.send(nodes[0].port, pw.acquire_frame(
+            member, cred, POOL, keys[0], "v2"), host=host(0))
+        assert granted["ok"], granted
+
+
 async def leased_to(nodes: list[Daemon], member: nacl.signing.SigningKey) -> list[tuple[int, str]]:
     """(node index, vessel) of every lease ``member`` holds, from each node's status."""
     held = []
