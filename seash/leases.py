@@ -123,11 +123,23 @@ def _credential(ex: Executor) -> tuple[bytes, PublicKey]:
     return blob, read_credential(blob).pool
 
 
+def grant_path(given: str, home: Path) -> Path:
+    """A relative FILE not in the current directory is looked for in the keys directory
+    (``--home``), where ``loadkeys`` reads and ``seattle-testbed up --pool`` writes grants."""
+    path = Path(given).expanduser()
+    if not path.is_absolute() and not path.exists() and (home / path).exists():
+        return home / path
+    return path
+
+
 async def loadgrant(ex: Executor, args: Args) -> None:
-    path = Path(args.need("file")).expanduser()
+    path = grant_path(args.need("file"), ex.home)
     try:
         blob = path.read_bytes()
         cred = read_credential(blob)
+    except FileNotFoundError as exc:
+        where = "" if path.is_absolute() else f" (nor in {ex.home})"
+        raise SeashError(f"cannot read {path}: {exc.strerror}{where}") from exc
     except OSError as exc:
         raise SeashError(f"cannot read {path}: {exc.strerror}") from exc
     except BadPoolRecord as exc:

@@ -138,7 +138,8 @@ TREE = Command("", children=(
     Command("contact", "add the usable vessels of one node manager HOST:PORT[:VESSEL]", discovery.contact,
             (Arg("address", "hostport"),)),
     Command("list", "GetVessels: status of each target (* = you own it)", discovery.list_vessels),
-    Command("loadgrant", "load a pool credential FILE for the current identity (docs/pool.md)",
+    Command("loadgrant", "load a pool credential FILE (a relative one not here: from --home) "
+            "for the current identity (docs/pool.md)",
             leases.loadgrant, (Arg("file", "path"),)),
     Command("get", "lease N free pool vessels [public|nat|any] (--spread: distinct /24s first)",
             leases.get, (Arg("count", "number"), Arg("kind", optional=True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ from installer.donor.plan import node_spec
 from installer.planner.grant import render_pool
 from nodemanager.node.spec import parse_spec
 from nodemanager.proto.pool import read_credential
-from seattlecore import load_public
+from seattlecore import KeyPair, load_public, save_keypair
+from tests.support import poolwire as pw
 
 
 @pytest.fixture
@@ -114,3 +117,26 @@ def test_revoke_refuses_bad_input_before_publishing(
     assert main([*base, "5", "--list", str(other), *boot]) == 2
     assert "another pool" in capsys.readouterr().err
     assert not (keys / "planner.revoked").exists()
+
+
+def test_loadgrant_reads_a_bare_name_from_the_keys_directory(tmp_path: Path) -> None:
+    """``seattle-testbed up --pool`` prints ``loadkeys demo; loadgrant demo.grant``: both
+    names are read from ``--home`` when the current directory has no such file; a file that
+    is in neither place is an error naming both."""
+    home, work = tmp_path / "keys", tmp_path / "elsewhere"
+    home.mkdir()
+    work.mkdir()
+    alice = KeyPair.generate()
+    save_keypair(home, "alice", alice)
+    (home / "alice.grant").write_bytes(pw.credential(pw.WORLD_PLANNER, alice.public.raw))
+    done = subprocess.run([sys.executable, "-m", "seash", "--home", str(home), "-c",
+                           "loadkeys alice; loadgrant alice.grant"], cwd=work,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "credential for pool" in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "seash", "--home", str(home), "-c",
+                              "loadkeys alice; loadgrant bob.grant"], cwd=work,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0
+    assert f"cannot read bob.grant: No such file or directory (nor in {home})" in (
+        missing.stdout + missing.stderr)
