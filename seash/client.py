@@ -24,6 +24,7 @@ import trio
 
 from nodemanager import ConnectionFailed, NodeClient, NodeInfo, NodeManagerError, RequestError, VesselInfo
 from nodemanager.errors import (
+    BadResponse,
     CompileFailed,
     DiskQuotaExceeded,
     FileNotFound,
@@ -269,8 +270,8 @@ async def _run_one(pool: NodePool, job: Job, op: VesselOp, identity: KeyPair | N
             client = await pool.client(job.node, identity, job.node_key, deadline)
             client.timeout = deadline
             value = await op(client, job)
-        except (NodeManagerError, OSError) as exc:
-            return _failure(job, op, exc, start)
+        except Exception as exc:
+            return _failure(job, op, _readable(exc), start)
         return NodeResult(job.target, job.address, "ok", value=value,
                           elapsed=trio.current_time() - start, path=client.path)
     assert scope.cancelled_caught
@@ -292,8 +293,8 @@ async def _serve_node_wide(pool: NodePool, jobs: list[Job], op: NodeWide,
             client.timeout = deadline
             path = client.path
             answer = await op.fetch(client)
-        except (NodeManagerError, OSError) as exc:
-            failed = exc
+        except Exception as exc:
+            failed = _readable(exc)
     if scope.cancelled_caught:
         await pool.discard(node, identity)
         for job in jobs:
@@ -312,11 +313,21 @@ async def _serve_node_wide(pool: NodePool, jobs: list[Job], op: NodeWide,
     for job in jobs:
         try:
             value = op.pick(answer, job)
-        except NodeManagerError as exc:
-            emit(_failure(job, op, exc, start))
+        except Exception as exc:
+            emit(_failure(job, op, _readable(exc), start))
         else:
             emit(NodeResult(job.target, job.address, "ok", value=value, elapsed=elapsed,
                             path=path))
+
+
+def _readable(exc: Exception) -> NodeManagerError | OSError:
+    """An op's exception as its job's failure. Anything but a node-manager or socket error
+    means an answer that was not what the operation returns (a broken or hostile node signs
+    what it likes): that node's jobs fail, the fan-out goes on."""
+    if isinstance(exc, NodeManagerError | OSError):
+        return exc
+    log.warning("an answer could not be read", exc_info=exc)
+    return BadResponse(f"bad answer from the node ({type(exc).__name__}: {exc})")
 
 
 def _failure(job: Job, op: VesselOp, exc: NodeManagerError | OSError, start: float) -> NodeResult:
@@ -363,8 +374,8 @@ async def _serve_batched(pool: NodePool, jobs: list[Job], op: VesselOp, identity
             batched.timeout = job.deadline or timeout
             try:
                 value = await op(batched, job)
-            except (NodeManagerError, OSError) as exc:
-                result = _failure(job, op, exc, start)
+            except Exception as exc:
+                result = _failure(job, op, _readable(exc), start)
             else:
                 result = NodeResult(job.target, job.address, "ok", value=value,
                                     elapsed=trio.current_time() - start, path=client.path)

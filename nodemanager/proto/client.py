@@ -61,7 +61,7 @@ from nodemanager.proto.wire import (
     seal_request,
 )
 from sandbox import ResourceTable
-from seattlecore import KeyPair, PublicKey
+from seattlecore import CoreError, KeyPair, PublicKey
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -172,9 +172,18 @@ def _vessel_info(raw: Mapping[str, Any]) -> VesselInfo:
 
 
 def node_info(raw: Mapping[str, Any]) -> NodeInfo:
-    """A GetVessels result as a ``NodeInfo``."""
-    return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
-                    vessels=tuple(_vessel_info(v) for v in raw["vessels"]))
+    """A GetVessels result as a ``NodeInfo``; BadResponse if it is not one (a node signs
+    whatever it answers: a hostile one can sign nonsense)."""
+    try:
+        vessels = raw["vessels"]
+        if type(vessels) is not list:
+            raise TypeError("vessels is not a list")
+        return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
+                        vessels=tuple(_vessel_info(v) for v in vessels))
+    except BadResponse:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, CoreError) as exc:
+        raise BadResponse(f"GetVessels: malformed answer ({type(exc).__name__}: {exc})") from exc
 
 
 def _paused_of(raw: Mapping[str, Any]) -> str | None:

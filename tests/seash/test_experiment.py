@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import msgpack
+import nacl.signing
 import pytest
 import trio
 
@@ -162,16 +163,34 @@ def test_allpairs_reads_a_hostile_vessels_csv_without_failing() -> None:
 async def hostile_node(kind: str, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
                        ) -> None:
     """A "node manager" that reads each request frame and answers garbage (``garbage``),
-    promises a 4 GiB frame and hangs up (``liar``) or never answers (``silent``)."""
+    promises a 4 GiB frame and hangs up (``liar``), never answers (``silent``), or answers
+    with a response signed by its own key for the request's nonce whose result is not what
+    the operation returns (``malformed``: built by hand from docs/protocol.md §2 and §5)."""
+    own = nacl.signing.SigningKey.generate()
+
+    def signed_nonsense(request: bytes) -> bytes:
+        body_bytes = msgpack.unpackb(request[4:], raw=False)[0]
+        nonce = msgpack.unpackb(body_bytes, raw=False)["nonce"]
+        node = bytes(own.verify_key)
+        body = msgpack.packb({"v": 1, "node": node, "nonce": nonce, "ok": True, "error": None,
+                              "result": {"version": "1", "node": node, "vessels": "v1 v2",
+                                         "resources": 7, "files": {"a": 1}}})
+        domain = b"seattle-nm-response-v1"
+        signature = own.sign(domain + struct.pack(">Q", len(body)) + body).signature
+        payload = msgpack.packb([body, bytes(signature)])
+        return struct.pack(">I", len(payload)) + payload
+
     async def serve(stream: trio.SocketStream) -> None:
         async with stream:
-            while await stream.receive_some(65536):
+            while request := await stream.receive_some(65536):
                 if kind == "garbage":
                     payload = msgpack.packb([b"\xc1not msgpack", None])
                     await stream.send_all(struct.pack(">I", len(payload)) + payload)
                 elif kind == "liar":
                     await stream.send_all(struct.pack(">I", 2**32 - 1) + b"\x00" * 64)
                     return
+                elif kind == "malformed":
+                    await stream.send_all(signed_nonsense(request))
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(serve, listeners)
@@ -182,7 +201,7 @@ async def test_hostile_nodes_fail_their_own_vessels_only(tmp_path: Path) -> None
     init_owned(state)
     async with node_manager(state, dht=False) as real, trio.open_nursery() as nursery:
         ports = {kind: await nursery.start(hostile_node, kind)
-                 for kind in ("garbage", "liar", "silent")}
+                 for kind in ("garbage", "liar", "silent", "malformed")}
         vessels = [Vessel("127.0.0.1", real.port, "v1"), Vessel("127.0.0.1", real.port, "v2"),
                    *(Vessel("127.0.0.1", port, "v1") for port in ports.values())]
         async with Experiment(OWNER, timeout=2) as exp:
@@ -196,6 +215,7 @@ async def test_hostile_nodes_fail_their_own_vessels_only(tmp_path: Path) -> None
     for bad in (*results[2:], *again[2:]):
         assert not bad.ok and bad.error, bad
     assert results[4].status == "timeout"
+    assert "GetVessels" in (results[5].error or ""), results[5]  # says what was wrong
 
 
 def test_blocking_facade_errors_are_clear_and_it_closes() -> None:
