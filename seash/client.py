@@ -37,8 +37,9 @@ from nodemanager.errors import (
 from nodemanager.nat.dial import Route, Upgrade, dial
 from nodemanager.nat.punchdial import punch_upgrade
 from nodemanager.proto.batch import Batcher
-from overlay import DhtUnavailable, LookupResult, OverlayError, lookup_once
+from overlay import Advert, DhtUnavailable, LookupResult, OverlayError, lookup_once
 from seash.errors import DiscoveryError
+from seash.parse import parse_hostport
 from seattlecore import KeyPair, PublicKey
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,16 @@ class NodePool:
 
     def statistics(self) -> PoolStats:
         return PoolStats(open=len(self._clients), opened=self._opened)
+
+    def learn(self, advert: Advert) -> Node:
+        """The node an advert names, remembering how to reach it: through the relays it
+        names (a node behind NAT), else directly (a route from an older advert is dropped)."""
+        node = parse_hostport(advert.address)
+        if advert.relays:
+            self.routes[node] = Route.from_advert(advert)
+        else:
+            self.routes.pop(node, None)
+        return node
 
     def path_of(self, node: Node) -> str:
         """``direct``, ``punched``, ``relay HOST:PORT``, or ``-`` if not contacted yet."""

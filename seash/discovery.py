@@ -16,7 +16,6 @@ import trio
 
 from nodemanager import NodeClient, NodeInfo, VesselInfo
 from nodemanager.errors import NoSuchVessel
-from nodemanager.nat.dial import Route
 from overlay import Advert
 from seash.client import Found, Job, Node, NodeWide, contact_nodes, lookup
 from seash.commands import Args
@@ -88,12 +87,7 @@ async def browse(ex: Executor, args: Args) -> None:
     ex.pool.observers = [*s.settings.bootstrap, *observers_of(found.peers_answered)]
     nodes: dict[Node, PublicKey | None] = {}
     for advert in found.candidates:
-        node = parse_hostport(advert.address)
-        nodes.setdefault(node, advert.node_key)
-        if advert.relays:
-            ex.pool.routes[node] = Route.from_advert(advert)
-        else:
-            ex.pool.routes.pop(node, None)
+        nodes.setdefault(ex.pool.learn(advert), advert.node_key)
     if not nodes:
         raise NoVesselsFound(f"the DHT knows no vessels for {identity.name} "
                              f"({identity.public.short()}); {len(found.peers_answered)} peers asked")

@@ -23,14 +23,15 @@ from nodemanager import NodeClient
 from nodemanager.errors import (
     BadCredential,
     BadPoolRecord,
+    ClientError,
     CredentialExpired,
     CredentialRevoked,
     InsufficientWork,
     QuotaReached,
 )
 from nodemanager.nat.autonat import prefix_of
-from nodemanager.nat.dial import Route
 from nodemanager.proto.pool import (
+    Credential,
     FreeTag,
     decode_tag,
     listing_key,
@@ -38,7 +39,7 @@ from nodemanager.proto.pool import (
     solve_work,
 )
 from overlay import Advert
-from seash.client import Job, NodeResult, fan_out, lookup
+from seash.client import Job, NodeResult, VesselOp, fan_out, lookup
 from seash.commands import Args
 from seash.errors import NoVesselsFound, SeashError, UsageError
 from seash.executor import Executor
@@ -53,6 +54,11 @@ MAX_GET = 1000
 LISTING_LOOKUPS = 2
 """Lookups of the pool's listing before ``get`` says none is free."""
 LISTING_PAUSE = 1.0
+
+
+def ends_leasing(result: NodeResult) -> bool:
+    """Whether a failed acquisition's reason (one of ``FATAL``) holds for every vessel."""
+    return any(cls.code in (result.error or "") for cls in FATAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +167,35 @@ def _parse_count(text: str) -> int:
     return int(text)
 
 
+Works = dict[tuple[PublicKey | None, str], tuple[float, bytes]]
+"""An open pool's proof of work per (node key, vessel), with the moment it was solved for."""
+
+
+async def solve_works(offers: Sequence[Offer], researcher: PublicKey,
+                      cred: Credential) -> Works:
+    """The proof of work of each offer's acquisition (an open pool; none for members), each
+    in a worker thread before the fan-out: seconds of CPU, which no call's timeout allows."""
+    works: Works = {}
+    if cred.open:
+        for offer in offers:
+            at, node, vessel = time.time(), offer.advert.node_key, offer.advert.vessel
+            works[(node, vessel)] = (at, await trio.to_thread.run_sync(
+                solve_work, cred.pool, researcher, node, vessel, at, cred.work))
+    return works
+
+
+def acquire_op(blob: bytes, cred: Credential, works: Works) -> VesselOp:
+    """The fan-out op that leases a job's vessel with the credential ``blob`` (an open
+    pool's acquisitions with their work from ``works``, bound to the moment it was solved
+    for)."""
+    async def acquire(client: NodeClient, job: Job) -> dict[str, Any]:
+        at, work = works.get((job.node_key, job.vessel), (None, None))
+        if cred.open and work is None:
+            raise ClientError(f"no proof of work computed for {job.target}")
+        return await client.acquire_vessel(job.vessel, blob, work=work, at=at)
+    return acquire
+
+
 def _left(deadline: float, now: float) -> str:
     seconds = max(0, int(deadline - now))
     hours, rest = divmod(seconds, 3600)
@@ -187,9 +222,7 @@ async def get(ex: Executor, args: Args) -> None:
         raise NoVesselsFound(f"the DHT lists no free {'' if kind == 'any' else kind + ' '}"
                              f"vessels of pool {pool.short()}")
     for offer in offers:
-        node = parse_hostport(offer.advert.address)
-        if offer.advert.relays:
-            ex.pool.routes[node] = Route.from_advert(offer.advert)
+        ex.pool.learn(offer.advert)
     start = trio.current_time()
     ex.reporter.start("get", count)
     leased: list[int] = []
@@ -198,14 +231,8 @@ async def get(ex: Executor, args: Args) -> None:
     stop = False
 
     cred = read_credential(blob)
-    works: dict[str, tuple[float, bytes]] = {}
-    """An open pool's proof of work per vessel, with the moment it was solved for."""
-
-    async def acquire(client: NodeClient, job: Job) -> dict[str, Any]:
-        at, work = works.get(job.target, (None, None))
-        if cred.open and work is None:
-            raise SeashError(f"no proof of work computed for {job.target}")
-        return await client.acquire_vessel(job.vessel, blob, work=work, at=at)
+    works: Works = {}
+    acquire = acquire_op(blob, cred, works)
 
     serial = False
     retried: set[str] = set()
@@ -216,12 +243,7 @@ async def get(ex: Executor, args: Args) -> None:
         for offer in batch:
             host, port = parse_hostport(offer.advert.address)
             jobs.append(Job(offer.address, host, port, offer.advert.vessel, offer.advert.node_key))
-        if cred.open:  # before the fan-out: the work takes seconds, a call's timeout does not
-            for offer in batch:
-                at, node_key = time.time(), offer.advert.node_key
-                work = await trio.to_thread.run_sync(solve_work, pool, key.public, node_key,
-                                                     offer.advert.vessel, at, cred.work)
-                works[offer.address] = (at, work)
+        works.update(await solve_works(batch, key.public, cred))
         answers = await fan_out(ex.pool, jobs, acquire, identity=key,
                                 limiter=trio.CapacityLimiter(max(1, s.settings.concurrency)),
                                 timeout=s.settings.timeout)
@@ -235,7 +257,7 @@ async def get(ex: Executor, args: Args) -> None:
                 ex.reporter.result(result, f"leased as %{number} for "
                                            f"{_left(result.value['deadline'], time.time())}")
                 continue
-            fatal = any(code in (result.error or "") for code in (cls.code for cls in FATAL))
+            fatal = ends_leasing(result)
             if fatal and len(batch) > 1 and QuotaReached.code in (result.error or "") \
                     and offer.address not in retried:
                 # concurrent claims of ours count against each other (docs/pool.md): ask

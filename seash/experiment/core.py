@@ -10,25 +10,21 @@ vessels (``node unreachable: ...``, or ``timeout``) and no other.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from nodemanager import NodeClient
 from nodemanager.errors import VesselNotRunning
-from nodemanager.nat.dial import Route
-from nodemanager.proto.pool import listing_key, read_credential, solve_work
+from nodemanager.proto.pool import listing_key, read_credential
 from overlay import LookupResult
 from seash.client import Found, Job, Node, NodePool, NodeResult, VesselOp, contact_nodes, fan_out, lookup
 from seash.discovery import node_info_op, observers_of
 from seash.errors import DiscoveryError
 from seash.experiment.model import ExperimentError, Vessel, ending, running
-from seash.leases import FATAL, choose, offers_from
+from seash.leases import Works, acquire_op, choose, ends_leasing, offers_from, solve_works
 from seash.logs import LogReader
-from seash.parse import parse_hostport
 from seattlecore import KeyPair, PublicKey
 
 POLL_INTERVAL = 0.5
@@ -88,10 +84,7 @@ class Experiment:
         self.pool.observers = [*self.bootstrap, *observers_of(found.peers_answered)]
         nodes: dict[Node, PublicKey | None] = {}
         for advert in found.candidates:
-            node = parse_hostport(advert.address)
-            nodes.setdefault(node, advert.node_key)
-            if advert.relays:
-                self.pool.routes[node] = Route.from_advert(advert)
+            nodes.setdefault(self.pool.learn(advert), advert.node_key)
         return await self._contact(list(nodes.items()))
 
     async def _lookup(self, key: PublicKey) -> LookupResult:
@@ -129,38 +122,24 @@ class Experiment:
         found = await self._lookup(listing_key(pool_key))
         queue = choose(offers_from(found.candidates, pool_key), kind, spread,
                        rng or random.Random())
-        blob = self.credential
         leased: list[Vessel] = []
-        works: dict[str, tuple[float, bytes]] = {}
-        """An open pool's proof of work per vessel, with the moment it was solved for."""
-
-        async def lease(client: NodeClient, job: Job) -> dict[str, Any]:
-            at, work = works.get(job.target, (None, None))
-            return await client.acquire_vessel(job.vessel, blob, work=work, at=at)
-
+        works: Works = {}
+        lease = acquire_op(self.credential, credential, works)
         while len(leased) < count and queue:
             size = 1 if leased or len(queue) == 1 else count - len(leased)
             batch, queue = queue[:size], queue[size:]
             offered = []
             for offer in batch:
-                node = parse_hostport(offer.advert.address)
-                if offer.advert.relays:
-                    self.pool.routes[node] = Route.from_advert(offer.advert)
-                offered.append(Vessel(node[0], node[1], offer.advert.vessel, offer.advert.node_key))
-            if credential.open:  # solved first: seconds of CPU, which no call's timeout allows
-                for offer, vessel in zip(batch, offered, strict=True):
-                    at = time.time()
-                    work = await trio.to_thread.run_sync(
-                        solve_work, pool_key, self.identity.public, offer.advert.node_key,
-                        vessel.name, at, credential.work)
-                    works[vessel.address] = (at, work)
+                host, port = self.pool.learn(offer.advert)
+                offered.append(Vessel(host, port, offer.advert.vessel, offer.advert.node_key))
+            works.update(await solve_works(batch, self.identity.public, credential))
             fatal = False
             for vessel, result in zip(offered, await self.do(offered, lease), strict=True):
                 if result.ok:
                     leased.append(vessel)
                     self.leases[vessel.address] = float(result.value["deadline"])
                 else:
-                    fatal |= any(cls.code in (result.error or "") for cls in FATAL)
+                    fatal |= ends_leasing(result)
             if fatal and not leased:
                 break
         return leased[:count]
