@@ -134,13 +134,9 @@ async def test_a_paused_node_lists_no_free_vessels_and_refuses_to_lease(tmp_path
 
 async def leased_to(nodes: list[Daemon], member: nacl.signing.SigningKey) -> list[tuple[int, str]]:
     """(node index, vessel) of every lease ``member`` holds, from each node's status."""
-    held = []
-    for i, nm in enumerate(nodes):
-        status = await pw.send(nm.port, pw.frame(pw.pack(pw.body("GetNodeStatus"))), host=host(i))
-        for name, lease in status["result"]["pool"]["vessels"].items():
-            if lease and lease["researcher"] == pw.pub(member):
-                held.append((i, name))
-    return held
+    return [(i, name) for i, pool in enumerate(await pw.world_pools(nodes, NET))
+            for name, lease in pool["vessels"].items()
+            if lease and lease["researcher"] == pw.pub(member)]
 
 
 async def race_once(nodes: list[Daemon], keys: list[bytes], member: nacl.signing.SigningKey,

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from overlay.advert import pool_listing_key
 from seash.experiment import Experiment, KeepRunning
 from seash.experiment.model import Event
-from seattlecore import KeyPair, PublicKey
+from seattlecore import KeyPair
 from tests.support import poolwire as pw
-from tests.support.dht import lookup_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +28,7 @@ async def test_keep_running_leases_from_the_pool_within_the_quota(tmp_path: Path
     program = tmp_path / "loop.py"
     program.write_bytes(LOOP)
     async with pw.pool_world(tmp_path, 2, 2, net=NET, sandbox=True) as (nodes, _):
-        boot = (f"127.{NET}.0.1", nodes[0].dht_port or 0)
-        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)), boot,
-                           lambda found: len(found.candidates) == 4, timeout=60,
-                           what="the pool's free vessels")
+        boot = await pw.world_listed(nodes, NET, 4)
 
         async with Experiment(alice, bootstrap=[boot], credential=credential) as exp:
             keep = KeepRunning(exp, 2, program, interval=0.2)
@@ -62,10 +57,8 @@ async def test_keep_running_leases_from_the_pool_within_the_quota(tmp_path: Path
             assert exp.leases == {}
 
         # the nodes agree: every pool vessel is free again
-        for i, nm in enumerate(nodes):
-            status = await pw.send(nm.port, pw.frame(pw.pack(pw.body("GetNodeStatus"))),
-                                   host=f"127.{NET}.{i}.1")
-            assert status["result"]["pool"]["vessels"] == {"v1": None, "v2": None}
+        assert [p["vessels"] for p in await pw.world_pools(nodes, NET)] == [
+            {"v1": None, "v2": None}] * 2
 
 
 async def test_an_open_pool_is_leased_from_the_api_with_proof_of_work(tmp_path: Path) -> None:
@@ -75,10 +68,7 @@ async def test_an_open_pool_is_leased_from_the_api_with_proof_of_work(tmp_path: 
     alice, bob = KeyPair.generate(), KeyPair.generate()
     credential = pw.credential(pw.WORLD_PLANNER, pw.POOL_OF_WORLD, vessels=2, work=12)
     async with pw.pool_world(tmp_path, 2, 2, net=OPEN_NET) as (nodes, _):
-        boot = (f"127.{OPEN_NET}.0.1", nodes[0].dht_port or 0)
-        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)), boot,
-                           lambda found: len(found.candidates) == 4, timeout=60,
-                           what="the pool's free vessels")
+        boot = await pw.world_listed(nodes, OPEN_NET, 4)
         async with Experiment(alice, bootstrap=[boot], credential=credential) as exp:
             leased = await exp.acquire(2, spread=True)
             assert len(leased) == 2 and set(exp.leases) == {v.address for v in leased}
@@ -92,7 +82,5 @@ async def test_an_open_pool_is_leased_from_the_api_with_proof_of_work(tmp_path: 
                 assert not {v.address for v in theirs} & {v.address for v in leased}
                 assert [r.ok for r in await other.release(theirs)] == [True, True]
             assert [r.ok for r in await exp.release(leased)] == [True, True]
-        for i, nm in enumerate(nodes):
-            status = await pw.send(nm.port, pw.frame(pw.pack(pw.body("GetNodeStatus"))),
-                                   host=f"127.{OPEN_NET}.{i}.1")
-            assert status["result"]["pool"]["vessels"] == {"v1": None, "v2": None}
+        assert [p["vessels"] for p in await pw.world_pools(nodes, OPEN_NET)] == [
+            {"v1": None, "v2": None}] * 2

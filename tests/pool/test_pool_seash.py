@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 from installer.planner.grant import render_pool
-from overlay.advert import pool_listing_key
-from seattlecore import KeyPair, PublicKey, save_keypair
+from seattlecore import KeyPair, save_keypair
 from tests.support import poolwire as pw
-from tests.support.dht import lookup_until
 from tests.support.seash import seash
 
 pytestmark = pytest.mark.slow
@@ -36,12 +34,8 @@ async def test_get_run_release_from_seash(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60)
     assert granted.returncode == 0, granted.stderr
     async with pw.pool_world(tmp_path, 3, 1, net=NET, sandbox=True) as (nodes, _):
-        boot = f"127.{NET}.0.1:{nodes[0].dht_port}"
-
-        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)),
-                           (f"127.{NET}.0.1", nodes[0].dht_port or 0),
-                           lambda found: len(found.candidates) == 3, timeout=60,
-                           what="the pool's free vessels")
+        host, dht = await pw.world_listed(nodes, NET, 3)
+        boot = f"{host}:{dht}"
 
         session = await seash(home, """
             loadkeys alice; loadgrant alice.grant
@@ -66,10 +60,7 @@ async def test_get_run_release_from_seash(tmp_path: Path) -> None:
         assert "renew: 2 ok" in out and "release: 2 ok" in out
         assert session.stdout.rstrip().endswith("(leases: none)")
         # the nodes agree: every pool vessel is free again
-        for i, nm in enumerate(nodes):
-            status = await pw.send(nm.port, pw.frame(pw.pack(pw.body("GetNodeStatus"))),
-                                   host=f"127.{NET}.{i}.1")
-            pool = status["result"]["pool"]
+        for pool in await pw.world_pools(nodes, NET):
             assert pool["vessels"] == {"v1": None}
             assert render_pool(pool, 0.0)[1] == "  v1    free"
 
@@ -88,11 +79,8 @@ async def test_get_from_an_open_pool_pays_the_work_per_key(tmp_path: Path) -> No
     assert granted.returncode == 0, granted.stderr
     net = 49
     async with pw.pool_world(tmp_path, 3, 1, net=net) as (nodes, _):
-        boot = f"127.{net}.0.1:{nodes[0].dht_port}"
-        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)),
-                           (f"127.{net}.0.1", nodes[0].dht_port or 0),
-                           lambda found: len(found.candidates) == 3, timeout=60,
-                           what="the pool's free vessels")
+        host, dht = await pw.world_listed(nodes, net, 3)
+        boot = f"{host}:{dht}"
         session = await seash(home, """
             loadkeys alice; loadgrant open.grant
             get 2
@@ -119,11 +107,8 @@ async def test_get_leases_two_vessels_of_one_node_at_once(tmp_path: Path) -> Non
                                                      vessels=4, expires=time.time() + 86400))
     net = 50
     async with pw.pool_world(tmp_path, 2, 2, net=net) as (nodes, _):
-        boot = f"127.{net}.0.1:{nodes[0].dht_port}"
-        await lookup_until(pool_listing_key(PublicKey(pw.POOL_OF_WORLD)),
-                           (f"127.{net}.0.1", nodes[0].dht_port or 0),
-                           lambda found: len(found.candidates) == 4, timeout=60,
-                           what="the pool's free vessels")
+        host, dht = await pw.world_listed(nodes, net, 4)
+        boot = f"{host}:{dht}"
         session = await seash(home, "loadkeys alice; loadgrant alice.grant; get 4; "
                                     "renew get; release get",
                               cwd=work, bootstrap=boot, json_output=False)

@@ -20,8 +20,11 @@ from typing import Any
 import nacl.signing
 import trio
 
+from overlay.advert import pool_listing_key
+from seattlecore import PublicKey
 from tests.support.attacker import ask, body, error_code, frame, pack
 from tests.support.daemons import Daemon, init_node, node_manager
+from tests.support.dht import lookup_until
 from tests.support.worlds import SMALL
 
 CREDENTIAL_DOMAIN = b"seattle-pool-credential-v1"
@@ -176,3 +179,23 @@ async def pool_world(root: Path, nodes: int, vessels: int = 2, *, net: int = 40,
 
 WORLD_PLANNER = new_key(100)
 POOL_OF_WORLD = pub(WORLD_PLANNER)
+
+
+async def world_listed(nodes: list[Daemon], net: int, want: int) -> tuple[str, int]:
+    """The ``pool_world``'s DHT bootstrap (node 0), once the pool's listing holds ``want``
+    free vessels."""
+    boot = (f"127.{net}.0.1", nodes[0].dht_port or 0)
+    await lookup_until(pool_listing_key(PublicKey(POOL_OF_WORLD)), boot,
+                       lambda found: len(found.candidates) == want, timeout=60,
+                       what="the pool's free vessels")
+    return boot
+
+
+async def world_pools(nodes: list[Daemon], net: int) -> list[dict[str, Any]]:
+    """Each ``pool_world`` node's GetNodeStatus ``pool`` map (its ``vessels``: vessel ->
+    lease, None when free)."""
+    out = []
+    for i, nm in enumerate(nodes):
+        status = await send(nm.port, frame(pack(body("GetNodeStatus"))), host=f"127.{net}.{i}.1")
+        out.append(status["result"]["pool"])
+    return out
