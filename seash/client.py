@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import trio
@@ -293,42 +293,30 @@ async def _run_one(pool: NodePool, job: Job, op: VesselOp, identity: KeyPair | N
 
 async def _serve_node_wide(pool: NodePool, jobs: list[Job], op: NodeWide,
                            identity: KeyPair | None, timeout: float, emit: ResultSink) -> None:
-    """One ``fetch`` for all of the node's jobs, then each job's value picked from it."""
-    node, start = jobs[0].node, trio.current_time()
+    """One ``fetch`` for all of the node's jobs (a call like any other: ``_run_one``), then
+    each job's value picked from its answer."""
     deadline = max(job.deadline or timeout for job in jobs)
-    failed: NodeManagerError | OSError | None = None
-    path = "direct"
-    with trio.move_on_after(deadline + 0.5) as scope:
-        try:
-            client = await pool.client(node, identity, jobs[0].node_key, deadline)
-            client.timeout = deadline
-            path = client.path
-            answer = await op.fetch(client)
-        except Exception as exc:
-            failed = _readable(exc)
-    if scope.cancelled_caught:
-        await pool.discard(node, identity)
+
+    async def fetch(client: NodeClient, job: Job) -> Any:
+        return await op.fetch(client)
+
+    fetched = await _run_one(pool, replace(jobs[0], deadline=deadline), fetch, identity, timeout)
+    if not fetched.ok:
         for job in jobs:
-            emit(NodeResult(job.target, job.address, "timeout",
-                            error=f"no answer within {deadline:g} s",
-                            elapsed=trio.current_time() - start))
+            emit(NodeResult(job.target, job.address, fetched.status, error=fetched.error,
+                            elapsed=fetched.elapsed))
+        if _unreachable(fetched):
+            await pool.discard(jobs[0].node, identity)
         return
-    if failed is not None:
-        results = [_failure(job, op, failed, start) for job in jobs]
-        for result in results:
-            emit(result)
-        if _unreachable(results[0]):
-            await pool.discard(node, identity)
-        return
-    elapsed = trio.current_time() - start
+    start = trio.current_time() - fetched.elapsed
     for job in jobs:
         try:
-            value = op.pick(answer, job)
+            value = op.pick(fetched.value, job)
         except Exception as exc:
             emit(_failure(job, op, _readable(exc), start))
         else:
-            emit(NodeResult(job.target, job.address, "ok", value=value, elapsed=elapsed,
-                            path=path))
+            emit(NodeResult(job.target, job.address, "ok", value=value,
+                            elapsed=fetched.elapsed, path=fetched.path))
 
 
 def _readable(exc: Exception) -> NodeManagerError | OSError:
