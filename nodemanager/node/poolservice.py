@@ -166,13 +166,17 @@ class PoolService:
     def is_pool_vessel(self, name: str) -> bool:
         return name in self.config.vessels and name in self.server.state.vessels
 
+    @property
+    def offering(self) -> bool:
+        """Whether free vessels are offered: not while the donor has paused the node (a
+        vessel leased then could not run)."""
+        return self.server.donor_paused is None
+
     def advert_pairs(self) -> dict[Pair, bytes]:
-        """Pairs to advertise with their tags: free vessels under the listing key (none
-        while the donor has paused the node: a vessel leased then could not run), leases
-        under their researcher's key."""
+        """Pairs to advertise with their tags: free vessels under the listing key (while
+        ``offering``), leases under their researcher's key."""
         out: dict[Pair, bytes] = {}
         reach = self._reach()
-        offering = self.server.donor_paused is None
         for name in self.config.vessels:
             vessel = self.server.state.vessels.get(name)
             if vessel is None:
@@ -180,7 +184,7 @@ class PoolService:
             lease = self.book.leases.get(name)
             if lease is not None:
                 out[(name, lease.researcher)] = encode_tag(lease.tag(self.config.key))
-            elif offering and name not in self._claimed:
+            elif self.offering and name not in self._claimed:
                 table = vessel.resources
                 out[(name, self.listing)] = encode_tag(FreeTag(
                     pool=self.config.key, cpu=float(table["cpu"]), memory=int(table["memory"]),
@@ -256,7 +260,7 @@ class PoolService:
         async with self._researcher_lock(researcher), self.server.vessel_lock(request.vessel):
             if request.vessel in self.book.leases or request.vessel in self._claimed:
                 raise errors.VesselTaken(f"{request.vessel} is leased (taken meanwhile)")
-            if self.server.donor_paused is not None:  # a listing seen before the pause
+            if not self.offering:  # a listing read before the donor paused the node
                 raise errors.VesselTaken(f"{request.vessel} is not offered while the donor has "
                                          f"paused this node ({self.server.donor_paused})")
             for _, (used, _) in spent:  # checked under the vessel's lock: no reuse race

@@ -180,8 +180,6 @@ def node_info(raw: Mapping[str, Any]) -> NodeInfo:
             raise TypeError("vessels is not a list")
         return NodeInfo(version=raw["version"], node=PublicKey(raw["node"]),
                         vessels=tuple(_vessel_info(v) for v in vessels))
-    except BadResponse:
-        raise
     except (KeyError, TypeError, ValueError, AttributeError, CoreError) as exc:
         raise BadResponse(f"GetVessels: malformed answer ({type(exc).__name__}: {exc})") from exc
 
